@@ -1,0 +1,29 @@
+// Shared test helpers: a loopback configuration on port 0 with logs and the admin listener off.
+import { configSchema, type Config, type ConfigOverrides } from "../src/config/schema.ts";
+
+/** A validated Config for tests: 127.0.0.1, port 0, no admin listener, no access log, no periodic report. */
+export function testConfig(overrides: ConfigOverrides = {}): Config {
+  const base: ConfigOverrides = {
+    server: { bind: "127.0.0.1", port: 0, shutdown_timeout_s: 5 },
+    admin: { enabled: false, port: 0, bind: "127.0.0.1" },
+    log: { level: "error", access_log: false },
+    stats: { interval_s: 0 },
+    pool: { threads: 2 },
+  };
+  const merged: Record<string, Record<string, unknown>> = {};
+  for (const source of [base, overrides]) {
+    for (const [table, values] of Object.entries(source)) {
+      merged[table] = { ...merged[table], ...(values as Record<string, unknown>) };
+    }
+  }
+  return configSchema.parse(merged);
+}
+
+/** Resolves when `predicate` holds, polling every few ms; rejects after `timeoutMs`. */
+export async function waitFor(predicate: () => boolean | Promise<boolean>, timeoutMs = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await Bun.sleep(5);
+  }
+}
