@@ -1,0 +1,32 @@
+// What every listener receives from the server: the configuration and the shared resources.
+import type { Config } from "./config/schema.ts";
+import type { Logger } from "./log.ts";
+import type { Stats } from "./stats/stats.ts";
+
+/**
+ * Gauges that live outside the shared counters (pool queue depth, arena bytes in use, tracked IPs),
+ * registered by the module that owns them and read by snapshots, /metrics and reports.
+ * Key: a group name such as "pool"; value: a function returning that group's current numbers.
+ */
+export type GaugeRegistry = Map<string, () => Record<string, number>>;
+
+export interface ServerContext {
+  readonly config: Config;
+  readonly stats: Stats;
+  readonly logger: Logger;
+  readonly gauges: GaugeRegistry;
+}
+
+export interface StopOptions {
+  /** true: stop accepting, let in-flight work finish within timeoutMs, then close the rest. false: close now. */
+  readonly graceful: boolean;
+  readonly timeoutMs: number;
+}
+
+/** A running listener (public HTTP/TCP port or the admin port). */
+export interface Listener {
+  readonly port: number;
+  /** Requests or frames being worked on now; graceful stop waits for this to reach 0. */
+  inFlight(): number;
+  stop(options: StopOptions): Promise<void>;
+}

@@ -1,0 +1,19 @@
+// The interface the custom protocol uses to run an operation off the I/O path (the worker pool implements it).
+
+/**
+ * Called exactly once per `run`. `status` is an HPS/1 status code (0 = ok, 4 busy, 6 internal, 7 timeout);
+ * `result` is only valid during the call (it may be a view into the shared arena): copy or write it out before returning.
+ */
+export type OpDone = (token: number, status: number, result: Uint8Array) => void;
+
+export interface OpRunner {
+  /**
+   * Runs `opcode` on `payload`. `payload` stays valid and unchanged until `done` is called.
+   * `token` is passed back to `done` untouched (e.g. a connection slot and request index), so callers need no closure per call.
+   */
+  run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void;
+  /** Whether `opcode` runs through this runner (HASH and user opcodes 0x80-0xFF) rather than inline on the I/O thread. */
+  handles(opcode: number): boolean;
+  /** Tasks queued or running now. */
+  pending(): number;
+}
