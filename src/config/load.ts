@@ -1,0 +1,228 @@
+// Loads the configuration: TOML file < environment (HPS_<TABLE>_<KEY>) < CLI (--set table.key=value), then validates.
+import { parse as parseToml, TomlError } from "smol-toml";
+import type { z } from "zod";
+import { configSchema, SETTINGS, type Config } from "./schema.ts";
+
+/** Every problem found in one run, each a sentence a person can act on. */
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[]) {
+    super(problems.join("\n"));
+    this.name = "ConfigError";
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions {
+  /** Path of the TOML file; a missing file means all defaults unless `requireFile`. */
+  configPath: string;
+  /** Fail when the file does not exist (the user named it explicitly). */
+  requireFile?: boolean;
+  /** Environment to read HPS_* overrides from. */
+  env?: Record<string, string | undefined>;
+  /** `table.key=value` overrides from the command line, in order. */
+  sets?: readonly string[];
+}
+
+type RawConfig = Record<string, Record<string, unknown>>;
+type SettingKind = "string" | "number" | "boolean" | "list";
+
+const TABLE_NAMES = Object.keys(SETTINGS);
+const DEFAULTS = configSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+
+function kindOf(table: string, key: string): SettingKind {
+  const value = DEFAULTS[table]![key];
+  if (Array.isArray(value)) return "list";
+  return typeof value === "number" ? "number" : typeof value === "boolean" ? "boolean" : "string";
+}
+
+function hasSetting(table: string, key: string): boolean {
+  return Object.hasOwn(SETTINGS, table) && Object.hasOwn(SETTINGS[table as keyof typeof SETTINGS], key);
+}
+
+/** Reads, merges and validates the configuration. Throws ConfigError listing every problem. */
+export async function loadConfig(options: LoadOptions): Promise<Config> {
+  const problems: string[] = [];
+  const source = options.configPath;
+  const file = Bun.file(source);
+  let raw: RawConfig = {};
+  if (await file.exists()) {
+    raw = parseFile(source, await file.text(), problems);
+  } else if (options.requireFile) {
+    problems.push(`${source}: file not found (create it, or leave out --config to use ${"server.toml"} or the defaults)`);
+  }
+  checkKnownKeys(raw, source, problems);
+  applyEnv(raw, options.env ?? {}, problems);
+  for (const assignment of options.sets ?? []) applySet(raw, assignment, problems);
+  const config = validate(raw, source, problems);
+  if (problems.length > 0 || config === null) throw new ConfigError(problems);
+  return config;
+}
+
+/** Validates an in-memory configuration object (tests, embedding). */
+export function buildConfig(raw: Record<string, Record<string, unknown>>, source = "config"): Config {
+  const problems: string[] = [];
+  checkKnownKeys(raw, source, problems);
+  const config = validate(raw, source, problems);
+  if (problems.length > 0 || config === null) throw new ConfigError(problems);
+  return config;
+}
+
+function parseFile(path: string, text: string, problems: string[]): RawConfig {
+  try {
+    return parseToml(text) as RawConfig;
+  } catch (error) {
+    if (error instanceof TomlError) {
+      const reason = error.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+      problems.push(`${path}:${error.line}:${error.column}: TOML syntax error: ${reason}`);
+    } else {
+      problems.push(`${path}: cannot be read: ${(error as Error).message}`);
+    }
+    return {};
+  }
+}
+
+function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): void {
+  for (const [table, values] of Object.entries(raw)) {
+    if (!Object.hasOwn(SETTINGS, table)) {
+      problems.push(`${source}: unknown table [${table}]${suggest(table, TABLE_NAMES)}`);
+      delete raw[table];
+      continue;
+    }
+    if (typeof values !== "object" || values === null || Array.isArray(values)) {
+      problems.push(`${source}: ${table} must be a table ([${table}]), got ${describe(values)}`);
+      delete raw[table];
+      continue;
+    }
+    const keys = Object.keys(SETTINGS[table as keyof typeof SETTINGS]);
+    for (const key of Object.keys(values)) {
+      if (!keys.includes(key)) {
+        problems.push(`${source}: unknown setting ${table}.${key}${suggest(key, keys, `${table}.`)}`);
+        delete values[key];
+      }
+    }
+  }
+}
+
+function applyEnv(raw: RawConfig, env: Record<string, string | undefined>, problems: string[]): void {
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith("HPS_") || text === undefined) continue;
+    const rest = name.slice(4).toLowerCase();
+    const table = TABLE_NAMES.filter((t) => rest.startsWith(`${t}_`)).sort((a, b) => b.length - a.length)[0];
+    const key = table === undefined ? "" : rest.slice(table.length + 1);
+    if (table === undefined || !hasSetting(table, key)) {
+      const all = TABLE_NAMES.flatMap((t) => Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `HPS_${t}_${k}`.toUpperCase()));
+      problems.push(`environment: unknown setting ${name}${suggest(name, all)}`);
+      continue;
+    }
+    setValue(raw, table, key, text, `environment ${name}`, problems);
+  }
+}
+
+function applySet(raw: RawConfig, assignment: string, problems: string[]): void {
+  const equals = assignment.indexOf("=");
+  const path = equals < 0 ? assignment : assignment.slice(0, equals);
+  const [table = "", key = "", ...extra] = path.trim().split(".");
+  if (equals < 0 || extra.length > 0 || !hasSetting(table, key)) {
+    const all = TABLE_NAMES.flatMap((t) => Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `${t}.${k}`));
+    const hint = equals < 0 ? " (expected --set table.key=value)" : suggest(path, all);
+    problems.push(`--set ${assignment}: unknown setting ${path}${hint}`);
+    return;
+  }
+  setValue(raw, table, key, assignment.slice(equals + 1), `--set ${path}`, problems);
+}
+
+/** Converts override text to the setting's kind; what cannot be converted is left for the schema to reject. */
+function setValue(raw: RawConfig, table: string, key: string, text: string, origin: string, problems: string[]): void {
+  const target = (raw[table] ??= {});
+  const trimmed = text.trim();
+  switch (kindOf(table, key)) {
+    case "number": {
+      const value = trimmed === "" ? Number.NaN : Number(trimmed);
+      // Byte sizes also accept "16MiB"; keep the text so the schema can parse it.
+      target[key] = Number.isNaN(value) ? trimmed : value;
+      break;
+    }
+    case "boolean":
+      if (/^(true|1|yes|on)$/i.test(trimmed)) target[key] = true;
+      else if (/^(false|0|no|off)$/i.test(trimmed)) target[key] = false;
+      else problems.push(`${origin}: ${table}.${key} must be true or false (got "${text}")`);
+      break;
+    case "list":
+      target[key] = trimmed === "" ? [] : trimmed.split(",").map((item) => item.trim());
+      break;
+    case "string":
+      target[key] = text;
+      break;
+  }
+}
+
+function validate(raw: RawConfig, source: string, problems: string[]): Config | null {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return Object.freeze(result.data) as Config;
+  for (const issue of result.error.issues) problems.push(`${source}: ${describeIssue(issue, raw)}`);
+  return null;
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
+  const [table, key] = issue.path as string[];
+  const name = issue.path.join(".");
+  const given = issue.path.reduce<unknown>((value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey], raw);
+  const got = ` (got ${describe(given)})`;
+  const unit = table !== undefined && key !== undefined && hasSetting(table, key) ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, { unit?: string }>)[key]!.unit : undefined;
+  const inUnit = unit ? ` ${unit}` : "";
+  switch (issue.code) {
+    case "invalid_type":
+      if (issue.expected === "number" && typeof given === "string") return `${name} must be a number or a size like "16 MiB"${got}`;
+      return `${name} must be ${article(issue.expected)}${got}`;
+    case "too_small":
+      return `${name} must be at least ${issue.minimum}${inUnit}${got}`;
+    case "too_big":
+      return `${name} must be at most ${issue.maximum}${inUnit}${got}`;
+    case "invalid_value":
+      return `${name} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}${got}`;
+    case "custom":
+      return `${name} ${issue.message}${got}`;
+    default:
+      if (issue.code === "invalid_format" || issue.message.includes("integer")) return `${name} must be a whole number${got}`;
+      return `${name}: ${issue.message}${got}`;
+  }
+}
+
+function article(expected: string): string {
+  if (expected === "int") return "a whole number";
+  if (expected === "array") return "a list of strings";
+  return /^[aeiou]/.test(expected) ? `an ${expected}` : `a ${expected}`;
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (typeof value === "string") return JSON.stringify(value);
+  if (Array.isArray(value)) return JSON.stringify(value);
+  if (typeof value === "object" && value !== null) return "a table";
+  return String(value);
+}
+
+/** " (did you mean X?)" for the closest candidate within a small edit distance, else "". */
+export function suggest(word: string, candidates: readonly string[], prefix = ""): string {
+  let best = "";
+  let bestDistance = Infinity;
+  for (const candidate of candidates) {
+    const distance = editDistance(word.toLowerCase(), candidate.toLowerCase());
+    if (distance < bestDistance) [best, bestDistance] = [candidate, distance];
+  }
+  return bestDistance <= Math.max(2, Math.floor(word.length / 3)) ? ` (did you mean ${prefix}${best}?)` : "";
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

@@ -1,0 +1,59 @@
+// Prints a configuration as commented TOML (--print-config, server.toml) and the settings as a Markdown reference.
+import { stringify } from "smol-toml";
+import { configSchema, SETTINGS, type Config, type SettingSpec } from "./schema.ts";
+
+const DEFAULTS = configSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+
+function tomlValue(value: unknown): string {
+  return stringify({ v: value }).replace(/^v = /, "").trim();
+}
+
+function settingEntries(): Array<[string, Array<[string, SettingSpec]>]> {
+  return Object.entries(SETTINGS).map(([table, settings]) => [table, Object.entries(settings as Record<string, SettingSpec>)]);
+}
+
+/** The configuration as TOML; with `comments`, each setting is preceded by its meaning, unit and default. */
+export function configToToml(config: Config, comments = true): string {
+  const values = config as unknown as Record<string, Record<string, unknown>>;
+  const lines: string[] = [];
+  for (const [table, settings] of settingEntries()) {
+    if (lines.length > 0) lines.push("");
+    lines.push(`[${table}]`);
+    for (const [key, spec] of settings) {
+      if (comments) {
+        const unit = spec.unit ? ` Unit: ${spec.unit}.` : "";
+        lines.push(`# ${spec.doc}${unit} Default: ${tomlValue(DEFAULTS[table]![key])}.`);
+        if (spec.notAppliedBecause) lines.push(`# Not applied on this runtime: ${spec.notAppliedBecause}.`);
+      }
+      lines.push(`${key} = ${tomlValue(values[table]![key])}`);
+    }
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/** The settings reference for the README: one Markdown table per TOML table. */
+export function settingsReference(): string {
+  const out: string[] = [];
+  for (const [table, settings] of settingEntries()) {
+    out.push(`#### \`[${table}]\``, "", "| setting | default | unit | meaning |", "| --- | --- | --- | --- |");
+    for (const [key, spec] of settings) {
+      const note = spec.notAppliedBecause ? ` *Accepted but not applied: ${spec.notAppliedBecause}.*` : "";
+      const shown = tomlValue(DEFAULTS[table]![key]).replaceAll("|", "\\|");
+      out.push(`| \`${table}.${key}\` | \`${shown}\` | ${spec.unit ?? ""} | ${spec.doc.replaceAll("|", "\\|")}${note} |`);
+    }
+    out.push("");
+  }
+  return out.join("\n");
+}
+
+/** Settings present in the configuration that Bun cannot apply, each as "key (reason)". */
+export function unappliedSettings(config: Config): string[] {
+  const values = config as unknown as Record<string, Record<string, unknown>>;
+  const result: string[] = [];
+  for (const [table, settings] of settingEntries()) {
+    for (const [key, spec] of settings) {
+      if (spec.notAppliedBecause) result.push(`${table}.${key} = ${tomlValue(values[table]![key])} (${spec.notAppliedBecause})`);
+    }
+  }
+  return result;
+}
