@@ -1,0 +1,145 @@
+// Admission at the edge: allow/deny lists, connection limits, per-address rate limit and the client's address.
+//
+// One Admission per listener thread. It decides and counts refusals; the listener turns a refusal into its
+// protocol's answer (HTTP 503/429, an error frame, a close). What a "connection" is for HTTP: Bun.serve has no
+// connection events, so HTTP calls admitConnection at request start and releaseConnection when the response
+// is done, i.e. the limits bound requests in flight (in total and per client address).
+import type { Config } from "../config/schema.ts";
+import type { GaugeRegistry } from "../context.ts";
+import { Counter, type Stats } from "../stats/stats.ts";
+import { CidrList, parseAddressInto, unmapIpv4 } from "./cidr.ts";
+import { forwardedClient } from "./client-address.ts";
+import { ConnectionGate, GateResult } from "./connection-gate.ts";
+import { RateLimiter, type RateLimitState } from "./rate-limiter.ts";
+
+/** Why a connection (or HTTP request) was refused; NONE = admitted. */
+export const Refusal = { NONE: 0, DENIED: 1, MAX_CONNECTIONS: 2, PER_IP: 3 } as const;
+
+/** Answer of rateLimitHeaders when rate limiting is off (nothing to report). */
+const NO_RATE_LIMIT: Readonly<RateLimitState> = Object.freeze({ limit: 0, remaining: 0, resetSeconds: 0 });
+
+export class Admission {
+  /** rate_limit.enabled: takeToken refuses over the rate. */
+  readonly rateLimitEnabled: boolean;
+  /** rate_limit.headers (and enabled): admitted HTTP responses carry RateLimit-* headers too. */
+  readonly rateLimitHeadersEnabled: boolean;
+  /** net.proxy_protocol: TCP connections from trusted proxies start with a PROXY v1/v2 header. */
+  readonly proxyProtocol: boolean;
+  private readonly stats: Stats;
+  private readonly gate: ConnectionGate;
+  private readonly limiter: RateLimiter | null;
+  private readonly allow: CidrList;
+  private readonly deny: CidrList;
+  private readonly trustedProxies: CidrList;
+  private readonly hasAccessLists: boolean;
+  private readonly words = new Int32Array(4);
+
+  /** `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given). */
+  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry) {
+    this.stats = stats;
+    this.gate = new ConnectionGate(config.limits.max_connections, config.limits.max_connections_per_ip);
+    const rate = config.rate_limit;
+    this.limiter = rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
+    this.rateLimitEnabled = rate.enabled;
+    this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
+    this.allow = new CidrList(config.net.allow);
+    this.deny = new CidrList(config.net.deny);
+    this.trustedProxies = new CidrList(config.net.trusted_proxies);
+    this.hasAccessLists = this.allow.size > 0 || this.deny.size > 0;
+    this.proxyProtocol = config.net.proxy_protocol;
+    gauges?.set("rateLimiter", () => ({ trackedIps: this.trackedIps }));
+  }
+
+  /**
+   * At connection open (TCP) or request start (HTTP in-flight accounting): deny/allow first, then the total
+   * and per-address limits. Returns a Refusal; NONE means admitted and counted, and must be matched by one
+   * releaseConnection(ip). A refusal is counted in stats (connectionsRefused + its own counter).
+   */
+  admitConnection(ip: string): number {
+    if (this.hasAccessLists && !this.isAllowed(ip)) {
+      this.stats.inc(Counter.connectionsRefused);
+      this.stats.inc(Counter.refusedDenied);
+      return Refusal.DENIED;
+    }
+    const result = this.gate.enter(ip);
+    if (result === GateResult.ADMITTED) return Refusal.NONE;
+    this.stats.inc(Counter.connectionsRefused);
+    if (result === GateResult.MAX_CONNECTIONS) {
+      this.stats.inc(Counter.refusedMaxConnections);
+      return Refusal.MAX_CONNECTIONS;
+    }
+    this.stats.inc(Counter.refusedPerIp);
+    return Refusal.PER_IP;
+  }
+
+  /** Ends what an admitted admitConnection(ip) started. */
+  releaseConnection(ip: string): void {
+    this.gate.leave(ip);
+  }
+
+  /** Rate limiter: 0 = admitted; otherwise milliseconds (>= 1) until a token is available (counted as rate limited). */
+  takeToken(ip: string, nowMs: number): number {
+    const limiter = this.limiter;
+    if (limiter === null) return 0;
+    const waitMs = limiter.take(ip, nowMs);
+    if (waitMs !== 0) this.stats.inc(Counter.rateLimited);
+    return waitMs;
+  }
+
+  /**
+   * Values for RateLimit-Limit / -Remaining / -Reset after this request's takeToken. The object is reused
+   * by the next call: read it at once. All zero when rate limiting is off.
+   */
+  rateLimitHeaders(ip: string, nowMs: number): { readonly limit: number; readonly remaining: number; readonly resetSeconds: number } {
+    return this.limiter === null ? NO_RATE_LIMIT : this.limiter.peek(ip, nowMs);
+  }
+
+  /**
+   * The client's address: X-Forwarded-For (right-most untrusted hop) when the peer is in net.trusted_proxies,
+   * else the peer. IPv4-mapped IPv6 ("::ffff:1.2.3.4") comes back as plain IPv4.
+   */
+  clientAddress(peerIp: string, forwardedFor: string | null): string {
+    const peer = unmapIpv4(peerIp);
+    if (forwardedFor === null || this.trustedProxies.size === 0 || !this.trustedProxies.contains(peer)) return peer;
+    return forwardedClient(peer, forwardedFor, this.trustedProxies);
+  }
+
+  /** net.deny / net.allow alone (deny first; an empty allow list allows everyone not denied). */
+  isAllowed(ip: string): boolean {
+    if (!this.hasAccessLists) return true;
+    const isAddress = parseAddressInto(ip, this.words);
+    if (isAddress && this.deny.containsWords(this.words)) return false;
+    if (this.allow.size === 0) return true;
+    return isAddress && this.allow.containsWords(this.words);
+  }
+
+  /** True when `peerIp` is a trusted proxy that must send a PROXY header first (TCP, net.proxy_protocol). */
+  expectsProxyHeader(peerIp: string): boolean {
+    return this.proxyProtocol && this.trustedProxies.contains(peerIp);
+  }
+
+  /** True when `peerIp` is in net.trusted_proxies. */
+  isTrustedProxy(peerIp: string): boolean {
+    return this.trustedProxies.contains(peerIp);
+  }
+
+  /** Connections (TCP) or in-flight requests (HTTP) admitted and not yet released. */
+  get openConnections(): number {
+    return this.gate.openTotal;
+  }
+
+  /** Open connections (or in-flight requests) from one address. */
+  openFrom(ip: string): number {
+    return this.gate.openFrom(ip);
+  }
+
+  /** Addresses the rate limiter remembers now (0 when it is off). */
+  get trackedIps(): number {
+    return this.limiter === null ? 0 : this.limiter.size;
+  }
+}
+
+/** Seconds for a Retry-After header from takeToken's milliseconds (at least 1). */
+export function retryAfterSeconds(waitMs: number): number {
+  return waitMs <= 1000 ? 1 : Math.ceil(waitMs / 1000);
+}

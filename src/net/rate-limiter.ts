@@ -1,0 +1,158 @@
+// Per-address rate limiter: GCRA (a token bucket kept as one timestamp) in a bounded least-recently-seen table.
+//
+// GCRA: each address has a theoretical arrival time `tat`. A request at `now` is admitted when
+// max(tat, now) + interval - now <= capacity * interval, and then tat becomes max(tat, now) + interval.
+// That is exactly a bucket of `capacity` tokens refilled at one token per `interval`, stored as one number.
+// An address whose tat is in the past has a full bucket, the same as an address never seen, so evicting the
+// least recently seen address loses at most the state of the quietest client.
+//
+// The table: Map<address, slot> plus, per slot, tat and prev/next links in typed arrays (a doubly linked
+// recency list). A hit is one Map.get and a few array stores; nothing is allocated once the arrays have grown.
+
+const NONE = -1;
+/** Slots allocated at first; the arrays double up to maxTrackedIps. */
+const INITIAL_SLOTS = 1024;
+/** Rounding slack for the float comparisons (well under a microsecond). */
+const EPSILON_MS = 1e-6;
+
+export interface RateLimitState {
+  /** Bucket capacity: requests allowed at once. */
+  limit: number;
+  /** Requests the address could make now. */
+  remaining: number;
+  /** Seconds until the bucket is full again (0 when it is). */
+  resetSeconds: number;
+}
+
+export class RateLimiter {
+  /** Milliseconds per token (window / requests). */
+  readonly intervalMs: number;
+  /** Requests allowed at once (the bucket size). */
+  readonly capacity: number;
+  private readonly toleranceMs: number;
+  private readonly maxTracked: number;
+  private readonly slotOf = new Map<string, number>();
+  private keys: string[] = [];
+  private tats: Float64Array;
+  private prev: Int32Array;
+  private next: Int32Array;
+  /** Most recently seen slot. */
+  private head = NONE;
+  /** Least recently seen slot (evicted first). */
+  private tail = NONE;
+  private readonly state: RateLimitState;
+
+  /**
+   * @param requests tokens per window (the sustained rate)
+   * @param windowSeconds the window
+   * @param burst bucket size; 0 = same as requests
+   * @param maxTrackedIps addresses remembered at most
+   */
+  constructor(requests: number, windowSeconds: number, burst: number, maxTrackedIps: number) {
+    this.intervalMs = (windowSeconds * 1000) / requests;
+    this.capacity = burst === 0 ? requests : burst;
+    this.toleranceMs = this.capacity * this.intervalMs;
+    this.maxTracked = maxTrackedIps;
+    const slots = Math.min(INITIAL_SLOTS, maxTrackedIps);
+    this.tats = new Float64Array(slots);
+    this.prev = new Int32Array(slots);
+    this.next = new Int32Array(slots);
+    this.state = { limit: this.capacity, remaining: this.capacity, resetSeconds: 0 };
+  }
+
+  /** Addresses in the table now. */
+  get size(): number {
+    return this.slotOf.size;
+  }
+
+  /** Takes one token for `key` at `nowMs`: 0 when admitted, else milliseconds (>= 1) until a token is available. */
+  take(key: string, nowMs: number): number {
+    let slot = this.slotOf.get(key);
+    if (slot === undefined) slot = this.insert(key, nowMs);
+    else this.touch(slot);
+    const tats = this.tats;
+    const stored = tats[slot]!;
+    const newTat = (stored > nowMs ? stored : nowMs) + this.intervalMs;
+    const excessMs = newTat - nowMs - this.toleranceMs;
+    if (excessMs > EPSILON_MS) return Math.max(1, Math.ceil(excessMs));
+    tats[slot] = newTat;
+    return 0;
+  }
+
+  /**
+   * The bucket of `key` at `nowMs` without taking a token. The returned object is reused by the next call:
+   * read it at once, do not keep it.
+   */
+  peek(key: string, nowMs: number): Readonly<RateLimitState> {
+    const state = this.state;
+    const slot = this.slotOf.get(key);
+    const stored = slot === undefined ? nowMs : this.tats[slot]!;
+    const debtMs = stored > nowMs ? stored - nowMs : 0;
+    const remaining = Math.floor((this.toleranceMs - debtMs) / this.intervalMs + EPSILON_MS);
+    state.remaining = remaining > 0 ? remaining : 0;
+    state.resetSeconds = debtMs > 0 ? Math.ceil(debtMs / 1000) : 0;
+    return state;
+  }
+
+  /** Forgets every address. */
+  clear(): void {
+    this.slotOf.clear();
+    this.keys = [];
+    this.head = NONE;
+    this.tail = NONE;
+  }
+
+  private insert(key: string, nowMs: number): number {
+    let slot: number;
+    if (this.slotOf.size < this.maxTracked) {
+      slot = this.slotOf.size;
+      if (slot === this.tats.length) this.grow();
+    } else {
+      // Full: reuse the least recently seen slot.
+      slot = this.tail;
+      this.slotOf.delete(this.keys[slot]!);
+      this.unlink(slot);
+    }
+    this.keys[slot] = key;
+    this.slotOf.set(key, slot);
+    this.tats[slot] = nowMs;
+    this.linkAtHead(slot);
+    return slot;
+  }
+
+  private touch(slot: number): void {
+    if (slot === this.head) return;
+    this.unlink(slot);
+    this.linkAtHead(slot);
+  }
+
+  private unlink(slot: number): void {
+    const before = this.prev[slot]!;
+    const after = this.next[slot]!;
+    if (before === NONE) this.head = after;
+    else this.next[before] = after;
+    if (after === NONE) this.tail = before;
+    else this.prev[after] = before;
+  }
+
+  private linkAtHead(slot: number): void {
+    this.prev[slot] = NONE;
+    this.next[slot] = this.head;
+    if (this.head !== NONE) this.prev[this.head] = slot;
+    this.head = slot;
+    if (this.tail === NONE) this.tail = slot;
+  }
+
+  private grow(): void {
+    const slots = Math.min(this.tats.length * 2, this.maxTracked);
+    const tats = new Float64Array(slots);
+    tats.set(this.tats);
+    const prev = new Int32Array(slots);
+    prev.set(this.prev);
+    const next = new Int32Array(slots);
+    next.set(this.next);
+    this.tats = tats;
+    this.prev = prev;
+    this.next = next;
+  }
+}
