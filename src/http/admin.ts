@@ -1,0 +1,177 @@
+// The admin listener: a small Bun.serve for health, statistics, Prometheus metrics and the live dashboard.
+import type { Server } from "bun";
+import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "../stats/prometheus.ts";
+import { formatReport } from "../stats/report.ts";
+import { SnapshotSampler, snapshot } from "../stats/snapshot.ts";
+import { DASHBOARD_HTML } from "./dashboard.ts";
+
+export interface AdminOptions {
+  /** Whether the server accepts traffic; false from the moment a graceful drain begins (/readyz answers 503). */
+  isReady(): boolean;
+}
+
+/** How often /events pushes a snapshot. */
+const EVENT_INTERVAL_MS = 1000;
+
+const NO_STORE = { "Cache-Control": "no-store" } as const;
+const TEXT_HEADERS = { "Content-Type": "text/plain; charset=utf-8", ...NO_STORE } as const;
+
+const INDEX_TEXT = `hps admin
+  /livez      200 while the process runs
+  /readyz     200 when accepting traffic, 503 while draining
+  /stats      JSON snapshot of every counter and gauge
+  /status     human-readable status
+  /metrics    Prometheus text format 0.0.4
+  /dashboard  live charts
+  /events     Server-Sent Events: one snapshot per second
+`;
+
+/** Pushes one snapshot a second to every open /events stream; runs only while someone listens. */
+class EventBroadcaster {
+  private readonly sampler: SnapshotSampler;
+  private readonly streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
+  private readonly encoder = new TextEncoder();
+  private timer: Timer | null = null;
+
+  constructor(context: ServerContext) {
+    this.sampler = new SnapshotSampler(context);
+  }
+
+  get size(): number {
+    return this.streams.size;
+  }
+
+  open(): Response {
+    let own: ReadableStreamDefaultController<Uint8Array> | null = null;
+    const body = new ReadableStream<Uint8Array>({
+      start: (controller) => {
+        own = controller;
+        this.streams.add(controller);
+        // Tell the browser how soon to reconnect, and give the page data at once.
+        controller.enqueue(this.encoder.encode(`retry: ${EVENT_INTERVAL_MS}\n`));
+        controller.enqueue(this.message(this.sampler.take(EVENT_INTERVAL_MS)));
+        this.timer ??= setInterval(() => this.tick(), EVENT_INTERVAL_MS);
+      },
+      cancel: () => {
+        if (own !== null) this.remove(own);
+      },
+    });
+    return new Response(body, {
+      headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", Connection: "keep-alive" },
+    });
+  }
+
+  closeAll(): void {
+    for (const controller of this.streams) {
+      try {
+        controller.close();
+      } catch {
+        // Already closed by the client.
+      }
+    }
+    this.streams.clear();
+    this.stopTimer();
+  }
+
+  private tick(): void {
+    const message = this.message(this.sampler.take());
+    for (const controller of this.streams) {
+      try {
+        controller.enqueue(message);
+      } catch {
+        this.remove(controller);
+      }
+    }
+  }
+
+  private message(snap: object): Uint8Array {
+    return this.encoder.encode(`data: ${JSON.stringify(snap)}\n\n`);
+  }
+
+  private remove(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.streams.delete(controller);
+    if (this.streams.size === 0) this.stopTimer();
+  }
+
+  private stopTimer(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+}
+
+/** Text in the spirit of nginx's stub_status, followed by the full status report. */
+function statusText(context: ServerContext): string {
+  const snap = snapshot(context);
+  const c = snap.counters;
+  const head = [
+    `Active connections: ${c.activeConnections}`,
+    "server accepts handled requests",
+    ` ${c.connectionsAccepted + c.connectionsRefused} ${c.connectionsAccepted} ${c.requests}`,
+    "",
+  ];
+  return `${[...head, ...formatReport(snap)].join("\n")}\n`;
+}
+
+/** Starts the admin listener on config.admin.bind:port. */
+export async function startAdmin(context: ServerContext, options: AdminOptions): Promise<Listener> {
+  const { bind, port } = context.config.admin;
+  const events = new EventBroadcaster(context);
+  const server: Server<undefined> = Bun.serve({
+    hostname: bind,
+    port,
+    routes: {
+      "/": new Response(INDEX_TEXT, { headers: TEXT_HEADERS }),
+      "/livez": new Response("ok\n", { headers: TEXT_HEADERS }),
+      "/readyz": () =>
+        options.isReady()
+          ? new Response("ready\n", { headers: TEXT_HEADERS })
+          : new Response("draining\n", { status: 503, headers: TEXT_HEADERS }),
+      "/stats": () => Response.json(snapshot(context), { headers: NO_STORE }),
+      "/status": () => new Response(statusText(context), { headers: TEXT_HEADERS }),
+      "/metrics": () => new Response(renderMetrics(context), { headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE } }),
+      "/dashboard": new Response(DASHBOARD_HTML, { headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE } }),
+      "/events": (request, self) => {
+        // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
+        self.timeout(request, 0);
+        return events.open();
+      },
+    },
+    fetch() {
+      return new Response("not found; see / for the admin endpoints\n", { status: 404, headers: TEXT_HEADERS });
+    },
+    error(error) {
+      context.logger.error(`admin: ${error.message}`);
+      return new Response("internal error\n", { status: 500, headers: TEXT_HEADERS });
+    },
+  });
+  const actualPort = server.port;
+  if (actualPort === undefined) throw new Error(`admin listener on ${bind}:${port} has no port`);
+  context.logger.info(`admin listening on http://${bind.includes(":") ? `[${bind}]` : bind}:${actualPort}/`);
+
+  let stopping: Promise<void> | null = null;
+  return {
+    port: actualPort,
+    inFlight: () => Math.max(0, server.pendingRequests - events.size),
+    stop(stopOptions: StopOptions): Promise<void> {
+      stopping ??= stopAdmin(server, events, stopOptions);
+      return stopping;
+    },
+  };
+}
+
+async function stopAdmin(server: Server<undefined>, events: EventBroadcaster, options: StopOptions): Promise<void> {
+  // Event streams never end by themselves: close them first so a graceful stop has something to wait for.
+  events.closeAll();
+  if (!options.graceful) {
+    await server.stop(true);
+    return;
+  }
+  let timer: Timer | undefined;
+  const deadline = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, options.timeoutMs);
+  });
+  await Promise.race([server.stop(false), deadline]);
+  clearTimeout(timer);
+  await server.stop(true);
+}

@@ -1,0 +1,184 @@
+// Prometheus text exposition (format 0.0.4) of every counter, gauge, the latency histogram and process metrics.
+import type { ServerContext } from "../context.ts";
+import type { LatencyHistogram } from "./histogram.ts";
+import { snapshot, type Snapshot } from "./snapshot.ts";
+
+export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
+
+/** Upper bounds of `hps_request_duration_seconds` buckets, in seconds (+Inf is added). */
+export const DURATION_BUCKETS_SECONDS = [
+  0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+] as const;
+const DURATION_BUCKETS_MICROS = DURATION_BUCKETS_SECONDS.map((seconds) => Math.round(seconds * 1e6));
+
+type MetricType = "counter" | "gauge" | "histogram";
+type Labels = Readonly<Record<string, string>>;
+
+/** Collects metric families in order; each family gets HELP and TYPE once, then its samples. */
+class Exposition {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: MetricType, help: string): this {
+    this.lines.push(`# HELP ${name} ${escapeHelp(help)}`, `# TYPE ${name} ${type}`);
+    return this;
+  }
+
+  sample(name: string, value: number, labels?: Labels): this {
+    this.lines.push(`${name}${formatLabels(labels)} ${formatValue(value)}`);
+    return this;
+  }
+
+  /** A family with one unlabelled sample. */
+  single(name: string, type: "counter" | "gauge", help: string, value: number): this {
+    return this.family(name, type, help).sample(name, value);
+  }
+
+  text(): string {
+    return `${this.lines.join("\n")}\n`;
+  }
+}
+
+/** The gauge groups other modules register, with the metric each key becomes. Missing groups read as 0 so names stay stable. */
+const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; type: "counter" | "gauge"; help: string }> = [
+  { group: "pool", key: "queued", name: "hps_pool_queued_tasks", type: "gauge", help: "Tasks waiting in the worker pool queue." },
+  { group: "pool", key: "running", name: "hps_pool_running_tasks", type: "gauge", help: "Tasks running on pool workers now." },
+  { group: "pool", key: "busyWorkers", name: "hps_pool_busy_workers", type: "gauge", help: "Pool workers with at least one task." },
+  { group: "pool", key: "workers", name: "hps_pool_workers", type: "gauge", help: "Pool worker threads alive." },
+  { group: "arena", key: "bytesInUse", name: "hps_arena_bytes_in_use", type: "gauge", help: "Bytes of the shared-memory arena allocated now." },
+  { group: "arena", key: "peakBytes", name: "hps_arena_peak_bytes", type: "gauge", help: "Most arena bytes allocated at once." },
+  { group: "arena", key: "capacityBytes", name: "hps_arena_capacity_bytes", type: "gauge", help: "Size of the shared-memory arena." },
+  { group: "arena", key: "allocations", name: "hps_arena_allocations_total", type: "counter", help: "Arena allocations." },
+  { group: "arena", key: "frees", name: "hps_arena_frees_total", type: "counter", help: "Arena frees." },
+  { group: "arena", key: "failures", name: "hps_arena_failures_total", type: "counter", help: "Arena allocations that failed because it was full." },
+  { group: "rateLimiter", key: "trackedIps", name: "hps_rate_limiter_tracked_ips", type: "gauge", help: "Client addresses the rate limiter remembers." },
+  { group: "httpCache", key: "entries", name: "hps_http_cache_entries", type: "gauge", help: "Files in the in-memory HTTP response cache." },
+  { group: "httpCache", key: "bytes", name: "hps_http_cache_bytes", type: "gauge", help: "Bytes of file content in the HTTP response cache." },
+  { group: "httpCache", key: "hits", name: "hps_http_cache_hits_total", type: "counter", help: "HTTP response cache hits." },
+  { group: "httpCache", key: "misses", name: "hps_http_cache_misses_total", type: "counter", help: "HTTP response cache misses." },
+];
+
+/** The /metrics body for the running server. */
+export function renderMetrics(context: ServerContext): string {
+  return formatMetrics(snapshot(context), context.stats.latency());
+}
+
+/** Formats a snapshot and the merged latency histogram as Prometheus text format 0.0.4. */
+export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): string {
+  const c = snap.counters;
+  const out = new Exposition();
+
+  out.single("hps_connections_active", "gauge", "Connections open now.", c.activeConnections);
+  out.single("hps_connections_max_active", "gauge", "Most connections open at once since start or reset (sum of per-thread peaks).", c.maxActiveConnections);
+  out
+    .family("hps_connections_total", "counter", "Connections by outcome: accepted, refused at admission, or closed for idleness.")
+    .sample("hps_connections_total", c.connectionsAccepted, { result: "accepted" })
+    .sample("hps_connections_total", c.connectionsRefused, { result: "refused" })
+    .sample("hps_connections_total", c.connectionsTimedOut, { result: "timed_out" });
+  out.single("hps_connections_closed_total", "counter", "Accepted connections that have closed.", c.connectionsClosed);
+  out
+    .family("hps_refusals_total", "counter", "Connections or requests refused at admission, by reason.")
+    .sample("hps_refusals_total", c.refusedMaxConnections, { reason: "max_connections" })
+    .sample("hps_refusals_total", c.refusedPerIp, { reason: "per_ip" })
+    .sample("hps_refusals_total", c.refusedDenied, { reason: "denied" });
+  out.single("hps_rate_limited_total", "counter", "Requests refused by the rate limiter.", c.rateLimited);
+
+  out.family("hps_requests_total", "counter", "Requests finished, by protocol and (HTTP) status class.");
+  if (snap.protocol === "http") {
+    const classes = [["1xx", c.http1xx], ["2xx", c.http2xx], ["3xx", c.http3xx], ["4xx", c.http4xx], ["5xx", c.http5xx]] as const;
+    for (const [code, value] of classes) out.sample("hps_requests_total", value, { protocol: "http", code });
+  } else {
+    out.sample("hps_requests_total", c.requests, { protocol: snap.protocol, code: "all" });
+  }
+  out
+    .family("hps_http_responses_total", "counter", "HTTP responses with selected individual status codes (also counted in their class).")
+    .sample("hps_http_responses_total", c.http304, { code: "304" })
+    .sample("hps_http_responses_total", c.http404, { code: "404" });
+
+  out.family("hps_request_duration_seconds", "histogram", "Time from request start to response, in seconds.");
+  const cumulative = histogram.cumulativeAt(DURATION_BUCKETS_MICROS);
+  DURATION_BUCKETS_SECONDS.forEach((bound, index) => {
+    out.sample("hps_request_duration_seconds_bucket", cumulative[index]!, { le: String(bound) });
+  });
+  const count = histogram.count();
+  out
+    .sample("hps_request_duration_seconds_bucket", count, { le: "+Inf" })
+    .sample("hps_request_duration_seconds_sum", c.requestMicrosSum / 1e6)
+    .sample("hps_request_duration_seconds_count", count);
+
+  out
+    .family("hps_bytes_total", "counter", "Payload bytes read from and written to clients.")
+    .sample("hps_bytes_total", c.bytesRead, { direction: "read" })
+    .sample("hps_bytes_total", c.bytesWritten, { direction: "written" });
+  out
+    .family("hps_errors_total", "counter", "Errors by kind: protocol (bad input), system (I/O, internal) and timeout.")
+    .sample("hps_errors_total", c.errorsProtocol, { kind: "protocol" })
+    .sample("hps_errors_total", c.errorsSystem, { kind: "system" })
+    .sample("hps_errors_total", c.errorsTimeout, { kind: "timeout" });
+  out
+    .family("hps_too_large_total", "counter", "Requests refused for size: body or frame over limits.max_request_bytes, or headers too large.")
+    .sample("hps_too_large_total", c.requestsTooLarge, { part: "request" })
+    .sample("hps_too_large_total", c.headersTooLarge, { part: "headers" });
+  out.single("hps_slow_reader_disconnects_total", "counter", "Connections closed because they did not read and their queue passed tcp.max_buffered_bytes.", c.disconnectedSlowReader);
+
+  out
+    .family("hps_pool_tasks_total", "counter", "Worker pool tasks by what happened to them.")
+    .sample("hps_pool_tasks_total", c.poolSubmitted, { result: "submitted" })
+    .sample("hps_pool_tasks_total", c.poolCompleted, { result: "completed" })
+    .sample("hps_pool_tasks_total", c.poolRejected, { result: "rejected" })
+    .sample("hps_pool_tasks_total", c.poolFailed, { result: "failed" })
+    .sample("hps_pool_tasks_total", c.poolTimedOut, { result: "timed_out" });
+  out.single("hps_pool_worker_crashes_total", "counter", "Pool workers that crashed and were replaced.", c.poolCrashed);
+  out.single("hps_arena_fallbacks_total", "counter", "Payloads that used an ordinary allocation because the arena was full.", c.arenaFallbacks);
+
+  for (const metric of GAUGE_METRICS) {
+    out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
+  }
+  // Groups or keys registered by modules this file does not know yet still appear, as gauges.
+  const known = new Set(GAUGE_METRICS.map((metric) => `${metric.group}.${metric.key}`));
+  for (const [group, values] of Object.entries(snap.gauges)) {
+    for (const [key, value] of Object.entries(values)) {
+      if (known.has(`${group}.${key}`)) continue;
+      const name = `hps_${snakeCase(group)}_${snakeCase(key)}`;
+      out.single(name, "gauge", `Gauge ${key} of ${group}.`, value);
+    }
+  }
+
+  out.single("hps_uptime_seconds", "gauge", "Seconds since the server started.", snap.uptimeSeconds);
+  const p = snap.process;
+  out.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpuUserSeconds + p.cpuSystemSeconds);
+  out.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.rssBytes);
+  out.single("process_heap_bytes", "gauge", "JavaScript heap in use in bytes.", p.heapUsedBytes);
+  out.single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", (Date.now() - process.uptime() * 1000) / 1000);
+  if (p.openFds >= 0) out.single("process_open_fds", "gauge", "Number of open file descriptors.", p.openFds);
+  if (p.maxFds >= 0) out.single("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.maxFds);
+  return out.text();
+}
+
+function formatLabels(labels: Labels | undefined): string {
+  if (labels === undefined) return "";
+  const parts: string[] = [];
+  for (const [key, value] of Object.entries(labels)) parts.push(`${key}="${escapeLabel(value)}"`);
+  return `{${parts.join(",")}}`;
+}
+
+function formatValue(value: number): string {
+  if (Number.isNaN(value)) return "NaN";
+  if (value === Infinity) return "+Inf";
+  if (value === -Infinity) return "-Inf";
+  return String(value);
+}
+
+function escapeHelp(text: string): string {
+  return text.replaceAll("\\", "\\\\").replaceAll("\n", "\\n");
+}
+
+function escapeLabel(text: string): string {
+  return text.replaceAll("\\", "\\\\").replaceAll("\n", "\\n").replaceAll('"', '\\"');
+}
+
+function snakeCase(text: string): string {
+  return text
+    .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
+    .replace(/[^a-zA-Z0-9_]/g, "_")
+    .toLowerCase();
+}
