@@ -135,11 +135,14 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   }
   // Groups or keys registered by modules this file does not know yet still appear, as gauges.
   const known = new Set(GAUGE_METRICS.map((metric) => `${metric.group}.${metric.key}`));
+  const usedNames = new Set(GAUGE_METRICS.map((metric) => metric.name));
   for (const [group, values] of Object.entries(snap.gauges)) {
     for (const [key, value] of Object.entries(values)) {
-      if (known.has(`${group}.${key}`)) continue;
       const name = `hps_${snakeCase(group)}_${snakeCase(key)}`;
-      out.single(name, "gauge", `Gauge ${key} of ${group}.`, value);
+      // A name may appear only once in a scrape; two keys that spell the same name keep the first.
+      if (known.has(`${group}.${key}`) || usedNames.has(name)) continue;
+      usedNames.add(name);
+      out.single(name, "gauge", `Gauge ${key} of ${group}.`, Number(value));
     }
   }
 
