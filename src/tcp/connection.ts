@@ -1,0 +1,237 @@
+// Per-connection state for Bun.listen sockets: a pooled object with a capped write queue and a response batch buffer.
+import type { Socket } from "bun";
+import { Counter, type Stats } from "../stats/stats.ts";
+import type { FrameDecoder } from "./frame.ts";
+
+/** A listener socket; `data` is undefined for a connection refused at open. */
+export type TcpSocket = Socket<ConnectionState | undefined>;
+
+const INITIAL_BATCH_BYTES = 4096;
+/** A batch buffer grown past this by a burst is dropped on reset, so pooled idle states stay small. */
+const KEPT_BATCH_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
+/** One open connection. Objects are reused through ConnectionPool; `generation` changes on every reuse. */
+export class ConnectionState {
+  /** Index in the pool's table of states; stable for the life of the object. */
+  readonly slot: number;
+  /** Bumped when the state is released, so work finishing for an old connection can tell it is stale. */
+  generation = 0;
+  socket: TcpSocket | null = null;
+  remoteAddress = "";
+  /** Value of the listener's idle clock at the last read or drain. */
+  lastActiveTick = 0;
+  /** Position in the pool's list of open states (for swap-removal). */
+  openIndex = -1;
+
+  /** Bytes the kernel did not take yet, in order; entries are views that stay valid (copied when their source is reused). */
+  private readonly queue: Uint8Array[] = [];
+  private queueHead = 0;
+  queuedBytes = 0;
+
+  /** Responses built during one event, written together by flushBatch. */
+  batch: Uint8Array = EMPTY;
+  batchBytes = 0;
+
+  /** HPS/1 only: the streaming decoder (kept across reuse) and requests handed to the runner and not answered yet. */
+  decoder: FrameDecoder | null = null;
+  inFlight = 0;
+  isReadPaused = false;
+  /** Queued in the protocol's list of connections whose batch must be written at the end of this tick. */
+  isFlushScheduled = false;
+
+  /** Inside a data event: a close that happens meanwhile is finished by the data handler, not the close handler. */
+  isInData = false;
+  isClosed = false;
+  /** The close event came during a data event; the data handler releases the state when it returns. */
+  isCloseDeferred = false;
+  /** Close once nothing is in flight and the queue is empty (peer half-closed, or a graceful stop). */
+  closeWhenIdle = false;
+  /** Close as soon as the queue is empty, in flight or not (framing was lost and the error frame is on its way). */
+  closeWhenFlushed = false;
+
+  constructor(slot: number) {
+    this.slot = slot;
+  }
+
+  /** Room for `bytes` more in the batch buffer; returns the offset to write at. */
+  reserve(bytes: number): number {
+    const offset = this.batchBytes;
+    const needed = offset + bytes;
+    if (needed > this.batch.length) {
+      let capacity = Math.max(this.batch.length * 2, INITIAL_BATCH_BYTES);
+      while (capacity < needed) capacity *= 2;
+      const grown = new Uint8Array(capacity);
+      if (offset > 0) grown.set(this.batch.subarray(0, offset), 0);
+      this.batch = grown;
+    }
+    this.batchBytes = needed;
+    return offset;
+  }
+
+  isIdle(): boolean {
+    return this.inFlight === 0 && this.queuedBytes === 0 && this.batchBytes === 0;
+  }
+
+  resetForReuse(): void {
+    this.generation++;
+    this.socket = null;
+    this.remoteAddress = "";
+    this.queue.length = 0;
+    this.queueHead = 0;
+    this.queuedBytes = 0;
+    this.batchBytes = 0;
+    if (this.batch.length > KEPT_BATCH_BYTES) this.batch = EMPTY;
+    this.decoder?.reset();
+    this.inFlight = 0;
+    this.isReadPaused = false;
+    this.isFlushScheduled = false;
+    this.isInData = false;
+    this.isClosed = false;
+    this.isCloseDeferred = false;
+    this.closeWhenIdle = false;
+    this.closeWhenFlushed = false;
+  }
+
+  /** Internal to the write path: appends to the queue. */
+  pushQueued(view: Uint8Array): void {
+    this.queue.push(view);
+    this.queuedBytes += view.length;
+  }
+
+  /** Writes queued bytes in order until the kernel stops taking them; returns bytes written. */
+  writeQueued(socket: TcpSocket): number {
+    const queue = this.queue;
+    let written = 0;
+    while (this.queueHead < queue.length) {
+      const head = queue[this.queueHead]!;
+      const taken = socket.write(head);
+      if (taken < 0) return written;
+      written += taken;
+      this.queuedBytes -= taken;
+      if (taken < head.length) {
+        queue[this.queueHead] = head.subarray(taken);
+        return written;
+      }
+      queue[this.queueHead++] = EMPTY;
+    }
+    queue.length = 0;
+    this.queueHead = 0;
+    return written;
+  }
+}
+
+/** Free list of connection states plus the list of open ones (for idle sweeps and stop). */
+export class ConnectionPool {
+  private readonly free: ConnectionState[] = [];
+  private readonly states: ConnectionState[] = [];
+  readonly open: ConnectionState[] = [];
+
+  acquire(): ConnectionState {
+    const state = this.free.pop() ?? this.create();
+    state.openIndex = this.open.length;
+    this.open.push(state);
+    return state;
+  }
+
+  release(state: ConnectionState): void {
+    const index = state.openIndex;
+    const last = this.open.pop()!;
+    if (last !== state) {
+      this.open[index] = last;
+      last.openIndex = index;
+    }
+    state.openIndex = -1;
+    state.resetForReuse();
+    this.free.push(state);
+  }
+
+  /** The state in `slot` if it still belongs to the connection of `generation`; null when that connection closed. */
+  live(slot: number, generation: number): ConnectionState | null {
+    const state = this.states[slot];
+    return state !== undefined && state.generation === generation && state.openIndex >= 0 ? state : null;
+  }
+
+  private create(): ConnectionState {
+    const state = new ConnectionState(this.states.length);
+    this.states.push(state);
+    return state;
+  }
+}
+
+/**
+ * The write path shared by echo and HPS/1: write now when nothing is queued, queue what the kernel did not take,
+ * and disconnect a peer whose queue passes `maxBufferedBytes`.
+ */
+export class WriteQueue {
+  private readonly stats: Stats;
+  private readonly maxBufferedBytes: number;
+
+  constructor(stats: Stats, maxBufferedBytes: number) {
+    this.stats = stats;
+    this.maxBufferedBytes = maxBufferedBytes;
+  }
+
+  /**
+   * Sends `view`. `isStable`: the bytes stay unchanged after this call (a chunk from a data event), so a queued
+   * remainder can be a view; otherwise the remainder is copied. Returns false when the connection was closed.
+   */
+  send(connection: ConnectionState, view: Uint8Array, isStable: boolean): boolean {
+    const socket = connection.socket;
+    if (socket === null || connection.isClosed) return false;
+    if (connection.queuedBytes === 0) {
+      const taken = socket.write(view);
+      if (taken === view.length) {
+        this.stats.add(Counter.bytesWritten, taken);
+        return true;
+      }
+      if (taken < 0) return false;
+      this.stats.add(Counter.bytesWritten, taken);
+      const rest = view.subarray(taken);
+      connection.pushQueued(isStable ? rest : rest.slice());
+    } else {
+      connection.pushQueued(isStable ? view : view.slice());
+    }
+    return this.checkCap(connection, socket);
+  }
+
+  /** Writes the connection's batch buffer (responses built in this event) and empties it. */
+  flushBatch(connection: ConnectionState): boolean {
+    const bytes = connection.batchBytes;
+    if (bytes === 0) return true;
+    connection.batchBytes = 0;
+    const socket = connection.socket;
+    if (socket === null || connection.isClosed) return false;
+    const batch = connection.batch;
+    if (connection.queuedBytes === 0) {
+      const taken = socket.write(batch, 0, bytes);
+      if (taken === bytes) {
+        this.stats.add(Counter.bytesWritten, taken);
+        return true;
+      }
+      if (taken < 0) return false;
+      this.stats.add(Counter.bytesWritten, taken);
+      connection.pushQueued(batch.slice(taken, bytes));
+    } else {
+      connection.pushQueued(batch.slice(0, bytes));
+    }
+    return this.checkCap(connection, socket);
+  }
+
+  /** On drain: writes what is queued, in order. Returns true when the queue is now empty. */
+  drain(connection: ConnectionState): boolean {
+    const socket = connection.socket;
+    if (socket === null || connection.isClosed) return false;
+    const written = connection.writeQueued(socket);
+    if (written > 0) this.stats.add(Counter.bytesWritten, written);
+    return connection.queuedBytes === 0;
+  }
+
+  private checkCap(connection: ConnectionState, socket: TcpSocket): boolean {
+    if (connection.queuedBytes <= this.maxBufferedBytes) return true;
+    this.stats.inc(Counter.disconnectedSlowReader);
+    connection.isClosed = true;
+    socket.terminate();
+    return false;
+  }
+}

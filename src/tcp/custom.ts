@@ -1,0 +1,210 @@
+// HPS/1 dispatch: decode frames, answer PING/ECHO/STATS inline, hand runner opcodes to the OpRunner, batch the responses.
+import type { OpDone, OpRunner } from "../pool/op-runner.ts";
+import { Counter, type Stats } from "../stats/stats.ts";
+import type { ConnectionState, WriteQueue } from "./connection.ts";
+import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader } from "./frame.ts";
+
+/** Payloads at least this large are written as their own view after the batched header instead of being copied. */
+const LARGE_PAYLOAD_BYTES = 64 * 1024;
+/** A batch is written out early once it holds this much, so one huge pipelined burst does not grow it without bound. */
+const BATCH_FLUSH_BYTES = 256 * 1024;
+
+const textEncoder = new TextEncoder();
+
+export interface CustomProtocolOptions {
+  readonly stats: Stats;
+  readonly writer: WriteQueue;
+  readonly runner: OpRunner;
+  /** custom.max_in_flight: runner requests per connection before the socket stops being read. */
+  readonly maxInFlight: number;
+  /** limits.max_request_bytes, for error messages. */
+  readonly maxFrameBytes: number;
+  /** Called after responses were written outside a data event (the listener closes idle draining connections). */
+  readonly afterActivity: (connection: ConnectionState) => void;
+}
+
+/** The HPS/1 handler of one listener: per-connection decoding and the table of requests running on the runner. */
+export class CustomProtocol {
+  private readonly stats: Stats;
+  private readonly writer: WriteQueue;
+  private readonly runner: OpRunner;
+  private readonly maxInFlight: number;
+  private readonly afterActivity: (connection: ConnectionState) => void;
+  private readonly tooLargeMessage: Uint8Array;
+  private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
+
+  /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
+  private current: ConnectionState | null = null;
+  private inlineFrames = 0;
+
+  /** Requests on the runner, indexed by token; an index is reused only after its `done`. */
+  private readonly entryConnection: (ConnectionState | null)[] = [];
+  private readonly entryGeneration: number[] = [];
+  private readonly entryRequestId: number[] = [];
+  private readonly entryOpcode: number[] = [];
+  private readonly entryStartMs: number[] = [];
+  private readonly freeEntries: number[] = [];
+  private runningTotal = 0;
+
+  /** Connections with responses from the runner waiting to be written at the end of this tick, with their generation. */
+  private readonly flushList: ConnectionState[] = [];
+  private readonly flushGenerations: number[] = [];
+  private isFlushQueued = false;
+
+  readonly onFrame: (opcode: number, status: number, requestId: number, payload: Uint8Array) => void;
+  private readonly onDone: OpDone;
+  private readonly flushAll: () => void;
+
+  constructor(options: CustomProtocolOptions) {
+    this.stats = options.stats;
+    this.writer = options.writer;
+    this.runner = options.runner;
+    this.maxInFlight = options.maxInFlight;
+    this.afterActivity = options.afterActivity;
+    this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
+    this.onFrame = (opcode, _status, requestId, payload) => this.handleFrame(opcode, requestId, payload);
+    this.onDone = (token, status, result) => this.handleDone(token, status, result);
+    this.flushAll = () => this.writeScheduled();
+  }
+
+  /** Requests handed to the runner and not answered yet, over all connections (including ones closed meanwhile). */
+  inFlight(): number {
+    return this.runningTotal;
+  }
+
+  /** One data event: decode every complete frame, answer what is inline, write the batch, pause past max_in_flight. */
+  onData(connection: ConnectionState, chunk: Uint8Array): void {
+    const startMs = performance.now();
+    this.current = connection;
+    this.inlineFrames = 0;
+    const status = connection.decoder!.push(chunk, this.onFrame);
+    this.current = null;
+    const inlineFrames = this.inlineFrames;
+    if (inlineFrames > 0) {
+      const micros = (performance.now() - startMs) * 1000;
+      for (let i = 0; i < inlineFrames; i++) this.stats.requestDone(micros);
+    }
+    if (status !== FrameStatus.OK) {
+      this.failConnection(connection, status);
+      return;
+    }
+    if (connection.isClosed) return;
+    this.writer.flushBatch(connection);
+    if (connection.inFlight >= this.maxInFlight && !connection.isReadPaused && !connection.isClosed) {
+      connection.isReadPaused = true;
+      connection.socket!.pause();
+    }
+  }
+
+  private handleFrame(opcode: number, requestId: number, payload: Uint8Array): void {
+    const connection = this.current!;
+    if (connection.isClosed) return;
+    switch (opcode) {
+      case Opcode.PING:
+        this.inlineFrames++;
+        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, EMPTY_PAYLOAD, true);
+        return;
+      case Opcode.ECHO:
+        this.inlineFrames++;
+        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, payload, !connection.decoder!.payloadIsBuffered);
+        return;
+      case Opcode.STATS:
+        this.inlineFrames++;
+        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, textEncoder.encode(JSON.stringify(this.stats.totals())), true);
+        return;
+    }
+    if (this.runner.handles(opcode)) {
+      this.dispatch(connection, opcode, requestId, connection.decoder!.payloadIsBuffered ? payload.slice() : payload);
+      return;
+    }
+    this.inlineFrames++;
+    this.appendFrame(connection, opcode, FrameStatus.UNKNOWN_OPCODE, requestId, textEncoder.encode(`unknown opcode 0x${opcode.toString(16).padStart(2, "0")}`), true);
+  }
+
+  private dispatch(connection: ConnectionState, opcode: number, requestId: number, payload: Uint8Array): void {
+    const token = this.freeEntries.length > 0 ? this.freeEntries.pop()! : this.entryConnection.length;
+    this.entryConnection[token] = connection;
+    this.entryGeneration[token] = connection.generation;
+    this.entryRequestId[token] = requestId;
+    this.entryOpcode[token] = opcode;
+    this.entryStartMs[token] = performance.now();
+    connection.inFlight++;
+    this.runningTotal++;
+    this.runner.run(opcode, payload, token, this.onDone);
+  }
+
+  private handleDone(token: number, status: number, result: Uint8Array): void {
+    const connection = this.entryConnection[token];
+    if (connection === null || connection === undefined) return; // a runner calling done twice: ignore the second
+    const generation = this.entryGeneration[token]!;
+    const requestId = this.entryRequestId[token]!;
+    const opcode = this.entryOpcode[token]!;
+    this.stats.requestDone((performance.now() - this.entryStartMs[token]!) * 1000);
+    this.entryConnection[token] = null;
+    this.freeEntries.push(token);
+    this.runningTotal--;
+    if (connection.generation !== generation) {
+      this.afterActivity(connection); // stale: only lets a graceful stop notice the finished task
+      return;
+    }
+    connection.inFlight--;
+    if (connection.isClosed) return;
+    this.appendFrame(connection, opcode, status, requestId, result, false);
+    if (connection.isReadPaused && connection.inFlight < this.maxInFlight) {
+      connection.isReadPaused = false;
+      connection.socket!.resume();
+    }
+    if (connection.isInData || connection.isFlushScheduled) return;
+    connection.isFlushScheduled = true;
+    this.flushList.push(connection);
+    this.flushGenerations.push(generation);
+    if (!this.isFlushQueued) {
+      this.isFlushQueued = true;
+      queueMicrotask(this.flushAll);
+    }
+  }
+
+  /** Writes the batches of connections that got runner responses since the last flush (one write per connection). */
+  private writeScheduled(): void {
+    this.isFlushQueued = false;
+    const list = this.flushList;
+    const generations = this.flushGenerations;
+    for (let i = 0; i < list.length; i++) {
+      const connection = list[i]!;
+      if (connection.generation !== generations[i] || connection.isClosed) continue;
+      connection.isFlushScheduled = false;
+      this.writer.flushBatch(connection);
+      if (connection.closeWhenIdle) this.afterActivity(connection);
+    }
+    list.length = 0;
+    generations.length = 0;
+  }
+
+  /** Header into the batch; small payloads copied after it, large ones written as their own view. */
+  private appendFrame(connection: ConnectionState, opcode: number, status: number, requestId: number, payload: Uint8Array, isStable: boolean): void {
+    const payloadBytes = payload.length;
+    if (payloadBytes >= LARGE_PAYLOAD_BYTES) {
+      writeFrameHeader(connection.batch, connection.reserve(FRAME_HEADER_BYTES), payloadBytes, opcode, status, requestId);
+      if (this.writer.flushBatch(connection)) this.writer.send(connection, payload, isStable);
+      return;
+    }
+    const offset = connection.reserve(FRAME_HEADER_BYTES + payloadBytes);
+    const batch = connection.batch;
+    writeFrameHeader(batch, offset, payloadBytes, opcode, status, requestId);
+    if (payloadBytes > 0) batch.set(payload, offset + FRAME_HEADER_BYTES);
+    if (connection.batchBytes >= BATCH_FLUSH_BYTES) this.writer.flushBatch(connection);
+  }
+
+  /** Framing lost: answer with a connection-level error frame (request id 0), then close once it is written. */
+  private failConnection(connection: ConnectionState, status: number): void {
+    this.stats.inc(Counter.errorsProtocol);
+    if (status === FrameStatus.TOO_LARGE) this.stats.inc(Counter.requestsTooLarge);
+    if (connection.isClosed) return;
+    const message = status === FrameStatus.TOO_LARGE ? this.tooLargeMessage : this.badFrameMessage;
+    this.appendFrame(connection, 0, status, 0, message, true);
+    this.writer.flushBatch(connection);
+    if (connection.isClosed) return;
+    connection.closeWhenFlushed = true;
+    this.afterActivity(connection);
+  }
+}

@@ -1,0 +1,26 @@
+// Echo protocol: every chunk read is written back as is, in order; what the kernel does not take waits in the write queue.
+import { Counter, type Stats } from "../stats/stats.ts";
+import type { ConnectionState, TcpSocket, WriteQueue } from "./connection.ts";
+
+/** The listener's idle clock: a tick counter advanced by the idle sweep, read on every event instead of a system clock. */
+export interface IdleClock {
+  tick: number;
+}
+
+/** Builds the `data` handler of an echo listener (once per listener). */
+export function createEchoDataHandler(
+  stats: Stats,
+  writer: WriteQueue,
+  clock: IdleClock,
+  afterActivity: (connection: ConnectionState) => void,
+): (socket: TcpSocket, chunk: Uint8Array) => void {
+  return (socket, chunk) => {
+    const connection = socket.data;
+    if (connection === undefined) return;
+    connection.lastActiveTick = clock.tick;
+    stats.add(Counter.bytesRead, chunk.length);
+    // A data chunk is a fresh buffer per event that nothing else writes to, so a queued remainder can be a view of it.
+    writer.send(connection, chunk, true);
+    if (connection.closeWhenIdle) afterActivity(connection);
+  };
+}

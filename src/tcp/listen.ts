@@ -1,0 +1,262 @@
+// Bun.listen wiring for echo and HPS/1: pooled connection state, limits at open, idle sweep, write queue, graceful stop.
+import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
+import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import type { OpRunner } from "../pool/op-runner.ts";
+import { Counter } from "../stats/stats.ts";
+import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from "./connection.ts";
+import { CustomProtocol } from "./custom.ts";
+import { createEchoDataHandler, type IdleClock } from "./echo.ts";
+import { FrameDecoder } from "./frame.ts";
+
+/** The idle sweep runs about this many times per idle timeout, so a connection closes within 1.25x the timeout. */
+const SWEEPS_PER_TIMEOUT = 4;
+const MIN_SWEEP_MS = 5;
+const MAX_SWEEP_MS = 1000;
+
+/** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
+type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
+
+export interface TcpListener extends Listener, AsyncDisposable {
+  /** Connections open on this listener now. */
+  openConnections(): number;
+}
+
+/** Serves `context.config.server.protocol` ("echo" or "custom") on server.bind:server.port. */
+export async function startTcp(context: ServerContext, runner: OpRunner): Promise<TcpListener> {
+  return new TcpServer(context, runner).start();
+}
+
+class TcpServer {
+  private readonly context: ServerContext;
+  private readonly pool = new ConnectionPool();
+  private readonly writer: WriteQueue;
+  private readonly custom: CustomProtocol | null;
+  private readonly clock: IdleClock = { tick: 0 };
+  private readonly idleTicks: number;
+  private readonly sweepMs: number;
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
+  private isDraining = false;
+  private isStopped = false;
+  private drained: (() => void) | null = null;
+  private peakQueuedBytes = 0;
+
+  constructor(context: ServerContext, runner: OpRunner) {
+    this.context = context;
+    const config = context.config;
+    this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
+    const idleMs = config.limits.connection_timeout_s * 1000;
+    this.sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, idleMs / SWEEPS_PER_TIMEOUT));
+    this.idleTicks = idleMs > 0 ? Math.ceil(idleMs / this.sweepMs) : 0;
+    this.custom =
+      config.server.protocol === "custom"
+        ? new CustomProtocol({
+            stats: context.stats,
+            writer: this.writer,
+            runner,
+            maxInFlight: config.custom.max_in_flight,
+            maxFrameBytes: config.limits.max_request_bytes,
+            afterActivity: this.afterActivity,
+          })
+        : null;
+  }
+
+  start(): TcpListener {
+    const config = this.context.config;
+    if (config.server.protocol !== "echo" && config.server.protocol !== "custom") {
+      throw new Error(`server.protocol must be "echo" or "custom" for the TCP listener (got "${config.server.protocol}")`);
+    }
+    const options: ListenOptions = {
+      hostname: config.server.bind,
+      port: config.server.port,
+      reusePort: config.server.reuse_port || config.server.io_threads > 1,
+      // Half-open: when the peer sends FIN we still flush what is queued (or in flight), then close.
+      allowHalfOpen: true,
+      data: undefined,
+      socket: {
+        binaryType: "uint8array",
+        open: this.onOpen,
+        data: this.custom === null ? createEchoDataHandler(this.context.stats, this.writer, this.clock, this.afterActivity) : this.onCustomData,
+        drain: this.onDrain,
+        end: this.onEnd,
+        close: this.onClose,
+        error: this.onError,
+      },
+    };
+    this.listener = Bun.listen(options);
+    if (this.idleTicks > 0) {
+      this.sweepTimer = setInterval(this.sweep, this.sweepMs);
+      this.sweepTimer.unref();
+    }
+    this.context.gauges.set("tcp", this.gauges);
+    const port = this.listener.port;
+    return {
+      port,
+      inFlight: () => this.custom?.inFlight() ?? 0,
+      openConnections: () => this.pool.open.length,
+      stop: (stopOptions: StopOptions) => this.stop(stopOptions),
+      [Symbol.asyncDispose]: () => this.stop({ graceful: false, timeoutMs: 0 }),
+    };
+  }
+
+  private readonly onOpen = (socket: TcpSocket): void => {
+    const config = this.context.config;
+    const stats = this.context.stats;
+    if (this.isDraining || stats.total(Counter.activeConnections) >= config.limits.max_connections) {
+      stats.inc(Counter.connectionsRefused);
+      if (!this.isDraining) stats.inc(Counter.refusedMaxConnections);
+      socket.end();
+      return;
+    }
+    const connection = this.pool.acquire();
+    connection.socket = socket;
+    connection.lastActiveTick = this.clock.tick;
+    socket.data = connection;
+    socket.setNoDelay(config.tcp.nodelay);
+    socket.setKeepAlive(config.tcp.keepalive, config.tcp.keepalive_idle_s * 1000);
+    if (this.custom !== null && connection.decoder === null) connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
+    stats.connectionOpened();
+  };
+
+  private readonly onCustomData = (socket: TcpSocket, chunk: Uint8Array): void => {
+    const connection = socket.data;
+    if (connection === undefined || connection.isClosed) return;
+    connection.lastActiveTick = this.clock.tick;
+    this.context.stats.add(Counter.bytesRead, chunk.length);
+    connection.isInData = true;
+    this.custom!.onData(connection, chunk);
+    connection.isInData = false;
+    if (connection.isCloseDeferred) {
+      this.release(connection);
+      return;
+    }
+    this.afterActivity(connection);
+  };
+
+  private readonly onDrain = (socket: TcpSocket): void => {
+    const connection = socket.data;
+    if (connection === undefined) return;
+    connection.lastActiveTick = this.clock.tick;
+    this.writer.drain(connection);
+    this.afterActivity(connection);
+  };
+
+  /** The peer sent FIN: answer what was asked, flush, then close. */
+  private readonly onEnd = (socket: TcpSocket): void => {
+    const connection = socket.data;
+    if (connection === undefined) return;
+    connection.closeWhenIdle = true;
+    this.afterActivity(connection);
+  };
+
+  private readonly onClose = (socket: TcpSocket): void => {
+    const connection = socket.data;
+    if (connection === undefined || connection.socket !== socket) return;
+    connection.isClosed = true;
+    // Closed from inside its own data event (slow reader cut, error frame sent): the data handler releases it.
+    if (connection.isInData) {
+      connection.isCloseDeferred = true;
+      return;
+    }
+    this.release(connection);
+  };
+
+  private readonly onError = (socket: TcpSocket, error: Error): void => {
+    this.context.stats.inc(Counter.errorsSystem);
+    this.context.logger.warn(`tcp: connection from ${socket.remoteAddress}: ${error.message}`);
+  };
+
+  private release(connection: ConnectionState): void {
+    const socket = connection.socket;
+    if (socket !== null) socket.data = undefined;
+    this.context.stats.connectionClosed();
+    this.pool.release(connection);
+    if (this.isDraining) this.checkDrained();
+  }
+
+  /**
+   * After reads, drains and finished requests: closes a connection that was waiting to become idle
+   * (peer half-closed, graceful stop, error frame sent), and tells a graceful stop when everything finished.
+   */
+  private readonly afterActivity = (connection: ConnectionState): void => {
+    if (connection.queuedBytes > this.peakQueuedBytes) this.peakQueuedBytes = connection.queuedBytes;
+    const socket = connection.socket;
+    if (socket !== null && !connection.isClosed && connection.queuedBytes === 0 && connection.batchBytes === 0) {
+      if (connection.closeWhenFlushed || (connection.closeWhenIdle && connection.inFlight === 0)) {
+        connection.isClosed = true;
+        socket.end();
+      }
+    }
+    if (this.isDraining) this.checkDrained();
+  };
+
+  private readonly sweep = (): void => {
+    const tick = ++this.clock.tick;
+    const open = this.pool.open;
+    const idleTicks = this.idleTicks;
+    // Backwards: closing swaps the last open connection into this index, which was already visited.
+    for (let i = open.length - 1; i >= 0; i--) {
+      const connection = open[i]!;
+      if (tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0 || connection.isClosed) continue;
+      this.context.stats.inc(Counter.connectionsTimedOut);
+      connection.isClosed = true;
+      connection.socket?.end();
+    }
+  };
+
+  private readonly gauges = (): Record<string, number> => {
+    let queuedBytes = 0;
+    let pausedReads = 0;
+    for (const connection of this.pool.open) {
+      queuedBytes += connection.queuedBytes;
+      if (connection.isReadPaused) pausedReads++;
+    }
+    return {
+      openConnections: this.pool.open.length,
+      inFlight: this.custom?.inFlight() ?? 0,
+      queuedBytes,
+      peakQueuedBytes: this.peakQueuedBytes,
+      pausedReads,
+    };
+  };
+
+  private checkDrained(): void {
+    if (this.drained !== null && this.pool.open.length === 0 && (this.custom?.inFlight() ?? 0) === 0) {
+      const resolve = this.drained;
+      this.drained = null;
+      resolve();
+    }
+  }
+
+  private async stop(options: StopOptions): Promise<void> {
+    if (this.isStopped) return;
+    this.isStopped = true;
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    const listener = this.listener!;
+    if (options.graceful) {
+      this.isDraining = true;
+      listener.stop(false);
+      const finished = new Promise<void>((resolve) => {
+        this.drained = resolve;
+      });
+      const open = this.pool.open;
+      for (let i = open.length - 1; i >= 0; i--) {
+        const connection = open[i]!;
+        connection.closeWhenIdle = true;
+        this.afterActivity(connection);
+      }
+      this.checkDrained();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, options.timeoutMs);
+      });
+      await Promise.race([finished, timedOut]);
+      clearTimeout(timer);
+      this.drained = null;
+    }
+    this.isDraining = true;
+    listener.stop(true);
+    for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
+    if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");
+  }
+}
