@@ -3,12 +3,20 @@
 /** What `ConnectionGate.enter` decided. */
 export const GateResult = { ADMITTED: 0, MAX_CONNECTIONS: 1, PER_IP: 2 } as const;
 
+/** Addresses with nothing open kept in the table before a sweep (see perIp). */
+export const ZERO_ENTRIES_KEPT = 1024;
+
 export class ConnectionGate {
   private readonly maxConnections: number;
   private readonly maxPerIp: number;
   private total = 0;
-  /** Open count per address; an address leaves the map when its count returns to 0, so size <= total. */
+  /**
+   * Open count per address. An address whose count returns to 0 stays (as 0) so the next request from it
+   * updates an entry in place instead of inserting and deleting one per request; zero entries are swept
+   * once they outnumber both the live ones and ZERO_ENTRIES_KEPT, so size <= 2 * total + ZERO_ENTRIES_KEPT.
+   */
   private readonly perIp = new Map<string, number>();
+  private zeroEntries = 0;
 
   constructor(maxConnections: number, maxConnectionsPerIp: number) {
     this.maxConnections = maxConnections;
@@ -23,6 +31,7 @@ export class ConnectionGate {
       this.perIp.set(ip, 1);
     } else {
       if (open >= this.maxPerIp) return GateResult.PER_IP;
+      if (open === 0) this.zeroEntries--;
       this.perIp.set(ip, open + 1);
     }
     this.total++;
@@ -32,10 +41,15 @@ export class ConnectionGate {
   /** Forgets one admitted connection from `ip`. A release without a matching enter is ignored. */
   leave(ip: string): void {
     const open = this.perIp.get(ip);
-    if (open === undefined) return;
-    if (open <= 1) this.perIp.delete(ip);
-    else this.perIp.set(ip, open - 1);
+    if (open === undefined || open === 0) return;
+    this.perIp.set(ip, open - 1);
     this.total--;
+    if (open === 1 && ++this.zeroEntries > ZERO_ENTRIES_KEPT && this.zeroEntries * 2 > this.perIp.size) this.sweep();
+  }
+
+  private sweep(): void {
+    for (const [ip, open] of this.perIp) if (open === 0) this.perIp.delete(ip);
+    this.zeroEntries = 0;
   }
 
   /** Connections (or in-flight requests) admitted and not yet released. */
@@ -48,8 +62,8 @@ export class ConnectionGate {
     return this.perIp.get(ip) ?? 0;
   }
 
-  /** Addresses with at least one open connection. */
-  get addresses(): number {
+  /** Addresses in the per-address table, including up to (live + ZERO_ENTRIES_KEPT) with nothing open. */
+  get tableSize(): number {
     return this.perIp.size;
   }
 }

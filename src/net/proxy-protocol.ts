@@ -56,7 +56,7 @@ export function parseProxyHeader(bytes: Uint8Array): ProxyHeader {
 
 function parseV1(bytes: Uint8Array): ProxyHeader {
   if (!matchesPrefix(bytes, V1_PREFIX)) return error("malformed PROXY v1 header");
-  const limit = Math.min(bytes.length, PROXY_V1_MAX_BYTES);
+  const limit = Math.min(bytes.length, PROXY_V1_MAX_BYTES - 1); // the CR is at index 105 at most
   let lineEnd = -1;
   for (let i = V1_PREFIX.length; i < limit; i++) {
     const byte = bytes[i]!;
@@ -69,7 +69,7 @@ function parseV1(bytes: Uint8Array): ProxyHeader {
     }
     if (byte < 0x20 || byte > 0x7e) return error("PROXY v1 header has a non-printable byte");
   }
-  if (lineEnd < 0) return bytes.length < PROXY_V1_MAX_BYTES ? NEED_MORE : error("PROXY v1 header longer than 107 bytes");
+  if (lineEnd < 0) return bytes.length < PROXY_V1_MAX_BYTES - 1 ? NEED_MORE : error("PROXY v1 header longer than 107 bytes");
   const line = new TextDecoder().decode(bytes.subarray(0, lineEnd));
   const parts = line.split(" ");
   const headerBytes = lineEnd + 2;
