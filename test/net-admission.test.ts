@@ -81,6 +81,16 @@ describe("allow and deny lists", () => {
     expect(a.isAllowed("127.0.0.2")).toBe(false);
   });
 
+  test("decisions stay right past the decision cache's capacity (cleared and refilled)", () => {
+    const { admission: a } = admission({ net: { deny: ["10.0.0.0/9"] } });
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < 10_000; i++) {
+        const ip = `10.${i & 255}.${i >> 8}.1`;
+        expect(a.isAllowed(ip)).toBe((i & 255) >= 128);
+      }
+    }
+  });
+
   test("empty lists allow everyone", () => {
     const { admission: a } = admission();
     expect(a.isAllowed("anything")).toBe(true);

@@ -1,6 +1,6 @@
 // PROXY protocol v1/v2 parsing: addresses, header length, incremental input, malformed headers.
 import { describe, expect, test } from "bun:test";
-import { formatIpv6, parseProxyHeader, ProxyParse } from "../src/net/proxy-protocol.ts";
+import { formatIpv6, parseProxyHeader, ProxyHeaderReader, ProxyParse } from "../src/net/proxy-protocol.ts";
 
 const text = (s: string) => new TextEncoder().encode(s);
 const SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
@@ -89,4 +89,36 @@ test("formatIpv6 compresses the longest zero run and shows IPv4-mapped dotted", 
   expect(formatIpv6(bytes([0, 0, 0, 0, 0, 0, 0, 1]), 0)).toBe("::1");
   expect(formatIpv6(bytes([1, 0, 2, 3, 4, 5, 6, 7]), 0)).toBe("1:0:2:3:4:5:6:7");
   expect(formatIpv6(bytes([0, 0, 0, 0, 0, 0xffff, 0x0102, 0x0304]), 0)).toBe("::ffff:1.2.3.4");
+});
+
+describe("ProxyHeaderReader", () => {
+  test("a header split over many chunks, application data after it kept", () => {
+    const all = new Uint8Array([...text("PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n"), ...text("hello")]);
+    const reader = new ProxyHeaderReader();
+    let result = ProxyParse.NEED_MORE as number;
+    let offset = 0;
+    let last = parseProxyHeader(new Uint8Array(0));
+    while (result === ProxyParse.NEED_MORE && offset < all.length) {
+      const chunk = all.slice(offset, offset + 3); // a fresh buffer per chunk, like the socket gives
+      offset += 3;
+      last = reader.push(chunk);
+      chunk.fill(0); // the socket may reuse its buffer after the callback
+      result = last.result;
+    }
+    expect(last).toMatchObject({ result: ProxyParse.OK, address: "192.0.2.7", port: 56324 });
+    const restAndUnread = new Uint8Array([...reader.rest, ...all.subarray(offset)]);
+    expect(new TextDecoder().decode(restAndUnread)).toBe("hello");
+  });
+
+  test("a whole v2 header in one chunk with data", () => {
+    const reader = new ProxyHeaderReader();
+    const header = v2(1, 0x11, V4_BODY);
+    const result = reader.push(new Uint8Array([...header, 1, 2, 3]));
+    expect(result).toMatchObject({ result: ProxyParse.OK, address: "192.0.2.7" });
+    expect([...reader.rest]).toEqual([1, 2, 3]);
+  });
+
+  test("garbage is an error at once", () => {
+    expect(new ProxyHeaderReader().push(text("GET / HTTP/1.1\r\n")).result).toBe(ProxyParse.ERROR);
+  });
 });

@@ -155,3 +155,32 @@ function parsePort(text: string): number {
   const port = Number(text);
   return port <= 65535 ? port : -1;
 }
+
+/**
+ * Per-connection reader for the PROXY header across TCP chunks. Feed each chunk to `push` until it answers
+ * OK (then `rest` is the application data that came after the header, a view of the chunk or of the
+ * reader's buffer) or ERROR (close the connection). Buffers at most one header (<= 16 + 65535 bytes).
+ */
+export class ProxyHeaderReader {
+  private buffered: Uint8Array | null = null;
+  /** Application bytes after the header once `push` answered OK; empty otherwise. */
+  rest: Uint8Array = new Uint8Array(0);
+
+  push(chunk: Uint8Array): ProxyHeader {
+    let bytes = chunk;
+    if (this.buffered !== null) {
+      bytes = new Uint8Array(this.buffered.length + chunk.length);
+      bytes.set(this.buffered);
+      bytes.set(chunk, this.buffered.length);
+    }
+    const header = parseProxyHeader(bytes);
+    if (header.result === ProxyParse.NEED_MORE) {
+      // Copy: Bun reuses the chunk's memory after the data callback returns.
+      this.buffered = bytes === chunk ? chunk.slice() : bytes;
+    } else {
+      this.buffered = null;
+      if (header.result === ProxyParse.OK) this.rest = bytes.subarray(header.headerBytes);
+    }
+    return header;
+  }
+}
