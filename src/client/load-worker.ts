@@ -1,0 +1,31 @@
+// Worker entry for `bun run load --threads T`: runs one thread's share and posts its histograms back encoded.
+import { LoadEngine, type ThreadPlan } from "./engine.ts";
+import { encodeHistogram } from "./latency.ts";
+
+/** Message from the main thread: the plan and the shared tally array this worker writes. */
+export interface WorkerStart {
+  plan: ThreadPlan;
+  tallies: SharedArrayBuffer;
+}
+
+/** Message back when the thread is done. */
+export interface WorkerDone {
+  statuses: number[];
+  latency: string;
+  corrected: string | null;
+  fatal: string | null;
+}
+
+declare const self: Worker;
+
+self.onmessage = async (event: MessageEvent<WorkerStart>) => {
+  const engine = new LoadEngine(event.data.plan, new Float64Array(event.data.tallies));
+  const result = await engine.run();
+  const done: WorkerDone = {
+    statuses: Array.from(result.statuses),
+    latency: encodeHistogram(result.latency),
+    corrected: result.corrected === null ? null : encodeHistogram(result.corrected),
+    fatal: result.fatal,
+  };
+  self.postMessage(done);
+};
