@@ -12,13 +12,13 @@ function adminContext(): ServerContext {
     config: testConfig({ admin: { enabled: true, bind: "127.0.0.1", port: 0 } }),
     stats: Stats.create(),
     logger: Logger.silent(),
-    gauges: new Map([["pool", () => ({ queued: 2, running: 1, busyWorkers: 1, workers: 2 })]]),
+    gauges: new Map<string, () => Record<string, number>>([["pool", () => ({ queued: 2, running: 1, busyWorkers: 1, workers: 2 })]]),
   };
 }
 
 /** Reads Server-Sent Events `data:` payloads from a streaming response body. */
 class EventReader {
-  private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
+  private readonly reader;
   private readonly decoder = new TextDecoder();
   private buffered = "";
 

@@ -77,7 +77,7 @@ function httpContext(gauges: ServerContext["gauges"] = new Map()): ServerContext
 
 test("an HTTP server's metrics parse with the real parser, with HELP and TYPE, and carry the counted values", () => {
   const context = httpContext(
-    new Map([
+    new Map<string, () => Record<string, number>>([
       ["pool", () => ({ queued: 5, running: 2, busyWorkers: 2, workers: 4 })],
       ["arena", () => ({ bytesInUse: 4096, peakBytes: 65536, allocations: 10, frees: 9, failures: 1, capacityBytes: 16 << 20 })],
       ["rateLimiter", () => ({ trackedIps: 12 })],
@@ -166,7 +166,7 @@ test("echo and custom servers report requests by protocol; unknown gauge groups 
     config: testConfig({ server: { protocol: "custom" } }),
     stats: Stats.create(),
     logger: Logger.silent(),
-    gauges: new Map([
+    gauges: new Map<string, () => Record<string, number>>([
       ["tlsSessions", () => ({ openNow: 4, "weird key\"\\": 1, "weird-key..": 2 })],
       ["pool", () => ({ queued: 1, queuedTasks: 99 })],
     ]),

@@ -29,7 +29,7 @@ function countedContext(overrides: Parameters<typeof testConfig>[0] = {}, logger
     config: testConfig(overrides),
     stats,
     logger,
-    gauges: new Map([
+    gauges: new Map<string, () => Record<string, number>>([
       ["pool", () => ({ queued: 3, running: 2, busyWorkers: 2, workers: 4 })],
       ["arena", () => ({ bytesInUse: 1024 * 1024, peakBytes: 2 * 1024 * 1024, allocations: 9, frees: 8, failures: 1, capacityBytes: 4 * 1024 * 1024 })],
       ["httpCache", () => ({ entries: 12, bytes: 2048, hits: 40, misses: 12 })],

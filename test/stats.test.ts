@@ -200,7 +200,7 @@ describe("snapshot", () => {
   });
 
   test("includes every gauge group; a failing gauge is left out instead of failing the snapshot", () => {
-    const gauges: ServerContext["gauges"] = new Map([
+    const gauges: ServerContext["gauges"] = new Map<string, () => Record<string, number>>([
       ["pool", () => ({ queued: 7, running: 2, busyWorkers: 2, workers: 4 })],
       ["arena", () => ({ bytesInUse: 4096, peakBytes: 8192, allocations: 3, frees: 1, failures: 0, capacityBytes: 1 << 20 })],
       ["broken", () => {
@@ -239,7 +239,7 @@ describe("snapshot", () => {
   test("is plain data: survives a JSON round trip unchanged", () => {
     const stats = Stats.create();
     stats.requestDone(123);
-    const snap = snapshot(contextWith(stats, new Map([["rateLimiter", () => ({ trackedIps: 3 })]])));
+    const snap = snapshot(contextWith(stats, new Map<string, () => Record<string, number>>([["rateLimiter", () => ({ trackedIps: 3 })]])));
     expect(JSON.parse(JSON.stringify(snap))).toEqual(snap);
   });
 });
