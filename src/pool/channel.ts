@@ -1,0 +1,86 @@
+// Layout of the shared rings between the pool (main thread) and one worker, and the messages they exchange.
+//
+// Per worker: a submission ring (main writes, worker reads) and a completion ring (worker writes, main reads),
+// single producer and single consumer each, with head/tail counters in a small Int32 control block. The worker
+// sleeps in Atomics.waitAsync on the submission tail and is woken by Atomics.notify only when it said it sleeps.
+// The main thread never blocks: a worker that finishes a task while the main thread is idle rings a doorbell
+// (postMessage of the number 0) once; the main thread then drains every completion ring in one go.
+import type { ArenaShare } from "../memory/arena.ts";
+
+/** Entries per ring; also the most tasks one worker holds at once (the rest wait in the pool's queue). */
+export const RING_ENTRIES = 1024;
+export const RING_MASK = RING_ENTRIES - 1;
+/** Float64 fields per ring entry. */
+export const ENTRY_FIELDS = 5;
+
+// Submission entry fields: task slot, task generation, opcode, arena handle of the payload, payload length.
+// Completion entry fields: task slot, task generation, status, arena handle of the result, result length.
+export const FIELD_SLOT = 0;
+export const FIELD_GENERATION = 1;
+export const FIELD_OPCODE = 2; // submission
+export const FIELD_STATUS = 2; // completion
+export const FIELD_HANDLE = 3;
+export const FIELD_LENGTH = 4;
+
+// Control block (Int32) of one worker.
+export const SUB_TAIL = 0;
+export const SUB_HEAD = 1;
+export const DONE_TAIL = 2;
+export const DONE_HEAD = 3;
+/** 1 while the worker waits for work; the main thread clears it with compareExchange and notifies. */
+export const WORKER_SLEEPING = 4;
+export const CONTROL_INT32S = 16;
+
+/** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants a doorbell. */
+export const MAIN_SLEEPING = 0;
+export const MAIN_CONTROL_INT32S = 4;
+
+/** Doorbell message from a worker: completions are waiting in its ring. */
+export const DOORBELL = 0;
+
+export interface WorkerInit {
+  readonly type: "init";
+  readonly workerIndex: number;
+  /** Unique among live threads: the arena's lock owner id for this worker. */
+  readonly lockId: number;
+  readonly arena: ArenaShare | null;
+  readonly control: SharedArrayBuffer;
+  readonly mainControl: SharedArrayBuffer;
+  readonly submissions: SharedArrayBuffer;
+  readonly completions: SharedArrayBuffer;
+  /** Absolute path of the user handlers module, or "" for none. */
+  readonly handlersPath: string;
+}
+
+/** A task whose payload is not in the arena (too large for a slot, or `memory.arena = false`). */
+export interface TaskMessage {
+  readonly type: "task";
+  readonly slot: number;
+  readonly generation: number;
+  readonly opcode: number;
+  readonly payload: Uint8Array;
+}
+
+export type ToWorker = WorkerInit | TaskMessage;
+
+export interface ReadyMessage {
+  readonly type: "ready";
+  /** User opcodes the handlers module implements. */
+  readonly opcodes: number[];
+}
+
+export interface StartErrorMessage {
+  readonly type: "startError";
+  readonly message: string;
+}
+
+/** A result that did not fit the arena, or of a message task. */
+export interface DoneMessage {
+  readonly type: "done";
+  readonly slot: number;
+  readonly generation: number;
+  readonly status: number;
+  readonly payload: Uint8Array;
+}
+
+export type FromWorker = typeof DOORBELL | ReadyMessage | StartErrorMessage | DoneMessage;

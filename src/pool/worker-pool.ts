@@ -1,0 +1,611 @@
+// The worker pool: runs HASH and user opcodes on Bun Workers, payloads passed as arena offsets over shared rings.
+//
+// Dispatch (chosen by measurement, see bench/micro/pool.bench.ts): one submission and one completion ring per
+// worker in SharedArrayBuffers. `run` copies the payload once into an arena slot and writes (slot, opcode, handle,
+// length) to the least-loaded worker's ring; the worker waits with Atomics.waitAsync (its event loop stays free for
+// async handlers and messages) and is notified only when it said it sleeps. Results come back in the payload's slot
+// (or a new slot when larger); a worker rings a doorbell message only when the main thread is idle, so under load
+// many completions are drained per wake-up and nothing spins while idle. Tasks a worker cannot take (its ring
+// holds RING_ENTRIES) wait in a bounded queue of `pool.max_queue`; past that, and when the arena is exhausted,
+// `run` answers busy at once.
+import { resolve as resolvePath } from "node:path";
+import type { ServerContext, StopOptions } from "../context.ts";
+import { MAIN_THREAD_LOCK_ID, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
+import { Counter } from "../stats/stats.ts";
+import { LatencyHistogram } from "../stats/histogram.ts";
+import {
+  CONTROL_INT32S, DONE_HEAD, DONE_TAIL, DOORBELL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
+  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_CONTROL_INT32S, MAIN_SLEEPING, RING_ENTRIES, RING_MASK, SUB_HEAD,
+  SUB_TAIL, WORKER_SLEEPING, type FromWorker, type TaskMessage, type WorkerInit,
+} from "./channel.ts";
+import type { OpDone, OpRunner } from "./op-runner.ts";
+import { OP_HASH } from "./ops.ts";
+
+const STATUS_OK = 0;
+const STATUS_BUSY = 4;
+const STATUS_INTERNAL = 6;
+const STATUS_TIMEOUT = 7;
+
+/** Worker deaths before it reports ready, in a row, after which the pool gives up (start-up fails, or the slot stays empty). */
+const MAX_START_FAILURES = 3;
+/** Most drain rounds per wake-up before yielding to I/O with setImmediate. */
+const MAX_PUMP_ROUNDS = 16;
+
+const encoder = new TextEncoder();
+const QUEUE_FULL = encoder.encode("busy: pool queue full");
+const ARENA_EXHAUSTED = encoder.encode("busy: payload arena exhausted");
+const STOPPING = encoder.encode("busy: pool is shutting down");
+const NO_WORKERS = encoder.encode("internal: no pool worker is running");
+const TIMED_OUT = encoder.encode("timeout: the operation ran longer than pool.task_timeout_ms");
+const STOPPED = encoder.encode("internal: pool stopped before the operation finished");
+
+export interface WorkerPoolOptions {
+  /** Worker count; overrides `pool.threads` (0 there means one per core). */
+  readonly threads?: number;
+  /** Handlers module path; overrides `custom.handlers`. Relative paths resolve against the working directory. */
+  readonly handlersPath?: string;
+  /** An arena to use instead of creating one from `memory.*` (benchmarks and tests). */
+  readonly arena?: BufferArena;
+  /** Worker entry module (tests use fixtures that crash or hang during start-up). */
+  readonly workerUrl?: string | URL;
+}
+
+const TASK_FREE = 0;
+const TASK_QUEUED = 1;
+const TASK_RUNNING = 2;
+
+const WORKER_STARTING = 0;
+const WORKER_READY = 1;
+const WORKER_DEAD = 2;
+
+/** One worker and its rings. Replaced as a whole when the worker dies. */
+class WorkerSlot {
+  state = WORKER_STARTING;
+  /** Tasks sent and not yet finished (ring or message). */
+  outstanding = 0;
+  subTail = 0;
+  doneHead = 0;
+  readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_INT32S * 4));
+  readonly submissions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
+  readonly completions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
+  lastError = "";
+  constructor(readonly index: number, readonly worker: Worker, readonly lockId: number) {}
+}
+
+/** FIFO of task slots with push-front for tasks taken back from a dead worker. */
+class SlotQueue {
+  private items = new Int32Array(1024);
+  private head = 0;
+  length = 0;
+
+  push(slot: number): void {
+    if (this.length === this.items.length) this.grow();
+    this.items[(this.head + this.length) & (this.items.length - 1)] = slot;
+    this.length++;
+  }
+
+  pushFront(slot: number): void {
+    if (this.length === this.items.length) this.grow();
+    this.head = (this.head - 1) & (this.items.length - 1);
+    this.items[this.head] = slot;
+    this.length++;
+  }
+
+  shift(): number {
+    const slot = this.items[this.head]!;
+    this.head = (this.head + 1) & (this.items.length - 1);
+    this.length--;
+    return slot;
+  }
+
+  private grow(): void {
+    const bigger = new Int32Array(this.items.length * 2);
+    for (let i = 0; i < this.length; i++) bigger[i] = this.items[(this.head + i) & (this.items.length - 1)]!;
+    this.items = bigger;
+    this.head = 0;
+  }
+}
+
+/** Starts `pool.threads` workers (each loads `custom.handlers`) and resolves once every one is warm. */
+export async function startWorkerPool(context: ServerContext, options: WorkerPoolOptions = {}): Promise<WorkerPool> {
+  const pool = new WorkerPool(context, options);
+  await pool.start();
+  return pool;
+}
+
+export class WorkerPool implements OpRunner {
+  readonly arena: BufferArena;
+  readonly threads: number;
+  /** Task latency from `run` to `done`, microseconds. */
+  readonly latency = new LatencyHistogram();
+  private readonly context: ServerContext;
+  private readonly maxQueue: number;
+  private readonly taskTimeoutMs: number;
+  private readonly handlersPath: string;
+  private readonly workerUrl: string | URL;
+  private readonly mainControl = new Int32Array(new SharedArrayBuffer(MAIN_CONTROL_INT32S * 4));
+  private readonly workers: WorkerSlot[] = [];
+  private readonly userOpcodes = new Uint8Array(256);
+  private nextLockId = MAIN_THREAD_LOCK_ID + 1;
+  private startFailures = 0;
+  private stopping = false;
+  private stopped = false;
+  private timeoutTimer: ReturnType<typeof setInterval> | null = null;
+  private pumpScheduled = false;
+  private readonly onPumpLater = () => {
+    this.pumpScheduled = false;
+    this.pump();
+  };
+  private startWaiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
+  private drainWaiter: (() => void) | null = null;
+
+  // Task table, indexed by slot; a slot's generation changes each time it is reused.
+  private readonly queue = new SlotQueue();
+  private readonly freeSlots: number[] = [];
+  private readonly taskState: number[] = [];
+  private readonly taskGeneration: number[] = [];
+  private readonly taskToken: number[] = [];
+  private readonly taskDone: (OpDone | null)[] = [];
+  private readonly taskOpcode: number[] = [];
+  private readonly taskHandle: number[] = [];
+  private readonly taskLength: number[] = [];
+  private readonly taskWorker: number[] = [];
+  /** Submission ring index, or -1 for a task sent by message. */
+  private readonly taskRingIndex: number[] = [];
+  private readonly taskStartMs: number[] = [];
+  private running = 0;
+
+  constructor(context: ServerContext, options: WorkerPoolOptions = {}) {
+    this.context = context;
+    const { pool, custom, memory } = context.config;
+    this.threads = options.threads ?? (pool.threads === 0 ? navigator.hardwareConcurrency : pool.threads);
+    this.maxQueue = pool.max_queue;
+    this.taskTimeoutMs = pool.task_timeout_ms;
+    const handlers = options.handlersPath ?? custom.handlers;
+    this.handlersPath = handlers === "" ? "" : resolvePath(process.cwd(), handlers);
+    this.workerUrl = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
+    this.arena = options.arena ?? createArena(memory, (message) => context.logger.error(message));
+    Atomics.store(this.mainControl, MAIN_SLEEPING, 1);
+    if (this.threads < 1) throw new Error(`pool.threads must be at least 1 (got ${this.threads})`);
+  }
+
+  /** Starts the workers; resolves when all are ready, rejects with a clear message when they keep dying. */
+  start(): Promise<void> {
+    const started = new Promise<void>((resolve, reject) => {
+      this.startWaiter = { resolve, reject };
+    });
+    for (let i = 0; i < this.threads; i++) this.spawn(i);
+    this.registerGauges();
+    if (this.taskTimeoutMs > 0) {
+      this.timeoutTimer = setInterval(() => this.checkTimeouts(), Math.min(1000, Math.max(5, this.taskTimeoutMs / 4)));
+      this.timeoutTimer.unref();
+    }
+    return started;
+  }
+
+  handles(opcode: number): boolean {
+    return opcode === OP_HASH || this.userOpcodes[opcode] === 1;
+  }
+
+  pending(): number {
+    return this.queue.length + this.running;
+  }
+
+  /** Opcodes 0x80-0xFF the handlers module implements. */
+  userOpcodeList(): number[] {
+    const list: number[] = [];
+    for (let op = 0; op < 256; op++) if (this.userOpcodes[op] === 1) list.push(op);
+    return list;
+  }
+
+  run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void {
+    const stats = this.context.stats;
+    if (this.stopping) {
+      stats.inc(Counter.poolRejected);
+      done(token, STATUS_BUSY, STOPPING);
+      return;
+    }
+    const target = this.queue.length === 0 ? this.leastLoaded() : null;
+    if (target === null && this.queue.length >= this.maxQueue) {
+      stats.inc(Counter.poolRejected);
+      done(token, STATUS_BUSY, QUEUE_FULL);
+      return;
+    }
+    const length = payload.length;
+    const arena = this.arena;
+    const handle = arena.alloc(length);
+    if (handle === null) {
+      stats.inc(Counter.poolRejected);
+      done(token, STATUS_BUSY, ARENA_EXHAUSTED);
+      return;
+    }
+    if (handle >= 0) arena.bytes.set(payload, arena.offsetOf(handle));
+    else {
+      arena.view(handle, length).set(payload);
+      if (arena.shared) stats.inc(Counter.arenaFallbacks);
+    }
+    stats.inc(Counter.poolSubmitted);
+    const slot = this.freeSlots.length > 0 ? this.freeSlots.pop()! : this.newSlot();
+    this.taskGeneration[slot]! += 1;
+    this.taskToken[slot] = token;
+    this.taskDone[slot] = done;
+    this.taskOpcode[slot] = opcode;
+    this.taskHandle[slot] = handle;
+    this.taskLength[slot] = length;
+    this.taskStartMs[slot] = performance.now();
+    if (target !== null) this.send(slot, target);
+    else {
+      this.taskState[slot] = TASK_QUEUED;
+      this.queue.push(slot);
+    }
+  }
+
+  /** Stops taking tasks; graceful: waits (up to timeoutMs) for queued and running ones; then ends the workers. */
+  async stop(options: StopOptions): Promise<void> {
+    if (this.stopped) return;
+    this.stopping = true;
+    if (options.graceful && this.pending() > 0) {
+      const drained = new Promise<void>((resolve) => {
+        this.drainWaiter = resolve;
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const deadline = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, options.timeoutMs);
+      });
+      await Promise.race([drained, deadline]);
+      clearTimeout(timer);
+      this.drainWaiter = null;
+    }
+    this.stopped = true;
+    if (this.timeoutTimer !== null) clearInterval(this.timeoutTimer);
+    this.pumpCompletions();
+    for (const slot of this.workers) {
+      slot.state = WORKER_DEAD;
+      slot.worker.terminate();
+    }
+    while (this.queue.length > 0) this.finish(this.queue.shift(), STATUS_INTERNAL, STOPPED, -1);
+    for (let slot = 0; slot < this.taskState.length; slot++) {
+      if (this.taskState[slot] === TASK_RUNNING) this.finish(slot, STATUS_INTERNAL, STOPPED, -1);
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.stop({ graceful: false, timeoutMs: 0 });
+  }
+
+  private newSlot(): number {
+    const slot = this.taskState.length;
+    this.taskState.push(TASK_FREE);
+    this.taskGeneration.push(0);
+    this.taskToken.push(0);
+    this.taskDone.push(null);
+    this.taskOpcode.push(0);
+    this.taskHandle.push(-1);
+    this.taskLength.push(0);
+    this.taskWorker.push(-1);
+    this.taskRingIndex.push(-1);
+    this.taskStartMs.push(0);
+    return slot;
+  }
+
+  /** The ready worker with the fewest outstanding tasks and room in its ring, or null. */
+  private leastLoaded(): WorkerSlot | null {
+    let best: WorkerSlot | null = null;
+    const workers = this.workers;
+    for (let i = 0; i < workers.length; i++) {
+      const candidate = workers[i]!;
+      if (candidate.state !== WORKER_READY || candidate.outstanding >= RING_ENTRIES) continue;
+      if (best === null || candidate.outstanding < best.outstanding) best = candidate;
+    }
+    return best;
+  }
+
+  private send(slot: number, target: WorkerSlot): void {
+    this.taskState[slot] = TASK_RUNNING;
+    this.taskWorker[slot] = target.index;
+    this.running++;
+    target.outstanding++;
+    const handle = this.taskHandle[slot]!;
+    if (handle < 0) {
+      // Not in shared memory: the bytes travel by message (transferred, not copied).
+      const payload = this.arena.view(handle, this.taskLength[slot]!);
+      this.arena.free(handle); // the table entry goes; the buffer itself is transferred below
+      const message: TaskMessage = { type: "task", slot, generation: this.taskGeneration[slot]!, opcode: this.taskOpcode[slot]!, payload };
+      target.worker.postMessage(message, [payload.buffer as ArrayBuffer]);
+      this.taskHandle[slot] = -1;
+      this.taskRingIndex[slot] = -1;
+      return;
+    }
+    const index = target.subTail;
+    const at = (index & RING_MASK) * ENTRY_FIELDS;
+    const ring = target.submissions;
+    ring[at + FIELD_SLOT] = slot;
+    ring[at + FIELD_GENERATION] = this.taskGeneration[slot]!;
+    ring[at + FIELD_OPCODE] = this.taskOpcode[slot]!;
+    ring[at + FIELD_HANDLE] = handle;
+    ring[at + FIELD_LENGTH] = this.taskLength[slot]!;
+    this.taskRingIndex[slot] = index;
+    target.subTail = (index + 1) | 0;
+    Atomics.store(target.control, SUB_TAIL, target.subTail);
+    if (Atomics.compareExchange(target.control, WORKER_SLEEPING, 1, 0) === 1) Atomics.notify(target.control, SUB_TAIL);
+  }
+
+  /** Moves queued tasks to workers with room. */
+  private dispatchQueued(): void {
+    const queue = this.queue;
+    while (queue.length > 0) {
+      const target = this.leastLoaded();
+      if (target === null) return;
+      this.send(queue.shift(), target);
+    }
+  }
+
+  /** Calls `done` for a finished task and frees what it held. `resultHandle` is a second arena slot to free, or -1. */
+  private finish(slot: number, status: number, result: Uint8Array, resultHandle: number): void {
+    const done = this.taskDone[slot]!;
+    const token = this.taskToken[slot]!;
+    const wasRunning = this.taskState[slot] === TASK_RUNNING;
+    if (wasRunning) {
+      this.running--;
+      const worker = this.workers[this.taskWorker[slot]!];
+      if (worker !== undefined && worker.state !== WORKER_DEAD) worker.outstanding--;
+    }
+    this.taskState[slot] = TASK_FREE;
+    this.taskDone[slot] = null;
+    const stats = this.context.stats;
+    if (status === STATUS_OK) stats.inc(Counter.poolCompleted);
+    else if (status === STATUS_TIMEOUT) stats.inc(Counter.poolTimedOut);
+    else stats.inc(Counter.poolFailed);
+    this.latency.record((performance.now() - this.taskStartMs[slot]!) * 1000);
+    try {
+      done(token, status, result);
+    } catch (error) {
+      this.context.logger.error(`pool: a completion callback threw: ${error instanceof Error ? error.message : String(error)}`);
+    }
+    const payloadHandle = this.taskHandle[slot]!;
+    if (payloadHandle !== -1) this.arena.free(payloadHandle);
+    if (resultHandle !== -1 && resultHandle !== payloadHandle) this.arena.free(resultHandle);
+    this.taskHandle[slot] = -1;
+    this.freeSlots.push(slot);
+    if (this.drainWaiter !== null && this.pending() === 0) this.drainWaiter();
+  }
+
+  /** Drains every worker's completion ring; returns how many tasks finished. */
+  private pumpCompletions(): number {
+    let finished = 0;
+    const workers = this.workers;
+    const arena = this.arena;
+    for (let w = 0; w < workers.length; w++) {
+      const worker = workers[w]!;
+      if (worker.state === WORKER_DEAD) continue;
+      const tail = Atomics.load(worker.control, DONE_TAIL);
+      let head = worker.doneHead;
+      if (head === tail) continue;
+      const ring = worker.completions;
+      while (head !== tail) {
+        const at = (head & RING_MASK) * ENTRY_FIELDS;
+        head = (head + 1) | 0;
+        const slot = ring[at + FIELD_SLOT]!;
+        const handle = ring[at + FIELD_HANDLE]!;
+        if (this.taskGeneration[slot] !== ring[at + FIELD_GENERATION] || this.taskState[slot] !== TASK_RUNNING) {
+          if (handle !== this.taskHandle[slot]) arena.free(handle); // a late result of a task already failed
+          continue;
+        }
+        const offset = arena.offsetOf(handle);
+        this.finish(slot, ring[at + FIELD_STATUS]!, arena.bytes.subarray(offset, offset + ring[at + FIELD_LENGTH]!), handle);
+        finished++;
+      }
+      worker.doneHead = head;
+      Atomics.store(worker.control, DONE_HEAD, head);
+    }
+    return finished;
+  }
+
+  private anyCompletionWaiting(): boolean {
+    const workers = this.workers;
+    for (let w = 0; w < workers.length; w++) {
+      const worker = workers[w]!;
+      if (worker.state !== WORKER_DEAD && Atomics.load(worker.control, DONE_TAIL) !== worker.doneHead) return true;
+    }
+    return false;
+  }
+
+  /** Runs on a doorbell: drain, refill from the queue, then re-arm the doorbell (re-checking to lose no wake-up). */
+  private pump(): void {
+    const mainControl = this.mainControl;
+    for (let round = 0; round < MAX_PUMP_ROUNDS; round++) {
+      Atomics.store(mainControl, MAIN_SLEEPING, 0);
+      this.pumpCompletions();
+      this.dispatchQueued();
+      Atomics.store(mainControl, MAIN_SLEEPING, 1);
+      if (!this.anyCompletionWaiting()) return;
+    }
+    Atomics.store(mainControl, MAIN_SLEEPING, 0);
+    if (!this.pumpScheduled) {
+      this.pumpScheduled = true;
+      setImmediate(this.onPumpLater);
+    }
+  }
+
+  private spawn(index: number): void {
+    const worker = new Worker(this.workerUrl);
+    const slot = new WorkerSlot(index, worker, this.nextLockId++);
+    this.workers[index] = slot;
+    worker.onmessage = (event: MessageEvent<FromWorker>) => this.onMessage(slot, event.data);
+    worker.addEventListener("error", (event: ErrorEvent) => {
+      const error: unknown = event.error;
+      slot.lastError = error instanceof Error ? error.message : (event.message.split("\n").find((line) => line.startsWith("error:")) ?? event.message);
+    });
+    worker.addEventListener("close", (event: Event) => {
+      const code = (event as CloseEvent).code;
+      this.onWorkerGone(slot, `pool worker ${index} exited (code ${code})${slot.lastError === "" ? "" : `: ${slot.lastError}`}`);
+    });
+    const init: WorkerInit = {
+      type: "init",
+      workerIndex: index,
+      lockId: slot.lockId,
+      arena: this.arena instanceof SlabArena ? this.arena.shareable() : null,
+      control: slot.control.buffer as SharedArrayBuffer,
+      mainControl: this.mainControl.buffer as SharedArrayBuffer,
+      submissions: slot.submissions.buffer as SharedArrayBuffer,
+      completions: slot.completions.buffer as SharedArrayBuffer,
+      handlersPath: this.handlersPath,
+    };
+    worker.postMessage(init);
+    worker.unref();
+  }
+
+  private onMessage(slot: WorkerSlot, message: FromWorker): void {
+    if (this.workers[slot.index] !== slot || slot.state === WORKER_DEAD) return;
+    if (message === DOORBELL) {
+      this.pump();
+      return;
+    }
+    switch (message.type) {
+      case "done": {
+        const task = message.slot;
+        if (this.taskGeneration[task] === message.generation && this.taskState[task] === TASK_RUNNING) {
+          this.finish(task, message.status, message.payload, -1);
+          this.dispatchQueued();
+        }
+        return;
+      }
+      case "ready": {
+        slot.state = WORKER_READY;
+        this.startFailures = 0;
+        for (const opcode of message.opcodes) this.userOpcodes[opcode] = 1;
+        if (this.startWaiter !== null && this.workers.length === this.threads && this.workers.every((w) => w.state === WORKER_READY)) {
+          this.startWaiter.resolve();
+          this.startWaiter = null;
+        }
+        this.dispatchQueued();
+        return;
+      }
+      case "startError": {
+        // Deterministic (the handlers module is wrong): no point in retrying.
+        slot.lastError = message.message;
+        this.failStart(new Error(`pool: cannot start workers: ${message.message}`));
+        return;
+      }
+    }
+  }
+
+  private failStart(error: Error): void {
+    this.stopping = true;
+    this.stopped = true;
+    if (this.timeoutTimer !== null) clearInterval(this.timeoutTimer);
+    for (const worker of this.workers) {
+      worker.state = WORKER_DEAD;
+      worker.worker.terminate();
+    }
+    if (this.startWaiter !== null) {
+      this.startWaiter.reject(error);
+      this.startWaiter = null;
+    } else {
+      this.context.logger.error(error.message);
+      while (this.queue.length > 0) this.finish(this.queue.shift(), STATUS_INTERNAL, NO_WORKERS, -1);
+      for (let task = 0; task < this.taskState.length; task++) {
+        if (this.taskState[task] === TASK_RUNNING) this.finish(task, STATUS_INTERNAL, NO_WORKERS, -1);
+      }
+    }
+  }
+
+  /** A worker ended without being asked to: fail what it had started, re-queue what it had not, replace it. */
+  private onWorkerGone(slot: WorkerSlot, reason: string): void {
+    if (this.stopped || this.workers[slot.index] !== slot || slot.state === WORKER_DEAD) return;
+    const wasReady = slot.state === WORKER_READY;
+    this.context.stats.inc(Counter.poolCrashed);
+    this.context.logger.error(reason);
+    this.retire(slot, STATUS_INTERNAL, encoder.encode(`internal: ${reason}`));
+    if (!wasReady) {
+      this.startFailures++;
+      if (this.startFailures >= MAX_START_FAILURES) {
+        this.failStart(new Error(`pool: workers died during start-up ${this.startFailures} times in a row; last: ${reason}. Check custom.handlers and the worker's memory.`));
+        return;
+      }
+    }
+    this.spawn(slot.index);
+  }
+
+  /** Takes a worker out: finishes its completed tasks, re-queues untaken ones, fails taken ones with `status`. */
+  private retire(slot: WorkerSlot, status: number, message: Uint8Array): void {
+    this.pumpCompletions();
+    slot.state = WORKER_DEAD;
+    if (this.arena instanceof SlabArena) this.arena.releaseLockHeldBy(slot.lockId);
+    const takenUpTo = Atomics.load(slot.control, SUB_HEAD);
+    const requeue: number[] = [];
+    for (let task = 0; task < this.taskState.length; task++) {
+      if (this.taskState[task] !== TASK_RUNNING || this.taskWorker[task] !== slot.index) continue;
+      const ringIndex = this.taskRingIndex[task]!;
+      if (ringIndex !== -1 && ((ringIndex - takenUpTo) | 0) >= 0) requeue.push(task);
+      else this.finish(task, status, message, -1);
+    }
+    // Untaken tasks go back to the front of the queue in their original order.
+    requeue.sort((a, b) => ((this.taskRingIndex[b]! - this.taskRingIndex[a]!) | 0));
+    for (const task of requeue) {
+      this.taskState[task] = TASK_QUEUED;
+      this.running--;
+      this.queue.pushFront(task);
+    }
+    this.dispatchQueued();
+  }
+
+  /** A worker whose oldest started task exceeded pool.task_timeout_ms is terminated and replaced. */
+  private checkTimeouts(): void {
+    if (this.running === 0) return;
+    const now = performance.now();
+    const limitMs = this.taskTimeoutMs;
+    for (const slot of this.workers) {
+      if (slot.state !== WORKER_READY || slot.outstanding === 0) continue;
+      const takenUpTo = Atomics.load(slot.control, SUB_HEAD);
+      let hung = false;
+      for (let task = 0; task < this.taskState.length && !hung; task++) {
+        if (this.taskState[task] !== TASK_RUNNING || this.taskWorker[task] !== slot.index) continue;
+        const ringIndex = this.taskRingIndex[task]!;
+        const taken = ringIndex === -1 || ((ringIndex - takenUpTo) | 0) < 0;
+        hung = taken && now - this.taskStartMs[task]! > limitMs;
+      }
+      if (!hung) continue;
+      this.context.logger.warn(`pool: worker ${slot.index} ran a task longer than pool.task_timeout_ms (${limitMs} ms); replacing it`);
+      slot.worker.terminate();
+      this.retire(slot, STATUS_TIMEOUT, TIMED_OUT);
+      this.spawn(slot.index);
+    }
+  }
+
+  private registerGauges(): void {
+    this.context.gauges.set("pool", () => {
+      let busyWorkers = 0;
+      let workers = 0;
+      for (const slot of this.workers) {
+        if (slot.state === WORKER_READY) workers++;
+        if (slot.state === WORKER_READY && slot.outstanding > 0) busyWorkers++;
+      }
+      return {
+        queued: this.queue.length,
+        running: this.running,
+        busyWorkers,
+        workers,
+        latencyP50Micros: this.latency.percentile(50),
+        latencyP99Micros: this.latency.percentile(99),
+      };
+    });
+    this.context.gauges.set("arena", () => {
+      const stats = this.arena.stats();
+      const gauges: Record<string, number> = {
+        bytesInUse: stats.bytesInUse,
+        peakBytes: stats.peakBytes,
+        allocations: stats.allocations,
+        frees: stats.frees,
+        failures: stats.failures,
+        fallbacks: stats.fallbacks,
+        violations: stats.violations,
+        capacityBytes: stats.capacityBytes,
+      };
+      stats.classInUse.forEach((inUse, c) => {
+        gauges[`inUse${256 << c}`] = inUse;
+      });
+      return gauges;
+    });
+  }
+}

@@ -1,0 +1,190 @@
+// Pool worker entry: takes tasks from its submission ring (payloads in the arena) or from messages, runs the op,
+// writes the result back into the arena and publishes it on its completion ring.
+import { SlabArena } from "../memory/arena.ts";
+import {
+  CONTROL_INT32S, DONE_TAIL, DOORBELL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
+  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, RING_MASK, SUB_HEAD, SUB_TAIL, WORKER_SLEEPING,
+  type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
+} from "./channel.ts";
+import { builtinOps, loadUserHandlers, type OpHandler } from "./ops.ts";
+
+declare const self: Worker;
+
+const STATUS_OK = 0;
+const STATUS_UNKNOWN_OPCODE = 1;
+const STATUS_INTERNAL = 6;
+
+const handlers: (OpHandler | undefined)[] = new Array(256).fill(undefined);
+const encoder = new TextEncoder();
+let arena: SlabArena | null = null;
+let bytes: Uint8Array = new Uint8Array(0);
+let control: Int32Array = new Int32Array(CONTROL_INT32S);
+let mainControl: Int32Array = new Int32Array(1);
+let submissions: Float64Array = new Float64Array(0);
+let completions: Float64Array = new Float64Array(0);
+let doneTail = 0;
+
+self.onmessage = (event: MessageEvent<ToWorker>) => {
+  const message = event.data;
+  if (message.type === "task") runMessageTask(message);
+  else void init(message);
+};
+
+async function init(message: WorkerInit): Promise<void> {
+  try {
+    for (const [opcode, handler] of builtinOps()) handlers[opcode] = handler;
+    const opcodes: number[] = [];
+    if (message.handlersPath !== "") {
+      for (const [opcode, handler] of await loadUserHandlers(message.handlersPath)) {
+        handlers[opcode] = handler;
+        opcodes.push(opcode);
+      }
+    }
+    if (message.arena) {
+      arena = SlabArena.attach(message.arena, message.lockId);
+      bytes = arena.bytes;
+    }
+    control = new Int32Array(message.control);
+    mainControl = new Int32Array(message.mainControl);
+    submissions = new Float64Array(message.submissions);
+    completions = new Float64Array(message.completions);
+    doneTail = Atomics.load(control, DONE_TAIL);
+    postMessage({ type: "ready", opcodes });
+  } catch (error) {
+    postMessage({ type: "startError", message: error instanceof Error ? error.message : String(error) });
+    return;
+  }
+  drain();
+}
+
+/** Runs every task in the submission ring, then sleeps (without blocking the event loop) until more arrive. */
+function drain(): void {
+  for (;;) {
+    let head = control[SUB_HEAD]!;
+    const tail = Atomics.load(control, SUB_TAIL);
+    if (head === tail) {
+      Atomics.store(control, WORKER_SLEEPING, 1);
+      if (Atomics.load(control, SUB_TAIL) !== head) {
+        Atomics.store(control, WORKER_SLEEPING, 0);
+        continue;
+      }
+      const wait = Atomics.waitAsync(control, SUB_TAIL, head);
+      if (wait.async) {
+        void wait.value.then(drain);
+        return;
+      }
+      Atomics.store(control, WORKER_SLEEPING, 0);
+      continue;
+    }
+    while (head !== tail) {
+      const at = (head & RING_MASK) * ENTRY_FIELDS;
+      head = (head + 1) | 0;
+      Atomics.store(control, SUB_HEAD, head); // taken: from here on a crash fails this task instead of re-queueing it
+      runRingTask(
+        submissions[at + FIELD_SLOT]!, submissions[at + FIELD_GENERATION]!, submissions[at + FIELD_OPCODE]!,
+        submissions[at + FIELD_HANDLE]!, submissions[at + FIELD_LENGTH]!,
+      );
+    }
+  }
+}
+
+function runRingTask(slot: number, generation: number, opcode: number, handle: number, length: number): void {
+  const offset = arena!.offsetOf(handle);
+  const handler = handlers[opcode];
+  if (handler === undefined) {
+    completeError(slot, generation, handle, STATUS_UNKNOWN_OPCODE, `opcode 0x${opcode.toString(16)} has no handler in the pool`);
+    return;
+  }
+  let result: Uint8Array | Promise<Uint8Array>;
+  try {
+    result = handler(bytes.subarray(offset, offset + length));
+  } catch (error) {
+    completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error));
+    return;
+  }
+  if (result instanceof Uint8Array) complete(slot, generation, handle, STATUS_OK, result);
+  else settleLater(slot, generation, handle, opcode, result);
+}
+
+/** Async handlers: one closure per task is the price of a promise. */
+function settleLater(slot: number, generation: number, handle: number, opcode: number, result: unknown): void {
+  Promise.resolve(result).then(
+    (value) => {
+      if (value instanceof Uint8Array) complete(slot, generation, handle, STATUS_OK, value);
+      else completeError(slot, generation, handle, STATUS_INTERNAL, notBytes(opcode, value));
+    },
+    (error: unknown) => completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error)),
+  );
+}
+
+/** Puts the result in the payload's slot when it fits, else in a new slot, else sends it by message. */
+function complete(slot: number, generation: number, payloadHandle: number, status: number, result: Uint8Array): void {
+  const length = result.length;
+  let handle = payloadHandle;
+  if (length > arena!.capacityOf(payloadHandle)) {
+    const fresh = arena!.allocShared(length);
+    if (fresh === null) {
+      const message: DoneMessage = { type: "done", slot, generation, status, payload: result };
+      postMessage(message);
+      return;
+    }
+    handle = fresh;
+  }
+  bytes.set(result, arena!.offsetOf(handle));
+  publish(slot, generation, status, handle, length);
+}
+
+function completeError(slot: number, generation: number, payloadHandle: number, status: number, text: string): void {
+  const offset = arena!.offsetOf(payloadHandle);
+  const { written } = encoder.encodeInto(text, bytes.subarray(offset, offset + arena!.capacityOf(payloadHandle)));
+  publish(slot, generation, status, payloadHandle, written);
+}
+
+function publish(slot: number, generation: number, status: number, handle: number, length: number): void {
+  const at = (doneTail & RING_MASK) * ENTRY_FIELDS;
+  completions[at + FIELD_SLOT] = slot;
+  completions[at + FIELD_GENERATION] = generation;
+  completions[at + FIELD_STATUS] = status;
+  completions[at + FIELD_HANDLE] = handle;
+  completions[at + FIELD_LENGTH] = length;
+  doneTail = (doneTail + 1) | 0;
+  Atomics.store(control, DONE_TAIL, doneTail);
+  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) postMessage(DOORBELL);
+}
+
+/** A task whose payload came by message (too large for the arena, or no arena): the result goes back the same way. */
+function runMessageTask(task: TaskMessage): void {
+  const handler = handlers[task.opcode];
+  if (handler === undefined) {
+    reply(task, STATUS_UNKNOWN_OPCODE, encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`));
+    return;
+  }
+  let result: Uint8Array | Promise<Uint8Array>;
+  try {
+    result = handler(task.payload);
+  } catch (error) {
+    reply(task, STATUS_INTERNAL, encoder.encode(errorText(error)));
+    return;
+  }
+  if (result instanceof Uint8Array) {
+    reply(task, STATUS_OK, result);
+    return;
+  }
+  Promise.resolve(result).then(
+    (value: unknown) => reply(task, value instanceof Uint8Array ? STATUS_OK : STATUS_INTERNAL, value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value))),
+    (error: unknown) => reply(task, STATUS_INTERNAL, encoder.encode(errorText(error))),
+  );
+}
+
+function reply(task: TaskMessage, status: number, payload: Uint8Array): void {
+  const message: DoneMessage = { type: "done", slot: task.slot, generation: task.generation, status, payload };
+  postMessage(message);
+}
+
+function errorText(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+function notBytes(opcode: number, value: unknown): string {
+  return `handler 0x${opcode.toString(16)} returned ${value === null ? "null" : typeof value}, not a Uint8Array`;
+}
