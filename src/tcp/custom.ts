@@ -1,4 +1,5 @@
 // HPS/1 dispatch: decode frames, answer PING/ECHO/STATS inline, hand runner opcodes to the OpRunner, batch the responses.
+import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import type { ConnectionState, WriteQueue } from "./connection.ts";
@@ -21,6 +22,8 @@ export interface CustomProtocolOptions {
   readonly maxFrameBytes: number;
   /** Called after responses were written outside a data event (the listener closes idle draining connections). */
   readonly afterActivity: (connection: ConnectionState) => void;
+  /** Rate limiting per client address (status 5), when the server provides admission. */
+  readonly admission: Admission | null;
 }
 
 /** The HPS/1 handler of one listener: per-connection decoding and the table of requests running on the runner. */
@@ -30,6 +33,8 @@ export class CustomProtocol {
   private readonly runner: OpRunner;
   private readonly maxInFlight: number;
   private readonly afterActivity: (connection: ConnectionState) => void;
+  /** Set only when rate limiting is enabled, so the per-frame check costs one null test otherwise. */
+  private readonly rateLimiter: Admission | null;
   private readonly tooLargeMessage: Uint8Array;
   private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
 
@@ -61,6 +66,7 @@ export class CustomProtocol {
     this.runner = options.runner;
     this.maxInFlight = options.maxInFlight;
     this.afterActivity = options.afterActivity;
+    this.rateLimiter = options.admission?.rateLimitEnabled ? options.admission : null;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
     this.onFrame = (opcode, _status, requestId, payload) => this.handleFrame(opcode, requestId, payload);
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
@@ -99,6 +105,14 @@ export class CustomProtocol {
   private handleFrame(opcode: number, requestId: number, payload: Uint8Array): void {
     const connection = this.current!;
     if (connection.isClosed) return;
+    if (this.rateLimiter !== null) {
+      const waitMs = this.rateLimiter.takeToken(connection.remoteAddress, Date.now());
+      if (waitMs > 0) {
+        this.inlineFrames++;
+        this.appendFrame(connection, opcode, FrameStatus.RATE_LIMITED, requestId, textEncoder.encode(`rate limited: retry in ${waitMs} ms`), true);
+        return;
+      }
+    }
     switch (opcode) {
       case Opcode.PING:
         this.inlineFrames++;

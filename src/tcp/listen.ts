@@ -1,6 +1,7 @@
 // Bun.listen wiring for echo and HPS/1: pooled connection state, limits at open, idle sweep, write queue, graceful stop.
 import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import { Refusal, type Admission } from "../net/admission.ts";
 import type { OpRunner } from "../pool/op-runner.ts";
 import { Counter } from "../stats/stats.ts";
 import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from "./connection.ts";
@@ -12,6 +13,9 @@ import { FrameDecoder } from "./frame.ts";
 const SWEEPS_PER_TIMEOUT = 4;
 const MIN_SWEEP_MS = 5;
 const MAX_SWEEP_MS = 1000;
+
+/** The server will carry its Admission in the context (phase 2); until then it is absent and only max_connections is checked here. */
+type ContextWithAdmission = ServerContext & { readonly admission?: Admission };
 
 /** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
 type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
@@ -28,6 +32,7 @@ export async function startTcp(context: ServerContext, runner: OpRunner): Promis
 
 class TcpServer {
   private readonly context: ServerContext;
+  private readonly admission: Admission | null;
   private readonly pool = new ConnectionPool();
   private readonly writer: WriteQueue;
   private readonly custom: CustomProtocol | null;
@@ -43,6 +48,7 @@ class TcpServer {
 
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
+    this.admission = (context as ContextWithAdmission).admission ?? null;
     const config = context.config;
     this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
     const idleMs = config.limits.connection_timeout_s * 1000;
@@ -57,6 +63,7 @@ class TcpServer {
             maxInFlight: config.custom.max_in_flight,
             maxFrameBytes: config.limits.max_request_bytes,
             afterActivity: this.afterActivity,
+            admission: this.admission,
           })
         : null;
   }
@@ -102,13 +109,27 @@ class TcpServer {
   private readonly onOpen = (socket: TcpSocket): void => {
     const config = this.context.config;
     const stats = this.context.stats;
-    if (this.isDraining || stats.total(Counter.activeConnections) >= config.limits.max_connections) {
+    if (this.isDraining) {
       stats.inc(Counter.connectionsRefused);
-      if (!this.isDraining) stats.inc(Counter.refusedMaxConnections);
+      socket.end();
+      return;
+    }
+    const admission = this.admission;
+    const remoteAddress = admission === null ? "" : socket.remoteAddress;
+    if (admission !== null) {
+      // Admission counts its own refusals (denied, max connections, per address).
+      if (admission.admitConnection(remoteAddress) !== Refusal.NONE) {
+        socket.end();
+        return;
+      }
+    } else if (stats.total(Counter.activeConnections) >= config.limits.max_connections) {
+      stats.inc(Counter.connectionsRefused);
+      stats.inc(Counter.refusedMaxConnections);
       socket.end();
       return;
     }
     const connection = this.pool.acquire();
+    connection.remoteAddress = remoteAddress;
     connection.socket = socket;
     connection.lastActiveTick = this.clock.tick;
     socket.data = connection;
@@ -169,6 +190,7 @@ class TcpServer {
   private release(connection: ConnectionState): void {
     const socket = connection.socket;
     if (socket !== null) socket.data = undefined;
+    this.admission?.releaseConnection(connection.remoteAddress);
     this.context.stats.connectionClosed();
     this.pool.release(connection);
     if (this.isDraining) this.checkDrained();
