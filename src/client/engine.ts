@@ -534,6 +534,7 @@ export class LoadEngine {
 
   /** Open model: send every request whose planned time has come, up to `pipeline` in flight. */
   private sendDue(connection: LoadConnection, nowMs: number): void {
+    if (this.stopping || nowMs >= this.endMs) return;
     const schedule = connection.schedule!;
     const tallies = this.tallies;
     let count = 0;
@@ -575,12 +576,9 @@ export class LoadEngine {
         this.end(this.endMs);
         return;
       }
+      // open model: nothing more goes out; the requests in flight get until their timeout to answer
       this.stopping = true;
-      if (this.allSent(nowMs) && this.connections.every((c) => c.inFlight === 0)) {
-        this.end(this.endMs);
-        return;
-      }
-      if (nowMs >= this.endMs + this.timeoutMs) {
+      if (this.connections.every((c) => c.inFlight === 0)) {
         this.end(this.endMs);
         return;
       }
@@ -604,16 +602,6 @@ export class LoadEngine {
       delayMs = Math.max(0, Math.min(OPEN_TICK_MAX_MS, nextDueMs - performance.now()));
     }
     this.timer = setTimeout(this.tickHandler, delayMs);
-  }
-
-  /** Open model: every request planned before the end (or the -n budget) has gone out. */
-  private allSent(nowMs: number): boolean {
-    if (this.limited && this.unsent === 0) return true;
-    for (const connection of this.connections) {
-      const next = connection.schedule!.plannedMs(connection.nextPlanned);
-      if (next < this.endMs && next <= nowMs) return false;
-    }
-    return true;
   }
 
   private end(lastMs: number): void {
