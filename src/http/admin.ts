@@ -13,6 +13,8 @@ export interface AdminOptions {
 
 /** How often /events pushes a snapshot. */
 const EVENT_INTERVAL_MS = 1000;
+/** Events queued for a client that is not reading before its stream is closed. */
+const MAX_UNREAD_EVENTS = 60;
 
 const NO_STORE = { "Cache-Control": "no-store" } as const;
 const TEXT_HEADERS = { "Content-Type": "text/plain; charset=utf-8", ...NO_STORE } as const;
@@ -78,7 +80,11 @@ class EventBroadcaster {
     const message = this.message(this.sampler.take());
     for (const controller of this.streams) {
       try {
-        controller.enqueue(message);
+        // A client that stopped reading but keeps the socket open must not grow our memory: drop it.
+        if ((controller.desiredSize ?? 0) < -MAX_UNREAD_EVENTS) {
+          controller.close();
+          this.remove(controller);
+        } else controller.enqueue(message);
       } catch {
         this.remove(controller);
       }
