@@ -105,7 +105,7 @@ describe("HTTP response parser", () => {
     const codec = new HttpResponseCodec(false);
     const sink = new RecordingSink();
     expect(codec.feed(Buffer.from(text), sink)).toBe(false);
-    expect(sink.done).toEqual([[Outcome.MISMATCH, 0]]);
+    expect(sink.done).toEqual([[Outcome.MISMATCH, -1]]);
   });
 
   test("a head that never ends is a framing error once it passes 64 KiB", () => {
@@ -115,7 +115,7 @@ describe("HTTP response parser", () => {
     let ok = true;
     for (let i = 0; i < 10 && ok; i++) ok = codec.feed(line, sink);
     expect(ok).toBe(false);
-    expect(sink.done).toEqual([[Outcome.MISMATCH, 0]]);
+    expect(sink.done).toEqual([[Outcome.MISMATCH, -1]]);
   });
 
   test("the request carries Host, extra headers and a body length", () => {
@@ -185,6 +185,7 @@ describe("HTTP load", () => {
     const report = await runLoad(options(["-c", "1", "-n", "50", `http://127.0.0.1:${server.port}/`]));
     expect(report.errors.mismatch).toBe(10);
     expect(report.requests.ok).toBe(40);
+    expect(report.statuses).toEqual({ "200": 40 });
     expect(report.requests.completed).toBe(50);
     expect(server.received()).toBe(50);
   });

@@ -91,6 +91,8 @@ export function startEchoServer(corruptAt = -1): TestServer {
 }
 
 export interface HpsRequest {
+  /** Order of arrival over all connections, from 0. */
+  index: number;
   opcode: number;
   requestId: number;
   payload: Uint8Array;
@@ -118,7 +120,7 @@ export function startReversingHpsServer(
     if (state.timer !== null) clearTimeout(state.timer);
     state.timer = null;
     const frames = state.waiting.reverse().map((request) => {
-      const response = answer(request, request.requestId);
+      const response = answer(request, request.index);
       return encodeFrame(request.opcode, response.status, response.requestId ?? request.requestId, response.payload);
     });
     state.waiting = [];
@@ -134,8 +136,7 @@ export function startReversingHpsServer(
       data(socket, chunk) {
         const state = socket.data;
         state.decoder.push(chunk, (opcode, _status, requestId, payload) => {
-          received++;
-          state.waiting.push({ opcode, requestId, payload: payload.slice() });
+          state.waiting.push({ index: received++, opcode, requestId, payload: payload.slice() });
         });
         if (state.waiting.length >= batch) flush(socket);
         else if (state.waiting.length > 0 && state.timer === null) state.timer = setTimeout(() => flush(socket), 20);

@@ -482,8 +482,7 @@ export class LoadEngine {
     const nowMs = performance.now();
     tallies[Tally.completed]!++;
     tallies[outcome === Outcome.OK ? Tally.ok : outcome === Outcome.NON_OK ? Tally.nonOk : Tally.mismatch]!++;
-    if (status > 0 && status < STATUS_SLOTS) this.statuses[status]!++;
-    else if (outcome !== Outcome.MISMATCH) this.statuses[0]!++;
+    if (status >= 0 && status < STATUS_SLOTS) this.statuses[status]!++;
     recordMillis(this.latency, nowMs - sentMs);
     if (this.corrected !== null) recordMillis(this.corrected, nowMs - plannedMs);
     this.resolved(nowMs);

@@ -214,7 +214,7 @@ export class HttpResponseCodec implements ResponseCodec {
   private lost(sink: ResponseSink): boolean {
     this.state = HEAD;
     this.headBytes = 0;
-    sink.completeNext(Outcome.MISMATCH, 0);
+    sink.completeNext(Outcome.MISMATCH, -1);
     return false;
   }
 

@@ -8,7 +8,7 @@ export const STATUS_SLOTS = 1000;
 
 /** The connection side a codec reports to (implemented by the engine's connection). */
 export interface ResponseSink {
-  /** The oldest outstanding request got its response (protocols whose responses come in request order). */
+  /** The oldest outstanding request got its response (protocols whose responses come in request order). Status -1: none could be read. */
   completeNext(outcome: number, status: number): void;
   /** The request with this id got its response (HPS/1: any order). Unknown ids count as a mismatch. */
   completeId(requestId: number, outcome: number, status: number): void;
