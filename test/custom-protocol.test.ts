@@ -244,7 +244,10 @@ describe("HPS/1 fuzzing", () => {
         const frame = encodeFrame(opcode, Math.floor(random() * 3), Math.floor(random() * 0xffffffff), payload);
         if (f === corruptAt) {
           const kind = Math.floor(random() * 3);
-          if (kind === 0) frame[Math.floor(random() * 5)] ^= 1 << Math.floor(random() * 8);
+          if (kind === 0) {
+            const at = Math.floor(random() * 5);
+            frame[at] = frame[at]! ^ (1 << Math.floor(random() * 8));
+          }
           if (kind === 1) parts.push(new Uint8Array(1 + Math.floor(random() * 40)).map(() => Math.floor(random() * 256)));
           if (kind === 2) parts.push(encodeFrame(Opcode.ECHO, 0, 1, new Uint8Array(5000)));
         }

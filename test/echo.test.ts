@@ -16,6 +16,7 @@ function echoContext(overrides: ConfigOverrides = {}): ServerContext {
 
 interface RawClient {
   socket: Socket<undefined>;
+  handlers: { binaryType: "uint8array"; data: (socket: Socket<undefined>, chunk: Uint8Array) => void; close: () => void };
   received: () => Uint8Array;
   receivedBytes: () => number;
   isClosed: () => boolean;
@@ -25,22 +26,18 @@ async function rawClient(port: number, options: { allowHalfOpen?: boolean } = {}
   const chunks: Uint8Array[] = [];
   let bytes = 0;
   let closed = false;
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    allowHalfOpen: options.allowHalfOpen ?? false,
-    socket: {
-      binaryType: "uint8array",
-      data: (_socket, chunk) => {
-        chunks.push(chunk);
-        bytes += chunk.length;
-      },
-      close: () => {
-        closed = true;
-      },
+  const handlers = {
+    binaryType: "uint8array" as const,
+    data: (_socket: Socket<undefined>, chunk: Uint8Array) => {
+      chunks.push(chunk);
+      bytes += chunk.length;
     },
-  });
-  return { socket, received: () => Buffer.concat(chunks), receivedBytes: () => bytes, isClosed: () => closed };
+    close: () => {
+      closed = true;
+    },
+  };
+  const socket = await Bun.connect({ hostname: "127.0.0.1", port, allowHalfOpen: options.allowHalfOpen ?? false, socket: handlers });
+  return { socket, handlers, received: () => Buffer.concat(chunks), receivedBytes: () => bytes, isClosed: () => closed };
 }
 
 /** Deterministic pseudo-random bytes (xorshift), so a reordering shows up in the hash. */
@@ -96,7 +93,7 @@ describe("echo", () => {
         // Bounded: at most perConnectionBytes / 1 byte iterations, in practice ~1000 chunks per connection.
         while (sent < perConnectionBytes && sent - received < windowBytes) {
           if (queued === null) {
-            const size = Math.min(65536 - (cursor % 4096), perConnectionBytes - sent - (queued?.length ?? 0));
+            const size = Math.min(65536 - (cursor % 4096), perConnectionBytes - sent);
             const start = cursor % (source.length - 65536);
             queued = source.subarray(start, start + size);
             sentHash.update(queued);
@@ -191,11 +188,19 @@ describe("echo", () => {
     const client = await rawClient(server.port, { allowHalfOpen: true });
     const message = patternBytes(300_000, 5);
     let offset = 0;
-    for (let attempts = 0; offset < message.length && attempts < 10_000; attempts++) {
-      const taken = client.socket.write(message.subarray(offset));
-      offset += Math.max(0, taken);
-      if (offset < message.length) await Bun.sleep(1);
-    }
+    const written = new Promise<void>((resolve) => {
+      const pump = () => {
+        while (offset < message.length) {
+          const taken = client.socket.write(message.subarray(offset));
+          if (taken <= 0) return; // wait for drain
+          offset += taken;
+        }
+        resolve();
+      };
+      client.socket.reload({ socket: { ...client.handlers, drain: pump } });
+      pump();
+    });
+    await written;
     client.socket.shutdown();
     await waitFor(() => client.isClosed(), 5000, "server closes after flushing");
     expect(Buffer.compare(client.received(), message)).toBe(0);
