@@ -1,6 +1,7 @@
 // What every listener receives from the server: the configuration and the shared resources.
 import type { Config } from "./config/schema.ts";
 import type { Logger } from "./log.ts";
+import type { Admission } from "./net/admission.ts";
 import type { Stats } from "./stats/stats.ts";
 
 /**
@@ -15,6 +16,8 @@ export interface ServerContext {
   readonly stats: Stats;
   readonly logger: Logger;
   readonly gauges: GaugeRegistry;
+  /** The edge's decisions (allow/deny, connection limits, rate limit, client address); one per listener thread. */
+  readonly admission: Admission;
 }
 
 export interface StopOptions {
