@@ -85,7 +85,11 @@ export class Admission {
     this.gate.leave(ip);
   }
 
-  /** Rate limiter: 0 = admitted; otherwise milliseconds (>= 1) until a token is available (counted as rate limited). */
+  /**
+   * Rate limiter: 0 = admitted; otherwise milliseconds (>= 1) until a token is available (counted as rate limited).
+   * `nowMs` is any millisecond clock that never goes back, the same one for every call: pass the
+   * performance.now() already read for the request's latency rather than reading a clock again (~40 ns here).
+   */
   takeToken(ip: string, nowMs: number): number {
     const limiter = this.limiter;
     if (limiter === null) return 0;
