@@ -56,7 +56,7 @@ export function summarizeLatency(histogram: Histogram): LatencySummary {
     p90: histogram.getValueAtPercentile(90),
     p99: histogram.getValueAtPercentile(99),
     p99_9: histogram.getValueAtPercentile(99.9),
-    max: histogram.maxValue,
+    max: histogram.getValueAtPercentile(100),
     min: histogram.minNonZeroValue,
     mean: Math.round(histogram.mean * 10) / 10,
     stdev: Math.round(histogram.stdDeviation * 10) / 10,
