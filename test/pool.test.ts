@@ -1,16 +1,15 @@
 // Worker pool: results, busy answers (queue and arena), crashes, timeouts, user handlers, start-up failures, drain.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import type { ServerContext } from "../src/context.ts";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import { Logger } from "../src/log.ts";
-import { startWorkerPool, type WorkerPool, type WorkerPoolOptions } from "../src/pool/worker-pool.ts";
+import { startWorkerPool, type PoolContext, type WorkerPool, type WorkerPoolOptions } from "../src/pool/worker-pool.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
 import { testConfig, waitFor } from "./helpers.ts";
 
 const HANDLERS = new URL("./fixtures/pool-handlers.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
 
-function makeContext(overrides: ConfigOverrides = {}): ServerContext {
+function makeContext(overrides: ConfigOverrides = {}): PoolContext {
   return { config: testConfig(overrides), stats: Stats.create(), logger: Logger.silent(), gauges: new Map() };
 }
 
@@ -57,7 +56,7 @@ async function start(overrides: ConfigOverrides = {}, options: WorkerPoolOptions
 }
 
 describe("pool with the handlers fixture", () => {
-  let context: ServerContext;
+  let context: PoolContext;
   let pool: WorkerPool;
   let collector: Collector;
 
@@ -273,6 +272,31 @@ describe("timeouts, start-up, shutdown, modes", () => {
       const wallMs = performance.now() - wallStartMs;
       // a spinning worker would burn about wallMs per thread
       expect(cpuMs).toBeLessThan(wallMs * 0.2);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+});
+
+describe("examples/handlers.ts", () => {
+  test("word count, gzip and gunzip run on the pool; bad gzip fails with status 6", async () => {
+    const handlersPath = new URL("../examples/handlers.ts", import.meta.url).pathname;
+    const { pool, collector } = await start({ pool: { threads: 1 }, custom: { handlers: handlersPath } });
+    try {
+      const text = new TextEncoder().encode("  the quick\tbrown\nfox  jumps ");
+      const count = await collector.result(collector.submit(pool, 0x80, text));
+      expect(count.status).toBe(0);
+      expect(new DataView(count.payload.buffer).getUint32(0)).toBe(5);
+      const big = new TextEncoder().encode("hello world ".repeat(5000));
+      const zipped = await collector.result(collector.submit(pool, 0x81, big));
+      expect(zipped.status).toBe(0);
+      expect(zipped.payload.length).toBeLessThan(big.length / 10);
+      expect(Bun.gunzipSync(zipped.payload as Uint8Array<ArrayBuffer>)).toEqual(big);
+      const unzipped = await collector.result(collector.submit(pool, 0x82, zipped.payload));
+      expect(unzipped).toEqual({ status: 0, payload: big });
+      const bad = await collector.result(collector.submit(pool, 0x82, new Uint8Array([1, 2, 3])));
+      expect(bad.status).toBe(6);
+      expect(bad.payload.length).toBeGreaterThan(0);
     } finally {
       await pool.stop({ graceful: false, timeoutMs: 0 });
     }

@@ -106,8 +106,11 @@ class SlotQueue {
   }
 }
 
+/** What the pool uses of the server's context (a ServerContext fits). */
+export type PoolContext = Pick<ServerContext, "config" | "stats" | "logger" | "gauges">;
+
 /** Starts `pool.threads` workers (each loads `custom.handlers`) and resolves once every one is warm. */
-export async function startWorkerPool(context: ServerContext, options: WorkerPoolOptions = {}): Promise<WorkerPool> {
+export async function startWorkerPool(context: PoolContext, options: WorkerPoolOptions = {}): Promise<WorkerPool> {
   const pool = new WorkerPool(context, options);
   await pool.start();
   return pool;
@@ -118,7 +121,7 @@ export class WorkerPool implements OpRunner {
   readonly threads: number;
   /** Task latency from `run` to `done`, microseconds. */
   readonly latency = new LatencyHistogram();
-  private readonly context: ServerContext;
+  private readonly context: PoolContext;
   private readonly maxQueue: number;
   private readonly taskTimeoutMs: number;
   private readonly handlersPath: string;
@@ -155,7 +158,7 @@ export class WorkerPool implements OpRunner {
   private readonly taskStartMs: number[] = [];
   private running = 0;
 
-  constructor(context: ServerContext, options: WorkerPoolOptions = {}) {
+  constructor(context: PoolContext, options: WorkerPoolOptions = {}) {
     this.context = context;
     const { pool, custom, memory } = context.config;
     this.threads = options.threads ?? (pool.threads === 0 ? navigator.hardwareConcurrency : pool.threads);
