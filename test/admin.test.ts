@@ -5,15 +5,15 @@ import { startAdmin } from "../src/http/admin.ts";
 import { Logger } from "../src/log.ts";
 import type { Snapshot } from "../src/stats/snapshot.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 function adminContext(): ServerContext {
-  return {
+  return withAdmission({
     config: testConfig({ admin: { enabled: true, bind: "127.0.0.1", port: 0 } }),
     stats: Stats.create(),
     logger: Logger.silent(),
     gauges: new Map<string, () => Record<string, number>>([["pool", () => ({ queued: 2, running: 1, busyWorkers: 1, workers: 2 })]]),
-  };
+  });
 }
 
 /** Reads Server-Sent Events `data:` payloads from a streaming response body. */

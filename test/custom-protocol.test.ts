@@ -11,11 +11,11 @@ import { Counter, Stats } from "../src/stats/stats.ts";
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 function customContext(overrides: ConfigOverrides = {}): ServerContext {
   const config = testConfig({ ...overrides, server: { protocol: "custom", ...overrides.server } });
-  return { config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() };
+  return withAdmission({ config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() });
 }
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);

@@ -7,7 +7,7 @@ import type { ServerContext } from "../src/context.ts";
 import { startAdmin } from "../src/http/admin.ts";
 import { Logger } from "../src/log.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 const CHROMIUM = Bun.which("chromium") ?? Bun.which("chromium-browser") ?? Bun.which("google-chrome");
 if (CHROMIUM === null) {
@@ -96,7 +96,7 @@ const READ_CHARTS = `(() => {
 test.skipIf(CHROMIUM === null)("the dashboard's charts show live non-zero numbers while load runs", async () => {
   const stats = Stats.create();
   let arenaBytes = 0;
-  const context: ServerContext = {
+  const context: ServerContext = withAdmission({
     config: testConfig({ admin: { enabled: true, bind: "127.0.0.1", port: 0 } }),
     stats,
     logger: Logger.silent(),
@@ -104,7 +104,7 @@ test.skipIf(CHROMIUM === null)("the dashboard's charts show live non-zero number
       ["pool", () => ({ queued: 5, running: 2, busyWorkers: 2, workers: 2 })],
       ["arena", () => ({ bytesInUse: arenaBytes, peakBytes: arenaBytes, allocations: 1, frees: 0, failures: 0, capacityBytes: 1 << 24 })],
     ]),
-  };
+  });
   const admin = await startAdmin(context, { isReady: () => true });
   // A tiny public server counting into the same Stats, like the real listeners do.
   const publicServer = Bun.serve({

@@ -7,11 +7,11 @@ import { Logger } from "../src/log.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 function echoContext(overrides: ConfigOverrides = {}): ServerContext {
   const config = testConfig({ ...overrides, server: { protocol: "echo", ...overrides.server } });
-  return { config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() };
+  return withAdmission({ config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() });
 }
 
 interface RawClient {

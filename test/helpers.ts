@@ -1,5 +1,9 @@
 // Shared test helpers: a loopback configuration on port 0 with logs and the admin listener off.
 import { configSchema, type Config, type ConfigOverrides } from "../src/config/schema.ts";
+import type { GaugeRegistry, ServerContext } from "../src/context.ts";
+import { Logger } from "../src/log.ts";
+import { Admission } from "../src/net/admission.ts";
+import { Stats } from "../src/stats/stats.ts";
 
 /** A validated Config for tests: 127.0.0.1, port 0, no admin listener, no access log, no periodic report. */
 export function testConfig(overrides: ConfigOverrides = {}): Config {
@@ -26,4 +30,17 @@ export async function waitFor(predicate: () => boolean | Promise<boolean>, timeo
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await Bun.sleep(5);
   }
+}
+
+/** A ServerContext for testing one listener or module directly: testConfig + fresh Stats, silent logger, Admission. */
+export function testContext(overrides: ConfigOverrides = {}): ServerContext {
+  const config = testConfig(overrides);
+  const stats = Stats.create();
+  const gauges: GaugeRegistry = new Map();
+  return { config, stats, logger: Logger.silent(), gauges, admission: new Admission(config, stats, gauges) };
+}
+
+/** Completes a hand-built context with an Admission for its config and stats. */
+export function withAdmission(partial: Omit<ServerContext, "admission">): ServerContext {
+  return { ...partial, admission: new Admission(partial.config, partial.stats) };
 }

@@ -5,7 +5,7 @@ import { Logger } from "../src/log.ts";
 import { DURATION_BUCKETS_SECONDS, formatMetrics, renderMetrics } from "../src/stats/prometheus.ts";
 import { snapshot } from "../src/stats/snapshot.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig } from "./helpers.ts";
+import { testConfig, withAdmission } from "./helpers.ts";
 
 /** Debian's python3 (the pyenv one on PATH may lack the Debian package). */
 const PYTHON = ["/usr/bin/python3", "python3"].find((path) => Bun.which(path) !== null) ?? "python3";
@@ -72,7 +72,7 @@ beforeAll(() => {
 });
 
 function httpContext(gauges: ServerContext["gauges"] = new Map()): ServerContext {
-  return { config: testConfig(), stats: Stats.create(), logger: Logger.silent(), gauges };
+  return withAdmission({ config: testConfig(), stats: Stats.create(), logger: Logger.silent(), gauges });
 }
 
 test("an HTTP server's metrics parse with the real parser, with HELP and TYPE, and carry the counted values", () => {
@@ -162,7 +162,7 @@ test("histogram buckets are cumulative and end at the count on random latencies"
 });
 
 test("echo and custom servers report requests by protocol; unknown gauge groups and odd names still parse", () => {
-  const context: ServerContext = {
+  const context: ServerContext = withAdmission({
     config: testConfig({ server: { protocol: "custom" } }),
     stats: Stats.create(),
     logger: Logger.silent(),
@@ -170,7 +170,7 @@ test("echo and custom servers report requests by protocol; unknown gauge groups 
       ["tlsSessions", () => ({ openNow: 4, "weird key\"\\": 1, "weird-key..": 2 })],
       ["pool", () => ({ queued: 1, queuedTasks: 99 })],
     ]),
-  };
+  });
   for (let i = 0; i < 9; i++) context.stats.requestDone(20);
   const text = formatMetrics(snapshot(context), context.stats.latency());
   const families = parseWithPrometheusClient(text);

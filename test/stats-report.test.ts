@@ -9,7 +9,7 @@ import { Logger } from "../src/log.ts";
 import { bytes, formatDuration, formatReport, micros, startReporter } from "../src/stats/report.ts";
 import { SnapshotSampler } from "../src/stats/snapshot.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 const directory = mkdtempSync(join(tmpdir(), "hps-report-"));
 afterAll(() => rmSync(directory, { recursive: true, force: true }));
@@ -25,7 +25,7 @@ function countedContext(overrides: Parameters<typeof testConfig>[0] = {}, logger
   stats.inc(Counter.refusedMaxConnections);
   stats.add(Counter.bytesWritten, 3 * 1024 * 1024);
   stats.inc(Counter.poolSubmitted);
-  return {
+  return withAdmission({
     config: testConfig(overrides),
     stats,
     logger,
@@ -35,7 +35,7 @@ function countedContext(overrides: Parameters<typeof testConfig>[0] = {}, logger
       ["httpCache", () => ({ entries: 12, bytes: 2048, hits: 40, misses: 12 })],
       ["rateLimiter", () => ({ trackedIps: 17 })],
     ]),
-  };
+  });
 }
 
 test("number formats carry their units", () => {

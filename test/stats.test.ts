@@ -5,10 +5,10 @@ import type { ServerContext } from "../src/context.ts";
 import { Logger } from "../src/log.ts";
 import { SnapshotSampler, snapshot } from "../src/stats/snapshot.ts";
 import { COUNTER_NAMES, Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig } from "./helpers.ts";
+import { testConfig, withAdmission } from "./helpers.ts";
 
 function contextWith(stats: Stats, gauges: ServerContext["gauges"] = new Map()): ServerContext {
-  return { config: testConfig(), stats, logger: Logger.silent(), gauges };
+  return withAdmission({ config: testConfig(), stats, logger: Logger.silent(), gauges });
 }
 
 describe("Stats counters", () => {

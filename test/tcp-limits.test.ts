@@ -6,15 +6,15 @@ import { Logger } from "../src/log.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { testConfig, waitFor, withAdmission } from "./helpers.ts";
 
 async function connect(port: number, onClose: () => void): Promise<Socket<undefined>> {
   return Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {}, close: onClose } });
 }
 
 test("max_connections: the connection over the limit is closed at once and counted; others keep working", async () => {
-  const config = testConfig({ server: { protocol: "echo" }, limits: { max_connections: 2, max_connections_per_ip: 1 } });
-  const context: ServerContext = { config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() };
+  const config = testConfig({ server: { protocol: "echo" }, limits: { max_connections: 2, max_connections_per_ip: 2 } });
+  const context: ServerContext = withAdmission({ config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() });
   await using server = await startTcp(context, new InlineRunner());
   const closed = [false, false, false];
   const sockets = [];
@@ -38,7 +38,7 @@ test("max_connections: the connection over the limit is closed at once and count
 
 test("connection_timeout_s closes an idle connection and counts it; an active one stays", async () => {
   const config = testConfig({ server: { protocol: "echo" }, limits: { connection_timeout_s: 0.3 } });
-  const context: ServerContext = { config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() };
+  const context: ServerContext = withAdmission({ config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() });
   await using server = await startTcp(context, new InlineRunner());
   let idleClosed = false;
   let activeClosed = false;
