@@ -344,7 +344,7 @@ export class LoadEngine {
   private timer: Timer | null = null;
   /** Last time a request was sent or resolved (the no-progress guard). */
   lastProgressMs = 0;
-  /** Time of the send or data event being handled. */
+  /** Time of the data event being handled (one clock read per chunk, shared by its responses), or of the last send. */
   nowMs = 0;
   private lastResolvedMs = 0;
   private fatal: string | null = null;
@@ -442,6 +442,7 @@ export class LoadEngine {
   }
 
   onData(connection: LoadConnection, chunk: Buffer): void {
+    this.nowMs = performance.now();
     if (this.tallies[Tally.recording] === 1) this.tallies[Tally.bytesRead]! += chunk.length;
     if (!connection.codec.feed(chunk, connection)) {
       this.reopen(connection, Lost.READ);
@@ -452,12 +453,13 @@ export class LoadEngine {
       this.reopen(connection, Lost.READ);
       return;
     }
-    this.sendMore(connection, performance.now());
+    this.sendMore(connection, this.nowMs);
   }
 
   onClose(connection: LoadConnection): void {
     connection.socket = null;
     if (this.finished) return;
+    this.nowMs = performance.now();
     connection.codec.finishOnClose(connection);
     connection.loseAll(Lost.READ);
     if (this.stopping && !this.isOpen) return;
@@ -479,7 +481,7 @@ export class LoadEngine {
     tallies[Tally.inFlight]!--;
     tallies[Tally.responsesAll]!++;
     if (plannedMs < this.measureStartMs || this.finished) return;
-    const nowMs = performance.now();
+    const nowMs = this.nowMs;
     tallies[Tally.completed]!++;
     tallies[outcome === Outcome.OK ? Tally.ok : outcome === Outcome.NON_OK ? Tally.nonOk : Tally.mismatch]!++;
     if (status >= 0 && status < STATUS_SLOTS) this.statuses[status]!++;
@@ -493,7 +495,8 @@ export class LoadEngine {
     this.tallies[Tally.inFlight]!--;
     if (plannedMs < this.measureStartMs || this.finished) return;
     this.tallies[kind]!++;
-    this.resolved(performance.now());
+    this.nowMs = performance.now();
+    this.resolved(this.nowMs);
   }
 
   /** Bytes that answer no outstanding request. */

@@ -123,7 +123,8 @@ export async function runLoad(options: LoadOptions, hooks: RunHooks = {}): Promi
     const all = sumTally(handles, Tally.responsesAll);
     const recording = handles.every((h) => h.tallies[Tally.recording] === 1);
     const running = handles.every((h) => h.tallies[Tally.done] === 0);
-    if (recording && (wasRecording || options.warmupMs === 0) && running && seconds > 0) {
+    // the first second after measuring began (warm-up end, worker start-up) is only a baseline: it is partial
+    if (recording && wasRecording && running && seconds > 0) {
       requestSamples.push((completed - lastCompleted) / seconds);
       byteSamples.push((bytes - lastBytes) / seconds);
     }
