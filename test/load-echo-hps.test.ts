@@ -57,6 +57,15 @@ describe("echo load", () => {
     expect(report.statuses).toEqual({});
   });
 
+  test("large pipelined messages survive partial writes on both sides", async () => {
+    using server = startEchoServer();
+    const sizeBytes = 1024 * 1024; // 8 MiB per batch: more than a loopback socket takes at once
+    const report = await runLoad(parseLoadArgs(["-c", "2", "-p", "8", "-s", String(sizeBytes), "-n", "40", `echo://127.0.0.1:${server.port}`])!);
+    expect(report.requests.ok).toBe(40);
+    expect(report.errors.total).toBe(0);
+    expect(server.received()).toBe(40 * sizeBytes);
+  });
+
   test("a corrupted byte is a mismatch of exactly the message that held it", async () => {
     // one connection, 64-byte messages: stream byte 1000 is in message 15 (also a stamp byte at 960..963 is not hit)
     using server = startEchoServer(1000);

@@ -67,15 +67,34 @@ function handle(listener: TCPSocketListener<unknown>, received: () => number): T
   return { port: listener.port, received, stop, [Symbol.dispose]: stop };
 }
 
-/** An echo server; when `corruptAt` is set, the byte at that stream position of every connection is flipped. */
+interface EchoState {
+  received: number;
+  /** Bytes the socket did not take yet, resent in order on drain. */
+  unsent: Buffer[];
+}
+
+function flushEcho(socket: Socket<EchoState>): void {
+  const queue = socket.data.unsent;
+  while (queue.length > 0) {
+    const head = queue[0]!;
+    const written = socket.write(head);
+    if (written < head.length) {
+      queue[0] = head.subarray(Math.max(0, written));
+      return;
+    }
+    queue.shift();
+  }
+}
+
+/** An echo server with backpressure; when `corruptAt` is set, the byte at that stream position of every connection is flipped. */
 export function startEchoServer(corruptAt = -1): TestServer {
   let received = 0;
-  const listener = Bun.listen<ConnectionState>({
+  const listener = Bun.listen<EchoState>({
     hostname: "127.0.0.1",
     port: 0,
     socket: {
       open(socket) {
-        socket.data = { buffered: "", chain: Promise.resolve(), received: 0 };
+        socket.data = { received: 0, unsent: [] };
       },
       data(socket, chunk) {
         const state = socket.data;
@@ -83,7 +102,11 @@ export function startEchoServer(corruptAt = -1): TestServer {
         if (corruptAt >= state.received && corruptAt < state.received + copy.length) copy[corruptAt - state.received]! ^= 0xff;
         state.received += copy.length;
         received += copy.length;
-        writeAll(socket, copy);
+        state.unsent.push(copy);
+        if (state.unsent.length === 1) flushEcho(socket);
+      },
+      drain(socket) {
+        flushEcho(socket);
       },
     },
   });
