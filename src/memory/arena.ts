@@ -247,7 +247,7 @@ export class SlabArena implements BufferArena {
       if (!this.heap.remove(handle)) this.violation(`arena: free of unknown fallback handle ${handle}`);
       return;
     }
-    const offset = handle % GENERATION_FACTOR;
+    const offset = this.debug ? handle % GENERATION_FACTOR : handle;
     const unit = offset >>> MIN_CLASS_SHIFT;
     const slab = offset >>> SLAB_SHIFT;
     this.lock();
@@ -282,7 +282,7 @@ export class SlabArena implements BufferArena {
   }
 
   offsetOf(handle: number): number {
-    return handle % GENERATION_FACTOR;
+    return this.debug ? handle % GENERATION_FACTOR : handle;
   }
 
   capacityOf(handle: number): number {
