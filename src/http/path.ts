@@ -1,0 +1,46 @@
+// Request path safety: decode once, refuse anything that could leave the root, hide dotfiles.
+
+/** Refusal statuses returned instead of a path. */
+export const PATH_BAD_REQUEST = 400;
+export const PATH_NOT_FOUND = 404;
+
+/**
+ * Decodes a request path (the part of the target before `?`) into a clean absolute path such as `/dir/file.txt`
+ * (a trailing `/` is kept), or returns a status: 400 for an encoding that is invalid or could escape the root
+ * (`..` or `.` segments, NUL and control bytes, backslashes, an encoded `%` left after one decoding), 404 for a
+ * dotfile segment when dotfiles are denied (`.well-known` is always allowed). Empty segments (`//`) collapse.
+ */
+export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): string | number {
+  if (rawPath.charCodeAt(0) !== 47 /* / */) return PATH_BAD_REQUEST;
+  let decoded = rawPath;
+  if (rawPath.includes("%")) {
+    try {
+      decoded = decodeURIComponent(rawPath);
+    } catch {
+      return PATH_BAD_REQUEST; // malformed percent-encoding or invalid UTF-8
+    }
+    if (decoded.includes("%")) return PATH_BAD_REQUEST; // double encoding such as %252e
+  }
+  for (let i = 0; i < decoded.length; i++) {
+    const code = decoded.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f || code === 92 /* \ */) return PATH_BAD_REQUEST;
+  }
+  const segments = decoded.split("/");
+  const kept: string[] = [];
+  for (const segment of segments) {
+    if (segment === "") continue;
+    if (segment === "." || segment === "..") return PATH_BAD_REQUEST;
+    if (!allowDotfiles && segment.charCodeAt(0) === 46 /* . */ && segment !== ".well-known") return PATH_NOT_FOUND;
+    kept.push(segment);
+  }
+  if (kept.length === 0) return "/";
+  const joined = "/" + kept.join("/");
+  return decoded.endsWith("/") ? joined + "/" : joined;
+}
+
+/** Whether `realPath` (already resolved through symlinks) lies inside `realRoot` (also resolved). */
+export function isInsideRoot(realPath: string, realRoot: string): boolean {
+  if (realPath === realRoot) return true;
+  const prefix = realRoot.endsWith("/") ? realRoot : realRoot + "/";
+  return realPath.startsWith(prefix);
+}

@@ -1,0 +1,188 @@
+// The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
+import type { Server } from "bun";
+import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
+import { Counter, type Stats } from "../stats/stats.ts";
+import { AccessLog } from "./access-log.ts";
+import { KeepAliveCounter } from "./keepalive.ts";
+import { StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
+
+/** The server carries its Admission in the context once the lead wires it (phase 2); until then it is absent. */
+type ContextWithAdmission = ServerContext & { readonly admission?: Admission };
+
+const ALLOW = "GET, HEAD, OPTIONS";
+/** Idle connections are forgotten by the keep-alive counter after this when keepalive_timeout_s is 0 (never). */
+const KEEPALIVE_FORGET_NEVER_MS = 300_000;
+/** How often a graceful stop looks at the requests still in flight. */
+const DRAIN_POLL_MS = 10;
+
+/** Per-request logic, built once; `fetch` is a bound method so Bun.serve gets one function for the server's life. */
+class HttpHandler {
+  private readonly stats: Stats;
+  private readonly site: StaticFiles;
+  private readonly accessLog: AccessLog | null;
+  private readonly keepAlive: KeepAliveCounter | null;
+  private readonly admission: Admission | null;
+  private readonly readsForwardedFor: boolean;
+  private readonly maxRequestBytes: number;
+  private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
+
+  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, keepAlive: KeepAliveCounter | null) {
+    this.stats = context.stats;
+    this.site = site;
+    this.accessLog = accessLog;
+    this.keepAlive = keepAlive;
+    this.admission = (context as ContextWithAdmission).admission ?? null;
+    this.readsForwardedFor = context.config.net.trusted_proxies.length > 0;
+    this.maxRequestBytes = context.config.limits.max_request_bytes;
+  }
+
+  readonly fetch = (request: Request, server: Server<undefined>): Response => {
+    const startedMs = performance.now();
+    const nowMs = performance.timeOrigin + startedMs;
+    const url = request.url;
+    const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
+    const queryStart = pathStart < 0 ? -1 : url.indexOf("?", pathStart);
+    const rawPath = pathStart < 0 ? "/" : queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+    const method = request.method;
+
+    // One requestIP per request, and only when something needs the peer.
+    const needsPeer = this.keepAlive !== null || this.accessLog !== null || this.admission !== null;
+    const peer = needsPeer ? server.requestIP(request) : null;
+    let clientAddress = peer === null ? "-" : peer.address;
+    const admission = this.admission;
+    let response: Response;
+    let status: number;
+    let bodyBytes: number;
+    let admitted = false;
+    admit: {
+      if (admission !== null) {
+        clientAddress = admission.clientAddress(clientAddress, this.readsForwardedFor ? request.headers.get("x-forwarded-for") : null);
+        const refusal = admission.admitConnection(clientAddress);
+        if (refusal !== Refusal.NONE) {
+          status = refusal === Refusal.DENIED ? 403 : 503;
+          response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
+          bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(status);
+          break admit;
+        }
+        admitted = true;
+        const waitMs = admission.takeToken(clientAddress, nowMs);
+        if (waitMs !== 0) {
+          const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+          status = 429;
+          response = errorResponse(429, {
+            "Retry-After": String(retryAfterSeconds(waitMs)),
+            "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
+          });
+          bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(429);
+          break admit;
+        }
+      }
+      const contentLength = request.headers.get("content-length");
+      if (contentLength !== null && Number(contentLength) > this.maxRequestBytes) {
+        // The body is never read; Connection: close tells Bun to drop the connection instead of skipping it.
+        this.stats.inc(Counter.requestsTooLarge);
+        status = 413;
+        response = errorResponse(413, { Connection: "close" });
+        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(413);
+        break admit;
+      }
+      const isHead = method === "HEAD";
+      if (method === "GET" || isHead) {
+        response = this.site.respond(request, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, nowMs);
+        status = this.site.status;
+        bodyBytes = this.site.bodyBytes;
+      } else if (method === "OPTIONS") {
+        response = new Response(null, this.optionsInit);
+        status = 204;
+        bodyBytes = 0;
+      } else {
+        status = 405;
+        response = errorResponse(405, { Allow: ALLOW });
+        bodyBytes = errorBodyBytes(405);
+      }
+      if (admission !== null && admission.rateLimitHeadersEnabled) {
+        const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+        response.headers.set("RateLimit-Limit", String(limits.limit));
+        response.headers.set("RateLimit-Remaining", String(limits.remaining));
+        response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
+      }
+    }
+    if (admitted) admission!.releaseConnection(clientAddress);
+
+    const keepAlive = this.keepAlive;
+    if (keepAlive !== null && peer !== null && keepAlive.countRequest(peer.address, peer.port, nowMs)) {
+      response.headers.set("Connection", "close");
+    }
+    const stats = this.stats;
+    stats.httpStatus(status);
+    stats.add(Counter.bytesWritten, bodyBytes);
+    if (this.accessLog !== null) {
+      const target = pathStart < 0 ? "/" : url.slice(pathStart);
+      const headers = request.headers;
+      this.accessLog.write(clientAddress, `${method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), nowMs);
+    }
+    stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
+    return response;
+  };
+
+  /** A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client. */
+  readonly error = (error: Error): Response => {
+    this.stats.inc(Counter.errorsSystem);
+    this.stats.httpStatus(500);
+    return errorResponse(500);
+  };
+}
+
+/** Starts the public HTTP listener for `protocol = "http"`. */
+export async function startHttp(context: ServerContext): Promise<Listener> {
+  const { config, logger } = context;
+  const http = config.http;
+  const site = new StaticFiles(http);
+  context.gauges.set("httpCache", () => site.cache.gauges());
+  const accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
+  const idleTimeoutSeconds = http.keepalive_timeout_s;
+  const forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
+  const keepAlive = http.max_keepalive_requests > 0 ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs) : null;
+  const sweepTimer = keepAlive === null ? null : setInterval(() => keepAlive.sweep(Date.now()), forgetAfterMs);
+  sweepTimer?.unref();
+  const handler = new HttpHandler(context, site, accessLog, keepAlive);
+  const errorLogger = (error: Error): Response => {
+    logger.error(`http: request handler failed: ${error.stack ?? error.message}`);
+    return handler.error(error);
+  };
+
+  const server = Bun.serve({
+    hostname: config.server.bind,
+    port: config.server.port,
+    reusePort: config.server.reuse_port,
+    development: false,
+    idleTimeout: idleTimeoutSeconds,
+    // Bodies are never read (GET/HEAD/OPTIONS only); a Content-Length over limits.max_request_bytes gets a counted
+    // 413 from the handler. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    fetch: handler.fetch,
+    error: errorLogger,
+  });
+  const port = server.port ?? config.server.port;
+  logger.info(`http: serving ${http.root} on ${config.server.bind}:${port}`);
+
+  let stopped: Promise<void> | null = null;
+  const stop = async (options: StopOptions): Promise<void> => {
+    if (options.graceful) {
+      void server.stop(false);
+      const deadline = Date.now() + options.timeoutMs;
+      while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
+    }
+    await server.stop(true);
+    if (sweepTimer !== null) clearInterval(sweepTimer);
+    context.gauges.delete("httpCache");
+    site.cache.clear();
+    if (accessLog !== null) await accessLog.close();
+  };
+  return {
+    port,
+    inFlight: () => server.pendingRequests,
+    stop: (options) => (stopped ??= stop(options)),
+  };
+}

@@ -1,0 +1,368 @@
+// Static files: path safety, directories, cached representations, conditional requests, ranges, encodings.
+import { readdirSync, readFileSync, realpathSync } from "node:fs";
+import { constants as zlibConstants, brotliCompressSync, gzipSync } from "node:zlib";
+import type { Config } from "../config/schema.ts";
+import {
+  Encoding, ENCODING_COUNT, ENCODING_TOKENS, PRECONDITION_PASS, RANGE_UNSATISFIABLE, SIDECAR_SUFFIXES,
+  acceptableEncodings, evaluatePreconditions, ifRangeMatches, parseRange,
+  type ByteRange, type PreconditionHeaders,
+} from "./conditional.ts";
+import { FileCache, fileSignature, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
+import { contentTypeFor, isCompressible } from "./mime.ts";
+import { decodeRequestPath, isInsideRoot } from "./path.ts";
+
+export type HttpSettings = Config["http"];
+
+const IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable";
+const FALLBACK_KEY = "\0fallback"; // no request path can equal it: they all start with "/"
+const BROTLI_ON_THE_FLY_QUALITY = 5; // nginx brotli's usual level: ~gzip speed, smaller output
+const GZIP_ON_THE_FLY_LEVEL = 6;
+
+const STATUS_TEXT: Record<number, string> = {
+  301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
+  405: "Method Not Allowed", 412: "Precondition Failed", 413: "Content Too Large", 416: "Range Not Satisfiable",
+  431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+};
+
+/** A small plain-text error response (never a stack trace). `extra` headers are added to the defaults. */
+export function errorResponse(status: number, extra?: Record<string, string>): Response {
+  const text = `${status} ${STATUS_TEXT[status] ?? "Error"}\n`;
+  return new Response(text, {
+    status,
+    headers: { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff", ...extra },
+  });
+}
+
+/** Byte length of an error body built by errorResponse (for byte counters and the access log). */
+export function errorBodyBytes(status: number): number {
+  return `${status} ${STATUS_TEXT[status] ?? "Error"}\n`.length;
+}
+
+/** Bytes of a UTF-8 string. */
+const encoder = new TextEncoder();
+
+/** HTML-escapes text for the directory listing. */
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** Percent-encodes each segment of a clean decoded path, for Location headers and links. */
+function encodePath(decodedPath: string): string {
+  return decodedPath.split("/").map(encodeURIComponent).join("/");
+}
+
+/** The static file site for one root: answers GET/HEAD for a request path. */
+export class StaticFiles {
+  /** Status of the last response from respond(). */
+  status = 200;
+  /** Body bytes of the last response from respond() (0 for HEAD and 304). */
+  bodyBytes = 0;
+  readonly cache: FileCache;
+  private readonly settings: HttpSettings;
+  private readonly realRoot: string;
+  private readonly allowDotfiles: boolean;
+  private readonly immutablePattern: RegExp | null;
+  private readonly boundary: string;
+  private readonly conditions: PreconditionHeaders = { ifMatch: null, ifUnmodifiedSince: null, ifNoneMatch: null, ifModifiedSince: null };
+
+  /** Throws when http.root does not exist (at start-up, never per request). */
+  constructor(settings: HttpSettings) {
+    this.settings = settings;
+    try {
+      this.realRoot = realpathSync(settings.root);
+    } catch (error) {
+      throw new Error(`server.toml: http.root must be an existing directory (got ${JSON.stringify(settings.root)}: ${(error as Error).message})`);
+    }
+    this.allowDotfiles = settings.dotfiles === "allow";
+    this.immutablePattern = settings.immutable_pattern === "" ? null : new RegExp(settings.immutable_pattern);
+    this.boundary = `hps-${crypto.randomUUID().replaceAll("-", "")}`;
+    this.cache = new FileCache({ maxBytes: settings.cache_bytes, revalidateMs: settings.cache_revalidate_ms });
+  }
+
+  /** Answers a GET or HEAD for `rawPath` (the target before `?`); sets `status` and `bodyBytes`. */
+  respond(request: Request, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+    const entry = this.cache.get(rawPath, nowMs);
+    if (entry !== undefined) return this.fromEntry(request, entry, isHead);
+    return this.uncached(request, rawPath, query, isHead, nowMs);
+  }
+
+  /** The fast path: a cached file. */
+  private fromEntry(request: Request, entry: CacheEntry, isHead: boolean): Response {
+    const headers = request.headers;
+    const representation = entry.negotiates ? this.pickVariant(entry, headers.get("accept-encoding")) : entry.variants[0]!;
+    return this.fromRepresentation(headers, representation, isHead);
+  }
+
+  private fromRepresentation(headers: Headers, representation: Representation, isHead: boolean): Response {
+    const conditions = this.conditions;
+    conditions.ifMatch = headers.get("if-match");
+    conditions.ifUnmodifiedSince = headers.get("if-unmodified-since");
+    conditions.ifNoneMatch = headers.get("if-none-match");
+    conditions.ifModifiedSince = headers.get("if-modified-since");
+    const range = headers.get("range");
+    if (conditions.ifMatch !== null || conditions.ifUnmodifiedSince !== null || conditions.ifNoneMatch !== null || conditions.ifModifiedSince !== null) {
+      const verdict = evaluatePreconditions(conditions, representation.etag, representation.lastModifiedSeconds);
+      if (verdict === 304) {
+        this.status = 304;
+        this.bodyBytes = 0;
+        return cloneResponse(representation.notModifiedResponse);
+      }
+      if (verdict !== PRECONDITION_PASS) return this.error(verdict, isHead);
+    }
+    if (range !== null) {
+      const ifRange = headers.get("if-range");
+      if (ifRange === null || ifRangeMatches(ifRange, representation.etag, representation.lastModifiedSeconds)) {
+        const ranges = parseRange(range, representation.size, this.settings.max_ranges);
+        if (ranges === RANGE_UNSATISFIABLE) {
+          return this.error(416, isHead, { "Content-Range": `bytes */${representation.size}`, "Accept-Ranges": "bytes" });
+        }
+        if (typeof ranges !== "number") return this.partial(representation, ranges, isHead);
+      }
+    }
+    this.status = 200;
+    this.bodyBytes = isHead ? 0 : representation.size;
+    const prebuilt = representation.fullResponse;
+    return prebuilt !== null ? cloneResponse(prebuilt) : new Response(this.bodyOf(representation), representation.fullInit);
+  }
+
+  private bodyOf(representation: Representation): Uint8Array | Blob {
+    if (representation.body !== null) return representation.body;
+    return this.settings.sendfile ? Bun.file(representation.filePath) : readFileSync(representation.filePath);
+  }
+
+  /** 206 with one range, or multipart/byteranges for several. */
+  private partial(representation: Representation, ranges: ByteRange[], isHead: boolean): Response {
+    const headers = new Headers(representation.headers);
+    this.status = 206;
+    if (ranges.length === 1) {
+      const { start, end } = ranges[0]!;
+      headers.set("Content-Range", `bytes ${start}-${end}/${representation.size}`);
+      this.bodyBytes = isHead ? 0 : end - start + 1;
+      const body = representation.body !== null
+        ? representation.body.subarray(start, end + 1)
+        : Bun.file(representation.filePath).slice(start, end + 1);
+      return new Response(body, { status: 206, headers });
+    }
+    const contentType = headers.get("Content-Type")!;
+    headers.set("Content-Type", `multipart/byteranges; boundary=${this.boundary}`);
+    const parts: (Uint8Array | Blob)[] = [];
+    let total = 0;
+    for (const { start, end } of ranges) {
+      const head = encoder.encode(`\r\n--${this.boundary}\r\nContent-Type: ${contentType}\r\nContent-Range: bytes ${start}-${end}/${representation.size}\r\n\r\n`);
+      parts.push(head);
+      parts.push(representation.body !== null ? representation.body.subarray(start, end + 1) : Bun.file(representation.filePath).slice(start, end + 1));
+      total += head.length + end - start + 1;
+    }
+    const tail = encoder.encode(`\r\n--${this.boundary}--\r\n`);
+    parts.push(tail);
+    total += tail.length;
+    this.bodyBytes = isHead ? 0 : total;
+    return new Response(new Blob(parts), { status: 206, headers });
+  }
+
+  /** The representation to send for an Accept-Encoding value; builds br/gzip on the fly when allowed. */
+  private pickVariant(entry: CacheEntry, acceptEncoding: string | null): Representation {
+    const order = acceptableEncodings(acceptEncoding);
+    for (let i = 0; i < order.length; i++) {
+      const encoding = order[i]!;
+      const variant = entry.variants[encoding];
+      if (variant !== undefined) return variant;
+      if (entry.compressOnTheFly && (encoding === Encoding.br || encoding === Encoding.gzip)) return this.compress(entry, encoding);
+    }
+    return entry.variants[Encoding.identity]!;
+  }
+
+  private compress(entry: CacheEntry, encoding: number): Representation {
+    const identity = entry.variants[Encoding.identity]!;
+    const source = identity.body!;
+    const compressed = encoding === Encoding.br
+      ? brotliCompressSync(source, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_ON_THE_FLY_QUALITY, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: source.length } })
+      : gzipSync(source, { level: GZIP_ON_THE_FLY_LEVEL });
+    if (compressed.length >= source.length) {
+      entry.variants[encoding] = identity; // compression does not pay: this encoding is answered with identity
+      return identity;
+    }
+    const etagBase = identity.etag.slice(0, -1); // the identity tag without its closing quote
+    const variant = this.representation(entry.contentType, identity.headers.get("Cache-Control"), true, encoding, compressed, identity.filePath,
+      compressed.length, `${etagBase}-${ENCODING_TOKENS[encoding]}"`, identity.lastModifiedSeconds, identity.headers.get("Last-Modified")!);
+    entry.variants[encoding] = variant;
+    this.cache.grow(entry, compressed.length);
+    return variant;
+  }
+
+  /** Everything not in the cache: decode and check the path, find the file, load it (and cache it when small). */
+  private uncached(request: Request, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+    const decoded = decodeRequestPath(rawPath, this.allowDotfiles);
+    if (typeof decoded === "number") return this.error(decoded, isHead);
+    const fsPath = this.realRoot + decoded;
+    const stat = statOrNull(fsPath);
+    if (stat === null) return this.fallback(request, isHead, nowMs);
+    const realPath = realOrNull(fsPath);
+    if (realPath === null || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
+    if (stat.isDirectory()) {
+      if (!decoded.endsWith("/")) {
+        const location = encodePath(decoded) + "/" + (query === "" ? "" : `?${query}`);
+        return this.error(301, isHead, { Location: location });
+      }
+      const indexPath = realPath + "/" + this.settings.index;
+      const indexStat = statOrNull(indexPath);
+      if (indexStat !== null && indexStat.isFile()) {
+        const realIndex = realOrNull(indexPath);
+        if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) return this.serveFile(request, rawPath, realIndex, decoded + this.settings.index, isHead, nowMs);
+        return this.error(404, isHead);
+      }
+      if (this.settings.directory_listing) return this.listing(realPath, decoded, isHead);
+      return this.fallback(request, isHead, nowMs);
+    }
+    if (!stat.isFile()) return this.error(404, isHead);
+    if (decoded.endsWith("/")) return this.fallback(request, isHead, nowMs); // "/file.txt/" names no directory
+    return this.serveFile(request, rawPath, realPath, decoded, isHead, nowMs);
+  }
+
+  /** http.fallback (single-page apps) when set, else 404. */
+  private fallback(request: Request, isHead: boolean, nowMs: number): Response {
+    if (this.settings.fallback === "") return this.error(404, isHead);
+    const cached = this.cache.get(FALLBACK_KEY, nowMs);
+    if (cached !== undefined) return this.fromEntry(request, cached, isHead);
+    const fsPath = this.realRoot + "/" + this.settings.fallback.replace(/^\/+/, "");
+    const realPath = realOrNull(fsPath);
+    const stat = statOrNull(fsPath);
+    if (realPath === null || stat === null || !stat.isFile() || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
+    return this.serveFile(request, FALLBACK_KEY, realPath, "/" + this.settings.fallback, isHead, nowMs);
+  }
+
+  /** Serves a regular file inside the root: cached when small enough, else from disk with Bun.file. */
+  private serveFile(request: Request, cacheKey: string, realPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
+    const entry = this.load(realPath, decodedPath, nowMs);
+    if (entry === null) return this.error(404, isHead);
+    if (entry.bytes > 0 && this.cache.fits(entry.bytes)) this.cache.set(cacheKey, entry);
+    return this.fromEntry(request, entry, isHead);
+  }
+
+  /** Builds an entry for a file (bodies in memory when small; otherwise file-backed representations). */
+  private load(realPath: string, decodedPath: string, nowMs: number): CacheEntry | null {
+    const signature = fileSignature(realPath); // taken before reading: a change during the read is seen next time
+    const stat = statOrNull(realPath);
+    if (stat === null || !stat.isFile()) return null;
+    const settings = this.settings;
+    const inMemory = stat.size <= settings.cache_max_file_bytes && settings.cache_bytes > 0;
+    const contentType = contentTypeFor(realPath);
+    const cacheControl = this.immutablePattern !== null && this.immutablePattern.test(decodedPath) ? IMMUTABLE_CACHE_CONTROL : settings.cache_control;
+    const variants: (Representation | undefined)[] = new Array(ENCODING_COUNT).fill(undefined);
+    const sidecars: { encoding: number; path: string; size: number; mtimeMs: number }[] = [];
+    for (let encoding = 1; encoding < ENCODING_COUNT; encoding++) {
+      const sidecarPath = realPath + SIDECAR_SUFFIXES[encoding];
+      const sidecarStat = statOrNull(sidecarPath);
+      if (sidecarStat === null || !sidecarStat.isFile()) continue;
+      const realSidecar = realOrNull(sidecarPath);
+      if (realSidecar === null || !isInsideRoot(realSidecar, this.realRoot)) continue;
+      sidecars.push({ encoding, path: realSidecar, size: sidecarStat.size, mtimeMs: sidecarStat.mtimeMs });
+    }
+    const compressOnTheFly = inMemory && settings.compress && stat.size > 0 && stat.size <= settings.compress_max_bytes && isCompressible(contentType);
+    const negotiates = sidecars.length > 0 || compressOnTheFly;
+    const lastModified = new Date(stat.mtimeMs).toUTCString();
+    const lastModifiedSeconds = Math.floor(stat.mtimeMs / 1000);
+    let bytes = 0;
+    let body: Uint8Array | null = null;
+    if (inMemory) {
+      body = readOrNull(realPath);
+      if (body === null) return null;
+      bytes += body.length;
+    }
+    variants[Encoding.identity] = this.representation(contentType, cacheControl, negotiates, Encoding.identity, body, realPath,
+      body?.length ?? stat.size, etagOf(stat.size, stat.mtimeMs, ""), lastModifiedSeconds, lastModified);
+    for (const sidecar of sidecars) {
+      const sidecarInMemory = inMemory && sidecar.size <= settings.cache_max_file_bytes;
+      const sidecarBody = sidecarInMemory ? readOrNull(sidecar.path) : null;
+      if (sidecarInMemory && sidecarBody === null) continue;
+      if (sidecarBody !== null) bytes += sidecarBody.length;
+      variants[sidecar.encoding] = this.representation(contentType, cacheControl, true, sidecar.encoding, sidecarBody, sidecar.path,
+        sidecarBody?.length ?? sidecar.size, etagOf(sidecar.size, sidecar.mtimeMs, `-${ENCODING_TOKENS[sidecar.encoding]}`), lastModifiedSeconds, lastModified);
+    }
+    // A file-backed entry (too large for memory) is never cached: bytes 0 tells serveFile so.
+    return { filePath: realPath, contentType, negotiates, compressOnTheFly, variants, signature, bytes: inMemory ? bytes : 0, checkedAtMs: nowMs, referenced: false };
+  }
+
+  private representation(contentType: string, cacheControl: string | null, negotiates: boolean, encoding: number, body: Uint8Array | null,
+    filePath: string, size: number, etag: string, lastModifiedSeconds: number, lastModified: string): Representation {
+    const headers = new Headers();
+    headers.set("Content-Type", contentType);
+    headers.set("ETag", etag);
+    headers.set("Last-Modified", lastModified);
+    headers.set("Accept-Ranges", "bytes");
+    headers.set("X-Content-Type-Options", "nosniff");
+    if (cacheControl !== null && cacheControl !== "") headers.set("Cache-Control", cacheControl);
+    if (negotiates) headers.set("Vary", "Accept-Encoding");
+    if (encoding !== Encoding.identity) headers.set("Content-Encoding", ENCODING_TOKENS[encoding]!);
+    const notModified = new Headers();
+    notModified.set("ETag", etag);
+    notModified.set("Last-Modified", lastModified);
+    if (cacheControl !== null && cacheControl !== "") notModified.set("Cache-Control", cacheControl);
+    if (negotiates) notModified.set("Vary", "Accept-Encoding");
+    const fullInit = { status: 200, headers };
+    const notModifiedInit = { status: 304, headers: notModified };
+    return {
+      encoding, size, body, filePath, etag, lastModifiedSeconds, headers, fullInit, notModifiedInit,
+      fullResponse: body === null ? null : new Response(body, fullInit),
+      notModifiedResponse: new Response(null, notModifiedInit),
+    };
+  }
+
+  /** HTML listing of a directory (names escaped; dotfiles hidden unless allowed). */
+  private listing(realDirectory: string, decodedPath: string, isHead: boolean): Response {
+    let names: { name: string; isDirectory: boolean }[];
+    try {
+      names = readdirSync(realDirectory, { withFileTypes: true })
+        .filter((dirent) => this.allowDotfiles || !dirent.name.startsWith(".") || dirent.name === ".well-known")
+        .map((dirent) => ({ name: dirent.name, isDirectory: dirent.isDirectory() }))
+        .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    } catch {
+      return this.error(404, isHead);
+    }
+    const title = `Index of ${escapeHtml(decodedPath)}`;
+    const items = names.map(({ name, isDirectory }) => {
+      const suffix = isDirectory ? "/" : "";
+      return `<li><a href="${escapeHtml(encodeURIComponent(name))}${suffix}">${escapeHtml(name)}${suffix}</a></li>`;
+    });
+    if (decodedPath !== "/") items.unshift('<li><a href="../">../</a></li>');
+    const html = `<!doctype html>\n<html><head><meta charset="utf-8"><title>${title}</title></head>\n<body><h1>${title}</h1>\n<ul>\n${items.join("\n")}\n</ul></body></html>\n`;
+    const body = encoder.encode(html);
+    this.status = 200;
+    this.bodyBytes = isHead ? 0 : body.length;
+    return new Response(body, {
+      status: 200,
+      headers: { "Content-Type": "text/html; charset=utf-8", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache" },
+    });
+  }
+
+  private error(status: number, isHead: boolean, extra?: Record<string, string>): Response {
+    this.status = status;
+    this.bodyBytes = isHead ? 0 : errorBodyBytes(status);
+    return errorResponse(status, extra);
+  }
+}
+
+/** Response.clone(); bun-types declares its result as undici's Response, which is the same object at run time. */
+function cloneResponse(response: Response): Response {
+  return response.clone() as unknown as Response;
+}
+
+function etagOf(size: number, mtimeMs: number, suffix: string): string {
+  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}${suffix}"`;
+}
+
+function realOrNull(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
+  }
+}
+
+function readOrNull(path: string): Uint8Array | null {
+  try {
+    return readFileSync(path);
+  } catch {
+    return null;
+  }
+}
