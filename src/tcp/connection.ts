@@ -1,5 +1,6 @@
 // Per-connection state for Bun.listen sockets: a pooled object with a capped write queue and a response batch buffer.
 import type { Socket } from "bun";
+import type { ProxyHeaderReader } from "../net/proxy-protocol.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import type { FrameDecoder } from "./frame.ts";
 
@@ -18,7 +19,12 @@ export class ConnectionState {
   /** Bumped when the state is released, so work finishing for an old connection can tell it is stale. */
   generation = 0;
   socket: TcpSocket | null = null;
+  /** The client's address: the socket peer, or the address a trusted proxy's PROXY header named. */
   remoteAddress = "";
+  /** Admission admitted this connection (and counted it open); false while a PROXY header is awaited. */
+  isAdmitted = false;
+  /** Set while the PROXY header of a trusted proxy is still being read (net.proxy_protocol); null otherwise. */
+  proxyReader: ProxyHeaderReader | null = null;
   /** Value of the listener's idle clock at the last read or drain. */
   lastActiveTick = 0;
   /** Position in the pool's list of open states (for swap-removal). */
@@ -77,6 +83,8 @@ export class ConnectionState {
     this.generation++;
     this.socket = null;
     this.remoteAddress = "";
+    this.isAdmitted = false;
+    this.proxyReader = null;
     this.queue.length = 0;
     this.queueHead = 0;
     this.queuedBytes = 0;

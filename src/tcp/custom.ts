@@ -22,8 +22,8 @@ export interface CustomProtocolOptions {
   readonly maxFrameBytes: number;
   /** Called after responses were written outside a data event (the listener closes idle draining connections). */
   readonly afterActivity: (connection: ConnectionState) => void;
-  /** Rate limiting per client address (status 5), when the server provides admission. */
-  readonly admission: Admission | null;
+  /** Rate limiting per client address (status 5). */
+  readonly admission: Admission;
 }
 
 /** The HPS/1 handler of one listener: per-connection decoding and the table of requests running on the runner. */
@@ -66,7 +66,7 @@ export class CustomProtocol {
     this.runner = options.runner;
     this.maxInFlight = options.maxInFlight;
     this.afterActivity = options.afterActivity;
-    this.rateLimiter = options.admission?.rateLimitEnabled ? options.admission : null;
+    this.rateLimiter = options.admission.rateLimitEnabled ? options.admission : null;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
     this.onFrame = (opcode, _status, requestId, payload) => this.handleFrame(opcode, requestId, payload);
     this.onDone = (token, status, result) => this.handleDone(token, status, result);

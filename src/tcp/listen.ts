@@ -1,21 +1,23 @@
-// Bun.listen wiring for echo and HPS/1: pooled connection state, limits at open, idle sweep, write queue, graceful stop.
+// Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection state, idle sweep, write queue, graceful stop.
 import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, type Admission } from "../net/admission.ts";
+import { unmapIpv4 } from "../net/cidr.ts";
+import { ProxyHeaderReader, ProxyParse } from "../net/proxy-protocol.ts";
 import type { OpRunner } from "../pool/op-runner.ts";
 import { Counter } from "../stats/stats.ts";
 import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from "./connection.ts";
 import { CustomProtocol } from "./custom.ts";
 import { createEchoDataHandler, type IdleClock } from "./echo.ts";
-import { FrameDecoder } from "./frame.ts";
+import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
 
 /** The idle sweep runs about this many times per idle timeout, so a connection closes within 1.25x the timeout. */
 const SWEEPS_PER_TIMEOUT = 4;
 const MIN_SWEEP_MS = 5;
 const MAX_SWEEP_MS = 1000;
 
-/** The server will carry its Admission in the context (phase 2); until then it is absent and only max_connections is checked here. */
-type ContextWithAdmission = ServerContext & { readonly admission?: Admission };
+/** Index of the "shutting down" frame in refusalFrames, after the Refusal codes. */
+const REFUSED_DRAINING = 4;
 
 /** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
 type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
@@ -32,7 +34,9 @@ export async function startTcp(context: ServerContext, runner: OpRunner): Promis
 
 class TcpServer {
   private readonly context: ServerContext;
-  private readonly admission: Admission | null;
+  private readonly admission: Admission;
+  /** HPS/1: the connection-level error frame per Refusal code (and REFUSED_DRAINING); empty for echo (close only). */
+  private readonly refusalFrames: Uint8Array[] = [];
   private readonly pool = new ConnectionPool();
   private readonly writer: WriteQueue;
   private readonly custom: CustomProtocol | null;
@@ -48,7 +52,7 @@ class TcpServer {
 
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
-    this.admission = (context as ContextWithAdmission).admission ?? null;
+    this.admission = context.admission;
     const config = context.config;
     this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
     const idleMs = config.limits.connection_timeout_s * 1000;
@@ -66,6 +70,13 @@ class TcpServer {
             admission: this.admission,
           })
         : null;
+    if (this.custom !== null) {
+      const busy = (message: string) => encodeFrame(0, FrameStatus.BUSY, 0, new TextEncoder().encode(message));
+      this.refusalFrames[Refusal.DENIED] = busy("address not allowed");
+      this.refusalFrames[Refusal.MAX_CONNECTIONS] = busy("too many connections");
+      this.refusalFrames[Refusal.PER_IP] = busy("too many connections from your address");
+      this.refusalFrames[REFUSED_DRAINING] = busy("server is shutting down");
+    }
   }
 
   start(): TcpListener {
@@ -83,7 +94,10 @@ class TcpServer {
       socket: {
         binaryType: "uint8array",
         open: this.onOpen,
-        data: this.custom === null ? createEchoDataHandler(this.context.stats, this.writer, this.clock, this.afterActivity) : this.onCustomData,
+        data:
+          this.custom === null
+            ? createEchoDataHandler(this.context.stats, this.writer, this.clock, this.afterActivity, this.readProxyHeader)
+            : this.onCustomData,
         drain: this.onDrain,
         end: this.onEnd,
         close: this.onClose,
@@ -108,35 +122,80 @@ class TcpServer {
 
   private readonly onOpen = (socket: TcpSocket): void => {
     const config = this.context.config;
-    const stats = this.context.stats;
     if (this.isDraining) {
-      stats.inc(Counter.connectionsRefused);
-      socket.end();
+      this.context.stats.inc(Counter.connectionsRefused);
+      this.refuse(socket, this.refusalFrames[REFUSED_DRAINING]);
       return;
     }
-    const admission = this.admission;
-    const remoteAddress = admission === null ? "" : socket.remoteAddress;
-    if (admission !== null) {
-      // Admission counts its own refusals (denied, max connections, per address).
-      if (admission.admitConnection(remoteAddress) !== Refusal.NONE) {
-        socket.end();
+    const peer = unmapIpv4(socket.remoteAddress);
+    // A trusted proxy names the client in its PROXY header: admission waits for it (readProxyHeader).
+    const awaitsProxyHeader = this.admission.expectsProxyHeader(peer);
+    if (!awaitsProxyHeader) {
+      const refusal = this.admission.admitConnection(peer);
+      if (refusal !== Refusal.NONE) {
+        this.refuse(socket, this.refusalFrames[refusal]);
         return;
       }
-    } else if (stats.total(Counter.activeConnections) >= config.limits.max_connections) {
-      stats.inc(Counter.connectionsRefused);
-      stats.inc(Counter.refusedMaxConnections);
-      socket.end();
-      return;
     }
     const connection = this.pool.acquire();
-    connection.remoteAddress = remoteAddress;
     connection.socket = socket;
+    connection.remoteAddress = peer;
     connection.lastActiveTick = this.clock.tick;
     socket.data = connection;
     socket.setNoDelay(config.tcp.nodelay);
     socket.setKeepAlive(config.tcp.keepalive, config.tcp.keepalive_idle_s * 1000);
     if (this.custom !== null && connection.decoder === null) connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
-    stats.connectionOpened();
+    if (awaitsProxyHeader) {
+      connection.proxyReader = new ProxyHeaderReader();
+    } else {
+      connection.isAdmitted = true;
+      this.context.stats.connectionOpened();
+    }
+  };
+
+  /** Admission for a connection whose client a PROXY header named. Refused: answered and closed (Admission counted why). */
+  private admitProxied(connection: ConnectionState, socket: TcpSocket, clientAddress: string): boolean {
+    connection.remoteAddress = clientAddress;
+    const refusal = this.admission.admitConnection(clientAddress);
+    if (refusal !== Refusal.NONE) {
+      connection.isClosed = true;
+      this.refuse(socket, this.refusalFrames[refusal]);
+      return false;
+    }
+    connection.isAdmitted = true;
+    this.context.stats.connectionOpened();
+    return true;
+  }
+
+  /** Answers a refused connection (error frame for HPS/1, nothing for echo) and closes it. */
+  private refuse(socket: TcpSocket, frame: Uint8Array | undefined): void {
+    // A fresh socket's send buffer takes a few dozen bytes whole; end() sends them, then FIN.
+    if (frame !== undefined) socket.write(frame);
+    socket.end();
+  }
+
+  /**
+   * Reads the PROXY header of a connection from a trusted proxy (possibly across chunks), then admits the client
+   * it names. Returns the application bytes that followed the header (to be handled as data), or an empty view
+   * while the header is incomplete or when the connection was closed (malformed header, refused).
+   */
+  private readonly readProxyHeader = (connection: ConnectionState, chunk: Uint8Array): Uint8Array => {
+    const reader = connection.proxyReader!;
+    const header = reader.push(chunk);
+    if (header.result === ProxyParse.NEED_MORE) return EMPTY_PAYLOAD;
+    connection.proxyReader = null;
+    const socket = connection.socket!;
+    if (header.result === ProxyParse.ERROR) {
+      this.context.stats.inc(Counter.errorsProtocol);
+      this.context.logger.warn(`tcp: PROXY header from trusted proxy ${connection.remoteAddress}: ${header.reason}; closing`);
+      connection.isClosed = true;
+      socket.end();
+      return EMPTY_PAYLOAD;
+    }
+    // LOCAL / UNKNOWN (the proxy's own health check): the proxy itself is the client.
+    const clientAddress = header.address === null ? connection.remoteAddress : unmapIpv4(header.address);
+    if (!this.admitProxied(connection, socket, clientAddress)) return EMPTY_PAYLOAD;
+    return reader.rest;
   };
 
   private readonly onCustomData = (socket: TcpSocket, chunk: Uint8Array): void => {
@@ -145,7 +204,8 @@ class TcpServer {
     connection.lastActiveTick = this.clock.tick;
     this.context.stats.add(Counter.bytesRead, chunk.length);
     connection.isInData = true;
-    this.custom!.onData(connection, chunk);
+    const bytes = connection.proxyReader === null ? chunk : this.readProxyHeader(connection, chunk);
+    if (bytes.length > 0 && !connection.isClosed) this.custom!.onData(connection, bytes);
     connection.isInData = false;
     if (connection.isCloseDeferred) {
       this.release(connection);
@@ -190,8 +250,10 @@ class TcpServer {
   private release(connection: ConnectionState): void {
     const socket = connection.socket;
     if (socket !== null) socket.data = undefined;
-    this.admission?.releaseConnection(connection.remoteAddress);
-    this.context.stats.connectionClosed();
+    if (connection.isAdmitted) {
+      this.admission.releaseConnection(connection.remoteAddress);
+      this.context.stats.connectionClosed();
+    }
     this.pool.release(connection);
     if (this.isDraining) this.checkDrained();
   }
