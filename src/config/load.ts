@@ -169,7 +169,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
   const [table, key] = issue.path as string[];
   const name = issue.path.join(".");
   const given = issue.path.reduce<unknown>((value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey], raw);
-  const got = ` (got ${describe(given)})`;
+  const got = ` (got ${describe(given === undefined && "input" in issue ? issue.input : given)})`;
   const unit = table !== undefined && key !== undefined && hasSetting(table, key) ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, { unit?: string }>)[key]!.unit : undefined;
   const inUnit = unit ? ` ${unit}` : "";
   switch (issue.code) {

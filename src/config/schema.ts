@@ -60,7 +60,7 @@ export const SETTINGS = {
   },
   limits: {
     max_connections: { schema: int(1, 10_000_000, 10_000), doc: "Connections open at once; further ones are refused (TCP: closed at once; HTTP: 503)." },
-    max_connections_per_ip: { schema: int(1, 10_000_000, 256), doc: "Connections open at once from one client address (HTTP: in-flight requests per address)." },
+    max_connections_per_ip: { schema: int(0, 10_000_000, 0), doc: "Connections open at once from one client address; 0 = no limit but max_connections." },
     connection_timeout_s: { schema: num(0, 86_400, 60), doc: "Idle time after which a TCP connection (echo, custom) is closed; 0 = never.", unit: "seconds" },
     max_request_bytes: { schema: byteSize(16, GiB, MiB), doc: "Largest HTTP request body or HPS/1 frame; larger ones get 413 or error frame 2.", unit: "bytes" },
   },
@@ -143,6 +143,7 @@ const tables = Object.fromEntries(
 /** The whole configuration, with the rules that span several settings. */
 export const configSchema = z.object(tables).superRefine((config, ctx) => {
   if (config.limits.max_connections_per_ip > config.limits.max_connections) {
+    // 0 means "no per-address limit", so only an explicit larger value is a mistake.
     ctx.addIssue({
       code: "custom",
       path: ["limits", "max_connections_per_ip"],

@@ -45,7 +45,8 @@ export class Admission {
   /** `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given). */
   constructor(config: Config, stats: Stats, gauges?: GaugeRegistry) {
     this.stats = stats;
-    this.gate = new ConnectionGate(config.limits.max_connections, config.limits.max_connections_per_ip);
+    const limits = config.limits;
+    this.gate = new ConnectionGate(limits.max_connections, limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip);
     const rate = config.rate_limit;
     this.limiter = rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
     this.rateLimitEnabled = rate.enabled;

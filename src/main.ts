@@ -1,0 +1,106 @@
+// CLI entry for `bun run server`: parse argv, load the configuration, start, stop on signals.
+import { parseArgs } from "node:util";
+import { ConfigError, loadConfig } from "./config/load.ts";
+import { configToToml } from "./config/print.ts";
+import { StartupError, startServer } from "./server.ts";
+
+const HELP = `hps — a Bun-native high-performance server (HTTP static files, echo, HPS/1)
+
+Usage: bun run server [options]
+
+Options:
+  --config PATH        configuration file (default: server.toml if it exists, else built-in defaults)
+  --set TABLE.KEY=VAL  override one setting; repeatable (e.g. --set limits.max_connections=500)
+  --port N             shorthand for --set server.port=N
+  --protocol P         shorthand for --set server.protocol=P (http, echo, custom)
+  --check              validate the configuration, print any problems, exit 0 (valid) or 1
+  --print-config       print the effective configuration as TOML and exit
+  -h, --help           show this help
+
+Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=9000); --set overrides both.
+Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        config: { type: "string" },
+        set: { type: "string", multiple: true },
+        port: { type: "string" },
+        protocol: { type: "string" },
+        check: { type: "boolean" },
+        "print-config": { type: "boolean" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (error) {
+    process.stderr.write(`hps: ${(error as Error).message}\nRun with --help for the options.\n`);
+    return 2;
+  }
+  if (args.help) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+
+  const sets = [...(args.set ?? [])];
+  if (args.port !== undefined) sets.push(`server.port=${args.port}`);
+  if (args.protocol !== undefined) sets.push(`server.protocol=${args.protocol}`);
+
+  let config;
+  try {
+    config = await loadConfig({ configPath: args.config ?? "server.toml", requireFile: args.config !== undefined, env: process.env, sets });
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) process.stderr.write(`${problem}\n`);
+    process.stderr.write(`hps: ${error.problems.length} configuration problem${error.problems.length === 1 ? "" : "s"}; nothing started.\n`);
+    return 1;
+  }
+
+  if (args.check) {
+    process.stdout.write(`${args.config ?? "server.toml"}: configuration is valid\n`);
+    return 0;
+  }
+  if (args["print-config"]) {
+    process.stdout.write(configToToml(config));
+    return 0;
+  }
+
+  let server;
+  try {
+    server = await startServer(config);
+  } catch (error) {
+    if (error instanceof StartupError) {
+      process.stderr.write(`hps: ${error.message}\n`);
+      return 1;
+    }
+    throw error;
+  }
+
+  return await new Promise<number>((resolve) => {
+    let stopping = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) {
+        process.stderr.write(`hps: second ${signal}, exiting now\n`);
+        process.exit(130);
+      }
+      stopping = true;
+      server.logger.info(`${signal} received: draining (up to ${config.server.shutdown_timeout_s} s); send it again to exit at once`);
+      server
+        .stop({ graceful: true, timeoutMs: config.server.shutdown_timeout_s * 1000 })
+        .then(() => resolve(0))
+        .catch((error: unknown) => {
+          process.stderr.write(`hps: error during shutdown: ${(error as Error).message}\n`);
+          resolve(1);
+        });
+    };
+    process.on("SIGINT", onSignal);
+    process.on("SIGTERM", onSignal);
+  });
+}
+
+process.exit(await main(Bun.argv.slice(2)));

@@ -1,0 +1,155 @@
+// Server lifecycle: build the shared resources, start the listener for config.protocol, drain on stop.
+import { stat } from "node:fs/promises";
+import type { Config } from "./config/schema.ts";
+import { unappliedSettings } from "./config/print.ts";
+import type { Listener, ServerContext, StopOptions } from "./context.ts";
+import { startAdmin } from "./http/admin.ts";
+import { startHttp } from "./http/serve.ts";
+import { startIoThreads } from "./io-thread.ts";
+import { Logger } from "./log.ts";
+import { Admission } from "./net/admission.ts";
+import { startWorkerPool, type WorkerPool } from "./pool/worker-pool.ts";
+import { startReporter } from "./stats/report.ts";
+import { Stats } from "./stats/stats.ts";
+import { startTcp } from "./tcp/listen.ts";
+
+/** An expected start-up failure (port in use, root missing): main prints its message alone, no stack. */
+export class StartupError extends Error {
+  override readonly name = "StartupError";
+}
+
+export interface Server {
+  /** The public port actually bound (config port 0 picks one). */
+  readonly port: number;
+  /** The admin port, or null when the admin listener is disabled. */
+  readonly adminPort: number | null;
+  readonly stats: Stats;
+  readonly logger: Logger;
+  readonly context: ServerContext;
+  /** false from the moment a graceful stop begins (/readyz answers 503). */
+  isReady(): boolean;
+  stop(options?: Partial<StopOptions>): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export async function startServer(requested: Config): Promise<Server> {
+  // Several I/O threads share the port through SO_REUSEPORT.
+  const config: Config =
+    requested.server.io_threads > 1 ? { ...requested, server: { ...requested.server, reuse_port: true } } : requested;
+  const logger = new Logger({ level: config.log.level, file: config.log.file });
+  const stats = Stats.create();
+  const gauges = new Map<string, () => Record<string, number>>();
+  const admission = new Admission(config, stats, gauges);
+  const context: ServerContext = { config, stats, logger, gauges, admission };
+
+  for (const setting of unappliedSettings(config)) logger.info(`setting not applied on this runtime: ${setting}`);
+
+  const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
+  const stopStarted = async (options: StopOptions) => {
+    for (const resource of started.reverse()) await resource.stop(options).catch(() => {});
+  };
+
+  let listener: Listener;
+  let pool: WorkerPool | null = null;
+  let admin: Listener | null = null;
+  try {
+    if (config.server.protocol === "http") {
+      await requireDirectory(config.http.root);
+      listener = await listen(config, () => startHttp(context));
+    } else {
+      if (config.server.protocol === "custom") {
+        pool = await startWorkerPool(context);
+        started.push(pool);
+      }
+      const runner = pool;
+      listener = await listen(config, () => startTcp(context, runner ?? NO_POOL));
+    }
+    started.push(listener);
+    const ioThreads = config.server.io_threads > 1 ? await startIoThreads(context, listener.port, config.server.io_threads - 1) : null;
+    if (ioThreads) started.push(ioThreads);
+    let ready = true;
+    if (config.admin.enabled) {
+      admin = await listenAdmin(config, () => startAdmin(context, { isReady: () => ready }));
+      started.push(admin);
+    }
+    const reporter = startReporter(context);
+    logger.info(
+      `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol})` +
+        (admin ? `, admin on ${config.admin.bind}:${admin.port}` : ""),
+    );
+
+    let stopping: Promise<void> | null = null;
+    const stop = (options: Partial<StopOptions> = {}) => {
+      stopping ??= (async () => {
+        ready = false;
+        const full: StopOptions = { graceful: options.graceful ?? true, timeoutMs: options.timeoutMs ?? config.server.shutdown_timeout_s * 1000 };
+        const publicListener = listener;
+        await Promise.all([publicListener.stop(full), ioThreads?.stop(full)]);
+        if (pool) await pool.stop(full);
+        reporter.stop();
+        if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
+        await logger.close();
+      })();
+      return stopping;
+    };
+    return {
+      port: listener.port,
+      adminPort: admin?.port ?? null,
+      stats,
+      logger,
+      context,
+      isReady: () => ready,
+      stop,
+      [Symbol.asyncDispose]: () => stop({ graceful: false, timeoutMs: 0 }),
+    };
+  } catch (error) {
+    await stopStarted({ graceful: false, timeoutMs: 0 });
+    await logger.close();
+    throw error;
+  }
+}
+
+/** The echo protocol never dispatches to a pool; this runner claims no opcode. */
+const NO_POOL = {
+  run(_opcode: number, _payload: Uint8Array, token: number, done: (token: number, status: number, result: Uint8Array) => void) {
+    done(token, 6, new Uint8Array(0));
+  },
+  handles: () => false,
+  pending: () => 0,
+};
+
+async function requireDirectory(path: string): Promise<void> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") throw new StartupError(`http.root "${path}" does not exist: create it or point http.root at your files`);
+    if (error.code === "EACCES") throw new StartupError(`http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`);
+    throw error;
+  });
+  if (!info.isDirectory()) throw new StartupError(`http.root "${path}" is not a directory: point http.root at a directory of files`);
+}
+
+function listen<T>(config: Config, start: () => Promise<T>): Promise<T> {
+  return withListenErrors(`${config.server.bind}:${config.server.port}`, "server.port / --port", start);
+}
+
+function listenAdmin<T>(config: Config, start: () => Promise<T>): Promise<T> {
+  return withListenErrors(`${config.admin.bind}:${config.admin.port}`, "admin.port (or admin.enabled = false)", start);
+}
+
+async function withListenErrors<T>(where: string, setting: string, start: () => Promise<T>): Promise<T> {
+  try {
+    return await start();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    const message = (error as Error).message ?? "";
+    if (code === "EADDRINUSE" || /in use/i.test(message)) {
+      throw new StartupError(`cannot listen on ${where}: address already in use — stop the other process or choose another port with ${setting}`);
+    }
+    if (code === "EACCES" || /permission denied|EACCES/i.test(message)) {
+      throw new StartupError(`cannot listen on ${where}: permission denied — ports below 1024 need root or CAP_NET_BIND_SERVICE; choose another with ${setting}`);
+    }
+    if (code === "EADDRNOTAVAIL" || /not available/i.test(message)) {
+      throw new StartupError(`cannot listen on ${where}: address not available on this machine — check server.bind / admin.bind`);
+    }
+    throw error;
+  }
+}
