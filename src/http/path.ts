@@ -7,8 +7,9 @@ export const PATH_NOT_FOUND = 404;
 /**
  * Decodes a request path (the part of the target before `?`) into a clean absolute path such as `/dir/file.txt`
  * (a trailing `/` is kept), or returns a status: 400 for an encoding that is invalid or could escape the root
- * (`..` or `.` segments, NUL and control bytes, backslashes, an encoded `%` left after one decoding), 404 for a
- * dotfile segment when dotfiles are denied (`.well-known` is always allowed). Empty segments (`//`) collapse.
+ * (`..` or `.` segments, NUL and control bytes, backslashes), 404 for a dotfile segment when dotfiles are denied
+ * (`.well-known` is always allowed). Empty segments (`//`) collapse. Decoding happens exactly once, so a double
+ * encoding such as `%252e%252e` names a literal file `%2e%2e` inside the root (404 when absent), never `..`.
  */
 export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): string | number {
   if (rawPath.charCodeAt(0) !== 47 /* / */) return PATH_BAD_REQUEST;
@@ -19,7 +20,6 @@ export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): stri
     } catch {
       return PATH_BAD_REQUEST; // malformed percent-encoding or invalid UTF-8
     }
-    if (decoded.includes("%")) return PATH_BAD_REQUEST; // double encoding such as %252e
   }
   for (let i = 0; i < decoded.length; i++) {
     const code = decoded.charCodeAt(i);

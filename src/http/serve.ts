@@ -7,9 +7,6 @@ import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter } from "./keepalive.ts";
 import { StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
-/** The server carries its Admission in the context once the lead wires it (phase 2); until then it is absent. */
-type ContextWithAdmission = ServerContext & { readonly admission?: Admission };
-
 const ALLOW = "GET, HEAD, OPTIONS";
 /** Idle connections are forgotten by the keep-alive counter after this when keepalive_timeout_s is 0 (never). */
 const KEEPALIVE_FORGET_NEVER_MS = 300_000;
@@ -22,7 +19,7 @@ class HttpHandler {
   private readonly site: StaticFiles;
   private readonly accessLog: AccessLog | null;
   private readonly keepAlive: KeepAliveCounter | null;
-  private readonly admission: Admission | null;
+  private readonly admission: Admission;
   private readonly readsForwardedFor: boolean;
   private readonly maxRequestBytes: number;
   private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
@@ -32,7 +29,7 @@ class HttpHandler {
     this.site = site;
     this.accessLog = accessLog;
     this.keepAlive = keepAlive;
-    this.admission = (context as ContextWithAdmission).admission ?? null;
+    this.admission = context.admission;
     this.readsForwardedFor = context.config.net.trusted_proxies.length > 0;
     this.maxRequestBytes = context.config.limits.max_request_bytes;
   }
@@ -46,37 +43,33 @@ class HttpHandler {
     const rawPath = pathStart < 0 ? "/" : queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
     const method = request.method;
 
-    // One requestIP per request, and only when something needs the peer.
-    const needsPeer = this.keepAlive !== null || this.accessLog !== null || this.admission !== null;
-    const peer = needsPeer ? server.requestIP(request) : null;
-    let clientAddress = peer === null ? "-" : peer.address;
+    // One requestIP per request: admission, the keep-alive counter and the access log all need the peer.
+    const peer = server.requestIP(request);
     const admission = this.admission;
+    const clientAddress = admission.clientAddress(peer === null ? "" : peer.address, this.readsForwardedFor ? request.headers.get("x-forwarded-for") : null);
     let response: Response;
     let status: number;
     let bodyBytes: number;
     let admitted = false;
     admit: {
-      if (admission !== null) {
-        clientAddress = admission.clientAddress(clientAddress, this.readsForwardedFor ? request.headers.get("x-forwarded-for") : null);
-        const refusal = admission.admitConnection(clientAddress);
-        if (refusal !== Refusal.NONE) {
-          status = refusal === Refusal.DENIED ? 403 : 503;
-          response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
-          bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(status);
-          break admit;
-        }
-        admitted = true;
-        const waitMs = admission.takeToken(clientAddress, nowMs);
-        if (waitMs !== 0) {
-          const limits = admission.rateLimitHeaders(clientAddress, nowMs);
-          status = 429;
-          response = errorResponse(429, {
-            "Retry-After": String(retryAfterSeconds(waitMs)),
-            "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
-          });
-          bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(429);
-          break admit;
-        }
+      const refusal = admission.admitConnection(clientAddress);
+      if (refusal !== Refusal.NONE) {
+        status = refusal === Refusal.DENIED ? 403 : 503;
+        response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
+        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(status);
+        break admit;
+      }
+      admitted = true;
+      const waitMs = admission.takeToken(clientAddress, nowMs);
+      if (waitMs !== 0) {
+        const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+        status = 429;
+        response = errorResponse(429, {
+          "Retry-After": String(retryAfterSeconds(waitMs)),
+          "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
+        });
+        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(429);
+        break admit;
       }
       const contentLength = request.headers.get("content-length");
       if (contentLength !== null && Number(contentLength) > this.maxRequestBytes) {
@@ -101,14 +94,14 @@ class HttpHandler {
         response = errorResponse(405, { Allow: ALLOW });
         bodyBytes = errorBodyBytes(405);
       }
-      if (admission !== null && admission.rateLimitHeadersEnabled) {
+      if (admission.rateLimitHeadersEnabled) {
         const limits = admission.rateLimitHeaders(clientAddress, nowMs);
         response.headers.set("RateLimit-Limit", String(limits.limit));
         response.headers.set("RateLimit-Remaining", String(limits.remaining));
         response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
       }
     }
-    if (admitted) admission!.releaseConnection(clientAddress);
+    if (admitted) admission.releaseConnection(clientAddress);
 
     const keepAlive = this.keepAlive;
     if (keepAlive !== null && peer !== null && keepAlive.countRequest(peer.address, peer.port, nowMs)) {

@@ -1,0 +1,146 @@
+// Test helpers for the http protocol: a site in a temp directory, a running listener, raw-socket exchanges.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ConfigOverrides } from "../src/config/schema.ts";
+import type { Listener, ServerContext } from "../src/context.ts";
+import { startHttp } from "../src/http/serve.ts";
+import { Logger } from "../src/log.ts";
+import { Admission } from "../src/net/admission.ts";
+import { Stats } from "../src/stats/stats.ts";
+import { testConfig } from "./helpers.ts";
+
+export function makeTempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+export function removeDir(path: string): void {
+  rmSync(path, { recursive: true, force: true });
+}
+
+export interface RunningHttp {
+  readonly listener: Listener;
+  readonly context: ServerContext;
+  readonly port: number;
+  readonly base: string;
+  stop(): Promise<void>;
+}
+
+/** Starts the http listener on 127.0.0.1:0 serving `root` with the given overrides. */
+export async function startSite(root: string, overrides: ConfigOverrides = {}): Promise<RunningHttp> {
+  const config = testConfig({ ...overrides, http: { root, ...overrides.http } });
+  const stats = Stats.create();
+  const gauges = new Map();
+  const context: ServerContext = { config, stats, logger: Logger.silent(), gauges, admission: new Admission(config, stats, gauges) };
+  const listener = await startHttp(context);
+  return {
+    listener, context, port: listener.port, base: `http://127.0.0.1:${listener.port}`,
+    stop: () => listener.stop({ graceful: false, timeoutMs: 0 }),
+  };
+}
+
+/** One parsed HTTP/1.1 response. Header names are lower case. */
+export interface RawResponse {
+  status: number;
+  headers: Map<string, string>;
+  body: Uint8Array;
+}
+
+/**
+ * Parses consecutive responses from `bytes`. `noBody[i]` marks responses that carry no body whatever their
+ * Content-Length says (answers to HEAD). Returns the complete responses parsed so far.
+ */
+export function parseResponses(bytes: Uint8Array, noBody: readonly boolean[] = []): RawResponse[] {
+  const text = Buffer.from(bytes).toString("latin1");
+  const responses: RawResponse[] = [];
+  let offset = 0;
+  while (offset < text.length) {
+    const headerEnd = text.indexOf("\r\n\r\n", offset);
+    if (headerEnd < 0) break;
+    const lines = text.slice(offset, headerEnd).split("\r\n");
+    const status = Number(lines[0]!.split(" ")[1]);
+    const headers = new Map<string, string>();
+    for (const line of lines.slice(1)) {
+      const colon = line.indexOf(":");
+      headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
+    }
+    const bodyless = noBody[responses.length] === true || status === 304 || status === 204 || (status >= 100 && status < 200);
+    const length = bodyless ? 0 : Number(headers.get("content-length") ?? 0);
+    const bodyStart = headerEnd + 4;
+    if (bodyStart + length > text.length) break;
+    responses.push({ status, headers, body: bytes.slice(bodyStart, bodyStart + length) });
+    offset = bodyStart + length;
+  }
+  return responses;
+}
+
+/** Result of a raw exchange: every byte received and whether the server closed the connection. */
+export interface RawExchange {
+  bytes: Uint8Array;
+  closedByServer: boolean;
+}
+
+/**
+ * Writes `request` on a fresh TCP connection and collects bytes until `isDone(bytes)` holds or the server closes,
+ * bounded by `timeoutMs`. The connection is then closed by us (if still open).
+ */
+export async function rawExchange(port: number, request: string | Uint8Array, isDone: (bytes: Uint8Array) => boolean, timeoutMs = 5000): Promise<RawExchange> {
+  const chunks: Uint8Array[] = [];
+  let closedByServer = false;
+  let total = 0;
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => (finish = resolve));
+  const collected = () => {
+    const all = new Uint8Array(total);
+    let at = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, at);
+      at += chunk.length;
+    }
+    return all;
+  };
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_socket, data) {
+        chunks.push(new Uint8Array(data));
+        total += data.length;
+        if (isDone(collected())) finish();
+      },
+      close() {
+        closedByServer = true;
+        finish();
+      },
+      error() {
+        closedByServer = true;
+        finish();
+      },
+    },
+  });
+  socket.write(request);
+  const timer = setTimeout(finish, timeoutMs);
+  await done;
+  clearTimeout(timer);
+  const bytes = collected();
+  socket.end();
+  return { bytes, closedByServer };
+}
+
+/** Sends one raw request and returns its parsed response (HEAD when the request starts with HEAD). */
+export async function rawRequest(port: number, request: string): Promise<RawResponse> {
+  const isHead = request.startsWith("HEAD ");
+  const exchange = await rawExchange(port, request, (bytes) => parseResponses(bytes, [isHead]).length >= 1);
+  const [response] = parseResponses(exchange.bytes, [isHead]);
+  if (response === undefined) throw new Error(`no complete response to ${JSON.stringify(request.slice(0, 60))}; got ${exchange.bytes.length} bytes`);
+  return response;
+}
+
+/** A GET of `target` on a raw socket (the path goes out byte for byte, unlike fetch which normalises it). */
+export function rawGet(port: number, target: string, extraHeaders = ""): Promise<RawResponse> {
+  return rawRequest(port, `GET ${target} HTTP/1.1\r\nHost: t\r\n${extraHeaders}\r\n`);
+}
+
+export function text(body: Uint8Array): string {
+  return new TextDecoder().decode(body);
+}
