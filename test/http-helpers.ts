@@ -65,13 +65,43 @@ export function parseResponses(bytes: Uint8Array, noBody: readonly boolean[] = [
       headers.set(line.slice(0, colon).trim().toLowerCase(), line.slice(colon + 1).trim());
     }
     const bodyless = noBody[responses.length] === true || status === 304 || status === 204 || (status >= 100 && status < 200);
-    const length = bodyless ? 0 : Number(headers.get("content-length") ?? 0);
     const bodyStart = headerEnd + 4;
+    if (!bodyless && headers.get("transfer-encoding")?.toLowerCase() === "chunked") {
+      const chunked = parseChunked(bytes, bodyStart);
+      if (chunked === null) break;
+      responses.push({ status, headers, body: chunked.body });
+      offset = chunked.end;
+      continue;
+    }
+    const length = bodyless ? 0 : Number(headers.get("content-length") ?? 0);
     if (bodyStart + length > text.length) break;
     responses.push({ status, headers, body: bytes.slice(bodyStart, bodyStart + length) });
     offset = bodyStart + length;
   }
   return responses;
+}
+
+/** Decodes a chunked body starting at `start`; null when incomplete. */
+function parseChunked(bytes: Uint8Array, start: number): { body: Uint8Array; end: number } | null {
+  const text = Buffer.from(bytes).toString("latin1");
+  const pieces: Uint8Array[] = [];
+  let at = start;
+  for (let guard = 0; guard < 1_000_000; guard++) {
+    const lineEnd = text.indexOf("\r\n", at);
+    if (lineEnd < 0) return null;
+    const size = parseInt(text.slice(at, lineEnd), 16);
+    if (Number.isNaN(size)) throw new Error(`bad chunk size line ${JSON.stringify(text.slice(at, lineEnd))}`);
+    const dataStart = lineEnd + 2;
+    if (size === 0) {
+      const trailerEnd = text.indexOf("\r\n", dataStart);
+      if (trailerEnd < 0) return null;
+      return { body: Buffer.concat(pieces), end: trailerEnd + 2 };
+    }
+    if (dataStart + size + 2 > bytes.length) return null;
+    pieces.push(bytes.slice(dataStart, dataStart + size));
+    at = dataStart + size + 2;
+  }
+  throw new Error("chunked body with too many chunks");
 }
 
 /** Result of a raw exchange: every byte received and whether the server closed the connection. */

@@ -97,10 +97,9 @@ export function parseRange(header: string, size: number, maxRanges: number): Byt
       continue;
     }
     const start = Number(first);
-    const end = last === "" ? size - 1 : Number(last);
-    if (end < start) return RANGE_IGNORE; // invalid spec: the whole header is ignored
+    if (last !== "" && Number(last) < start) return RANGE_IGNORE; // invalid spec: the whole header is ignored
     if (start >= size) continue; // unsatisfiable
-    ranges.push({ start, end: Math.min(end, size - 1) });
+    ranges.push({ start, end: last === "" ? size - 1 : Math.min(Number(last), size - 1) });
   }
   if (ranges.length === 0) return specs.some((spec) => spec.trim() !== "") ? RANGE_UNSATISFIABLE : RANGE_IGNORE;
   if (ranges.length > 1) {

@@ -147,17 +147,21 @@ export class StaticFiles {
     headers.set("Content-Type", `multipart/byteranges; boundary=${this.boundary}`);
     const parts: (Uint8Array | Blob)[] = [];
     let total = 0;
+    const file = representation.body === null ? Bun.file(representation.filePath) : null;
     for (const { start, end } of ranges) {
       const head = encoder.encode(`\r\n--${this.boundary}\r\nContent-Type: ${contentType}\r\nContent-Range: bytes ${start}-${end}/${representation.size}\r\n\r\n`);
       parts.push(head);
-      parts.push(representation.body !== null ? representation.body.subarray(start, end + 1) : Bun.file(representation.filePath).slice(start, end + 1));
+      parts.push(file === null ? representation.body!.subarray(start, end + 1) : file.slice(start, end + 1));
       total += head.length + end - start + 1;
     }
     const tail = encoder.encode(`\r\n--${this.boundary}--\r\n`);
     parts.push(tail);
     total += tail.length;
     this.bodyBytes = isHead ? 0 : total;
-    return new Response(new Blob(parts), { status: 206, headers });
+    if (file === null) return new Response(concatBytes(parts as Uint8Array[], total), { status: 206, headers });
+    // A Blob made of file slices comes out empty in Bun 1.4.5, so file-backed parts are streamed chunk by chunk.
+    headers.set("Content-Length", String(total));
+    return new Response(isHead ? null : streamParts(parts), { status: 206, headers });
   }
 
   /** The representation to send for an Accept-Encoding value; builds br/gzip on the fly when allowed. */
@@ -340,6 +344,48 @@ export class StaticFiles {
     this.bodyBytes = isHead ? 0 : errorBodyBytes(status);
     return errorResponse(status, extra);
   }
+}
+
+/** The parts laid end to end in one buffer of `total` bytes. */
+function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/** Bytes read from a file slice per stream chunk. */
+const STREAM_CHUNK_BYTES = 1024 * 1024;
+
+/** A stream of byte parts and file slices, reading each slice in bounded chunks as the client takes them. */
+function streamParts(parts: readonly (Uint8Array | Blob)[]): ReadableStream<Uint8Array> {
+  let index = 0;
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    type: "bytes",
+    async pull(controller) {
+      const part = parts[index];
+      if (part === undefined) {
+        controller.close();
+        return;
+      }
+      if (part instanceof Uint8Array) {
+        index++;
+        controller.enqueue(part as Uint8Array<ArrayBuffer>); // part headers from TextEncoder: never shared memory
+        return;
+      }
+      const end = Math.min(offset + STREAM_CHUNK_BYTES, part.size);
+      controller.enqueue(await part.slice(offset, end).bytes());
+      offset = end;
+      if (offset >= part.size) {
+        index++;
+        offset = 0;
+      }
+    },
+  });
 }
 
 /** Response.clone(); bun-types declares its result as undici's Response, which is the same object at run time. */
