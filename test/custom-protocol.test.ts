@@ -94,6 +94,18 @@ describe("HPS/1 opcodes", () => {
     expect(context.stats.total(Counter.errorsProtocol)).toBe(0);
   });
 
+  test("ECHO returns payloads of every size class intact, pipelined (copied bytewise, copied by set, written as a view)", async () => {
+    const context = customContext();
+    await using server = await startTcp(context, new InlineRunner());
+    using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    const sizes = [0, 1, 31, 32, 33, 100, 65_535, 65_536, 70_000];
+    const payloads = sizes.map((size, n) => new Uint8Array(size).map((_, i) => (i * 31 + n) & 0xff));
+    const responses = await Promise.all(payloads.map((payload) => client.request(Opcode.ECHO, payload)));
+    responses.forEach((response, n) => {
+      expect([sizes[n], response.status, Buffer.compare(response.payload, payloads[n]!)]).toEqual([sizes[n], 0, 0]);
+    });
+  });
+
   test("10,000 pipelined requests are answered with matching ids", async () => {
     const context = customContext();
     await using server = await startTcp(context, new InlineRunner());

@@ -9,13 +9,21 @@ interface Decoded {
   payload: number[];
 }
 
-function collect(decoder: FrameDecoder, chunks: Uint8Array[]): { frames: Decoded[]; status: number } {
+type Method = "push" | "pushRanges";
+
+/** Decodes `chunks` with push (payload views) or pushRanges (payload ranges); both must give the same frames. */
+function collectWith(method: Method, decoder: FrameDecoder, chunks: Uint8Array[]): { frames: Decoded[]; status: number } {
   const frames: Decoded[] = [];
   let status: number = FrameStatus.OK;
   for (const chunk of chunks) {
-    status = decoder.push(chunk, (opcode, frameStatus, requestId, payload) => {
-      frames.push({ opcode, status: frameStatus, requestId, payload: [...payload] });
-    });
+    status =
+      method === "push"
+        ? decoder.push(chunk, (opcode, frameStatus, requestId, payload) => {
+            frames.push({ opcode, status: frameStatus, requestId, payload: [...payload] });
+          })
+        : decoder.pushRanges(chunk, (opcode, frameStatus, requestId, bytes, payloadStart, payloadBytes) => {
+            frames.push({ opcode, status: frameStatus, requestId, payload: [...bytes.subarray(payloadStart, payloadStart + payloadBytes)] });
+          });
     if (status !== FrameStatus.OK) break;
   }
   return { frames, status };
@@ -48,7 +56,8 @@ describe("header", () => {
   });
 });
 
-describe("FrameDecoder", () => {
+describe.each(["push", "pushRanges"] as const)("FrameDecoder.%s", (method) => {
+  const collect = (decoder: FrameDecoder, chunks: Uint8Array[]) => collectWith(method, decoder, chunks);
   const frames = [
     encodeFrame(Opcode.PING, 0, 1),
     encodeFrame(Opcode.ECHO, 0, 2, new Uint8Array([1, 2, 3, 4, 5])),
@@ -97,11 +106,23 @@ describe("FrameDecoder", () => {
   test("payloadIsBuffered tells a chunk view from the decoder's own buffer", () => {
     const decoder = new FrameDecoder(1024);
     const flags: boolean[] = [];
-    const onFrame = () => flags.push(decoder.payloadIsBuffered);
-    decoder.push(frames[1]!, onFrame);
-    decoder.push(frames[1]!.slice(0, 5), onFrame);
-    decoder.push(frames[1]!.slice(5), onFrame);
+    const chunks = [frames[1]!, frames[1]!.slice(0, 5), frames[1]!.slice(5)];
+    const payloadIsChunkView: boolean[] = [];
+    for (const chunk of chunks) {
+      if (method === "push") {
+        decoder.push(chunk, (_o, _s, _id, payload) => {
+          flags.push(decoder.payloadIsBuffered);
+          payloadIsChunkView.push(payload.buffer === chunk.buffer);
+        });
+      } else {
+        decoder.pushRanges(chunk, (_o, _s, _id, bytes) => {
+          flags.push(decoder.payloadIsBuffered);
+          payloadIsChunkView.push(bytes === chunk);
+        });
+      }
+    }
     expect(flags).toEqual([false, true]);
+    expect(payloadIsChunkView).toEqual([true, false]);
   });
 
   test("a frame of exactly the limit passes; one byte more is TOO_LARGE before its payload arrives", () => {

@@ -1,4 +1,5 @@
-// HPS/1 decoder throughput (16 B and 4 KiB payloads, whole and split chunks) against a naive DataView + concat decoder.
+// HPS/1 decoder throughput (16 B and 4 KiB payloads, whole and split chunks): pushRanges (what the server uses) and
+// push (a view per payload) against a naive DataView + concat decoder.
 import { bench, group, run, summary } from "mitata";
 import { FrameDecoder, Opcode, encodeFrame } from "../../src/tcp/frame.ts";
 
@@ -31,6 +32,9 @@ let sink = 0;
 const onFrame = (_opcode: number, _status: number, requestId: number, payload: Uint8Array) => {
   sink += requestId + payload.length;
 };
+const onRange = (_opcode: number, _status: number, requestId: number, _bytes: Uint8Array, _payloadStart: number, payloadBytes: number) => {
+  sink += requestId + payloadBytes;
+};
 const onNaive = (_opcode: number, requestId: number, payload: Uint8Array) => {
   sink += requestId + payload.length;
 };
@@ -43,15 +47,21 @@ for (const payloadBytes of [16, 4096]) {
   summary(() => {
     group(`${FRAMES_PER_CHUNK} frames of ${payloadBytes} B, one chunk`, () => {
       const decoder = new FrameDecoder(1 << 20);
+      const viewDecoder = new FrameDecoder(1 << 20);
       const naive = new NaiveDecoder();
-      bench("FrameDecoder", () => decoder.push(whole, onFrame));
+      bench("FrameDecoder.pushRanges", () => decoder.pushRanges(whole, onRange));
+      bench("FrameDecoder.push (views)", () => viewDecoder.push(whole, onFrame));
       bench("DataView + concat", () => naive.push(whole, onNaive));
     });
     group(`${FRAMES_PER_CHUNK} frames of ${payloadBytes} B, 1021-byte chunks`, () => {
       const decoder = new FrameDecoder(1 << 20);
+      const viewDecoder = new FrameDecoder(1 << 20);
       const naive = new NaiveDecoder();
-      bench("FrameDecoder", () => {
-        for (const piece of pieces) decoder.push(piece, onFrame);
+      bench("FrameDecoder.pushRanges", () => {
+        for (const piece of pieces) decoder.pushRanges(piece, onRange);
+      });
+      bench("FrameDecoder.push (views)", () => {
+        for (const piece of pieces) viewDecoder.push(piece, onFrame);
       });
       bench("DataView + concat", () => {
         for (const piece of pieces) naive.push(piece, onNaive);

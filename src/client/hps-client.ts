@@ -34,16 +34,17 @@ export class HpsClient implements Disposable {
   private readonly outgoing: Uint8Array[] = [];
   private isFlushQueued = false;
   private failure: Error | null = null;
-  private readonly onFrame = (_opcode: number, status: number, requestId: number, payload: Uint8Array): void => {
+  private readonly onFrame = (_opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void => {
+    const payloadEnd = payloadStart + payloadBytes;
     if (requestId === 0 && status !== 0) {
-      this.fail(new Error(`server closed the connection: status ${status}: ${new TextDecoder().decode(payload)}`));
+      this.fail(new Error(`server closed the connection: status ${status}: ${new TextDecoder().decode(bytes.subarray(payloadStart, payloadEnd))}`));
       return;
     }
     const request = this.pending.get(requestId);
     if (request === undefined) return; // timed out earlier: the late answer is dropped
     this.pending.delete(requestId);
     if (request.timer !== undefined) clearTimeout(request.timer);
-    request.resolve({ status, payload: payload.slice() });
+    request.resolve({ status, payload: bytes.slice(payloadStart, payloadEnd) });
   };
   private readonly flush = (): void => {
     this.isFlushQueued = false;
@@ -134,7 +135,7 @@ export class HpsClient implements Disposable {
   }
 
   private onData(chunk: Uint8Array): void {
-    const status = this.decoder.push(chunk, this.onFrame);
+    const status = this.decoder.pushRanges(chunk, this.onFrame);
     if (status !== 0) this.fail(new Error(`response framing lost (status ${status}); closing`));
   }
 

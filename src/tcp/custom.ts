@@ -3,10 +3,12 @@ import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import type { ConnectionState, WriteQueue } from "./connection.ts";
-import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader } from "./frame.ts";
+import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader, type FrameRangeHandler } from "./frame.ts";
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
 const LARGE_PAYLOAD_BYTES = 64 * 1024;
+/** Payloads up to this size are copied into the batch byte by byte: cheaper than making a view for TypedArray.set (measured: 3.6x at 16 B, break-even near 40 B). */
+const BYTEWISE_COPY_BYTES = 32;
 /** A batch is written out early once it holds this much, so one huge pipelined burst does not grow it without bound. */
 const BATCH_FLUSH_BYTES = 256 * 1024;
 
@@ -40,7 +42,10 @@ export class CustomProtocol {
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
-  private inlineFrames = 0;
+  /** When the current data event began: every frame of the chunk arrived then. */
+  private eventStartMs = 0;
+  /** Frames answered inline in this event whose responses have not been written yet, so their latency is not recorded yet. */
+  private unrecordedFrames = 0;
 
   /** Requests on the runner, indexed by token; an index is reused only after its `done`. */
   private readonly entryConnection: (ConnectionState | null)[] = [];
@@ -56,7 +61,7 @@ export class CustomProtocol {
   private readonly flushGenerations: number[] = [];
   private isFlushQueued = false;
 
-  readonly onFrame: (opcode: number, status: number, requestId: number, payload: Uint8Array) => void;
+  readonly onFrame: FrameRangeHandler;
   private readonly onDone: OpDone;
   private readonly flushAll: () => void;
 
@@ -68,7 +73,7 @@ export class CustomProtocol {
     this.afterActivity = options.afterActivity;
     this.rateLimiter = options.admission.rateLimitEnabled ? options.admission : null;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
-    this.onFrame = (opcode, _status, requestId, payload) => this.handleFrame(opcode, requestId, payload);
+    this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
     this.flushAll = () => this.writeScheduled();
   }
@@ -80,59 +85,71 @@ export class CustomProtocol {
 
   /** One data event: decode every complete frame, answer what is inline, write the batch, pause past max_in_flight. */
   onData(connection: ConnectionState, chunk: Uint8Array): void {
-    const startMs = performance.now();
+    this.eventStartMs = performance.now();
     this.current = connection;
-    this.inlineFrames = 0;
-    const status = connection.decoder!.push(chunk, this.onFrame);
+    const status = connection.decoder!.pushRanges(chunk, this.onFrame);
     this.current = null;
-    const inlineFrames = this.inlineFrames;
-    if (inlineFrames > 0) {
-      const micros = (performance.now() - startMs) * 1000;
-      for (let i = 0; i < inlineFrames; i++) this.stats.requestDone(micros);
-    }
     if (status !== FrameStatus.OK) {
       this.failConnection(connection, status);
+      this.recordInline();
       return;
     }
-    if (connection.isClosed) return;
-    this.writer.flushBatch(connection);
+    if (!connection.isClosed) this.writer.flushBatch(connection);
+    this.recordInline();
     if (connection.inFlight >= this.maxInFlight && !connection.isReadPaused && !connection.isClosed) {
       connection.isReadPaused = true;
       connection.socket!.pause();
     }
   }
 
-  private handleFrame(opcode: number, requestId: number, payload: Uint8Array): void {
+  /** One request frame; its payload is bytes[payloadStart, payloadStart + payloadBytes), valid during this call. */
+  private handleFrame(opcode: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void {
     const connection = this.current!;
     if (connection.isClosed) return;
     if (this.rateLimiter !== null) {
       const waitMs = this.rateLimiter.takeToken(connection.remoteAddress, Date.now());
       if (waitMs > 0) {
-        this.inlineFrames++;
+        this.unrecordedFrames++;
         this.appendFrame(connection, opcode, FrameStatus.RATE_LIMITED, requestId, textEncoder.encode(`rate limited: retry in ${waitMs} ms`), true);
         return;
       }
     }
     switch (opcode) {
       case Opcode.PING:
-        this.inlineFrames++;
+        this.unrecordedFrames++;
         this.appendFrame(connection, opcode, FrameStatus.OK, requestId, EMPTY_PAYLOAD, true);
         return;
       case Opcode.ECHO:
-        this.inlineFrames++;
-        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, payload, !connection.decoder!.payloadIsBuffered);
+        this.unrecordedFrames++;
+        this.appendRange(connection, opcode, FrameStatus.OK, requestId, bytes, payloadStart, payloadBytes, !connection.decoder!.payloadIsBuffered);
         return;
       case Opcode.STATS:
-        this.inlineFrames++;
+        this.unrecordedFrames++;
         this.appendFrame(connection, opcode, FrameStatus.OK, requestId, textEncoder.encode(JSON.stringify(this.stats.totals())), true);
         return;
     }
     if (this.runner.handles(opcode)) {
-      this.dispatch(connection, opcode, requestId, connection.decoder!.payloadIsBuffered ? payload.slice() : payload);
+      const payloadEnd = payloadStart + payloadBytes;
+      // The runner keeps the payload until done: a view of a chunk stays valid, the decoder's own buffer does not.
+      const payload = connection.decoder!.payloadIsBuffered ? bytes.slice(payloadStart, payloadEnd) : bytes.subarray(payloadStart, payloadEnd);
+      this.dispatch(connection, opcode, requestId, payload);
       return;
     }
-    this.inlineFrames++;
+    this.unrecordedFrames++;
     this.appendFrame(connection, opcode, FrameStatus.UNKNOWN_OPCODE, requestId, textEncoder.encode(`unknown opcode 0x${opcode.toString(16).padStart(2, "0")}`), true);
+  }
+
+  /**
+   * Records the latency of the inline frames whose responses were just written: from the start of their data event
+   * (when all of them arrived) to now. Responses are batched, so every frame of a chunk waits for the write that
+   * carries it; that wait is its latency, and one clock read covers every frame in the write.
+   */
+  private recordInline(): void {
+    const frames = this.unrecordedFrames;
+    if (frames === 0) return;
+    this.unrecordedFrames = 0;
+    const micros = (performance.now() - this.eventStartMs) * 1000;
+    for (let i = 0; i < frames; i++) this.stats.requestDone(micros);
   }
 
   private dispatch(connection: ConnectionState, opcode: number, requestId: number, payload: Uint8Array): void {
@@ -196,17 +213,40 @@ export class CustomProtocol {
 
   /** Header into the batch; small payloads copied after it, large ones written as their own view. */
   private appendFrame(connection: ConnectionState, opcode: number, status: number, requestId: number, payload: Uint8Array, isStable: boolean): void {
-    const payloadBytes = payload.length;
+    this.appendRange(connection, opcode, status, requestId, payload, 0, payload.length, isStable);
+  }
+
+  /** appendFrame for a payload given as bytes[payloadStart, payloadStart + payloadBytes). */
+  private appendRange(
+    connection: ConnectionState,
+    opcode: number,
+    status: number,
+    requestId: number,
+    bytes: Uint8Array,
+    payloadStart: number,
+    payloadBytes: number,
+    isStable: boolean,
+  ): void {
     if (payloadBytes >= LARGE_PAYLOAD_BYTES) {
       writeFrameHeader(connection.batch, connection.reserve(FRAME_HEADER_BYTES), payloadBytes, opcode, status, requestId);
+      const payload = payloadStart === 0 && payloadBytes === bytes.length ? bytes : bytes.subarray(payloadStart, payloadStart + payloadBytes);
       if (this.writer.flushBatch(connection)) this.writer.send(connection, payload, isStable);
+      this.recordInline();
       return;
     }
     const offset = connection.reserve(FRAME_HEADER_BYTES + payloadBytes);
     const batch = connection.batch;
     writeFrameHeader(batch, offset, payloadBytes, opcode, status, requestId);
-    if (payloadBytes > 0) batch.set(payload, offset + FRAME_HEADER_BYTES);
-    if (connection.batchBytes >= BATCH_FLUSH_BYTES) this.writer.flushBatch(connection);
+    const target = offset + FRAME_HEADER_BYTES;
+    if (payloadBytes <= BYTEWISE_COPY_BYTES) {
+      for (let i = 0; i < payloadBytes; i++) batch[target + i] = bytes[payloadStart + i]!;
+    } else {
+      batch.set(payloadStart === 0 && payloadBytes === bytes.length ? bytes : bytes.subarray(payloadStart, payloadStart + payloadBytes), target);
+    }
+    if (connection.batchBytes >= BATCH_FLUSH_BYTES) {
+      this.writer.flushBatch(connection);
+      this.recordInline();
+    }
   }
 
   /** Framing lost: answer with a connection-level error frame (request id 0), then close once it is written. */
