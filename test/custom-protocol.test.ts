@@ -18,6 +18,19 @@ function customContext(overrides: ConfigOverrides = {}): ServerContext {
   return withAdmission({ config, stats: Stats.create(), logger: Logger.silent(), gauges: new Map() });
 }
 
+/** Resolves with `promise`, or rejects after `timeoutMs`. */
+async function withTimeout<T>(promise: Promise<T>, timeoutMs: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timedOut]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
 
@@ -194,6 +207,49 @@ describe("HPS/1 error codes", () => {
   });
 });
 
+/** Runs HASH synchronously: "big" answers 64 KiB (written at once as its own view), "slow" busy-waits SLOW_MS first. */
+const SLOW_MS = 40;
+class ScriptedRunner implements OpRunner {
+  handles(opcode: number): boolean {
+    return opcode === Opcode.HASH;
+  }
+  run(_opcode: number, payload: Uint8Array, token: number, done: OpDone): void {
+    if (text(payload) === "big") {
+      done(token, 0, new Uint8Array(64 * 1024));
+      return;
+    }
+    const untilMs = performance.now() + SLOW_MS;
+    while (performance.now() < untilMs) {
+      // Busy: holds the data event the way a slow inline operation would.
+    }
+    done(token, 0, bytes("slow"));
+  }
+  pending(): number {
+    return 0;
+  }
+}
+
+describe("HPS/1 latency", () => {
+  test("an inline frame's latency runs until the write that carries its response", async () => {
+    const context = customContext();
+    await using server = await startTcp(context, new ScriptedRunner());
+    const client = await rawFrames(server.port);
+    // One chunk: PING 1 leaves with the 64 KiB answer of 2 (written at once), before 3 holds the event for SLOW_MS;
+    // PING 4 waits for 3 and leaves in the event's final write.
+    client.socket.write(
+      Buffer.concat([encodeFrame(Opcode.PING, 0, 1), encodeFrame(Opcode.HASH, 0, 2, bytes("big")), encodeFrame(Opcode.HASH, 0, 3, bytes("slow")), encodeFrame(Opcode.PING, 0, 4)]),
+    );
+    await waitFor(() => client.frames.length === 4, 5000, "four answers");
+    expect(client.frames.map((frame) => frame.requestId)).toEqual([1, 2, 3, 4]);
+    expect(context.stats.total(Counter.requests)).toBe(4);
+    const latency = context.stats.latency();
+    // 1 and 2 were written before the busy wait; 3 and 4 after it. (Bucket bounds are approximate: use half of SLOW_MS.)
+    expect(latency.cumulativeAt([(SLOW_MS / 2) * 1000])).toEqual([2]);
+    expect(latency.count()).toBe(4);
+    client.socket.end();
+  });
+});
+
 describe("HPS/1 flow control", () => {
   test("past max_in_flight the server stops reading until responses drain", async () => {
     const runner = new HeldRunner();
@@ -202,9 +258,15 @@ describe("HPS/1 flow control", () => {
     using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
     const first = [0, 1, 2, 3].map((i) => client.request(Opcode.HASH, bytes(`a${i}`)));
     await waitFor(() => runner.held.length === 4 && context.gauges.get("tcp")!().pausedReads === 1, 5000, "paused at 4");
+    const bytesReadWhenPaused = context.stats.total(Counter.bytesRead);
     const second = [0, 1, 2, 3, 4, 5].map((i) => client.request(Opcode.HASH, bytes(`b${i}`)));
-    await Bun.sleep(50); // asserting an absence: nothing more reaches the runner while the socket is paused
+    await Promise.resolve(); // the client writes its queued frames in a microtask queued before this one
+    // Asserting an absence without a sleep: two PING round trips on another connection, sent after the six frames
+    // reached the server's kernel (loopback), let the server's loop see every readable socket at least once.
+    using barrier = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    for (let i = 0; i < 2; i++) expect((await barrier.request(Opcode.PING)).status).toBe(0);
     expect(runner.held.length).toBe(4);
+    expect(context.stats.total(Counter.bytesRead)).toBe(bytesReadWhenPaused + 2 * FRAME_HEADER_BYTES);
     runner.answerAll(0, (payload) => payload);
     // Resumed: the six frames arrive in one chunk and are all taken (a chunk is decoded whole), then reading pauses again.
     await waitFor(() => runner.held.length === 6 && context.gauges.get("tcp")!().pausedReads === 1, 5000, "reading resumed");
@@ -283,10 +345,7 @@ describe("HPS/1 fuzzing", () => {
         client.socket.reload({ socket: { drain: pump, data: () => {}, close: () => resolve() } });
         pump();
       });
-      await waitFor(async () => {
-        await Promise.race([done, Bun.sleep(20)]);
-        return offset >= stream.length || client.isClosed();
-      }, 10_000, "stream written");
+      await withTimeout(done, 10_000, "stream written");
       client.socket.end();
     }
     expect(sentFrames).toBeGreaterThanOrEqual(10_000);

@@ -42,16 +42,26 @@ test("connection_timeout_s closes an idle connection and counts it; an active on
   await using server = await startTcp(context, new InlineRunner());
   let idleClosed = false;
   let activeClosed = false;
+  let roundTrips = 0;
   await connect(server.port, () => (idleClosed = true));
-  const active = await connect(server.port, () => (activeClosed = true));
   const startedMs = Date.now();
-  // Bounded: the idle one must close within 3 s; the active one writes every 50 ms meanwhile.
-  for (let i = 0; i < 60 && !idleClosed; i++) {
-    active.write("x");
-    await Bun.sleep(50);
-  }
-  expect(idleClosed).toBe(true);
+  // The active connection ping-pongs (each echo triggers the next byte) until the idle one is cut: activity
+  // driven by events, no timer. Bounded by the idle close, a round-trip cap and waitFor's deadline.
+  const active = await Bun.connect({
+    hostname: "127.0.0.1",
+    port: server.port,
+    socket: {
+      data: (socket) => {
+        roundTrips++;
+        if (!idleClosed && roundTrips < 1_000_000) socket.write("x");
+      },
+      close: () => void (activeClosed = true),
+    },
+  });
+  active.write("x");
+  await waitFor(() => idleClosed, 3000, "the idle connection to be cut");
   expect(Date.now() - startedMs).toBeGreaterThanOrEqual(250);
+  expect(roundTrips).toBeGreaterThan(0);
   expect(activeClosed).toBe(false);
   expect(context.stats.total(Counter.connectionsTimedOut)).toBe(1);
   await waitFor(() => activeClosed, 5000, "active one times out once quiet");
