@@ -153,8 +153,9 @@ export async function rawExchange(port: number, request: string | Uint8Array, is
   await done;
   clearTimeout(timer);
   const bytes = collected();
+  const serverClosed = closedByServer; // read before end(): ending fires our own close callback
   socket.end();
-  return { bytes, closedByServer };
+  return { bytes, closedByServer: serverClosed };
 }
 
 /** Sends one raw request and returns its parsed response (HEAD when the request starts with HEAD). */
