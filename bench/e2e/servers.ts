@@ -1,0 +1,186 @@
+// The servers an end-to-end benchmark compares: hps in each protocol and the baselines (raw Bun, nginx), with how to start each.
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { startChild, type Child } from "./process.ts";
+
+const REPO = new URL("../../", import.meta.url).pathname;
+const READY_TIMEOUT_MS = 15_000;
+
+/** Names of every server a case can measure. */
+export type ServerName =
+  | "hps-http"
+  | "hps-echo"
+  | "hps-custom"
+  | "hps-custom-inline"
+  | "bun-http-static"
+  | "bun-http-file"
+  | "bun-echo"
+  | "nginx"
+  | "nginx-nopush-off"
+  | "nginx-sendfile-off";
+
+export interface ServerSpec {
+  name: ServerName;
+  /** What the server is, for the table's notes. */
+  description: string;
+  /** null when the server cannot run here (a missing baseline file); the reason says why. */
+  unavailable: string | null;
+  start(env: BenchEnv, port: number): Promise<Child>;
+}
+
+/** Where a run keeps its files, and the cores it pins to. */
+export interface BenchEnv {
+  tempDir: string;
+  /** The directory of test files every HTTP server serves. */
+  wwwDir: string;
+  serverCore: number | null;
+  /** Ports for the admin listeners of hps instances, taken in order. */
+  adminPorts: number[];
+}
+
+/** Test files every HTTP server serves: name and size. */
+export const HTTP_FILES = [
+  { name: "1k.bin", bytes: 1024 },
+  { name: "64k.bin", bytes: 64 * 1024 },
+  { name: "256m.bin", bytes: 256 * 1024 * 1024 },
+] as const;
+
+/** hps pool threads in the custom benchmark: the server has one core. */
+export const BENCH_POOL_THREADS = 1;
+
+/** Writes the test files (a fixed pseudo-random pattern: incompressible, identical for every server). */
+export async function writeHttpFiles(wwwDir: string): Promise<void> {
+  mkdirSync(wwwDir, { recursive: true, mode: 0o755 });
+  const block = new Uint8Array(1024 * 1024);
+  let state = 0x12345678;
+  for (let i = 0; i < block.length; i++) {
+    state = (state * 1103515245 + 12345) >>> 0;
+    block[i] = state >>> 24;
+  }
+  for (const file of HTTP_FILES) {
+    const path = join(wwwDir, file.name);
+    if (file.bytes <= block.length) {
+      writeFileSync(path, block.subarray(0, file.bytes), { mode: 0o644 });
+      continue;
+    }
+    const writer = Bun.file(path).writer();
+    for (let written = 0; written < file.bytes; written += block.length) {
+      writer.write(block);
+      await writer.flush();
+    }
+    await writer.end();
+  }
+}
+
+function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custom", script = "src/main.ts"): string[] {
+  const adminPort = env.adminPorts.shift();
+  if (adminPort === undefined) throw new Error("out of admin ports");
+  const emptyConfig = join(env.tempDir, "empty.toml");
+  if (!existsSync(emptyConfig)) writeFileSync(emptyConfig, "# defaults: the benchmark sets what it needs with --set\n");
+  const sets = [
+    `server.protocol=${protocol}`,
+    "server.bind=127.0.0.1",
+    `server.port=${port}`,
+    `admin.port=${adminPort}`,
+    "log.level=warn",
+    "stats.interval_s=0",
+    // nginx runs with access_log off; the same work for both
+    "log.access_log=false",
+    `http.root=${env.wwwDir}`,
+    `pool.threads=${BENCH_POOL_THREADS}`,
+  ];
+  return ["bun", join(REPO, script), "--config", emptyConfig, ...sets.flatMap((set) => ["--set", set])];
+}
+
+function hps(name: ServerName, protocol: "http" | "echo" | "custom", description: string, script?: string): ServerSpec {
+  return {
+    name,
+    description,
+    unavailable: null,
+    start: (env, port) =>
+      startChild({ name, argv: hpsArgv(env, port, protocol, script), core: env.serverCore, readyPort: port, readyTimeoutMs: READY_TIMEOUT_MS, cwd: REPO, logPath: join(env.tempDir, `${name}.log`) }),
+  };
+}
+
+/** A raw-Bun baseline script from bench/baselines/, started with `--port N --root DIR` (HTTP) or `--port N` (echo). */
+function bunBaseline(name: ServerName, file: string, description: string, withRoot: boolean): ServerSpec {
+  const path = join(REPO, "bench/baselines", file);
+  return {
+    name,
+    description,
+    unavailable: existsSync(path) ? null : `bench/baselines/${file} is missing`,
+    start: (env, port) =>
+      startChild({
+        name,
+        argv: ["bun", path, "--port", String(port), ...(withRoot ? ["--root", env.wwwDir] : [])],
+        core: env.serverCore,
+        readyPort: port,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        cwd: REPO,
+        logPath: join(env.tempDir, `${name}.log`),
+      }),
+  };
+}
+
+export const NGINX_BIN = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
+
+/** nginx as BENCHMARKS.md configures it, with `sendfile`/`tcp_nopush` as given. */
+function nginx(name: ServerName, sendfile: boolean, tcpNopush: boolean, description: string): ServerSpec {
+  return {
+    name,
+    description,
+    unavailable: null,
+    start: (env, port) => {
+      const prefix = join(env.tempDir, name);
+      mkdirSync(join(prefix, "logs"), { recursive: true });
+      const conf = join(prefix, "nginx.conf");
+      writeFileSync(conf, nginxConfig(prefix, env.wwwDir, port, sendfile, tcpNopush));
+      return startChild({
+        name,
+        argv: [NGINX_BIN, "-p", prefix, "-c", conf, "-g", "daemon off;"],
+        core: env.serverCore,
+        readyPort: port,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        logPath: join(env.tempDir, `${name}.log`),
+      });
+    },
+  };
+}
+
+export function nginxConfig(prefix: string, root: string, port: number, sendfile: boolean, tcpNopush: boolean): string {
+  const user = process.getuid?.() === 0 ? "user root;\n" : "";
+  return `${user}worker_processes 1;
+pid ${join(prefix, "nginx.pid")};
+error_log ${join(prefix, "logs/error.log")} warn;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  sendfile ${sendfile ? "on" : "off"};
+  tcp_nopush ${tcpNopush ? "on" : "off"};
+  open_file_cache max=1000;
+  default_type application/octet-stream;
+  client_body_temp_path ${join(prefix, "client_body")};
+  proxy_temp_path ${join(prefix, "proxy")};
+  fastcgi_temp_path ${join(prefix, "fastcgi")};
+  uwsgi_temp_path ${join(prefix, "uwsgi")};
+  scgi_temp_path ${join(prefix, "scgi")};
+  server {
+    listen 127.0.0.1:${port} reuseport backlog=4096;
+    root ${root};
+  }
+}
+`;
+}
+
+export const SERVERS: Record<ServerName, ServerSpec> = {
+  "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
+  "hps-echo": hps("hps-echo", "echo", "hps, protocol echo"),
+  "hps-custom": hps("hps-custom", "custom", `hps, protocol custom, HASH on the pool (pool.threads = ${BENCH_POOL_THREADS})`),
+  "hps-custom-inline": hps("hps-custom-inline", "custom", "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)", "bench/baselines/hps-custom-inline.ts"),
+  "bun-http-static": bunBaseline("bun-http-static", "bun-http-static.ts", "raw Bun.serve, files as prebuilt static routes", true),
+  "bun-http-file": bunBaseline("bun-http-file", "bun-http-file.ts", "raw Bun.serve, fetch → new Response(Bun.file(path))", true),
+  "bun-echo": bunBaseline("bun-echo", "bun-echo.ts", "raw Bun.listen echo (bench/baselines/bun-echo.ts)", false),
+  nginx: nginx("nginx", true, true, "nginx, worker_processes 1, sendfile on, tcp_nopush on, open_file_cache"),
+  "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),
+  "nginx-sendfile-off": nginx("nginx-sendfile-off", false, true, "nginx as above with sendfile off (tcp_nopush has no effect without sendfile)"),
+};
