@@ -165,7 +165,7 @@ http {
   uwsgi_temp_path ${join(prefix, "uwsgi")};
   scgi_temp_path ${join(prefix, "scgi")};
   server {
-    listen 127.0.0.1:${port} reuseport backlog=4096;
+    listen 127.0.0.1:${port};
     root ${root};
   }
 }
