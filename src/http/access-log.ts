@@ -1,5 +1,5 @@
 // Access log in nginx's Combined Log Format, buffered: one write per batch, flushed on stop.
-import { openSync } from "node:fs";
+import { closeSync, openSync } from "node:fs";
 import type { FileSink } from "bun";
 
 /** Longest time a line waits in the buffer. */
@@ -46,6 +46,8 @@ export interface AccessLogOptions {
 export class AccessLog {
   private readonly sink: FileSink;
   private readonly ownsSink: boolean;
+  /** Descriptor of the log file (Bun's sink does not close a descriptor it was given); -1 for stdout. */
+  private readonly fd: number;
   private pending = "";
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly flushSoon = () => {
@@ -58,7 +60,8 @@ export class AccessLog {
   constructor(options: AccessLogOptions) {
     this.ownsSink = options.file !== "";
     // Appends, as nginx does: an existing log is never truncated.
-    this.sink = this.ownsSink ? Bun.file(openSync(options.file, "a")).writer() : Bun.stdout.writer();
+    this.fd = this.ownsSink ? openSync(options.file, "a") : -1;
+    this.sink = this.ownsSink ? Bun.file(this.fd).writer() : Bun.stdout.writer();
   }
 
   /**
@@ -87,7 +90,10 @@ export class AccessLog {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     await this.flush();
-    if (this.ownsSink) await this.sink.end();
+    if (this.ownsSink) {
+      await this.sink.end();
+      closeSync(this.fd);
+    }
   }
 
   private writePending(): void {

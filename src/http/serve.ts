@@ -19,8 +19,11 @@ class HttpHandler {
   private readonly site: StaticFiles;
   private readonly accessLog: AccessLog | null;
   private readonly keepAlive: KeepAliveCounter | null;
-  private readonly admission: Admission;
+  /** null when admission cannot refuse anything (see admissionCanRefuse): then it costs nothing per request. */
+  private readonly admission: Admission | null;
+  private readonly clientAddressFrom: Admission;
   private readonly readsForwardedFor: boolean;
+  private readonly needsPeer: boolean;
   private readonly maxRequestBytes: number;
   private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
 
@@ -29,8 +32,10 @@ class HttpHandler {
     this.site = site;
     this.accessLog = accessLog;
     this.keepAlive = keepAlive;
-    this.admission = context.admission;
+    this.admission = admissionCanRefuse(context) ? context.admission : null;
+    this.clientAddressFrom = context.admission;
     this.readsForwardedFor = context.config.net.trusted_proxies.length > 0;
+    this.needsPeer = this.admission !== null || keepAlive !== null || accessLog !== null;
     this.maxRequestBytes = context.config.limits.max_request_bytes;
   }
 
@@ -42,47 +47,51 @@ class HttpHandler {
     const queryStart = pathStart < 0 ? -1 : url.indexOf("?", pathStart);
     const rawPath = pathStart < 0 ? "/" : queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
     const method = request.method;
+    const isHead = method === "HEAD";
+    const headers = request.headers;
 
-    // One requestIP per request: admission, the keep-alive counter and the access log all need the peer.
-    const peer = server.requestIP(request);
+    // requestIP is the dearest call here (a native object per request): made once, and only when something needs the peer.
+    const peer = this.needsPeer ? server.requestIP(request) : null;
+    const clientAddress = peer === null ? "-"
+      : this.readsForwardedFor ? this.clientAddressFrom.clientAddress(peer.address, headers.get("x-forwarded-for")) : peer.address;
     const admission = this.admission;
-    const clientAddress = admission.clientAddress(peer === null ? "" : peer.address, this.readsForwardedFor ? request.headers.get("x-forwarded-for") : null);
     let response: Response;
     let status: number;
     let bodyBytes: number;
     let admitted = false;
-    admit: {
-      const refusal = admission.admitConnection(clientAddress);
-      if (refusal !== Refusal.NONE) {
-        status = refusal === Refusal.DENIED ? 403 : 503;
-        response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
-        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(status);
-        break admit;
+    answer: {
+      if (admission !== null) {
+        const refusal = admission.admitConnection(clientAddress);
+        if (refusal !== Refusal.NONE) {
+          status = refusal === Refusal.DENIED ? 403 : 503;
+          response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
+          bodyBytes = isHead ? 0 : errorBodyBytes(status);
+          break answer;
+        }
+        admitted = true;
+        const waitMs = admission.takeToken(clientAddress, nowMs);
+        if (waitMs !== 0) {
+          const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+          status = 429;
+          response = errorResponse(429, {
+            "Retry-After": String(retryAfterSeconds(waitMs)),
+            "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
+          });
+          bodyBytes = isHead ? 0 : errorBodyBytes(429);
+          break answer;
+        }
       }
-      admitted = true;
-      const waitMs = admission.takeToken(clientAddress, nowMs);
-      if (waitMs !== 0) {
-        const limits = admission.rateLimitHeaders(clientAddress, nowMs);
-        status = 429;
-        response = errorResponse(429, {
-          "Retry-After": String(retryAfterSeconds(waitMs)),
-          "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
-        });
-        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(429);
-        break admit;
-      }
-      const contentLength = request.headers.get("content-length");
+      const contentLength = headers.get("content-length");
       if (contentLength !== null && Number(contentLength) > this.maxRequestBytes) {
-        // The body is never read; Connection: close tells Bun to drop the connection instead of skipping it.
+        // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
         this.stats.inc(Counter.requestsTooLarge);
         status = 413;
         response = errorResponse(413, { Connection: "close" });
-        bodyBytes = method === "HEAD" ? 0 : errorBodyBytes(413);
-        break admit;
+        bodyBytes = isHead ? 0 : errorBodyBytes(413);
+        break answer;
       }
-      const isHead = method === "HEAD";
       if (method === "GET" || isHead) {
-        response = this.site.respond(request, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, nowMs);
+        response = this.site.respond(headers, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, nowMs);
         status = this.site.status;
         bodyBytes = this.site.bodyBytes;
       } else if (method === "OPTIONS") {
@@ -94,14 +103,14 @@ class HttpHandler {
         response = errorResponse(405, { Allow: ALLOW });
         bodyBytes = errorBodyBytes(405);
       }
-      if (admission.rateLimitHeadersEnabled) {
+      if (admission !== null && admission.rateLimitHeadersEnabled) {
         const limits = admission.rateLimitHeaders(clientAddress, nowMs);
         response.headers.set("RateLimit-Limit", String(limits.limit));
         response.headers.set("RateLimit-Remaining", String(limits.remaining));
         response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
       }
     }
-    if (admitted) admission.releaseConnection(clientAddress);
+    if (admitted) admission!.releaseConnection(clientAddress);
 
     const keepAlive = this.keepAlive;
     if (keepAlive !== null && peer !== null && keepAlive.countRequest(peer.address, peer.port, nowMs)) {
@@ -112,7 +121,6 @@ class HttpHandler {
     stats.add(Counter.bytesWritten, bodyBytes);
     if (this.accessLog !== null) {
       const target = pathStart < 0 ? "/" : url.slice(pathStart);
-      const headers = request.headers;
       this.accessLog.write(clientAddress, `${method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), nowMs);
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
@@ -125,6 +133,17 @@ class HttpHandler {
     this.stats.httpStatus(500);
     return errorResponse(500);
   };
+}
+
+/**
+ * Whether admission could ever refuse an HTTP request. The handler answers synchronously, so a request's in-flight
+ * slot is taken and released within one call: at most one is held at a time, and max_connections (>= 1) and
+ * max_connections_per_ip (>= 1) can never refuse. Only allow/deny lists and the rate limiter can; without them the
+ * per-request admission calls are skipped.
+ */
+function admissionCanRefuse(context: ServerContext): boolean {
+  const { net, rate_limit: rateLimit } = context.config;
+  return rateLimit.enabled || net.allow.length > 0 || net.deny.length > 0;
 }
 
 /** Starts the public HTTP listener for `protocol = "http"`. */

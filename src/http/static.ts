@@ -80,15 +80,14 @@ export class StaticFiles {
   }
 
   /** Answers a GET or HEAD for `rawPath` (the target before `?`); sets `status` and `bodyBytes`. */
-  respond(request: Request, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+  respond(headers: Headers, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
     const entry = this.cache.get(rawPath, nowMs);
-    if (entry !== undefined) return this.fromEntry(request, entry, isHead);
-    return this.uncached(request, rawPath, query, isHead, nowMs);
+    if (entry !== undefined) return this.fromEntry(headers, entry, isHead);
+    return this.uncached(headers, rawPath, query, isHead, nowMs);
   }
 
   /** The fast path: a cached file. */
-  private fromEntry(request: Request, entry: CacheEntry, isHead: boolean): Response {
-    const headers = request.headers;
+  private fromEntry(headers: Headers, entry: CacheEntry, isHead: boolean): Response {
     const representation = entry.negotiates ? this.pickVariant(entry, headers.get("accept-encoding")) : entry.variants[0]!;
     return this.fromRepresentation(headers, representation, isHead);
   }
@@ -195,12 +194,12 @@ export class StaticFiles {
   }
 
   /** Everything not in the cache: decode and check the path, find the file, load it (and cache it when small). */
-  private uncached(request: Request, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+  private uncached(headers: Headers, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
     const decoded = decodeRequestPath(rawPath, this.allowDotfiles);
     if (typeof decoded === "number") return this.error(decoded, isHead);
     const fsPath = this.realRoot + decoded;
     const stat = statOrNull(fsPath);
-    if (stat === null) return this.fallback(request, isHead, nowMs);
+    if (stat === null) return this.fallback(headers, isHead, nowMs);
     const realPath = realOrNull(fsPath);
     if (realPath === null || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
     if (stat.isDirectory()) {
@@ -212,35 +211,35 @@ export class StaticFiles {
       const indexStat = statOrNull(indexPath);
       if (indexStat !== null && indexStat.isFile()) {
         const realIndex = realOrNull(indexPath);
-        if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) return this.serveFile(request, rawPath, realIndex, decoded + this.settings.index, isHead, nowMs);
+        if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) return this.serveFile(headers, rawPath, realIndex, decoded + this.settings.index, isHead, nowMs);
         return this.error(404, isHead);
       }
       if (this.settings.directory_listing) return this.listing(realPath, decoded, isHead);
-      return this.fallback(request, isHead, nowMs);
+      return this.fallback(headers, isHead, nowMs);
     }
     if (!stat.isFile()) return this.error(404, isHead);
-    if (decoded.endsWith("/")) return this.fallback(request, isHead, nowMs); // "/file.txt/" names no directory
-    return this.serveFile(request, rawPath, realPath, decoded, isHead, nowMs);
+    if (decoded.endsWith("/")) return this.fallback(headers, isHead, nowMs); // "/file.txt/" names no directory
+    return this.serveFile(headers, rawPath, realPath, decoded, isHead, nowMs);
   }
 
   /** http.fallback (single-page apps) when set, else 404. */
-  private fallback(request: Request, isHead: boolean, nowMs: number): Response {
+  private fallback(headers: Headers, isHead: boolean, nowMs: number): Response {
     if (this.settings.fallback === "") return this.error(404, isHead);
     const cached = this.cache.get(FALLBACK_KEY, nowMs);
-    if (cached !== undefined) return this.fromEntry(request, cached, isHead);
+    if (cached !== undefined) return this.fromEntry(headers, cached, isHead);
     const fsPath = this.realRoot + "/" + this.settings.fallback.replace(/^\/+/, "");
     const realPath = realOrNull(fsPath);
     const stat = statOrNull(fsPath);
     if (realPath === null || stat === null || !stat.isFile() || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
-    return this.serveFile(request, FALLBACK_KEY, realPath, "/" + this.settings.fallback, isHead, nowMs);
+    return this.serveFile(headers, FALLBACK_KEY, realPath, "/" + this.settings.fallback, isHead, nowMs);
   }
 
   /** Serves a regular file inside the root: cached when small enough, else from disk with Bun.file. */
-  private serveFile(request: Request, cacheKey: string, realPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
+  private serveFile(headers: Headers, cacheKey: string, realPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
     const entry = this.load(realPath, decodedPath, nowMs);
     if (entry === null) return this.error(404, isHead);
     if (entry.bytes > 0 && this.cache.fits(entry.bytes)) this.cache.set(cacheKey, entry);
-    return this.fromEntry(request, entry, isHead);
+    return this.fromEntry(headers, entry, isHead);
   }
 
   /** Builds an entry for a file (bodies in memory when small; otherwise file-backed representations). */
