@@ -285,6 +285,21 @@ describe("response cache", () => {
     expect(after.bytes).toBe(before.bytes);
   });
 
+  test("cache off (cache_bytes = 0, cache_max_file_bytes = 0) and sendfile = false still serve every file correctly", async () => {
+    for (const overrides of [{ cache_bytes: 0, cache_max_file_bytes: 0 }, { sendfile: false, cache_max_file_bytes: 0 }]) {
+      const uncached = await startSite(root, { http: overrides });
+      try {
+        const response = await rawGet(uncached.port, "/style.css");
+        expect(text(response.body)).toBe(css);
+        expect((await rawGet(uncached.port, "/style.css", `If-None-Match: ${response.headers.get("etag")}\r\n`)).status).toBe(304);
+        expect((await rawGet(uncached.port, "/big.bin", "Range: bytes=5-9\r\n")).body).toEqual(Uint8Array.from([5, 6, 7, 8, 9]));
+        expect(uncached.context.gauges.get("httpCache")!().entries).toBe(0);
+      } finally {
+        await uncached.stop();
+      }
+    }
+  });
+
   test("a changed file is served new within cache_revalidate_ms, with a new ETag", async () => {
     const dir = makeTempDir("hps-change-");
     const path = join(dir, "note.txt");
