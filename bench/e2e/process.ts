@@ -54,7 +54,7 @@ export class Child {
   stop(signal: NodeJS.Signals = "SIGTERM", timeoutMs = 5000): Promise<number> {
     this.stopped ??= (async () => {
       if (this.isRunning) this.proc.kill(signal);
-      const exited = await Promise.race([this.proc.exited, Bun.sleep(timeoutMs).then(() => null)]);
+      const exited = await within(this.proc.exited, timeoutMs);
       if (exited === null) {
         this.proc.kill("SIGKILL");
         await this.proc.exited;
@@ -73,6 +73,19 @@ export class Child {
     } catch {
       return "";
     }
+  }
+}
+
+/** Resolves with the promise's value, or null after timeoutMs; the timer is cleared either way (it never holds the process open). */
+export async function within<T>(promise: Promise<T>, timeoutMs: number): Promise<T | null> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), timeoutMs);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

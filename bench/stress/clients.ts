@@ -161,9 +161,12 @@ export function exchange(
   });
 }
 
-/** A GET of a large file whose reader can be paused (slow reader) or throttled; counts body bytes exactly. */
+/** A GET of a large file whose reader stops reading once the response head has arrived (a slow reader); counts body bytes exactly. */
 export class Download {
   readonly socket: NetSocket;
+  /** Resolves when the response head has arrived (the response is under way); the socket is paused from then on. */
+  readonly headArrived: Promise<void>;
+  private onHead: () => void = () => {};
   status = 0;
   contentLength = -1;
   bodyBytes = 0;
@@ -171,9 +174,11 @@ export class Download {
   private head: Buffer | null = Buffer.alloc(0);
   readonly done: Promise<{ status: number; contentLength: number; bodyBytes: number; closedEarly: boolean }>;
 
-  constructor(port: number, path: string, startPaused: boolean) {
+  constructor(port: number, path: string) {
     this.socket = netConnect({ host: "127.0.0.1", port });
-    if (startPaused) this.socket.pause();
+    this.headArrived = new Promise((resolve) => {
+      this.onHead = resolve;
+    });
     this.socket.on("connect", () => this.socket.write(httpGet(path, true)));
     this.done = new Promise((resolve) => {
       const finish = () => resolve({ status: this.status, contentLength: this.contentLength, bodyBytes: this.bodyBytes, closedEarly: !this.isComplete() });
@@ -201,6 +206,8 @@ export class Download {
     this.contentLength = match === null ? -1 : Number(match[1]);
     this.bodyBytes = this.head.length - end - 4;
     this.head = null;
+    this.socket.pause();
+    this.onHead();
   }
 
   pause(): void {
