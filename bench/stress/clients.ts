@@ -249,3 +249,101 @@ export async function waitUntil(check: () => Promise<boolean> | boolean, timeout
     await Bun.sleep(50);
   }
 }
+
+/** Per-connection state of a held raw TCP connection that answers one fixed-size reply per request. */
+interface HeldRaw {
+  received: number;
+  expected: number;
+  waiting: ((ok: boolean) => void) | null;
+  isClosed: boolean;
+}
+
+const HELD_RAW_HANDLERS = {
+  binaryType: "buffer" as const,
+  data(socket: Socket<HeldRaw>, chunk: Buffer) {
+    const held = socket.data;
+    held.received += chunk.length;
+    if (held.waiting !== null && held.received >= held.expected) {
+      const waiting = held.waiting;
+      held.waiting = null;
+      waiting(true);
+    }
+  },
+  close(socket: Socket<HeldRaw>) {
+    const held = socket.data;
+    held.isClosed = true;
+    held.waiting?.(false);
+    held.waiting = null;
+  },
+  error() {},
+};
+
+/** Many raw TCP connections (echo or HPS/1) held open; each sends `request` and waits for `replyBytes` back. */
+export class HeldRawConnections {
+  private readonly sockets: Array<Socket<HeldRaw>> = [];
+  connectFailures = 0;
+
+  constructor(
+    private readonly port: number,
+    private readonly request: Uint8Array,
+    private readonly replyBytes: number,
+  ) {}
+
+  /** Opens `count` connections, `parallel` at a time, each completing one exchange; resolves with how many did. */
+  async open(count: number, parallel: number, deadlineMs: number): Promise<number> {
+    let next = 0;
+    let ok = 0;
+    const worker = async () => {
+      while (next < count && Date.now() < deadlineMs) {
+        next++;
+        const held: HeldRaw = { received: 0, expected: 0, waiting: null, isClosed: false };
+        let socket: Socket<HeldRaw>;
+        try {
+          socket = await Bun.connect<HeldRaw>({ hostname: "127.0.0.1", port: this.port, data: held, socket: HELD_RAW_HANDLERS });
+        } catch {
+          this.connectFailures++;
+          continue;
+        }
+        this.sockets.push(socket);
+        if (await this.exchangeOn(socket, deadlineMs - Date.now())) ok++;
+      }
+    };
+    await Promise.all(Array.from({ length: parallel }, worker));
+    return ok;
+  }
+
+  /** One more exchange on every held connection; resolves with how many completed. */
+  async exchangeAll(timeoutMs: number): Promise<number> {
+    const results = await Promise.all(this.sockets.map((socket) => this.exchangeOn(socket, timeoutMs)));
+    return results.filter(Boolean).length;
+  }
+
+  get opened(): number {
+    return this.sockets.length;
+  }
+
+  stillOpen(): number {
+    return this.sockets.filter((socket) => !socket.data.isClosed).length;
+  }
+
+  closeAll(): void {
+    for (const socket of this.sockets) socket.terminate();
+  }
+
+  private exchangeOn(socket: Socket<HeldRaw>, timeoutMs: number): Promise<boolean> {
+    const held = socket.data;
+    if (held.isClosed) return Promise.resolve(false);
+    held.expected += this.replyBytes;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        held.waiting = null;
+        resolve(false);
+      }, Math.max(1, timeoutMs));
+      held.waiting = (ok) => {
+        clearTimeout(timer);
+        resolve(ok);
+      };
+      socket.write(this.request);
+    });
+  }
+}

@@ -10,7 +10,7 @@ import { runLoad, type LoadReport } from "../../src/client/run.ts";
 import { encodeFrame } from "../../src/tcp/frame.ts";
 import { freePorts, startChild, stopAll, stopChildrenOnSignals, within, type Child } from "../e2e/process.ts";
 import { churn } from "./churn.ts";
-import { adminStats, Download, exchange, HeldConnections, httpGet, parseResponse, waitUntil, type AdminSnapshot } from "./clients.ts";
+import { adminStats, Download, exchange, HeldConnections, HeldRawConnections, httpGet, parseResponse, waitUntil, type AdminSnapshot } from "./clients.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const HANDLERS = new URL("./handlers.ts", import.meta.url).pathname;
@@ -80,7 +80,7 @@ function softFdLimit(): number {
 // ---------------------------------------------------------------- checks
 
 async function checkHeldConnections(http: Running, target: number, deadlineMs: number): Promise<CheckResult> {
-  const name = `${target.toLocaleString("en-US")} concurrent connections held`;
+  const name = `${target.toLocaleString("en-US")} concurrent HTTP connections held`;
   const held = new HeldConnections(http.port);
   try {
     const opened = await held.open(target, 200, "/small.txt", deadlineMs);
@@ -97,6 +97,30 @@ async function checkHeldConnections(http: Running, target: number, deadlineMs: n
         `opened ${opened.opened}/${target} (connect failures ${held.connectFailures}), first GET 200 on ${opened.ok}; server fds ${snapshot.process.openFds}; ` +
         `meanwhile 16-conn load: ${Math.round(report.requests.perSecond.mean)} req/s, ${loadErrors(report)}, p99 ${(report.latency.p99 / 1000).toFixed(1)} ms; ` +
         `second GET 200 on ${answeredAgain}, still open ${stillOpen}`,
+    };
+  } finally {
+    held.closeAll();
+  }
+}
+
+async function checkHeldFrames(custom: Running, target: number, deadlineMs: number): Promise<CheckResult> {
+  const name = `${target.toLocaleString("en-US")} concurrent HPS/1 connections held`;
+  // A PING response is 12 bytes; the request id does not matter to a held connection.
+  const held = new HeldRawConnections(custom.port, encodeFrame(OP_PING, 0, 1), 12);
+  try {
+    const ok = await held.open(target, 200, deadlineMs);
+    const during = await stats(custom);
+    const report = await load([`hps://127.0.0.1:${custom.port}`, "--opcode", "hash", "-s", "64", "-c", "16", "-d", "1.5s", "--timeout", "3s"]);
+    const again = await held.exchangeAll(Math.max(2000, deadlineMs - Date.now()));
+    const openGauge = during.gauges.tcp?.openConnections ?? -1;
+    held.closeAll();
+    const released = await waitUntil(async () => (await stats(custom)).gauges.tcp?.openConnections === 0, 5000);
+    return {
+      name,
+      held: held.opened === target && ok === target && openGauge >= target && report.errors.total === 0 && report.requests.ok > 0 && again === target && released,
+      detail:
+        `opened ${held.opened}/${target} (connect failures ${held.connectFailures}), PING answered on ${ok}; server open connections ${openGauge}, fds ${during.process.openFds}; ` +
+        `meanwhile 16-conn HASH load: ${Math.round(report.requests.perSecond.mean)}/s, ${loadErrors(report)}; second PING answered on ${again}; all released after close: ${released}`,
     };
   } finally {
     held.closeAll();
@@ -546,6 +570,7 @@ async function main(argv: string[]): Promise<number> {
     // Time each check may take at most; churn gets what is left before the last checks' reserve.
     const RESERVE_AFTER_CHURN_MS = 25_000;
     await attempt("concurrent connections held", () => checkHeldConnections(http, connections, Date.now() + 15_000));
+    await attempt("concurrent HPS/1 connections held", () => checkHeldFrames(custom, connections, Date.now() + 15_000));
     const churnEndMs = Math.max(Date.now() + 4000, budgetEndMs - RESERVE_AFTER_CHURN_MS);
     const churnSplitMs = Date.now() + (churnEndMs - Date.now()) * 0.6;
     await attempt("connection churn (echo)", () => checkChurn("echo", echo, Math.round(churnTotal * 0.6), churnSplitMs));
