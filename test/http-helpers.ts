@@ -175,3 +175,69 @@ export function rawGet(port: number, target: string, extraHeaders = ""): Promise
 export function text(body: Uint8Array): string {
   return new TextDecoder().decode(body);
 }
+
+/** A raw TCP connection kept open across requests: one request at a time, each awaited to its full response. */
+export interface KeptConnection {
+  /** Writes `request` and waits (bounded) for its complete response. */
+  request(request: string, timeoutMs?: number): Promise<RawResponse>;
+  /** Resolves once the server has closed the connection (bounded; false when it did not in time). */
+  closed(timeoutMs?: number): Promise<boolean>;
+  end(): void;
+}
+
+export async function keptConnection(port: number): Promise<KeptConnection> {
+  let received = new Uint8Array(0);
+  let consumed = 0;
+  let serverClosed = false;
+  let wake: () => void = () => {};
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data(_socket, data) {
+        const next = new Uint8Array(received.length + data.length);
+        next.set(received);
+        next.set(data, received.length);
+        received = next;
+        wake();
+      },
+      close() {
+        serverClosed = true;
+        wake();
+      },
+      error() {
+        serverClosed = true;
+        wake();
+      },
+    },
+  });
+  const waitUntil = async (done: () => boolean, timeoutMs: number): Promise<boolean> => {
+    const deadline = performance.now() + timeoutMs;
+    while (!done()) {
+      const leftMs = deadline - performance.now();
+      if (leftMs <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, leftMs);
+        wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
+    return true;
+  };
+  return {
+    async request(request, timeoutMs = 5000) {
+      const isHead = request.startsWith("HEAD ");
+      socket.write(request);
+      let parsed: RawResponse[] = [];
+      await waitUntil(() => (parsed = parseResponses(received.subarray(consumed), [isHead])).length >= 1 || serverClosed, timeoutMs);
+      const [response] = parsed;
+      if (response === undefined) throw new Error(`no response to ${JSON.stringify(request.slice(0, 60))} (server closed: ${serverClosed})`);
+      consumed = received.length; // one request at a time: everything received belongs to this response
+      return response;
+    },
+    closed: (timeoutMs = 5000) => waitUntil(() => serverClosed, timeoutMs),
+    end: () => void socket.end(),
+  };
+}

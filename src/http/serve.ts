@@ -1,47 +1,66 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
 import type { Server } from "bun";
+import { SETTINGS, type Config } from "../config/schema.ts";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
-import { KeepAliveCounter } from "./keepalive.ts";
+import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
 import { StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
 /** Idle connections are forgotten by the keep-alive counter after this when keepalive_timeout_s is 0 (never). */
 const KEEPALIVE_FORGET_NEVER_MS = 300_000;
+/** Longest time between sweeps of idle connections (they hold admission slots until swept). */
+const SWEEP_MAX_INTERVAL_MS = 1000;
 /** How often a graceful stop looks at the requests still in flight. */
 const DRAIN_POLL_MS = 10;
 
-/** Per-request logic, built once; `fetch` is a bound method so Bun.serve gets one function for the server's life. */
+/**
+ * Per-request logic, built once; `fetch` is a bound method so Bun.serve gets one function for the server's life.
+ *
+ * Connections (see keepalive.ts): a peer (address, port) seen for the first time is a new connection. When
+ * connection limits apply (countsConnections), it is admitted there (admitConnection: allow/deny, max_connections,
+ * max_connections_per_ip) and its slot is released when the connection is told to close, asks to close, or has
+ * been idle past http.keepalive_timeout_s. Per request: allow/deny (when the client address can change within a
+ * connection or connections are not admitted) and the rate limiter.
+ */
 class HttpHandler {
   private readonly stats: Stats;
   private readonly site: StaticFiles;
   private readonly accessLog: AccessLog | null;
-  private readonly keepAlive: KeepAliveCounter | null;
-  /** null when admission cannot refuse anything (see admissionCanRefuse): then it costs nothing per request. */
-  private readonly admission: Admission | null;
-  private readonly clientAddressFrom: Admission;
+  /** Tracks connections when a keep-alive limit or connection limits need them; null otherwise. */
+  private readonly connections: KeepAliveCounter | null;
+  private readonly admission: Admission;
+  /** New connections go through admitConnection (limits tighter than the defaults; see countsConnections). */
+  private readonly countsConnections: boolean;
+  /** net.allow / net.deny are set: checked per request unless the connection's admission already did. */
+  private readonly hasAccessLists: boolean;
+  private readonly rateLimited: boolean;
+  private readonly rateLimitHeaders: boolean;
   private readonly readsForwardedFor: boolean;
   private readonly needsPeer: boolean;
   private readonly maxRequestBytes: number;
   private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
 
-  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, keepAlive: KeepAliveCounter | null) {
+  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, connections: KeepAliveCounter | null, countsConnectionLimits: boolean) {
+    const { config } = context;
     this.stats = context.stats;
     this.site = site;
     this.accessLog = accessLog;
-    this.keepAlive = keepAlive;
-    this.admission = admissionCanRefuse(context) ? context.admission : null;
-    this.clientAddressFrom = context.admission;
-    this.readsForwardedFor = context.config.net.trusted_proxies.length > 0;
-    this.needsPeer = this.admission !== null || keepAlive !== null || accessLog !== null;
-    this.maxRequestBytes = context.config.limits.max_request_bytes;
+    this.connections = connections;
+    this.admission = context.admission;
+    this.countsConnections = countsConnectionLimits;
+    this.hasAccessLists = config.net.allow.length > 0 || config.net.deny.length > 0;
+    this.rateLimited = config.rate_limit.enabled;
+    this.rateLimitHeaders = context.admission.rateLimitHeadersEnabled;
+    this.readsForwardedFor = config.net.trusted_proxies.length > 0;
+    this.needsPeer = connections !== null || accessLog !== null || this.hasAccessLists || this.rateLimited;
+    this.maxRequestBytes = config.limits.max_request_bytes;
   }
 
   readonly fetch = (request: Request, server: Server<undefined>): Response => {
     const startedMs = performance.now();
-    const nowMs = performance.timeOrigin + startedMs;
     const url = request.url;
     const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
     const queryStart = pathStart < 0 ? -1 : url.indexOf("?", pathStart);
@@ -50,28 +69,50 @@ class HttpHandler {
     const isHead = method === "HEAD";
     const headers = request.headers;
 
-    // requestIP is the dearest call here (a native object per request): made once, and only when something needs the peer.
+    // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
     const peer = this.needsPeer ? server.requestIP(request) : null;
     const clientAddress = peer === null ? "-"
-      : this.readsForwardedFor ? this.clientAddressFrom.clientAddress(peer.address, headers.get("x-forwarded-for")) : peer.address;
-    const admission = this.admission;
+      : this.readsForwardedFor ? this.admission.clientAddress(peer.address, headers.get("x-forwarded-for")) : peer.address;
+    const connections = this.connections;
+    let connection: ConnectionState | null = null;
+    let closeConnection = false;
     let response: Response;
     let status: number;
     let bodyBytes: number;
-    let admitted = false;
     answer: {
-      if (admission !== null) {
-        const refusal = admission.admitConnection(clientAddress);
-        if (refusal !== Refusal.NONE) {
-          status = refusal === Refusal.DENIED ? 403 : 503;
-          response = status === 503 ? errorResponse(503, { "Retry-After": "1" }) : errorResponse(403);
-          bodyBytes = isHead ? 0 : errorBodyBytes(status);
-          break answer;
+      let newConnection = false;
+      if (connections !== null && peer !== null) {
+        connection = connections.find(peer.address, peer.port, startedMs);
+        if (connection === null) {
+          newConnection = true;
+          if (this.countsConnections) {
+            const refusal = this.admission.admitConnection(clientAddress);
+            if (refusal !== Refusal.NONE) {
+              // No entry is kept: the connection is closed after this answer.
+              closeConnection = true;
+              status = refusal === Refusal.DENIED ? 403 : 503;
+              response = status === 503 ? errorResponse(503, RETRY_AFTER_CLOSE) : errorResponse(403, CLOSE);
+              bodyBytes = isHead ? 0 : errorBodyBytes(status);
+              break answer;
+            }
+          }
+          connection = connections.open(peer.address, peer.port, clientAddress, this.countsConnections, startedMs);
         }
-        admitted = true;
-        const waitMs = admission.takeToken(clientAddress, nowMs);
+      }
+      // allow/deny per request unless this connection's admission has just checked this very address.
+      if (this.hasAccessLists && !(newConnection && this.countsConnections) && (!this.countsConnections || this.readsForwardedFor)
+        && !this.admission.isAllowed(clientAddress)) {
+        this.stats.inc(Counter.connectionsRefused);
+        this.stats.inc(Counter.refusedDenied);
+        status = 403;
+        response = errorResponse(403);
+        bodyBytes = isHead ? 0 : errorBodyBytes(403);
+        break answer;
+      }
+      if (this.rateLimited) {
+        const waitMs = this.admission.takeToken(clientAddress, startedMs);
         if (waitMs !== 0) {
-          const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+          const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
           status = 429;
           response = errorResponse(429, {
             "Retry-After": String(retryAfterSeconds(waitMs)),
@@ -85,13 +126,14 @@ class HttpHandler {
       if (contentLength !== null && Number(contentLength) > this.maxRequestBytes) {
         // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
         this.stats.inc(Counter.requestsTooLarge);
+        closeConnection = true;
         status = 413;
-        response = errorResponse(413, { Connection: "close" });
+        response = errorResponse(413, CLOSE);
         bodyBytes = isHead ? 0 : errorBodyBytes(413);
         break answer;
       }
       if (method === "GET" || isHead) {
-        response = this.site.respond(headers, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, nowMs);
+        response = this.site.respond(headers, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, startedMs);
         status = this.site.status;
         bodyBytes = this.site.bodyBytes;
       } else if (method === "OPTIONS") {
@@ -103,25 +145,30 @@ class HttpHandler {
         response = errorResponse(405, { Allow: ALLOW });
         bodyBytes = errorBodyBytes(405);
       }
-      if (admission !== null && admission.rateLimitHeadersEnabled) {
-        const limits = admission.rateLimitHeaders(clientAddress, nowMs);
+      if (this.rateLimitHeaders) {
+        const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
         response.headers.set("RateLimit-Limit", String(limits.limit));
         response.headers.set("RateLimit-Remaining", String(limits.remaining));
         response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
       }
     }
-    if (admitted) admission!.releaseConnection(clientAddress);
 
-    const keepAlive = this.keepAlive;
-    if (keepAlive !== null && peer !== null && keepAlive.countRequest(peer.address, peer.port, nowMs)) {
-      response.headers.set("Connection", "close");
+    if (connection !== null) {
+      if (connections!.countRequest(connection, startedMs)) {
+        response.headers.set("Connection", "close");
+        closeConnection = true;
+      } else if (this.countsConnections && !closeConnection && asksToClose(headers.get("connection"))) {
+        closeConnection = true; // Bun closes it after this response; its slot goes now
+      }
+      if (closeConnection) connections!.forget(connection);
     }
     const stats = this.stats;
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
     if (this.accessLog !== null) {
       const target = pathStart < 0 ? "/" : url.slice(pathStart);
-      this.accessLog.write(clientAddress, `${method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), nowMs);
+      const wallMs = performance.timeOrigin + startedMs;
+      this.accessLog.write(clientAddress, `${method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), wallMs);
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
     return response;
@@ -135,15 +182,29 @@ class HttpHandler {
   };
 }
 
+const CLOSE: Record<string, string> = { Connection: "close" };
+const RETRY_AFTER_CLOSE: Record<string, string> = { "Retry-After": "1", Connection: "close" };
+
+/** Whether a request's Connection header carries the `close` option (RFC 9112 §9.6; a token list, any case). */
+function asksToClose(connection: string | null): boolean {
+  if (connection === null) return false;
+  if (connection.length === 5) return connection.toLowerCase() === "close";
+  return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
+}
+
+/** Default of limits.max_connections, read from the schema (the only place defaults live). */
+const DEFAULT_MAX_CONNECTIONS = SETTINGS.limits.max_connections.schema.parse(undefined) as number;
+
 /**
- * Whether admission could ever refuse an HTTP request. The handler answers synchronously, so a request's in-flight
- * slot is taken and released within one call: at most one is held at a time, and max_connections (>= 1) and
- * max_connections_per_ip (>= 1) can never refuse. Only allow/deny lists and the rate limiter can; without them the
- * per-request admission calls are skipped.
+ * Whether HTTP connections are admitted against limits.max_connections / max_connections_per_ip: only when they
+ * are set tighter than the defaults (max_connections below its default, or a per-IP limit). A connection the
+ * client closes early cannot be seen going and stays counted up to http.keepalive_timeout_s, so at the default
+ * limits many short connections (HTTP/1.0 clients, one-shot clients closing without `Connection: close`) would be
+ * refused for connections that are gone; and accounting needs server.requestIP (a system call) on every request.
  */
-function admissionCanRefuse(context: ServerContext): boolean {
-  const { net, rate_limit: rateLimit } = context.config;
-  return rateLimit.enabled || net.allow.length > 0 || net.deny.length > 0;
+export function countsHttpConnections(config: Config): boolean {
+  const limits = config.limits;
+  return limits.max_connections_per_ip > 0 || limits.max_connections < DEFAULT_MAX_CONNECTIONS;
 }
 
 /** Starts the public HTTP listener for `protocol = "http"`. */
@@ -155,10 +216,14 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
   const idleTimeoutSeconds = http.keepalive_timeout_s;
   const forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
-  const keepAlive = http.max_keepalive_requests > 0 ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs) : null;
-  const sweepTimer = keepAlive === null ? null : setInterval(() => keepAlive.sweep(Date.now()), forgetAfterMs);
+  const countsConnections = countsHttpConnections(config);
+  const admission = context.admission;
+  const connections = http.max_keepalive_requests > 0 || countsConnections
+    ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null)
+    : null;
+  const sweepTimer = connections === null ? null : setInterval(() => connections.sweep(performance.now()), Math.min(forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
   sweepTimer?.unref();
-  const handler = new HttpHandler(context, site, accessLog, keepAlive);
+  const handler = new HttpHandler(context, site, accessLog, connections, countsConnections);
   const errorLogger = (error: Error): Response => {
     logger.error(`http: request handler failed: ${error.stack ?? error.message}`);
     return handler.error(error);
@@ -188,6 +253,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     }
     await server.stop(true);
     if (sweepTimer !== null) clearInterval(sweepTimer);
+    connections?.clear(); // releases the admission slots this listener still holds
     context.gauges.delete("httpCache");
     site.cache.clear();
     if (accessLog !== null) await accessLog.close();
