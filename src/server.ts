@@ -42,7 +42,7 @@ export async function startServer(requested: Config): Promise<Server> {
   const admission = new Admission(config, stats, gauges);
   const context: ServerContext = { config, stats, logger, gauges, admission };
 
-  for (const setting of unappliedSettings(config)) logger.info(`setting not applied on this runtime: ${setting}`);
+  for (const setting of unappliedSettings(config)) logger.warn(`setting not applied on this runtime: ${setting}`);
 
   const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
   const stopStarted = async (options: StopOptions) => {

@@ -178,8 +178,15 @@ describe("printing", () => {
     expect(readme).toContain(settingsReference());
   });
 
-  test("settings Bun cannot apply are named", () => {
-    const names = unappliedSettings(configSchema.parse({})).map((line) => line.split(" ")[0]);
-    expect(names).toEqual(expect.arrayContaining(["server.backlog", "tcp.cork", "tcp.recv_buffer_bytes", "tcp.send_buffer_bytes"]));
+  test("settings Bun cannot apply are named when set to a value it cannot honour", () => {
+    expect(unappliedSettings(configSchema.parse({}))).toEqual([]);
+    const changed = configSchema.parse({
+      server: { backlog: 4096 },
+      tcp: { cork: true, recv_buffer_bytes: 65536, send_buffer_bytes: 65536 },
+      http: { pipelining: false },
+    });
+    const lines = unappliedSettings(changed);
+    expect(lines.map((line) => line.split(" ")[0])).toEqual(["server.backlog", "tcp.cork", "tcp.recv_buffer_bytes", "tcp.send_buffer_bytes", "http.pipelining"]);
+    expect(lines[0]).toBe("server.backlog = 4096 (Bun.listen and Bun.serve always listen with a backlog of 512; it behaves as 512)");
   });
 });

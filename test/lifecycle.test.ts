@@ -135,6 +135,18 @@ describe("bun run server", () => {
     expect(errors).not.toContain("    at ");
   });
 
+  test("a setting Bun cannot honour is named in the start-up log", async () => {
+    const child = spawnServer(["--port", "0", "--set", `http.root=${dir}`, "--set", "admin.enabled=false", "--set", "server.bind=127.0.0.1", "--set", "tcp.cork=true", "--set", "server.backlog=2048"]);
+    try {
+      const startup = await readUntil(child.stderr, /listening on/, 15_000);
+      expect(startup).toContain("setting not applied on this runtime: tcp.cork = true");
+      expect(startup).toContain("setting not applied on this runtime: server.backlog = 2048");
+      expect(startup).not.toContain("tcp.recv_buffer_bytes");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   test("SIGTERM with a download in flight: the download completes and the exit code is 0", async () => {
     const child = spawnServer(["--port", "0", "--set", `http.root=${dir}`, "--set", "admin.enabled=false", "--set", "server.bind=127.0.0.1", "--set", "log.access_log=false"]);
     try {

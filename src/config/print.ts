@@ -23,7 +23,7 @@ export function configToToml(config: Config, comments = true): string {
       if (comments) {
         const unit = spec.unit ? ` Unit: ${spec.unit}.` : "";
         lines.push(`# ${spec.doc}${unit} Default: ${tomlValue(DEFAULTS[table]![key])}.`);
-        if (spec.notAppliedBecause) lines.push(`# Not applied on this runtime: ${spec.notAppliedBecause}.`);
+        if (spec.notAppliedBecause) lines.push(`# Only ${tomlValue(spec.runtimeValue)} can be honoured on this runtime: ${spec.notAppliedBecause}.`);
       }
       lines.push(`${key} = ${tomlValue(values[table]![key])}`);
     }
@@ -37,7 +37,9 @@ export function settingsReference(): string {
   for (const [table, settings] of settingEntries()) {
     out.push(`#### \`[${table}]\``, "", "| setting | default | unit | meaning |", "| --- | --- | --- | --- |");
     for (const [key, spec] of settings) {
-      const note = spec.notAppliedBecause ? ` *Accepted but not applied: ${spec.notAppliedBecause}.*` : "";
+      const note = spec.notAppliedBecause
+        ? ` *Only \`${tomlValue(spec.runtimeValue)}\` can be honoured (${spec.notAppliedBecause}); any other value is accepted and reported at start-up as not applied.*`
+        : "";
       const shown = tomlValue(DEFAULTS[table]![key]).replaceAll("|", "\\|");
       out.push(`| \`${table}.${key}\` | \`${shown}\` | ${spec.unit ?? ""} | ${spec.doc.replaceAll("|", "\\|")}${note} |`);
     }
@@ -46,13 +48,16 @@ export function settingsReference(): string {
   return out.join("\n");
 }
 
-/** Settings present in the configuration that Bun cannot apply, each as "key (reason)". */
+/** Settings whose configured value Bun cannot apply (it behaves as if set to another value), each as "key = value (reason)". */
 export function unappliedSettings(config: Config): string[] {
   const values = config as unknown as Record<string, Record<string, unknown>>;
   const result: string[] = [];
   for (const [table, settings] of settingEntries()) {
     for (const [key, spec] of settings) {
-      if (spec.notAppliedBecause) result.push(`${table}.${key} = ${tomlValue(values[table]![key])} (${spec.notAppliedBecause})`);
+      const value = values[table]![key];
+      if (spec.notAppliedBecause && value !== spec.runtimeValue) {
+        result.push(`${table}.${key} = ${tomlValue(value)} (${spec.notAppliedBecause}; it behaves as ${tomlValue(spec.runtimeValue)})`);
+      }
     }
   }
   return result;

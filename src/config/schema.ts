@@ -8,6 +8,8 @@ export interface SettingSpec {
   readonly unit?: string;
   /** Present when Bun's APIs give no way to apply the setting; the reason is shown at start-up. */
   readonly notAppliedBecause?: string;
+  /** With notAppliedBecause: the value the runtime behaves as if set to; any other value is reported as not applied. */
+  readonly runtimeValue?: unknown;
 }
 
 const BYTE_UNITS: Record<string, number> = {
@@ -44,7 +46,7 @@ export const SETTINGS = {
     protocol: { schema: oneOf(["http", "echo", "custom"] as const, "http"), doc: "Protocol spoken on the public port: http (static files), echo (bytes back) or custom (HPS/1 binary frames)." },
     bind: { schema: str("0.0.0.0"), doc: "Address to listen on; 127.0.0.1 for loopback only, :: for all IPv6 and IPv4." },
     port: { schema: int(0, 65535, 8080), doc: "TCP port; 0 picks a free port (tests use it)." },
-    backlog: { schema: int(1, 65535, 512), doc: "Listen backlog (pending connections the kernel queues).", notAppliedBecause: "Bun.listen and Bun.serve always listen with a backlog of 512" },
+    backlog: { schema: int(1, 65535, 512), doc: "Listen backlog (pending connections the kernel queues).", notAppliedBecause: "Bun.listen and Bun.serve always listen with a backlog of 512", runtimeValue: 512 },
     reuse_port: { schema: bool(false), doc: "Set SO_REUSEPORT so several processes or I/O threads can share the port." },
     io_threads: { schema: int(1, 64, 1), doc: "I/O threads that each accept connections on the port (more than 1 turns reuse_port on)." },
     shutdown_timeout_s: { schema: num(0, 3600, 10), doc: "On SIGINT/SIGTERM, how long in-flight work may take to finish before the rest is closed.", unit: "seconds" },
@@ -53,9 +55,9 @@ export const SETTINGS = {
     nodelay: { schema: bool(true), doc: "Disable Nagle's algorithm (TCP_NODELAY) on every connection." },
     keepalive: { schema: bool(true), doc: "Enable TCP keep-alive probes (SO_KEEPALIVE) on every connection." },
     keepalive_idle_s: { schema: int(1, 7200, 60), doc: "Idle time before the first TCP keep-alive probe.", unit: "seconds" },
-    cork: { schema: bool(false), doc: "TCP_CORK: hold partial frames to send full segments.", notAppliedBecause: "Bun's socket APIs have no TCP_CORK option (Bun batches writes within one event-loop tick itself)" },
-    recv_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_RCVBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_RCVBUF option" },
-    send_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_SNDBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_SNDBUF option" },
+    cork: { schema: bool(false), doc: "TCP_CORK: hold partial frames to send full segments.", notAppliedBecause: "Bun's socket APIs have no TCP_CORK option (Bun batches writes within one event-loop tick itself)", runtimeValue: false },
+    recv_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_RCVBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_RCVBUF option", runtimeValue: 0 },
+    send_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_SNDBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_SNDBUF option", runtimeValue: 0 },
     max_buffered_bytes: { schema: byteSize(4096, GiB, 4 * MiB), doc: "Bytes queued for a connection that is not reading; past this it is disconnected (echo, custom).", unit: "bytes" },
   },
   limits: {
@@ -67,7 +69,7 @@ export const SETTINGS = {
   http: {
     root: { schema: str("./public"), doc: "Directory whose files are served; nothing outside it ever is." },
     index: { schema: str("index.html"), doc: "File served for a directory request (/ and /dir/)." },
-    pipelining: { schema: bool(true), doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).", notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them" },
+    pipelining: { schema: bool(true), doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).", notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them", runtimeValue: true },
     keepalive_timeout_s: { schema: int(0, 255, 10), doc: "Idle time before a keep-alive connection is closed (Bun's idleTimeout, at most 255); 0 = never.", unit: "seconds" },
     max_keepalive_requests: { schema: int(0, 10_000_000, 1000), doc: "Requests served on one connection before it is closed with Connection: close; 0 = unlimited." },
     sendfile: { schema: bool(true), doc: "Send large files with Bun.file (the kernel's sendfile for files of 1 MiB or more) instead of reading them in." },
