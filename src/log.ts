@@ -1,5 +1,6 @@
 // Levelled logger: one line per event with an ISO timestamp, to stderr or a file, flushed on close.
 import type { FileSink } from "bun";
+import { closeSync, openSync } from "node:fs";
 
 export type LogLevel = "error" | "warn" | "info" | "debug";
 const LEVEL_RANK: Record<LogLevel, number> = { error: 0, warn: 1, info: 2, debug: 3 };
@@ -11,19 +12,26 @@ export interface LoggerOptions {
 }
 
 export class Logger {
-  private readonly rank: number;
+  private rank: number;
   private readonly sink: FileSink;
   private readonly ownsSink: boolean;
+  /** The log file's descriptor, opened for appending; null for stderr. */
+  private readonly fd: number | null;
 
+  /** Throws (ENOENT, EACCES, ...) when the log file cannot be opened for appending. */
   constructor(options: LoggerOptions) {
     this.rank = LEVEL_RANK[options.level];
     this.ownsSink = options.file !== "";
-    this.sink = this.ownsSink ? Bun.file(options.file).writer() : Bun.stderr.writer();
+    // A path-based FileSink writes from offset 0 over an existing file; an O_APPEND descriptor appends.
+    this.fd = this.ownsSink ? openSync(options.file, "a") : null;
+    this.sink = this.fd !== null ? Bun.file(this.fd).writer() : Bun.stderr.writer();
   }
 
-  /** A logger that writes nothing: for tests and tools that do not want output. */
+  /** A logger that writes nothing (no level is enabled, no file is opened): for tests and tools. */
   static silent(): Logger {
-    return new Logger({ level: "error", file: "/dev/null" });
+    const logger = new Logger({ level: "error", file: "" });
+    logger.rank = -1;
+    return logger;
   }
 
   isEnabled(level: LogLevel): boolean {
@@ -58,7 +66,13 @@ export class Logger {
 
   async close(): Promise<void> {
     await this.sink.flush();
-    if (this.ownsSink) await this.sink.end();
+    if (this.fd === null) return;
+    await this.sink.end();
+    try {
+      closeSync(this.fd);
+    } catch {
+      // Already closed by the sink.
+    }
   }
 
   private write(level: LogLevel, message: string): void {

@@ -36,7 +36,7 @@ export async function startServer(requested: Config): Promise<Server> {
   // Several I/O threads share the port through SO_REUSEPORT.
   const config: Config =
     requested.server.io_threads > 1 ? { ...requested, server: { ...requested.server, reuse_port: true } } : requested;
-  const logger = new Logger({ level: config.log.level, file: config.log.file });
+  const logger = openLogger(config);
   const stats = Stats.create();
   const gauges = new Map<string, () => Record<string, number>>();
   const admission = new Admission(config, stats, gauges);
@@ -117,6 +117,15 @@ const NO_POOL = {
   handles: () => false,
   pending: () => 0,
 };
+
+function openLogger(config: Config): Logger {
+  try {
+    return new Logger({ level: config.log.level, file: config.log.file });
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
+    throw new StartupError(`cannot open log.file "${config.log.file}" for appending (${reason}): fix the path or its permissions, or leave log.file empty for stderr`);
+  }
+}
 
 async function requireDirectory(path: string): Promise<void> {
   const info = await stat(path).catch((error: NodeJS.ErrnoException) => {

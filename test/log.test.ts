@@ -1,0 +1,49 @@
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Logger } from "../src/log.ts";
+import { startServer } from "../src/server.ts";
+import { testConfig } from "./helpers.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "hps-log-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+test("lines are appended to an existing file, one per event, with an ISO timestamp and level", async () => {
+  const path = join(dir, "append.log");
+  writeFileSync(path, "an earlier line that must survive\n");
+  const logger = new Logger({ level: "info", file: path });
+  logger.info("started");
+  logger.warn("careful");
+  logger.debug("not written at info");
+  logger.block("info", "report", ["a: 1", "b: 2"]);
+  await logger.close();
+  const lines = readFileSync(path, "utf8").split("\n");
+  expect(lines[0]).toBe("an earlier line that must survive");
+  expect(lines[1]).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO  started$/);
+  expect(lines[2]).toMatch(/Z WARN  careful$/);
+  expect(lines[3]).toMatch(/Z INFO  report$/);
+  expect(lines.slice(4, 6)).toEqual(["  a: 1", "  b: 2"]);
+  expect(readFileSync(path, "utf8")).not.toContain("not written");
+});
+
+test("the level filters: error only writes errors", async () => {
+  const path = join(dir, "errors.log");
+  const logger = new Logger({ level: "error", file: path });
+  expect(logger.isEnabled("warn")).toBe(false);
+  logger.warn("hidden");
+  logger.error("shown");
+  await logger.close();
+  expect(readFileSync(path, "utf8")).toMatch(/ERROR shown\n$/);
+});
+
+test("a silent logger enables nothing", () => {
+  const logger = Logger.silent();
+  for (const level of ["error", "warn", "info", "debug"] as const) expect(logger.isEnabled(level)).toBe(false);
+});
+
+test("a log file that cannot be opened stops start-up with one clear message", async () => {
+  await expect(startServer(testConfig({ log: { file: join(dir, "no-such-dir", "hps.log") } }))).rejects.toThrow(
+    /cannot open log.file ".*no-such-dir\/hps.log" for appending/,
+  );
+});
