@@ -32,4 +32,6 @@ export interface Listener {
   /** Requests or frames being worked on now; graceful stop waits for this to reach 0. */
   inFlight(): number;
   stop(options: StopOptions): Promise<void>;
+  /** Reopens the files this listener writes (the access log) by path, after log rotation. */
+  reopenLogs?(): Promise<void>;
 }

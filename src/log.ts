@@ -13,18 +13,32 @@ export interface LoggerOptions {
 
 export class Logger {
   private rank: number;
-  private readonly sink: FileSink;
+  private sink: FileSink;
   private readonly ownsSink: boolean;
+  private readonly path: string;
   /** The log file's descriptor, opened for appending; null for stderr. */
-  private readonly fd: number | null;
+  private fd: number | null;
 
   /** Throws (ENOENT, EACCES, ...) when the log file cannot be opened for appending. */
   constructor(options: LoggerOptions) {
     this.rank = LEVEL_RANK[options.level];
     this.ownsSink = options.file !== "";
+    this.path = options.file;
     // A path-based FileSink writes from offset 0 over an existing file; an O_APPEND descriptor appends.
     this.fd = this.ownsSink ? openSync(options.file, "a") : null;
     this.sink = this.fd !== null ? Bun.file(this.fd).writer() : Bun.stderr.writer();
+  }
+
+  /** Closes and reopens the log file by its path (after logrotate moved it away); stderr needs nothing. */
+  async reopen(): Promise<void> {
+    if (this.fd === null) return;
+    const next = openSync(this.path, "a");
+    const [oldSink, oldFd] = [this.sink, this.fd];
+    this.fd = next;
+    this.sink = Bun.file(next).writer();
+    await oldSink.flush();
+    await oldSink.end();
+    closeQuietly(oldFd);
   }
 
   /** A logger that writes nothing (no level is enabled, no file is opened): for tests and tools. */
@@ -68,11 +82,7 @@ export class Logger {
     await this.sink.flush();
     if (this.fd === null) return;
     await this.sink.end();
-    try {
-      closeSync(this.fd);
-    } catch {
-      // Already closed by the sink.
-    }
+    closeQuietly(this.fd);
   }
 
   private write(level: LogLevel, message: string): void {
@@ -80,5 +90,13 @@ export class Logger {
     this.sink.write(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}\n`);
     // Errors must survive a crash that follows them; other lines are batched by the sink.
     if (level === "error" || !this.ownsSink) this.sink.flush();
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed by its sink.
   }
 }

@@ -19,6 +19,7 @@ Options:
 
 Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=9000); --set overrides both.
 Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
+         SIGHUP reopens log.file and log.access_file (for logrotate).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -100,6 +101,9 @@ async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    process.on("SIGHUP", () => {
+      server.reopenLogs().catch((error: unknown) => server.logger.error(`SIGHUP: cannot reopen log files: ${(error as Error).message}`));
+    });
   });
 }
 

@@ -29,6 +29,8 @@ export interface Server {
   /** false from the moment a graceful stop begins (/readyz answers 503). */
   isReady(): boolean;
   stop(options?: Partial<StopOptions>): Promise<void>;
+  /** Reopens log.file and the access log by path (SIGHUP, after logrotate moved them). */
+  reopenLogs(): Promise<void>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
@@ -100,6 +102,11 @@ export async function startServer(requested: Config): Promise<Server> {
       context,
       isReady: () => ready,
       stop,
+      async reopenLogs() {
+        await logger.reopen();
+        await listener.reopenLogs?.();
+        logger.info("log files reopened");
+      },
       [Symbol.asyncDispose]: () => stop({ graceful: false, timeoutMs: 0 }),
     };
   } catch (error) {

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { startServer } from "../src/server.ts";
-import { testConfig } from "./helpers.ts";
+import { testConfig, waitFor } from "./helpers.ts";
 
 const repo = join(import.meta.dir, "..");
 const dir = mkdtempSync(join(tmpdir(), "hps-lifecycle-"));
@@ -142,6 +142,25 @@ describe("bun run server", () => {
       expect(startup).toContain("setting not applied on this runtime: tcp.cork = true");
       expect(startup).toContain("setting not applied on this runtime: server.backlog = 2048");
       expect(startup).not.toContain("tcp.recv_buffer_bytes");
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  test("SIGHUP reopens log.file after it was moved away", async () => {
+    const logPath = join(dir, "server.log");
+    const child = spawnServer(["--port", "0", "--set", `http.root=${dir}`, "--set", "admin.enabled=false", "--set", "server.bind=127.0.0.1", "--set", `log.file=${logPath}`]);
+    try {
+      const { existsSync, readFileSync, renameSync } = await import("node:fs");
+      const logSays = (text: string) => () => existsSync(logPath) && readFileSync(logPath, "utf8").includes(text);
+      await waitFor(logSays("listening on"), 15_000, "the server to log that it listens");
+      renameSync(logPath, `${logPath}.1`);
+      child.kill("SIGHUP");
+      await waitFor(logSays("log files reopened"), 10_000, "the reopened log file");
+      expect(readFileSync(logPath, "utf8")).toContain("log files reopened");
+      expect(readFileSync(`${logPath}.1`, "utf8")).toContain("listening on");
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
     } finally {
       child.kill("SIGKILL");
     }

@@ -47,3 +47,20 @@ test("a log file that cannot be opened stops start-up with one clear message", a
     /cannot open log.file ".*no-such-dir\/hps.log" for appending/,
   );
 });
+
+test("reopen() continues in a new file at the same path after the old one was moved away (logrotate)", async () => {
+  const path = join(dir, "rotate.log");
+  const logger = new Logger({ level: "info", file: path });
+  logger.info("before rotation");
+  await logger.flush();
+  const { renameSync } = await import("node:fs");
+  renameSync(path, `${path}.1`);
+  logger.info("still to the old file until reopened");
+  await logger.reopen();
+  logger.info("after rotation");
+  await logger.close();
+  expect(readFileSync(`${path}.1`, "utf8")).toContain("still to the old file");
+  const fresh = readFileSync(path, "utf8");
+  expect(fresh).toContain("after rotation");
+  expect(fresh).not.toContain("before rotation");
+});
