@@ -69,6 +69,8 @@ class WorkerSlot {
   readonly submissions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
   readonly completions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
   lastError = "";
+  /** In the pool's wake list: tasks were added to the ring since the last wake-up round. */
+  wakePending = false;
   constructor(readonly index: number, readonly worker: Worker, readonly lockId: number) {}
 }
 
@@ -139,6 +141,10 @@ export class WorkerPool implements OpRunner {
     this.pumpScheduled = false;
     this.pump();
   };
+  /** Workers given tasks since the last wake-up round; woken once per round, not once per task. */
+  private readonly wakeList: WorkerSlot[] = [];
+  private wakeScheduled = false;
+  private readonly onWake = () => this.wakeWorkers();
   private startWaiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
   private drainWaiter: (() => void) | null = null;
 
@@ -330,7 +336,30 @@ export class WorkerPool implements OpRunner {
     this.taskRingIndex[slot] = index;
     target.subTail = (index + 1) | 0;
     Atomics.store(target.control, SUB_TAIL, target.subTail);
-    if (Atomics.compareExchange(target.control, WORKER_SLEEPING, 1, 0) === 1) Atomics.notify(target.control, SUB_TAIL);
+    if (!target.wakePending) {
+      target.wakePending = true;
+      this.wakeList.push(target);
+      if (!this.wakeScheduled) {
+        this.wakeScheduled = true;
+        setImmediate(this.onWake);
+      }
+    }
+  }
+
+  /**
+   * Wakes the sleeping workers that got tasks, once per I/O round: every data event of the round has submitted
+   * its tasks by then, so one notify (one thread wake-up) carries the whole batch instead of one per task.
+   */
+  private wakeWorkers(): void {
+    this.wakeScheduled = false;
+    const list = this.wakeList;
+    for (let i = 0; i < list.length; i++) {
+      const worker = list[i]!;
+      worker.wakePending = false;
+      if (worker.state === WORKER_DEAD) continue;
+      if (Atomics.compareExchange(worker.control, WORKER_SLEEPING, 1, 0) === 1) Atomics.notify(worker.control, SUB_TAIL);
+    }
+    list.length = 0;
   }
 
   /** Moves queued tasks to workers with room. */

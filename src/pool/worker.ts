@@ -23,6 +23,9 @@ let mainControl: Int32Array = new Int32Array(1);
 let submissions: Float64Array = new Float64Array(0);
 let completions: Float64Array = new Float64Array(0);
 let doneTail = 0;
+/** Completions were published since the last doorbell check. */
+let doorbellOwed = false;
+let doorbellScheduled = false;
 
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -85,7 +88,23 @@ function drain(): void {
         submissions[at + FIELD_HANDLE]!, submissions[at + FIELD_LENGTH]!,
       );
     }
+    ringDoorbell(); // once per batch: the main thread drains all of it in one wake-up
   }
+}
+
+/** Tells an idle main thread that completions wait; nothing when it is busy (it drains before it sleeps). */
+function ringDoorbell(): void {
+  doorbellScheduled = false;
+  if (!doorbellOwed) return;
+  doorbellOwed = false;
+  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) postMessage(DOORBELL);
+}
+
+/** For completions published outside the drain loop (async handlers): one doorbell per microtask checkpoint. */
+function ringDoorbellSoon(): void {
+  if (doorbellScheduled) return;
+  doorbellScheduled = true;
+  queueMicrotask(ringDoorbell);
 }
 
 function runRingTask(slot: number, generation: number, opcode: number, handle: number, length: number): void {
@@ -112,8 +131,12 @@ function settleLater(slot: number, generation: number, handle: number, opcode: n
     (value) => {
       if (value instanceof Uint8Array) complete(slot, generation, handle, STATUS_OK, value);
       else completeError(slot, generation, handle, STATUS_INTERNAL, notBytes(opcode, value));
+      ringDoorbellSoon();
     },
-    (error: unknown) => completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error)),
+    (error: unknown) => {
+      completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error));
+      ringDoorbellSoon();
+    },
   );
 }
 
@@ -149,7 +172,7 @@ function publish(slot: number, generation: number, status: number, handle: numbe
   completions[at + FIELD_LENGTH] = length;
   doneTail = (doneTail + 1) | 0;
   Atomics.store(control, DONE_TAIL, doneTail);
-  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) postMessage(DOORBELL);
+  doorbellOwed = true;
 }
 
 /** A task whose payload came by message (too large for the arena, or no arena): the result goes back the same way. */
