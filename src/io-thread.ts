@@ -5,8 +5,16 @@ import { Logger } from "./log.ts";
 import { Admission } from "./net/admission.ts";
 import { Stats } from "./stats/stats.ts";
 
+interface StartMessage {
+  kind: "start";
+  config: Config;
+  statsBuffer: SharedArrayBuffer;
+  startedAtMs: number;
+  poolThreads: number;
+  sharedConnections: Int32Array | null;
+}
 /** Messages from the main thread to an I/O thread. */
-type ToIoThread = { kind: "start"; config: Config; statsBuffer: SharedArrayBuffer; startedAtMs: number } | { kind: "stop"; options: StopOptions };
+type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions };
 /** Messages from an I/O thread to the main thread. */
 type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" };
 
@@ -14,26 +22,45 @@ export interface IoThreads {
   stop(options: StopOptions): Promise<void>;
 }
 
+export interface IoThreadOptions {
+  /** The public port, already bound by the main thread with reusePort. */
+  port: number;
+  /** Threads to start besides the main thread. */
+  count: number;
+  /** Pool workers each thread starts for the custom protocol. */
+  poolThreads: number;
+  /** The shared total-connection count (limits.max_connections spans all threads). */
+  sharedConnections: Int32Array | null;
+}
+
 /**
- * Starts `count` extra I/O threads on `port` (already bound by the main thread with reusePort).
- * Each has its own listener, admission table and logger, and counts into the shared Stats.
+ * Starts extra I/O threads. Each has its own listener, logger (stderr), per-address tables and, for `custom`,
+ * its own worker pool; all count into the shared Stats and the shared total-connection count.
  */
-export async function startIoThreads(context: ServerContext, port: number, count: number): Promise<IoThreads> {
-  const config: Config = { ...context.config, server: { ...context.config.server, port, reuse_port: true } };
+export async function startIoThreads(context: ServerContext, options: IoThreadOptions): Promise<IoThreads> {
+  const config: Config = { ...context.config, server: { ...context.config.server, port: options.port, reuse_port: true } };
   const workers: Worker[] = [];
   try {
-    for (let i = 0; i < count; i++) {
+    for (let i = 0; i < options.count; i++) {
       const worker = new Worker(new URL("./io-thread.ts", import.meta.url).href);
       workers.push(worker);
-      await request(worker, { kind: "start", config, statsBuffer: context.stats.buffer, startedAtMs: context.stats.startedAtMs }, "started");
+      const start: StartMessage = {
+        kind: "start",
+        config,
+        statsBuffer: context.stats.buffer,
+        startedAtMs: context.stats.startedAtMs,
+        poolThreads: options.poolThreads,
+        sharedConnections: options.sharedConnections,
+      };
+      await request(worker, start, "started");
     }
   } catch (error) {
     for (const worker of workers) worker.terminate();
     throw error;
   }
   return {
-    async stop(options) {
-      await Promise.all(workers.map((worker) => request(worker, { kind: "stop", options }, "stopped").catch(() => {})));
+    async stop(stopOptions) {
+      await Promise.all(workers.map((worker) => request(worker, { kind: "stop", options: stopOptions }, "stopped").catch(() => {})));
       for (const worker of workers) worker.terminate();
     },
   };
@@ -67,24 +94,10 @@ async function runInThread(): Promise<void> {
         // Threads share stderr; a log file is written by the main thread only.
         const logger = new Logger({ level: message.config.log.level, file: "" });
         const gauges = new Map<string, () => Record<string, number>>();
-        context = { config: message.config, stats, logger, gauges, admission: new Admission(message.config, stats, gauges) };
-        if (message.config.server.protocol === "http") {
-          const { startHttp } = await import("./http/serve.ts");
-          listener = await startHttp(context);
-        } else {
-          const { startTcp } = await import("./tcp/listen.ts");
-          const { startWorkerPool } = await import("./pool/worker-pool.ts");
-          const runner = message.config.server.protocol === "custom" ? await startWorkerPool(context) : null;
-          const tcp = await startTcp(context, runner ?? { run: (_o, _p, token, done) => done(token, 6, new Uint8Array(0)), handles: () => false, pending: () => 0 });
-          listener = {
-            port: tcp.port,
-            inFlight: () => tcp.inFlight(),
-            async stop(options) {
-              await tcp.stop(options);
-              if (runner) await runner.stop(options);
-            },
-          };
-        }
+        const admission = new Admission(message.config, stats, gauges, message.sharedConnections);
+        context = { config: message.config, stats, logger, gauges, admission };
+        const { startProtocolListener } = await import("./protocol-listener.ts");
+        listener = await startProtocolListener(context, message.poolThreads);
         post({ kind: "started", port: listener.port });
       } catch (error) {
         post({ kind: "failed", message: (error as Error).message });

@@ -4,14 +4,12 @@ import type { Config } from "./config/schema.ts";
 import { unappliedSettings } from "./config/print.ts";
 import type { Listener, ServerContext, StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
-import { startHttp } from "./http/serve.ts";
 import { startIoThreads } from "./io-thread.ts";
 import { Logger } from "./log.ts";
 import { Admission } from "./net/admission.ts";
-import { startWorkerPool, type WorkerPool } from "./pool/worker-pool.ts";
+import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
 import { startReporter } from "./stats/report.ts";
 import { Stats } from "./stats/stats.ts";
-import { startTcp } from "./tcp/listen.ts";
 
 /** An expected start-up failure (port in use, root missing): main prints its message alone, no stack. */
 export class StartupError extends Error {
@@ -41,7 +39,9 @@ export async function startServer(requested: Config): Promise<Server> {
   const logger = openLogger(config);
   const stats = Stats.create();
   const gauges = new Map<string, () => Record<string, number>>();
-  const admission = new Admission(config, stats, gauges);
+  // With several I/O threads the total connection limit is one count in shared memory.
+  const sharedConnections = config.server.io_threads > 1 ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  const admission = new Admission(config, stats, gauges, sharedConnections);
   const context: ServerContext = { config, stats, logger, gauges, admission };
 
   for (const setting of unappliedSettings(config)) logger.warn(`setting not applied on this runtime: ${setting}`);
@@ -51,23 +51,16 @@ export async function startServer(requested: Config): Promise<Server> {
     for (const resource of started.reverse()) await resource.stop(options).catch(() => {});
   };
 
+  const ioThreadCount = config.server.io_threads;
+  const poolThreads = ioThreadCount > 1 ? poolThreadsPerIoThread(config.pool.threads, ioThreadCount) : 0;
   let listener: Listener;
-  let pool: WorkerPool | null = null;
   let admin: Listener | null = null;
   try {
-    if (config.server.protocol === "http") {
-      await requireDirectory(config.http.root);
-      listener = await listen(config, () => startHttp(context));
-    } else {
-      if (config.server.protocol === "custom") {
-        pool = await startWorkerPool(context);
-        started.push(pool);
-      }
-      const runner = pool;
-      listener = await listen(config, () => startTcp(context, runner ?? NO_POOL));
-    }
+    if (config.server.protocol === "http") await requireDirectory(config.http.root);
+    listener = await listen(config, () => startProtocolListener(context, poolThreads));
     started.push(listener);
-    const ioThreads = config.server.io_threads > 1 ? await startIoThreads(context, listener.port, config.server.io_threads - 1) : null;
+    const ioThreads =
+      ioThreadCount > 1 ? await startIoThreads(context, { port: listener.port, count: ioThreadCount - 1, poolThreads, sharedConnections }) : null;
     if (ioThreads) started.push(ioThreads);
     let ready = true;
     if (config.admin.enabled) {
@@ -76,7 +69,8 @@ export async function startServer(requested: Config): Promise<Server> {
     }
     const reporter = startReporter(context);
     logger.info(
-      `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol})` +
+      `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol}` +
+        (ioThreads ? `, ${ioThreadCount} I/O threads)` : ")") +
         (admin ? `, admin on ${config.admin.bind}:${admin.port}` : ""),
     );
 
@@ -85,9 +79,7 @@ export async function startServer(requested: Config): Promise<Server> {
       stopping ??= (async () => {
         ready = false;
         const full: StopOptions = { graceful: options.graceful ?? true, timeoutMs: options.timeoutMs ?? config.server.shutdown_timeout_s * 1000 };
-        const publicListener = listener;
-        await Promise.all([publicListener.stop(full), ioThreads?.stop(full)]);
-        if (pool) await pool.stop(full);
+        await Promise.all([listener.stop(full), ioThreads?.stop(full)]);
         reporter.stop();
         if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
         await logger.close();
@@ -115,15 +107,6 @@ export async function startServer(requested: Config): Promise<Server> {
     throw error;
   }
 }
-
-/** The echo protocol never dispatches to a pool; this runner claims no opcode. */
-const NO_POOL = {
-  run(_opcode: number, _payload: Uint8Array, token: number, done: (token: number, status: number, result: Uint8Array) => void) {
-    done(token, 6, new Uint8Array(0));
-  },
-  handles: () => false,
-  pending: () => 0,
-};
 
 function openLogger(config: Config): Logger {
   try {

@@ -1,3 +1,4 @@
+// Configuration: defaults, override layers, error messages, printing, and the docs generated from the schema.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

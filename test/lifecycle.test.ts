@@ -1,9 +1,12 @@
+// Lifecycle: startServer handles, the bun run server CLI, start-up errors, signals (SIGTERM drain, SIGHUP log reopen).
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { connect } from "node:net";
 import { join } from "node:path";
+import { HpsClient } from "../src/client/hps-client.ts";
 import { startServer } from "../src/server.ts";
+import { Counter } from "../src/stats/stats.ts";
 import { testConfig, waitFor } from "./helpers.ts";
 
 const repo = join(import.meta.dir, "..");
@@ -76,6 +79,23 @@ describe("startServer", () => {
     socket.write("ping");
     await promise;
     socket.end();
+  });
+
+  test("a graceful stop keeps one deadline for the listener and the pool together", async () => {
+    const server = await startServer(
+      testConfig({ server: { protocol: "custom" }, pool: { threads: 1 }, custom: { handlers: join(import.meta.dir, "fixtures", "pool-handlers.ts") } }),
+    );
+    const client = await HpsClient.connect("127.0.0.1", server.port);
+    // 16 tasks of 250 ms on one worker: 4 s of work, far past the 1 s deadline.
+    const answers = Array.from({ length: 16 }, () => client.request(0x87, new Uint8Array([250])).catch(() => null));
+    await waitFor(() => server.stats.total(Counter.poolSubmitted) === 16, 5000, "tasks submitted");
+    const startedMs = performance.now();
+    await server.stop({ graceful: true, timeoutMs: 1000 });
+    const elapsedMs = performance.now() - startedMs;
+    expect(elapsedMs).toBeGreaterThanOrEqual(900);
+    expect(elapsedMs).toBeLessThan(1800);
+    await Promise.all(answers);
+    client.close();
   });
 
   test("the port in use gives one clear error", async () => {
@@ -197,10 +217,11 @@ describe("bun run server", () => {
       socket.write("GET /big.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
       await firstBytes;
       child.kill("SIGTERM");
+      // The drain must wait for the paused download: the process is still there a moment after the signal.
       const exitedEarly = await Promise.race([child.exited.then(() => true), Bun.sleep(300).then(() => false)]);
       expect(exitedEarly).toBe(false);
       socket.resume();
-      await Promise.race([closed, Bun.sleep(20_000)]);
+      await Promise.race([closed, Bun.sleep(20_000).then(() => Promise.reject(new Error(`download stalled at ${bodyBytes} bytes`)))]);
       expect(head.toString("latin1").toLowerCase()).toContain(`content-length: ${BIG_FILE_BYTES}`);
       expect(bodyBytes).toBe(BIG_FILE_BYTES);
       expect(await child.exited).toBe(0);

@@ -1,3 +1,4 @@
+// Logger: levels, line format, appending, reopening after rotation, start-up failure on an unopenable file.
 import { afterAll, expect, test } from "bun:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";

@@ -1,4 +1,4 @@
-// Whole-server counters: each protocol's traffic moves the counters seen on /stats and /metrics of the admin port.
+// Whole-server tests: counters per protocol seen through the admin port, readiness during drain, several I/O threads.
 import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -25,11 +25,11 @@ async function adminMetrics(server: Server): Promise<string> {
   return await (await fetch(`http://127.0.0.1:${server.adminPort}/metrics`)).text();
 }
 
-/** Sends `message` on a raw socket and resolves with everything received until `expectedBytes` arrived. */
+/** Sends `message` on a raw socket and resolves with the echo once `message.length` bytes arrived; rejects if the socket closes first. */
 async function echoRoundTrip(port: number, message: Uint8Array): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
   let received = 0;
-  const { promise, resolve } = Promise.withResolvers<void>();
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
   const socket = await Bun.connect({
     hostname: "127.0.0.1",
     port,
@@ -40,10 +40,11 @@ async function echoRoundTrip(port: number, message: Uint8Array): Promise<Uint8Ar
         received += chunk.length;
         if (received >= message.length) resolve();
       },
+      close: () => reject(new Error(`echo: connection closed after ${received} of ${message.length} bytes`)),
     },
   });
   socket.write(message);
-  await Promise.race([promise, Bun.sleep(5000)]);
+  await promise;
   socket.end();
   return Buffer.concat(chunks);
 }
@@ -123,12 +124,21 @@ describe("counters per protocol, read through the admin listener", () => {
     expect(metrics).toMatch(/hps_pool_tasks_total\{result="completed"\} 1\b/);
   });
 
-  test("/readyz turns 503 as soon as a graceful stop begins", async () => {
+  test("/readyz turns 503 as soon as a graceful stop begins, while an in-flight download completes", async () => {
+    const bigPath = join(root, "big.bin");
+    const bigBytes = 32 * 1024 * 1024;
+    writeFileSync(bigPath, new Uint8Array(bigBytes));
     const server = await startServer(testConfig({ http: { root }, admin: ADMIN }));
     expect((await fetch(`http://127.0.0.1:${server.adminPort}/readyz`)).status).toBe(200);
-    const stopping = server.stop({ graceful: true, timeoutMs: 2000 });
-    expect(server.isReady()).toBe(false);
+    // A download whose body is read only later keeps the drain waiting.
+    const response = await fetch(`http://127.0.0.1:${server.port}/big.bin`);
+    expect(response.status).toBe(200);
+    const stopping = server.stop({ graceful: true, timeoutMs: 10_000 });
+    const readyz = await fetch(`http://127.0.0.1:${server.adminPort}/readyz`);
+    expect(readyz.status).toBe(503);
+    expect((await response.arrayBuffer()).byteLength).toBe(bigBytes);
     await stopping;
+    rmSync(bigPath);
   });
 });
 
@@ -140,6 +150,23 @@ describe("several I/O threads", () => {
     );
     for (const response of responses) expect((await response.text()).length).toBe(1000);
     await waitFor(async () => (await adminStats(server)).counters.requests === 40, 5000, "40 requests counted");
+  });
+
+  test("limits.max_connections spans every I/O thread", async () => {
+    await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN, limits: { max_connections: 3 } }));
+    let closedCount = 0;
+    const sockets = await Promise.all(
+      Array.from({ length: 8 }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close: () => void closedCount++ } })),
+    );
+    await waitFor(async () => {
+      const counters = (await adminStats(server)).counters;
+      return counters.connectionsAccepted + counters.connectionsRefused === 8;
+    }, 5000, "every connection decided");
+    const counters = (await adminStats(server)).counters;
+    expect(counters.connectionsAccepted).toBe(3);
+    expect(counters.refusedMaxConnections).toBe(5);
+    await waitFor(() => closedCount === 5, 5000, "the refused connections closed");
+    for (const socket of sockets) socket.end();
   });
 
   test("echo with io_threads = 2 answers every connection", async () => {

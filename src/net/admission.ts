@@ -42,11 +42,15 @@ export class Admission {
   private readonly allowedCache = new Map<string, boolean>();
   private readonly trustedCache = new Map<string, boolean>();
 
-  /** `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given). */
-  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry) {
+  /**
+   * `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given).
+   * `sharedConnections`: with several I/O threads, the shared count that limits.max_connections applies to.
+   */
+  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry, sharedConnections: Int32Array | null = null) {
     this.stats = stats;
     const limits = config.limits;
-    this.gate = new ConnectionGate(limits.max_connections, limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip);
+    const perIp = limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip;
+    this.gate = new ConnectionGate(limits.max_connections, perIp, sharedConnections);
     const rate = config.rate_limit;
     this.limiter = rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
     this.rateLimitEnabled = rate.enabled;

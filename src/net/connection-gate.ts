@@ -10,6 +10,8 @@ export class ConnectionGate {
   private readonly maxConnections: number;
   private readonly maxPerIp: number;
   private total = 0;
+  /** With several I/O threads: the total across all of them, in shared memory (index 0), updated with Atomics. */
+  private readonly sharedTotal: Int32Array | null;
   /**
    * Open count per address. An address whose count returns to 0 stays (as 0) so the next request from it
    * updates an entry in place instead of inserting and deleting one per request; zero entries are swept
@@ -18,19 +20,30 @@ export class ConnectionGate {
   private readonly perIp = new Map<string, number>();
   private zeroEntries = 0;
 
-  constructor(maxConnections: number, maxConnectionsPerIp: number) {
+  /** `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit. */
+  constructor(maxConnections: number, maxConnectionsPerIp: number, sharedTotal: Int32Array | null = null) {
     this.maxConnections = maxConnections;
     this.maxPerIp = maxConnectionsPerIp;
+    this.sharedTotal = sharedTotal;
   }
 
   /** Admits and counts one more connection from `ip`, or says which limit refuses it (nothing is counted then). */
   enter(ip: string): number {
-    if (this.total >= this.maxConnections) return GateResult.MAX_CONNECTIONS;
+    const shared = this.sharedTotal;
+    if (shared === null) {
+      if (this.total >= this.maxConnections) return GateResult.MAX_CONNECTIONS;
+    } else if (Atomics.add(shared, 0, 1) >= this.maxConnections) {
+      Atomics.sub(shared, 0, 1);
+      return GateResult.MAX_CONNECTIONS;
+    }
     const open = this.perIp.get(ip);
     if (open === undefined) {
       this.perIp.set(ip, 1);
     } else {
-      if (open >= this.maxPerIp) return GateResult.PER_IP;
+      if (open >= this.maxPerIp) {
+        if (shared !== null) Atomics.sub(shared, 0, 1);
+        return GateResult.PER_IP;
+      }
       if (open === 0) this.zeroEntries--;
       this.perIp.set(ip, open + 1);
     }
@@ -44,6 +57,7 @@ export class ConnectionGate {
     if (open === undefined || open === 0) return;
     this.perIp.set(ip, open - 1);
     this.total--;
+    if (this.sharedTotal !== null) Atomics.sub(this.sharedTotal, 0, 1);
     if (open === 1 && ++this.zeroEntries > ZERO_ENTRIES_KEPT && this.zeroEntries * 2 > this.perIp.size) this.sweep();
   }
 
