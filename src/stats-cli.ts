@@ -1,5 +1,5 @@
 // `bun run stats [--url http://127.0.0.1:9090] [--json]`: prints the status report of a running server from its /stats.
-import { configSchema } from "./config/schema.ts";
+import { DEFAULT_CONFIG } from "./config/schema.ts";
 import { formatReport } from "./stats/report.ts";
 import type { Snapshot } from "./stats/snapshot.ts";
 
@@ -16,7 +16,7 @@ interface Arguments {
 
 /** Parses argv; returns a message string for a usage error. */
 function parseArguments(argv: readonly string[]): Arguments | string {
-  const adminDefaults = configSchema.parse({}).admin;
+  const adminDefaults = DEFAULT_CONFIG.admin;
   const result: Arguments = { url: `http://${adminDefaults.bind}:${adminDefaults.port}`, isJson: false };
   for (let i = 0; i < argv.length; i++) {
     const argument = argv[i]!;

@@ -1,7 +1,7 @@
 // Loads the configuration: TOML file < environment (HPS_<TABLE>_<KEY>) < CLI (--set table.key=value), then validates.
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { configSchema, SETTINGS, type Config } from "./schema.ts";
+import { configSchema, DEFAULT_CONFIG, SETTINGS, type Config } from "./schema.ts";
 
 /** Every problem found in one run, each a sentence a person can act on. */
 export class ConfigError extends Error {
@@ -29,7 +29,7 @@ type RawConfig = Record<string, Record<string, unknown>>;
 type SettingKind = "string" | "number" | "boolean" | "list";
 
 const TABLE_NAMES = Object.keys(SETTINGS);
-const DEFAULTS = configSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 
 function kindOf(table: string, key: string): SettingKind {
   const value = DEFAULTS[table]![key];

@@ -1,8 +1,8 @@
 // Prints a configuration as commented TOML (--print-config, server.toml) and the settings as a Markdown reference.
 import { stringify } from "smol-toml";
-import { configSchema, SETTINGS, type Config, type SettingSpec } from "./schema.ts";
+import { DEFAULT_CONFIG, SETTINGS, type Config, type SettingSpec } from "./schema.ts";
 
-const DEFAULTS = configSchema.parse({}) as unknown as Record<string, Record<string, unknown>>;
+const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 
 function tomlValue(value: unknown): string {
   return stringify({ v: value }).replace(/^v = /, "").trim();

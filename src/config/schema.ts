@@ -193,6 +193,9 @@ function isCidrText(text: string): boolean {
 }
 
 export type Config = z.output<typeof configSchema>;
+
+/** Every setting at its default (what a missing file means). */
+export const DEFAULT_CONFIG: Config = configSchema.parse({});
 export type ConfigInput = z.input<typeof configSchema>;
 export type Protocol = Config["server"]["protocol"];
 

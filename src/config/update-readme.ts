@@ -1,7 +1,7 @@
 // Rewrites the settings reference in README.md (between the settings markers) and server.toml from the schema.
 import { join } from "node:path";
 import { configToToml, settingsReference } from "./print.ts";
-import { configSchema } from "./schema.ts";
+import { DEFAULT_CONFIG } from "./schema.ts";
 
 const root = join(import.meta.dir, "..", "..");
 const START = "<!-- settings:start -->";
@@ -19,5 +19,5 @@ const start = readme.indexOf(START);
 const end = readme.indexOf(END);
 if (start < 0 || end < start) throw new Error(`README.md must contain ${START} and ${END}`);
 await Bun.write(readmePath, `${readme.slice(0, start + START.length)}\n${settingsReference()}\n${readme.slice(end)}`);
-await Bun.write(join(root, "server.toml"), SERVER_TOML_HEADER + configToToml(configSchema.parse({})));
+await Bun.write(join(root, "server.toml"), SERVER_TOML_HEADER + configToToml(DEFAULT_CONFIG));
 console.log("README.md settings reference and server.toml regenerated from src/config/schema.ts");
