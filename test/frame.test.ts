@@ -155,3 +155,122 @@ describe.each(["push", "pushRanges"] as const)("FrameDecoder.%s", (method) => {
     expect(result.status).toBe(FrameStatus.BAD_FRAME);
   });
 });
+
+describe("FrameDecoder.stop and resume (backpressure)", () => {
+  const frames = [
+    encodeFrame(Opcode.PING, 0, 1),
+    encodeFrame(Opcode.ECHO, 0, 2, new Uint8Array([1, 2, 3, 4, 5])),
+    encodeFrame(Opcode.HASH, 6, 3, new Uint8Array(300).map((_, i) => i & 0xff)),
+    encodeFrame(0x80, 0, 4, new Uint8Array([42])),
+  ];
+  const stream = concat(frames);
+  const expectedIds = [1, 2, 3, 4];
+
+  /** Decodes `chunks`, stopping after every frame and resuming until nothing is held before the next chunk. */
+  function decodeStoppingEveryFrame(decoder: FrameDecoder, chunks: Uint8Array[]) {
+    const ids: number[] = [];
+    const buffered: boolean[] = [];
+    let payloadsIntact = true;
+    const onFrame = (_opcode: number, _status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number) => {
+      ids.push(requestId);
+      buffered.push(decoder.payloadIsBuffered);
+      const original = frames[requestId - 1]!;
+      payloadsIntact &&= Buffer.compare(bytes.subarray(payloadStart, payloadStart + payloadBytes), original.subarray(FRAME_HEADER_BYTES)) === 0;
+      decoder.stop();
+    };
+    for (const chunk of chunks) {
+      expect(decoder.pushRanges(chunk, onFrame)).toBe(FrameStatus.OK);
+      for (let round = 0; decoder.heldBytes() > 0 && round < 10; round++) expect(decoder.resume(onFrame)).toBe(FrameStatus.OK);
+      expect(decoder.heldBytes()).toBe(0);
+    }
+    return { ids, buffered, payloadsIntact };
+  }
+
+  test("one frame per push or resume; the rest is kept and decoded in order", () => {
+    const decoder = new FrameDecoder(1024);
+    const ids: number[] = [];
+    const onFrame = (_o: number, _s: number, requestId: number) => {
+      ids.push(requestId);
+      decoder.stop();
+    };
+    expect(decoder.pushRanges(stream, onFrame)).toBe(FrameStatus.OK);
+    expect(ids).toEqual([1]);
+    expect(decoder.heldBytes()).toBe(stream.length - frames[0]!.length);
+    // A chunk that arrives while bytes are held is appended, not decoded ahead of them.
+    expect(decoder.pushRanges(encodeFrame(Opcode.PING, 0, 5), onFrame)).toBe(FrameStatus.OK);
+    expect(ids).toEqual([1]);
+    for (let round = 0; round < 4; round++) expect(decoder.resume(onFrame)).toBe(FrameStatus.OK);
+    expect(ids).toEqual([1, 2, 3, 4, 5]);
+    expect([decoder.heldBytes(), decoder.bufferedBytes()]).toEqual([0, 0]);
+    expect(decoder.resume(onFrame)).toBe(FrameStatus.OK);
+    expect(ids).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  test("split in two at every offset, stopping after every frame: same frames, payloads intact", () => {
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const result = decodeStoppingEveryFrame(new FrameDecoder(1024), [stream.slice(0, cut), stream.slice(cut)]);
+      expect([cut, result.ids, result.payloadsIntact]).toEqual([cut, expectedIds, true]);
+    }
+  });
+
+  test("frames decoded by resume live in the decoder's buffer (payloadIsBuffered)", () => {
+    const result = decodeStoppingEveryFrame(new FrameDecoder(1024), [stream]);
+    expect(result.buffered).toEqual([false, true, true, true]);
+  });
+
+  test("a bad frame among the kept bytes is found by resume, and the failure is sticky", () => {
+    const bad = encodeFrame(Opcode.PING, 0, 9);
+    bad[4] = 7;
+    const decoder = new FrameDecoder(1024);
+    const ids: number[] = [];
+    const onFrame = (_o: number, _s: number, requestId: number) => {
+      ids.push(requestId);
+      decoder.stop();
+    };
+    expect(decoder.pushRanges(concat([frames[0]!, frames[1]!, bad]), onFrame)).toBe(FrameStatus.OK);
+    expect(decoder.resume(onFrame)).toBe(FrameStatus.OK);
+    expect(decoder.resume(onFrame)).toBe(FrameStatus.BAD_FRAME);
+    expect(ids).toEqual([1, 2]);
+    expect(decoder.pushRanges(frames[0]!, onFrame)).toBe(FrameStatus.BAD_FRAME);
+    expect(decoder.bufferedBytes()).toBe(0);
+  });
+});
+
+describe("FrameDecoder memory", () => {
+  const MIB = 1024 * 1024;
+
+  test("a header claiming a large frame takes memory only as its payload arrives", () => {
+    const decoder = new FrameDecoder(MIB);
+    const payload = new Uint8Array(MIB - 8).map((_, i) => (i * 13) & 0xff);
+    const frame = encodeFrame(Opcode.ECHO, 0, 1, payload);
+    let received: Uint8Array | null = null;
+    const onFrame = (_o: number, _s: number, _id: number, bytes: Uint8Array, start: number, length: number) => {
+      received = bytes.slice(start, start + length);
+    };
+    // The header and one payload byte: the buffer stays small although the frame will be 1 MiB.
+    expect(decoder.pushRanges(frame.subarray(0, FRAME_HEADER_BYTES + 1), onFrame)).toBe(FrameStatus.OK);
+    expect(decoder.capacityBytes()).toBeLessThanOrEqual(256);
+    expect(decoder.pushRanges(frame.subarray(FRAME_HEADER_BYTES + 1, 4096), onFrame)).toBe(FrameStatus.OK);
+    expect(decoder.capacityBytes()).toBeLessThanOrEqual(2 * 4096);
+    for (let offset = 4096; offset < frame.length; offset += 64 * 1024) {
+      expect(decoder.pushRanges(frame.subarray(offset, Math.min(frame.length, offset + 64 * 1024)), onFrame)).toBe(FrameStatus.OK);
+      expect(decoder.capacityBytes()).toBeLessThanOrEqual(Math.min(frame.length, 2 * (offset + 64 * 1024)));
+    }
+    expect(Buffer.compare(received!, payload)).toBe(0);
+    // Capped at the frame: never more than the frame itself.
+    expect(decoder.capacityBytes()).toBeLessThanOrEqual(frame.length);
+    decoder.reset();
+    expect(decoder.capacityBytes()).toBe(0);
+  });
+
+  test("a header split in two takes no more than the initial buffer", () => {
+    const decoder = new FrameDecoder(MIB);
+    const header = encodeFrame(Opcode.ECHO, 0, 1, new Uint8Array(MIB - 8)).subarray(0, FRAME_HEADER_BYTES);
+    const ignore = () => {};
+    expect(decoder.pushRanges(header.subarray(0, 5), ignore)).toBe(FrameStatus.OK);
+    expect(decoder.pushRanges(header.subarray(5), ignore)).toBe(FrameStatus.OK);
+    expect(decoder.pushRanges(new Uint8Array(10), ignore)).toBe(FrameStatus.OK);
+    expect(decoder.bufferedBytes()).toBe(FRAME_HEADER_BYTES + 10);
+    expect(decoder.capacityBytes()).toBeLessThanOrEqual(256);
+  });
+});

@@ -24,6 +24,7 @@ export const EMPTY_PAYLOAD: Uint8Array = new Uint8Array(0);
 
 /** A decoder keeps partial frames in its own buffer; one larger than this is dropped on reset so idle connections stay small. */
 const KEPT_PENDING_BYTES = 64 * 1024;
+/** First size of the buffer; it then doubles as bytes arrive (never sized from a length field alone). */
 const INITIAL_PENDING_BYTES = 256;
 
 /** Writes a 12-byte header at `offset` of `target`. */
@@ -71,14 +72,26 @@ export type FrameHandler = (opcode: number, status: number, requestId: number, p
  */
 export type FrameRangeHandler = (opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number) => void;
 
-/** Streaming decoder: feed chunks; calls onFrame for every complete frame (payload is a view valid only during the call). */
+/**
+ * Streaming decoder: feed chunks; calls onFrame for every complete frame (payload is a view valid only during the call).
+ * A handler may call `stop()` to end decoding after its frame: the rest of the chunk is kept (one copy) and decoded
+ * by `resume`, so a caller can bound the work a single chunk starts (backpressure).
+ */
 export class FrameDecoder {
   private readonly maxFrameBytes: number;
-  /** Partial frame carried between chunks; grows by doubling up to the largest allowed frame, then is reused. */
+  /**
+   * Partial frame carried between chunks, at [0, pendingBytes); or, after stop(), the undecoded bytes at
+   * [heldStart, heldEnd). Grows by doubling as bytes arrive (capped at the frame being completed), then is reused.
+   */
   private pending: Uint8Array = EMPTY_PAYLOAD;
   private pendingBytes = 0;
   /** Total bytes (length field + length) of the frame in `pending`, once its header is complete; 0 before. */
   private pendingFrameBytes = 0;
+  /** Undecoded bytes kept by stop(), waiting for resume; heldStart === heldEnd when none. Never set together with pendingBytes. */
+  private heldStart = 0;
+  private heldEnd = 0;
+  /** Set by stop() from inside onFrame; the decoding loop ends after that frame. */
+  private isStopRequested = false;
   /** Sticky: once framing is lost every later push returns the same status. */
   private failure: number = FrameStatus.OK;
   /**
@@ -98,6 +111,7 @@ export class FrameDecoder {
   /** Returns FrameStatus.OK, or TOO_LARGE / BAD_FRAME when the framing is lost (the caller answers with a connection-level error frame and closes). */
   push(chunk: Uint8Array, onFrame: FrameHandler): number {
     if (this.failure !== FrameStatus.OK) return this.failure;
+    if (this.heldEnd > this.heldStart) return this.appendHeld(chunk);
     let offset = 0;
     const chunkBytes = chunk.length;
     if (this.pendingBytes > 0) {
@@ -106,6 +120,7 @@ export class FrameDecoder {
       offset = this.continuePending(chunk, this.toView);
       this.viewHandler = null;
       if (offset < 0) return this.failure;
+      if (this.isStopRequested) return this.hold(chunk, offset);
       if (this.pendingBytes > 0) return FrameStatus.OK;
     }
     // The loop of pushRanges, with a view per payload (kept apart so each call site stays monomorphic).
@@ -119,6 +134,7 @@ export class FrameDecoder {
       const payload = length === LENGTH_COVERED_HEADER_BYTES ? EMPTY_PAYLOAD : chunk.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
       onFrame(chunk[offset + 5]!, (chunk[offset + 6]! << 8) | chunk[offset + 7]!, readUint32(chunk, offset + 8), payload);
       offset = frameEnd;
+      if (this.isStopRequested) return this.hold(chunk, offset);
     }
     if (offset < chunkBytes) this.startPending(chunk, offset);
     return FrameStatus.OK;
@@ -127,11 +143,13 @@ export class FrameDecoder {
   /** As push, with each payload given as a range of a buffer instead of a view (the fast path: servers, load tester). */
   pushRanges(chunk: Uint8Array, onFrame: FrameRangeHandler): number {
     if (this.failure !== FrameStatus.OK) return this.failure;
+    if (this.heldEnd > this.heldStart) return this.appendHeld(chunk);
     let offset = 0;
     const chunkBytes = chunk.length;
     if (this.pendingBytes > 0) {
       offset = this.continuePending(chunk, onFrame);
       if (offset < 0) return this.failure;
+      if (this.isStopRequested) return this.hold(chunk, offset);
       if (this.pendingBytes > 0) return FrameStatus.OK;
     }
     const maxFrameBytes = this.maxFrameBytes;
@@ -143,23 +161,88 @@ export class FrameDecoder {
       if (frameEnd > chunkBytes) break;
       onFrame(chunk[offset + 5]!, (chunk[offset + 6]! << 8) | chunk[offset + 7]!, readUint32(chunk, offset + 8), chunk, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
       offset = frameEnd;
+      if (this.isStopRequested) return this.hold(chunk, offset);
     }
     if (offset < chunkBytes) this.startPending(chunk, offset);
     return FrameStatus.OK;
   }
 
-  /** Forgets any partial frame and a lost framing, for reuse on a new connection. */
+  /**
+   * Called from onFrame: decoding ends after this frame. The undecoded rest of the chunk is copied once into the
+   * decoder's buffer; `resume` decodes it. Until then push and pushRanges only append chunks to it (the caller is
+   * expected to stop reading, so that stays bounded).
+   */
+  stop(): void {
+    this.isStopRequested = true;
+  }
+
+  /**
+   * Decodes the bytes kept by stop(), as pushRanges would (payloads live in the decoder's buffer: payloadIsBuffered
+   * is true), until they are used up or onFrame stops again. An unfinished frame at their end stays pending for the
+   * next push. Returns FrameStatus.OK, or TOO_LARGE / BAD_FRAME when the framing is lost.
+   */
+  resume(onFrame: FrameRangeHandler): number {
+    if (this.failure !== FrameStatus.OK) return this.failure;
+    const end = this.heldEnd;
+    let offset = this.heldStart;
+    if (offset === end) return FrameStatus.OK;
+    const bytes = this.pending;
+    const maxFrameBytes = this.maxFrameBytes;
+    this.payloadIsBuffered = true;
+    while (end - offset >= FRAME_HEADER_BYTES) {
+      const length = readUint32(bytes, offset);
+      if (length < LENGTH_COVERED_HEADER_BYTES || bytes[offset + 4] !== PROTOCOL_VERSION) return this.fail(FrameStatus.BAD_FRAME);
+      if (length > maxFrameBytes) return this.fail(FrameStatus.TOO_LARGE);
+      const frameEnd = offset + LENGTH_FIELD_BYTES + length;
+      if (frameEnd > end) break;
+      onFrame(bytes[offset + 5]!, (bytes[offset + 6]! << 8) | bytes[offset + 7]!, readUint32(bytes, offset + 8), bytes, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
+      offset = frameEnd;
+      if (this.isStopRequested) {
+        this.isStopRequested = false;
+        this.payloadIsBuffered = false;
+        this.heldStart = offset === end ? 0 : offset;
+        this.heldEnd = offset === end ? 0 : end;
+        return FrameStatus.OK;
+      }
+    }
+    this.payloadIsBuffered = false;
+    this.heldStart = 0;
+    this.heldEnd = 0;
+    const restBytes = end - offset;
+    if (restBytes > 0) {
+      // The unfinished last frame becomes the pending frame (its header, when complete, was checked above).
+      bytes.copyWithin(0, offset, end);
+      this.pendingBytes = restBytes;
+      this.pendingFrameBytes = restBytes >= FRAME_HEADER_BYTES ? LENGTH_FIELD_BYTES + readUint32(bytes, 0) : 0;
+    }
+    return FrameStatus.OK;
+  }
+
+  /** Bytes kept by stop() and not decoded yet. */
+  heldBytes(): number {
+    return this.heldEnd - this.heldStart;
+  }
+
+  /** Forgets any partial frame, held bytes and a lost framing, for reuse on a new connection; drops a large buffer. */
   reset(): void {
     this.pendingBytes = 0;
     this.pendingFrameBytes = 0;
+    this.heldStart = 0;
+    this.heldEnd = 0;
+    this.isStopRequested = false;
     this.failure = FrameStatus.OK;
     this.payloadIsBuffered = false;
     if (this.pending.length > KEPT_PENDING_BYTES) this.pending = EMPTY_PAYLOAD;
   }
 
-  /** Bytes of an incomplete frame held now. */
+  /** Bytes received and not decoded yet: an incomplete frame, plus what stop() kept. */
   bufferedBytes(): number {
-    return this.pendingBytes;
+    return this.pendingBytes + this.heldEnd - this.heldStart;
+  }
+
+  /** Memory the decoder's buffer takes now (for gauges): grows only with bytes that really arrived. */
+  capacityBytes(): number {
+    return this.pending.length;
   }
 
   private checkHeader(length: number, version: number): number {
@@ -172,20 +255,53 @@ export class FrameDecoder {
     this.failure = status;
     this.pendingBytes = 0;
     this.pendingFrameBytes = 0;
+    this.heldStart = 0;
+    this.heldEnd = 0;
+    this.isStopRequested = false;
+    this.payloadIsBuffered = false;
     return status;
   }
 
-  /** Copies the unfinished tail of `chunk` into the pending buffer, sized from its header when the header is complete. */
+  /** After stop(): keeps chunk[offset, end) for resume (one copy, whatever number of frames it holds). */
+  private hold(chunk: Uint8Array, offset: number): number {
+    this.isStopRequested = false;
+    const restBytes = chunk.length - offset;
+    if (restBytes === 0) return FrameStatus.OK;
+    // Nothing is pending here (a frame just completed), so the buffer's contents need not be kept.
+    if (this.pending.length < restBytes) this.pending = new Uint8Array(restBytes);
+    this.pending.set(chunk.subarray(offset), 0);
+    this.heldStart = 0;
+    this.heldEnd = restBytes;
+    return FrameStatus.OK;
+  }
+
+  /** A chunk that arrived while bytes are held: appended to them (decoded by resume, in order). */
+  private appendHeld(chunk: Uint8Array): number {
+    const heldBytes = this.heldEnd - this.heldStart;
+    if (this.heldEnd + chunk.length > this.pending.length) {
+      const neededBytes = heldBytes + chunk.length;
+      let target = this.pending;
+      if (neededBytes > target.length) {
+        let capacity = target.length * 2;
+        while (capacity < neededBytes) capacity *= 2;
+        target = new Uint8Array(capacity);
+      }
+      target.set(this.pending.subarray(this.heldStart, this.heldEnd), 0);
+      this.pending = target;
+      this.heldStart = 0;
+      this.heldEnd = heldBytes;
+    }
+    this.pending.set(chunk, this.heldEnd);
+    this.heldEnd += chunk.length;
+    return FrameStatus.OK;
+  }
+
+  /** Copies the unfinished tail of `chunk` into the pending buffer (room for the bytes present only, not the whole frame). */
   private startPending(chunk: Uint8Array, offset: number): void {
     const tailBytes = chunk.length - offset;
-    if (tailBytes >= FRAME_HEADER_BYTES) {
-      // The header was checked by the loop in push before it stopped for lack of payload.
-      this.pendingFrameBytes = LENGTH_FIELD_BYTES + readUint32(chunk, offset);
-      this.ensurePending(this.pendingFrameBytes);
-    } else {
-      this.pendingFrameBytes = 0;
-      this.ensurePending(FRAME_HEADER_BYTES);
-    }
+    // A complete header was checked by the loop in push before it stopped for lack of payload.
+    this.pendingFrameBytes = tailBytes >= FRAME_HEADER_BYTES ? LENGTH_FIELD_BYTES + readUint32(chunk, offset) : 0;
+    this.ensurePending(tailBytes);
     this.pending.set(tailBytes === chunk.length ? chunk : chunk.subarray(offset), 0);
     this.pendingBytes = tailBytes;
   }
@@ -195,6 +311,7 @@ export class FrameDecoder {
     let offset = 0;
     if (this.pendingFrameBytes === 0) {
       const headerTake = Math.min(FRAME_HEADER_BYTES - this.pendingBytes, chunk.length);
+      this.ensurePending(this.pendingBytes + headerTake);
       this.pending.set(headerTake === chunk.length ? chunk : chunk.subarray(0, headerTake), this.pendingBytes);
       this.pendingBytes += headerTake;
       offset = headerTake;
@@ -206,10 +323,10 @@ export class FrameDecoder {
         return -1;
       }
       this.pendingFrameBytes = LENGTH_FIELD_BYTES + length;
-      this.ensurePending(this.pendingFrameBytes);
     }
     const take = Math.min(this.pendingFrameBytes - this.pendingBytes, chunk.length - offset);
     if (take > 0) {
+      this.ensurePending(this.pendingBytes + take);
       this.pending.set(chunk.subarray(offset, offset + take), this.pendingBytes);
       this.pendingBytes += take;
       offset += take;
@@ -225,13 +342,16 @@ export class FrameDecoder {
     return offset;
   }
 
-  /** Keeps the existing bytes; grows by doubling (capped at the largest frame) when `bytes` do not fit. */
+  /**
+   * Room for `bytes` received bytes of the pending frame, keeping those already there. Grows by doubling, capped at
+   * the frame's size once its header is known: memory follows the bytes that arrived, not what a length field claims.
+   */
   private ensurePending(bytes: number): void {
     if (this.pending.length >= bytes) return;
-    const largestFrameBytes = LENGTH_FIELD_BYTES + this.maxFrameBytes;
+    const capBytes = this.pendingFrameBytes > 0 ? this.pendingFrameBytes : LENGTH_FIELD_BYTES + this.maxFrameBytes;
     let capacity = Math.max(this.pending.length * 2, INITIAL_PENDING_BYTES);
     while (capacity < bytes) capacity *= 2;
-    const grown = new Uint8Array(Math.min(capacity, Math.max(largestFrameBytes, bytes)));
+    const grown = new Uint8Array(Math.min(capacity, Math.max(capBytes, bytes)));
     if (this.pendingBytes > 0) grown.set(this.pending.subarray(0, this.pendingBytes), 0);
     this.pending = grown;
   }
