@@ -12,6 +12,11 @@ export interface OpRunner {
    * `token` is passed back to `done` untouched (e.g. a connection slot and request index), so callers need no closure per call.
    */
   run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void;
+  /**
+   * Optional: like `run` with the payload given as bytes[start, start + length), which the runner copies before it
+   * returns, so the caller needs neither a view of it (a first view of a socket chunk costs ~1 µs) nor to keep it.
+   */
+  runRange?(opcode: number, bytes: Uint8Array, start: number, length: number, token: number, done: OpDone): void;
   /** Whether `opcode` runs through this runner (HASH and user opcodes 0x80-0xFF) rather than inline on the I/O thread. */
   handles(opcode: number): boolean;
   /** Tasks queued or running now. */

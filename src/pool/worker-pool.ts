@@ -28,6 +28,8 @@ const STATUS_TIMEOUT = 7;
 
 /** Worker deaths before it reports ready, in a row, after which the pool gives up (start-up fails, or the slot stays empty). */
 const MAX_START_FAILURES = 3;
+/** Payloads and results up to this size are copied byte by byte: no view to make (a first view of a socket chunk costs ~1 µs). */
+const BYTEWISE_COPY_BYTES = 256;
 /** Most drain rounds per wake-up before yielding to I/O with setImmediate. */
 const MAX_PUMP_ROUNDS = 16;
 
@@ -163,6 +165,12 @@ export class WorkerPool implements OpRunner {
   private readonly taskRingIndex: number[] = [];
   private readonly taskStartMs: number[] = [];
   private running = 0;
+  /** Small results are copied here for `done` (see resultView); views by length, made on first use. */
+  private readonly resultScratch = new Uint8Array(BYTEWISE_COPY_BYTES);
+  private readonly resultViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(BYTEWISE_COPY_BYTES + 1).fill(undefined);
+  /** Atomics.notify calls that woke a sleeping worker, and doorbell messages received (gauges: wakeups per batch). */
+  private wakeups = 0;
+  private doorbells = 0;
 
   constructor(context: PoolContext, options: WorkerPoolOptions = {}) {
     this.context = context;
@@ -208,6 +216,15 @@ export class WorkerPool implements OpRunner {
   }
 
   run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void {
+    this.submit(opcode, payload, 0, payload.length, token, done);
+  }
+
+  /** `run` with the payload given as bytes[start, start + length); copied into the arena before this returns. */
+  runRange(opcode: number, bytes: Uint8Array, start: number, length: number, token: number, done: OpDone): void {
+    this.submit(opcode, bytes, start, length, token, done);
+  }
+
+  private submit(opcode: number, source: Uint8Array, start: number, length: number, token: number, done: OpDone): void {
     const stats = this.context.stats;
     if (this.stopping) {
       stats.inc(Counter.poolRejected);
@@ -220,7 +237,6 @@ export class WorkerPool implements OpRunner {
       done(token, STATUS_BUSY, QUEUE_FULL);
       return;
     }
-    const length = payload.length;
     const arena = this.arena;
     const handle = arena.alloc(length);
     if (handle === null) {
@@ -228,9 +244,15 @@ export class WorkerPool implements OpRunner {
       done(token, STATUS_BUSY, ARENA_EXHAUSTED);
       return;
     }
-    if (handle >= 0) arena.bytes.set(payload, arena.offsetOf(handle));
-    else {
-      arena.view(handle, length).set(payload);
+    const whole = start === 0 && length === source.length;
+    if (handle >= 0) {
+      const bytes = arena.bytes;
+      const offset = arena.offsetOf(handle);
+      if (length <= BYTEWISE_COPY_BYTES) {
+        for (let i = 0; i < length; i++) bytes[offset + i] = source[start + i]!;
+      } else bytes.set(whole ? source : source.subarray(start, start + length), offset);
+    } else {
+      arena.view(handle, length).set(whole ? source : source.subarray(start, start + length));
       if (arena.shared) stats.inc(Counter.arenaFallbacks);
     }
     stats.inc(Counter.poolSubmitted);
@@ -357,7 +379,10 @@ export class WorkerPool implements OpRunner {
       const worker = list[i]!;
       worker.wakePending = false;
       if (worker.state === WORKER_DEAD) continue;
-      if (Atomics.compareExchange(worker.control, WORKER_SLEEPING, 1, 0) === 1) Atomics.notify(worker.control, SUB_TAIL);
+      if (Atomics.compareExchange(worker.control, WORKER_SLEEPING, 1, 0) === 1) {
+        Atomics.notify(worker.control, SUB_TAIL);
+        this.wakeups++;
+      }
     }
     list.length = 0;
   }
@@ -423,14 +448,27 @@ export class WorkerPool implements OpRunner {
           if (handle !== this.taskHandle[slot]) arena.free(handle); // a late result of a task already failed
           continue;
         }
-        const offset = arena.offsetOf(handle);
-        this.finish(slot, ring[at + FIELD_STATUS]!, arena.bytes.subarray(offset, offset + ring[at + FIELD_LENGTH]!), handle);
+        this.finish(slot, ring[at + FIELD_STATUS]!, this.resultView(handle, ring[at + FIELD_LENGTH]!), handle);
         finished++;
       }
       worker.doneHead = head;
       Atomics.store(worker.control, DONE_HEAD, head);
     }
     return finished;
+  }
+
+  /**
+   * The result bytes as a view valid during `done`: small results are copied into a scratch buffer whose views per
+   * length are made once (no allocation per completion); larger ones are a view of the arena.
+   */
+  private resultView(handle: number, length: number): Uint8Array {
+    const arena = this.arena;
+    const offset = arena.offsetOf(handle);
+    if (length > BYTEWISE_COPY_BYTES) return arena.bytes.subarray(offset, offset + length);
+    const bytes = arena.bytes;
+    const scratch = this.resultScratch;
+    for (let i = 0; i < length; i++) scratch[i] = bytes[offset + i]!;
+    return this.resultViews[length] ?? (this.resultViews[length] = scratch.subarray(0, length));
   }
 
   private anyCompletionWaiting(): boolean {
@@ -490,6 +528,7 @@ export class WorkerPool implements OpRunner {
   private onMessage(slot: WorkerSlot, message: FromWorker): void {
     if (this.workers[slot.index] !== slot || slot.state === WORKER_DEAD) return;
     if (message === DOORBELL) {
+      this.doorbells++;
       this.pump();
       return;
     }
@@ -618,6 +657,8 @@ export class WorkerPool implements OpRunner {
         running: this.running,
         busyWorkers,
         workers,
+        wakeups: this.wakeups,
+        doorbells: this.doorbells,
         latencyP50Micros: this.latency.percentile(50),
         latencyP99Micros: this.latency.percentile(99),
       };

@@ -129,6 +129,11 @@ export class CustomProtocol {
         return;
     }
     if (this.runner.handles(opcode)) {
+      if (this.runner.runRange !== undefined) {
+        // The runner copies the range before returning: no view of the chunk, nothing to keep.
+        this.runner.runRange(opcode, bytes, payloadStart, payloadBytes, this.openEntry(connection, opcode, requestId), this.onDone);
+        return;
+      }
       const payloadEnd = payloadStart + payloadBytes;
       // The runner keeps the payload until done: a view of a chunk stays valid, the decoder's own buffer does not.
       const payload = connection.decoder!.payloadIsBuffered ? bytes.slice(payloadStart, payloadEnd) : bytes.subarray(payloadStart, payloadEnd);
@@ -153,6 +158,11 @@ export class CustomProtocol {
   }
 
   private dispatch(connection: ConnectionState, opcode: number, requestId: number, payload: Uint8Array): void {
+    this.runner.run(opcode, payload, this.openEntry(connection, opcode, requestId), this.onDone);
+  }
+
+  /** Records a request about to go to the runner; returns its token. */
+  private openEntry(connection: ConnectionState, opcode: number, requestId: number): number {
     const token = this.freeEntries.length > 0 ? this.freeEntries.pop()! : this.entryConnection.length;
     this.entryConnection[token] = connection;
     this.entryGeneration[token] = connection.generation;
@@ -161,7 +171,7 @@ export class CustomProtocol {
     this.entryStartMs[token] = performance.now();
     connection.inFlight++;
     this.runningTotal++;
-    this.runner.run(opcode, payload, token, this.onDone);
+    return token;
   }
 
   private handleDone(token: number, status: number, result: Uint8Array): void {
