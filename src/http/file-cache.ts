@@ -80,6 +80,8 @@ export class FileCache {
   private totalBytes = 0;
   hits = 0;
   misses = 0;
+  /** Called with the key of every entry stored by set (the listener routes cached paths natively). */
+  onInsert: ((key: string) => void) | null = null;
 
   constructor(options: FileCacheOptions) {
     this.maxBytes = options.maxBytes;
@@ -116,6 +118,12 @@ export class FileCache {
     this.entries.set(key, entry);
     this.totalBytes += entry.bytes;
     this.evict();
+    if (this.onInsert !== null && this.entries.has(key)) this.onInsert(key);
+  }
+
+  /** The keys cached now. */
+  keys(): IterableIterator<string> {
+    return this.entries.keys();
   }
 
   /** Accounts for a variant added to an entry after it was cached (on-the-fly compression). */

@@ -6,6 +6,7 @@ import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts"
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
+import { RouteTable } from "./routes.ts";
 import { StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
@@ -13,6 +14,10 @@ const ALLOW = "GET, HEAD, OPTIONS";
 const KEEPALIVE_FORGET_NEVER_MS = 300_000;
 /** Longest time between sweeps of idle connections (they hold admission slots until swept). */
 const SWEEP_MAX_INTERVAL_MS = 1000;
+/** Most cached paths given a native Bun route (the rest are served through fetch, just as correctly). */
+const MAX_ROUTES = 4096;
+/** Delay before new cached paths get their routes: a burst of new paths costs one server.reload. */
+const ROUTES_RELOAD_DELAY_MS = 50;
 /** How often a graceful stop looks at the requests still in flight. */
 const DRAIN_POLL_MS = 10;
 
@@ -59,12 +64,21 @@ class HttpHandler {
     this.maxRequestBytes = config.limits.max_request_bytes;
   }
 
-  readonly fetch = (request: Request, server: Server<undefined>): Response => {
+  /** Every request whose path has no route of its own. */
+  readonly fetch = (request: Request, server: Server<undefined>): Response => this.handle(request, server, null);
+
+  /**
+   * The route handler of one cached path (made once per path, see RouteTable): Bun has matched the path
+   * natively, so the URL is not parsed and the cache key is the same string every time.
+   */
+  routeHandler(rawPath: string): (request: Request, server: Server<undefined>) => Response {
+    return (request, server) => this.handle(request, server, rawPath);
+  }
+
+  /** One request; `routedPath` is the raw path when Bun routed it here, null when it must be read from the URL. */
+  private handle(request: Request, server: Server<undefined>, routedPath: string | null): Response {
     const startedMs = performance.now();
-    const url = request.url;
-    const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
-    const queryStart = pathStart < 0 ? -1 : url.indexOf("?", pathStart);
-    const rawPath = pathStart < 0 ? "/" : queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+    const rawPath = routedPath ?? pathOf(request.url);
     const method = request.method;
     const isHead = method === "HEAD";
     const headers = request.headers;
@@ -133,7 +147,7 @@ class HttpHandler {
         break answer;
       }
       if (method === "GET" || isHead) {
-        response = this.site.respond(headers, rawPath, queryStart < 0 ? "" : url.slice(queryStart + 1), isHead, startedMs);
+        response = this.site.respond(request, headers, rawPath, isHead, startedMs);
         status = this.site.status;
         bodyBytes = this.site.bodyBytes;
       } else if (method === "OPTIONS") {
@@ -166,13 +180,12 @@ class HttpHandler {
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
     if (this.accessLog !== null) {
-      const target = pathStart < 0 ? "/" : url.slice(pathStart);
       const wallMs = performance.timeOrigin + startedMs;
-      this.accessLog.write(clientAddress, `${method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), wallMs);
+      this.accessLog.write(clientAddress, `${method} ${targetOf(request.url)} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), wallMs);
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
     return response;
-  };
+  }
 
   /** A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client. */
   readonly error = (error: Error): Response => {
@@ -180,6 +193,20 @@ class HttpHandler {
     this.stats.httpStatus(500);
     return errorResponse(500);
   };
+}
+
+/** The request target's path, before `?`, from Bun's absolute request URL. */
+function pathOf(url: string): string {
+  const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
+  if (pathStart < 0) return "/";
+  const queryStart = url.indexOf("?", pathStart);
+  return queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+}
+
+/** The request target (path and query) from Bun's absolute request URL. */
+function targetOf(url: string): string {
+  const pathStart = url.indexOf("/", 8);
+  return pathStart < 0 ? "/" : url.slice(pathStart);
 }
 
 const CLOSE: Record<string, string> = { Connection: "close" };
@@ -212,7 +239,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const { config, logger } = context;
   const http = config.http;
   const site = new StaticFiles(http);
-  context.gauges.set("httpCache", () => site.cache.gauges());
+
   const accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
   const idleTimeoutSeconds = http.keepalive_timeout_s;
   const forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
@@ -238,14 +265,26 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     // Bodies are never read (GET/HEAD/OPTIONS only); a Content-Length over limits.max_request_bytes gets a counted
     // 413 from the handler. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    routes: {},
     fetch: handler.fetch,
     error: errorLogger,
   });
+  // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed).
+  const routes = new RouteTable({
+    makeHandler: (rawPath) => handler.routeHandler(rawPath),
+    currentPaths: () => site.cache.keys(),
+    apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: errorLogger }),
+    maxRoutes: MAX_ROUTES,
+    delayMs: ROUTES_RELOAD_DELAY_MS,
+  });
+  site.cache.onInsert = (rawPath) => routes.added(rawPath);
+  context.gauges.set("httpCache", () => ({ ...site.cache.gauges(), routes: routes.size }));
   const port = server.port ?? config.server.port;
   logger.info(`http: serving ${http.root} on ${config.server.bind}:${port}`);
 
   let stopped: Promise<void> | null = null;
   const stop = async (options: StopOptions): Promise<void> => {
+    routes.stop();
     if (options.graceful) {
       void server.stop(false);
       const deadline = Date.now() + options.timeoutMs;

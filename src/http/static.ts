@@ -79,11 +79,14 @@ export class StaticFiles {
     this.cache = new FileCache({ maxBytes: settings.cache_bytes, revalidateMs: settings.cache_revalidate_ms });
   }
 
-  /** Answers a GET or HEAD for `rawPath` (the target before `?`); sets `status` and `bodyBytes`. */
-  respond(headers: Headers, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+  /**
+   * Answers a GET or HEAD for `rawPath` (the target before `?`); sets `status` and `bodyBytes`. `request` is read
+   * only off the cached path (the query of a directory redirect).
+   */
+  respond(request: Request, headers: Headers, rawPath: string, isHead: boolean, nowMs: number): Response {
     const entry = this.cache.get(rawPath, nowMs);
     if (entry !== undefined) return this.fromEntry(headers, entry, isHead);
-    return this.uncached(headers, rawPath, query, isHead, nowMs);
+    return this.uncached(headers, rawPath, queryOf(request.url), isHead, nowMs);
   }
 
   /** The fast path: a cached file. */
@@ -385,6 +388,12 @@ function streamParts(parts: readonly (Uint8Array | Blob)[]): ReadableStream<Uint
       }
     },
   });
+}
+
+/** The query of a request URL without its `?` ("" when none). */
+function queryOf(url: string): string {
+  const queryStart = url.indexOf("?", url.indexOf("/", 8));
+  return queryStart < 0 ? "" : url.slice(queryStart + 1);
 }
 
 /** Response.clone(); bun-types declares its result as undici's Response, which is the same object at run time. */
