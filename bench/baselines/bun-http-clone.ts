@@ -1,0 +1,42 @@
+// Baseline: raw Bun.serve with a route handler per file that returns a clone of a ready Response (JS per request, nothing else).
+// The ceiling of any design that runs JavaScript per request (stats, keep-alive, access log) over native routes;
+// it sends the same response headers as hps (type, validators, Accept-Ranges, nosniff, Cache-Control).
+// Usage: bun bench/baselines/bun-http-clone.ts --port 9000 --root ./public   (prints the port)
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+const argument = (name: string, fallback: string) => {
+  const index = process.argv.indexOf(name);
+  return index > 0 ? process.argv[index + 1]! : fallback;
+};
+const port = Number(argument("--port", "0"));
+const root = argument("--root", "./public");
+/** Files larger than this are left out (the ready Response holds the whole body in memory). */
+const MAX_FILE_BYTES = 512 * 1024 * 1024;
+
+const routes: Record<string, () => Response> = {};
+for (const name of readdirSync(root)) {
+  const path = join(root, name);
+  const stat = statSync(path);
+  if (!stat.isFile() || stat.size > MAX_FILE_BYTES) continue;
+  const ready = new Response(readFileSync(path), {
+    headers: {
+      "Content-Type": "application/octet-stream",
+      ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
+      "Last-Modified": new Date(stat.mtimeMs).toUTCString(),
+      "Accept-Ranges": "bytes",
+      "X-Content-Type-Options": "nosniff",
+      "Cache-Control": "public, max-age=0, must-revalidate",
+    },
+  });
+  routes[`/${name}`] = () => ready.clone() as unknown as Response; // bun-types types clone() as undici's Response
+}
+
+const server = Bun.serve({
+  hostname: "127.0.0.1",
+  port,
+  development: false,
+  routes,
+  fetch: () => new Response("Not Found", { status: 404 }),
+});
+console.log(server.port);
