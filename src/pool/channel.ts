@@ -2,9 +2,11 @@
 //
 // Per worker: a submission ring (main writes, worker reads) and a completion ring (worker writes, main reads),
 // single producer and single consumer each, with head/tail counters in a small Int32 control block. The worker
-// sleeps in Atomics.waitAsync on the submission tail and is woken by Atomics.notify only when it said it sleeps.
-// The main thread never blocks: a worker that finishes a task while the main thread is idle rings a doorbell
-// (postMessage of the number 0) once; the main thread then drains every completion ring in one go.
+// sleeps in Atomics.waitAsync on the submission tail; the main thread wakes it with one Atomics.notify per I/O round
+// (not per task), and only when it said it sleeps. The main thread never blocks: while tasks are out it waits with
+// Atomics.waitAsync on MAIN_SLEEPING; a worker that finishes a batch while the main thread is idle flips that word
+// and notifies once (measured: ~9 µs round trip across cores against ~28 µs for a doorbell postMessage), and the
+// main thread then drains every completion ring in one go.
 import type { ArenaShare } from "../memory/arena.ts";
 
 /** Entries per ring; also the most tasks one worker holds at once (the rest wait in the pool's queue). */
@@ -31,12 +33,9 @@ export const DONE_HEAD = 3;
 export const WORKER_SLEEPING = 4;
 export const CONTROL_INT32S = 16;
 
-/** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants a doorbell. */
+/** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants to be notified. */
 export const MAIN_SLEEPING = 0;
 export const MAIN_CONTROL_INT32S = 4;
-
-/** Doorbell message from a worker: completions are waiting in its ring. */
-export const DOORBELL = 0;
 
 export interface WorkerInit {
   readonly type: "init";
@@ -83,4 +82,4 @@ export interface DoneMessage {
   readonly payload: Uint8Array;
 }
 
-export type FromWorker = typeof DOORBELL | ReadyMessage | StartErrorMessage | DoneMessage;
+export type FromWorker = ReadyMessage | StartErrorMessage | DoneMessage;

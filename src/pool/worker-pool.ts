@@ -3,9 +3,10 @@
 // Dispatch (chosen by measurement, see bench/micro/pool.bench.ts): one submission and one completion ring per
 // worker in SharedArrayBuffers. `run` copies the payload once into an arena slot and writes (slot, opcode, handle,
 // length) to the least-loaded worker's ring; the worker waits with Atomics.waitAsync (its event loop stays free for
-// async handlers and messages) and is notified only when it said it sleeps. Results come back in the payload's slot
-// (or a new slot when larger); a worker rings a doorbell message only when the main thread is idle, so under load
-// many completions are drained per wake-up and nothing spins while idle. Tasks a worker cannot take (its ring
+// async handlers and messages) and is notified once per I/O round (setImmediate), only when it said it sleeps.
+// Results come back in the payload's slot (or a new slot when larger); after each batch a worker notifies the main
+// thread (waiting with Atomics.waitAsync while tasks are out) only when it is idle, so under load many completions
+// are drained per wake-up, a lone task takes two thread wake-ups, and nothing spins while idle. Tasks a worker cannot take (its ring
 // holds RING_ENTRIES) wait in a bounded queue of `pool.max_queue`; past that, and when the arena is exhausted,
 // `run` answers busy at once.
 import { resolve as resolvePath } from "node:path";
@@ -14,7 +15,7 @@ import { MAIN_THREAD_LOCK_ID, createArena, type BufferArena, SlabArena } from ".
 import { Counter } from "../stats/stats.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
 import {
-  CONTROL_INT32S, DONE_HEAD, DONE_TAIL, DOORBELL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
+  CONTROL_INT32S, DONE_HEAD, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
   FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_CONTROL_INT32S, MAIN_SLEEPING, RING_ENTRIES, RING_MASK, SUB_HEAD,
   SUB_TAIL, WORKER_SLEEPING, type FromWorker, type TaskMessage, type WorkerInit,
 } from "./channel.ts";
@@ -147,6 +148,13 @@ export class WorkerPool implements OpRunner {
   private readonly wakeList: WorkerSlot[] = [];
   private wakeScheduled = false;
   private readonly onWake = () => this.wakeWorkers();
+  /** An Atomics.waitAsync on MAIN_SLEEPING is pending (it stays valid until a worker notifies, even across idle spells). */
+  private completionWaitArmed = false;
+  private readonly onCompletionsNotified = () => {
+    this.completionWaitArmed = false;
+    this.doorbells++;
+    this.pump();
+  };
   private startWaiter: { resolve: () => void; reject: (error: Error) => void } | null = null;
   private drainWaiter: (() => void) | null = null;
 
@@ -168,7 +176,7 @@ export class WorkerPool implements OpRunner {
   /** Small results are copied here for `done` (see resultView); views by length, made on first use. */
   private readonly resultScratch = new Uint8Array(BYTEWISE_COPY_BYTES);
   private readonly resultViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(BYTEWISE_COPY_BYTES + 1).fill(undefined);
-  /** Atomics.notify calls that woke a sleeping worker, and doorbell messages received (gauges: wakeups per batch). */
+  /** Atomics.notify calls that woke a sleeping worker, and notifications of completions received (gauges: wake-ups per batch). */
   private wakeups = 0;
   private doorbells = 0;
 
@@ -374,6 +382,7 @@ export class WorkerPool implements OpRunner {
    */
   private wakeWorkers(): void {
     this.wakeScheduled = false;
+    this.waitForCompletions();
     const list = this.wakeList;
     for (let i = 0; i < list.length; i++) {
       const worker = list[i]!;
@@ -471,6 +480,22 @@ export class WorkerPool implements OpRunner {
     return this.resultViews[length] ?? (this.resultViews[length] = scratch.subarray(0, length));
   }
 
+  /** While tasks are out, waits (without blocking) for a worker to say completions are ready. */
+  private waitForCompletions(): void {
+    if (this.completionWaitArmed || this.running === 0 || this.stopped) return;
+    const wait = Atomics.waitAsync(this.mainControl, MAIN_SLEEPING, 1);
+    if (wait.async) {
+      this.completionWaitArmed = true;
+      void wait.value.then(this.onCompletionsNotified);
+    } else this.pumpSoon(); // a worker flipped the word already: its completions are waiting
+  }
+
+  private pumpSoon(): void {
+    if (this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(this.onPumpLater);
+  }
+
   private anyCompletionWaiting(): boolean {
     const workers = this.workers;
     for (let w = 0; w < workers.length; w++) {
@@ -480,7 +505,7 @@ export class WorkerPool implements OpRunner {
     return false;
   }
 
-  /** Runs on a doorbell: drain, refill from the queue, then re-arm the doorbell (re-checking to lose no wake-up). */
+  /** Runs when a worker notified: drain, refill from the queue, then re-arm the doorbell (re-checking to lose no wake-up). */
   private pump(): void {
     const mainControl = this.mainControl;
     for (let round = 0; round < MAX_PUMP_ROUNDS; round++) {
@@ -488,13 +513,13 @@ export class WorkerPool implements OpRunner {
       this.pumpCompletions();
       this.dispatchQueued();
       Atomics.store(mainControl, MAIN_SLEEPING, 1);
-      if (!this.anyCompletionWaiting()) return;
+      if (!this.anyCompletionWaiting()) {
+        this.waitForCompletions();
+        return;
+      }
     }
     Atomics.store(mainControl, MAIN_SLEEPING, 0);
-    if (!this.pumpScheduled) {
-      this.pumpScheduled = true;
-      setImmediate(this.onPumpLater);
-    }
+    this.pumpSoon();
   }
 
   private spawn(index: number): void {
@@ -527,11 +552,6 @@ export class WorkerPool implements OpRunner {
 
   private onMessage(slot: WorkerSlot, message: FromWorker): void {
     if (this.workers[slot.index] !== slot || slot.state === WORKER_DEAD) return;
-    if (message === DOORBELL) {
-      this.doorbells++;
-      this.pump();
-      return;
-    }
     switch (message.type) {
       case "done": {
         const task = message.slot;

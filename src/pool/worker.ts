@@ -2,7 +2,7 @@
 // writes the result back into the arena and publishes it on its completion ring.
 import { SlabArena } from "../memory/arena.ts";
 import {
-  CONTROL_INT32S, DONE_TAIL, DOORBELL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
+  CONTROL_INT32S, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
   FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, RING_MASK, SUB_HEAD, SUB_TAIL, WORKER_SLEEPING,
   type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
 } from "./channel.ts";
@@ -97,7 +97,7 @@ function ringDoorbell(): void {
   doorbellScheduled = false;
   if (!doorbellOwed) return;
   doorbellOwed = false;
-  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) postMessage(DOORBELL);
+  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) Atomics.notify(mainControl, MAIN_SLEEPING);
 }
 
 /** For completions published outside the drain loop (async handlers): one doorbell per microtask checkpoint. */
