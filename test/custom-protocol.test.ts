@@ -1,5 +1,5 @@
 // HPS/1 over real sockets: every opcode and error code, pipelining, backpressure, stale responses, fuzzing.
-import { describe, expect, test } from "bun:test";
+import { describe, expect, setSystemTime, test } from "bun:test";
 import type { Socket } from "bun";
 import { HpsClient } from "../src/client/hps-client.ts";
 import type { ConfigOverrides } from "../src/config/schema.ts";
@@ -101,8 +101,8 @@ describe("HPS/1 opcodes", () => {
       expect(text(unknown.payload)).toContain("unknown opcode");
     }
     const stats = JSON.parse(text((await client.request(Opcode.STATS)).payload));
-    expect(stats.requests).toBeGreaterThanOrEqual(9);
-    expect(stats.connectionsAccepted).toBe(1);
+    expect(stats.counters.requests).toBeGreaterThanOrEqual(9);
+    expect(stats.counters.connectionsAccepted).toBe(1);
     expect(await client.request(Opcode.PING)).toEqual({ status: 0, payload: new Uint8Array(0) });
     expect(context.stats.total(Counter.errorsProtocol)).toBe(0);
   });
@@ -117,6 +117,15 @@ describe("HPS/1 opcodes", () => {
     responses.forEach((response, n) => {
       expect([sizes[n], response.status, Buffer.compare(response.payload, payloads[n]!)]).toEqual([sizes[n], 0, 0]);
     });
+  });
+
+  test("a large ECHO as a connection's first answer keeps its header (the batch buffer grows for it)", async () => {
+    const context = customContext();
+    await using server = await startTcp(context, new InlineRunner());
+    using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    const large = new Uint8Array(100_000).map((_, i) => (i * 11) & 0xff);
+    const echoed = await client.request(Opcode.ECHO, large);
+    expect([echoed.status, Buffer.compare(echoed.payload, large)]).toEqual([0, 0]);
   });
 
   test("10,000 pipelined requests are answered with matching ids", async () => {
@@ -268,8 +277,11 @@ describe("HPS/1 flow control", () => {
     expect(runner.held.length).toBe(4);
     expect(context.stats.total(Counter.bytesRead)).toBe(bytesReadWhenPaused + 2 * FRAME_HEADER_BYTES);
     runner.answerAll(0, (payload) => payload);
-    // Resumed: the six frames arrive in one chunk and are all taken (a chunk is decoded whole), then reading pauses again.
-    await waitFor(() => runner.held.length === 6 && context.gauges.get("tcp")!().pausedReads === 1, 5000, "reading resumed");
+    // Resumed: the six frames arrive (in one chunk or more); four are taken, the decoder keeps the other two.
+    await waitFor(() => runner.held.length === 4 && context.gauges.get("tcp")!().pausedReads === 1, 5000, "reading resumed, paused at 4 again");
+    runner.answerAll(0, (payload) => payload);
+    await waitFor(() => runner.held.length === 2, 5000, "the two kept frames dispatched");
+    await waitFor(() => context.gauges.get("tcp")!().pausedReads === 0, 5000, "reading resumed below the limit");
     runner.answerAll(0, (payload) => payload);
     expect((await Promise.all(first)).map((r) => text(r.payload))).toEqual(["a0", "a1", "a2", "a3"]);
     expect((await Promise.all(second)).map((r) => text(r.payload))).toEqual(["b0", "b1", "b2", "b3", "b4", "b5"]);
@@ -356,4 +368,208 @@ describe("HPS/1 fuzzing", () => {
     using fresh = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
     expect(await fresh.request(Opcode.PING)).toEqual({ status: 0, payload: new Uint8Array(0) });
   }, 30_000);
+});
+
+/** Writes all of `data`, waiting for drain when the kernel takes less (bounded by `timeoutMs`). */
+async function writeAll(socket: Socket<undefined>, data: Uint8Array, drained: () => Promise<void>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let offset = 0;
+  while (offset < data.length) {
+    if (Date.now() > deadline) throw new Error(`timed out writing ${data.length} bytes (${offset} written)`);
+    const taken = socket.write(data.subarray(offset));
+    if (taken < 0) throw new Error("socket closed while writing");
+    offset += taken;
+    if (offset < data.length) await withTimeout(drained(), timeoutMs, "drain");
+  }
+}
+
+/** One round trip on another connection: the server's loop has seen every readable socket since (asserting an absence without a sleep). */
+async function barrier(port: number): Promise<void> {
+  using other = await HpsClient.connect("127.0.0.1", port, { timeoutMs: 5000 });
+  for (let i = 0; i < 2; i++) expect((await other.request(Opcode.PING)).status).toBe(0);
+}
+
+describe("HPS/1 max_in_flight within one chunk", () => {
+  test("one write of 500 HASH frames (a PING before each) dispatches at most 4 at a time; PINGs do not count; all answered", async () => {
+    const runner = new HeldRunner();
+    const context = customContext({ custom: { max_in_flight: 4 } });
+    await using server = await startTcp(context, runner);
+    const client = await rawFrames(server.port);
+    const count = 500;
+    const PING_ID = 100_000;
+    const stream = Buffer.concat(Array.from({ length: count }, (_, i) => [encodeFrame(Opcode.PING, 0, PING_ID + i), encodeFrame(Opcode.HASH, 0, i, bytes(`h${i}`))]).flat());
+    expect(client.socket.write(stream)).toBe(stream.length);
+    // The first event answers PING 0-3 inline and dispatches HASH 0-3, then stops decoding and stops reading.
+    await waitFor(() => runner.held.length === 4 && client.frames.length === 4, 5000, "first four dispatched");
+    await barrier(server.port);
+    expect(runner.held.length).toBe(4);
+    expect(client.frames.map((f) => f.requestId)).toEqual([PING_ID, PING_ID + 1, PING_ID + 2, PING_ID + 3]);
+    const tcp = context.gauges.get("tcp")!;
+    expect([tcp().inFlight, tcp().pausedReads]).toEqual([4, 1]);
+    let answered = 0;
+    for (let round = 0; round < count && answered < count; round++) {
+      const expected = Math.min(4, count - answered);
+      await waitFor(() => runner.held.length === expected, 5000, `round ${round}: ${expected} dispatched`);
+      expect(tcp().inFlight).toBeLessThanOrEqual(4);
+      answered += runner.held.length;
+      runner.answerAll(0, (payload) => payload);
+    }
+    await waitFor(() => client.frames.length === 2 * count, 5000, "every answer");
+    const hashes = client.frames.filter((f) => f.opcode === Opcode.HASH);
+    expect(hashes.map((f) => [f.requestId, text(f.payload)])).toEqual(Array.from({ length: count }, (_, i) => [i, `h${i}`]));
+    // Kept frames are answered in order: PING i comes after HASH i-1 was dispatched.
+    expect(client.frames.filter((f) => f.opcode === Opcode.PING).map((f) => f.requestId)).toEqual(Array.from({ length: count }, (_, i) => PING_ID + i));
+    await waitFor(() => tcp().pausedReads === 0, 5000, "reading resumed");
+    expect(server.inFlight()).toBe(0);
+    // The connection reads again: a new request is answered at once.
+    client.socket.write(encodeFrame(Opcode.PING, 0, 7));
+    await waitFor(() => client.frames.length === 2 * count + 1, 5000, "ping after resume");
+    client.socket.end();
+  });
+
+  test("a peer that half-closes after its burst gets every answer before the close", async () => {
+    const runner = new HeldRunner();
+    const context = customContext({ custom: { max_in_flight: 2 } });
+    await using server = await startTcp(context, runner);
+    const client = await rawFrames(server.port);
+    client.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeFrame(Opcode.HASH, 0, i, bytes(`x${i}`)))));
+    // FIN, reading on (end() would close the client socket).
+    client.socket.shutdown();
+    for (let round = 0; round < 10 && client.frames.length < 10; round++) {
+      await waitFor(() => runner.held.length > 0 || client.frames.length === 10, 5000, `round ${round}`);
+      runner.answerAll(0, (payload) => payload);
+      await waitFor(() => client.frames.length === Math.min(10, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
+    }
+    await waitFor(() => client.isClosed(), 5000, "close after the last answer");
+    expect(client.frames.map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  });
+});
+
+describe("HPS/1 graceful stop with kept frames", () => {
+  test("frames the decoder kept while paused are answered before a graceful stop closes the connection", async () => {
+    const runner = new HeldRunner();
+    const context = customContext({ custom: { max_in_flight: 2 } });
+    const server = await startTcp(context, runner);
+    const client = await rawFrames(server.port);
+    client.socket.write(Buffer.concat(Array.from({ length: 6 }, (_, i) => encodeFrame(Opcode.HASH, 0, i, bytes(`s${i}`)))));
+    await waitFor(() => runner.held.length === 2, 5000, "two dispatched, four kept");
+    const stopped = server.stop({ graceful: true, timeoutMs: 5000 });
+    for (let round = 0; round < 6 && client.frames.length < 6 && !client.isClosed(); round++) {
+      await waitFor(() => runner.held.length > 0 || client.isClosed(), 5000, `round ${round}`);
+      runner.answerAll(0, (payload) => payload);
+      await waitFor(() => client.frames.length >= Math.min(6, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
+    }
+    await withTimeout(stopped, 5000, "graceful stop");
+    expect(client.frames.map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+});
+
+describe("HPS/1 after lost framing", () => {
+  test("chunks after a bad frame are ignored while the error frame is queued: one error frame, counted once", async () => {
+    const context = customContext({ tcp: { max_buffered_bytes: 256 * 1024 * 1024 } });
+    await using server = await startTcp(context, new InlineRunner());
+    const frames: { requestId: number; status: number; payloadBytes: number }[] = [];
+    const decoder = new FrameDecoder(1 << 30);
+    let closed = false;
+    let onDrain: (() => void) | null = null;
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        onDrain = resolve;
+      });
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      socket: {
+        binaryType: "uint8array",
+        data: (_socket, chunk) => {
+          decoder.pushRanges(chunk, (_opcode, status, requestId, _bytes, _start, payloadBytes) => frames.push({ requestId, status, payloadBytes }));
+        },
+        drain: () => onDrain?.(),
+        close: () => {
+          closed = true;
+        },
+      },
+    });
+    // Not reading: the server's echoes fill the kernel buffers, then its write queue.
+    socket.pause();
+    const echo = encodeFrame(Opcode.ECHO, 0, 1, new Uint8Array(1024 * 1024 - 8 - FRAME_HEADER_BYTES));
+    const echoes = 24;
+    for (let i = 0; i < echoes; i++) await writeAll(socket, echo, drained, 10_000);
+    const tcp = context.gauges.get("tcp")!;
+    await waitFor(() => context.stats.total(Counter.requests) === echoes && tcp().queuedBytes! > 0, 10_000, "echoes queued on the server");
+    const bad = encodeFrame(Opcode.PING, 0, 2);
+    bad[4] = 9;
+    socket.write(bad);
+    await waitFor(() => context.stats.total(Counter.errorsProtocol) === 1, 5000, "bad frame seen");
+    // More chunks, each seen by the server in its own data event, while the error frame waits behind the echoes.
+    for (let i = 0; i < 3; i++) {
+      const readBefore = context.stats.total(Counter.bytesRead);
+      socket.write(i === 0 ? encodeFrame(Opcode.ECHO, 0, 3, new Uint8Array(5000)).subarray(0, FRAME_HEADER_BYTES) : bad);
+      await waitFor(() => context.stats.total(Counter.bytesRead) > readBefore, 5000, `chunk ${i} read`);
+    }
+    expect(tcp().queuedBytes).toBeGreaterThan(0);
+    socket.resume();
+    await waitFor(() => closed, 10_000, "close after the error frame");
+    expect(frames.length).toBe(echoes + 1);
+    expect(frames.at(-1)).toEqual({ requestId: 0, status: FrameStatus.BAD_FRAME, payloadBytes: frames.at(-1)!.payloadBytes });
+    expect(frames.filter((f) => f.status !== 0).length).toBe(1);
+    expect(context.stats.total(Counter.errorsProtocol)).toBe(1);
+    expect(context.stats.total(Counter.requestsTooLarge)).toBe(0);
+  }, 20_000);
+});
+
+describe("HPS/1 rate limit clock", () => {
+  test("the rate limiter runs on a monotonic clock: a wall-clock jump does not refill tokens", async () => {
+    const config = testConfig({ server: { protocol: "custom" }, rate_limit: { enabled: true, requests: 3, window_s: 60, burst: 3 } });
+    const stats = Stats.create();
+    const context = { config, stats, logger: Logger.silent(), gauges: new Map(), admission: new Admission(config, stats) };
+    await using server = await startTcp(context, new InlineRunner());
+    using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await client.request(Opcode.PING)).status);
+    try {
+      setSystemTime(new Date(Date.now() + 10 * 60 * 1000));
+      statuses.push((await client.request(Opcode.PING)).status);
+    } finally {
+      setSystemTime();
+    }
+    expect(statuses).toEqual([0, 0, 0, FrameStatus.RATE_LIMITED, FrameStatus.RATE_LIMITED]);
+  });
+});
+
+describe("HPS/1 STATS", () => {
+  test("answers the admin /stats snapshot: counters, rates, latency, gauges", async () => {
+    const context = customContext();
+    await using server = await startTcp(context, new InlineRunner());
+    using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    for (let i = 0; i < 3; i++) await client.request(Opcode.PING);
+    const response = await client.request(Opcode.STATS);
+    expect(response.status).toBe(0);
+    const stats = JSON.parse(text(response.payload));
+    expect(stats.protocol).toBe("custom");
+    expect(stats.counters.requests).toBe(3);
+    expect(stats.counters.connectionsAccepted).toBe(1);
+    expect(stats.latency.count).toBe(3);
+    expect(typeof stats.rates.requestsPerSecond).toBe("number");
+    expect(stats.gauges.tcp.openConnections).toBe(1);
+    expect(stats.process.pid).toBe(process.pid);
+  });
+});
+
+describe("HPS/1 decoder memory", () => {
+  test("headers claiming 1 MiB frames take memory as bytes arrive, not as the length field claims", async () => {
+    const context = customContext();
+    await using server = await startTcp(context, new InlineRunner());
+    const header = encodeFrame(Opcode.ECHO, 0, 1, new Uint8Array(1024 * 1024 - 8)).subarray(0, FRAME_HEADER_BYTES + 1);
+    const clients: RawFrames[] = [];
+    const connections = 50;
+    for (let i = 0; i < connections; i++) clients.push(await rawFrames(server.port));
+    const readBefore = context.stats.total(Counter.bytesRead);
+    for (const client of clients) client.socket.write(header);
+    await waitFor(() => context.stats.total(Counter.bytesRead) === readBefore + connections * header.length, 5000, "headers read");
+    const tcp = context.gauges.get("tcp")!();
+    expect(tcp.openConnections).toBe(connections);
+    expect(tcp.decoderBufferBytes).toBeLessThanOrEqual(connections * 256);
+    for (const client of clients) client.socket.end();
+  });
 });

@@ -43,6 +43,8 @@ export class ConnectionState {
   decoder: FrameDecoder | null = null;
   inFlight = 0;
   isReadPaused = false;
+  /** Queued in the protocol's list of paused connections whose held frames are decoded at the end of this tick. */
+  isResumeScheduled = false;
   /** Queued in the protocol's list of connections whose batch must be written at the end of this tick. */
   isFlushScheduled = false;
 
@@ -93,6 +95,7 @@ export class ConnectionState {
     this.decoder?.reset();
     this.inFlight = 0;
     this.isReadPaused = false;
+    this.isResumeScheduled = false;
     this.isFlushScheduled = false;
     this.isInData = false;
     this.isClosed = false;

@@ -1,6 +1,8 @@
 // HPS/1 dispatch: decode frames, answer PING/ECHO/STATS inline, hand runner opcodes to the OpRunner, batch the responses.
+import type { ServerContext } from "../context.ts";
 import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
+import { snapshot } from "../stats/snapshot.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import type { ConnectionState, WriteQueue } from "./connection.ts";
 import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader, type FrameRangeHandler } from "./frame.ts";
@@ -24,8 +26,12 @@ export interface CustomProtocolOptions {
   readonly maxFrameBytes: number;
   /** Called after responses were written outside a data event (the listener closes idle draining connections). */
   readonly afterActivity: (connection: ConnectionState) => void;
+  /** Calls continueHeld(connection) guarded like a data event; used when a paused connection may decode again. */
+  readonly readHeld: (connection: ConnectionState) => void;
   /** Rate limiting per client address (status 5). */
   readonly admission: Admission;
+  /** For the STATS opcode's snapshot (the same as the admin /stats). */
+  readonly context: ServerContext;
 }
 
 /** The HPS/1 handler of one listener: per-connection decoding and the table of requests running on the runner. */
@@ -35,6 +41,8 @@ export class CustomProtocol {
   private readonly runner: OpRunner;
   private readonly maxInFlight: number;
   private readonly afterActivity: (connection: ConnectionState) => void;
+  private readonly readHeld: (connection: ConnectionState) => void;
+  private readonly context: ServerContext;
   /** Set only when rate limiting is enabled, so the per-frame check costs one null test otherwise. */
   private readonly rateLimiter: Admission | null;
   private readonly tooLargeMessage: Uint8Array;
@@ -42,7 +50,7 @@ export class CustomProtocol {
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
-  /** When the current data event began: every frame of the chunk arrived then. */
+  /** When the current data event began (performance.now()): every frame of the chunk arrived then; also the rate limiter's clock. */
   private eventStartMs = 0;
   /** Frames answered inline in this event whose responses have not been written yet, so their latency is not recorded yet. */
   private unrecordedFrames = 0;
@@ -61,9 +69,15 @@ export class CustomProtocol {
   private readonly flushGenerations: number[] = [];
   private isFlushQueued = false;
 
+  /** Paused connections whose decoder holds frames and that dropped below max_in_flight: decoded at the end of this tick. */
+  private readonly resumeList: ConnectionState[] = [];
+  private readonly resumeGenerations: number[] = [];
+  private isResumeQueued = false;
+
   readonly onFrame: FrameRangeHandler;
   private readonly onDone: OpDone;
   private readonly flushAll: () => void;
+  private readonly resumeAll: () => void;
 
   constructor(options: CustomProtocolOptions) {
     this.stats = options.stats;
@@ -71,11 +85,20 @@ export class CustomProtocol {
     this.runner = options.runner;
     this.maxInFlight = options.maxInFlight;
     this.afterActivity = options.afterActivity;
+    this.readHeld = options.readHeld;
+    this.context = options.context;
     this.rateLimiter = options.admission.rateLimitEnabled ? options.admission : null;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
-    this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
+    this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => {
+      this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
+      // Only runner requests stay outstanding (inline answers are in the batch already): at the limit, decode no
+      // further; the decoder keeps the rest of the chunk until responses drain (settleReading, continueHeld).
+      const connection = this.current!;
+      if (connection.inFlight >= this.maxInFlight) connection.decoder!.stop();
+    };
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
     this.flushAll = () => this.writeScheduled();
+    this.resumeAll = () => this.resumeScheduled();
   }
 
   /** Requests handed to the runner and not answered yet, over all connections (including ones closed meanwhile). */
@@ -83,8 +106,10 @@ export class CustomProtocol {
     return this.runningTotal;
   }
 
-  /** One data event: decode every complete frame, answer what is inline, write the batch, pause past max_in_flight. */
+  /** One data event: decode complete frames up to max_in_flight, answer what is inline, write the batch, pause at the limit. */
   onData(connection: ConnectionState, chunk: Uint8Array): void {
+    // Framing was lost and the error frame is on its way: nothing after it means anything (and is not counted again).
+    if (connection.closeWhenFlushed) return;
     this.eventStartMs = performance.now();
     this.current = connection;
     const status = connection.decoder!.pushRanges(chunk, this.onFrame);
@@ -96,10 +121,90 @@ export class CustomProtocol {
     }
     if (!connection.isClosed) this.writer.flushBatch(connection);
     this.recordInline();
-    if (connection.inFlight >= this.maxInFlight && !connection.isReadPaused && !connection.isClosed) {
-      connection.isReadPaused = true;
-      connection.socket!.pause();
+    this.settleReading(connection);
+  }
+
+  /**
+   * A paused connection below max_in_flight again (called through options.readHeld, at the end of a tick): decodes
+   * the frames its decoder kept, as a data event would, and resumes reading once none are left and there is room.
+   */
+  continueHeld(connection: ConnectionState): void {
+    if (connection.isClosed || connection.closeWhenFlushed || !connection.isReadPaused || connection.inFlight >= this.maxInFlight) return;
+    const decoder = connection.decoder!;
+    if (decoder.heldBytes() > 0) {
+      this.eventStartMs = performance.now();
+      this.current = connection;
+      const status = decoder.resume(this.onFrame);
+      this.current = null;
+      if (status !== FrameStatus.OK) {
+        this.failConnection(connection, status);
+        this.recordInline();
+        return;
+      }
+      if (!connection.isClosed) this.writer.flushBatch(connection);
+      this.recordInline();
     }
+    this.settleReading(connection);
+  }
+
+  /**
+   * After decoding: reading stays paused while max_in_flight runner requests are outstanding or frames are held
+   * undecoded; held frames with room for them are decoded at the end of this tick; otherwise reading goes on.
+   */
+  private settleReading(connection: ConnectionState): void {
+    if (connection.isClosed) return;
+    const isAtLimit = connection.inFlight >= this.maxInFlight;
+    if (isAtLimit || connection.decoder!.heldBytes() > 0) {
+      if (!connection.isReadPaused) {
+        connection.isReadPaused = true;
+        connection.socket!.pause();
+      }
+      if (!isAtLimit) this.scheduleResume(connection);
+      return;
+    }
+    if (connection.isReadPaused) {
+      connection.isReadPaused = false;
+      connection.socket!.resume();
+    }
+  }
+
+  /** A paused connection got room below max_in_flight: read on, or first decode what its decoder holds. */
+  private resumeReading(connection: ConnectionState): void {
+    // Inside a data event or held decoding, settleReading decides when it ends.
+    if (connection.isInData) return;
+    if (connection.decoder!.heldBytes() === 0) {
+      connection.isReadPaused = false;
+      connection.socket!.resume();
+      return;
+    }
+    this.scheduleResume(connection);
+  }
+
+  /** Held frames are decoded in a microtask, never inside a runner's done (which may run inside another connection's event). */
+  private scheduleResume(connection: ConnectionState): void {
+    if (connection.isResumeScheduled) return;
+    connection.isResumeScheduled = true;
+    this.resumeList.push(connection);
+    this.resumeGenerations.push(connection.generation);
+    if (!this.isResumeQueued) {
+      this.isResumeQueued = true;
+      queueMicrotask(this.resumeAll);
+    }
+  }
+
+  private resumeScheduled(): void {
+    this.isResumeQueued = false;
+    const list = this.resumeList;
+    const generations = this.resumeGenerations;
+    // Bounded: a connection is listed at most once until its entry is handled (isResumeScheduled).
+    for (let i = 0; i < list.length; i++) {
+      const connection = list[i]!;
+      if (connection.generation !== generations[i]) continue; // closed and reused: its flag was reset
+      connection.isResumeScheduled = false;
+      this.readHeld(connection);
+    }
+    list.length = 0;
+    generations.length = 0;
   }
 
   /** One request frame; its payload is bytes[payloadStart, payloadStart + payloadBytes), valid during this call. */
@@ -107,7 +212,7 @@ export class CustomProtocol {
     const connection = this.current!;
     if (connection.isClosed) return;
     if (this.rateLimiter !== null) {
-      const waitMs = this.rateLimiter.takeToken(connection.remoteAddress, Date.now());
+      const waitMs = this.rateLimiter.takeToken(connection.remoteAddress, this.eventStartMs);
       if (waitMs > 0) {
         this.unrecordedFrames++;
         this.appendFrame(connection, opcode, FrameStatus.RATE_LIMITED, requestId, textEncoder.encode(`rate limited: retry in ${waitMs} ms`), true);
@@ -125,7 +230,7 @@ export class CustomProtocol {
         return;
       case Opcode.STATS:
         this.unrecordedFrames++;
-        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, textEncoder.encode(JSON.stringify(this.stats.totals())), true);
+        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, this.statsPayload(), true);
         return;
     }
     if (this.runner.handles(opcode)) {
@@ -191,10 +296,7 @@ export class CustomProtocol {
     connection.inFlight--;
     if (connection.isClosed) return;
     this.appendFrame(connection, opcode, status, requestId, result, false);
-    if (connection.isReadPaused && connection.inFlight < this.maxInFlight) {
-      connection.isReadPaused = false;
-      connection.socket!.resume();
-    }
+    if (connection.isReadPaused && connection.inFlight < this.maxInFlight) this.resumeReading(connection);
     if (connection.isInData || connection.isFlushScheduled) return;
     connection.isFlushScheduled = true;
     this.flushList.push(connection);
@@ -238,7 +340,9 @@ export class CustomProtocol {
     isStable: boolean,
   ): void {
     if (payloadBytes >= LARGE_PAYLOAD_BYTES) {
-      writeFrameHeader(connection.batch, connection.reserve(FRAME_HEADER_BYTES), payloadBytes, opcode, status, requestId);
+      // reserve first: it may replace connection.batch, which must be read after it.
+      const headerOffset = connection.reserve(FRAME_HEADER_BYTES);
+      writeFrameHeader(connection.batch, headerOffset, payloadBytes, opcode, status, requestId);
       const payload = payloadStart === 0 && payloadBytes === bytes.length ? bytes : bytes.subarray(payloadStart, payloadStart + payloadBytes);
       if (this.writer.flushBatch(connection)) this.writer.send(connection, payload, isStable);
       this.recordInline();
@@ -257,6 +361,11 @@ export class CustomProtocol {
       this.writer.flushBatch(connection);
       this.recordInline();
     }
+  }
+
+  /** The STATS answer: the admin /stats snapshot as JSON (a few KiB; built only for STATS, off the PING/ECHO path). */
+  private statsPayload(): Uint8Array {
+    return textEncoder.encode(JSON.stringify(snapshot(this.context)));
   }
 
   /** Framing lost: answer with a connection-level error frame (request id 0), then close once it is written. */

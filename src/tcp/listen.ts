@@ -67,7 +67,9 @@ class TcpServer {
             maxInFlight: config.custom.max_in_flight,
             maxFrameBytes: config.limits.max_request_bytes,
             afterActivity: this.afterActivity,
+            readHeld: this.readHeld,
             admission: this.admission,
+            context,
           })
         : null;
     if (this.custom !== null) {
@@ -214,6 +216,19 @@ class TcpServer {
     this.afterActivity(connection);
   };
 
+  /** Decodes what a paused HPS/1 connection kept, outside any data event but guarded like one (a close meanwhile is deferred). */
+  private readonly readHeld = (connection: ConnectionState): void => {
+    if (connection.isClosed) return;
+    connection.isInData = true;
+    this.custom!.continueHeld(connection);
+    connection.isInData = false;
+    if (connection.isCloseDeferred) {
+      this.release(connection);
+      return;
+    }
+    this.afterActivity(connection);
+  };
+
   private readonly onDrain = (socket: TcpSocket): void => {
     const connection = socket.data;
     if (connection === undefined) return;
@@ -266,7 +281,8 @@ class TcpServer {
     if (connection.queuedBytes > this.peakQueuedBytes) this.peakQueuedBytes = connection.queuedBytes;
     const socket = connection.socket;
     if (socket !== null && !connection.isClosed && connection.queuedBytes === 0 && connection.batchBytes === 0) {
-      if (connection.closeWhenFlushed || (connection.closeWhenIdle && connection.inFlight === 0)) {
+      // Idle also means no frames kept undecoded while reading was paused: a peer that half-closed gets every answer.
+      if (connection.closeWhenFlushed || (connection.closeWhenIdle && connection.inFlight === 0 && (connection.decoder === null || connection.decoder.heldBytes() === 0))) {
         connection.isClosed = true;
         socket.end();
       }
@@ -291,9 +307,11 @@ class TcpServer {
   private readonly gauges = (): Record<string, number> => {
     let queuedBytes = 0;
     let pausedReads = 0;
+    let decoderBufferBytes = 0;
     for (const connection of this.pool.open) {
       queuedBytes += connection.queuedBytes;
       if (connection.isReadPaused) pausedReads++;
+      if (connection.decoder !== null) decoderBufferBytes += connection.decoder.capacityBytes();
     }
     return {
       openConnections: this.pool.open.length,
@@ -301,6 +319,7 @@ class TcpServer {
       queuedBytes,
       peakQueuedBytes: this.peakQueuedBytes,
       pausedReads,
+      decoderBufferBytes,
     };
   };
 
