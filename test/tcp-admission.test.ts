@@ -2,6 +2,7 @@
 import { describe, expect, test } from "bun:test";
 import type { Socket } from "bun";
 import type { ConfigOverrides } from "../src/config/schema.ts";
+import { ProxyHeaderReader, ProxyParse } from "../src/net/proxy-protocol.ts";
 import { Counter } from "../src/stats/stats.ts";
 import { FrameDecoder, FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
@@ -253,5 +254,47 @@ describe("PROXY protocol from a peer that is not a trusted proxy", () => {
     client.socket.write(proxyV1("203.0.113.7"));
     await waitFor(() => client.isClosed(), 5000, "header bytes are a bad frame");
     expect(statuses(client)).toEqual([[1, FrameStatus.OK], [0, FrameStatus.BAD_FRAME]]);
+  });
+});
+
+describe("PROXY header reader on socket chunks", () => {
+  test("Bun hands each data event a fresh chunk that nothing changes afterwards (what keeping views relies on)", async () => {
+    const kept: { view: Uint8Array; copy: Uint8Array }[] = [];
+    const listener = Bun.listen({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        binaryType: "uint8array",
+        data: (_socket, chunk) => {
+          kept.push({ view: chunk, copy: chunk.slice() });
+        },
+      },
+    });
+    try {
+      const client = await Bun.connect({ hostname: "127.0.0.1", port: listener.port, socket: { data: () => {} } });
+      let sentBytes = 0;
+      for (let i = 0; i < 50; i++) {
+        // One write at a time, each read before the next: 50 separate data events.
+        client.write(new Uint8Array(1000 + i).fill(i));
+        sentBytes += 1000 + i;
+        await waitFor(() => kept.reduce((sum, k) => sum + k.view.length, 0) === sentBytes, 5000, `write ${i} read`);
+      }
+      client.end();
+      expect(kept.length).toBeGreaterThanOrEqual(2);
+      expect(kept.filter((k) => Buffer.compare(k.view, k.copy) !== 0).length).toBe(0);
+      expect(kept.filter((k, i) => i > 0 && k.view.buffer === kept[i - 1]!.view.buffer).length).toBe(0);
+    } finally {
+      listener.stop(true);
+    }
+  });
+
+  test("a stable chunk holding part of a header is kept as a view, not copied", () => {
+    const header = proxyV1("203.0.113.7");
+    const first = header.slice(0, 20);
+    const reader = new ProxyHeaderReader();
+    expect(reader.push(first, true).result).toBe(ProxyParse.NEED_MORE);
+    // Only a view shows this change (the listener never changes a chunk; this proves no copy was taken).
+    first.set(bytes("PROXY TCP4 198.51.10"));
+    expect(reader.push(header.subarray(20), true)).toMatchObject({ result: ProxyParse.OK, address: "198.51.10.7" });
   });
 });

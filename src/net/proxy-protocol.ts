@@ -166,7 +166,12 @@ export class ProxyHeaderReader {
   /** Application bytes after the header once `push` answered OK; empty otherwise. */
   rest: Uint8Array = new Uint8Array(0);
 
-  push(chunk: Uint8Array): ProxyHeader {
+  /**
+   * `isStable`: the caller will not change `chunk` after this call, so an incomplete header is kept as a view of
+   * it. Bun hands each socket data event a fresh chunk that nothing reuses (the listener passes true; echo.ts relies
+   * on the same). Without it the reader copies what it keeps.
+   */
+  push(chunk: Uint8Array, isStable = false): ProxyHeader {
     let bytes = chunk;
     if (this.buffered !== null) {
       bytes = new Uint8Array(this.buffered.length + chunk.length);
@@ -175,8 +180,8 @@ export class ProxyHeaderReader {
     }
     const header = parseProxyHeader(bytes);
     if (header.result === ProxyParse.NEED_MORE) {
-      // Copy: Bun reuses the chunk's memory after the data callback returns.
-      this.buffered = bytes === chunk ? chunk.slice() : bytes;
+      // A concatenation is the reader's own already; a lone chunk is copied only when the caller may change it.
+      this.buffered = bytes !== chunk || isStable ? bytes : chunk.slice();
     } else {
       this.buffered = null;
       if (header.result === ProxyParse.OK) this.rest = bytes.subarray(header.headerBytes);

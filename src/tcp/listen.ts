@@ -183,7 +183,7 @@ class TcpServer {
    */
   private readonly readProxyHeader = (connection: ConnectionState, chunk: Uint8Array): Uint8Array => {
     const reader = connection.proxyReader!;
-    const header = reader.push(chunk);
+    const header = reader.push(chunk, true); // data chunks are fresh per event: kept as views, not copied
     if (header.result === ProxyParse.NEED_MORE) return EMPTY_PAYLOAD;
     connection.proxyReader = null;
     const socket = connection.socket!;
