@@ -72,6 +72,7 @@ export const SETTINGS = {
     pipelining: { schema: bool(true), doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).", notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them", runtimeValue: true },
     keepalive_timeout_s: { schema: int(0, 255, 10), doc: "Idle time before a keep-alive connection is closed (Bun's idleTimeout, at most 255); 0 = never.", unit: "seconds" },
     max_keepalive_requests: { schema: int(0, 10_000_000, 0), doc: "Requests served on one connection before it is closed with Connection: close; 0 = unlimited (as Node, Caddy and Bun; nginx uses 1000). A limit costs one getpeername per request." },
+    connection_limits: { schema: bool(false), doc: "Apply limits.max_connections and limits.max_connections_per_ip to HTTP connections (a connection is a peer address and port; one the client drops silently stays counted up to keepalive_timeout_s; costs one getpeername per request)." },
     sendfile: { schema: bool(true), doc: "Send large files with Bun.file (the kernel's sendfile for files of 1 MiB or more) instead of reading them in." },
     dotfiles: { schema: oneOf(["deny", "allow"] as const, "deny"), doc: "Whether paths with a segment starting with '.' (other than .well-known) are served." },
     directory_listing: { schema: bool(false), doc: "Serve an HTML listing for a directory without an index file." },
