@@ -382,7 +382,6 @@ export class WorkerPool implements OpRunner {
    */
   private wakeWorkers(): void {
     this.wakeScheduled = false;
-    this.waitForCompletions();
     const list = this.wakeList;
     for (let i = 0; i < list.length; i++) {
       const worker = list[i]!;
@@ -394,6 +393,9 @@ export class WorkerPool implements OpRunner {
       }
     }
     list.length = 0;
+    // After the notify: on a shared core the woken worker often runs first, and then its completions are already
+    // here, so they are drained now without a wait (no promise, no second wake-up).
+    if (!this.waitForCompletions()) this.pump();
   }
 
   /** Moves queued tasks to workers with room. */
@@ -480,14 +482,17 @@ export class WorkerPool implements OpRunner {
     return this.resultViews[length] ?? (this.resultViews[length] = scratch.subarray(0, length));
   }
 
-  /** While tasks are out, waits (without blocking) for a worker to say completions are ready. */
-  private waitForCompletions(): void {
-    if (this.completionWaitArmed || this.running === 0 || this.stopped) return;
+  /**
+   * While tasks are out, waits (without blocking) for a worker to say completions are ready. Returns false when a
+   * worker said so already (the caller drains now), true when waiting or when there is nothing to wait for.
+   */
+  private waitForCompletions(): boolean {
+    if (this.completionWaitArmed || this.running === 0 || this.stopped) return true;
     const wait = Atomics.waitAsync(this.mainControl, MAIN_SLEEPING, 1);
-    if (wait.async) {
-      this.completionWaitArmed = true;
-      void wait.value.then(this.onCompletionsNotified);
-    } else this.pumpSoon(); // a worker flipped the word already: its completions are waiting
+    if (!wait.async) return false;
+    this.completionWaitArmed = true;
+    void wait.value.then(this.onCompletionsNotified);
+    return true;
   }
 
   private pumpSoon(): void {
@@ -513,10 +518,7 @@ export class WorkerPool implements OpRunner {
       this.pumpCompletions();
       this.dispatchQueued();
       Atomics.store(mainControl, MAIN_SLEEPING, 1);
-      if (!this.anyCompletionWaiting()) {
-        this.waitForCompletions();
-        return;
-      }
+      if (!this.anyCompletionWaiting() && this.waitForCompletions()) return;
     }
     Atomics.store(mainControl, MAIN_SLEEPING, 0);
     this.pumpSoon();
