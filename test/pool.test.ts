@@ -102,6 +102,38 @@ describe("pool with the handlers fixture", () => {
     expect(gauges.running).toBe(0);
   });
 
+  test("runRange copies the payload before it returns: the source may be reused at once (bytewise, by set, fallback)", async () => {
+    const sizes = [0, 1, 31, 64, 256, 257, 4000, 70_000];
+    const source = new Uint8Array(80_000);
+    const tokens: number[] = [];
+    const expected: Uint8Array[] = [];
+    let token = 10_000_000;
+    for (let i = 0; i < sizes.length; i++) {
+      const start = 3 + i;
+      source.set(filled(sizes[i]!, i), start);
+      expected.push(filled(sizes[i]!, i).reverse());
+      tokens.push(++token);
+      pool.runRange(0x80, source, start, sizes[i]!, token, collector.done);
+      source.fill(0xee); // the pool holds its own copy now
+    }
+    for (let i = 0; i < sizes.length; i++) {
+      const reply = await collector.result(tokens[i]!);
+      expect(reply.status).toBe(0);
+      expect(reply.payload).toEqual(expected[i]!);
+    }
+    await waitFor(() => pool.pending() === 0, 2000, "pool idle");
+    expect(context.gauges.get("arena")!().bytesInUse).toBe(0);
+  });
+
+  test("results of every small length reach done exactly (reused views per length), interleaved with large ones", async () => {
+    const sizes = [1, 2, 32, 33, 255, 256, 257, 1000, 32, 1];
+    const tokens = sizes.map((size, i) => collector.submit(pool, 0x80, filled(size, 50 + i)));
+    for (let i = 0; i < sizes.length; i++) {
+      const reply = await collector.result(tokens[i]!);
+      expect(reply.payload).toEqual(filled(sizes[i]!, 50 + i).reverse());
+    }
+  });
+
   test("user handlers: loaded in the workers, sync and async, handles() names exactly their opcodes", async () => {
     expect(pool.handles(0x02)).toBe(true);
     expect(pool.handles(0x80)).toBe(true);
@@ -152,6 +184,53 @@ describe("pool with the handlers fixture", () => {
       await waitFor(() => context.gauges.get("pool")!().workers === 2, 5000, "replacement worker");
       const after = await collector.result(collector.submit(pool, 0x80, new Uint8Array([5, 6])));
       expect(after).toEqual({ status: 0, payload: new Uint8Array([6, 5]) });
+    }
+  });
+});
+
+describe("wake-ups", () => {
+  test("tasks submitted in one round wake a sleeping worker once, after the round, not once per task", async () => {
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
+    try {
+      const warm = collector.submit(pool, 0x02, filled(64, 1));
+      await collector.result(warm);
+      const gauges = context.gauges.get("pool")!;
+      const before = gauges().wakeups!;
+      const tokens: number[] = [];
+      for (let turn = 0; turn < 10; turn++) {
+        for (let i = 0; i < 20; i++) tokens.push(collector.submit(pool, 0x02, filled(64, turn * 20 + i)));
+        expect(gauges().wakeups).toBe(before); // not yet: the notify waits for the end of the round
+        await Promise.resolve(); // several microtask turns, one round
+      }
+      for (let i = 0; i < tokens.length; i++) {
+        const reply = await collector.result(tokens[i]!);
+        expect(reply.status).toBe(0);
+        expect(reply.payload).toEqual(sha256(filled(64, i)));
+      }
+      expect(gauges().wakeups! - before).toBeLessThanOrEqual(1);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
+  test("tasks submitted from inside done callbacks (one at a time, a chain) all complete", async () => {
+    const { pool } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
+    try {
+      const chainLength = 300;
+      let finished = 0;
+      let failures = 0;
+      const payload = filled(64, 9);
+      const expected = sha256(payload);
+      const next = (_token: number, status: number, result: Uint8Array): void => {
+        if (status !== 0 || !result.every((b, i) => b === expected[i])) failures++;
+        if (++finished < chainLength) pool.run(0x02, payload, finished, next);
+      };
+      pool.run(0x02, payload, 0, next);
+      await waitFor(() => finished === chainLength, 10_000, "chain of tasks");
+      expect(failures).toBe(0);
+      expect(pool.pending()).toBe(0);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
     }
   });
 });
