@@ -44,12 +44,14 @@ export interface WrkPlan {
 
 export interface LoadPlan {
   kind: "load";
-  scheme: "echo" | "hps";
+  scheme: "echo" | "hps" | "http";
+  /** For http: the path requested. */
+  path?: string;
   connections: number;
   pipeline: number;
   sizeBytes: number;
   opcode: "ping" | "hash" | null;
-  unit: "round trips/s" | "MB/s" | "frames/s";
+  unit: "round trips/s" | "MB/s" | "frames/s" | "req/s";
 }
 
 export type DriverPlan = WrkPlan | LoadPlan;
@@ -73,7 +75,7 @@ export function wrkArgv(plan: WrkPlan, port: number, seconds: number): string[] 
 }
 
 export function loadArgv(plan: LoadPlan, port: number, length: RunLength): string[] {
-  const argv = ["bun", join(REPO, "src/client/load.ts"), `${plan.scheme}://127.0.0.1:${port}`];
+  const argv = ["bun", join(REPO, "src/client/load.ts"), `${plan.scheme}://127.0.0.1:${port}${plan.path ?? ""}`];
   argv.push("-c", String(plan.connections), "-p", String(plan.pipeline), "-s", String(plan.sizeBytes));
   if (plan.opcode !== null) argv.push("--opcode", plan.opcode);
   argv.push("-d", `${length.seconds}s`, "-w", `${length.warmupSeconds}s`, "--json");
