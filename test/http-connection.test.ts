@@ -1,9 +1,10 @@
 // http: connection behaviour over raw sockets — pipelining, max keep-alive requests, 413/431, access log, stop, admission.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { StaticFiles } from "../src/http/static.ts";
 import { Counter } from "../src/stats/stats.ts";
-import { makeTempDir, parseResponses, rawExchange, rawGet, removeDir, startSite, text, type RunningHttp } from "./http-helpers.ts";
+import { keptConnection, makeTempDir, parseResponses, rawExchange, rawGet, removeDir, startSite, text, type RunningHttp } from "./http-helpers.ts";
 
 let root: string;
 let site: RunningHttp;
@@ -136,6 +137,34 @@ describe("limits", () => {
     expect(parseResponses(post.bytes)[0]!.status).toBe(405);
   });
 
+  test("a chunked body over limits.max_request_bytes -> 413 once the limit is passed (the rest unread), counted, connection closed", async () => {
+    const before = site.context.stats.total(Counter.requestsTooLarge);
+    const chunk = "a".repeat(600);
+    // Two chunks (1200 bytes > 1024) and no terminating chunk: the answer must not wait for the body's end.
+    const head = "POST /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    const exchange = await rawExchange(site.port, `${head}258\r\n${chunk}\r\n258\r\n${chunk}\r\n`, () => false, 5000);
+    const [response] = parseResponses(exchange.bytes);
+    expect(response!.status).toBe(413);
+    expect(response!.headers.get("connection")).toBe("close");
+    expect(exchange.closedByServer).toBe(true);
+    expect(site.context.stats.total(Counter.requestsTooLarge)).toBe(before + 1);
+  });
+
+  test("a chunked body within the limit is read and ignored: GET answers 200, POST 405, the connection stays open", async () => {
+    const connection = await keptConnection(site.port);
+    try {
+      const body = `100\r\n${"b".repeat(256)}\r\n0\r\n\r\n`;
+      const got = await connection.request(`GET /a.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n${body}`);
+      expect(got.status).toBe(200);
+      expect(text(got.body)).toBe("alpha");
+      const posted = await connection.request(`POST /b.txt HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n${body}`);
+      expect(posted.status).toBe(405);
+      expect(text((await connection.request(request("GET", "/b.txt"))).body)).toBe("bravo!");
+    } finally {
+      connection.end();
+    }
+  });
+
   test("oversize request headers -> 431 and the connection is closed (answered by Bun itself)", async () => {
     const exchange = await rawExchange(site.port, request("GET", "/a.txt", `X-Big: ${"a".repeat(20_000)}\r\n`), () => false, 5000);
     expect(parseResponses(exchange.bytes)[0]!.status).toBe(431);
@@ -176,6 +205,80 @@ describe("access log", () => {
     await logged.stop();
     expect(readFileSync(logFile, "utf8").trimEnd().split("\n").length).toBe(50);
     removeDir(dir);
+  });
+});
+
+describe("access log reopening (SIGHUP after logrotate)", () => {
+  test("reopenLogs: lines before go to the moved file, lines after to a new file at log.access_file", async () => {
+    const dir = makeTempDir("hps-rotate-");
+    const logFile = join(dir, "access.log");
+    const logged = await startSite(root, { log: { access_log: true, access_file: logFile } });
+    try {
+      await rawGet(logged.port, "/a.txt?before");
+      renameSync(logFile, `${logFile}.1`); // what logrotate does
+      await logged.listener.reopenLogs!();
+      await rawGet(logged.port, "/b.txt?after");
+    } finally {
+      await logged.stop();
+    }
+    const rotated = readFileSync(`${logFile}.1`, "utf8").trimEnd().split("\n");
+    const fresh = readFileSync(logFile, "utf8").trimEnd().split("\n");
+    removeDir(dir);
+    expect(rotated.length).toBe(1);
+    expect(rotated[0]).toContain('"GET /a.txt?before HTTP/1.1" 200 5');
+    expect(fresh.length).toBe(1);
+    expect(fresh[0]).toContain('"GET /b.txt?after HTTP/1.1" 200 6');
+  });
+
+  test("reopenLogs appends to an existing file and is harmless when the access log goes to stdout or is off", async () => {
+    const dir = makeTempDir("hps-rotate2-");
+    const logFile = join(dir, "access.log");
+    writeFileSync(logFile, "kept line\n");
+    const logged = await startSite(root, { log: { access_log: true, access_file: logFile } });
+    const quiet = await startSite(root, { log: { access_log: false } });
+    try {
+      await logged.listener.reopenLogs!();
+      await quiet.listener.reopenLogs!();
+      await rawGet(logged.port, "/a.txt");
+    } finally {
+      await logged.stop();
+      await quiet.stop();
+    }
+    const lines = readFileSync(logFile, "utf8").trimEnd().split("\n");
+    removeDir(dir);
+    expect(lines[0]).toBe("kept line");
+    expect(lines.length).toBe(2);
+  });
+});
+
+describe("a handler exception (a bug)", () => {
+  test("500 with a plain body, counted as a request, a 5xx, its bytes and a system error, and access-logged", async () => {
+    const dir = makeTempDir("hps-500-");
+    const logFile = join(dir, "access.log");
+    const broken = await startSite(root, { log: { access_log: true, access_file: logFile } });
+    const original = StaticFiles.prototype.respond;
+    StaticFiles.prototype.respond = function (this: StaticFiles, ...args: Parameters<StaticFiles["respond"]>): Response {
+      if (args[2] === "/explode") throw new Error("injected bug");
+      return original.apply(this, args);
+    };
+    try {
+      const response = await rawGet(broken.port, "/explode?x=1");
+      expect(response.status).toBe(500);
+      expect(text(response.body)).toBe("500 Internal Server Error\n");
+      expect((await rawGet(broken.port, "/a.txt")).status).toBe(200); // the server goes on
+    } finally {
+      StaticFiles.prototype.respond = original;
+      await broken.stop();
+    }
+    const stats = broken.context.stats;
+    expect(stats.total(Counter.requests)).toBe(2);
+    expect(stats.total(Counter.http5xx)).toBe(1);
+    expect(stats.total(Counter.errorsSystem)).toBe(1);
+    expect(stats.total(Counter.bytesWritten)).toBe("500 Internal Server Error\n".length + 5);
+    const lines = readFileSync(logFile, "utf8").trimEnd().split("\n");
+    removeDir(dir);
+    expect(lines.length).toBe(2);
+    expect(lines[0]).toMatch(/^127\.0\.0\.1 - - \[[^\]]+\] "GET \/explode\?x=1 HTTP\/1\.1" 500 26 "-" "-"$/);
   });
 });
 

@@ -26,12 +26,12 @@ export interface RunningHttp {
   stop(): Promise<void>;
 }
 
-/** Starts the http listener on 127.0.0.1:0 serving `root` with the given overrides. */
-export async function startSite(root: string, overrides: ConfigOverrides = {}): Promise<RunningHttp> {
+/** Starts the http listener on 127.0.0.1:0 serving `root` with the given overrides (and a silent logger unless given). */
+export async function startSite(root: string, overrides: ConfigOverrides = {}, logger: Logger = Logger.silent()): Promise<RunningHttp> {
   const config = testConfig({ ...overrides, http: { root, ...overrides.http } });
   const stats = Stats.create();
   const gauges = new Map();
-  const context: ServerContext = { config, stats, logger: Logger.silent(), gauges, admission: new Admission(config, stats, gauges) };
+  const context: ServerContext = { config, stats, logger, gauges, admission: new Admission(config, stats, gauges) };
   const listener = await startHttp(context);
   return {
     listener, context, port: listener.port, base: `http://127.0.0.1:${listener.port}`,

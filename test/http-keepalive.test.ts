@@ -32,7 +32,7 @@ describe("KeepAliveCounter", () => {
     const counter = new KeepAliveCounter(100, 1000);
     for (let port = 1; port <= 50; port++) counter.countPeerRequest("10.0.0.1", port, 0);
     counter.countPeerRequest("10.0.0.1", 7, 1500);
-    counter.sweep(1600);
+    counter.sweep(1600, 1);
     expect(counter.tracked).toBe(1);
   });
 
@@ -91,11 +91,66 @@ describe("KeepAliveCounter as the connection table for admission", () => {
     table.open("10.0.0.2", 7, "b", true, 0);
     table.open("10.0.0.3", 7, "c", true, 900);
     table.open("10.0.0.1", 8, "d", true, 0);
-    table.sweep(1500);
+    table.sweep(1500, 1);
     expect(released.sort()).toEqual(["a", "b", "d"]);
     expect(table.find("10.0.0.3", 7, 1500)).not.toBeNull();
     table.clear();
     expect(released.sort()).toEqual(["a", "b", "c", "d"]);
+    expect(table.tracked).toBe(0);
+  });
+});
+
+describe("KeepAliveCounter: connections busy with a long response", () => {
+  const timing = { slowestClientBytesPerSecond: 1000, watchedBodyBytes: 1_000_000 };
+
+  test("a response keeps its connection from being idle until its estimated end (body bytes at the slowest rate)", () => {
+    const released: string[] = [];
+    const table = new KeepAliveCounter(0, 1000, (clientAddress) => released.push(clientAddress), timing);
+    const state = table.open("10.0.0.1", 7, "10.0.0.1", true, 0);
+    table.countRequest(state, 0);
+    table.responding(state, 10_000, 0, new Request("http://t/big")); // 10 s at 1000 B/s
+    table.sweep(5000, 1);
+    expect(table.find("10.0.0.1", 7, 9000)).toBe(state);
+    table.sweep(10_900, 1);
+    expect(released).toEqual([]);
+    table.sweep(11_100, 1); // idle 1.1 s past the estimated end
+    expect(released).toEqual(["10.0.0.1"]);
+  });
+
+  test("a sweep that sees no response in progress ends every busy time: idle counts from then", () => {
+    const released: string[] = [];
+    const table = new KeepAliveCounter(0, 1000, (clientAddress) => released.push(clientAddress), timing);
+    const state = table.open("10.0.0.1", 7, "10.0.0.1", true, 0);
+    table.responding(state, 1_000_000, 0, new Request("http://t/big")); // estimated 1000 s
+    table.sweep(3000, 0); // nothing in progress: sent by now
+    expect(released).toEqual([]);
+    table.sweep(3900, 1);
+    expect(released).toEqual([]);
+    table.sweep(4100, 1);
+    expect(released).toEqual(["10.0.0.1"]);
+  });
+
+  test("a new request on the connection ends the previous response's busy time", () => {
+    const table = new KeepAliveCounter(0, 1000, null, timing);
+    const state = table.open("10.0.0.1", 7, "10.0.0.1", true, 0);
+    table.responding(state, 1_000_000, 0, new Request("http://t/big"));
+    table.countRequest(state, 100);
+    table.sweep(1200, 1);
+    expect(table.tracked).toBe(0);
+  });
+
+  test("a long response's request signal aborting (the client went away) forgets the connection at once", () => {
+    const released: string[] = [];
+    const table = new KeepAliveCounter(0, 1000, (clientAddress) => released.push(clientAddress), timing);
+    const state = table.open("10.0.0.1", 7, "10.0.0.1", true, 0);
+    const shortAbort = new AbortController();
+    table.responding(state, 999_999, 0, new Request("http://t/short", { signal: shortAbort.signal }));
+    shortAbort.abort(); // under watchedBodyBytes: not watched
+    expect(released).toEqual([]);
+    const longAbort = new AbortController();
+    table.responding(state, 1_000_000, 0, new Request("http://t/long", { signal: longAbort.signal }));
+    longAbort.abort();
+    expect(released).toEqual(["10.0.0.1"]);
     expect(table.tracked).toBe(0);
   });
 });

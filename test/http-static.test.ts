@@ -1,11 +1,12 @@
 // http: methods, HEAD lengths, directories, MIME and caching headers, encodings by q-value, the response cache.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdirSync, statSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, renameSync, statSync, symlinkSync, unlinkSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { Counter } from "../src/stats/stats.ts";
 import { contentTypeFor, KNOWN_EXTENSION_COUNT } from "../src/http/mime.ts";
-import { waitFor } from "./helpers.ts";
+import { StaticFiles } from "../src/http/static.ts";
+import { testConfig, waitFor } from "./helpers.ts";
 import { makeTempDir, rawGet, rawRequest, removeDir, startSite, text, type RunningHttp } from "./http-helpers.ts";
 
 let root: string;
@@ -348,6 +349,129 @@ describe("response cache", () => {
       expect(gauges.entries).toBeLessThanOrEqual(3);
     } finally {
       await small.stop();
+      removeDir(dir);
+    }
+  });
+});
+
+describe("response cache accounting", () => {
+  test("bytes accounted are the bytes held: an entry evicted by its own insertion, then compressed, adds nothing", () => {
+    const dir = makeTempDir("hps-acct-");
+    for (const name of ["a", "b", "c"]) writeFileSync(join(dir, `${name}.html`), `<p>${name}</p>`.repeat(375)); // 3000 compressible bytes
+    const files = new StaticFiles(testConfig({ http: { root: dir, cache_bytes: 8192, cache_max_file_bytes: 8192, compress: true } }).http);
+    const get = (path: string, gzip: boolean) => {
+      const headers = new Headers(gzip ? { "accept-encoding": "gzip" } : {});
+      const response = files.respond(new Request(`http://t${path}`, { headers }), headers, path, -1, false, performance.now());
+      expect(files.status).toBe(200);
+      return response;
+    };
+    try {
+      for (let round = 0; round < 50; round++) {
+        get("/a.html", false);
+        get("/a.html", false);
+        get("/b.html", false);
+        get("/b.html", false); // a and b referenced: c's insertion evicts c itself
+        expect(get("/c.html", true).headers.get("content-encoding")).toBe("gzip");
+        expect(files.cache.gauges().bytes!).toBeLessThanOrEqual(8192);
+      }
+      // Dropping every entry must bring the total back to exactly 0.
+      for (const key of [...files.cache.keys()]) files.cache.delete(key);
+      expect(files.cache.gauges().entries).toBe(0);
+      expect(files.cache.gauges().bytes).toBe(0);
+    } finally {
+      files.clear();
+      removeDir(dir);
+    }
+  });
+});
+
+describe("symlinks re-pointed inside the root (atomic deploys)", () => {
+  test("a cached file behind a re-pointed directory link is served from the new target within cache_revalidate_ms", async () => {
+    const dir = makeTempDir("hps-deploy-");
+    for (const version of ["v1", "v2"]) {
+      mkdirSync(join(dir, "releases", version), { recursive: true });
+      writeFileSync(join(dir, "releases", version, "app.js"), `release ${version}`); // same size
+    }
+    symlinkSync("releases/v1", join(dir, "current"));
+    const deployed = await startSite(dir, { http: { cache_revalidate_ms: 50 } });
+    try {
+      expect(text((await rawGet(deployed.port, "/current/app.js")).body)).toBe("release v1");
+      expect(text((await rawGet(deployed.port, "/current/app.js")).body)).toBe("release v1"); // a cache hit
+      symlinkSync("releases/v2", join(dir, "current.next"));
+      renameSync(join(dir, "current.next"), join(dir, "current")); // the atomic switch
+      await waitFor(async () => text((await rawGet(deployed.port, "/current/app.js")).body) === "release v2", 3000, "the new release");
+    } finally {
+      await deployed.stop();
+      removeDir(dir);
+    }
+  });
+
+  test("a file link re-pointed to another file is noticed too (large, file-backed files as well)", async () => {
+    const dir = makeTempDir("hps-deploy2-");
+    writeFileSync(join(dir, "one.bin"), new Uint8Array(5000).fill(1));
+    writeFileSync(join(dir, "two.bin"), new Uint8Array(5000).fill(2));
+    symlinkSync("one.bin", join(dir, "latest.bin"));
+    const deployed = await startSite(dir, { http: { cache_revalidate_ms: 50, cache_max_file_bytes: 1000, cache_bytes: 1000 } });
+    try {
+      expect((await rawGet(deployed.port, "/latest.bin")).body[0]).toBe(1);
+      symlinkSync("two.bin", join(dir, "latest.next"));
+      renameSync(join(dir, "latest.next"), join(dir, "latest.bin"));
+      await waitFor(async () => (await rawGet(deployed.port, "/latest.bin")).body[0] === 2, 3000, "the new target");
+    } finally {
+      await deployed.stop();
+      removeDir(dir);
+    }
+  });
+});
+
+describe("large files: metadata cached with the same revalidation window", () => {
+  test("a file served from disk keeps its resolved path, headers and 304 answer in a bounded metadata cache", async () => {
+    const gauges = () => site.context.gauges.get("httpCache")!();
+    const first = await rawGet(site.port, "/big.bin");
+    expect(gauges().fileBackedEntries).toBeGreaterThanOrEqual(1);
+    const again = await rawGet(site.port, "/big.bin");
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get("etag")).toBe(first.headers.get("etag"));
+    const notModified = await rawGet(site.port, "/big.bin", `If-None-Match: ${first.headers.get("etag")}\r\n`);
+    expect(notModified.status).toBe(304);
+    expect(notModified.headers.get("etag")).toBe(first.headers.get("etag"));
+  });
+
+  test("a changed large file is served new (body and ETag) within cache_revalidate_ms; a removed one gets 404", async () => {
+    const dir = makeTempDir("hps-bigchange-");
+    const path = join(dir, "big.bin");
+    writeFileSync(path, new Uint8Array(3000).fill(1));
+    for (const sendfile of [true, false]) {
+      const changing = await startSite(dir, { http: { cache_revalidate_ms: 50, cache_max_file_bytes: 1000, cache_bytes: 1000, sendfile } });
+      try {
+        writeFileSync(path, new Uint8Array(3000).fill(1));
+        const first = await rawGet(changing.port, "/big.bin");
+        expect(first.body.length).toBe(3000);
+        writeFileSync(path, new Uint8Array(4000).fill(2));
+        await waitFor(async () => (await rawGet(changing.port, "/big.bin")).body.length === 4000, 3000, "the new content");
+        const changed = await rawGet(changing.port, "/big.bin");
+        expect(changed.body[0]).toBe(2);
+        expect(changed.headers.get("etag")).not.toBe(first.headers.get("etag"));
+        unlinkSync(path);
+        await waitFor(async () => (await rawGet(changing.port, "/big.bin")).status === 404, 3000, "404 after delete");
+      } finally {
+        await changing.stop();
+      }
+    }
+    removeDir(dir);
+  });
+
+  test("sendfile = false: a large file removed within the revalidation window is a 404, never a 500", async () => {
+    const dir = makeTempDir("hps-bigrm-");
+    const path = join(dir, "big.bin");
+    writeFileSync(path, new Uint8Array(3000).fill(1));
+    const strict = await startSite(dir, { http: { cache_revalidate_ms: 3_600_000, cache_max_file_bytes: 1000, cache_bytes: 1000, sendfile: false } });
+    try {
+      expect((await rawGet(strict.port, "/big.bin")).status).toBe(200);
+      unlinkSync(path);
+      expect((await rawGet(strict.port, "/big.bin")).status).toBe(404);
+    } finally {
+      await strict.stop();
       removeDir(dir);
     }
   });

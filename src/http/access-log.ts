@@ -44,10 +44,11 @@ export interface AccessLogOptions {
 
 /** Writes one Combined Log Format line per request into a buffer that is written in batches. */
 export class AccessLog {
-  private readonly sink: FileSink;
+  private sink: FileSink;
   private readonly ownsSink: boolean;
+  private readonly path: string;
   /** Descriptor of the log file (Bun's sink does not close a descriptor it was given); -1 for stdout. */
-  private readonly fd: number;
+  private fd: number;
   private pending = "";
   private timer: ReturnType<typeof setTimeout> | null = null;
   private readonly flushSoon = () => {
@@ -59,6 +60,7 @@ export class AccessLog {
 
   constructor(options: AccessLogOptions) {
     this.ownsSink = options.file !== "";
+    this.path = options.file;
     // Appends, as nginx does: an existing log is never truncated.
     this.fd = this.ownsSink ? openSync(options.file, "a") : -1;
     this.sink = this.ownsSink ? Bun.file(this.fd).writer() : Bun.stdout.writer();
@@ -83,6 +85,23 @@ export class AccessLog {
   async flush(): Promise<void> {
     this.writePending();
     await this.sink.flush();
+  }
+
+  /**
+   * Reopens the log file by its path, appending (SIGHUP after logrotate moved it away): lines logged before go to
+   * the old file, later ones to the new. Throws when the path cannot be opened (the old file is kept then).
+   * stdout needs nothing.
+   */
+  async reopen(): Promise<void> {
+    if (!this.ownsSink) return;
+    const nextFd = openSync(this.path, "a");
+    this.writePending();
+    const [oldSink, oldFd] = [this.sink, this.fd];
+    this.fd = nextFd;
+    this.sink = Bun.file(nextFd).writer();
+    await oldSink.flush();
+    await oldSink.end();
+    closeSync(oldFd);
   }
 
   /** Flushes and closes the file (stdout stays open). */

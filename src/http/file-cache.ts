@@ -1,5 +1,5 @@
 // In-memory cache of ready file responses: bodies, headers and validators, revalidated by stat, bounded by bytes.
-import { statSync, type Stats as FileStats } from "node:fs";
+import { realpathSync, statSync, type Stats as FileStats } from "node:fs";
 import { ENCODING_COUNT, SIDECAR_SUFFIXES } from "./conditional.ts";
 
 /** One encoding of a file (identity, or a precompressed/compressed variant) with everything a response needs. */
@@ -11,6 +11,9 @@ export interface Representation {
   readonly body: Uint8Array | null;
   /** File the bytes come from (the sidecar for a precompressed variant; the file itself for on-the-fly ones). */
   readonly filePath: string;
+  /** mtime and inode of filePath when loaded (0 for bytes built in memory): a disk-served one is checked against them. */
+  readonly mtimeMs: number;
+  readonly ino: number;
   readonly etag: string;
   readonly lastModifiedSeconds: number;
   /** Headers of a full 200 response (without Content-Length, which Bun derives from the body). */
@@ -29,6 +32,11 @@ export interface Representation {
 export interface CacheEntry {
   /** The file's real path (symlinks resolved, inside the root). */
   readonly filePath: string;
+  /**
+   * The path the request names under the root, symlinks not resolved; it must still resolve to filePath (a
+   * re-pointed symlink, as in an atomic deploy, makes the entry stale).
+   */
+  readonly requestPath: string;
   readonly contentType: string;
   /** Whether responses vary by Accept-Encoding (a sidecar exists or the type is compressed on the fly). */
   readonly negotiates: boolean;
@@ -43,6 +51,8 @@ export interface CacheEntry {
   checkedAtMs: number;
   /** Set on every hit; cleared by the eviction sweep (second-chance LRU). */
   referenced: boolean;
+  /** Whether a cache holds it now (and counts its bytes): set by set(), cleared when deleted or evicted. */
+  cached: boolean;
 }
 
 /** Size/mtime fingerprint of a file and its sidecars, from stat; "" parts for missing ones. */
@@ -53,6 +63,20 @@ export function fileSignature(filePath: string): string {
     signature += stat === null || !stat.isFile() ? "-;" : `${stat.size}:${stat.mtimeMs}:${stat.ino};`;
   }
   return signature;
+}
+
+/** realpath that returns null instead of throwing (missing path, a loop, permissions). */
+export function realPathOrNull(path: string): string | null {
+  try {
+    return realpathSync(path);
+  } catch {
+    return null;
+  }
+}
+
+/** Whether a cached entry still describes what its request path names on disk (stat, and realpath for symlinks). */
+export function isCurrent(entry: CacheEntry): boolean {
+  return fileSignature(entry.filePath) === entry.signature && realPathOrNull(entry.requestPath) === entry.filePath;
 }
 
 /** stat that returns null instead of throwing (missing file, a file used as a directory, permissions). */
@@ -68,14 +92,20 @@ export function statOrNull(path: string): FileStats | null {
 export interface FileCacheOptions {
   /** Total body bytes kept (http.cache_bytes). */
   readonly maxBytes: number;
+  /** Most entries kept (bounds a cache of entries that hold no body); Infinity when the bytes bound suffices. */
+  readonly maxEntries: number;
   /** A hit older than this is checked against the disk (http.cache_revalidate_ms). */
   readonly revalidateMs: number;
 }
 
-/** Cache keyed by the raw request path; approximate LRU (second chance) within a byte budget. */
+/**
+ * Cache keyed by the raw request path; approximate LRU (second chance) within a byte budget and an entry count.
+ * The bytes it reports are exactly the bytes of the entries it holds.
+ */
 export class FileCache {
   private readonly entries = new Map<string, CacheEntry>();
   private readonly maxBytes: number;
+  private readonly maxEntries: number;
   private readonly revalidateMs: number;
   private totalBytes = 0;
   hits = 0;
@@ -85,10 +115,14 @@ export class FileCache {
 
   constructor(options: FileCacheOptions) {
     this.maxBytes = options.maxBytes;
+    this.maxEntries = options.maxEntries;
     this.revalidateMs = options.revalidateMs;
   }
 
-  /** The entry for a raw path, or undefined (counted as a miss) when absent or changed on disk since it was loaded. */
+  /**
+   * The entry for a raw path, or undefined (counted as a miss) when absent or changed on disk since it was loaded.
+   * A hit checks the disk (isCurrent) only when its last check is revalidateMs old.
+   */
   get(key: string, nowMs: number): CacheEntry | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) {
@@ -96,7 +130,7 @@ export class FileCache {
       return undefined;
     }
     if (nowMs - entry.checkedAtMs >= this.revalidateMs) {
-      if (fileSignature(entry.filePath) !== entry.signature) {
+      if (!isCurrent(entry)) {
         this.delete(key);
         this.misses++;
         return undefined;
@@ -116,6 +150,7 @@ export class FileCache {
   set(key: string, entry: CacheEntry): void {
     this.delete(key);
     this.entries.set(key, entry);
+    entry.cached = true;
     this.totalBytes += entry.bytes;
     this.evict();
     if (this.onInsert !== null && this.entries.has(key)) this.onInsert(key);
@@ -126,9 +161,13 @@ export class FileCache {
     return this.entries.keys();
   }
 
-  /** Accounts for a variant added to an entry after it was cached (on-the-fly compression). */
+  /**
+   * Accounts for a variant added to an entry (on-the-fly compression). An entry no longer held (evicted, even by
+   * its own set, or replaced) only grows itself: the cache's total counts held entries only.
+   */
   grow(entry: CacheEntry, bytes: number): void {
     entry.bytes += bytes;
+    if (!entry.cached) return;
     this.totalBytes += bytes;
     this.evict();
   }
@@ -137,10 +176,12 @@ export class FileCache {
     const old = this.entries.get(key);
     if (old === undefined) return;
     this.entries.delete(key);
+    old.cached = false;
     this.totalBytes -= old.bytes;
   }
 
   clear(): void {
+    for (const entry of this.entries.values()) entry.cached = false;
     this.entries.clear();
     this.totalBytes = 0;
   }
@@ -149,12 +190,17 @@ export class FileCache {
     return { entries: this.entries.size, bytes: this.totalBytes, hits: this.hits, misses: this.misses };
   }
 
+  /** Whether the byte budget or the entry count is exceeded. */
+  private overBudget(): boolean {
+    return this.totalBytes > this.maxBytes || this.entries.size > this.maxEntries;
+  }
+
   /** Drops entries until the budget holds: unreferenced ones first, referenced ones get a second chance. */
   private evict(): void {
     let passes = 0;
-    while (this.totalBytes > this.maxBytes && this.entries.size > 0 && passes < 2) {
+    while (this.overBudget() && this.entries.size > 0 && passes < 2) {
       for (const [key, entry] of this.entries) {
-        if (this.totalBytes <= this.maxBytes) return;
+        if (!this.overBudget()) return;
         if (entry.referenced && passes === 0) {
           entry.referenced = false;
           continue;

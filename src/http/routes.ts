@@ -1,8 +1,8 @@
 // Native Bun routes for cached paths: Bun matches the path itself and calls that path's handler (no URL parsing per request).
 import type { Server } from "bun";
 
-/** A per-request handler bound to one path. */
-export type RouteHandler = (request: Request, server: Server<undefined>) => Response;
+/** A per-request handler bound to one path (a promise only for a request whose body must be read first). */
+export type RouteHandler = (request: Request, server: Server<undefined>) => Response | Promise<Response>;
 
 /**
  * Paths routed natively: `/` and non-empty segments of unreserved characters only (a trailing `/` allowed). Bun's router matches the raw request

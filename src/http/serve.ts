@@ -1,19 +1,27 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
 import type { Server } from "bun";
-import { SETTINGS, type Config } from "../config/schema.ts";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
-import { RouteTable } from "./routes.ts";
-import { StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
+import { RouteTable, type RouteHandler } from "./routes.ts";
+import { QUERY_NOT_SCANNED, StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
 /** Idle connections are forgotten by the keep-alive counter after this when keepalive_timeout_s is 0 (never). */
 const KEEPALIVE_FORGET_NEVER_MS = 300_000;
 /** Longest time between sweeps of idle connections (they hold admission slots until swept). */
 const SWEEP_MAX_INTERVAL_MS = 1000;
+/**
+ * How long responses are expected to take, for connection accounting (keepalive.ts): a response keeps its
+ * connection busy until its body could have been sent at slowestClientBytesPerSecond (unless the server is seen
+ * with no response in progress first), and the request signal of one of watchedBodyBytes or more is watched for
+ * an abort (the client went away mid-response: its slot is freed at once). The watch costs ~1-3 us per response,
+ * under 1 % of sending a MiB.
+ */
+const RESPONSE_TIMING = { slowestClientBytesPerSecond: 64 * 1024, watchedBodyBytes: 1024 * 1024 } as const;
 /** Most cached paths given a native Bun route (the rest are served through fetch, just as correctly). */
 const MAX_ROUTES = 4096;
 /** Delay before new cached paths get their routes: a burst of new paths costs one server.reload. */
@@ -25,19 +33,20 @@ const DRAIN_POLL_MS = 10;
  * Per-request logic, built once; `fetch` is a bound method so Bun.serve gets one function for the server's life.
  *
  * Connections (see keepalive.ts): a peer (address, port) seen for the first time is a new connection. When
- * connection limits apply (countsConnections), it is admitted there (admitConnection: allow/deny, max_connections,
- * max_connections_per_ip) and its slot is released when the connection is told to close, asks to close, or has
- * been idle past http.keepalive_timeout_s. Per request: allow/deny (when the client address can change within a
- * connection or connections are not admitted) and the rate limiter.
+ * http.connection_limits is on, it is admitted there (admitConnection: allow/deny, max_connections,
+ * max_connections_per_ip) and its slot is released when the connection is told to close, asks to close, goes away
+ * during a long response, or has been idle past http.keepalive_timeout_s. Per request: allow/deny (admitRequest,
+ * when the client address can change within a connection or connections are not admitted) and the rate limiter.
  */
 class HttpHandler {
   private readonly stats: Stats;
+  private readonly logger: Logger;
   private readonly site: StaticFiles;
   private readonly accessLog: AccessLog | null;
   /** Tracks connections when a keep-alive limit or connection limits need them; null otherwise. */
   private readonly connections: KeepAliveCounter | null;
   private readonly admission: Admission;
-  /** New connections go through admitConnection (limits tighter than the defaults; see countsConnections). */
+  /** http.connection_limits: new connections go through admitConnection. */
   private readonly countsConnections: boolean;
   /** net.allow / net.deny are set: checked per request unless the connection's admission already did. */
   private readonly hasAccessLists: boolean;
@@ -47,15 +56,19 @@ class HttpHandler {
   private readonly needsPeer: boolean;
   private readonly maxRequestBytes: number;
   private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
+  /** Status and body bytes of the answer being built (set by answer() and the refusals; read by finish()). */
+  private status = 200;
+  private bodyBytes = 0;
 
-  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, connections: KeepAliveCounter | null, countsConnectionLimits: boolean) {
+  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, connections: KeepAliveCounter | null) {
     const { config } = context;
     this.stats = context.stats;
+    this.logger = context.logger;
     this.site = site;
     this.accessLog = accessLog;
     this.connections = connections;
     this.admission = context.admission;
-    this.countsConnections = countsConnectionLimits;
+    this.countsConnections = config.http.connection_limits;
     this.hasAccessLists = config.net.allow.length > 0 || config.net.deny.length > 0;
     this.rateLimited = config.rate_limit.enabled;
     this.rateLimitHeaders = context.admission.rateLimitHeadersEnabled;
@@ -65,20 +78,52 @@ class HttpHandler {
   }
 
   /** Every request whose path has no route of its own. */
-  readonly fetch = (request: Request, server: Server<undefined>): Response => this.handle(request, server, null);
+  readonly fetch = (request: Request, server: Server<undefined>): Response | Promise<Response> => {
+    const startedMs = performance.now();
+    try {
+      return this.handle(request, server, null, startedMs);
+    } catch (error) {
+      return this.failed(request, server, error, startedMs);
+    }
+  };
 
   /**
    * The route handler of one cached path (made once per path, see RouteTable): Bun has matched the path
    * natively, so the URL is not parsed and the cache key is the same string every time.
    */
-  routeHandler(rawPath: string): (request: Request, server: Server<undefined>) => Response {
-    return (request, server) => this.handle(request, server, rawPath);
+  routeHandler(rawPath: string): RouteHandler {
+    return (request, server) => {
+      const startedMs = performance.now();
+      try {
+        return this.handle(request, server, rawPath, startedMs);
+      } catch (error) {
+        return this.failed(request, server, error, startedMs);
+      }
+    };
   }
 
-  /** One request; `routedPath` is the raw path when Bun routed it here, null when it must be read from the URL. */
-  private handle(request: Request, server: Server<undefined>, routedPath: string | null): Response {
-    const startedMs = performance.now();
-    const rawPath = routedPath ?? pathOf(request.url);
+  /**
+   * One request; `routedPath` is the raw path when Bun routed it here, null when it must be read from the URL.
+   * Synchronous except for a request with a body of unknown length (Transfer-Encoding), which is read first.
+   */
+  private handle(request: Request, server: Server<undefined>, routedPath: string | null, startedMs: number): Response | Promise<Response> {
+    // The URL is scanned once: the path start serves the path, the access log's target and the query.
+    let rawPath: string;
+    let pathStart = -1;
+    let queryStart = QUERY_NOT_SCANNED;
+    if (routedPath !== null) {
+      rawPath = routedPath;
+    } else {
+      const url = request.url;
+      pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
+      if (pathStart < 0) {
+        rawPath = "/";
+        queryStart = -1;
+      } else {
+        queryStart = url.indexOf("?", pathStart);
+        rawPath = queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+      }
+    }
     const method = request.method;
     const isHead = method === "HEAD";
     const headers = request.headers;
@@ -91,8 +136,6 @@ class HttpHandler {
     let connection: ConnectionState | null = null;
     let closeConnection = false;
     let response: Response;
-    let status: number;
-    let bodyBytes: number;
     answer: {
       let newConnection = false;
       if (connections !== null && peer !== null) {
@@ -104,9 +147,7 @@ class HttpHandler {
             if (refusal !== Refusal.NONE) {
               // No entry is kept: the connection is closed after this answer.
               closeConnection = true;
-              status = refusal === Refusal.DENIED ? 403 : 503;
-              response = status === 503 ? errorResponse(503, RETRY_AFTER_CLOSE) : errorResponse(403, CLOSE);
-              bodyBytes = isHead ? 0 : errorBodyBytes(status);
+              response = refusal === Refusal.DENIED ? this.refuse(403, isHead, CLOSE) : this.refuse(503, isHead, RETRY_AFTER_CLOSE);
               break answer;
             }
           }
@@ -115,92 +156,153 @@ class HttpHandler {
       }
       // allow/deny per request unless this connection's admission has just checked this very address.
       if (this.hasAccessLists && !(newConnection && this.countsConnections) && (!this.countsConnections || this.readsForwardedFor)
-        && !this.admission.isAllowed(clientAddress)) {
-        this.stats.inc(Counter.connectionsRefused);
-        this.stats.inc(Counter.refusedDenied);
-        status = 403;
-        response = errorResponse(403);
-        bodyBytes = isHead ? 0 : errorBodyBytes(403);
+        && this.admission.admitRequest(clientAddress) !== Refusal.NONE) {
+        response = this.refuse(403, isHead, undefined);
         break answer;
       }
       if (this.rateLimited) {
         const waitMs = this.admission.takeToken(clientAddress, startedMs);
         if (waitMs !== 0) {
           const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
-          status = 429;
-          response = errorResponse(429, {
+          response = this.refuse(429, isHead, {
             "Retry-After": String(retryAfterSeconds(waitMs)),
             "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
           });
-          bodyBytes = isHead ? 0 : errorBodyBytes(429);
           break answer;
         }
       }
       const contentLength = headers.get("content-length");
-      if (contentLength !== null && Number(contentLength) > this.maxRequestBytes) {
-        // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
-        this.stats.inc(Counter.requestsTooLarge);
-        closeConnection = true;
-        status = 413;
-        response = errorResponse(413, CLOSE);
-        bodyBytes = isHead ? 0 : errorBodyBytes(413);
-        break answer;
+      if (contentLength !== null) {
+        if (Number(contentLength) > this.maxRequestBytes) {
+          // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
+          this.stats.inc(Counter.requestsTooLarge);
+          closeConnection = true;
+          response = this.refuse(413, isHead, CLOSE);
+          break answer;
+        }
+      } else if (request.body !== null) {
+        // A body of unknown length (Transfer-Encoding): read up to the limit before answering.
+        return this.afterBody(request, server, rawPath, queryStart, pathStart, clientAddress, connection, startedMs);
       }
-      if (method === "GET" || isHead) {
-        response = this.site.respond(request, headers, rawPath, isHead, startedMs);
-        status = this.site.status;
-        bodyBytes = this.site.bodyBytes;
-      } else if (method === "OPTIONS") {
-        response = new Response(null, this.optionsInit);
-        status = 204;
-        bodyBytes = 0;
-      } else {
-        status = 405;
-        response = errorResponse(405, { Allow: ALLOW });
-        bodyBytes = errorBodyBytes(405);
-      }
-      if (this.rateLimitHeaders) {
-        const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
-        response.headers.set("RateLimit-Limit", String(limits.limit));
-        response.headers.set("RateLimit-Remaining", String(limits.remaining));
-        response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
-      }
+      response = this.answer(request, rawPath, queryStart, clientAddress, startedMs);
     }
+    return this.finish(request, response, clientAddress, connection, closeConnection, pathStart, startedMs);
+  }
 
+  /** A request with a body of unknown length: read it up to limits.max_request_bytes, then answer (413 when over). */
+  private async afterBody(request: Request, server: Server<undefined>, rawPath: string, queryStart: number, pathStart: number,
+    clientAddress: string, connection: ConnectionState | null, startedMs: number): Promise<Response> {
+    try {
+      const verdict = await readBodyWithin(request.body!, this.maxRequestBytes);
+      if (verdict === BODY_WITHIN_LIMIT) {
+        const response = this.answer(request, rawPath, queryStart, clientAddress, startedMs);
+        return this.finish(request, response, clientAddress, connection, false, pathStart, startedMs);
+      }
+      // Too large, or the body could not be read (the client went away): the rest is not read; the connection is closed.
+      if (verdict === BODY_TOO_LARGE) this.stats.inc(Counter.requestsTooLarge);
+      const response = this.refuse(verdict === BODY_TOO_LARGE ? 413 : 400, request.method === "HEAD", CLOSE);
+      return this.finish(request, response, clientAddress, connection, true, pathStart, startedMs);
+    } catch (error) {
+      return this.failed(request, server, error, startedMs);
+    }
+  }
+
+  /** The answer to an admitted request (GET/HEAD: the site; OPTIONS: 204; others: 405); sets status and bodyBytes. */
+  private answer(request: Request, rawPath: string, queryStart: number, clientAddress: string, startedMs: number): Response {
+    const method = request.method;
+    const isHead = method === "HEAD";
+    let response: Response;
+    if (method === "GET" || isHead) {
+      const site = this.site;
+      response = site.respond(request, request.headers, rawPath, queryStart, isHead, startedMs);
+      this.status = site.status;
+      this.bodyBytes = site.bodyBytes;
+    } else if (method === "OPTIONS") {
+      response = new Response(null, this.optionsInit);
+      this.status = 204;
+      this.bodyBytes = 0;
+    } else {
+      response = this.refuse(405, false, ALLOW_HEADERS);
+    }
+    if (this.rateLimitHeaders) {
+      const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
+      response.headers.set("RateLimit-Limit", String(limits.limit));
+      response.headers.set("RateLimit-Remaining", String(limits.remaining));
+      response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
+    }
+    return response;
+  }
+
+  /** An error answer built here (a refusal, 405); sets status and bodyBytes. */
+  private refuse(status: number, isHead: boolean, extra: Record<string, string> | undefined): Response {
+    this.status = status;
+    this.bodyBytes = isHead ? 0 : errorBodyBytes(status);
+    return errorResponse(status, extra);
+  }
+
+  /** Connection bookkeeping, counters and the access log for the answer in `response` (status and bodyBytes set). */
+  private finish(request: Request, response: Response, clientAddress: string, connection: ConnectionState | null, closeConnection: boolean,
+    pathStart: number, startedMs: number): Response {
+    const status = this.status;
+    const bodyBytes = this.bodyBytes;
+    const headers = request.headers;
     if (connection !== null) {
-      if (connections!.countRequest(connection, startedMs)) {
+      const connections = this.connections!;
+      if (connections.countRequest(connection, startedMs)) {
         response.headers.set("Connection", "close");
         closeConnection = true;
       } else if (this.countsConnections && !closeConnection && asksToClose(headers.get("connection"))) {
         closeConnection = true; // Bun closes it after this response; its slot goes now
       }
-      if (closeConnection) connections!.forget(connection);
+      if (closeConnection) connections.forget(connection);
+      else connections.responding(connection, bodyBytes, startedMs, request);
     }
     const stats = this.stats;
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
     if (this.accessLog !== null) {
-      const wallMs = performance.timeOrigin + startedMs;
-      this.accessLog.write(clientAddress, `${method} ${targetOf(request.url)} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), wallMs);
+      const url = request.url;
+      const target = pathStart >= 0 ? url.slice(pathStart) : targetOf(url);
+      this.accessLog.write(clientAddress, `${request.method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), performance.timeOrigin + startedMs);
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
     return response;
   }
 
-  /** A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client. */
-  readonly error = (error: Error): Response => {
+  /**
+   * A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client;
+   * counted and logged like every answer.
+   */
+  private failed(request: Request, server: Server<undefined>, error: unknown, startedMs: number): Response {
+    this.logger.error(`http: request handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
     this.stats.inc(Counter.errorsSystem);
-    this.stats.httpStatus(500);
+    let clientAddress = "-";
+    if (this.accessLog !== null) {
+      try {
+        const peer = server.requestIP(request);
+        if (peer !== null) clientAddress = this.readsForwardedFor ? this.admission.clientAddress(peer.address, request.headers.get("x-forwarded-for")) : peer.address;
+      } catch {
+        // The client address stays "-".
+      }
+    }
+    const response = this.refuse(500, request.method === "HEAD", undefined);
+    return this.finish(request, response, clientAddress, null, false, -1, startedMs);
+  }
+
+  /**
+   * Bun.serve's error handler: only reached by an exception that escaped fetch's own handling (none is expected).
+   * The request is unknown here: counted as a 500 with no duration, logged with "-" for what is not known.
+   */
+  readonly error = (error: Error): Response => {
+    this.logger.error(`http: request failed outside the handler: ${error.stack ?? error.message}`);
+    const stats = this.stats;
+    stats.inc(Counter.errorsSystem);
+    stats.httpStatus(500);
+    stats.add(Counter.bytesWritten, errorBodyBytes(500));
+    this.accessLog?.write("-", "-", 500, errorBodyBytes(500), null, null, Date.now());
+    stats.requestDone(0);
     return errorResponse(500);
   };
-}
-
-/** The request target's path, before `?`, from Bun's absolute request URL. */
-function pathOf(url: string): string {
-  const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
-  if (pathStart < 0) return "/";
-  const queryStart = url.indexOf("?", pathStart);
-  return queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
 }
 
 /** The request target (path and query) from Bun's absolute request URL. */
@@ -211,27 +313,38 @@ function targetOf(url: string): string {
 
 const CLOSE: Record<string, string> = { Connection: "close" };
 const RETRY_AFTER_CLOSE: Record<string, string> = { "Retry-After": "1", Connection: "close" };
+const ALLOW_HEADERS: Record<string, string> = { Allow: ALLOW };
+
+/** Verdicts of readBodyWithin. */
+const BODY_WITHIN_LIMIT = 0;
+const BODY_TOO_LARGE = 1;
+const BODY_UNREADABLE = 2;
+
+/** Reads a request body and discards it, stopping as soon as it exceeds `maxBytes`. Never throws. */
+async function readBodyWithin(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<number> {
+  const reader = body.getReader();
+  let totalBytes = 0;
+  try {
+    // Each round consumes a chunk of the body; the loop ends at its end, over the limit, or on an error.
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) return BODY_WITHIN_LIMIT;
+      totalBytes += chunk.value.byteLength;
+      if (totalBytes > maxBytes) {
+        reader.cancel().catch(() => {}); // the rest is never read; the connection is closed after the 413
+        return BODY_TOO_LARGE;
+      }
+    }
+  } catch {
+    return BODY_UNREADABLE;
+  }
+}
 
 /** Whether a request's Connection header carries the `close` option (RFC 9112 §9.6; a token list, any case). */
 function asksToClose(connection: string | null): boolean {
   if (connection === null) return false;
   if (connection.length === 5) return connection.toLowerCase() === "close";
   return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
-}
-
-/** Default of limits.max_connections, read from the schema (the only place defaults live). */
-const DEFAULT_MAX_CONNECTIONS = SETTINGS.limits.max_connections.schema.parse(undefined) as number;
-
-/**
- * Whether HTTP connections are admitted against limits.max_connections / max_connections_per_ip: only when they
- * are set tighter than the defaults (max_connections below its default, or a per-IP limit). A connection the
- * client closes early cannot be seen going and stays counted up to http.keepalive_timeout_s, so at the default
- * limits many short connections (HTTP/1.0 clients, one-shot clients closing without `Connection: close`) would be
- * refused for connections that are gone; and accounting needs server.requestIP (a system call) on every request.
- */
-export function countsHttpConnections(config: Config): boolean {
-  const limits = config.limits;
-  return limits.max_connections_per_ip > 0 || limits.max_connections < DEFAULT_MAX_CONNECTIONS;
 }
 
 /** Starts the public HTTP listener for `protocol = "http"`. */
@@ -243,18 +356,12 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
   const idleTimeoutSeconds = http.keepalive_timeout_s;
   const forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
-  const countsConnections = countsHttpConnections(config);
+  const countsConnections = http.connection_limits;
   const admission = context.admission;
   const connections = http.max_keepalive_requests > 0 || countsConnections
-    ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null)
+    ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
     : null;
-  const sweepTimer = connections === null ? null : setInterval(() => connections.sweep(performance.now()), Math.min(forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
-  sweepTimer?.unref();
-  const handler = new HttpHandler(context, site, accessLog, connections, countsConnections);
-  const errorLogger = (error: Error): Response => {
-    logger.error(`http: request handler failed: ${error.stack ?? error.message}`);
-    return handler.error(error);
-  };
+  const handler = new HttpHandler(context, site, accessLog, connections);
 
   const server = Bun.serve({
     hostname: config.server.bind,
@@ -262,25 +369,32 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     reusePort: config.server.reuse_port,
     development: false,
     idleTimeout: idleTimeoutSeconds,
-    // Bodies are never read (GET/HEAD/OPTIONS only); a Content-Length over limits.max_request_bytes gets a counted
-    // 413 from the handler. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
+    // Bodies are never kept: a Content-Length over limits.max_request_bytes gets a counted 413 from the handler, and a
+    // body of unknown length is read up to the limit there. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     routes: {},
     fetch: handler.fetch,
-    error: errorLogger,
+    error: handler.error,
   });
+  // Sweeps read pendingRequests (the responses still being sent) to end the busy time of long responses.
+  const sweepTimer = connections === null ? null
+    : setInterval(() => connections.sweep(performance.now(), server.pendingRequests), Math.min(forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
+  sweepTimer?.unref();
   // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed).
   const routes = new RouteTable({
     makeHandler: (rawPath) => handler.routeHandler(rawPath),
-    currentPaths: () => site.cache.keys(),
-    apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: errorLogger }),
+    currentPaths: () => site.cachedPaths(),
+    apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
     maxRoutes: MAX_ROUTES,
     delayMs: ROUTES_RELOAD_DELAY_MS,
   });
-  site.cache.onInsert = (rawPath) => routes.added(rawPath);
-  context.gauges.set("httpCache", () => ({ ...site.cache.gauges(), routes: routes.size }));
+  site.onCached((rawPath) => routes.added(rawPath));
+  context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size }));
   const port = server.port ?? config.server.port;
   logger.info(`http: serving ${http.root} on ${config.server.bind}:${port}`);
+  if (!countsConnections) {
+    logger.info("http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them");
+  }
 
   let stopped: Promise<void> | null = null;
   const stop = async (options: StopOptions): Promise<void> => {
@@ -294,12 +408,15 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     if (sweepTimer !== null) clearInterval(sweepTimer);
     connections?.clear(); // releases the admission slots this listener still holds
     context.gauges.delete("httpCache");
-    site.cache.clear();
+    site.clear();
     if (accessLog !== null) await accessLog.close();
   };
   return {
     port,
     inFlight: () => server.pendingRequests,
     stop: (options) => (stopped ??= stop(options)),
+    reopenLogs: async () => {
+      if (accessLog !== null) await accessLog.reopen();
+    },
   };
 }

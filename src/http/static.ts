@@ -7,7 +7,7 @@ import {
   acceptableEncodings, evaluatePreconditions, ifRangeMatches, parseRange,
   type ByteRange, type PreconditionHeaders,
 } from "./conditional.ts";
-import { FileCache, fileSignature, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
+import { FileCache, fileSignature, realPathOrNull, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
 import { contentTypeFor, isCompressible } from "./mime.ts";
 import { decodeRequestPath, isInsideRoot } from "./path.ts";
 
@@ -17,6 +17,15 @@ const IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable";
 const FALLBACK_KEY = "\0fallback"; // no request path can equal it: they all start with "/"
 const BROTLI_ON_THE_FLY_QUALITY = 5; // nginx brotli's usual level: ~gzip speed, smaller output
 const GZIP_ON_THE_FLY_LEVEL = 6;
+/**
+ * Most entries of the metadata cache for files whose bodies are not held in memory (large files, empty files):
+ * resolved path, headers and 304 response, revalidated like the response cache. Bounds memory whatever the
+ * number of files or spellings of their paths.
+ */
+const MAX_FILE_BACKED_ENTRIES = 4096;
+
+/** `queryStart` for respond() when the caller has not scanned the URL for `?` (respond scans it if it needs the query). */
+export const QUERY_NOT_SCANNED = -2;
 
 const STATUS_TEXT: Record<number, string> = {
   301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
@@ -57,7 +66,10 @@ export class StaticFiles {
   status = 200;
   /** Body bytes of the last response from respond() (0 for HEAD and 304). */
   bodyBytes = 0;
+  /** Files whose bodies are held in memory (http.cache_bytes). */
   readonly cache: FileCache;
+  /** Files served from disk (and empty ones): their metadata only, bounded by entry count. */
+  private readonly fileBacked: FileCache;
   private readonly settings: HttpSettings;
   private readonly realRoot: string;
   private readonly allowDotfiles: boolean;
@@ -76,23 +88,63 @@ export class StaticFiles {
     this.allowDotfiles = settings.dotfiles === "allow";
     this.immutablePattern = settings.immutable_pattern === "" ? null : new RegExp(settings.immutable_pattern);
     this.boundary = `hps-${crypto.randomUUID().replaceAll("-", "")}`;
-    this.cache = new FileCache({ maxBytes: settings.cache_bytes, revalidateMs: settings.cache_revalidate_ms });
+    this.cache = new FileCache({ maxBytes: settings.cache_bytes, maxEntries: Number.POSITIVE_INFINITY, revalidateMs: settings.cache_revalidate_ms });
+    this.fileBacked = new FileCache({ maxBytes: 0, maxEntries: MAX_FILE_BACKED_ENTRIES, revalidateMs: settings.cache_revalidate_ms });
   }
 
   /**
    * Answers a GET or HEAD for `rawPath` (the target before `?`); sets `status` and `bodyBytes`. `request` is read
-   * only off the cached path (the query of a directory redirect).
+   * only off the cached path (the query of a directory redirect): `queryStart` is the index of `?` in request.url
+   * (-1 for none), or QUERY_NOT_SCANNED.
    */
-  respond(request: Request, headers: Headers, rawPath: string, isHead: boolean, nowMs: number): Response {
+  respond(request: Request, headers: Headers, rawPath: string, queryStart: number, isHead: boolean, nowMs: number): Response {
     const entry = this.cache.get(rawPath, nowMs);
-    if (entry !== undefined) return this.fromEntry(headers, entry, isHead);
-    return this.uncached(headers, rawPath, queryOf(request.url), isHead, nowMs);
+    if (entry !== undefined) return this.fromEntry(headers, entry, isHead)!; // bodies in memory: always answered
+    const fileBacked = this.fileBacked.get(rawPath, nowMs);
+    if (fileBacked !== undefined) {
+      const response = this.fromEntry(headers, fileBacked, isHead);
+      if (response !== null) return response;
+      this.fileBacked.delete(rawPath); // the file changed: loaded again below
+    }
+    return this.uncached(headers, rawPath, request.url, queryStart, isHead, nowMs);
   }
 
-  /** The fast path: a cached file. */
-  private fromEntry(headers: Headers, entry: CacheEntry, isHead: boolean): Response {
-    const representation = entry.negotiates ? this.pickVariant(entry, headers.get("accept-encoding")) : entry.variants[0]!;
+  /** Calls `callback` with every path newly cached (in memory or file-backed). */
+  onCached(callback: (rawPath: string) => void): void {
+    this.cache.onInsert = callback;
+    this.fileBacked.onInsert = callback;
+  }
+
+  /** Every path cached now. */
+  *cachedPaths(): Generator<string> {
+    yield* this.cache.keys();
+    yield* this.fileBacked.keys();
+  }
+
+  /** Drops every cached entry. */
+  clear(): void {
+    this.cache.clear();
+    this.fileBacked.clear();
+  }
+
+  /** Gauges of both caches: the response cache's, plus the file-backed entries. */
+  gauges(): Record<string, number> {
+    return { ...this.cache.gauges(), fileBackedEntries: this.fileBacked.gauges().entries! };
+  }
+
+  /**
+   * The fast path: a cached file. A representation served from disk is first checked to be the file it describes
+   * (one stat: size, mtime, inode), so its validators and ranges always match the bytes sent; null when it is not.
+   */
+  private fromEntry(headers: Headers, entry: CacheEntry, isHead: boolean): Response | null {
+    const representation = this.pick(entry, headers);
+    if (representation.body === null && !isSameFile(representation)) return null;
     return this.fromRepresentation(headers, representation, isHead);
+  }
+
+  /** The representation of an entry for this request's Accept-Encoding. */
+  private pick(entry: CacheEntry, headers: Headers): Representation {
+    return entry.negotiates ? this.pickVariant(entry, headers.get("accept-encoding")) : entry.variants[0]!;
   }
 
   private fromRepresentation(headers: Headers, representation: Representation, isHead: boolean): Response {
@@ -121,15 +173,17 @@ export class StaticFiles {
         if (typeof ranges !== "number") return this.partial(representation, ranges, isHead);
       }
     }
+    const prebuilt = representation.fullResponse;
+    if (prebuilt !== null) {
+      this.status = 200;
+      this.bodyBytes = isHead ? 0 : representation.size;
+      return cloneResponse(prebuilt);
+    }
+    const body = this.settings.sendfile ? Bun.file(representation.filePath) : readOrNull(representation.filePath);
+    if (body === null) return this.error(404, isHead); // removed since its metadata was cached
     this.status = 200;
     this.bodyBytes = isHead ? 0 : representation.size;
-    const prebuilt = representation.fullResponse;
-    return prebuilt !== null ? cloneResponse(prebuilt) : new Response(this.bodyOf(representation), representation.fullInit);
-  }
-
-  private bodyOf(representation: Representation): Uint8Array | Blob {
-    if (representation.body !== null) return representation.body;
-    return this.settings.sendfile ? Bun.file(representation.filePath) : readFileSync(representation.filePath);
+    return new Response(body, representation.fullInit);
   }
 
   /** 206 with one range, or multipart/byteranges for several. */
@@ -190,31 +244,34 @@ export class StaticFiles {
     }
     const etagBase = identity.etag.slice(0, -1); // the identity tag without its closing quote
     const variant = this.representation(entry.contentType, identity.headers.get("Cache-Control"), true, encoding, compressed, identity.filePath,
-      compressed.length, `${etagBase}-${ENCODING_TOKENS[encoding]}"`, identity.lastModifiedSeconds, identity.headers.get("Last-Modified")!);
+      compressed.length, 0, 0, `${etagBase}-${ENCODING_TOKENS[encoding]}"`, identity.lastModifiedSeconds, identity.headers.get("Last-Modified")!);
     entry.variants[encoding] = variant;
     this.cache.grow(entry, compressed.length);
     return variant;
   }
 
-  /** Everything not in the cache: decode and check the path, find the file, load it (and cache it when small). */
-  private uncached(headers: Headers, rawPath: string, query: string, isHead: boolean, nowMs: number): Response {
+  /** Everything not in the cache: decode and check the path, find the file, load it (and cache it). */
+  private uncached(headers: Headers, rawPath: string, url: string, queryStart: number, isHead: boolean, nowMs: number): Response {
     const decoded = decodeRequestPath(rawPath, this.allowDotfiles);
     if (typeof decoded === "number") return this.error(decoded, isHead);
     const fsPath = this.realRoot + decoded;
     const stat = statOrNull(fsPath);
     if (stat === null) return this.fallback(headers, isHead, nowMs);
-    const realPath = realOrNull(fsPath);
+    const realPath = realPathOrNull(fsPath);
     if (realPath === null || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
     if (stat.isDirectory()) {
       if (!decoded.endsWith("/")) {
+        const query = queryOf(url, queryStart);
         const location = encodePath(decoded) + "/" + (query === "" ? "" : `?${query}`);
         return this.error(301, isHead, { Location: location });
       }
       const indexPath = realPath + "/" + this.settings.index;
       const indexStat = statOrNull(indexPath);
       if (indexStat !== null && indexStat.isFile()) {
-        const realIndex = realOrNull(indexPath);
-        if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) return this.serveFile(headers, rawPath, realIndex, decoded + this.settings.index, isHead, nowMs);
+        const realIndex = realPathOrNull(indexPath);
+        if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) {
+          return this.serveFile(headers, rawPath, realIndex, fsPath + this.settings.index, decoded + this.settings.index, isHead, nowMs);
+        }
         return this.error(404, isHead);
       }
       if (this.settings.directory_listing) return this.listing(realPath, decoded, isHead);
@@ -222,31 +279,40 @@ export class StaticFiles {
     }
     if (!stat.isFile()) return this.error(404, isHead);
     if (decoded.endsWith("/")) return this.fallback(headers, isHead, nowMs); // "/file.txt/" names no directory
-    return this.serveFile(headers, rawPath, realPath, decoded, isHead, nowMs);
+    return this.serveFile(headers, rawPath, realPath, fsPath, decoded, isHead, nowMs);
   }
 
   /** http.fallback (single-page apps) when set, else 404. */
   private fallback(headers: Headers, isHead: boolean, nowMs: number): Response {
     if (this.settings.fallback === "") return this.error(404, isHead);
-    const cached = this.cache.get(FALLBACK_KEY, nowMs);
-    if (cached !== undefined) return this.fromEntry(headers, cached, isHead);
+    const cached = this.cache.get(FALLBACK_KEY, nowMs) ?? this.fileBacked.get(FALLBACK_KEY, nowMs);
+    if (cached !== undefined) {
+      const response = this.fromEntry(headers, cached, isHead);
+      if (response !== null) return response;
+      this.fileBacked.delete(FALLBACK_KEY);
+    }
     const fsPath = this.realRoot + "/" + this.settings.fallback.replace(/^\/+/, "");
-    const realPath = realOrNull(fsPath);
+    const realPath = realPathOrNull(fsPath);
     const stat = statOrNull(fsPath);
     if (realPath === null || stat === null || !stat.isFile() || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
-    return this.serveFile(headers, FALLBACK_KEY, realPath, "/" + this.settings.fallback, isHead, nowMs);
+    return this.serveFile(headers, FALLBACK_KEY, realPath, fsPath, "/" + this.settings.fallback, isHead, nowMs);
   }
 
-  /** Serves a regular file inside the root: cached when small enough, else from disk with Bun.file. */
-  private serveFile(headers: Headers, cacheKey: string, realPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
-    const entry = this.load(realPath, decodedPath, nowMs);
+  /**
+   * Serves a regular file inside the root: its entry is cached (with its body when small enough, else its metadata
+   * only, the body going from disk with Bun.file). `requestPath` is the path under the root as the request names it.
+   */
+  private serveFile(headers: Headers, cacheKey: string, realPath: string, requestPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
+    const entry = this.load(realPath, requestPath, decodedPath, nowMs);
     if (entry === null) return this.error(404, isHead);
-    if (entry.bytes > 0 && this.cache.fits(entry.bytes)) this.cache.set(cacheKey, entry);
-    return this.fromEntry(headers, entry, isHead);
+    if (entry.bytes === 0) this.fileBacked.set(cacheKey, entry);
+    else if (this.cache.fits(entry.bytes)) this.cache.set(cacheKey, entry);
+    // Just loaded: no need to check the file again.
+    return this.fromRepresentation(headers, this.pick(entry, headers), isHead);
   }
 
   /** Builds an entry for a file (bodies in memory when small; otherwise file-backed representations). */
-  private load(realPath: string, decodedPath: string, nowMs: number): CacheEntry | null {
+  private load(realPath: string, requestPath: string, decodedPath: string, nowMs: number): CacheEntry | null {
     const signature = fileSignature(realPath); // taken before reading: a change during the read is seen next time
     const stat = statOrNull(realPath);
     if (stat === null || !stat.isFile()) return null;
@@ -255,14 +321,14 @@ export class StaticFiles {
     const contentType = contentTypeFor(realPath);
     const cacheControl = this.immutablePattern !== null && this.immutablePattern.test(decodedPath) ? IMMUTABLE_CACHE_CONTROL : settings.cache_control;
     const variants: (Representation | undefined)[] = new Array(ENCODING_COUNT).fill(undefined);
-    const sidecars: { encoding: number; path: string; size: number; mtimeMs: number }[] = [];
+    const sidecars: { encoding: number; path: string; size: number; mtimeMs: number; ino: number }[] = [];
     for (let encoding = 1; encoding < ENCODING_COUNT; encoding++) {
       const sidecarPath = realPath + SIDECAR_SUFFIXES[encoding];
       const sidecarStat = statOrNull(sidecarPath);
       if (sidecarStat === null || !sidecarStat.isFile()) continue;
-      const realSidecar = realOrNull(sidecarPath);
+      const realSidecar = realPathOrNull(sidecarPath);
       if (realSidecar === null || !isInsideRoot(realSidecar, this.realRoot)) continue;
-      sidecars.push({ encoding, path: realSidecar, size: sidecarStat.size, mtimeMs: sidecarStat.mtimeMs });
+      sidecars.push({ encoding, path: realSidecar, size: sidecarStat.size, mtimeMs: sidecarStat.mtimeMs, ino: sidecarStat.ino });
     }
     const compressOnTheFly = inMemory && settings.compress && stat.size > 0 && stat.size <= settings.compress_max_bytes && isCompressible(contentType);
     const negotiates = sidecars.length > 0 || compressOnTheFly;
@@ -276,21 +342,24 @@ export class StaticFiles {
       bytes += body.length;
     }
     variants[Encoding.identity] = this.representation(contentType, cacheControl, negotiates, Encoding.identity, body, realPath,
-      body?.length ?? stat.size, etagOf(stat.size, stat.mtimeMs, ""), lastModifiedSeconds, lastModified);
+      body?.length ?? stat.size, stat.mtimeMs, stat.ino, etagOf(stat.size, stat.mtimeMs, ""), lastModifiedSeconds, lastModified);
     for (const sidecar of sidecars) {
       const sidecarInMemory = inMemory && sidecar.size <= settings.cache_max_file_bytes;
       const sidecarBody = sidecarInMemory ? readOrNull(sidecar.path) : null;
       if (sidecarInMemory && sidecarBody === null) continue;
       if (sidecarBody !== null) bytes += sidecarBody.length;
       variants[sidecar.encoding] = this.representation(contentType, cacheControl, true, sidecar.encoding, sidecarBody, sidecar.path,
-        sidecarBody?.length ?? sidecar.size, etagOf(sidecar.size, sidecar.mtimeMs, `-${ENCODING_TOKENS[sidecar.encoding]}`), lastModifiedSeconds, lastModified);
+        sidecarBody?.length ?? sidecar.size, sidecar.mtimeMs, sidecar.ino, etagOf(sidecar.size, sidecar.mtimeMs, `-${ENCODING_TOKENS[sidecar.encoding]}`), lastModifiedSeconds, lastModified);
     }
-    // A file-backed entry (too large for memory) is never cached: bytes 0 tells serveFile so.
-    return { filePath: realPath, contentType, negotiates, compressOnTheFly, variants, signature, bytes: inMemory ? bytes : 0, checkedAtMs: nowMs, referenced: false };
+    // bytes 0 (file-backed, or an empty file) tells serveFile to keep the entry in the metadata cache.
+    return {
+      filePath: realPath, requestPath, contentType, negotiates, compressOnTheFly, variants, signature, bytes: inMemory ? bytes : 0,
+      checkedAtMs: nowMs, referenced: false, cached: false,
+    };
   }
 
   private representation(contentType: string, cacheControl: string | null, negotiates: boolean, encoding: number, body: Uint8Array | null,
-    filePath: string, size: number, etag: string, lastModifiedSeconds: number, lastModified: string): Representation {
+    filePath: string, size: number, mtimeMs: number, ino: number, etag: string, lastModifiedSeconds: number, lastModified: string): Representation {
     const headers = new Headers();
     headers.set("Content-Type", contentType);
     headers.set("ETag", etag);
@@ -308,7 +377,7 @@ export class StaticFiles {
     const fullInit = { status: 200, headers };
     const notModifiedInit = { status: 304, headers: notModified };
     return {
-      encoding, size, body, filePath, etag, lastModifiedSeconds, headers, fullInit, notModifiedInit,
+      encoding, size, body, filePath, mtimeMs, ino, etag, lastModifiedSeconds, headers, fullInit, notModifiedInit,
       fullResponse: body === null ? null : new Response(body, fullInit),
       notModifiedResponse: new Response(null, notModifiedInit),
     };
@@ -390,10 +459,10 @@ function streamParts(parts: readonly (Uint8Array | Blob)[]): ReadableStream<Uint
   });
 }
 
-/** The query of a request URL without its `?` ("" when none). */
-function queryOf(url: string): string {
-  const queryStart = url.indexOf("?", url.indexOf("/", 8));
-  return queryStart < 0 ? "" : url.slice(queryStart + 1);
+/** The query of a request URL without its `?` ("" when none); `queryStart` as respond() takes it. */
+function queryOf(url: string, queryStart: number): string {
+  const at = queryStart === QUERY_NOT_SCANNED ? url.indexOf("?", url.indexOf("/", 8)) : queryStart;
+  return at < 0 ? "" : url.slice(at + 1);
 }
 
 /** Response.clone(); bun-types declares its result as undici's Response, which is the same object at run time. */
@@ -401,16 +470,14 @@ function cloneResponse(response: Response): Response {
   return response.clone() as unknown as Response;
 }
 
-function etagOf(size: number, mtimeMs: number, suffix: string): string {
-  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}${suffix}"`;
+/** Whether the file behind a disk-served representation is still the one it was built from. */
+function isSameFile(representation: Representation): boolean {
+  const stat = statOrNull(representation.filePath);
+  return stat !== null && stat.size === representation.size && stat.mtimeMs === representation.mtimeMs && stat.ino === representation.ino;
 }
 
-function realOrNull(path: string): string | null {
-  try {
-    return realpathSync(path);
-  } catch {
-    return null;
-  }
+function etagOf(size: number, mtimeMs: number, suffix: string): string {
+  return `"${size.toString(16)}-${Math.floor(mtimeMs).toString(16)}${suffix}"`;
 }
 
 function readOrNull(path: string): Uint8Array | null {

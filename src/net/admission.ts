@@ -1,9 +1,14 @@
 // Admission at the edge: allow/deny lists, connection limits, per-address rate limit and the client's address.
 //
 // One Admission per listener thread. It decides and counts refusals; the listener turns a refusal into its
-// protocol's answer (HTTP 503/429, an error frame, a close). What a "connection" is for HTTP: Bun.serve has no
-// connection events, so HTTP calls admitConnection at request start and releaseConnection when the response
-// is done, i.e. the limits bound requests in flight (in total and per client address).
+// protocol's answer (HTTP 503/403/429, an error frame, a close). TCP (echo, custom) calls admitConnection at open
+// and releaseConnection at close. HTTP: Bun.serve has no connection events, so a connection is a peer address and
+// port (server.requestIP). When http.connection_limits is on, the first request seen from a new (address, port)
+// calls admitConnection (allow/deny, max_connections, max_connections_per_ip), and releaseConnection follows when
+// the listener forgets that connection (asked or told to close, gone during a long response, or idle past
+// http.keepalive_timeout_s; see src/http/keepalive.ts). Every other HTTP request goes through admitRequest
+// (allow/deny only, when the client address can differ from the one its connection was admitted under, or when
+// connections are not counted) and the rate limiter (takeToken). Every refusal is counted here.
 import type { Config } from "../config/schema.ts";
 import type { GaugeRegistry } from "../context.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
@@ -64,7 +69,7 @@ export class Admission {
   }
 
   /**
-   * At connection open (TCP) or request start (HTTP in-flight accounting): deny/allow first, then the total
+   * At connection open (TCP) or a new connection's first request (HTTP): deny/allow first, then the total
    * and per-address limits. Returns a Refusal; NONE means admitted and counted, and must be matched by one
    * releaseConnection(ip). A refusal is counted in stats (connectionsRefused + its own counter).
    */
@@ -83,6 +88,17 @@ export class Admission {
     }
     this.stats.inc(Counter.refusedPerIp);
     return Refusal.PER_IP;
+  }
+
+  /**
+   * Per request (HTTP), with no connection bookkeeping: net.deny / net.allow. Returns Refusal.NONE or
+   * Refusal.DENIED; a refusal is counted like admitConnection's (connectionsRefused + refusedDenied).
+   */
+  admitRequest(ip: string): number {
+    if (!this.hasAccessLists || this.isAllowed(ip)) return Refusal.NONE;
+    this.stats.inc(Counter.connectionsRefused);
+    this.stats.inc(Counter.refusedDenied);
+    return Refusal.DENIED;
   }
 
   /** Ends what an admitted admitConnection(ip) started. */
@@ -154,12 +170,12 @@ export class Admission {
     return trusted;
   }
 
-  /** Connections (TCP) or in-flight requests (HTTP) admitted and not yet released. */
+  /** Connections admitted and not yet released. */
   get openConnections(): number {
     return this.gate.openTotal;
   }
 
-  /** Open connections (or in-flight requests) from one address. */
+  /** Open connections from one address. */
   openFrom(ip: string): number {
     return this.gate.openFrom(ip);
   }
