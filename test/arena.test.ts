@@ -4,11 +4,12 @@ import { CLASS_COUNT, HeapArena, MAX_CLASS_BYTES, MIN_CLASS_BYTES, SLAB_BYTES, S
 
 const KiB = 1024;
 
-function newArena(slabs: number, options: { debug?: boolean; reclaim?: boolean; violations?: string[] } = {}): SlabArena {
+function newArena(slabs: number, options: { debug?: boolean; reclaim?: boolean; violations?: string[]; heapBudgetBytes?: number } = {}): SlabArena {
   return SlabArena.create({
     arenaBytes: slabs * SLAB_BYTES,
     debug: options.debug ?? false,
     reclaimOnExhaustion: options.reclaim ?? false,
+    heapBudgetBytes: options.heapBudgetBytes ?? slabs * SLAB_BYTES,
     onViolation: (message) => options.violations?.push(message),
   });
 }
@@ -103,7 +104,7 @@ describe("SlabArena", () => {
   });
 
   test("requests above 64 KiB fall back to ordinary memory, counted", () => {
-    const arena = newArena(1);
+    const arena = newArena(1, { heapBudgetBytes: 1 << 20 });
     const handle = arena.alloc(100_000)!;
     expect(handle).toBeLessThan(0);
     expect(arena.capacityOf(handle)).toBe(100_000);
@@ -112,7 +113,43 @@ describe("SlabArena", () => {
     expect(arena.view(handle, 100_000)[99_999]).toBe(7);
     expect(arena.stats().fallbacks).toBe(1);
     expect(arena.stats().bytesInUse).toBe(0);
+    expect(arena.stats().heapBytesInUse).toBe(100_000);
     arena.free(handle);
+    expect(arena.stats().heapBytesInUse).toBe(0);
+  });
+
+  test("fallbacks share a byte budget: past it alloc answers null (counted), and freed bytes come back", () => {
+    const arena = newArena(1, { heapBudgetBytes: 250_000 });
+    const first = arena.alloc(100_000)!;
+    const second = arena.alloc(100_000)!;
+    expect(first).toBeLessThan(0);
+    expect(second).toBeLessThan(0);
+    expect(arena.alloc(100_000)).toBeNull();
+    expect(arena.alloc(50_000)).not.toBeNull(); // a slot in the slabs: not part of the budget
+    let stats = arena.stats();
+    expect(stats.heapBytesInUse).toBe(200_000);
+    expect(stats.heapBudgetBytes).toBe(250_000);
+    expect(stats.heapFailures).toBe(1);
+    expect(stats.failures).toBe(1);
+    expect(stats.fallbacks).toBe(2);
+    arena.free(first);
+    expect(arena.alloc(150_000)).not.toBeNull();
+    expect(arena.alloc(300_000)).toBeNull(); // larger than the whole budget: never fits
+    stats = arena.stats();
+    expect(stats.heapBytesInUse).toBe(250_000);
+    expect(stats.heapFailures).toBe(2);
+  });
+
+  test("a fallback's bytes stay counted until it is freed, even after its buffer was transferred away", () => {
+    const arena = newArena(1, { heapBudgetBytes: 150_000 });
+    const handle = arena.alloc(100_000)!;
+    const view = arena.view(handle, 100_000);
+    structuredClone(view.buffer, { transfer: [view.buffer as ArrayBuffer] }); // detaches it, as postMessage with transfer does
+    expect(view.length).toBe(0);
+    expect(arena.alloc(100_000)).toBeNull();
+    arena.free(handle);
+    expect(arena.stats().heapBytesInUse).toBe(0);
+    expect(arena.alloc(100_000)).not.toBeNull();
   });
 
   test("defragment: a class starved after a phase shift recovers once empty slabs are given back", () => {
@@ -234,5 +271,22 @@ describe("memory.arena = false", () => {
     arena.free(handle);
     expect(arena.stats().bytesInUse).toBe(0);
     expect(createArena({ arena: true, arena_bytes: 1 << 20, debug: false }).shared).toBe(true);
+  });
+
+  test("payload memory is bounded by memory.arena_bytes here too: past it alloc answers null, counted", () => {
+    const arena = createArena({ arena: false, arena_bytes: 256 * KiB, debug: false });
+    const handles = [arena.alloc(100 * KiB)!, arena.alloc(100 * KiB)!];
+    const view = arena.view(handles[0]!, 100 * KiB);
+    structuredClone(view.buffer, { transfer: [view.buffer as ArrayBuffer] }); // sent to a worker: still counted until freed
+    expect(arena.alloc(100 * KiB)).toBeNull();
+    expect(arena.alloc(56 * KiB)).not.toBeNull();
+    const stats = arena.stats();
+    expect(stats.failures).toBe(1);
+    expect(stats.heapFailures).toBe(1);
+    expect(stats.bytesInUse).toBe(256 * KiB);
+    expect(stats.heapBudgetBytes).toBe(256 * KiB);
+    arena.free(handles[0]!);
+    expect(arena.stats().bytesInUse).toBe(156 * KiB);
+    expect(arena.alloc(100 * KiB)).not.toBeNull();
   });
 });

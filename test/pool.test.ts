@@ -2,9 +2,12 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import { Logger } from "../src/log.ts";
+import { FrameStatus } from "../src/pool/op-runner.ts";
 import { startWorkerPool, type PoolContext, type WorkerPool, type WorkerPoolOptions } from "../src/pool/worker-pool.ts";
+import { renderMetrics } from "../src/stats/prometheus.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { FrameStatus as TcpFrameStatus } from "../src/tcp/frame.ts";
+import { testConfig, testContext, waitFor } from "./helpers.ts";
 
 const HANDLERS = new URL("./fixtures/pool-handlers.ts", import.meta.url).pathname;
 const decoder = new TextDecoder();
@@ -41,6 +44,13 @@ class Collector {
 
 function sha256(bytes: Uint8Array): Uint8Array {
   return new Bun.CryptoHasher("sha256").update(bytes).digest();
+}
+
+/** A payload for the fixture's 0x87 (busy for payload[0] ms, then echo) of `length` bytes. */
+function busyFor(ms: number, length = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  bytes[0] = ms;
+  return bytes;
 }
 
 function filled(length: number, seed: number): Uint8Array {
@@ -272,6 +282,34 @@ describe("busy answers", () => {
       await pool.stop({ graceful: false, timeoutMs: 0 });
     }
   });
+
+  for (const arenaOn of [true, false]) {
+    test(`payloads over 64 KiB${arenaOn ? "" : " (memory.arena = false: every payload)"} share a budget of memory.arena_bytes, held until their task finishes; past it busy at once`, async () => {
+      const { context, pool, collector } = await start({ memory: { arena: arenaOn, arena_bytes: 256 * 1024 }, pool: { threads: 1, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } });
+      try {
+        const first = collector.submit(pool, 0x87, busyFor(80, 100_000));
+        const second = collector.submit(pool, 0x87, busyFor(0, 100_000));
+        const third = collector.submit(pool, 0x87, busyFor(0, 100_000)); // 300 000 bytes > 262 144
+        const busy = collector.replies.get(third)!;
+        expect(busy.status).toBe(FrameStatus.BUSY);
+        expect(decoder.decode(busy.payload)).toContain("memory.arena_bytes");
+        expect(context.stats.total(Counter.poolRejected)).toBe(1);
+        const arena = context.gauges.get("arena")!;
+        expect(arena().heapBytesInUse).toBe(200_000); // both sent to the worker already, still counted
+        expect(arena().heapFailures).toBe(1);
+        expect(collector.replies.has(first) || collector.replies.has(second)).toBe(false);
+        expect((await collector.result(first)).status).toBe(0);
+        expect((await collector.result(second)).payload).toEqual(busyFor(0, 100_000));
+        expect(arena().heapBytesInUse).toBe(0);
+        const fourth = await collector.result(collector.submit(pool, 0x87, busyFor(0, 250_000)));
+        expect(fourth.status).toBe(0);
+        expect(fourth.payload.length).toBe(250_000);
+        expect(context.stats.total(Counter.arenaFallbacks)).toBe(arenaOn ? 3 : 0);
+      } finally {
+        await pool.stop({ graceful: false, timeoutMs: 0 });
+      }
+    });
+  }
 });
 
 describe("timeouts, start-up, shutdown, modes", () => {
@@ -291,6 +329,37 @@ describe("timeouts, start-up, shutdown, modes", () => {
     }
   });
 
+  test("pool.task_timeout_ms times a task from when its worker starts it: waiting behind others does not count", async () => {
+    // 24 tasks of 25 ms pipelined on one worker: the last waits ~575 ms in the ring, yet each runs far below 250 ms.
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 250 }, custom: { handlers: HANDLERS } });
+    try {
+      const tokens = Array.from({ length: 24 }, () => collector.submit(pool, 0x87, busyFor(25)));
+      // large payloads travel by message: timed from when the worker starts them too
+      const messageTokens = Array.from({ length: 12 }, () => collector.submit(pool, 0x87, busyFor(25, 70_000)));
+      for (const token of tokens) expect((await collector.result(token, 10_000)).status).toBe(0);
+      for (const token of messageTokens) expect((await collector.result(token, 10_000)).status).toBe(0);
+      expect(context.stats.total(Counter.poolTimedOut)).toBe(0);
+      expect(context.stats.total(Counter.poolCrashed)).toBe(0);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
+  test("a task sent by message (payload over 64 KiB) that runs too long also fails with status 7", async () => {
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 150 }, custom: { handlers: HANDLERS } });
+    try {
+      const hang = collector.submit(pool, 0x83, new Uint8Array(70_000));
+      const behind = collector.submit(pool, 0x80, new Uint8Array([1, 2, 3]));
+      const reply = await collector.result(hang, 5000);
+      expect(reply.status).toBe(FrameStatus.TIMEOUT);
+      expect(context.stats.total(Counter.poolTimedOut)).toBe(1);
+      expect(await collector.result(behind, 5000)).toEqual({ status: 0, payload: new Uint8Array([3, 2, 1]) });
+      await waitFor(() => context.gauges.get("arena")!().heapBytesInUse === 0, 2000, "payload budget released");
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
   test("a handlers module with a bad opcode stops start-up with a message naming the setting", async () => {
     const context = makeContext({ custom: { handlers: new URL("./fixtures/pool-handlers-bad.ts", import.meta.url).pathname } });
     await expect(startWorkerPool(context)).rejects.toThrow(/custom\.handlers .*"16" is not an opcode from 0x80 to 0xFF/);
@@ -305,6 +374,34 @@ describe("timeouts, start-up, shutdown, modes", () => {
     const context = makeContext({ pool: { threads: 2 } });
     const workerUrl = new URL("./fixtures/pool-worker-dies.ts", import.meta.url);
     await expect(startWorkerPool(context, { workerUrl })).rejects.toThrow(/died during start-up 3 times/);
+    expect(context.gauges.has("pool")).toBe(false);
+    expect(context.gauges.has("arena")).toBe(false);
+  });
+
+  test("stop removes the pool and arena gauge groups (not a newer pool's); /metrics shows their names at 0", async () => {
+    const context = testContext({ pool: { threads: 1 } });
+    const older = await startWorkerPool(context);
+    expect(renderMetrics(context)).toMatch(/^hps_pool_workers 1$/m);
+    const newer = await startWorkerPool(context); // e.g. a reload: registers its own groups
+    await older.stop({ graceful: false, timeoutMs: 0 });
+    expect(context.gauges.has("pool")).toBe(true);
+    expect(renderMetrics(context)).toMatch(/^hps_pool_workers 1$/m);
+    await newer.stop({ graceful: true, timeoutMs: 1000 });
+    expect(context.gauges.has("pool")).toBe(false);
+    expect(context.gauges.has("arena")).toBe(false);
+    const text = renderMetrics(context);
+    expect(text).toMatch(/^hps_pool_workers 0$/m);
+    expect(text).toMatch(/^hps_pool_queued_tasks 0$/m);
+    expect(text).toMatch(/^hps_arena_capacity_bytes 0$/m);
+    expect(text).toMatch(/^hps_arena_bytes_in_use 0$/m);
+  });
+
+  test("the pool answers with the HPS/1 status codes of src/tcp/frame.ts (one definition)", async () => {
+    expect(TcpFrameStatus).toBe(FrameStatus);
+    const { pool, collector } = await start({ pool: { threads: 1 } });
+    await pool.stop({ graceful: false, timeoutMs: 0 });
+    const late = collector.submit(pool, 0x02, new Uint8Array(1));
+    expect(collector.replies.get(late)!.status).toBe(TcpFrameStatus.BUSY);
   });
 
   test("graceful stop lets queued and running tasks finish, then refuses new ones", async () => {

@@ -9,8 +9,10 @@
 //
 // A handle is a plain number (no object per allocation): the slot's byte offset, plus, in debug mode, a generation
 // tag times 2^34 that detects double free and use after free. Requests above the top class fall back to ordinary
-// `Uint8Array`s, addressed by negative handles and counted as fallbacks. `createArena({ arena: false })` gives the
-// same interface with ordinary allocations only.
+// `Uint8Array`s, addressed by negative handles and counted as fallbacks; their bytes share a budget (the pool's:
+// memory.arena_bytes) and count against it until the handle is freed, even when the buffer was transferred to
+// another thread meanwhile, so large payloads cannot grow memory without bound. `createArena({ arena: false })` gives
+// the same interface with ordinary allocations only, under the same budget.
 
 /** Smallest slot: 256 B. */
 export const MIN_CLASS_BYTES = 256;
@@ -53,6 +55,8 @@ export interface ArenaOptions {
   readonly debug: boolean;
   /** When no free slab is left, give other classes' empty slabs back before failing. */
   readonly reclaimOnExhaustion: boolean;
+  /** Most bytes of fallback allocations (requests above 64 KiB) held at once; past it `alloc` answers null. */
+  readonly heapBudgetBytes: number;
   /** Receives debug-mode violations (double free, use after free). */
   readonly onViolation?: (message: string) => void;
 }
@@ -74,6 +78,12 @@ export interface ArenaStats {
   fallbacks: number;
   violations: number;
   capacityBytes: number;
+  /** Bytes held in ordinary memory (fallbacks; every allocation of a HeapArena), counted until freed. */
+  heapBytesInUse: number;
+  /** The most `heapBytesInUse` may reach. */
+  heapBudgetBytes: number;
+  /** Allocations refused because they would pass heapBudgetBytes (also counted in `failures`). */
+  heapFailures: number;
   /** Slots in use per class, smallest class first. */
   classInUse: number[];
   /** Slabs held per class (empty ones included until defragmented). */
@@ -101,10 +111,11 @@ export interface BufferArena {
 }
 
 /** The arena `memory.arena` asks for: a shared slab arena, or ordinary allocations behind the same interface. */
+/** Ordinary memory for payloads is bounded by memory.arena_bytes too: fallbacks beside the arena, or everything without one. */
 export function createArena(memory: { readonly arena: boolean; readonly arena_bytes: number; readonly debug: boolean }, onViolation?: (message: string) => void): BufferArena {
   return memory.arena
-    ? SlabArena.create({ arenaBytes: memory.arena_bytes, debug: memory.debug, reclaimOnExhaustion: true, onViolation })
-    : new HeapArena();
+    ? SlabArena.create({ arenaBytes: memory.arena_bytes, debug: memory.debug, reclaimOnExhaustion: true, heapBudgetBytes: memory.arena_bytes, onViolation })
+    : new HeapArena(memory.arena_bytes);
 }
 
 /** Class index for a request of `bytes` (1 ... MAX_CLASS_BYTES). */
@@ -112,27 +123,47 @@ export function classOf(bytes: number): number {
   return bytes <= MIN_CLASS_BYTES ? 0 : 32 - Math.clz32(bytes - 1) - MIN_CLASS_SHIFT;
 }
 
-/** Ordinary allocations addressed by negative handles: the fallback for large requests, and `memory.arena = false`. */
+/**
+ * Ordinary allocations addressed by handles from -2 down (-1 is never a handle: callers use it for "none"): the fallback for large requests, and `memory.arena = false`.
+ * Counts the bytes it holds against a budget; a buffer's bytes stay counted until `remove`, also when it was
+ * transferred to another thread (detached) meanwhile, since the memory lives on there.
+ */
 class HeapTable {
   private readonly buffers: (Uint8Array | undefined)[] = [];
+  /** Bytes of each entry as allocated (a detached buffer reads as 0). */
+  private readonly sizes: number[] = [];
   private readonly freeIndexes: number[] = [];
+  bytesInUse = 0;
+  failures = 0;
 
-  add(buffer: Uint8Array): number {
+  constructor(readonly budgetBytes: number) {}
+
+  /** A new buffer of `bytes`, or null when it would pass the budget (counted). */
+  add(bytes: number): number | null {
+    if (this.bytesInUse + bytes > this.budgetBytes) {
+      this.failures++;
+      return null;
+    }
     const index = this.freeIndexes.length > 0 ? this.freeIndexes.pop()! : this.buffers.length;
-    this.buffers[index] = buffer;
-    return -index - 1;
+    this.buffers[index] = new Uint8Array(bytes);
+    this.sizes[index] = bytes;
+    this.bytesInUse += bytes;
+    return -index - 2;
   }
 
   get(handle: number): Uint8Array | undefined {
-    return this.buffers[-handle - 1];
+    return this.buffers[-handle - 2];
   }
 
-  remove(handle: number): boolean {
-    const index = -handle - 1;
-    if (this.buffers[index] === undefined) return false;
+  /** Bytes the entry was allocated with, or -1 when the handle is unknown (freed already). */
+  remove(handle: number): number {
+    const index = -handle - 2;
+    if (this.buffers[index] === undefined) return -1;
     this.buffers[index] = undefined;
     this.freeIndexes.push(index);
-    return true;
+    const bytes = this.sizes[index]!;
+    this.bytesInUse -= bytes;
+    return bytes;
   }
 }
 
@@ -157,11 +188,13 @@ export class SlabArena implements BufferArena {
   private readonly debug: boolean;
   private readonly reclaimOnExhaustion: boolean;
   private readonly lockId: number;
-  private readonly heap = new HeapTable();
+  /** Fallbacks: per thread (a fallback never leaves the thread that allocated it, except by transfer). */
+  private readonly heap: HeapTable;
   private readonly onViolation: (message: string) => void;
 
-  private constructor(share: ArenaShare, lockId: number, onViolation: ((message: string) => void) | undefined) {
+  private constructor(share: ArenaShare, lockId: number, heapBudgetBytes: number, onViolation: ((message: string) => void) | undefined) {
     this.share = share;
+    this.heap = new HeapTable(heapBudgetBytes);
     this.lockId = lockId;
     this.debug = share.debug;
     this.reclaimOnExhaustion = share.reclaimOnExhaustion;
@@ -205,7 +238,7 @@ export class SlabArena implements BufferArena {
       debug: options.debug,
       reclaimOnExhaustion: options.reclaimOnExhaustion,
     };
-    const arena = new SlabArena(share, MAIN_THREAD_LOCK_ID, options.onViolation);
+    const arena = new SlabArena(share, MAIN_THREAD_LOCK_ID, options.heapBudgetBytes, options.onViolation);
     arena.header[FREE_SLAB_HEAD] = 0;
     for (let slab = 0; slab < slabs; slab++) {
       arena.slabClass[slab] = NONE;
@@ -216,9 +249,12 @@ export class SlabArena implements BufferArena {
     return arena;
   }
 
-  /** The same arena seen from another thread; `lockId` must be unique among live threads (>= 2). */
+  /**
+   * The same arena seen from another thread; `lockId` must be unique among live threads (>= 2). Such a view has no
+   * fallback budget: it allocates in shared memory only (`allocShared`), never ordinary memory.
+   */
   static attach(share: ArenaShare, lockId: number, onViolation?: (message: string) => void): SlabArena {
-    return new SlabArena(share, lockId, onViolation);
+    return new SlabArena(share, lockId, 0, onViolation);
   }
 
   /** What to send to another thread so it can `attach`. */
@@ -244,7 +280,7 @@ export class SlabArena implements BufferArena {
 
   free(handle: number): void {
     if (handle < 0) {
-      if (!this.heap.remove(handle)) this.violation(`arena: free of unknown fallback handle ${handle}`);
+      if (this.heap.remove(handle) < 0) this.violation(`arena: free of unknown fallback handle ${handle}`);
       return;
     }
     const offset = this.debug ? handle % GENERATION_FACTOR : handle;
@@ -342,6 +378,9 @@ export class SlabArena implements BufferArena {
       fallbacks: stat[STAT_FALLBACKS]!,
       violations: stat[STAT_VIOLATIONS]!,
       capacityBytes: this.capacityBytes,
+      heapBytesInUse: this.heap.bytesInUse,
+      heapBudgetBytes: this.heap.budgetBytes,
+      heapFailures: this.heap.failures,
       classInUse,
       classSlabs,
     };
@@ -352,11 +391,12 @@ export class SlabArena implements BufferArena {
     return Atomics.compareExchange(this.header, LOCK, lockId, 0) === lockId;
   }
 
-  private fallback(bytes: number): number {
+  private fallback(bytes: number): number | null {
+    const handle = this.heap.add(bytes);
     this.lock();
-    this.stat[STAT_FALLBACKS]! += 1;
+    this.stat[handle === null ? STAT_FAILURES : STAT_FALLBACKS]! += 1;
     this.unlock();
-    return this.heap.add(new Uint8Array(bytes));
+    return handle;
   }
 
   private allocLocked(cls: number): number {
@@ -451,24 +491,26 @@ export class SlabArena implements BufferArena {
 export class HeapArena implements BufferArena {
   readonly shared = false;
   readonly bytes = new Uint8Array(0);
-  private readonly heap = new HeapTable();
+  private readonly heap: HeapTable;
   private allocations = 0;
   private frees = 0;
-  private bytesInUse = 0;
   private peakBytes = 0;
 
+  /** `budgetBytes`: the most bytes held at once (memory.arena_bytes); past it `alloc` answers null. */
+  constructor(budgetBytes: number) {
+    this.heap = new HeapTable(budgetBytes);
+  }
+
   alloc(bytes: number): number | null {
+    const handle = this.heap.add(bytes);
+    if (handle === null) return null;
     this.allocations++;
-    this.bytesInUse += bytes;
-    if (this.bytesInUse > this.peakBytes) this.peakBytes = this.bytesInUse;
-    return this.heap.add(new Uint8Array(bytes));
+    if (this.heap.bytesInUse > this.peakBytes) this.peakBytes = this.heap.bytesInUse;
+    return handle;
   }
 
   free(handle: number): void {
-    const buffer = this.heap.get(handle);
-    if (buffer === undefined || !this.heap.remove(handle)) return;
-    this.frees++;
-    this.bytesInUse -= buffer.length;
+    if (this.heap.remove(handle) >= 0) this.frees++;
   }
 
   offsetOf(_handle: number): number {
@@ -490,14 +532,17 @@ export class HeapArena implements BufferArena {
 
   stats(): ArenaStats {
     return {
-      bytesInUse: this.bytesInUse,
+      bytesInUse: this.heap.bytesInUse,
       peakBytes: this.peakBytes,
       allocations: this.allocations,
       frees: this.frees,
-      failures: 0,
+      failures: this.heap.failures,
       fallbacks: 0,
       violations: 0,
       capacityBytes: 0,
+      heapBytesInUse: this.heap.bytesInUse,
+      heapBudgetBytes: this.heap.budgetBytes,
+      heapFailures: this.heap.failures,
       classInUse: [],
       classSlabs: [],
     };

@@ -31,6 +31,12 @@ export const DONE_TAIL = 2;
 export const DONE_HEAD = 3;
 /** 1 while the worker waits for work; the main thread clears it with compareExchange and notifies. */
 export const WORKER_SLEEPING = 4;
+/**
+ * Message tasks (payload not in the arena) the worker has started, counted up when it starts each one. A ring task
+ * counts as started once SUB_HEAD passes it (the worker advances SUB_HEAD right before running it). The pool's
+ * timeout check times a task from the first check that sees it started, so queue and ring waiting never count.
+ */
+export const MESSAGES_TAKEN = 5;
 export const CONTROL_INT32S = 16;
 
 /** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants to be notified. */

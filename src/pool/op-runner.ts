@@ -1,7 +1,20 @@
-// The interface the custom protocol uses to run an operation off the I/O path (the worker pool implements it).
+// The interface the custom protocol uses to run an operation off the I/O path (the worker pool implements it),
+// and the HPS/1 status codes its results carry (src/tcp/frame.ts re-exports them, so the pool needs nothing from tcp).
+
+/** HPS/1 response status codes (DESIGN.md): 0 ok, otherwise the error. */
+export const FrameStatus = {
+  OK: 0,
+  UNKNOWN_OPCODE: 1,
+  TOO_LARGE: 2,
+  BAD_FRAME: 3,
+  BUSY: 4,
+  RATE_LIMITED: 5,
+  INTERNAL: 6,
+  TIMEOUT: 7,
+} as const;
 
 /**
- * Called exactly once per `run`. `status` is an HPS/1 status code (0 = ok, 4 busy, 6 internal, 7 timeout);
+ * Called exactly once per `run`. `status` is an HPS/1 status code (`FrameStatus`: OK, BUSY, INTERNAL, TIMEOUT, UNKNOWN_OPCODE);
  * `result` is only valid during the call (it may be a view into the shared arena): copy or write it out before returning.
  */
 export type OpDone = (token: number, status: number, result: Uint8Array) => void;

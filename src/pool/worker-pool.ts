@@ -11,21 +11,16 @@
 // `run` answers busy at once.
 import { resolve as resolvePath } from "node:path";
 import type { ServerContext, StopOptions } from "../context.ts";
-import { MAIN_THREAD_LOCK_ID, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
+import { MAIN_THREAD_LOCK_ID, MAX_CLASS_BYTES, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
 import { Counter } from "../stats/stats.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
 import {
   CONTROL_INT32S, DONE_HEAD, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
-  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_CONTROL_INT32S, MAIN_SLEEPING, RING_ENTRIES, RING_MASK, SUB_HEAD,
+  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_CONTROL_INT32S, MAIN_SLEEPING, MESSAGES_TAKEN, RING_ENTRIES, RING_MASK, SUB_HEAD,
   SUB_TAIL, WORKER_SLEEPING, type FromWorker, type TaskMessage, type WorkerInit,
 } from "./channel.ts";
-import type { OpDone, OpRunner } from "./op-runner.ts";
+import { FrameStatus, type OpDone, type OpRunner } from "./op-runner.ts";
 import { OP_HASH } from "./ops.ts";
-
-const STATUS_OK = 0;
-const STATUS_BUSY = 4;
-const STATUS_INTERNAL = 6;
-const STATUS_TIMEOUT = 7;
 
 /** Worker deaths before it reports ready, in a row, after which the pool gives up (start-up fails, or the slot stays empty). */
 const MAX_START_FAILURES = 3;
@@ -37,6 +32,7 @@ const MAX_PUMP_ROUNDS = 16;
 const encoder = new TextEncoder();
 const QUEUE_FULL = encoder.encode("busy: pool queue full");
 const ARENA_EXHAUSTED = encoder.encode("busy: payload arena exhausted");
+const HEAP_BUDGET_SPENT = encoder.encode("busy: memory for payloads over 64 KiB (budget memory.arena_bytes) is in use");
 const STOPPING = encoder.encode("busy: pool is shutting down");
 const NO_WORKERS = encoder.encode("internal: no pool worker is running");
 const TIMED_OUT = encoder.encode("timeout: the operation ran longer than pool.task_timeout_ms");
@@ -66,6 +62,8 @@ class WorkerSlot {
   state = WORKER_STARTING;
   /** Tasks sent and not yet finished (ring or message). */
   outstanding = 0;
+  /** Message tasks sent to this worker (wrapping Int32, compared with its MESSAGES_TAKEN word). */
+  messagesSent = 0;
   subTail = 0;
   doneHead = 0;
   readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_INT32S * 4));
@@ -171,7 +169,12 @@ export class WorkerPool implements OpRunner {
   private readonly taskWorker: number[] = [];
   /** Submission ring index, or -1 for a task sent by message. */
   private readonly taskRingIndex: number[] = [];
+  /** For a task sent by message: its number among the messages sent to its worker (compared with MESSAGES_TAKEN). */
+  private readonly taskMessageIndex: number[] = [];
+  /** When `run` was called (latency). */
   private readonly taskStartMs: number[] = [];
+  /** The first timeout check that saw the task started by its worker (-1: not seen yet); see checkTimeouts. */
+  private readonly taskTakenMs: number[] = [];
   private running = 0;
   /** Small results are copied here for `done` (see resultView); views by length, made on first use. */
   private readonly resultScratch = new Uint8Array(BYTEWISE_COPY_BYTES);
@@ -236,20 +239,20 @@ export class WorkerPool implements OpRunner {
     const stats = this.context.stats;
     if (this.stopping) {
       stats.inc(Counter.poolRejected);
-      done(token, STATUS_BUSY, STOPPING);
+      done(token, FrameStatus.BUSY, STOPPING);
       return;
     }
     const target = this.queue.length === 0 ? this.leastLoaded() : null;
     if (target === null && this.queue.length >= this.maxQueue) {
       stats.inc(Counter.poolRejected);
-      done(token, STATUS_BUSY, QUEUE_FULL);
+      done(token, FrameStatus.BUSY, QUEUE_FULL);
       return;
     }
     const arena = this.arena;
     const handle = arena.alloc(length);
     if (handle === null) {
       stats.inc(Counter.poolRejected);
-      done(token, STATUS_BUSY, ARENA_EXHAUSTED);
+      done(token, FrameStatus.BUSY, length > MAX_CLASS_BYTES || !arena.shared ? HEAP_BUDGET_SPENT : ARENA_EXHAUSTED);
       return;
     }
     const whole = start === 0 && length === source.length;
@@ -302,10 +305,11 @@ export class WorkerPool implements OpRunner {
       slot.state = WORKER_DEAD;
       slot.worker.terminate();
     }
-    while (this.queue.length > 0) this.finish(this.queue.shift(), STATUS_INTERNAL, STOPPED, -1);
+    while (this.queue.length > 0) this.finish(this.queue.shift(), FrameStatus.INTERNAL, STOPPED, -1);
     for (let slot = 0; slot < this.taskState.length; slot++) {
-      if (this.taskState[slot] === TASK_RUNNING) this.finish(slot, STATUS_INTERNAL, STOPPED, -1);
+      if (this.taskState[slot] === TASK_RUNNING) this.finish(slot, FrameStatus.INTERNAL, STOPPED, -1);
     }
+    this.unregisterGauges();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -323,7 +327,9 @@ export class WorkerPool implements OpRunner {
     this.taskLength.push(0);
     this.taskWorker.push(-1);
     this.taskRingIndex.push(-1);
+    this.taskMessageIndex.push(-1);
     this.taskStartMs.push(0);
+    this.taskTakenMs.push(-1);
     return slot;
   }
 
@@ -345,14 +351,16 @@ export class WorkerPool implements OpRunner {
     this.running++;
     target.outstanding++;
     const handle = this.taskHandle[slot]!;
+    this.taskTakenMs[slot] = -1;
     if (handle < 0) {
-      // Not in shared memory: the bytes travel by message (transferred, not copied).
+      // Not in shared memory: the bytes travel by message (transferred, not copied). The handle is kept until the
+      // task finishes, so its bytes stay counted against the arena's budget for ordinary memory meanwhile.
       const payload = this.arena.view(handle, this.taskLength[slot]!);
-      this.arena.free(handle); // the table entry goes; the buffer itself is transferred below
       const message: TaskMessage = { type: "task", slot, generation: this.taskGeneration[slot]!, opcode: this.taskOpcode[slot]!, payload };
       target.worker.postMessage(message, [payload.buffer as ArrayBuffer]);
-      this.taskHandle[slot] = -1;
       this.taskRingIndex[slot] = -1;
+      this.taskMessageIndex[slot] = target.messagesSent;
+      target.messagesSent = (target.messagesSent + 1) | 0;
       return;
     }
     const index = target.subTail;
@@ -421,8 +429,8 @@ export class WorkerPool implements OpRunner {
     this.taskState[slot] = TASK_FREE;
     this.taskDone[slot] = null;
     const stats = this.context.stats;
-    if (status === STATUS_OK) stats.inc(Counter.poolCompleted);
-    else if (status === STATUS_TIMEOUT) stats.inc(Counter.poolTimedOut);
+    if (status === FrameStatus.OK) stats.inc(Counter.poolCompleted);
+    else if (status === FrameStatus.TIMEOUT) stats.inc(Counter.poolTimedOut);
     else stats.inc(Counter.poolFailed);
     this.latency.record((performance.now() - this.taskStartMs[slot]!) * 1000);
     try {
@@ -591,14 +599,15 @@ export class WorkerPool implements OpRunner {
       worker.state = WORKER_DEAD;
       worker.worker.terminate();
     }
+    this.unregisterGauges();
     if (this.startWaiter !== null) {
       this.startWaiter.reject(error);
       this.startWaiter = null;
     } else {
       this.context.logger.error(error.message);
-      while (this.queue.length > 0) this.finish(this.queue.shift(), STATUS_INTERNAL, NO_WORKERS, -1);
+      while (this.queue.length > 0) this.finish(this.queue.shift(), FrameStatus.INTERNAL, NO_WORKERS, -1);
       for (let task = 0; task < this.taskState.length; task++) {
-        if (this.taskState[task] === TASK_RUNNING) this.finish(task, STATUS_INTERNAL, NO_WORKERS, -1);
+        if (this.taskState[task] === TASK_RUNNING) this.finish(task, FrameStatus.INTERNAL, NO_WORKERS, -1);
       }
     }
   }
@@ -609,7 +618,7 @@ export class WorkerPool implements OpRunner {
     const wasReady = slot.state === WORKER_READY;
     this.context.stats.inc(Counter.poolCrashed);
     this.context.logger.error(reason);
-    this.retire(slot, STATUS_INTERNAL, encoder.encode(`internal: ${reason}`));
+    this.retire(slot, FrameStatus.INTERNAL, encoder.encode(`internal: ${reason}`));
     if (!wasReady) {
       this.startFailures++;
       if (this.startFailures >= MAX_START_FAILURES) {
@@ -643,64 +652,100 @@ export class WorkerPool implements OpRunner {
     this.dispatchQueued();
   }
 
-  /** A worker whose oldest started task exceeded pool.task_timeout_ms is terminated and replaced. */
+  /**
+   * A worker running a task longer than pool.task_timeout_ms is terminated and replaced. A task is timed from when
+   * its worker starts it, not from `run`: time in the queue or in the worker's ring does not count. No clock is read
+   * per task: the worker only advances a counter as it starts each task (SUB_HEAD for ring tasks, MESSAGES_TAKEN for
+   * message tasks), and this check, every task_timeout_ms / 4, stamps the tasks it first sees started with its own
+   * clock. The stamp is never earlier than the real start, so a task is never failed early; one is failed between
+   * task_timeout_ms and about 1.5 x task_timeout_ms after it started.
+   */
   private checkTimeouts(): void {
     if (this.running === 0) return;
+    // Finished tasks may wait in a completion ring until their worker ends its batch: take them first, so only
+    // tasks still running are timed.
+    this.pumpCompletions();
+    this.dispatchQueued();
     const now = performance.now();
     const limitMs = this.taskTimeoutMs;
-    for (const slot of this.workers) {
-      if (slot.state !== WORKER_READY || slot.outstanding === 0) continue;
-      const takenUpTo = Atomics.load(slot.control, SUB_HEAD);
-      let hung = false;
-      for (let task = 0; task < this.taskState.length && !hung; task++) {
-        if (this.taskState[task] !== TASK_RUNNING || this.taskWorker[task] !== slot.index) continue;
-        const ringIndex = this.taskRingIndex[task]!;
-        const taken = ringIndex === -1 || ((ringIndex - takenUpTo) | 0) < 0;
-        hung = taken && now - this.taskStartMs[task]! > limitMs;
+    const workers = this.workers;
+    let hung: WorkerSlot[] | null = null;
+    for (let task = 0; task < this.taskState.length; task++) {
+      if (this.taskState[task] !== TASK_RUNNING) continue;
+      const worker = workers[this.taskWorker[task]!]!;
+      if (worker.state !== WORKER_READY) continue;
+      const takenMs = this.taskTakenMs[task]!;
+      if (takenMs < 0) {
+        if (this.isStarted(task, worker)) this.taskTakenMs[task] = now;
+      } else if (now - takenMs > limitMs && (hung === null || !hung.includes(worker))) {
+        (hung ??= []).push(worker);
       }
-      if (!hung) continue;
-      this.context.logger.warn(`pool: worker ${slot.index} ran a task longer than pool.task_timeout_ms (${limitMs} ms); replacing it`);
-      slot.worker.terminate();
-      this.retire(slot, STATUS_TIMEOUT, TIMED_OUT);
-      this.spawn(slot.index);
+    }
+    if (hung === null) return;
+    for (const worker of hung) {
+      this.context.logger.warn(`pool: worker ${worker.index} ran a task longer than pool.task_timeout_ms (${limitMs} ms); replacing it`);
+      worker.worker.terminate();
+      this.retire(worker, FrameStatus.TIMEOUT, TIMED_OUT);
+      this.spawn(worker.index);
     }
   }
 
-  private registerGauges(): void {
-    this.context.gauges.set("pool", () => {
-      let busyWorkers = 0;
-      let workers = 0;
-      for (const slot of this.workers) {
-        if (slot.state === WORKER_READY) workers++;
-        if (slot.state === WORKER_READY && slot.outstanding > 0) busyWorkers++;
-      }
-      return {
-        queued: this.queue.length,
-        running: this.running,
-        busyWorkers,
-        workers,
-        wakeups: this.wakeups,
-        doorbells: this.doorbells,
-        latencyP50Micros: this.latency.percentile(50),
-        latencyP99Micros: this.latency.percentile(99),
-      };
-    });
-    this.context.gauges.set("arena", () => {
-      const stats = this.arena.stats();
-      const gauges: Record<string, number> = {
-        bytesInUse: stats.bytesInUse,
-        peakBytes: stats.peakBytes,
-        allocations: stats.allocations,
-        frees: stats.frees,
-        failures: stats.failures,
-        fallbacks: stats.fallbacks,
-        violations: stats.violations,
-        capacityBytes: stats.capacityBytes,
-      };
-      stats.classInUse.forEach((inUse, c) => {
-        gauges[`inUse${256 << c}`] = inUse;
-      });
-      return gauges;
-    });
+  /** Whether the worker has started the task (it may have finished it too, not yet drained). */
+  private isStarted(task: number, worker: WorkerSlot): boolean {
+    const ringIndex = this.taskRingIndex[task]!;
+    if (ringIndex !== -1) return ((ringIndex - Atomics.load(worker.control, SUB_HEAD)) | 0) < 0;
+    return ((this.taskMessageIndex[task]! - Atomics.load(worker.control, MESSAGES_TAKEN)) | 0) < 0;
   }
+
+  private registerGauges(): void {
+    this.context.gauges.set("pool", this.poolGauges);
+    this.context.gauges.set("arena", this.arenaGauges);
+  }
+
+  /** On stop: the groups go (readers show their stable names at 0), unless another pool registered its own since. */
+  private unregisterGauges(): void {
+    const gauges = this.context.gauges;
+    if (gauges.get("pool") === this.poolGauges) gauges.delete("pool");
+    if (gauges.get("arena") === this.arenaGauges) gauges.delete("arena");
+  }
+
+  private readonly poolGauges = (): Record<string, number> => {
+    let busyWorkers = 0;
+    let workers = 0;
+    for (const slot of this.workers) {
+      if (slot.state === WORKER_READY) workers++;
+      if (slot.state === WORKER_READY && slot.outstanding > 0) busyWorkers++;
+    }
+    return {
+      queued: this.queue.length,
+      running: this.running,
+      busyWorkers,
+      workers,
+      wakeups: this.wakeups,
+      doorbells: this.doorbells,
+      latencyP50Micros: this.latency.percentile(50),
+      latencyP99Micros: this.latency.percentile(99),
+    };
+  };
+
+  private readonly arenaGauges = (): Record<string, number> => {
+    const stats = this.arena.stats();
+    const gauges: Record<string, number> = {
+      bytesInUse: stats.bytesInUse,
+      peakBytes: stats.peakBytes,
+      allocations: stats.allocations,
+      frees: stats.frees,
+      failures: stats.failures,
+      fallbacks: stats.fallbacks,
+      violations: stats.violations,
+      capacityBytes: stats.capacityBytes,
+      heapBytesInUse: stats.heapBytesInUse,
+      heapBudgetBytes: stats.heapBudgetBytes,
+      heapFailures: stats.heapFailures,
+    };
+    stats.classInUse.forEach((inUse, c) => {
+      gauges[`inUse${256 << c}`] = inUse;
+    });
+    return gauges;
+  };
 }

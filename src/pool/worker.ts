@@ -3,16 +3,13 @@
 import { SlabArena } from "../memory/arena.ts";
 import {
   CONTROL_INT32S, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
-  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, RING_MASK, SUB_HEAD, SUB_TAIL, WORKER_SLEEPING,
+  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SUB_HEAD, SUB_TAIL, WORKER_SLEEPING,
   type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
 } from "./channel.ts";
+import { FrameStatus } from "./op-runner.ts";
 import { builtinOps, loadUserHandlers, type OpHandler } from "./ops.ts";
 
 declare const self: Worker;
-
-const STATUS_OK = 0;
-const STATUS_UNKNOWN_OPCODE = 1;
-const STATUS_INTERNAL = 6;
 
 const handlers: (OpHandler | undefined)[] = new Array(256).fill(undefined);
 const encoder = new TextEncoder();
@@ -111,17 +108,17 @@ function runRingTask(slot: number, generation: number, opcode: number, handle: n
   const offset = arena!.offsetOf(handle);
   const handler = handlers[opcode];
   if (handler === undefined) {
-    completeError(slot, generation, handle, STATUS_UNKNOWN_OPCODE, `opcode 0x${opcode.toString(16)} has no handler in the pool`);
+    completeError(slot, generation, handle, FrameStatus.UNKNOWN_OPCODE, `opcode 0x${opcode.toString(16)} has no handler in the pool`);
     return;
   }
   let result: Uint8Array | Promise<Uint8Array>;
   try {
     result = handler(bytes.subarray(offset, offset + length));
   } catch (error) {
-    completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error));
+    completeError(slot, generation, handle, FrameStatus.INTERNAL, errorText(error));
     return;
   }
-  if (result instanceof Uint8Array) complete(slot, generation, handle, STATUS_OK, result);
+  if (result instanceof Uint8Array) complete(slot, generation, handle, FrameStatus.OK, result);
   else settleLater(slot, generation, handle, opcode, result);
 }
 
@@ -129,12 +126,12 @@ function runRingTask(slot: number, generation: number, opcode: number, handle: n
 function settleLater(slot: number, generation: number, handle: number, opcode: number, result: unknown): void {
   Promise.resolve(result).then(
     (value) => {
-      if (value instanceof Uint8Array) complete(slot, generation, handle, STATUS_OK, value);
-      else completeError(slot, generation, handle, STATUS_INTERNAL, notBytes(opcode, value));
+      if (value instanceof Uint8Array) complete(slot, generation, handle, FrameStatus.OK, value);
+      else completeError(slot, generation, handle, FrameStatus.INTERNAL, notBytes(opcode, value));
       ringDoorbellSoon();
     },
     (error: unknown) => {
-      completeError(slot, generation, handle, STATUS_INTERNAL, errorText(error));
+      completeError(slot, generation, handle, FrameStatus.INTERNAL, errorText(error));
       ringDoorbellSoon();
     },
   );
@@ -177,25 +174,26 @@ function publish(slot: number, generation: number, status: number, handle: numbe
 
 /** A task whose payload came by message (too large for the arena, or no arena): the result goes back the same way. */
 function runMessageTask(task: TaskMessage): void {
+  Atomics.add(control, MESSAGES_TAKEN, 1); // started: from here on the pool's task timeout applies
   const handler = handlers[task.opcode];
   if (handler === undefined) {
-    reply(task, STATUS_UNKNOWN_OPCODE, encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`));
+    reply(task, FrameStatus.UNKNOWN_OPCODE, encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`));
     return;
   }
   let result: Uint8Array | Promise<Uint8Array>;
   try {
     result = handler(task.payload);
   } catch (error) {
-    reply(task, STATUS_INTERNAL, encoder.encode(errorText(error)));
+    reply(task, FrameStatus.INTERNAL, encoder.encode(errorText(error)));
     return;
   }
   if (result instanceof Uint8Array) {
-    reply(task, STATUS_OK, result);
+    reply(task, FrameStatus.OK, result);
     return;
   }
   Promise.resolve(result).then(
-    (value: unknown) => reply(task, value instanceof Uint8Array ? STATUS_OK : STATUS_INTERNAL, value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value))),
-    (error: unknown) => reply(task, STATUS_INTERNAL, encoder.encode(errorText(error))),
+    (value: unknown) => reply(task, value instanceof Uint8Array ? FrameStatus.OK : FrameStatus.INTERNAL, value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value))),
+    (error: unknown) => reply(task, FrameStatus.INTERNAL, encoder.encode(errorText(error))),
   );
 }
 

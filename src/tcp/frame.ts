@@ -1,4 +1,5 @@
 // HPS/1 codec: the 12-byte frame header, a one-shot encoder and a streaming decoder that never concatenates chunks.
+import { FrameStatus } from "../pool/op-runner.ts";
 
 export const FRAME_HEADER_BYTES = 12;
 export const PROTOCOL_VERSION = 1;
@@ -8,16 +9,8 @@ const LENGTH_COVERED_HEADER_BYTES = 8;
 const LENGTH_FIELD_BYTES = 4;
 
 export const Opcode = { PING: 0x00, ECHO: 0x01, HASH: 0x02, STATS: 0x03 } as const;
-export const FrameStatus = {
-  OK: 0,
-  UNKNOWN_OPCODE: 1,
-  TOO_LARGE: 2,
-  BAD_FRAME: 3,
-  BUSY: 4,
-  RATE_LIMITED: 5,
-  INTERNAL: 6,
-  TIMEOUT: 7,
-} as const;
+/** The status codes live beside the OpRunner interface (the pool uses them without depending on tcp). */
+export { FrameStatus };
 
 /** Shared empty payload: frames without payload get this view instead of a new one. */
 export const EMPTY_PAYLOAD: Uint8Array = new Uint8Array(0);
