@@ -14,6 +14,7 @@ export type ServerName =
   | "hps-custom-inline"
   | "bun-http-static"
   | "bun-http-file"
+  | "bun-http-clone"
   | "bun-echo"
   | "nginx"
   | "nginx-nopush-off"
@@ -179,6 +180,7 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
   "hps-custom-inline": hps("hps-custom-inline", "custom", "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)", "bench/baselines/hps-custom-inline.ts"),
   "bun-http-static": bunBaseline("bun-http-static", "bun-http-static.ts", "raw Bun.serve, files as prebuilt static routes", true),
   "bun-http-file": bunBaseline("bun-http-file", "bun-http-file.ts", "raw Bun.serve, fetch → new Response(Bun.file(path))", true),
+  "bun-http-clone": bunBaseline("bun-http-clone", "bun-http-clone.ts", "raw Bun.serve, a route handler per file returning a clone of a ready Response with hps's headers (the per-request-JS ceiling)", true),
   "bun-echo": bunBaseline("bun-echo", "bun-echo.ts", "raw Bun.listen echo (bench/baselines/bun-echo.ts)", false),
   nginx: nginx("nginx", true, true, "nginx, worker_processes 1, sendfile on, tcp_nopush on, open_file_cache"),
   "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),

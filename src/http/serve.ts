@@ -180,8 +180,8 @@ class HttpHandler {
           response = this.refuse(413, isHead, CLOSE);
           break answer;
         }
-      } else if (request.body !== null) {
-        // A body of unknown length (Transfer-Encoding): read up to the limit before answering.
+      } else if (headers.get("transfer-encoding") !== null && request.body !== null) {
+        // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
         return this.afterBody(request, server, rawPath, queryStart, pathStart, clientAddress, connection, startedMs);
       }
       response = this.answer(request, rawPath, queryStart, clientAddress, startedMs);
