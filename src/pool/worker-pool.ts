@@ -7,8 +7,10 @@
 // Results come back in the payload's slot (or a new slot when larger); after each batch a worker notifies the main
 // thread (waiting with Atomics.waitAsync while tasks are out) only when it is idle, so under load many completions
 // are drained per wake-up, a lone task takes two thread wake-ups, and nothing spins while idle. Tasks a worker cannot take (its ring
-// holds RING_ENTRIES) wait in a bounded queue of `pool.max_queue`; past that, and when the arena is exhausted,
-// `run` answers busy at once.
+// holds RING_ENTRIES) wait in a bounded queue of `pool.max_queue`; past that, when the arena is exhausted, and when
+// a payload over 64 KiB (ordinary memory, sent by message) would pass the arena's budget for those (memory.arena_bytes,
+// held until the task finishes), `run` answers busy at once. pool.task_timeout_ms counts from when a worker starts
+// a task (see checkTimeouts).
 import { resolve as resolvePath } from "node:path";
 import type { ServerContext, StopOptions } from "../context.ts";
 import { MAIN_THREAD_LOCK_ID, MAX_CLASS_BYTES, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
