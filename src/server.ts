@@ -45,6 +45,12 @@ export async function startServer(requested: Config): Promise<Server> {
   const context: ServerContext = { config, stats, logger, gauges, admission };
 
   for (const setting of unappliedSettings(config)) logger.warn(`setting not applied on this runtime: ${setting}`);
+  if (config.server.protocol === "custom" && config.limits.max_request_bytes > config.memory.arena_bytes) {
+    logger.warn(
+      `limits.max_request_bytes (${config.limits.max_request_bytes}) exceeds memory.arena_bytes (${config.memory.arena_bytes}): ` +
+        "pool requests that large will always be answered busy; raise memory.arena_bytes or lower limits.max_request_bytes",
+    );
+  }
 
   const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
   const stopStarted = async (options: StopOptions) => {

@@ -93,11 +93,11 @@ export const SETTINGS = {
   pool: {
     threads: { schema: int(0, 256, 0), doc: "Worker threads for pool operations; 0 = one per CPU core." },
     max_queue: { schema: int(1, 10_000_000, 4096), doc: "Tasks waiting for a worker; a full queue answers busy." },
-    task_timeout_ms: { schema: int(0, 3_600_000, 5000), doc: "A task running longer fails with timeout and its worker is replaced; 0 = no limit.", unit: "milliseconds" },
+    task_timeout_ms: { schema: int(0, 3_600_000, 5000), doc: "A task running longer (timed from when a worker starts it) fails with timeout and its worker is replaced; 0 = no limit.", unit: "milliseconds" },
   },
   memory: {
     arena: { schema: bool(true), doc: "Keep payload buffers in the shared-memory arena; false uses ordinary allocations." },
-    arena_bytes: { schema: byteSize(64 * 1024, 16 * GiB, 16 * MiB), doc: "Size of the shared-memory arena.", unit: "bytes" },
+    arena_bytes: { schema: byteSize(64 * 1024, 16 * GiB, 16 * MiB), doc: "Size of the shared-memory arena; also the budget for payloads over 64 KiB (or for all payloads with memory.arena = false).", unit: "bytes" },
     debug: { schema: bool(false), doc: "Detect double free and use after free in the arena (slower)." },
   },
   rate_limit: {

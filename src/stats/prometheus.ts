@@ -50,6 +50,9 @@ const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; t
   { group: "arena", key: "allocations", name: "hps_arena_allocations_total", type: "counter", help: "Arena allocations." },
   { group: "arena", key: "frees", name: "hps_arena_frees_total", type: "counter", help: "Arena frees." },
   { group: "arena", key: "failures", name: "hps_arena_failures_total", type: "counter", help: "Arena allocations that failed because it was full." },
+  { group: "arena", key: "heapBytesInUse", name: "hps_arena_heap_bytes_in_use", type: "gauge", help: "Bytes of payloads over 64 KiB held in ordinary memory now." },
+  { group: "arena", key: "heapBudgetBytes", name: "hps_arena_heap_budget_bytes", type: "gauge", help: "Budget for payloads over 64 KiB held in ordinary memory (memory.arena_bytes)." },
+  { group: "arena", key: "heapFailures", name: "hps_arena_heap_failures_total", type: "counter", help: "Payloads over 64 KiB refused because their budget was in use." },
   { group: "rateLimiter", key: "trackedIps", name: "hps_rate_limiter_tracked_ips", type: "gauge", help: "Client addresses the rate limiter remembers." },
   { group: "httpCache", key: "entries", name: "hps_http_cache_entries", type: "gauge", help: "Files in the in-memory HTTP response cache." },
   { group: "httpCache", key: "bytes", name: "hps_http_cache_bytes", type: "gauge", help: "Bytes of file content in the HTTP response cache." },
@@ -128,7 +131,7 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     .sample("hps_pool_tasks_total", c.poolFailed, { result: "failed" })
     .sample("hps_pool_tasks_total", c.poolTimedOut, { result: "timed_out" });
   out.single("hps_pool_worker_crashes_total", "counter", "Pool workers that crashed and were replaced.", c.poolCrashed);
-  out.single("hps_arena_fallbacks_total", "counter", "Payloads that used an ordinary allocation because the arena was full.", c.arenaFallbacks);
+  out.single("hps_arena_fallbacks_total", "counter", "Payloads over 64 KiB held in ordinary memory instead of an arena slot.", c.arenaFallbacks);
 
   for (const metric of GAUGE_METRICS) {
     out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
