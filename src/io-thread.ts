@@ -14,12 +14,14 @@ interface StartMessage {
   sharedConnections: Int32Array | null;
 }
 /** Messages from the main thread to an I/O thread. */
-type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions };
+type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions } | { kind: "reopen" };
 /** Messages from an I/O thread to the main thread. */
-type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" };
+type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" } | { kind: "reopened" };
 
 export interface IoThreads {
   stop(options: StopOptions): Promise<void>;
+  /** Each thread reopens the files its listener writes (the access log). */
+  reopenLogs(): Promise<void>;
 }
 
 export interface IoThreadOptions {
@@ -63,6 +65,9 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
       await Promise.all(workers.map((worker) => request(worker, { kind: "stop", options: stopOptions }, "stopped").catch(() => {})));
       for (const worker of workers) worker.terminate();
     },
+    async reopenLogs() {
+      await Promise.all(workers.map((worker) => request(worker, { kind: "reopen" }, "reopened")));
+    },
   };
 }
 
@@ -99,6 +104,13 @@ async function runInThread(): Promise<void> {
         const { startProtocolListener } = await import("./protocol-listener.ts");
         listener = await startProtocolListener(context, message.poolThreads);
         post({ kind: "started", port: listener.port });
+      } catch (error) {
+        post({ kind: "failed", message: (error as Error).message });
+      }
+    } else if (message.kind === "reopen") {
+      try {
+        await listener?.reopenLogs?.();
+        post({ kind: "reopened" });
       } catch (error) {
         post({ kind: "failed", message: (error as Error).message });
       }

@@ -103,6 +103,7 @@ export async function startServer(requested: Config): Promise<Server> {
       async reopenLogs() {
         await logger.reopen();
         await listener.reopenLogs?.();
+        await ioThreads?.reopenLogs();
         logger.info("log files reopened");
       },
       [Symbol.asyncDispose]: () => stop({ graceful: false, timeoutMs: 0 }),

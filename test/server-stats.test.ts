@@ -1,11 +1,12 @@
 // Whole-server tests: counters per protocol seen through the admin port, readiness during drain, several I/O threads.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { HpsClient } from "../src/client/hps-client.ts";
 import { startServer, type Server } from "../src/server.ts";
 import type { Snapshot } from "../src/stats/snapshot.ts";
+import { Counter } from "../src/stats/stats.ts";
 import { FrameStatus, Opcode } from "../src/tcp/frame.ts";
 import { testConfig, waitFor } from "./helpers.ts";
 
@@ -150,6 +151,30 @@ describe("several I/O threads", () => {
     );
     for (const response of responses) expect((await response.text()).length).toBe(1000);
     await waitFor(async () => (await adminStats(server)).counters.requests === 40, 5000, "40 requests counted");
+  });
+
+  test("reopenLogs reaches the access log of every I/O thread", async () => {
+    const accessPath = join(root, "access.log");
+    const server = await startServer(
+      testConfig({ http: { root }, server: { io_threads: 2 }, log: { access_log: true, access_file: accessPath } }),
+    );
+    const fetchAll = (count: number) =>
+      Promise.all(
+        Array.from({ length: count }, async () => {
+          const response = await fetch(`http://127.0.0.1:${server.port}/index.html`, { headers: { Connection: "close" } });
+          await response.arrayBuffer();
+        }),
+      );
+    await fetchAll(20);
+    await waitFor(() => server.stats.total(Counter.requests) === 20, 5000, "20 requests");
+    renameSync(accessPath, `${accessPath}.1`);
+    await server.reopenLogs();
+    await fetchAll(20);
+    await waitFor(() => server.stats.total(Counter.requests) === 40, 5000, "40 requests");
+    await server.stop({ graceful: true, timeoutMs: 2000 });
+    const lines = (path: string) => readFileSync(path, "utf8").split("\n").filter((line) => line.includes('"GET /index.html')).length;
+    expect(lines(`${accessPath}.1`)).toBe(20);
+    expect(lines(accessPath)).toBe(20);
   });
 
   test("limits.max_connections spans every I/O thread", async () => {

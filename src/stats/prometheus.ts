@@ -58,6 +58,7 @@ const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; t
   { group: "httpCache", key: "bytes", name: "hps_http_cache_bytes", type: "gauge", help: "Bytes of file content in the HTTP response cache." },
   { group: "httpCache", key: "hits", name: "hps_http_cache_hits_total", type: "counter", help: "HTTP response cache hits." },
   { group: "httpCache", key: "misses", name: "hps_http_cache_misses_total", type: "counter", help: "HTTP response cache misses." },
+  { group: "httpCache", key: "fileBackedEntries", name: "hps_http_cache_file_backed_entries", type: "gauge", help: "Files too large for memory whose metadata (path, headers, 304) is cached." },
 ];
 
 /** The /metrics body for the running server. */
