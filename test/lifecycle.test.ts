@@ -28,6 +28,17 @@ function spawnServer(args: string[], env: Record<string, string> = {}) {
   });
 }
 
+/**
+ * Ends a `bun run server` child for good. `bun run` forwards SIGTERM to the server it started but cannot forward
+ * SIGKILL, which would leave the server running: so SIGTERM first, SIGKILL only if it does not exit.
+ */
+async function stopChild(child: ReturnType<typeof spawnServer>): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill("SIGTERM");
+  const exited = await Promise.race([child.exited.then(() => true), Bun.sleep(5000).then(() => false)]);
+  if (!exited) child.kill("SIGKILL");
+}
+
 /** Reads a stream until `pattern` appears (or the stream ends / time runs out); returns all text read. */
 async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp, timeoutMs: number): Promise<string> {
   const reader = stream.getReader();
@@ -163,7 +174,7 @@ describe("bun run server", () => {
       expect(startup).toContain("setting not applied on this runtime: server.backlog = 2048");
       expect(startup).not.toContain("tcp.recv_buffer_bytes");
     } finally {
-      child.kill("SIGKILL");
+      await stopChild(child);
     }
   });
 
@@ -182,7 +193,7 @@ describe("bun run server", () => {
       child.kill("SIGTERM");
       expect(await child.exited).toBe(0);
     } finally {
-      child.kill("SIGKILL");
+      await stopChild(child);
     }
   });
 
@@ -226,7 +237,7 @@ describe("bun run server", () => {
       expect(bodyBytes).toBe(BIG_FILE_BYTES);
       expect(await child.exited).toBe(0);
     } finally {
-      child.kill("SIGKILL");
+      await stopChild(child);
     }
   });
 });
