@@ -85,6 +85,7 @@ export const SETTINGS = {
     cache_max_file_bytes: { schema: byteSize(0, GiB, MiB), doc: "Largest file kept in the in-memory response cache.", unit: "bytes" },
     cache_bytes: { schema: byteSize(0, 64 * GiB, 64 * MiB), doc: "Total bytes of file content kept in the in-memory cache (least recently used evicted).", unit: "bytes" },
     cache_revalidate_ms: { schema: int(0, 3_600_000, 1000), doc: "A cached file is checked against the disk (stat) at most this often; a change is served within this window.", unit: "milliseconds" },
+    static_routes: { schema: bool(false), doc: "Serve files held in the in-memory cache as Bun static routes: Bun answers GET and HEAD (with If-None-Match/If-Modified-Since 304 and If-Match/If-Unmodified-Since 412) from a prebuilt response, with no JavaScript per request (the fastest mode). Given up for those files: Range is ignored (the whole file, 200, as RFC 9110 allows); their requests are not counted in stats (gauge httpCache.staticRoutes gives how many paths are served so); no access log, rate limit, allow/deny, keep-alive request limit, connection limits or on-the-fly compression, so log.access_log, rate_limit.enabled, net.allow, net.deny, http.max_keepalive_requests, http.connection_limits and http.compress must be off (a start-up error names any that is not). A file with a precompressed sidecar, a file over cache_max_file_bytes, other methods and other paths keep the ordinary path. A timer checks routed files every cache_revalidate_ms (which must be at least 1)." },
   },
   custom: {
     max_in_flight: { schema: int(1, 65_536, 64), doc: "HPS/1 requests one connection may have outstanding; past it the server stops reading that socket." },
@@ -175,6 +176,26 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
         ctx.addIssue({ code: "custom", path: ["net", key, index], message: "must be an IPv4 or IPv6 address or CIDR like 10.0.0.0/8 or fd00::/8", input: cidr });
       }
     });
+  }
+  if (config.http.static_routes) {
+    // Static routes run no JavaScript per request, so every per-request feature must be off (never silently skipped).
+    const conflicts: string[] = [];
+    if (config.log.access_log) conflicts.push("log.access_log = true");
+    if (config.rate_limit.enabled) conflicts.push("rate_limit.enabled = true");
+    if (config.http.max_keepalive_requests > 0) conflicts.push(`http.max_keepalive_requests = ${config.http.max_keepalive_requests}`);
+    if (config.http.connection_limits) conflicts.push("http.connection_limits = true");
+    if (config.net.allow.length > 0) conflicts.push("net.allow (not empty)");
+    if (config.net.deny.length > 0) conflicts.push("net.deny (not empty)");
+    if (config.http.compress) conflicts.push("http.compress = true");
+    if (config.http.cache_revalidate_ms === 0) conflicts.push("http.cache_revalidate_ms = 0");
+    if (conflicts.length > 0) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["http", "static_routes"],
+        message: `cannot be true with ${conflicts.join(", ")}: static routes run no JavaScript per request, so nothing could log, admit, count connections, choose an encoding or check the disk per request; turn them off (cache_revalidate_ms must be at least 1) or set http.static_routes = false`,
+        input: true,
+      });
+    }
   }
   if (config.admin.enabled && config.admin.port !== 0 && config.admin.port === config.server.port) {
     ctx.addIssue({ code: "custom", path: ["admin", "port"], message: `must differ from server.port (${config.server.port})`, input: config.admin.port });

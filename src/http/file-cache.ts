@@ -142,6 +142,11 @@ export class FileCache {
     return entry;
   }
 
+  /** The entry for a raw path as held now, without checking the disk or counting a hit or miss. */
+  peek(key: string): CacheEntry | undefined {
+    return this.entries.get(key);
+  }
+
   /** Whether an entry of this many bytes may be cached at all. */
   fits(bytes: number): boolean {
     return bytes <= this.maxBytes;

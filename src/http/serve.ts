@@ -6,7 +6,7 @@ import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts"
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
-import { RouteTable, type RouteHandler } from "./routes.ts";
+import { RouteTable, type RouteHandler, type StaticRouteSource } from "./routes.ts";
 import { QUERY_NOT_SCANNED, StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
@@ -380,18 +380,30 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const sweepTimer = connections === null ? null
     : setInterval(() => connections.sweep(performance.now(), server.pendingRequests), Math.min(forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
   sweepTimer?.unref();
-  // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed).
+  // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed),
+  // or with http.static_routes, for files held in memory with one representation, a static response (no JavaScript).
+  const staticSource: StaticRouteSource | null = http.static_routes
+    ? {
+      response: (rawPath) => site.staticResponse(rawPath),
+      isCurrent: (rawPath, response, nowMs) => site.isStaticCurrent(rawPath, response, nowMs),
+      revalidateMs: http.cache_revalidate_ms,
+    }
+    : null;
   const routes = new RouteTable({
     makeHandler: (rawPath) => handler.routeHandler(rawPath),
     currentPaths: () => site.cachedPaths(),
     apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
+    staticSource,
     maxRoutes: MAX_ROUTES,
     delayMs: ROUTES_RELOAD_DELAY_MS,
   });
   site.onCached((rawPath) => routes.added(rawPath));
-  context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size }));
+  context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size, staticRoutes: routes.staticCount }));
   const port = server.port ?? config.server.port;
   logger.info(`http: serving ${http.root} on ${config.server.bind}:${port}`);
+  if (staticSource !== null) {
+    logger.info(`http: static_routes on: cached files are answered by Bun without JavaScript and are not counted in request stats (gauge httpCache.staticRoutes: paths served so); Range is ignored for them; files rechecked every ${http.cache_revalidate_ms} ms`);
+  }
   if (!countsConnections) {
     logger.info("http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them");
   }

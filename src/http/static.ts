@@ -7,7 +7,7 @@ import {
   acceptableEncodings, evaluatePreconditions, ifRangeMatches, parseRange,
   type ByteRange, type PreconditionHeaders,
 } from "./conditional.ts";
-import { FileCache, fileSignature, realPathOrNull, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
+import { FileCache, fileSignature, isCurrent, realPathOrNull, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
 import { contentTypeFor, isCompressible } from "./mime.ts";
 import { decodeRequestPath, isInsideRoot } from "./path.ts";
 
@@ -119,6 +119,33 @@ export class StaticFiles {
   *cachedPaths(): Generator<string> {
     yield* this.cache.keys();
     yield* this.fileBacked.keys();
+  }
+
+  /**
+   * The prebuilt 200 response `rawPath` may be served with as a Bun static route (http.static_routes): its body is
+   * held in memory and it has one representation (no sidecar, no on-the-fly compression); null otherwise.
+   */
+  staticResponse(rawPath: string): Response | null {
+    const entry = this.cache.peek(rawPath);
+    if (entry === undefined || entry.negotiates) return null;
+    return entry.variants[Encoding.identity]!.fullResponse;
+  }
+
+  /**
+   * Whether a static route built from `response` for `rawPath` still serves the current file: the entry is still
+   * cached (not evicted or replaced) and unchanged on disk. A changed entry is dropped, so the next request loads
+   * the file again. Static routes report no hits, so a current entry is marked referenced (kept by eviction).
+   */
+  isStaticCurrent(rawPath: string, response: Response, nowMs: number): boolean {
+    const entry = this.cache.peek(rawPath);
+    if (entry === undefined || entry.variants[Encoding.identity]!.fullResponse !== response) return false;
+    if (!isCurrent(entry)) {
+      this.cache.delete(rawPath);
+      return false;
+    }
+    entry.checkedAtMs = nowMs;
+    entry.referenced = true;
+    return true;
   }
 
   /** Drops every cached entry. */
