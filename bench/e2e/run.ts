@@ -42,7 +42,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTP GET 1 KiB file, 64 conns",
     unit: "req/s",
     hps: "hps-http",
-    baselines: ["nginx", "bun-http-static", "bun-http-file", "bun-http-clone"],
+    baselines: ["nginx", "bun-http-static", "bun-http-file", "bun-http-clone", "hps-http-static-routes"],
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: KiB },
   },
   {
@@ -50,7 +50,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTP GET 64 KiB file, 64 conns",
     unit: "req/s",
     hps: "hps-http",
-    baselines: ["nginx", "bun-http-static", "bun-http-file", "bun-http-clone"],
+    baselines: ["nginx", "bun-http-static", "bun-http-file", "bun-http-clone", "hps-http-static-routes"],
     plan: { kind: "wrk", path: "/64k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: 64 * KiB },
   },
   {
@@ -67,7 +67,7 @@ export const CASES: CaseSpec[] = [
     unit: "req/s",
     hps: "hps-http",
     // nginx with sendfile + tcp_nopush stalls under pipelining; its two better configurations are the real comparison.
-    baselines: ["nginx-nopush-off", "nginx-sendfile-off", "nginx", "bun-http-static", "bun-http-clone"],
+    baselines: ["nginx-nopush-off", "nginx-sendfile-off", "nginx", "bun-http-static", "bun-http-clone", "hps-http-static-routes"],
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 16, unit: "req/s", minBodyBytes: KiB },
   },
   {

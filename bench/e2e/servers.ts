@@ -9,6 +9,7 @@ const READY_TIMEOUT_MS = 15_000;
 /** Names of every server a case can measure. */
 export type ServerName =
   | "hps-http"
+  | "hps-http-static-routes"
   | "hps-echo"
   | "hps-custom"
   | "hps-custom-inline"
@@ -73,7 +74,7 @@ export async function writeHttpFiles(wwwDir: string): Promise<void> {
   }
 }
 
-function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custom", script = "src/main.ts"): string[] {
+function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custom", script = "src/main.ts", extraSets: readonly string[] = []): string[] {
   const adminPort = env.adminPorts.shift();
   if (adminPort === undefined) throw new Error("out of admin ports");
   const emptyConfig = join(env.tempDir, "empty.toml");
@@ -89,17 +90,18 @@ function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custo
     "log.access_log=false",
     `http.root=${env.wwwDir}`,
     `pool.threads=${BENCH_POOL_THREADS}`,
+    ...extraSets,
   ];
   return ["bun", join(REPO, script), "--config", emptyConfig, ...sets.flatMap((set) => ["--set", set])];
 }
 
-function hps(name: ServerName, protocol: "http" | "echo" | "custom", description: string, script?: string): ServerSpec {
+function hps(name: ServerName, protocol: "http" | "echo" | "custom", description: string, script?: string, extraSets: readonly string[] = []): ServerSpec {
   return {
     name,
     description,
     unavailable: null,
     start: (env, port) =>
-      startChild({ name, argv: hpsArgv(env, port, protocol, script), core: env.serverCore, readyPort: port, readyTimeoutMs: READY_TIMEOUT_MS, cwd: REPO, logPath: join(env.tempDir, `${name}.log`) }),
+      startChild({ name, argv: hpsArgv(env, port, protocol, script, extraSets), core: env.serverCore, readyPort: port, readyTimeoutMs: READY_TIMEOUT_MS, cwd: REPO, logPath: join(env.tempDir, `${name}.log`) }),
   };
 }
 
@@ -175,6 +177,8 @@ http {
 
 export const SERVERS: Record<ServerName, ServerSpec> = {
   "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
+  "hps-http-static-routes": hps("hps-http-static-routes", "http", "hps, protocol http with http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
+    undefined, ["http.static_routes=true", "http.compress=false"]),
   "hps-echo": hps("hps-echo", "echo", "hps, protocol echo"),
   "hps-custom": hps("hps-custom", "custom", `hps, protocol custom, HASH on the pool (pool.threads = ${BENCH_POOL_THREADS})`),
   "hps-custom-inline": hps("hps-custom-inline", "custom", "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)", "bench/baselines/hps-custom-inline.ts"),
