@@ -2,8 +2,9 @@
 //
 // Per worker: a submission ring (main writes, worker reads) and a completion ring (worker writes, main reads),
 // single producer and single consumer each, with head/tail counters in a small Int32 control block. The worker
-// sleeps in Atomics.waitAsync on the submission tail; the main thread wakes it with one Atomics.notify per I/O round
-// (not per task), and only when it said it sleeps. The main thread never blocks: while tasks are out it waits with
+// sleeps in Atomics.waitAsync on its WORKER_SLEEPING word (never on the tail: a late wake could then be lost); the
+// main thread wakes it by flipping that word and one Atomics.notify per I/O round (not per task), and only when it
+// said it sleeps. The main thread never blocks: while tasks are out it waits with
 // Atomics.waitAsync on MAIN_SLEEPING; a worker that finishes a batch while the main thread is idle flips that word
 // and notifies once (measured: ~9 µs round trip across cores against ~28 µs for a doorbell postMessage), and the
 // main thread then drains every completion ring in one go.
@@ -29,7 +30,10 @@ export const SUB_TAIL = 0;
 export const SUB_HEAD = 1;
 export const DONE_TAIL = 2;
 export const DONE_HEAD = 3;
-/** 1 while the worker waits for work; the main thread clears it with compareExchange and notifies. */
+/**
+ * 1 while the worker waits for work; the main thread clears it with compareExchange and notifies this word. The
+ * worker's wait is on this word (expecting 1), so a wake that clears it before the wait begins is never lost.
+ */
 export const WORKER_SLEEPING = 4;
 /**
  * Message tasks (payload not in the arena) the worker has started, counted up when it starts each one. A ring task

@@ -397,8 +397,9 @@ export class WorkerPool implements OpRunner {
       const worker = list[i]!;
       worker.wakePending = false;
       if (worker.state === WORKER_DEAD) continue;
+      // The worker sleeps waiting for this word to leave 1 (see worker.ts drain): clear it, then notify that word.
       if (Atomics.compareExchange(worker.control, WORKER_SLEEPING, 1, 0) === 1) {
-        Atomics.notify(worker.control, SUB_TAIL);
+        Atomics.notify(worker.control, WORKER_SLEEPING);
         this.wakeups++;
       }
     }

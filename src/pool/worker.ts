@@ -57,18 +57,28 @@ async function init(message: WorkerInit): Promise<void> {
   drain();
 }
 
-/** Runs every task in the submission ring, then sleeps (without blocking the event loop) until more arrive. */
+/**
+ * Runs every task in the submission ring, then sleeps (without blocking the event loop) until more arrive.
+ *
+ * The sleep waits on WORKER_SLEEPING itself, not on SUB_TAIL: the pool wakes a worker by flipping that word 1 -> 0
+ * and then notifying, and its wake for a task can come late, after this loop already took the task and went back to
+ * sleep. Had the wait been on SUB_TAIL, such a stale wake landing between the re-check and the wait would clear the
+ * flag and notify nobody, and the wait would then start with the flag 0: the pool, seeing 0, never notifies again,
+ * and the worker sleeps through every later task (seen under sustained load). Waiting for the word to stay 1 turns
+ * that wake into "not-equal": the loop looks at the ring again and goes back to sleep with the flag set.
+ */
 function drain(): void {
   for (;;) {
     let head = control[SUB_HEAD]!;
     const tail = Atomics.load(control, SUB_TAIL);
     if (head === tail) {
       Atomics.store(control, WORKER_SLEEPING, 1);
+      // A task published before the flag was set may have had its wake skipped (the pool saw 0): take it now.
       if (Atomics.load(control, SUB_TAIL) !== head) {
         Atomics.store(control, WORKER_SLEEPING, 0);
         continue;
       }
-      const wait = Atomics.waitAsync(control, SUB_TAIL, head);
+      const wait = Atomics.waitAsync(control, WORKER_SLEEPING, 1);
       if (wait.async) {
         void wait.value.then(drain);
         return;
