@@ -323,6 +323,17 @@ class TcpServer {
     };
   };
 
+  /** Graceful stop, one I/O round after it began: closes the connections that are idle (the rest close as they become so). */
+  private readonly closeIdle = (): void => {
+    const open = this.pool.open;
+    // Backwards: a close may release a state synchronously, swapping the last open one into an index already visited.
+    for (let i = open.length - 1; i >= 0; i--) {
+      const connection = open[i];
+      if (connection !== undefined) this.afterActivity(connection);
+    }
+    this.checkDrained();
+  };
+
   private checkDrained(): void {
     if (this.drained !== null && this.pool.open.length === 0 && (this.custom?.inFlight() ?? 0) === 0) {
       const resolve = this.drained;
@@ -342,18 +353,19 @@ class TcpServer {
       const finished = new Promise<void>((resolve) => {
         this.drained = resolve;
       });
+      // Every connection closes once idle; a busy one becomes idle when its last answer is written (afterActivity).
       const open = this.pool.open;
-      for (let i = open.length - 1; i >= 0; i--) {
-        const connection = open[i]!;
-        connection.closeWhenIdle = true;
-        this.afterActivity(connection);
-      }
-      this.checkDrained();
+      for (let i = open.length - 1; i >= 0; i--) open[i]!.closeWhenIdle = true;
+      // The idle ones close a timer later, not now: requests a client sent before the drain began may still wait in
+      // the kernel's receive buffer, and Bun polls sockets before it runs due timers, so they are read (and answered)
+      // first. Closing at once would end such a connection with its requests unanswered.
+      const idleCloser = setTimeout(this.closeIdle, 0);
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, options.timeoutMs);
       });
       await Promise.race([finished, timedOut]);
+      clearTimeout(idleCloser);
       clearTimeout(timer);
       this.drained = null;
     }
