@@ -1,5 +1,6 @@
 // Shared test helpers: a loopback configuration on port 0 with logs and the admin listener off.
 import { configSchema, type Config, type ConfigOverrides } from "../src/config/schema.ts";
+import type { Socket } from "bun";
 import type { GaugeRegistry, ServerContext } from "../src/context.ts";
 import { Logger } from "../src/log.ts";
 import { Admission } from "../src/net/admission.ts";
@@ -43,4 +44,30 @@ export function testContext(overrides: ConfigOverrides = {}): ServerContext {
 /** Completes a hand-built context with an Admission for its config and stats. */
 export function withAdmission(partial: Omit<ServerContext, "admission">): ServerContext {
   return { ...partial, admission: new Admission(partial.config, partial.stats) };
+}
+
+/** A raw TCP client that records everything received and when the server closed. */
+export interface RawClient {
+  socket: Socket<undefined>;
+  received: () => Uint8Array;
+  isClosed: () => boolean;
+}
+
+export async function rawConnect(port: number): Promise<RawClient> {
+  const chunks: Uint8Array[] = [];
+  let closed = false;
+  const socket = await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    socket: {
+      data: (_socket, chunk) => void chunks.push(new Uint8Array(chunk)),
+      close: () => void (closed = true),
+      error: () => void (closed = true),
+    },
+  });
+  return {
+    socket,
+    received: () => new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
+    isClosed: () => closed,
+  };
 }

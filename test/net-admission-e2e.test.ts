@@ -3,11 +3,10 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Socket } from "bun";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import { startServer } from "../src/server.ts";
 import { Counter } from "../src/stats/stats.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { rawConnect, testConfig, waitFor, type RawClient } from "./helpers.ts";
 
 let root = "";
 beforeAll(() => {
@@ -18,32 +17,6 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 function http(overrides: ConfigOverrides) {
   return startServer(testConfig({ ...overrides, server: { protocol: "http" }, http: { root, ...overrides.http } }));
-}
-
-/** A raw TCP client that records everything received and when the server closed. */
-interface RawClient {
-  socket: Socket<undefined>;
-  received: () => Uint8Array;
-  isClosed: () => boolean;
-}
-
-async function rawConnect(port: number): Promise<RawClient> {
-  const chunks: Uint8Array[] = [];
-  let closed = false;
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      data: (_socket, chunk) => void chunks.push(new Uint8Array(chunk)),
-      close: () => void (closed = true),
-      error: () => void (closed = true),
-    },
-  });
-  return {
-    socket,
-    received: () => new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
-    isClosed: () => closed,
-  };
 }
 
 describe("http", () => {

@@ -1,6 +1,5 @@
 // Admission on the TCP listener (echo, HPS/1) over real sockets: refusals, their answers and counters, PROXY protocol.
 import { describe, expect, test } from "bun:test";
-import type { Socket } from "bun";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import type { ServerContext } from "../src/context.ts";
 import { Logger } from "../src/log.ts";
@@ -9,7 +8,7 @@ import { Counter, Stats } from "../src/stats/stats.ts";
 import { encodeFrame, FrameDecoder, FrameStatus, Opcode } from "../src/tcp/frame.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testConfig, waitFor } from "./helpers.ts";
+import { rawConnect, testConfig, waitFor } from "./helpers.ts";
 
 /** The TCP listener with an Admission in its context, as startServer builds it; `stats` to read counters. */
 async function startServer(config: ReturnType<typeof testConfig>) {
@@ -27,32 +26,6 @@ async function startServer(config: ReturnType<typeof testConfig>) {
     port: listener.port,
     stats,
     [Symbol.asyncDispose]: () => listener.stop({ graceful: false, timeoutMs: 0 }),
-  };
-}
-
-/** A raw TCP client that records everything received and when the server closed. */
-interface RawClient {
-  socket: Socket<undefined>;
-  received: () => Uint8Array;
-  isClosed: () => boolean;
-}
-
-async function rawConnect(port: number): Promise<RawClient> {
-  const chunks: Uint8Array[] = [];
-  let closed = false;
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      data: (_socket, chunk) => void chunks.push(new Uint8Array(chunk)),
-      close: () => void (closed = true),
-      error: () => void (closed = true),
-    },
-  });
-  return {
-    socket,
-    received: () => new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
-    isClosed: () => closed,
   };
 }
 

@@ -56,6 +56,13 @@ export interface LoadPlan {
 
 export type DriverPlan = WrkPlan | LoadPlan;
 
+/** Median of a list of measurements (0 for none). */
+export function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length === 0 ? 0 : sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
 interface WrkSummary {
   requests: number;
   bytes: number;

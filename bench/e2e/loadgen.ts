@@ -3,7 +3,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { drive, type DriverPlan, type Measurement, type RunLength } from "./drivers.ts";
+import { drive, median, type DriverPlan, type Measurement, type RunLength } from "./drivers.ts";
 import { ensurePackages, freePorts, stopAll, stopChildrenOnSignals } from "./process.ts";
 import { SERVERS, writeHttpFiles, type BenchEnv } from "./servers.ts";
 
@@ -12,12 +12,6 @@ const USAGE = `Usage: bun run bench:loadgen [--rounds N] [--seconds S] [--warmup
 nginx (1 worker) serves a 1 KiB file pinned to core 0; wrk -t1 and \`bun run load\` (one thread) take turns
 driving it from core 1 with the same connection count. Prints each driver's median req/s and the ratio load/wrk.
 `;
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 async function main(argv: string[]): Promise<number> {
   let args;

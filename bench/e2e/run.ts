@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync, chmodSync, readFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
-import { drive, type DriverPlan, type Measurement, type RunLength, type Unit } from "./drivers.ts";
+import { drive, median, type DriverPlan, type Measurement, type RunLength, type Unit } from "./drivers.ts";
 import { ensurePackages, freePorts, runTool, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
 import { NGINX_BIN, SERVERS, writeHttpFiles, type BenchEnv, type ServerName } from "./servers.ts";
 
@@ -126,12 +126,6 @@ interface CaseResult {
   /** The same ratio per second of server CPU (work done per CPU-second): steadier than wall-clock rates on shared cores. */
   cpuRatios: Partial<Record<ServerName, number>>;
   skipped: Partial<Record<ServerName, string>>;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length === 0 ? 0 : sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
 /** Three significant digits, thousands separated: 182k → "182,345", 2.71 → "2.71". */
