@@ -121,6 +121,14 @@ export async function startWorkerPool(context: PoolContext, options: WorkerPoolO
   return pool;
 }
 
+/** What `runTask` resolves with: an HPS/1 status and the result (or the error message as UTF-8). */
+export interface TaskResult {
+  status: number;
+  payload: Uint8Array;
+}
+
+const messageBytes = (text: string) => new TextEncoder().encode(text);
+
 export class WorkerPool implements OpRunner {
   readonly arena: BufferArena;
   readonly threads: number;
@@ -230,6 +238,32 @@ export class WorkerPool implements OpRunner {
 
   run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void {
     this.submit(opcode, payload, 0, payload.length, token, done);
+  }
+
+  /**
+   * `run` as a promise, for callers off the hot path (tools, embedding). The result's payload is a copy.
+   * `signal`: an abort before the task is answered settles it at once with status 6 "aborted" (the worker may still
+   * finish it; its result is dropped). `timeoutMs`: settles with status 7 when no answer came in time (the pool's own
+   * pool.task_timeout_ms still bounds the worker).
+   */
+  runTask(opcode: number, payload: Uint8Array, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<TaskResult> {
+    const { signal, timeoutMs } = options;
+    if (signal?.aborted) return Promise.resolve({ status: FrameStatus.INTERNAL, payload: messageBytes("aborted") });
+    return new Promise<TaskResult>((resolve) => {
+      let isSettled = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const settle = (status: number, result: Uint8Array) => {
+        if (isSettled) return;
+        isSettled = true;
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        resolve({ status, payload: result });
+      };
+      const onAbort = () => settle(FrameStatus.INTERNAL, messageBytes("aborted"));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      if (timeoutMs !== undefined && timeoutMs > 0) timer = setTimeout(() => settle(FrameStatus.TIMEOUT, messageBytes("timed out waiting for the pool")), timeoutMs);
+      this.run(opcode, payload, 0, (_token, status, result) => settle(status, result.slice()));
+    });
   }
 
   /** `run` with the payload given as bytes[start, start + length); copied into the arena before this returns. */
