@@ -60,46 +60,15 @@ describe("max_keepalive_requests", () => {
   });
 
   test("one request at a time on one socket: closed after the 3rd", async () => {
-    let received = new Uint8Array(0);
-    let closed = false;
-    let wake: () => void = () => {};
-    const socket = await Bun.connect({
-      hostname: "127.0.0.1",
-      port: site.port,
-      socket: {
-        data(_s, data) {
-          const merged = new Uint8Array(received.length + data.length);
-          merged.set(received);
-          merged.set(data, received.length);
-          received = merged;
-          wake();
-        },
-        close() {
-          closed = true;
-          wake();
-        },
-      },
-    });
-    const waitUntil = async (predicate: () => boolean) => {
-      const deadline = Date.now() + 5000;
-      while (!predicate() && Date.now() < deadline) {
-        await new Promise<void>((resolve) => {
-          wake = resolve;
-          setTimeout(resolve, 100);
-        });
-      }
-    };
+    const connection = await keptConnection(site.port);
     try {
-      for (let i = 1; i <= 3; i++) {
-        socket.write(request("GET", "/b.txt"));
-        await waitUntil(() => parseResponses(received).length >= i);
-        expect(parseResponses(received).length).toBe(i);
-      }
-      await waitUntil(() => closed);
-      expect(closed).toBe(true);
-      expect(parseResponses(received)[2]!.headers.get("connection")).toBe("close");
+      const responses = [];
+      for (let i = 1; i <= 3; i++) responses.push(await connection.request(request("GET", "/b.txt")));
+      expect(responses).toHaveLength(3);
+      expect(await connection.closed()).toBe(true);
+      expect(responses[2]!.headers.get("connection")).toBe("close");
     } finally {
-      socket.end();
+      connection.end();
     }
   });
 
