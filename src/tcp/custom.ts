@@ -4,7 +4,7 @@ import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { snapshot } from "../stats/snapshot.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
-import type { ConnectionState, WriteQueue } from "./connection.ts";
+import { EndOfTickBatch, type ConnectionState, type WriteQueue } from "./connection.ts";
 import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader, type FrameRangeHandler } from "./frame.ts";
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
@@ -41,7 +41,6 @@ export class CustomProtocol {
   private readonly runner: OpRunner;
   private readonly maxInFlight: number;
   private readonly afterActivity: (connection: ConnectionState) => void;
-  private readonly readHeld: (connection: ConnectionState) => void;
   private readonly context: ServerContext;
   /** Set only when rate limiting is enabled, so the per-frame check costs one null test otherwise. */
   private readonly rateLimiter: Admission | null;
@@ -64,20 +63,13 @@ export class CustomProtocol {
   private readonly freeEntries: number[] = [];
   private runningTotal = 0;
 
-  /** Connections with responses from the runner waiting to be written at the end of this tick, with their generation. */
-  private readonly flushList: ConnectionState[] = [];
-  private readonly flushGenerations: number[] = [];
-  private isFlushQueued = false;
-
+  /** Connections with responses from the runner waiting to be written at the end of this tick. */
+  private readonly toFlush: EndOfTickBatch;
   /** Paused connections whose decoder holds frames and that dropped below max_in_flight: decoded at the end of this tick. */
-  private readonly resumeList: ConnectionState[] = [];
-  private readonly resumeGenerations: number[] = [];
-  private isResumeQueued = false;
+  private readonly toResume: EndOfTickBatch;
 
   readonly onFrame: FrameRangeHandler;
   private readonly onDone: OpDone;
-  private readonly flushAll: () => void;
-  private readonly resumeAll: () => void;
 
   constructor(options: CustomProtocolOptions) {
     this.stats = options.stats;
@@ -85,7 +77,6 @@ export class CustomProtocol {
     this.runner = options.runner;
     this.maxInFlight = options.maxInFlight;
     this.afterActivity = options.afterActivity;
-    this.readHeld = options.readHeld;
     this.context = options.context;
     this.rateLimiter = options.admission.rateLimitEnabled ? options.admission : null;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
@@ -97,8 +88,11 @@ export class CustomProtocol {
       if (connection.inFlight >= this.maxInFlight) connection.decoder!.stop();
     };
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
-    this.flushAll = () => this.writeScheduled();
-    this.resumeAll = () => this.resumeScheduled();
+    this.toFlush = new EndOfTickBatch("isFlushScheduled", (connection) => {
+      this.writer.flushBatch(connection);
+      if (connection.closeWhenIdle) this.afterActivity(connection);
+    });
+    this.toResume = new EndOfTickBatch("isResumeScheduled", options.readHeld);
   }
 
   /** Requests handed to the runner and not answered yet, over all connections (including ones closed meanwhile). */
@@ -182,29 +176,7 @@ export class CustomProtocol {
 
   /** Held frames are decoded in a microtask, never inside a runner's done (which may run inside another connection's event). */
   private scheduleResume(connection: ConnectionState): void {
-    if (connection.isResumeScheduled) return;
-    connection.isResumeScheduled = true;
-    this.resumeList.push(connection);
-    this.resumeGenerations.push(connection.generation);
-    if (!this.isResumeQueued) {
-      this.isResumeQueued = true;
-      queueMicrotask(this.resumeAll);
-    }
-  }
-
-  private resumeScheduled(): void {
-    this.isResumeQueued = false;
-    const list = this.resumeList;
-    const generations = this.resumeGenerations;
-    // Bounded: a connection is listed at most once until its entry is handled (isResumeScheduled).
-    for (let i = 0; i < list.length; i++) {
-      const connection = list[i]!;
-      if (connection.generation !== generations[i]) continue; // closed and reused: its flag was reset
-      connection.isResumeScheduled = false;
-      this.readHeld(connection);
-    }
-    list.length = 0;
-    generations.length = 0;
+    this.toResume.add(connection);
   }
 
   /** One request frame; its payload is bytes[payloadStart, payloadStart + payloadBytes), valid during this call. */
@@ -297,30 +269,7 @@ export class CustomProtocol {
     if (connection.isClosed) return;
     this.appendFrame(connection, opcode, status, requestId, result, false);
     if (connection.isReadPaused && connection.inFlight < this.maxInFlight) this.resumeReading(connection);
-    if (connection.isInData || connection.isFlushScheduled) return;
-    connection.isFlushScheduled = true;
-    this.flushList.push(connection);
-    this.flushGenerations.push(generation);
-    if (!this.isFlushQueued) {
-      this.isFlushQueued = true;
-      queueMicrotask(this.flushAll);
-    }
-  }
-
-  /** Writes the batches of connections that got runner responses since the last flush (one write per connection). */
-  private writeScheduled(): void {
-    this.isFlushQueued = false;
-    const list = this.flushList;
-    const generations = this.flushGenerations;
-    for (let i = 0; i < list.length; i++) {
-      const connection = list[i]!;
-      if (connection.generation !== generations[i] || connection.isClosed) continue;
-      connection.isFlushScheduled = false;
-      this.writer.flushBatch(connection);
-      if (connection.closeWhenIdle) this.afterActivity(connection);
-    }
-    list.length = 0;
-    generations.length = 0;
+    if (!connection.isInData) this.toFlush.add(connection);
   }
 
   /** Header into the batch; small payloads copied after it, large ones written as their own view. */
