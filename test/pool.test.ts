@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import { Logger } from "../src/log.ts";
 import { FrameStatus } from "../src/pool/op-runner.ts";
-import { startWorkerPool, type PoolContext, type WorkerPool, type WorkerPoolOptions } from "../src/pool/worker-pool.ts";
+import { EARLY_WAKE_TASKS, startWorkerPool, type PoolContext, type WorkerPool, type WorkerPoolOptions } from "../src/pool/worker-pool.ts";
 import { renderMetrics } from "../src/stats/prometheus.ts";
 import { Counter, Stats } from "../src/stats/stats.ts";
 import { FrameStatus as TcpFrameStatus } from "../src/tcp/frame.ts";
@@ -207,8 +207,9 @@ describe("wake-ups", () => {
       const gauges = context.gauges.get("pool")!;
       const before = gauges().wakeups!;
       const tokens: number[] = [];
+      const perTurn = Math.floor((EARLY_WAKE_TASKS - 1) / 10); // the round stays below the early wake-up
       for (let turn = 0; turn < 10; turn++) {
-        for (let i = 0; i < 20; i++) tokens.push(collector.submit(pool, 0x02, filled(64, turn * 20 + i)));
+        for (let i = 0; i < perTurn; i++) tokens.push(collector.submit(pool, 0x02, filled(64, turn * perTurn + i)));
         expect(gauges().wakeups).toBe(before); // not yet: the notify waits for the end of the round
         await Promise.resolve(); // several microtask turns, one round
       }
@@ -218,6 +219,29 @@ describe("wake-ups", () => {
         expect(reply.payload).toEqual(sha256(filled(64, i)));
       }
       expect(gauges().wakeups! - before).toBeLessThanOrEqual(1);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
+  test("a round that gives a sleeping worker EARLY_WAKE_TASKS tasks wakes it at once, while the round goes on; all finish", async () => {
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
+    try {
+      await collector.result(collector.submit(pool, 0x02, filled(64, 1)));
+      await Bun.sleep(20); // the worker has gone back to sleep
+      const gauges = context.gauges.get("pool")!;
+      const before = gauges().wakeups!;
+      const tokens: number[] = [];
+      for (let i = 0; i < EARLY_WAKE_TASKS - 1; i++) tokens.push(collector.submit(pool, 0x02, filled(64, i)));
+      expect(gauges().wakeups).toBe(before);
+      tokens.push(collector.submit(pool, 0x02, filled(64, EARLY_WAKE_TASKS - 1)));
+      expect(gauges().wakeups).toBe(before + 1); // woken by the 64th task, before the round ends
+      for (let i = EARLY_WAKE_TASKS; i < 3 * EARLY_WAKE_TASKS; i++) tokens.push(collector.submit(pool, 0x02, filled(64, i)));
+      for (let i = 0; i < tokens.length; i++) {
+        const reply = await collector.result(tokens[i]!);
+        expect(reply.status).toBe(0);
+        expect(reply.payload).toEqual(sha256(filled(64, i)));
+      }
     } finally {
       await pool.stop({ graceful: false, timeoutMs: 0 });
     }
