@@ -51,7 +51,7 @@ export interface LoadPlan {
   pipeline: number;
   sizeBytes: number;
   opcode: "ping" | "hash" | null;
-  unit: "round trips/s" | "MB/s" | "frames/s" | "req/s";
+  unit: "round trips/s" | "MB/s" | "GB/s" | "frames/s" | "req/s";
 }
 
 export type DriverPlan = WrkPlan | LoadPlan;
@@ -130,7 +130,9 @@ async function driveLoad(plan: LoadPlan, port: number, length: RunLength): Promi
   } catch {
     return failed(command, `load tester exited ${run.exitCode}: ${run.stderr.trim().split("\n").slice(-3).join(" / ")}`);
   }
-  const value = plan.unit === "MB/s" ? report.bytes.readPerSecond.mean / 1e6 : report.requests.perSecond.mean;
+  const value = plan.unit === "MB/s" ? report.bytes.readPerSecond.mean / 1e6
+    : plan.unit === "GB/s" ? report.bytes.readPerSecond.mean / 1e9
+    : report.requests.perSecond.mean;
   const notes: string[] = [];
   if (report.errors.total > 0) {
     const e = report.errors;
