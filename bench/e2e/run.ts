@@ -81,6 +81,15 @@ export const CASES: CaseSpec[] = [
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 16, unit: "req/s", minBodyBytes: KiB },
   },
   {
+    // Issue 6's figure: what the admission check costs on the cheapest request (the limit is never reached).
+    id: "http-1k-rate-limited",
+    title: "HTTP GET 1 KiB file, 64 conns, rate limiting on vs off",
+    unit: "req/s",
+    hps: "hps-http-rate-limited",
+    baselines: ["hps-http"],
+    plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: KiB },
+  },
+  {
     id: "echo-pingpong",
     title: "echo 64 B ping-pong, 64 conns",
     unit: "round trips/s",

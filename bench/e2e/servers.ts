@@ -10,6 +10,7 @@ const READY_TIMEOUT_MS = 15_000;
 export type ServerName =
   | "hps-http"
   | "hps-http-static-routes"
+  | "hps-http-rate-limited"
   | "hps-echo"
   | "hps-custom"
   | "hps-custom-inline"
@@ -179,6 +180,8 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
   "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
   "hps-http-static-routes": hps("hps-http-static-routes", "http", "hps, protocol http with http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
     undefined, ["http.static_routes=true", "http.compress=false"]),
+  "hps-http-rate-limited": hps("hps-http-rate-limited", "http", "hps, protocol http with rate_limit.enabled = true at 1e9 requests per second per address (never reached), access log off",
+    undefined, ["rate_limit.enabled=true", "rate_limit.requests=1000000000", "rate_limit.window_s=1"]),
   "hps-echo": hps("hps-echo", "echo", "hps, protocol echo"),
   "hps-custom": hps("hps-custom", "custom", `hps, protocol custom, HASH on the pool (pool.threads = ${BENCH_POOL_THREADS})`),
   "hps-custom-inline": hps("hps-custom-inline", "custom", "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)", "bench/baselines/hps-custom-inline.ts"),
