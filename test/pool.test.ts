@@ -247,6 +247,26 @@ describe("wake-ups", () => {
     }
   });
 
+  test("lost wake-ups (the notify never sent) are recovered by the watchdog: every task completes, each recovery counted", async () => {
+    for (const taskTimeoutMs of [0, 400]) {
+      const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: taskTimeoutMs } }, { loseWakeups: true });
+      try {
+        const gauges = context.gauges.get("pool")!;
+        for (let round = 0; round < 2; round++) {
+          const tokens = [0, 1, 2].map((i) => collector.submit(pool, 0x02, filled(64, round * 3 + i)));
+          for (let i = 0; i < tokens.length; i++) {
+            const reply = await collector.result(tokens[i]!);
+            expect(reply).toEqual({ status: 0, payload: sha256(filled(64, round * 3 + i)) });
+          }
+          expect(gauges().lostWakeups).toBe(round + 1);
+        }
+        expect(context.stats.total(Counter.poolTimedOut)).toBe(0);
+      } finally {
+        await pool.stop({ graceful: false, timeoutMs: 0 });
+      }
+    }
+  });
+
   test("tasks submitted from inside done callbacks (one at a time, a chain) all complete", async () => {
     const { pool } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
     try {

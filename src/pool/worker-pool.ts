@@ -34,6 +34,9 @@ const BYTEWISE_COPY_BYTES = 256;
  * through a large batch while the rest is still being submitted (measured: 1024 in flight, see pool.bench.ts).
  */
 export const EARLY_WAKE_TASKS = 64;
+const LONE = process.env.LONE === "1";
+/** How often the watchdog looks for stalled rings when pool.task_timeout_ms is 0 (otherwise the timeout check's period). */
+const WATCHDOG_INTERVAL_MS = 500;
 /** Most drain rounds per wake-up before yielding to I/O with setImmediate. */
 const MAX_PUMP_ROUNDS = 16;
 
@@ -55,6 +58,8 @@ export interface WorkerPoolOptions {
   readonly arena?: BufferArena;
   /** Worker entry module (tests use fixtures that crash or hang during start-up). */
   readonly workerUrl?: string | URL;
+  /** Tests only: wake-ups clear the worker's sleeping word but send no notify (lost wake-ups the watchdog must recover). */
+  readonly loseWakeups?: boolean;
 }
 
 const TASK_FREE = 0;
@@ -82,6 +87,8 @@ class WorkerSlot {
   wakePending = false;
   /** Tasks added to the ring since this worker was last woken (or found awake). */
   unwoken = 0;
+  /** SUB_HEAD at the watchdog's last look (see rewakeStalled). */
+  headAtLastCheck = -1;
   constructor(readonly index: number, readonly worker: Worker, readonly lockId: number) {}
 }
 
@@ -154,7 +161,8 @@ export class WorkerPool implements OpRunner {
   private startFailures = 0;
   private stopping = false;
   private stopped = false;
-  private timeoutTimer: ReturnType<typeof setInterval> | null = null;
+  private watchdogTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly loseWakeups: boolean;
   private pumpScheduled = false;
   private readonly onPumpLater = () => {
     this.pumpScheduled = false;
@@ -200,6 +208,8 @@ export class WorkerPool implements OpRunner {
   /** Atomics.notify calls that woke a sleeping worker, and notifications of completions received (gauges: wake-ups per batch). */
   private wakeups = 0;
   private doorbells = 0;
+  /** Lost wake-ups the watchdog recovered (see rewakeStalled). */
+  private lostWakeups = 0;
 
   constructor(context: PoolContext, options: WorkerPoolOptions = {}) {
     this.context = context;
@@ -210,6 +220,7 @@ export class WorkerPool implements OpRunner {
     const handlers = options.handlersPath ?? custom.handlers;
     this.handlersPath = handlers === "" ? "" : resolvePath(process.cwd(), handlers);
     this.workerUrl = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
+    this.loseWakeups = options.loseWakeups ?? false;
     this.arena = options.arena ?? createArena(memory, (message) => context.logger.error(message));
     Atomics.store(this.mainControl, MAIN_SLEEPING, 1);
     if (this.threads < 1) throw new Error(`pool.threads must be at least 1 (got ${this.threads})`);
@@ -222,10 +233,9 @@ export class WorkerPool implements OpRunner {
     });
     for (let i = 0; i < this.threads; i++) this.spawn(i);
     this.registerGauges();
-    if (this.taskTimeoutMs > 0) {
-      this.timeoutTimer = setInterval(() => this.checkTimeouts(), Math.min(1000, Math.max(5, this.taskTimeoutMs / 4)));
-      this.timeoutTimer.unref();
-    }
+    const periodMs = this.taskTimeoutMs > 0 ? Math.min(1000, Math.max(5, this.taskTimeoutMs / 4)) : WATCHDOG_INTERVAL_MS;
+    this.watchdogTimer = setInterval(() => this.watchdog(), periodMs);
+    this.watchdogTimer.unref();
     return started;
   }
 
@@ -343,7 +353,7 @@ export class WorkerPool implements OpRunner {
       this.drainWaiter = null;
     }
     this.stopped = true;
-    if (this.timeoutTimer !== null) clearInterval(this.timeoutTimer);
+    if (this.watchdogTimer !== null) clearInterval(this.watchdogTimer);
     this.pumpCompletions();
     for (const slot of this.workers) {
       slot.state = WORKER_DEAD;
@@ -418,7 +428,7 @@ export class WorkerPool implements OpRunner {
     this.taskRingIndex[slot] = index;
     target.subTail = (index + 1) | 0;
     Atomics.store(target.control, SUB_TAIL, target.subTail);
-    if (++target.unwoken >= EARLY_WAKE_TASKS) this.wakeNow(target);
+    if (++target.unwoken >= EARLY_WAKE_TASKS || (LONE && this.running === 1)) this.wakeNow(target);
     if (!target.wakePending) {
       target.wakePending = true;
       this.wakeList.push(target);
@@ -451,7 +461,7 @@ export class WorkerPool implements OpRunner {
   private wakeNow(worker: WorkerSlot): void {
     worker.unwoken = 0;
     if (Atomics.compareExchange(worker.control, WORKER_SLEEPING, 1, 0) === 1) {
-      Atomics.notify(worker.control, WORKER_SLEEPING);
+      if (!this.loseWakeups) Atomics.notify(worker.control, WORKER_SLEEPING);
       this.wakeups++;
     }
   }
@@ -644,7 +654,7 @@ export class WorkerPool implements OpRunner {
   private failStart(error: Error): void {
     this.stopping = true;
     this.stopped = true;
-    if (this.timeoutTimer !== null) clearInterval(this.timeoutTimer);
+    if (this.watchdogTimer !== null) clearInterval(this.watchdogTimer);
     for (const worker of this.workers) {
       worker.state = WORKER_DEAD;
       worker.worker.terminate();
@@ -703,6 +713,41 @@ export class WorkerPool implements OpRunner {
   }
 
   /**
+   * Runs every task_timeout_ms / 4 (or WATCHDOG_INTERVAL_MS) while the pool lives: drains completions whose doorbell
+   * was missed, wakes workers that sleep on a ring with tasks (a lost wake-up would otherwise hang those tasks for
+   * good), and applies the task timeout.
+   */
+  private watchdog(): void {
+    if (this.running === 0 || this.stopped) return;
+    this.pumpCompletions();
+    this.dispatchQueued();
+    this.rewakeStalled();
+    if (this.taskTimeoutMs > 0) this.checkTimeouts();
+  }
+
+  /**
+   * A worker whose ring holds tasks and whose SUB_HEAD has not moved since the last look is either busy with one long
+   * task or asleep after a lost wake-up. It is notified either way: a notify with nobody waiting does nothing, and one
+   * that wakes a waiter is a lost wake-up recovered (counted, logged).
+   */
+  private rewakeStalled(): void {
+    const workers = this.workers;
+    for (let w = 0; w < workers.length; w++) {
+      const worker = workers[w]!;
+      if (worker.state !== WORKER_READY) continue;
+      const head = Atomics.load(worker.control, SUB_HEAD);
+      const stalled = head !== worker.subTail && head === worker.headAtLastCheck && !worker.wakePending;
+      worker.headAtLastCheck = head;
+      if (!stalled) continue;
+      Atomics.store(worker.control, WORKER_SLEEPING, 0);
+      if (Atomics.notify(worker.control, WORKER_SLEEPING) > 0) {
+        this.lostWakeups++;
+        this.context.logger.warn(`pool: worker ${worker.index} slept with ${(worker.subTail - head) | 0} tasks in its ring (a lost wake-up); woken by the watchdog`);
+      }
+    }
+  }
+
+  /**
    * A worker running a task longer than pool.task_timeout_ms is terminated and replaced. A task is timed from when
    * its worker starts it, not from `run`: time in the queue or in the worker's ring does not count. No clock is read
    * per task: the worker only advances a counter as it starts each task (SUB_HEAD for ring tasks, MESSAGES_TAKEN for
@@ -711,11 +756,8 @@ export class WorkerPool implements OpRunner {
    * task_timeout_ms and about 1.5 x task_timeout_ms after it started.
    */
   private checkTimeouts(): void {
-    if (this.running === 0) return;
-    // Finished tasks may wait in a completion ring until their worker ends its batch: take them first, so only
-    // tasks still running are timed.
-    this.pumpCompletions();
-    this.dispatchQueued();
+    // The watchdog has just drained finished tasks (they may wait in a completion ring until their worker ends its
+    // batch), so only tasks still running are timed.
     const now = performance.now();
     const limitMs = this.taskTimeoutMs;
     const workers = this.workers;
@@ -773,6 +815,7 @@ export class WorkerPool implements OpRunner {
       workers,
       wakeups: this.wakeups,
       doorbells: this.doorbells,
+      lostWakeups: this.lostWakeups,
       latencyP50Micros: this.latency.percentile(50),
       latencyP99Micros: this.latency.percentile(99),
     };
