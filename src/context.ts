@@ -34,4 +34,9 @@ export interface Listener {
   stop(options: StopOptions): Promise<void>;
   /** Reopens the files this listener writes (the access log) by path, after log rotation. */
   reopenLogs?(): Promise<void>;
+  /**
+   * Applies a reloaded configuration (Server.reload): `context.config` is the new one (settings that need a restart
+   * keep their running values); stats, logger, gauges and admission are the same objects as before.
+   */
+  reconfigure?(context: ServerContext): Promise<void>;
 }
