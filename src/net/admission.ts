@@ -21,8 +21,8 @@ import { RateLimiter, type RateLimitState } from "./rate-limiter.ts";
 export const Refusal = { NONE: 0, DENIED: 1, MAX_CONNECTIONS: 2, PER_IP: 3 } as const;
 
 /**
- * Decisions remembered per address (allow/deny, trusted proxy); they depend only on the address and the fixed
- * lists. A cache hit (~Map.get) is several times cheaper than parsing the address. Cleared when full.
+ * Decisions remembered per address (allow/deny, trusted proxy); they depend only on the address and the lists.
+ * A cache hit (~Map.get) is several times cheaper than parsing the address. Cleared when full and by reconfigure.
  */
 const DECISION_CACHE_ENTRIES = 4096;
 
@@ -30,19 +30,21 @@ const DECISION_CACHE_ENTRIES = 4096;
 const NO_RATE_LIMIT: Readonly<RateLimitState> = Object.freeze({ limit: 0, remaining: 0, resetSeconds: 0 });
 
 export class Admission {
-  /** rate_limit.enabled: takeToken refuses over the rate. */
-  readonly rateLimitEnabled: boolean;
-  /** rate_limit.headers (and enabled): admitted HTTP responses carry RateLimit-* headers too. */
-  readonly rateLimitHeadersEnabled: boolean;
-  /** net.proxy_protocol: TCP connections from trusted proxies start with a PROXY v1/v2 header. */
-  readonly proxyProtocol: boolean;
+  /** rate_limit.enabled: takeToken refuses over the rate. Written only by reconfigure; read it per request or frame. */
+  rateLimitEnabled: boolean;
+  /** rate_limit.headers (and enabled): admitted HTTP responses carry RateLimit-* headers too. Written only by reconfigure. */
+  rateLimitHeadersEnabled: boolean;
+  /** net.proxy_protocol: TCP connections from trusted proxies start with a PROXY v1/v2 header. Written only by reconfigure. */
+  proxyProtocol: boolean;
   private readonly stats: Stats;
   private readonly gate: ConnectionGate;
-  private readonly limiter: RateLimiter | null;
-  private readonly allow: CidrList;
-  private readonly deny: CidrList;
-  private readonly trustedProxies: CidrList;
-  private readonly hasAccessLists: boolean;
+  private limiter: RateLimiter | null;
+  /** The rate_limit table the limiter was made for; reconfigure keeps the limiter when its settings are unchanged. */
+  private rateSettings: RateLimitSettings;
+  private allow: CidrList;
+  private deny: CidrList;
+  private trustedProxies: CidrList;
+  private hasAccessLists: boolean;
   private readonly words = new Int32Array(4);
   private readonly allowedCache = new Map<string, boolean>();
   private readonly trustedCache = new Map<string, boolean>();
@@ -53,11 +55,10 @@ export class Admission {
    */
   constructor(config: Config, stats: Stats, gauges?: GaugeRegistry, sharedConnections: Int32Array | null = null) {
     this.stats = stats;
-    const limits = config.limits;
-    const perIp = limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip;
-    this.gate = new ConnectionGate(limits.max_connections, perIp, sharedConnections);
+    this.gate = new ConnectionGate(config.limits.max_connections, perIpLimit(config.limits), sharedConnections);
     const rate = config.rate_limit;
-    this.limiter = rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
+    this.rateSettings = rate;
+    this.limiter = createLimiter(rate);
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
     this.allow = new CidrList(config.net.allow);
@@ -66,6 +67,36 @@ export class Admission {
     this.hasAccessLists = this.allow.size > 0 || this.deny.size > 0;
     this.proxyProtocol = config.net.proxy_protocol;
     gauges?.set("rateLimiter", () => ({ trackedIps: this.trackedIps }));
+  }
+
+  /**
+   * A reloaded configuration: every decision after this call follows `config`, while what is counted now stays.
+   * Open connections stay counted and are released as usual; a limit lowered below the current count refuses new
+   * connections until enough have left (nobody is disconnected). The rate limiter, with every address's tokens, is
+   * kept when enabled/requests/window_s/burst/max_tracked_ips are unchanged, otherwise replaced (every address
+   * starts with a full bucket) or dropped. net.proxy_protocol applies to connections opened after the call.
+   * With several I/O threads, each thread's Admission must be reconfigured; the shared total is left as it is.
+   * Throws (changing nothing) on a malformed CIDR, which a validated Config does not have.
+   */
+  reconfigure(config: Config): void {
+    const net = config.net;
+    // Built before anything changes, so a throw leaves the previous configuration whole.
+    const allow = new CidrList(net.allow);
+    const deny = new CidrList(net.deny);
+    const trustedProxies = new CidrList(net.trusted_proxies);
+    this.allow = allow;
+    this.deny = deny;
+    this.trustedProxies = trustedProxies;
+    this.hasAccessLists = allow.size > 0 || deny.size > 0;
+    this.allowedCache.clear();
+    this.trustedCache.clear();
+    this.proxyProtocol = net.proxy_protocol;
+    this.gate.setLimits(config.limits.max_connections, perIpLimit(config.limits));
+    const rate = config.rate_limit;
+    if (!sameLimiterSettings(this.rateSettings, rate)) this.limiter = createLimiter(rate);
+    this.rateSettings = rate;
+    this.rateLimitEnabled = rate.enabled;
+    this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
   }
 
   /**
@@ -184,6 +215,22 @@ export class Admission {
   get trackedIps(): number {
     return this.limiter === null ? 0 : this.limiter.size;
   }
+}
+
+type RateLimitSettings = Config["rate_limit"];
+
+/** limits.max_connections_per_ip, where 0 (no per-address limit) means max_connections. */
+function perIpLimit(limits: Config["limits"]): number {
+  return limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip;
+}
+
+function createLimiter(rate: RateLimitSettings): RateLimiter | null {
+  return rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
+}
+
+/** True when a limiter made for `a` is the one `b` would make (rate_limit.headers does not matter to it). */
+function sameLimiterSettings(a: RateLimitSettings, b: RateLimitSettings): boolean {
+  return a.enabled === b.enabled && a.requests === b.requests && a.window_s === b.window_s && a.burst === b.burst && a.max_tracked_ips === b.max_tracked_ips;
 }
 
 /** Seconds for a Retry-After header from takeToken's milliseconds (at least 1). */

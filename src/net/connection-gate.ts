@@ -7,8 +7,8 @@ export const GateResult = { ADMITTED: 0, MAX_CONNECTIONS: 1, PER_IP: 2 } as cons
 export const ZERO_ENTRIES_KEPT = 1024;
 
 export class ConnectionGate {
-  private readonly maxConnections: number;
-  private readonly maxPerIp: number;
+  private maxConnections: number;
+  private maxPerIp: number;
   private total = 0;
   /** With several I/O threads: the total across all of them, in shared memory (index 0), updated with Atomics. */
   private readonly sharedTotal: Int32Array | null;
@@ -25,6 +25,15 @@ export class ConnectionGate {
     this.maxConnections = maxConnections;
     this.maxPerIp = maxConnectionsPerIp;
     this.sharedTotal = sharedTotal;
+  }
+
+  /**
+   * New limits for the connections that enter from now on (a configuration reload). What is counted stays counted
+   * and is released as usual; a limit below the current count refuses newcomers until enough have left.
+   */
+  setLimits(maxConnections: number, maxConnectionsPerIp: number): void {
+    this.maxConnections = maxConnections;
+    this.maxPerIp = maxConnectionsPerIp;
   }
 
   /** Admits and counts one more connection from `ip`, or says which limit refuses it (nothing is counted then). */

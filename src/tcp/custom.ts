@@ -42,8 +42,8 @@ export class CustomProtocol {
   private readonly maxInFlight: number;
   private readonly afterActivity: (connection: ConnectionState) => void;
   private readonly context: ServerContext;
-  /** Set only when rate limiting is enabled, so the per-frame check costs one null test otherwise. */
-  private readonly rateLimiter: Admission | null;
+  /** Its rateLimitEnabled is read per frame (a field), so a reload that turns rate limiting on or off applies to the next frame. */
+  private readonly admission: Admission;
   private readonly tooLargeMessage: Uint8Array;
   private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
 
@@ -78,7 +78,7 @@ export class CustomProtocol {
     this.maxInFlight = options.maxInFlight;
     this.afterActivity = options.afterActivity;
     this.context = options.context;
-    this.rateLimiter = options.admission.rateLimitEnabled ? options.admission : null;
+    this.admission = options.admission;
     this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
     this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => {
       this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
@@ -183,8 +183,8 @@ export class CustomProtocol {
   private handleFrame(opcode: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void {
     const connection = this.current!;
     if (connection.isClosed) return;
-    if (this.rateLimiter !== null) {
-      const waitMs = this.rateLimiter.takeToken(connection.remoteAddress, this.eventStartMs);
+    if (this.admission.rateLimitEnabled) {
+      const waitMs = this.admission.takeToken(connection.remoteAddress, this.eventStartMs);
       if (waitMs > 0) {
         this.unrecordedFrames++;
         this.appendFrame(connection, opcode, FrameStatus.RATE_LIMITED, requestId, textEncoder.encode(`rate limited: retry in ${waitMs} ms`), true);
