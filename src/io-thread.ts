@@ -14,14 +14,16 @@ interface StartMessage {
   sharedConnections: Int32Array | null;
 }
 /** Messages from the main thread to an I/O thread. */
-type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions } | { kind: "reopen" };
+type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions } | { kind: "reopen" } | { kind: "reload"; config: Config };
 /** Messages from an I/O thread to the main thread. */
-type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" } | { kind: "reopened" };
+type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" } | { kind: "reopened" } | { kind: "reloaded" };
 
 export interface IoThreads {
   stop(options: StopOptions): Promise<void>;
   /** Each thread reopens the files its listener writes (the access log). */
   reopenLogs(): Promise<void>;
+  /** Each thread applies a reloaded configuration (see Server.reload) to its admission, listener and logger. */
+  reload(config: Config): Promise<void>;
 }
 
 export interface IoThreadOptions {
@@ -68,6 +70,10 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     async reopenLogs() {
       await Promise.all(workers.map((worker) => request(worker, { kind: "reopen" }, "reopened")));
     },
+    async reload(next) {
+      const threadConfig: Config = { ...next, server: { ...next.server, port: options.port, reuse_port: true } };
+      await Promise.all(workers.map((worker) => request(worker, { kind: "reload", config: threadConfig }, "reloaded")));
+    },
   };
 }
 
@@ -111,6 +117,19 @@ async function runInThread(): Promise<void> {
       try {
         await listener?.reopenLogs?.();
         post({ kind: "reopened" });
+      } catch (error) {
+        post({ kind: "failed", message: (error as Error).message });
+      }
+    } else if (message.kind === "reload") {
+      try {
+        if (context !== null) {
+          const next: ServerContext = { ...context, config: message.config };
+          context.admission.reconfigure(message.config);
+          await listener?.reconfigure?.(next);
+          context.logger.setLevel(message.config.log.level);
+          context = next;
+        }
+        post({ kind: "reloaded" });
       } catch (error) {
         post({ kind: "failed", message: (error as Error).message });
       }

@@ -48,6 +48,11 @@ export class Logger {
     return logger;
   }
 
+  /** From now on, writes `level` and more severe (a configuration reload). */
+  setLevel(level: LogLevel): void {
+    this.rank = LEVEL_RANK[level];
+  }
+
   isEnabled(level: LogLevel): boolean {
     return LEVEL_RANK[level] <= this.rank;
   }

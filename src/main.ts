@@ -19,7 +19,10 @@ Options:
 
 Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=9000); --set overrides both.
 Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
-         SIGHUP reopens log.file and log.access_file (for logrotate).
+         SIGHUP reopens log.file and log.access_file (for logrotate), then reloads the configuration from the same
+         file, environment and options: limits, rate limits, allow/deny lists, the HTTP site and access log, the log
+         level and the report interval change at once; settings read only at start are named in a warning. A
+         configuration with problems is rejected and the running one kept.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -52,9 +55,10 @@ async function main(argv: string[]): Promise<number> {
   if (args.port !== undefined) sets.push(`server.port=${args.port}`);
   if (args.protocol !== undefined) sets.push(`server.protocol=${args.protocol}`);
 
+  const load = () => loadConfig({ configPath: args.config ?? "server.toml", requireFile: args.config !== undefined, env: process.env, sets });
   let config;
   try {
-    config = await loadConfig({ configPath: args.config ?? "server.toml", requireFile: args.config !== undefined, env: process.env, sets });
+    config = await load();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) process.stderr.write(`${problem}\n`);
@@ -90,9 +94,10 @@ async function main(argv: string[]): Promise<number> {
         process.exit(130);
       }
       stopping = true;
-      server.logger.info(`${signal} received: draining (up to ${config.server.shutdown_timeout_s} s); send it again to exit at once`);
+      const shutdownTimeoutS = server.context.config.server.shutdown_timeout_s;
+      server.logger.info(`${signal} received: draining (up to ${shutdownTimeoutS} s); send it again to exit at once`);
       server
-        .stop({ graceful: true, timeoutMs: config.server.shutdown_timeout_s * 1000 })
+        .stop({ graceful: true, timeoutMs: shutdownTimeoutS * 1000 })
         .then(() => resolve(0))
         .catch((error: unknown) => {
           process.stderr.write(`hps: error during shutdown: ${(error as Error).message}\n`);
@@ -101,8 +106,25 @@ async function main(argv: string[]): Promise<number> {
     };
     process.on("SIGINT", onSignal);
     process.on("SIGTERM", onSignal);
+    let hangups = Promise.resolve();
     process.on("SIGHUP", () => {
-      server.reopenLogs().catch((error: unknown) => server.logger.error(`SIGHUP: cannot reopen log files: ${(error as Error).message}`));
+      // One after another: a second SIGHUP during a reload reloads again afterwards.
+      hangups = hangups.then(async () => {
+        if (stopping) return;
+        await server.reopenLogs().catch((error: unknown) => server.logger.error(`SIGHUP: cannot reopen log files: ${(error as Error).message}`));
+        let next;
+        try {
+          next = await load();
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          for (const problem of error.problems) server.logger.error(`SIGHUP: ${problem}`);
+          server.logger.error("SIGHUP: configuration rejected; the running configuration is kept");
+          return;
+        }
+        await server.reload(next).catch((error: unknown) => {
+          server.logger.error(`SIGHUP: configuration not applied (${(error as Error).message}); the running configuration is kept`);
+        });
+      }).catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`));
     });
   });
 }

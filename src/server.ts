@@ -2,6 +2,7 @@
 import { stat } from "node:fs/promises";
 import type { Config } from "./config/schema.ts";
 import { unappliedSettings } from "./config/print.ts";
+import { planReload } from "./config/reload.ts";
 import type { Listener, ServerContext, StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
 import { startIoThreads } from "./io-thread.ts";
@@ -16,6 +17,14 @@ export class StartupError extends Error {
   override readonly name = "StartupError";
 }
 
+/** What a configuration reload did: the changed settings, by name ("table.key"). */
+export interface ReloadReport {
+  /** Took effect for the requests and connections that follow. */
+  readonly applied: string[];
+  /** Read only at start: they keep their running values until the next start. */
+  readonly needsRestart: string[];
+}
+
 export interface Server {
   /** The public port actually bound (config port 0 picks one). */
   readonly port: number;
@@ -23,19 +32,30 @@ export interface Server {
   readonly adminPort: number | null;
   readonly stats: Stats;
   readonly logger: Logger;
+  /** The shared resources and the configuration running now (a reload replaces the configuration). */
   readonly context: ServerContext;
   /** false from the moment a graceful stop begins (/readyz answers 503). */
   isReady(): boolean;
   stop(options?: Partial<StopOptions>): Promise<void>;
   /** Reopens log.file and the access log by path (SIGHUP, after logrotate moved them). */
   reopenLogs(): Promise<void>;
+  /**
+   * Applies a newly loaded configuration (SIGHUP): admission, rate limits, the HTTP site and access log, log level,
+   * report interval and shutdown timeout change at once; settings read only at start are reported and keep their
+   * running values. Rejects, changing nothing, when the HTTP root is unusable or the merged configuration is invalid.
+   * Reloads run one at a time.
+   */
+  reload(config: Config): Promise<ReloadReport>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
+/** Several I/O threads share the port through SO_REUSEPORT. */
+function withThreadSettings(config: Config): Config {
+  return config.server.io_threads > 1 ? { ...config, server: { ...config.server, reuse_port: true } } : config;
+}
+
 export async function startServer(requested: Config): Promise<Server> {
-  // Several I/O threads share the port through SO_REUSEPORT.
-  const config: Config =
-    requested.server.io_threads > 1 ? { ...requested, server: { ...requested.server, reuse_port: true } } : requested;
+  const config = withThreadSettings(requested);
   const logger = openLogger(config);
   const stats = Stats.create();
   const gauges = new Map<string, () => Record<string, number>>();
@@ -80,11 +100,12 @@ export async function startServer(requested: Config): Promise<Server> {
         (admin ? `, admin on ${config.admin.bind}:${admin.port}` : ""),
     );
 
+    let current = context;
     let stopping: Promise<void> | null = null;
     const stop = (options: Partial<StopOptions> = {}) => {
       stopping ??= (async () => {
         ready = false;
-        const full: StopOptions = { graceful: options.graceful ?? true, timeoutMs: options.timeoutMs ?? config.server.shutdown_timeout_s * 1000 };
+        const full: StopOptions = { graceful: options.graceful ?? true, timeoutMs: options.timeoutMs ?? current.config.server.shutdown_timeout_s * 1000 };
         await Promise.all([listener.stop(full), ioThreads?.stop(full)]);
         reporter.stop();
         if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
@@ -92,13 +113,55 @@ export async function startServer(requested: Config): Promise<Server> {
       })();
       return stopping;
     };
+    const applyReload = async (requestedNext: Config): Promise<ReloadReport> => {
+      if (stopping !== null) throw new Error("the server is stopping");
+      const plan = planReload(current.config, withThreadSettings(requestedNext));
+      const report: ReloadReport = { applied: plan.applied, needsRestart: plan.needsRestart };
+      if (plan.needsRestart.length > 0) {
+        logger.warn(`configuration reload: changed but read only at start (running values kept until a restart): ${plan.needsRestart.join(", ")}`);
+      }
+      if (plan.applied.length === 0) {
+        logger.info("configuration reload: no setting that applies now has changed");
+        return report;
+      }
+      if (plan.config.server.protocol === "http" && plan.config.http.root !== current.config.http.root) await requireDirectory(plan.config.http.root);
+      const previous = current.config;
+      const next: ServerContext = { ...current, config: plan.config };
+      admission.reconfigure(plan.config);
+      try {
+        await listener.reconfigure?.(next);
+      } catch (error) {
+        admission.reconfigure(previous);
+        throw error;
+      }
+      current = next;
+      logger.setLevel(plan.config.log.level);
+      reporter.reschedule(plan.config.stats.interval_s);
+      if (ioThreads !== null) {
+        await ioThreads.reload(plan.config).catch((error: unknown) => {
+          logger.error(`configuration reload: an I/O thread could not apply it: ${(error as Error).message}`);
+        });
+      }
+      logger.info(`configuration reloaded: ${plan.applied.join(", ")}`);
+      return report;
+    };
+    let reloading: Promise<unknown> = Promise.resolve();
+    const reload = (next: Config): Promise<ReloadReport> => {
+      const run = reloading.then(() => applyReload(next));
+      reloading = run.catch(() => {});
+      return run;
+    };
+
     return {
       port: listener.port,
       adminPort: admin?.port ?? null,
       stats,
       logger,
-      context,
+      get context() {
+        return current;
+      },
       isReady: () => ready,
+      reload,
       stop,
       async reopenLogs() {
         await logger.reopen();

@@ -63,6 +63,8 @@ export function formatReport(snap: Snapshot): string[] {
 export interface Reporter {
   /** Logs a status block now (what the interval does). */
   report(): void;
+  /** Logs a status block every `intervalSeconds` from now on (0 = none); a configuration reload calls it. */
+  reschedule(intervalSeconds: number): void;
   /** Stops the interval and logs the final report, whose rates cover the whole run. Safe to call twice. */
   stop(): void;
 }
@@ -73,16 +75,21 @@ export interface Reporter {
  */
 export function startReporter(context: ServerContext): Reporter {
   const sampler = new SnapshotSampler(context);
-  const intervalSeconds = context.config.stats.interval_s;
   let isStopped = false;
   const report = (): void => {
     context.logger.block("info", "status", formatReport(sampler.take()));
   };
-  const timer = intervalSeconds > 0 ? setInterval(report, intervalSeconds * 1000) : null;
-  // The report is for people reading the log; it must never keep the process alive.
-  timer?.unref();
+  let timer: ReturnType<typeof setInterval> | null = null;
+  const schedule = (intervalSeconds: number): void => {
+    if (timer !== null) clearInterval(timer);
+    timer = intervalSeconds > 0 && !isStopped ? setInterval(report, intervalSeconds * 1000) : null;
+    // The report is for people reading the log; it must never keep the process alive.
+    timer?.unref();
+  };
+  schedule(context.config.stats.interval_s);
   return {
     report,
+    reschedule: schedule,
     stop(): void {
       if (isStopped) return;
       isStopped = true;

@@ -1,0 +1,206 @@
+// Configuration reload: which settings apply at once (planReload), Server.reload end to end, and SIGHUP in the CLI.
+import { afterAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { planReload } from "../src/config/reload.ts";
+import { configSchema, type Config, type ConfigOverrides } from "../src/config/schema.ts";
+import { startServer } from "../src/server.ts";
+import { Counter } from "../src/stats/stats.ts";
+import { testConfig, waitFor } from "./helpers.ts";
+
+const repo = join(import.meta.dir, "..");
+const dir = mkdtempSync(join(tmpdir(), "hps-reload-"));
+const siteA = join(dir, "a");
+const siteB = join(dir, "b");
+mkdirSync(siteA);
+mkdirSync(siteB);
+writeFileSync(join(siteA, "page.txt"), "from A");
+writeFileSync(join(siteB, "page.txt"), "from B");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** The same overrides on top of a base, as a whole configuration. */
+function configWith(base: ConfigOverrides, changes: ConfigOverrides): Config {
+  const merged: Record<string, object> = {};
+  for (const table of new Set([...Object.keys(base), ...Object.keys(changes)])) {
+    merged[table] = { ...(base as Record<string, object>)[table], ...(changes as Record<string, object>)[table] };
+  }
+  return configSchema.parse(merged);
+}
+
+describe("planReload", () => {
+  const base: ConfigOverrides = { server: { protocol: "http", port: 8080 }, http: { root: siteA } };
+
+  test("nothing changed: nothing applied, nothing to restart, the same values", () => {
+    const running = configWith(base, {});
+    const plan = planReload(running, configWith(base, {}));
+    expect(plan.applied).toEqual([]);
+    expect(plan.needsRestart).toEqual([]);
+    expect(plan.config).toEqual(running);
+  });
+
+  test("live settings take their new values; settings read at start keep their running values and are named", () => {
+    const running = configWith(base, {});
+    const next = configWith(base, {
+      server: { protocol: "http", port: 9999, shutdown_timeout_s: 3 },
+      limits: { max_connections: 50 },
+      rate_limit: { enabled: true, requests: 7 },
+      net: { deny: ["10.0.0.0/8"] },
+      http: { root: siteB, keepalive_timeout_s: 30, cache_control: "no-store" },
+      log: { level: "debug", file: "/tmp/elsewhere.log" },
+      admin: { port: 9191 },
+      stats: { interval_s: 5 },
+    });
+    const plan = planReload(running, next);
+    expect(plan.applied.sort()).toEqual([
+      "http.cache_control", "http.root", "limits.max_connections", "log.level", "net.deny", "rate_limit.enabled",
+      "rate_limit.requests", "server.shutdown_timeout_s", "stats.interval_s",
+    ]);
+    expect(plan.needsRestart.sort()).toEqual(["admin.port", "http.keepalive_timeout_s", "log.file", "server.port"]);
+    expect(plan.config.server.port).toBe(8080);
+    expect(plan.config.admin.port).toBe(running.admin.port);
+    expect(plan.config.log.file).toBe(running.log.file);
+    expect(plan.config.http.keepalive_timeout_s).toBe(running.http.keepalive_timeout_s);
+    expect(plan.config.http.root).toBe(siteB);
+    expect(plan.config.net.deny).toEqual(["10.0.0.0/8"]);
+    expect(plan.config.rate_limit.requests).toBe(7);
+  });
+
+  test("what the custom protocol reads at start (pool, arena, frame limit, TCP setup) needs a restart there, not with http", () => {
+    const custom: ConfigOverrides = { server: { protocol: "custom" } };
+    const changes: ConfigOverrides = { pool: { threads: 3 }, memory: { arena_bytes: 1 << 20 }, limits: { max_request_bytes: 4096 }, tcp: { nodelay: false }, custom: { max_in_flight: 8 } };
+    const forCustom = planReload(configWith(custom, {}), configWith(custom, changes));
+    expect(forCustom.applied).toEqual([]);
+    expect(forCustom.needsRestart.sort()).toEqual(["custom.max_in_flight", "limits.max_request_bytes", "memory.arena_bytes", "pool.threads", "tcp.nodelay"]);
+    const forHttp = planReload(configWith(base, {}), configWith(base, changes));
+    expect(forHttp.needsRestart).toEqual([]);
+    expect(forHttp.config.limits.max_request_bytes).toBe(4096);
+  });
+
+  test("a list setting is compared by its items", () => {
+    const running = configWith(base, { net: { allow: ["10.0.0.0/8", "192.168.0.0/16"] } });
+    expect(planReload(running, configWith(base, { net: { allow: ["10.0.0.0/8", "192.168.0.0/16"] } })).applied).toEqual([]);
+    expect(planReload(running, configWith(base, { net: { allow: ["192.168.0.0/16", "10.0.0.0/8"] } })).applied).toEqual(["net.allow"]);
+  });
+});
+
+describe("Server.reload", () => {
+  test("http: a new root, rate limit and log level apply to the next requests; the port stays; nothing is restarted", async () => {
+    const config = testConfig({ http: { root: siteA }, log: { access_log: false, level: "warn" } });
+    await using server = await startServer(config);
+    const url = `http://127.0.0.1:${server.port}/page.txt`;
+    expect(await (await fetch(url)).text()).toBe("from A");
+
+    const next = configWith(config, { http: { root: siteB }, rate_limit: { enabled: true, requests: 2, window_s: 60 }, log: { level: "debug" }, server: { port: server.port + 1 } });
+    const report = await server.reload(next);
+    expect(report.applied.sort()).toEqual(["http.root", "log.level", "rate_limit.enabled", "rate_limit.requests", "rate_limit.window_s"]);
+    expect(report.needsRestart).toEqual(["server.port"]);
+    expect(server.context.config.http.root).toBe(siteB);
+    expect(server.context.config.server.port).toBe(config.server.port);
+    expect(server.logger.isEnabled("debug")).toBe(true);
+
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const response = await fetch(url);
+      statuses.push(response.status);
+      if (response.status === 200) expect(await response.text()).toBe("from B");
+      else await response.arrayBuffer();
+    }
+    expect(statuses).toEqual([200, 200, 429]);
+    expect(server.stats.total(Counter.rateLimited)).toBe(1);
+  });
+
+  test("a missing root is refused: the reload rejects and the running site, limits and log level stay", async () => {
+    const config = testConfig({ http: { root: siteA }, log: { access_log: false, level: "warn" } });
+    await using server = await startServer(config);
+    const next = configWith(config, { http: { root: join(dir, "missing") }, rate_limit: { enabled: true, requests: 1, window_s: 60 }, log: { level: "debug" } });
+    expect(server.reload(next)).rejects.toThrow(/does not exist/);
+    await Bun.sleep(0);
+    for (let i = 0; i < 3; i++) expect(await (await fetch(`http://127.0.0.1:${server.port}/page.txt`)).text()).toBe("from A");
+    expect(server.context.config.http.root).toBe(siteA);
+    expect(server.logger.isEnabled("debug")).toBe(false);
+  });
+
+  test("echo: a deny list applied by reload closes new connections from that address at once, counted", async () => {
+    const config = testConfig({ server: { protocol: "echo" } });
+    await using server = await startServer(config);
+    const echoOnce = () => new Promise<string>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port: server.port });
+      let received = "";
+      socket.on("connect", () => socket.write("ping"));
+      socket.on("data", (chunk: Buffer) => {
+        received += chunk.toString();
+        if (received.length >= 4) socket.end();
+      });
+      socket.on("close", () => resolve(received));
+      socket.on("error", () => {});
+    });
+    expect(await echoOnce()).toBe("ping");
+    const report = await server.reload(configWith(config, { net: { deny: ["127.0.0.0/8"] } }));
+    expect(report.applied).toEqual(["net.deny"]);
+    expect(await echoOnce()).toBe("");
+    expect(server.stats.total(Counter.refusedDenied)).toBe(1);
+    await server.reload(config);
+    expect(await echoOnce()).toBe("ping");
+  });
+});
+
+describe("Server.reload with several I/O threads", () => {
+  test("every thread applies the reload: a deny list refuses connections whichever thread accepts them", async () => {
+    const config = testConfig({ server: { protocol: "echo", io_threads: 2 } });
+    await using server = await startServer(config);
+    const echoOnce = () => new Promise<string>((resolve) => {
+      const socket = connect({ host: "127.0.0.1", port: server.port });
+      let received = "";
+      socket.on("connect", () => socket.write("ping"));
+      socket.on("data", (chunk: Buffer) => {
+        received += chunk.toString();
+        if (received.length >= 4) socket.end();
+      });
+      socket.on("close", () => resolve(received));
+      socket.on("error", () => {});
+    });
+    const CONNECTIONS = 12; // spread over both threads by the kernel
+    expect(await Promise.all(Array.from({ length: CONNECTIONS }, echoOnce))).toEqual(Array(CONNECTIONS).fill("ping"));
+    expect((await server.reload(configWith(config, { net: { deny: ["127.0.0.0/8"] } }))).applied).toEqual(["net.deny"]);
+    expect(await Promise.all(Array.from({ length: CONNECTIONS }, echoOnce))).toEqual(Array(CONNECTIONS).fill(""));
+    await waitFor(() => server.stats.total(Counter.refusedDenied) === CONNECTIONS, 2000, "every refusal counted");
+  });
+});
+
+describe("SIGHUP", () => {
+  test("reloads the configuration file; a broken file is rejected and the server keeps serving", async () => {
+    const configPath = join(dir, "reload.toml");
+    const logPath = join(dir, "reload.log");
+    const write = (extra: string) =>
+      writeFileSync(configPath, `[server]\nbind = "127.0.0.1"\nport = 0\n[http]\nroot = "${siteA}"\n[admin]\nenabled = false\n[log]\nfile = "${logPath}"\naccess_log = false\n${extra}`);
+    write("");
+    const child = Bun.spawn(["bun", "src/main.ts", "--config", configPath], { cwd: repo, stdout: "ignore", stderr: "ignore" });
+    try {
+      const log = () => (existsSync(logPath) ? readFileSync(logPath, "utf8") : "");
+      await waitFor(() => /listening on 127\.0\.0\.1:\d+/.test(log()), 15_000, "the server to listen");
+      const port = Number(/listening on 127\.0\.0\.1:(\d+)/.exec(log())![1]);
+
+      write("[rate_limit]\nenabled = true\nrequests = 1\nwindow_s = 60\n");
+      child.kill("SIGHUP");
+      await waitFor(() => log().includes("configuration reloaded: rate_limit.enabled"), 10_000, "the reload to be logged");
+      const first = await fetch(`http://127.0.0.1:${port}/page.txt`);
+      expect(first.status).toBe(200);
+      expect(await first.text()).toBe("from A");
+      const second = await fetch(`http://127.0.0.1:${port}/page.txt`);
+      expect(second.status).toBe(429);
+      await second.arrayBuffer();
+
+      writeFileSync(configPath, "[server\nport = ");
+      child.kill("SIGHUP");
+      await waitFor(() => log().includes("configuration rejected"), 10_000, "the rejection to be logged");
+      expect(log()).toMatch(/SIGHUP: .*reload\.toml/);
+      expect((await fetch(`http://127.0.0.1:${port}/page.txt`)).status).toBe(429); // still the running configuration
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+    }
+  });
+});
