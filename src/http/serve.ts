@@ -1,5 +1,7 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
+import { stat } from "node:fs/promises";
 import type { Server } from "bun";
+import type { Config } from "../config/schema.ts";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
@@ -30,7 +32,8 @@ const ROUTES_RELOAD_DELAY_MS = 50;
 const DRAIN_POLL_MS = 10;
 
 /**
- * Per-request logic, built once; `fetch` is a bound method so Bun.serve gets one function for the server's life.
+ * Per-request logic, built once per configuration (see HttpSet); `fetch` is a bound method, so Bun.serve gets one
+ * function until a reload swaps in another handler.
  *
  * Connections (see keepalive.ts): a peer (address, port) seen for the first time is a new connection. When
  * http.connection_limits is on, it is admitted there (admitConnection: allow/deny, max_connections,
@@ -347,88 +350,193 @@ function asksToClose(connection: string | null): boolean {
   return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
 }
 
+/**
+ * Everything built from one configuration: the site and its caches, the access log, the connection counter, the
+ * handler, the native routes and the sweep of idle connections. A reload builds a new set, swaps it in on the
+ * same Bun server and retires the old one.
+ */
+class HttpSet {
+  private readonly site: StaticFiles;
+  readonly accessLog: AccessLog | null;
+  private readonly connections: KeepAliveCounter | null;
+  readonly handler: HttpHandler;
+  private readonly context: ServerContext;
+  private readonly forgetAfterMs: number;
+  private routes: RouteTable | null = null;
+  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** Throws when http.root does not exist or log.access_file cannot be opened (nothing is left open then). */
+  constructor(context: ServerContext) {
+    const { config } = context;
+    const http = config.http;
+    this.context = context;
+    this.site = new StaticFiles(http);
+    this.accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
+    const idleTimeoutSeconds = http.keepalive_timeout_s;
+    this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
+    const countsConnections = http.connection_limits;
+    const admission = context.admission;
+    this.connections = http.max_keepalive_requests > 0 || countsConnections
+      ? new KeepAliveCounter(http.max_keepalive_requests, this.forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
+      : null;
+    this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections);
+  }
+
+  /**
+   * Starts what works on the server once this set's handler serves there: the sweep, route rebuilds (each a
+   * server.reload with this set's handler) and the httpCache gauge.
+   */
+  attach(server: Server<undefined>): void {
+    const { site, handler, connections } = this;
+    const http = this.context.config.http;
+    // Sweeps read pendingRequests (the responses still being sent) to end the busy time of long responses.
+    if (connections !== null) {
+      this.sweepTimer = setInterval(() => connections.sweep(performance.now(), server.pendingRequests), Math.min(this.forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
+      this.sweepTimer.unref();
+    }
+    // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed),
+    // or with http.static_routes, for files held in memory with one representation, a static response (no JavaScript).
+    const staticSource: StaticRouteSource | null = http.static_routes
+      ? {
+        response: (rawPath) => site.staticResponse(rawPath),
+        isCurrent: (rawPath, response, nowMs) => site.isStaticCurrent(rawPath, response, nowMs),
+        revalidateMs: http.cache_revalidate_ms,
+      }
+      : null;
+    const routes = new RouteTable({
+      makeHandler: (rawPath) => handler.routeHandler(rawPath),
+      currentPaths: () => site.cachedPaths(),
+      apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
+      staticSource,
+      maxRoutes: MAX_ROUTES,
+      delayMs: ROUTES_RELOAD_DELAY_MS,
+    });
+    this.routes = routes;
+    site.onCached((rawPath) => routes.added(rawPath));
+    this.context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size, staticRoutes: routes.staticCount }));
+  }
+
+  /** No more route rebuilds (each would server.reload). */
+  stopRoutes(): void {
+    this.routes?.stop();
+  }
+
+  /**
+   * No more route rebuilds or sweeps, the admission slots of its connections released (their next requests are
+   * new connections to whichever set serves them) and the caches dropped. The access log stays open: requests
+   * still in flight may write to it.
+   */
+  retire(): void {
+    this.stopRoutes();
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    this.connections?.clear();
+    this.site.clear();
+  }
+}
+
+/** Rejects unless `path` is an existing directory (checked before a reload replaces anything). */
+async function requireDirectory(path: string): Promise<void> {
+  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === "ENOENT") throw new Error(`http.root "${path}" does not exist: create it or point http.root at your files`);
+    if (error.code === "EACCES") throw new Error(`http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`);
+    throw error;
+  });
+  if (!info.isDirectory()) throw new Error(`http.root "${path}" is not a directory: point http.root at a directory of files`);
+}
+
+/** The notes a set's settings call for, at start and after a reload. */
+function logNotes(logger: Logger, http: Config["http"]): void {
+  if (http.static_routes) {
+    logger.info(`http: static_routes on: cached files are answered by Bun without JavaScript and are not counted in request stats (gauge httpCache.staticRoutes: paths served so); Range is ignored for them; files rechecked every ${http.cache_revalidate_ms} ms`);
+  }
+  if (!http.connection_limits) {
+    logger.info("http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them");
+  }
+}
+
 /** Starts the public HTTP listener for `protocol = "http"`. */
 export async function startHttp(context: ServerContext): Promise<Listener> {
   const { config, logger } = context;
-  const http = config.http;
-  const site = new StaticFiles(http);
-
-  const accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
-  const idleTimeoutSeconds = http.keepalive_timeout_s;
-  const forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
-  const countsConnections = http.connection_limits;
-  const admission = context.admission;
-  const connections = http.max_keepalive_requests > 0 || countsConnections
-    ? new KeepAliveCounter(http.max_keepalive_requests, forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
-    : null;
-  const handler = new HttpHandler(context, site, accessLog, connections);
+  let current = new HttpSet(context);
+  /** Access logs of retired sets, each closed once the requests it may still log have finished. */
+  const closingLogs = new Set<Promise<void>>();
 
   const server = Bun.serve({
     hostname: config.server.bind,
     port: config.server.port,
     reusePort: config.server.reuse_port,
     development: false,
-    idleTimeout: idleTimeoutSeconds,
+    idleTimeout: config.http.keepalive_timeout_s,
     // Bodies are never kept: a Content-Length over limits.max_request_bytes gets a counted 413 from the handler, and a
     // body of unknown length is read up to the limit there. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
     routes: {},
-    fetch: handler.fetch,
-    error: handler.error,
+    fetch: current.handler.fetch,
+    error: current.handler.error,
   });
-  // Sweeps read pendingRequests (the responses still being sent) to end the busy time of long responses.
-  const sweepTimer = connections === null ? null
-    : setInterval(() => connections.sweep(performance.now(), server.pendingRequests), Math.min(forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
-  sweepTimer?.unref();
-  // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed),
-  // or with http.static_routes, for files held in memory with one representation, a static response (no JavaScript).
-  const staticSource: StaticRouteSource | null = http.static_routes
-    ? {
-      response: (rawPath) => site.staticResponse(rawPath),
-      isCurrent: (rawPath, response, nowMs) => site.isStaticCurrent(rawPath, response, nowMs),
-      revalidateMs: http.cache_revalidate_ms,
-    }
-    : null;
-  const routes = new RouteTable({
-    makeHandler: (rawPath) => handler.routeHandler(rawPath),
-    currentPaths: () => site.cachedPaths(),
-    apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
-    staticSource,
-    maxRoutes: MAX_ROUTES,
-    delayMs: ROUTES_RELOAD_DELAY_MS,
-  });
-  site.onCached((rawPath) => routes.added(rawPath));
-  context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size, staticRoutes: routes.staticCount }));
+  current.attach(server);
   const port = server.port ?? config.server.port;
-  logger.info(`http: serving ${http.root} on ${config.server.bind}:${port}`);
-  if (staticSource !== null) {
-    logger.info(`http: static_routes on: cached files are answered by Bun without JavaScript and are not counted in request stats (gauge httpCache.staticRoutes: paths served so); Range is ignored for them; files rechecked every ${http.cache_revalidate_ms} ms`);
-  }
-  if (!countsConnections) {
-    logger.info("http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them");
-  }
+  logger.info(`http: serving ${config.http.root} on ${config.server.bind}:${port}`);
+  logNotes(logger, config.http);
+
+  /**
+   * A retired set's access log: its buffered lines are written at once (before the new set's), and it is closed
+   * once the server has been seen with no request in flight (the retired handler's last ones are done) or after
+   * `timeoutMs`, whichever comes first.
+   */
+  const closeRetiredLog = async (accessLog: AccessLog, timeoutMs: number): Promise<void> => {
+    try {
+      await accessLog.flush();
+      const deadline = Date.now() + timeoutMs;
+      while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
+      await accessLog.close();
+    } catch (error) {
+      logger.error(`http: closing the previous access log failed: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
 
   let stopped: Promise<void> | null = null;
+  const reconfigure = async (next: ServerContext): Promise<void> => {
+    const nextConfig = next.config;
+    await requireDirectory(nextConfig.http.root);
+    if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
+    const replacement = new HttpSet(next);
+    // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
+    server.reload({ routes: {}, fetch: replacement.handler.fetch, error: replacement.handler.error });
+    const retired = current;
+    current = replacement;
+    retired.retire();
+    replacement.attach(server);
+    if (retired.accessLog !== null) {
+      const closing = closeRetiredLog(retired.accessLog, nextConfig.server.shutdown_timeout_s * 1000);
+      closingLogs.add(closing);
+      void closing.then(() => closingLogs.delete(closing));
+    }
+    next.logger.info(`http: configuration applied: serving ${nextConfig.http.root}`);
+    logNotes(next.logger, nextConfig.http);
+  };
+
   const stop = async (options: StopOptions): Promise<void> => {
-    routes.stop();
+    current.stopRoutes();
     if (options.graceful) {
       void server.stop(false);
       const deadline = Date.now() + options.timeoutMs;
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
     await server.stop(true);
-    if (sweepTimer !== null) clearInterval(sweepTimer);
-    connections?.clear(); // releases the admission slots this listener still holds
+    current.retire(); // releases the admission slots this listener still holds
     context.gauges.delete("httpCache");
-    site.clear();
-    if (accessLog !== null) await accessLog.close();
+    await Promise.all(closingLogs);
+    if (current.accessLog !== null) await current.accessLog.close();
   };
   return {
     port,
     inFlight: () => server.pendingRequests,
     stop: (options) => (stopped ??= stop(options)),
     reopenLogs: async () => {
-      if (accessLog !== null) await accessLog.reopen();
+      if (current.accessLog !== null) await current.accessLog.reopen();
     },
+    reconfigure,
   };
 }
