@@ -1,10 +1,10 @@
 // Server lifecycle: build the shared resources, start the listener for config.protocol, drain on stop.
-import { stat } from "node:fs/promises";
 import type { Config } from "./config/schema.ts";
 import { unappliedSettings } from "./config/print.ts";
 import { planReload } from "./config/reload.ts";
 import type { Listener, ServerContext, StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
+import { rootProblem } from "./http/root.ts";
 import { startIoThreads } from "./io-thread.ts";
 import { Logger } from "./log.ts";
 import { Admission } from "./net/admission.ts";
@@ -124,7 +124,9 @@ export async function startServer(requested: Config): Promise<Server> {
         logger.info("configuration reload: no setting that applies now has changed");
         return report;
       }
-      if (plan.config.server.protocol === "http" && plan.config.http.root !== current.config.http.root) await requireDirectory(plan.config.http.root);
+      // Checked before anything changes: a rollback of the admission could not give back the rate limiter's state.
+      const problem = plan.config.server.protocol === "http" ? await rootProblem(plan.config.http.root) : null;
+      if (problem !== null) throw new Error(problem);
       const previous = current.config;
       const next: ServerContext = { ...current, config: plan.config };
       admission.reconfigure(plan.config);
@@ -188,12 +190,8 @@ function openLogger(config: Config): Logger {
 }
 
 async function requireDirectory(path: string): Promise<void> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") throw new StartupError(`http.root "${path}" does not exist: create it or point http.root at your files`);
-    if (error.code === "EACCES") throw new StartupError(`http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`);
-    throw error;
-  });
-  if (!info.isDirectory()) throw new StartupError(`http.root "${path}" is not a directory: point http.root at a directory of files`);
+  const problem = await rootProblem(path);
+  if (problem !== null) throw new StartupError(problem);
 }
 
 function listen<T>(config: Config, start: () => Promise<T>): Promise<T> {

@@ -1,5 +1,4 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
-import { stat } from "node:fs/promises";
 import type { Server } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
@@ -8,6 +7,7 @@ import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts"
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
+import { rootProblem } from "./root.ts";
 import { RouteTable, type RouteHandler, type StaticRouteSource } from "./routes.ts";
 import { QUERY_NOT_SCANNED, StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
@@ -437,12 +437,8 @@ class HttpSet {
 
 /** Rejects unless `path` is an existing directory (checked before a reload replaces anything). */
 async function requireDirectory(path: string): Promise<void> {
-  const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
-    if (error.code === "ENOENT") throw new Error(`http.root "${path}" does not exist: create it or point http.root at your files`);
-    if (error.code === "EACCES") throw new Error(`http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`);
-    throw error;
-  });
-  if (!info.isDirectory()) throw new Error(`http.root "${path}" is not a directory: point http.root at a directory of files`);
+  const problem = await rootProblem(path);
+  if (problem !== null) throw new Error(problem);
 }
 
 /** The notes a set's settings call for, at start and after a reload. */
