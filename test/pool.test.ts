@@ -253,13 +253,17 @@ describe("wake-ups", () => {
       try {
         const gauges = context.gauges.get("pool")!;
         for (let round = 0; round < 2; round++) {
+          // The worker goes back to sleep right after its last batch; tasks sent while it sleeps get no notify at all.
+          await Bun.sleep(50);
           const tokens = [0, 1, 2].map((i) => collector.submit(pool, 0x02, filled(64, round * 3 + i)));
           for (let i = 0; i < tokens.length; i++) {
             const reply = await collector.result(tokens[i]!);
             expect(reply).toEqual({ status: 0, payload: sha256(filled(64, round * 3 + i)) });
           }
-          expect(gauges().lostWakeups).toBe(round + 1);
         }
+        // One recovery per round where the worker was asleep (a heavily loaded machine may find it still awake once).
+        expect(gauges().lostWakeups).toBeGreaterThanOrEqual(1);
+        expect(gauges().lostWakeups).toBeLessThanOrEqual(2);
         expect(context.stats.total(Counter.poolTimedOut)).toBe(0);
       } finally {
         await pool.stop({ graceful: false, timeoutMs: 0 });
