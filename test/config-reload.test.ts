@@ -29,6 +29,21 @@ function configWith(base: ConfigOverrides, changes: ConfigOverrides): Config {
   return configSchema.parse(merged);
 }
 
+/** Sends "ping" on a new echo connection; resolves with what came back before the close ("" when refused). */
+function echoPing(port: number): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const socket = connect({ host: "127.0.0.1", port });
+    let received = "";
+    socket.on("connect", () => socket.write("ping"));
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString();
+      if (received.length >= 4) socket.end();
+    });
+    socket.on("close", () => resolve(received));
+    socket.on("error", () => {});
+  });
+}
+
 describe("planReload", () => {
   const base: ConfigOverrides = { server: { protocol: "http", port: 8080 }, http: { root: siteA } };
 
@@ -125,17 +140,7 @@ describe("Server.reload", () => {
   test("echo: a deny list applied by reload closes new connections from that address at once, counted", async () => {
     const config = testConfig({ server: { protocol: "echo" } });
     await using server = await startServer(config);
-    const echoOnce = () => new Promise<string>((resolve) => {
-      const socket = connect({ host: "127.0.0.1", port: server.port });
-      let received = "";
-      socket.on("connect", () => socket.write("ping"));
-      socket.on("data", (chunk: Buffer) => {
-        received += chunk.toString();
-        if (received.length >= 4) socket.end();
-      });
-      socket.on("close", () => resolve(received));
-      socket.on("error", () => {});
-    });
+    const echoOnce = () => echoPing(server.port);
     expect(await echoOnce()).toBe("ping");
     const report = await server.reload(configWith(config, { net: { deny: ["127.0.0.0/8"] } }));
     expect(report.applied).toEqual(["net.deny"]);
@@ -150,17 +155,7 @@ describe("Server.reload with several I/O threads", () => {
   test("every thread applies the reload: a deny list refuses connections whichever thread accepts them", async () => {
     const config = testConfig({ server: { protocol: "echo", io_threads: 2 } });
     await using server = await startServer(config);
-    const echoOnce = () => new Promise<string>((resolve) => {
-      const socket = connect({ host: "127.0.0.1", port: server.port });
-      let received = "";
-      socket.on("connect", () => socket.write("ping"));
-      socket.on("data", (chunk: Buffer) => {
-        received += chunk.toString();
-        if (received.length >= 4) socket.end();
-      });
-      socket.on("close", () => resolve(received));
-      socket.on("error", () => {});
-    });
+    const echoOnce = () => echoPing(server.port);
     const CONNECTIONS = 12; // spread over both threads by the kernel
     expect(await Promise.all(Array.from({ length: CONNECTIONS }, echoOnce))).toEqual(Array(CONNECTIONS).fill("ping"));
     expect((await server.reload(configWith(config, { net: { deny: ["127.0.0.0/8"] } }))).applied).toEqual(["net.deny"]);
