@@ -43,7 +43,7 @@ afterAll(async () => {
   await Promise.all(running.map((started) => started.stop()));
   removeDir(rootA);
   removeDir(rootB);
-  for (const name of ["on", "first", "second", "inflight-first", "inflight-second"]) rmSync(logFile(name), { force: true });
+  for (const name of ["on", "first", "second", "inflight-first", "inflight-second", "kept", "late-first", "late-second"]) rmSync(logFile(name), { force: true });
 });
 
 describe("the site's settings", () => {
@@ -175,6 +175,50 @@ describe("the access log", () => {
     expect(lines(first)[0]).toContain('"POST /page.txt?slow HTTP/1.1" 405');
     expect(lines(second)).toHaveLength(1);
     expect(lines(second)[0]).toContain('"GET /page.txt?new HTTP/1.1" 200');
+  });
+});
+
+describe("the access log across reloads", () => {
+  test("unchanged log settings: one log across the reload, a request in flight through it logged in order", async () => {
+    const file = logFile("kept");
+    const served = await site({ log: { access_log: true, access_file: file } });
+    const client = await rawConnect(served.port);
+    try {
+      await rawGet(served.port, "/page.txt?before");
+      client.socket.write("POST /page.txt?slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
+      await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
+      await reconfigure(served, { http: { cache_control: "no-store" }, log: { access_log: true, access_file: file }, server: { shutdown_timeout_s: 0 } });
+      await rawGet(served.port, "/page.txt?after");
+      client.socket.write("0\r\n\r\n");
+      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the slow request's response");
+    } finally {
+      client.socket.end();
+    }
+    await served.stop();
+    expect(lines(file).map((line) => line.match(/\?(\S+) HTTP/)![1])).toEqual(["before", "after", "slow"]);
+  });
+
+  test("a request that outlives the old log's grace period still gets its line in the old file", async () => {
+    const first = logFile("late-first");
+    const second = logFile("late-second");
+    const served = await site({ log: { access_log: true, access_file: first } });
+    const client = await rawConnect(served.port);
+    try {
+      client.socket.write("POST /page.txt?late HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
+      await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
+      // No grace: the old log is closed at once, while the request is still waiting for its body.
+      await reconfigure(served, { log: { access_log: true, access_file: second }, server: { shutdown_timeout_s: 0 } });
+      await Bun.sleep(50); // the old log's close (flush, end) completes in the background meanwhile
+      client.socket.write("0\r\n\r\n");
+      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the late request's response");
+      expect(parseResponses(client.received())[0]!.status).toBe(405);
+      await waitFor(() => lines(first).length === 1, 2000, "the late line in the old file");
+    } finally {
+      client.socket.end();
+    }
+    await served.stop();
+    expect(lines(first)[0]).toContain('"POST /page.txt?late HTTP/1.1" 405');
+    expect(lines(second)).toHaveLength(0);
   });
 });
 

@@ -1,5 +1,5 @@
 // Access log in nginx's Combined Log Format, buffered: one write per batch, flushed on stop.
-import { closeSync, openSync } from "node:fs";
+import { appendFileSync, closeSync, openSync } from "node:fs";
 import type { FileSink } from "bun";
 
 /** Longest time a line waits in the buffer. */
@@ -57,6 +57,8 @@ export class AccessLog {
   };
   private timeSecond = -1;
   private timeText = "";
+  /** Set by close: a request that outlived its log (a reload replaced it) still gets its line, appended directly. */
+  private closed = false;
 
   constructor(options: AccessLogOptions) {
     this.ownsSink = options.file !== "";
@@ -77,7 +79,8 @@ export class AccessLog {
       this.timeText = formatLogTime(nowMs);
     }
     this.pending += `${remoteAddress} - - [${this.timeText}] "${escapeLogValue(requestLine)}" ${status} ${bodyBytes} "${referer === null ? "-" : escapeLogValue(referer)}" "${userAgent === null ? "-" : escapeLogValue(userAgent)}"\n`;
-    if (this.pending.length >= FLUSH_CHARS) this.writePending();
+    if (this.closed) this.writeLate();
+    else if (this.pending.length >= FLUSH_CHARS) this.writePending();
     else if (this.timer === null) this.timer = setTimeout(this.flushSoon, FLUSH_DELAY_MS);
   }
 
@@ -106,12 +109,26 @@ export class AccessLog {
 
   /** Flushes and closes the file (stdout stays open). */
   async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true; // lines logged from here on are appended directly (writeLate)
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     await this.flush();
     if (this.ownsSink) {
       await this.sink.end();
       closeSync(this.fd);
+    }
+  }
+
+  /** After close (rare: a request that outlived a reload's grace period): one append per line, nothing kept open. */
+  private writeLate(): void {
+    const lines = this.pending;
+    this.pending = "";
+    try {
+      if (this.ownsSink) appendFileSync(this.path, lines);
+      else process.stdout.write(lines);
+    } catch {
+      // The file is gone or unwritable: the line cannot be kept anywhere better than the request it describes.
     }
   }
 

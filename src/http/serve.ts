@@ -360,18 +360,21 @@ class HttpSet {
   readonly accessLog: AccessLog | null;
   private readonly connections: KeepAliveCounter | null;
   readonly handler: HttpHandler;
-  private readonly context: ServerContext;
+  readonly context: ServerContext;
   private readonly forgetAfterMs: number;
   private routes: RouteTable | null = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
 
-  /** Throws when http.root does not exist or log.access_file cannot be opened (nothing is left open then). */
-  constructor(context: ServerContext) {
+  /**
+   * `accessLog`: the running set's log, when a reload leaves log.access_log and log.access_file as they were (one
+   * log, never closed under a request). Throws when log.access_file cannot be opened (nothing is left open then).
+   */
+  constructor(context: ServerContext, accessLog: AccessLog | null = null) {
     const { config } = context;
     const http = config.http;
     this.context = context;
     this.site = new StaticFiles(http);
-    this.accessLog = config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null;
+    this.accessLog = accessLog ?? (config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null);
     const idleTimeoutSeconds = http.keepalive_timeout_s;
     this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
     const countsConnections = http.connection_limits;
@@ -497,14 +500,16 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     const nextConfig = next.config;
     await requireDirectory(nextConfig.http.root);
     if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
-    const replacement = new HttpSet(next);
+    const runningLog = current.context.config.log;
+    const keepsLog = nextConfig.log.access_log && runningLog.access_log && nextConfig.log.access_file === runningLog.access_file;
+    const replacement = new HttpSet(next, keepsLog ? current.accessLog : null);
     // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
     server.reload({ routes: {}, fetch: replacement.handler.fetch, error: replacement.handler.error });
     const retired = current;
     current = replacement;
     retired.retire();
     replacement.attach(server);
-    if (retired.accessLog !== null) {
+    if (retired.accessLog !== null && !keepsLog) {
       const closing = closeRetiredLog(retired.accessLog, nextConfig.server.shutdown_timeout_s * 1000);
       closingLogs.add(closing);
       void closing.then(() => closingLogs.delete(closing));
