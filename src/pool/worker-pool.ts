@@ -34,7 +34,6 @@ const BYTEWISE_COPY_BYTES = 256;
  * through a large batch while the rest is still being submitted (measured: 1024 in flight, see pool.bench.ts).
  */
 export const EARLY_WAKE_TASKS = 64;
-const LONE = process.env.LONE === "1";
 /** How often the watchdog looks for stalled rings when pool.task_timeout_ms is 0 (otherwise the timeout check's period). */
 const WATCHDOG_INTERVAL_MS = 500;
 /** Most drain rounds per wake-up before yielding to I/O with setImmediate. */
@@ -428,7 +427,7 @@ export class WorkerPool implements OpRunner {
     this.taskRingIndex[slot] = index;
     target.subTail = (index + 1) | 0;
     Atomics.store(target.control, SUB_TAIL, target.subTail);
-    if (++target.unwoken >= EARLY_WAKE_TASKS || (LONE && this.running === 1)) this.wakeNow(target);
+    if (++target.unwoken >= EARLY_WAKE_TASKS) this.wakeNow(target);
     if (!target.wakePending) {
       target.wakePending = true;
       this.wakeList.push(target);
