@@ -35,8 +35,18 @@ export interface Listener {
   /** Reopens the files this listener writes (the access log) by path, after log rotation. */
   reopenLogs?(): Promise<void>;
   /**
-   * Applies a reloaded configuration (Server.reload): `context.config` is the new one (settings that need a restart
-   * keep their running values); stats, logger, gauges and admission are the same objects as before.
+   * First phase of a configuration reload (Server.reload): checks and builds what `context.config` needs (settings
+   * that need a restart keep their running values; stats, logger, gauges and admission are the same objects) and
+   * rejects, changing nothing, when it cannot run. The server then reconfigures the admission and commits.
    */
-  reconfigure?(context: ServerContext): Promise<void>;
+  prepareReconfigure?(context: ServerContext): Promise<PreparedReconfigure>;
 }
+
+/** A reload a listener has prepared: commit swaps it in (synchronously, cannot fail); abort drops it. */
+export interface PreparedReconfigure {
+  commit(): void;
+  abort(): void;
+}
+
+/** Nothing to swap: the settings the listener reads are unchanged. */
+export const UNCHANGED: PreparedReconfigure = Object.freeze({ commit() {}, abort() {} });

@@ -1,6 +1,6 @@
 // Extra I/O threads (server.io_threads > 1): each binds the public port with reusePort so the kernel balances connections.
 import type { Config } from "./config/schema.ts";
-import type { Listener, ServerContext, StopOptions } from "./context.ts";
+import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "./context.ts";
 import { Logger } from "./log.ts";
 import { Admission } from "./net/admission.ts";
 import { Stats } from "./stats/stats.ts";
@@ -14,16 +14,33 @@ interface StartMessage {
   sharedConnections: Int32Array | null;
 }
 /** Messages from the main thread to an I/O thread. */
-type ToIoThread = StartMessage | { kind: "stop"; options: StopOptions } | { kind: "reopen" } | { kind: "reload"; config: Config };
+type ToIoThread =
+  | StartMessage
+  | { kind: "stop"; options: StopOptions }
+  | { kind: "reopen" }
+  | { kind: "reload-prepare"; config: Config }
+  | { kind: "reload-commit" }
+  | { kind: "reload-abort" };
 /** Messages from an I/O thread to the main thread. */
-type FromIoThread = { kind: "started"; port: number } | { kind: "failed"; message: string } | { kind: "stopped" } | { kind: "reopened" } | { kind: "reloaded" };
+type FromIoThread =
+  | { kind: "started"; port: number }
+  | { kind: "failed"; message: string }
+  | { kind: "stopped" }
+  | { kind: "reopened" }
+  | { kind: "reload-prepared" }
+  | { kind: "reload-done" };
 
 export interface IoThreads {
   stop(options: StopOptions): Promise<void>;
   /** Each thread reopens the files its listener writes (the access log). */
   reopenLogs(): Promise<void>;
-  /** Each thread applies a reloaded configuration (see Server.reload) to its admission, listener and logger. */
-  reload(config: Config): Promise<void>;
+  /**
+   * A configuration reload in two phases (see Server.reload): every thread prepares (checks and builds; changes
+   * nothing) — on any failure the others abort and this rejects — then commitReload swaps it in on every thread.
+   */
+  prepareReload(config: Config): Promise<void>;
+  commitReload(): Promise<void>;
+  abortReload(): Promise<void>;
 }
 
 export interface IoThreadOptions {
@@ -62,6 +79,9 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     for (const worker of workers) worker.terminate();
     throw error;
   }
+  const abortAll = async (): Promise<void> => {
+    await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-abort" }, "reload-done")));
+  };
   return {
     async stop(stopOptions) {
       await Promise.all(workers.map((worker) => request(worker, { kind: "stop", options: stopOptions }, "stopped").catch(() => {})));
@@ -70,10 +90,19 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     async reopenLogs() {
       await Promise.all(workers.map((worker) => request(worker, { kind: "reopen" }, "reopened")));
     },
-    async reload(next) {
+    async prepareReload(next) {
       const threadConfig: Config = { ...next, server: { ...next.server, port: options.port, reuse_port: true } };
-      await Promise.all(workers.map((worker) => request(worker, { kind: "reload", config: threadConfig }, "reloaded")));
+      const results = await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-prepare", config: threadConfig }, "reload-prepared")));
+      const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
+      if (failure === undefined) return;
+      await abortAll();
+      const reason: unknown = failure.reason;
+      throw new Error(`an I/O thread cannot apply the configuration: ${reason instanceof Error ? reason.message : String(reason)}`);
     },
+    async commitReload() {
+      await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-commit" }, "reload-done")));
+    },
+    abortReload: abortAll,
   };
 }
 
@@ -85,10 +114,14 @@ function request(worker: Worker, message: ToIoThread, expected: FromIoThread["ki
       else return;
       worker.removeEventListener("message", onMessage);
       worker.removeEventListener("error", onError);
+      worker.removeEventListener("close", onClose);
     };
     const onError = (event: ErrorEvent) => reject(new Error(`I/O thread crashed: ${event.message}`));
+    // A thread terminated (a stop) before it answered: the request fails instead of waiting forever.
+    const onClose = () => reject(new Error("I/O thread has exited"));
     worker.addEventListener("message", onMessage);
     worker.addEventListener("error", onError);
+    worker.addEventListener("close", onClose, { once: true });
     worker.postMessage(message);
   });
 }
@@ -96,6 +129,8 @@ function request(worker: Worker, message: ToIoThread, expected: FromIoThread["ki
 async function runInThread(): Promise<void> {
   let listener: Listener | null = null;
   let context: ServerContext | null = null;
+  /** A reload this thread has prepared and not yet committed or aborted. */
+  let pending: { next: ServerContext; prepared: PreparedReconfigure } | null = null;
   const post = (message: FromIoThread) => postMessage(message);
   self.addEventListener("message", async (event: MessageEvent<ToIoThread>) => {
     const message = event.data;
@@ -120,19 +155,33 @@ async function runInThread(): Promise<void> {
       } catch (error) {
         post({ kind: "failed", message: (error as Error).message });
       }
-    } else if (message.kind === "reload") {
+    } else if (message.kind === "reload-prepare") {
       try {
-        if (context !== null) {
+        pending?.prepared.abort();
+        pending = null;
+        if (context !== null && listener !== null) {
           const next: ServerContext = { ...context, config: message.config };
-          context.admission.reconfigure(message.config);
-          await listener?.reconfigure?.(next);
-          context.logger.setLevel(message.config.log.level);
-          context = next;
+          const prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
+          pending = { next, prepared };
         }
-        post({ kind: "reloaded" });
+        post({ kind: "reload-prepared" });
       } catch (error) {
         post({ kind: "failed", message: (error as Error).message });
       }
+    } else if (message.kind === "reload-commit") {
+      if (pending !== null) {
+        const { next, prepared } = pending;
+        pending = null;
+        next.logger.setLevel(next.config.log.level);
+        next.admission.reconfigure(next.config);
+        prepared.commit();
+        context = next;
+      }
+      post({ kind: "reload-done" });
+    } else if (message.kind === "reload-abort") {
+      pending?.prepared.abort();
+      pending = null;
+      post({ kind: "reload-done" });
     } else if (message.kind === "stop") {
       await listener?.stop(message.options);
       await context?.logger.close();

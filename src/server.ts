@@ -2,7 +2,7 @@
 import type { Config } from "./config/schema.ts";
 import { unappliedSettings } from "./config/print.ts";
 import { planReload } from "./config/reload.ts";
-import type { Listener, ServerContext, StopOptions } from "./context.ts";
+import { UNCHANGED, type Listener, type ServerContext, type StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
 import { rootProblem } from "./http/root.ts";
 import { startIoThreads } from "./io-thread.ts";
@@ -124,26 +124,30 @@ export async function startServer(requested: Config): Promise<Server> {
         logger.info("configuration reload: no setting that applies now has changed");
         return report;
       }
-      // Checked before anything changes: a rollback of the admission could not give back the rate limiter's state.
-      const problem = plan.config.server.protocol === "http" ? await rootProblem(plan.config.http.root) : null;
-      if (problem !== null) throw new Error(problem);
-      const previous = current.config;
+      // Two phases: every listener (this thread's and the I/O threads') first checks and builds what the new
+      // configuration needs, changing nothing; only when all could, each swaps it in at once. Nothing is rolled back.
       const next: ServerContext = { ...current, config: plan.config };
-      admission.reconfigure(plan.config);
-      try {
-        await listener.reconfigure?.(next);
-      } catch (error) {
-        admission.reconfigure(previous);
-        throw error;
-      }
-      current = next;
-      logger.setLevel(plan.config.log.level);
-      reporter.reschedule(plan.config.stats.interval_s);
+      const prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
       if (ioThreads !== null) {
-        await ioThreads.reload(plan.config).catch((error: unknown) => {
-          logger.error(`configuration reload: an I/O thread could not apply it: ${(error as Error).message}`);
-        });
+        try {
+          await ioThreads.prepareReload(plan.config);
+        } catch (error) {
+          prepared.abort();
+          throw error;
+        }
       }
+      if (stopping !== null) {
+        prepared.abort();
+        await ioThreads?.abortReload();
+        throw new Error("the server is stopping");
+      }
+      logger.setLevel(plan.config.log.level);
+      admission.reconfigure(plan.config);
+      prepared.commit();
+      const intervalChanged = plan.config.stats.interval_s !== current.config.stats.interval_s;
+      current = next;
+      if (intervalChanged) reporter.reschedule(plan.config.stats.interval_s);
+      await ioThreads?.commitReload();
       logger.info(`configuration reloaded: ${plan.applied.join(", ")}`);
       return report;
     };

@@ -9,6 +9,7 @@ import { configSchema, type Config, type ConfigOverrides } from "../src/config/s
 import { startServer } from "../src/server.ts";
 import { Counter } from "../src/stats/stats.ts";
 import { testConfig, waitFor } from "./helpers.ts";
+import { keptConnection } from "./http-helpers.ts";
 
 const repo = join(import.meta.dir, "..");
 const dir = mkdtempSync(join(tmpdir(), "hps-reload-"));
@@ -28,6 +29,8 @@ function configWith(base: ConfigOverrides, changes: ConfigOverrides): Config {
   }
   return configSchema.parse(merged);
 }
+
+const GET_PAGE = "GET /page.txt HTTP/1.1\r\nHost: t\r\n\r\n";
 
 /** Sends "ping" on a new echo connection; resolves with what came back before the close ("" when refused). */
 function echoPing(port: number): Promise<string> {
@@ -130,11 +133,53 @@ describe("Server.reload", () => {
     const config = testConfig({ http: { root: siteA }, log: { access_log: false, level: "warn" } });
     await using server = await startServer(config);
     const next = configWith(config, { http: { root: join(dir, "missing") }, rate_limit: { enabled: true, requests: 1, window_s: 60 }, log: { level: "debug" } });
-    expect(server.reload(next)).rejects.toThrow(/does not exist/);
-    await Bun.sleep(0);
+    await expect(server.reload(next)).rejects.toThrow(/does not exist/);
     for (let i = 0; i < 3; i++) expect(await (await fetch(`http://127.0.0.1:${server.port}/page.txt`)).text()).toBe("from A");
     expect(server.context.config.http.root).toBe(siteA);
     expect(server.logger.isEnabled("debug")).toBe(false);
+  });
+
+  test("a reload the listener cannot prepare (access log file unopenable) changes nothing: the rate limiter keeps its state", async () => {
+    const config = testConfig({ http: { root: siteA }, log: { access_log: false }, rate_limit: { enabled: true, requests: 1, window_s: 60 } });
+    await using server = await startServer(config);
+    const url = `http://127.0.0.1:${server.port}/page.txt`;
+    expect((await fetch(url)).status).toBe(200);
+    expect((await fetch(url)).status).toBe(429);
+    const next = configWith(config, { rate_limit: { window_s: 30 }, log: { access_log: true, access_file: join(dir, "no-such-dir", "access.log") } });
+    await expect(server.reload(next)).rejects.toThrow(/log\.access_file/);
+    expect(server.context.config.rate_limit.window_s).toBe(60);
+    expect((await fetch(url)).status).toBe(429); // the spent token is still spent: the limiter was not replaced
+  });
+
+  test("connections counted under http.connection_limits stay open and counted across reloads that do not change how they are counted", async () => {
+    const config = testConfig({ http: { root: siteA, connection_limits: true }, limits: { max_connections: 2 }, log: { access_log: false } });
+    await using server = await startServer(config);
+    const a = await keptConnection(server.port);
+    const b = await keptConnection(server.port);
+    const c = await keptConnection(server.port);
+    try {
+      expect((await a.request(GET_PAGE)).status).toBe(200);
+      expect((await b.request(GET_PAGE)).status).toBe(200);
+      expect((await c.request(GET_PAGE)).status).toBe(503);
+      for (const changes of [{ log: { level: "debug" as const } }, { http: { root: siteA, connection_limits: true, cache_control: "no-store" } }]) {
+        await server.reload(configWith(config, changes));
+        // A newcomer first: a and b are still open and counted, so it is refused.
+        const d = await keptConnection(server.port);
+        try {
+          expect((await d.request(GET_PAGE)).status).toBe(503);
+        } finally {
+          d.end();
+        }
+        const fromA = await a.request(GET_PAGE);
+        expect(fromA.status).toBe(200);
+        expect(fromA.headers.get("connection")).not.toBe("close");
+        expect((await b.request(GET_PAGE)).status).toBe(200);
+      }
+    } finally {
+      a.end();
+      b.end();
+      c.end();
+    }
   });
 
   test("echo: a deny list applied by reload closes new connections from that address at once, counted", async () => {

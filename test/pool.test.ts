@@ -229,15 +229,17 @@ describe("wake-ups", () => {
     const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
     try {
       await collector.result(collector.submit(pool, 0x02, filled(64, 1)));
-      await Bun.sleep(20); // the worker has gone back to sleep
       const gauges = context.gauges.get("pool")!;
+      await waitFor(() => gauges().sleepingWorkers === 1, 2000, "the worker back asleep");
       const before = gauges().wakeups!;
       const tokens: number[] = [];
       tokens.push(collector.submit(pool, 0x02, filled(64, 0)));
       expect(gauges().wakeups).toBe(before + 1); // a lone task wakes its worker at once
       // Blocks this thread: the worker finishes that task and sleeps again, but its completion is not drained yet, so the
       // next tasks are not alone.
-      Bun.sleepSync(20);
+      const deadline = performance.now() + 2000;
+      while (gauges().sleepingWorkers !== 1 && performance.now() < deadline); // bounded: shared memory, no event loop turn
+      expect(gauges().sleepingWorkers).toBe(1);
       for (let i = 1; i < EARLY_WAKE_TASKS; i++) tokens.push(collector.submit(pool, 0x02, filled(64, i)));
       expect(gauges().wakeups).toBe(before + 1);
       tokens.push(collector.submit(pool, 0x02, filled(64, EARLY_WAKE_TASKS)));
@@ -259,17 +261,15 @@ describe("wake-ups", () => {
       try {
         const gauges = context.gauges.get("pool")!;
         for (let round = 0; round < 2; round++) {
-          // The worker goes back to sleep right after its last batch; tasks sent while it sleeps get no notify at all.
-          await Bun.sleep(50);
+          // Tasks sent while the worker sleeps get no notify at all: only the watchdog can wake it.
+          await waitFor(() => gauges().sleepingWorkers === 1, 2000, "the worker asleep");
           const tokens = [0, 1, 2].map((i) => collector.submit(pool, 0x02, filled(64, round * 3 + i)));
           for (let i = 0; i < tokens.length; i++) {
             const reply = await collector.result(tokens[i]!);
             expect(reply).toEqual({ status: 0, payload: sha256(filled(64, round * 3 + i)) });
           }
         }
-        // One recovery per round where the worker was asleep (a heavily loaded machine may find it still awake once).
-        expect(gauges().lostWakeups).toBeGreaterThanOrEqual(1);
-        expect(gauges().lostWakeups).toBeLessThanOrEqual(2);
+        expect(gauges().lostWakeups).toBe(2); // one recovery per round
         expect(context.stats.total(Counter.poolTimedOut)).toBe(0);
       } finally {
         await pool.stop({ graceful: false, timeoutMs: 0 });

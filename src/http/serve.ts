@@ -1,7 +1,7 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
 import type { Server } from "bun";
 import type { Config } from "../config/schema.ts";
-import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
@@ -74,7 +74,8 @@ class HttpHandler {
     this.countsConnections = config.http.connection_limits;
     this.hasAccessLists = config.net.allow.length > 0 || config.net.deny.length > 0;
     this.rateLimited = config.rate_limit.enabled;
-    this.rateLimitHeaders = context.admission.rateLimitHeadersEnabled;
+    // From the configuration, not the admission: a reload builds this handler before it reconfigures the admission.
+    this.rateLimitHeaders = config.rate_limit.enabled && config.rate_limit.headers;
     this.readsForwardedFor = config.net.trusted_proxies.length > 0;
     this.needsPeer = connections !== null || accessLog !== null || this.hasAccessLists || this.rateLimited;
     this.maxRequestBytes = config.limits.max_request_bytes;
@@ -352,37 +353,49 @@ function asksToClose(connection: string | null): boolean {
 
 /**
  * Everything built from one configuration: the site and its caches, the access log, the connection counter, the
- * handler, the native routes and the sweep of idle connections. A reload builds a new set, swaps it in on the
- * same Bun server and retires the old one.
+ * handler, the native routes and the sweep of idle connections. A reload builds a new set (taking over what its
+ * settings leave as it was), swaps it in on the same Bun server and releases the old one.
  */
 class HttpSet {
   private readonly site: StaticFiles;
   readonly accessLog: AccessLog | null;
-  private readonly connections: KeepAliveCounter | null;
+  readonly connections: KeepAliveCounter | null;
   readonly handler: HttpHandler;
   readonly context: ServerContext;
   private readonly forgetAfterMs: number;
   private routes: RouteTable | null = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  /** Cache hits and misses of the sets before this one: the httpCache counters never run backwards. */
+  private readonly earlierHits: number;
+  private readonly earlierMisses: number;
 
   /**
-   * `accessLog`: the running set's log, when a reload leaves log.access_log and log.access_file as they were (one
-   * log, never closed under a request). Throws when log.access_file cannot be opened (nothing is left open then).
+   * `previous`: the running set, when a reload builds this one. Its access log is kept when log.access_log and
+   * log.access_file are unchanged (one log, never closed under a request), and its connection counter when
+   * http.max_keepalive_requests and http.connection_limits are (open connections stay counted). Throws, with
+   * nothing left open, when log.access_file cannot be opened.
    */
-  constructor(context: ServerContext, accessLog: AccessLog | null = null) {
+  constructor(context: ServerContext, previous: HttpSet | null) {
     const { config } = context;
     const http = config.http;
     this.context = context;
     this.site = new StaticFiles(http);
-    this.accessLog = accessLog ?? (config.log.access_log ? new AccessLog({ file: config.log.access_file }) : null);
+    const before = previous?.context.config;
+    const keepsLog = previous !== null && config.log.access_log && before!.log.access_log && config.log.access_file === before!.log.access_file;
+    this.accessLog = keepsLog ? previous.accessLog : config.log.access_log ? openAccessLog(config.log.access_file) : null;
     const idleTimeoutSeconds = http.keepalive_timeout_s;
     this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
     const countsConnections = http.connection_limits;
     const admission = context.admission;
-    this.connections = http.max_keepalive_requests > 0 || countsConnections
+    const keepsConnections = previous !== null && http.max_keepalive_requests === before!.http.max_keepalive_requests && countsConnections === before!.http.connection_limits;
+    this.connections = keepsConnections ? previous.connections
+      : http.max_keepalive_requests > 0 || countsConnections
       ? new KeepAliveCounter(http.max_keepalive_requests, this.forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
       : null;
     this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections);
+    const earlier = previous?.cacheCounts();
+    this.earlierHits = earlier?.hits ?? 0;
+    this.earlierMisses = earlier?.misses ?? 0;
   }
 
   /**
@@ -416,7 +429,13 @@ class HttpSet {
     });
     this.routes = routes;
     site.onCached((rawPath) => routes.added(rawPath));
-    this.context.gauges.set("httpCache", () => ({ ...site.gauges(), routes: routes.size, staticRoutes: routes.staticCount }));
+    this.context.gauges.set("httpCache", () => ({ ...this.site.gauges(), ...this.cacheCounts(), routes: routes.size, staticRoutes: routes.staticCount }));
+  }
+
+  /** Cache hits and misses since the listener started, across reloads. */
+  cacheCounts(): { hits: number; misses: number } {
+    const gauges = this.site.gauges();
+    return { hits: this.earlierHits + gauges.hits!, misses: this.earlierMisses + gauges.misses! };
   }
 
   /** No more route rebuilds (each would server.reload). */
@@ -425,17 +444,38 @@ class HttpSet {
   }
 
   /**
-   * No more route rebuilds or sweeps, the admission slots of its connections released (their next requests are
-   * new connections to whichever set serves them) and the caches dropped. The access log stays open: requests
-   * still in flight may write to it.
+   * After `successor` took over (or at stop, with null): no more route rebuilds or sweeps; the admission slots of its
+   * connections released unless the successor counts them now; the caches dropped. Returns its access log's close
+   * (null when the successor writes to it): a request still in flight that logs after it is appended directly.
    */
-  retire(): void {
+  release(successor: HttpSet | null): Promise<void> | null {
     this.stopRoutes();
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
-    this.connections?.clear();
+    if (successor?.connections !== this.connections) this.connections?.clear();
     this.site.clear();
+    return this.accessLog === null || successor?.accessLog === this.accessLog ? null : this.accessLog.close();
   }
+
+  /** A set built for a reload that does not happen: closes what it opened that the running set does not share. */
+  discard(running: HttpSet): void {
+    if (this.accessLog !== null && this.accessLog !== running.accessLog) void this.accessLog.close();
+  }
+}
+
+/** Opens log.access_file, naming the setting when it cannot be. */
+function openAccessLog(file: string): AccessLog {
+  try {
+    return new AccessLog({ file });
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
+    throw new Error(`cannot open log.access_file "${file}" for appending (${reason}): fix the path or its permissions, or leave it empty for stdout`);
+  }
+}
+
+/** What an HttpSet is built from: when none of it changed, a reload leaves the running set as it is. */
+function setInputs(config: Config): string {
+  return JSON.stringify([config.http, config.limits.max_request_bytes, config.log.access_log, config.log.access_file, config.net, config.rate_limit.enabled, config.rate_limit.headers]);
 }
 
 /** Rejects unless `path` is an existing directory (checked before a reload replaces anything). */
@@ -457,9 +497,7 @@ function logNotes(logger: Logger, http: Config["http"]): void {
 /** Starts the public HTTP listener for `protocol = "http"`. */
 export async function startHttp(context: ServerContext): Promise<Listener> {
   const { config, logger } = context;
-  let current = new HttpSet(context);
-  /** Access logs of retired sets, each closed once the requests it may still log have finished. */
-  const closingLogs = new Set<Promise<void>>();
+  let current = new HttpSet(context, null);
 
   const server = Bun.serve({
     hostname: config.server.bind,
@@ -479,43 +517,46 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   logger.info(`http: serving ${config.http.root} on ${config.server.bind}:${port}`);
   logNotes(logger, config.http);
 
-  /**
-   * A retired set's access log: its buffered lines are written at once (before the new set's), and it is closed
-   * once the server has been seen with no request in flight (the retired handler's last ones are done) or after
-   * `timeoutMs`, whichever comes first.
-   */
-  const closeRetiredLog = async (accessLog: AccessLog, timeoutMs: number): Promise<void> => {
-    try {
-      await accessLog.flush();
-      const deadline = Date.now() + timeoutMs;
-      while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
-      await accessLog.close();
-    } catch (error) {
+  let stopped: Promise<void> | null = null;
+  /** Access logs of released sets still closing (flush, end). */
+  const closingLogs = new Set<Promise<void>>();
+  const track = (closing: Promise<void> | null): void => {
+    if (closing === null) return;
+    const tracked = closing.catch((error: unknown) => {
       logger.error(`http: closing the previous access log failed: ${error instanceof Error ? error.message : String(error)}`);
-    }
+    });
+    closingLogs.add(tracked);
+    void tracked.then(() => closingLogs.delete(tracked));
   };
 
-  let stopped: Promise<void> | null = null;
-  const reconfigure = async (next: ServerContext): Promise<void> => {
-    const nextConfig = next.config;
-    await requireDirectory(nextConfig.http.root);
+  /**
+   * First phase of a reload: checks the new root and builds the new set (opening a new access log if it needs one);
+   * nothing running changes, and a failure rejects here. Commit swaps it in synchronously.
+   */
+  const prepareReconfigure = async (next: ServerContext): Promise<PreparedReconfigure> => {
     if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
-    const runningLog = current.context.config.log;
-    const keepsLog = nextConfig.log.access_log && runningLog.access_log && nextConfig.log.access_file === runningLog.access_file;
-    const replacement = new HttpSet(next, keepsLog ? current.accessLog : null);
-    // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
-    server.reload({ routes: {}, fetch: replacement.handler.fetch, error: replacement.handler.error });
-    const retired = current;
-    current = replacement;
-    retired.retire();
-    replacement.attach(server);
-    if (retired.accessLog !== null && !keepsLog) {
-      const closing = closeRetiredLog(retired.accessLog, nextConfig.server.shutdown_timeout_s * 1000);
-      closingLogs.add(closing);
-      void closing.then(() => closingLogs.delete(closing));
-    }
-    next.logger.info(`http: configuration applied: serving ${nextConfig.http.root}`);
-    logNotes(next.logger, nextConfig.http);
+    if (setInputs(next.config) === setInputs(current.context.config)) return UNCHANGED;
+    await requireDirectory(next.config.http.root);
+    const running = current;
+    const replacement = new HttpSet(next, running);
+    return {
+      commit() {
+        if (stopped !== null || current !== running) {
+          replacement.discard(running);
+          return;
+        }
+        // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
+        server.reload({ routes: {}, fetch: replacement.handler.fetch, error: replacement.handler.error });
+        current = replacement;
+        track(running.release(replacement));
+        replacement.attach(server);
+        next.logger.info(`http: configuration applied: serving ${next.config.http.root}`);
+        logNotes(next.logger, next.config.http);
+      },
+      abort() {
+        replacement.discard(running);
+      },
+    };
   };
 
   const stop = async (options: StopOptions): Promise<void> => {
@@ -526,10 +567,9 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
     await server.stop(true);
-    current.retire(); // releases the admission slots this listener still holds
+    track(current.release(null)); // releases the admission slots this listener still holds; closes its log
     context.gauges.delete("httpCache");
     await Promise.all(closingLogs);
-    if (current.accessLog !== null) await current.accessLog.close();
   };
   return {
     port,
@@ -538,6 +578,6 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     reopenLogs: async () => {
       if (current.accessLog !== null) await current.accessLog.reopen();
     },
-    reconfigure,
+    prepareReconfigure,
   };
 }

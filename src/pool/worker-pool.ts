@@ -805,9 +805,12 @@ export class WorkerPool implements OpRunner {
   private readonly poolGauges = (): Record<string, number> => {
     let busyWorkers = 0;
     let workers = 0;
+    let sleepingWorkers = 0;
     for (const slot of this.workers) {
-      if (slot.state === WORKER_READY) workers++;
-      if (slot.state === WORKER_READY && slot.outstanding > 0) busyWorkers++;
+      if (slot.state !== WORKER_READY) continue;
+      workers++;
+      if (slot.outstanding > 0) busyWorkers++;
+      if (Atomics.load(slot.control, WORKER_SLEEPING) === 1) sleepingWorkers++;
     }
     return {
       queued: this.queue.length,
@@ -817,6 +820,7 @@ export class WorkerPool implements OpRunner {
       wakeups: this.wakeups,
       doorbells: this.doorbells,
       lostWakeups: this.lostWakeups,
+      sleepingWorkers,
       latencyP50Micros: this.latency.percentile(50),
       latencyP99Micros: this.latency.percentile(99),
     };

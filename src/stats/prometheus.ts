@@ -44,6 +44,7 @@ const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; t
   { group: "pool", key: "running", name: "hps_pool_running_tasks", type: "gauge", help: "Tasks running on pool workers now." },
   { group: "pool", key: "busyWorkers", name: "hps_pool_busy_workers", type: "gauge", help: "Pool workers with at least one task." },
   { group: "pool", key: "workers", name: "hps_pool_workers", type: "gauge", help: "Pool worker threads alive." },
+  { group: "pool", key: "lostWakeups", name: "hps_pool_lost_wakeups_total", type: "counter", help: "Pool workers found asleep with tasks in their ring and woken by the watchdog (0 in normal operation)." },
   { group: "arena", key: "bytesInUse", name: "hps_arena_bytes_in_use", type: "gauge", help: "Bytes of the shared-memory arena allocated now." },
   { group: "arena", key: "peakBytes", name: "hps_arena_peak_bytes", type: "gauge", help: "Most arena bytes allocated at once." },
   { group: "arena", key: "capacityBytes", name: "hps_arena_capacity_bytes", type: "gauge", help: "Size of the shared-memory arena." },
