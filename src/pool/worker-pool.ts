@@ -427,8 +427,6 @@ export class WorkerPool implements OpRunner {
     this.taskRingIndex[slot] = index;
     target.subTail = (index + 1) | 0;
     Atomics.store(target.control, SUB_TAIL, target.subTail);
-    // A lone task (nothing else out) waits for nothing else: its worker is woken now rather than after the round
-    // (interleaved runs on 2 cores: single-task round trip 0.93x -> 0.97x of raw postMessage).
     if (this.running === 1 && !this.wakeScheduled) {
       // A lone task (nothing else out) waits for nothing else: its worker is woken and the completion wait armed now,
       // with no event-loop turn in between (pinned to one core: 14.5 -> 11.5 µs a round trip; on 2 cores 0.93x ->
