@@ -64,7 +64,7 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "config"}: ${issue.message}`);
     throw new Error(`the reloaded configuration cannot run with the settings that need a restart kept at their running values: ${problems.join("; ")}`);
   }
-  return { config: checked.data, applied, needsRestart };
+  return { config: Object.freeze(checked.data) as Config, applied, needsRestart };
 }
 
 function isListed(list: SettingList, table: TableName, key: string): boolean {
