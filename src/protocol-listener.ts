@@ -34,6 +34,7 @@ export async function startProtocolListener(context: ServerContext, poolThreads 
   return {
     port: tcp.port,
     inFlight: () => tcp.inFlight(),
+    prepareReconfigure: tcp.prepareReconfigure,
     async stop(options: StopOptions) {
       const deadlineMs = performance.now() + options.timeoutMs;
       await tcp.stop(options);

@@ -124,6 +124,9 @@ export async function startServer(requested: Config): Promise<Server> {
         logger.info("configuration reload: no setting that applies now has changed");
         return report;
       }
+      for (const setting of unappliedSettings(plan.config)) {
+        if (plan.applied.some((name) => setting.startsWith(`${name} `))) logger.warn(`setting not applied on this runtime: ${setting}`);
+      }
       // Two phases: every listener (this thread's and the I/O threads') first checks and builds what the new
       // configuration needs, changing nothing; only when all could, each swaps it in at once. Nothing is rolled back.
       const next: ServerContext = { ...current, config: plan.config };

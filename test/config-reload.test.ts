@@ -4,10 +4,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { HpsClient } from "../src/client/hps-client.ts";
 import { planReload } from "../src/config/reload.ts";
 import { configSchema, type Config, type ConfigOverrides } from "../src/config/schema.ts";
 import { startServer } from "../src/server.ts";
 import { Counter } from "../src/stats/stats.ts";
+import { encodeFrame, FrameDecoder, FrameStatus, Opcode } from "../src/tcp/frame.ts";
 import { testConfig, waitFor } from "./helpers.ts";
 import { keptConnection } from "./http-helpers.ts";
 
@@ -85,15 +87,17 @@ describe("planReload", () => {
     expect(plan.config.rate_limit.requests).toBe(7);
   });
 
-  test("what the custom protocol reads at start (pool, arena, frame limit, TCP setup) needs a restart there, not with http", () => {
+  test("custom: the pool, the arena and the handlers module need a restart; the TCP listener's settings apply", () => {
     const custom: ConfigOverrides = { server: { protocol: "custom" } };
-    const changes: ConfigOverrides = { pool: { threads: 3 }, memory: { arena_bytes: 1 << 20 }, limits: { max_request_bytes: 4096 }, tcp: { nodelay: false }, custom: { max_in_flight: 8 } };
-    const forCustom = planReload(configWith(custom, {}), configWith(custom, changes));
-    expect(forCustom.applied).toEqual([]);
-    expect(forCustom.needsRestart.sort()).toEqual(["custom.max_in_flight", "limits.max_request_bytes", "memory.arena_bytes", "pool.threads", "tcp.nodelay"]);
-    const forHttp = planReload(configWith(base, {}), configWith(base, changes));
-    expect(forHttp.needsRestart).toEqual([]);
-    expect(forHttp.config.limits.max_request_bytes).toBe(4096);
+    const changes: ConfigOverrides = {
+      pool: { threads: 3 }, memory: { arena_bytes: 1 << 20 }, custom: { max_in_flight: 8, handlers: "./examples/handlers.ts" },
+      limits: { max_request_bytes: 4096, connection_timeout_s: 5 }, tcp: { nodelay: false, max_buffered_bytes: 1 << 20 },
+    };
+    const plan = planReload(configWith(custom, {}), configWith(custom, changes));
+    expect(plan.needsRestart.sort()).toEqual(["custom.handlers", "memory.arena_bytes", "pool.threads"]);
+    expect(plan.applied.sort()).toEqual(["custom.max_in_flight", "limits.connection_timeout_s", "limits.max_request_bytes", "tcp.max_buffered_bytes", "tcp.nodelay"]);
+    expect(plan.config.pool.threads).toBe(configWith(custom, {}).pool.threads);
+    expect(plan.config.custom.max_in_flight).toBe(8);
   });
 
   test("a list setting is compared by its items", () => {
@@ -193,6 +197,69 @@ describe("Server.reload", () => {
     expect(server.stats.total(Counter.refusedDenied)).toBe(1);
     await server.reload(config);
     expect(await echoOnce()).toBe("ping");
+  });
+});
+
+describe("Server.reload of the TCP listener", () => {
+  test("custom: a lower frame limit applies to new connections (the old one keeps its own); an idle timeout turned on cuts a quiet connection", async () => {
+    const config = testConfig({ server: { protocol: "custom" }, limits: { max_request_bytes: 1 << 16, connection_timeout_s: 0 }, pool: { threads: 1 } });
+    await using server = await startServer(config);
+    const before = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 5000 });
+    try {
+      const report = await server.reload(configWith(config, { limits: { max_request_bytes: 1024, connection_timeout_s: 0.3 }, custom: { max_in_flight: 2 } }));
+      expect(report.applied.sort()).toEqual(["custom.max_in_flight", "limits.connection_timeout_s", "limits.max_request_bytes"]);
+      expect(report.needsRestart).toEqual([]);
+      const payload = new Uint8Array(4000).fill(7);
+      const echoed = await before.request(Opcode.ECHO, payload); // opened under the old limit
+      expect(echoed.status).toBe(FrameStatus.OK);
+      // A connection opened now: the same frame is over the new limit (a connection-level error frame, id 0).
+      const frames: { status: number; requestId: number; text: string }[] = [];
+      const decoder = new FrameDecoder(1 << 20);
+      const after = await Bun.connect({
+        hostname: "127.0.0.1",
+        port: server.port,
+        socket: {
+          binaryType: "uint8array",
+          data: (_socket, chunk) => {
+            decoder.push(chunk, (_opcode, status, requestId, body) => void frames.push({ status, requestId, text: new TextDecoder().decode(body) }));
+          },
+        },
+      });
+      try {
+        after.write(encodeFrame(Opcode.ECHO, 0, 9, payload));
+        await waitFor(() => frames.length > 0, 5000, "the error frame");
+        expect(frames[0]).toMatchObject({ status: FrameStatus.TOO_LARGE, requestId: 0 });
+        expect(frames[0]!.text).toContain("at most 1024");
+      } finally {
+        after.end();
+      }
+      // The idle timeout now closes a quiet connection (it was 0: never).
+      const timedOutBefore = server.stats.total(Counter.connectionsTimedOut);
+      await waitFor(() => server.stats.total(Counter.connectionsTimedOut) > timedOutBefore, 5000, "the idle connection cut");
+    } finally {
+      before.close();
+    }
+  });
+
+  test("echo: tcp.max_buffered_bytes lowered cuts a client that does not read at the new cap", async () => {
+    const config = testConfig({ server: { protocol: "echo" }, tcp: { max_buffered_bytes: 64 << 20 } });
+    await using server = await startServer(config);
+    await server.reload(configWith(config, { tcp: { max_buffered_bytes: 1 << 20 } }));
+    const before = server.stats.total(Counter.disconnectedSlowReader);
+    const socket = connect({ host: "127.0.0.1", port: server.port });
+    socket.on("error", () => {});
+    socket.pause(); // never reads: the echo queues up on the server
+    const chunk = Buffer.alloc(256 * 1024, 1);
+    try {
+      await new Promise<void>((resolve) => socket.on("connect", () => resolve()));
+      for (let i = 0; i < 64 && server.stats.total(Counter.disconnectedSlowReader) === before; i++) {
+        socket.write(chunk);
+        await Bun.sleep(5);
+      }
+      await waitFor(() => server.stats.total(Counter.disconnectedSlowReader) > before, 5000, "the slow reader cut at the new cap");
+    } finally {
+      socket.destroy();
+    }
   });
 });
 

@@ -13,15 +13,16 @@ const READ_AT_START: SettingList = {
 };
 
 /**
- * Read once at start by the listener of each protocol (Bun.serve's idleTimeout; the TCP listener's per-connection
- * setup, frame limit and idle timer; the pool and the arena). Everything else is applied by a reload: admission,
- * rate limits, the HTTP listener (rebuilt, see src/http/serve.ts reconfigure), log level, report interval and
- * shutdown timeout. Settings a protocol does not use are simply taken (there is nothing to apply them to).
+ * Read once at start by the listener of each protocol: Bun.serve's idleTimeout; the pool's workers (and the handlers
+ * module loaded into them) and the arena. Everything else is applied by a reload: admission, rate limits, the HTTP
+ * site (rebuilt, see src/http/serve.ts), the TCP listener's socket options, write cap, idle timeout, frame limit and
+ * max_in_flight (src/tcp/listen.ts), log level, report interval and shutdown timeout. Settings a protocol does not
+ * use are simply taken (there is nothing to apply them to).
  */
 const READ_AT_START_BY_PROTOCOL: Record<Protocol, SettingList> = {
   http: { http: ["keepalive_timeout_s"] },
-  echo: { tcp: "*", limits: ["connection_timeout_s"] },
-  custom: { tcp: "*", limits: ["connection_timeout_s", "max_request_bytes"], custom: "*", pool: "*", memory: "*" },
+  echo: {},
+  custom: { custom: ["handlers"], pool: "*", memory: "*" },
 };
 
 export interface ReloadPlan {

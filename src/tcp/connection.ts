@@ -176,7 +176,8 @@ export class ConnectionPool {
  */
 export class WriteQueue {
   private readonly stats: Stats;
-  private readonly maxBufferedBytes: number;
+  /** tcp.max_buffered_bytes; a configuration reload sets it (it applies to every connection's next write). */
+  maxBufferedBytes: number;
 
   constructor(stats: Stats, maxBufferedBytes: number) {
     this.stats = stats;

@@ -39,12 +39,12 @@ export class CustomProtocol {
   private readonly stats: Stats;
   private readonly writer: WriteQueue;
   private readonly runner: OpRunner;
-  private readonly maxInFlight: number;
+  private maxInFlight: number;
   private readonly afterActivity: (connection: ConnectionState) => void;
   private readonly context: ServerContext;
   /** Its rateLimitEnabled is read per frame (a field), so a reload that turns rate limiting on or off applies to the next frame. */
   private readonly admission: Admission;
-  private readonly tooLargeMessage: Uint8Array;
+  private tooLargeMessage: Uint8Array;
   private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
@@ -79,7 +79,7 @@ export class CustomProtocol {
     this.afterActivity = options.afterActivity;
     this.context = options.context;
     this.admission = options.admission;
-    this.tooLargeMessage = textEncoder.encode(`frame too large: the length field may be at most ${options.maxFrameBytes} (limits.max_request_bytes)`);
+    this.tooLargeMessage = tooLargeMessage(options.maxFrameBytes);
     this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => {
       this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
       // Only runner requests stay outstanding (inline answers are in the batch already): at the limit, decode no
@@ -93,6 +93,16 @@ export class CustomProtocol {
       if (connection.closeWhenIdle) this.afterActivity(connection);
     });
     this.toResume = new EndOfTickBatch("isResumeScheduled", options.readHeld);
+  }
+
+  /**
+   * A configuration reload: custom.max_in_flight applies to the next frame of every connection (a connection paused
+   * at the old limit resumes when one of its answers is written); limits.max_request_bytes to connections opened from
+   * now on (each keeps the decoder it was opened with).
+   */
+  setLimits(maxInFlight: number, maxFrameBytes: number): void {
+    this.maxInFlight = maxInFlight;
+    this.tooLargeMessage = tooLargeMessage(maxFrameBytes);
   }
 
   /** Requests handed to the runner and not answered yet, over all connections (including ones closed meanwhile). */
@@ -329,4 +339,8 @@ export class CustomProtocol {
     connection.closeWhenFlushed = true;
     this.afterActivity(connection);
   }
+}
+
+function tooLargeMessage(maxFrameBytes: number): Uint8Array {
+  return textEncoder.encode(`frame too large: the length field may be at most ${maxFrameBytes} (limits.max_request_bytes)`);
 }

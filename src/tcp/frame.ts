@@ -71,7 +71,8 @@ export type FrameRangeHandler = (opcode: number, status: number, requestId: numb
  * by `resume`, so a caller can bound the work a single chunk starts (backpressure).
  */
 export class FrameDecoder {
-  private readonly maxFrameBytes: number;
+  /** limits.max_request_bytes when this decoder was made (a reload gives new connections a decoder with the new one). */
+  readonly maxFrameBytes: number;
   /**
    * Partial frame carried between chunks, at [0, pendingBytes); or, after stop(), the undecoded bytes at
    * [heldStart, heldEnd). Grows by doubling as bytes arrive (capped at the frame being completed), then is reused.

@@ -1,6 +1,6 @@
 // Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection state, idle sweep, write queue, graceful stop.
 import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
-import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import type { Listener, PreparedReconfigure, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, type Admission } from "../net/admission.ts";
 import { unmapIpv4 } from "../net/cidr.ts";
 import { ProxyHeaderReader, ProxyParse } from "../net/proxy-protocol.ts";
@@ -33,7 +33,8 @@ export async function startTcp(context: ServerContext, runner: OpRunner): Promis
 }
 
 class TcpServer {
-  private readonly context: ServerContext;
+  /** Replaced by a configuration reload; new connections read their socket options and frame limit from it. */
+  private context: ServerContext;
   private readonly admission: Admission;
   /** HPS/1: the connection-level error frame per Refusal code (and REFUSED_DRAINING); empty for echo (close only). */
   private readonly refusalFrames: Uint8Array[] = [];
@@ -41,8 +42,8 @@ class TcpServer {
   private readonly writer: WriteQueue;
   private readonly custom: CustomProtocol | null;
   private readonly clock: IdleClock = { tick: 0 };
-  private readonly idleTicks: number;
-  private readonly sweepMs: number;
+  private idleTicks = 0;
+  private sweepMs = MAX_SWEEP_MS;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
   private isDraining = false;
@@ -55,9 +56,7 @@ class TcpServer {
     this.admission = context.admission;
     const config = context.config;
     this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
-    const idleMs = config.limits.connection_timeout_s * 1000;
-    this.sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, idleMs / SWEEPS_PER_TIMEOUT));
-    this.idleTicks = idleMs > 0 ? Math.ceil(idleMs / this.sweepMs) : 0;
+    this.setIdleTimeout(config.limits.connection_timeout_s);
     this.custom =
       config.server.protocol === "custom"
         ? new CustomProtocol({
@@ -107,10 +106,7 @@ class TcpServer {
       },
     };
     this.listener = Bun.listen(options);
-    if (this.idleTicks > 0) {
-      this.sweepTimer = setInterval(this.sweep, this.sweepMs);
-      this.sweepTimer.unref();
-    }
+    this.scheduleSweeps();
     this.context.gauges.set("tcp", this.gauges);
     const port = this.listener.port;
     return {
@@ -118,6 +114,7 @@ class TcpServer {
       inFlight: () => this.custom?.inFlight() ?? 0,
       openConnections: () => this.pool.open.length,
       stop: (stopOptions: StopOptions) => this.stop(stopOptions),
+      prepareReconfigure: (next: ServerContext) => Promise.resolve(this.prepareReconfigure(next)),
       [Symbol.asyncDispose]: () => this.stop({ graceful: false, timeoutMs: 0 }),
     };
   }
@@ -146,7 +143,10 @@ class TcpServer {
     socket.data = connection;
     socket.setNoDelay(config.tcp.nodelay);
     socket.setKeepAlive(config.tcp.keepalive, config.tcp.keepalive_idle_s * 1000);
-    if (this.custom !== null && connection.decoder === null) connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
+    // A pooled state keeps its decoder unless a reload changed the frame limit since it was made.
+    if (this.custom !== null && (connection.decoder === null || connection.decoder.maxFrameBytes !== config.limits.max_request_bytes)) {
+      connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
+    }
     if (awaitsProxyHeader) {
       connection.proxyReader = new ProxyHeaderReader();
     } else {
@@ -289,6 +289,44 @@ class TcpServer {
     }
     if (this.isDraining) this.checkDrained();
   };
+
+  /**
+   * A configuration reload (nothing to check first): socket options and the frame limit apply to connections opened
+   * from now on; tcp.max_buffered_bytes, custom.max_in_flight and the idle timeout to every connection. A connection
+   * idle across a change of limits.connection_timeout_s is timed in sweep periods of both values, so it may close up
+   * to one old period early or late once.
+   */
+  private prepareReconfigure(next: ServerContext): PreparedReconfigure {
+    return {
+      commit: () => {
+        if (this.isStopped) return;
+        const config = next.config;
+        this.context = next;
+        this.writer.maxBufferedBytes = config.tcp.max_buffered_bytes;
+        this.custom?.setLimits(config.custom.max_in_flight, config.limits.max_request_bytes);
+        const before = this.sweepMs;
+        const wasSweeping = this.idleTicks > 0;
+        this.setIdleTimeout(config.limits.connection_timeout_s);
+        if (this.sweepMs !== before || wasSweeping !== this.idleTicks > 0) this.scheduleSweeps();
+      },
+      abort: () => {},
+    };
+  }
+
+  private setIdleTimeout(connectionTimeoutSeconds: number): void {
+    const idleMs = connectionTimeoutSeconds * 1000;
+    this.sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, idleMs / SWEEPS_PER_TIMEOUT));
+    this.idleTicks = idleMs > 0 ? Math.ceil(idleMs / this.sweepMs) : 0;
+  }
+
+  /** (Re)starts the idle sweep at sweepMs, or stops it when connections never time out. */
+  private scheduleSweeps(): void {
+    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
+    if (this.idleTicks === 0) return;
+    this.sweepTimer = setInterval(this.sweep, this.sweepMs);
+    this.sweepTimer.unref();
+  }
 
   private readonly sweep = (): void => {
     const tick = ++this.clock.tick;
