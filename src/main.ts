@@ -20,9 +20,9 @@ Options:
 Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=9000); --set overrides both.
 Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
          SIGHUP reopens log.file and log.access_file (for logrotate), then reloads the configuration from the same
-         file, environment and options: limits, rate limits, allow/deny lists, the HTTP site and access log, the log
-         level and the report interval change at once; settings read only at start are named in a warning. A
-         configuration with problems is rejected and the running one kept.
+         file, environment and options: limits, rate limits, allow/deny lists, the HTTP site and access log, TCP
+         socket options and limits, the log level and the report interval change at once; settings read only at
+         start are named in a warning. A configuration with problems is rejected and the running one kept.
 `;
 
 async function main(argv: string[]): Promise<number> {
