@@ -68,6 +68,24 @@ describe("the site's settings", () => {
     expect((await rawGet(served.port, "/page.txt")).headers.get("cache-control")).toBe("public, max-age=60");
   });
 
+  test("a reload that leaves the site's settings alone keeps its cache (hits go on, paths routed again); one that changes them starts empty", async () => {
+    const served = await site();
+    await rawGet(served.port, "/page.txt");
+    await waitFor(() => gauge(served, "routes") === 1, 2000, "the cached path routed");
+    const missesBefore = gauge(served, "misses");
+    const hitsBefore = gauge(served, "hits");
+    await reconfigure(served, { rate_limit: { enabled: true, requests: 1_000_000 } }); // rebuilds the handler set, not the site
+    expect(gauge(served, "entries")).toBe(1);
+    expect(await text((await rawGet(served.port, "/page.txt")).body)).toBe("from A\n");
+    expect(gauge(served, "misses")).toBe(missesBefore);
+    expect(gauge(served, "hits")).toBe(hitsBefore + 1);
+    await waitFor(() => gauge(served, "routes") === 1, 2000, "the path routed again");
+    await reconfigure(served, { http: { cache_control: "no-store" } });
+    expect(gauge(served, "entries")).toBe(0);
+    await rawGet(served.port, "/page.txt");
+    expect(gauge(served, "misses")).toBe(missesBefore + 1); // counters carry on across the new cache
+  });
+
   test("http.dotfiles deny -> allow", async () => {
     const served = await site({ http: { dotfiles: "deny" } });
     expect((await rawGet(served.port, "/.secret")).status).not.toBe(200);

@@ -357,7 +357,7 @@ function asksToClose(connection: string | null): boolean {
  * settings leave as it was), swaps it in on the same Bun server and releases the old one.
  */
 class HttpSet {
-  private readonly site: StaticFiles;
+  readonly site: StaticFiles;
   readonly accessLog: AccessLog | null;
   readonly connections: KeepAliveCounter | null;
   readonly handler: HttpHandler;
@@ -366,8 +366,8 @@ class HttpSet {
   private routes: RouteTable | null = null;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   /** Cache hits and misses of the sets before this one: the httpCache counters never run backwards. */
-  private readonly earlierHits: number;
-  private readonly earlierMisses: number;
+  readonly earlierHits: number;
+  readonly earlierMisses: number;
 
   /**
    * `previous`: the running set, when a reload builds this one. Its access log is kept when log.access_log and
@@ -379,8 +379,9 @@ class HttpSet {
     const { config } = context;
     const http = config.http;
     this.context = context;
-    this.site = new StaticFiles(http);
     const before = previous?.context.config;
+    const keepsSite = previous !== null && siteInputs(config) === siteInputs(before!);
+    this.site = keepsSite ? previous.site : new StaticFiles(http);
     const keepsLog = previous !== null && config.log.access_log && before!.log.access_log && config.log.access_file === before!.log.access_file;
     this.accessLog = keepsLog ? previous.accessLog : config.log.access_log ? openAccessLog(config.log.access_file) : null;
     const idleTimeoutSeconds = http.keepalive_timeout_s;
@@ -393,9 +394,9 @@ class HttpSet {
       ? new KeepAliveCounter(http.max_keepalive_requests, this.forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
       : null;
     this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections);
-    const earlier = previous?.cacheCounts();
-    this.earlierHits = earlier?.hits ?? 0;
-    this.earlierMisses = earlier?.misses ?? 0;
+    // A site taken over keeps counting in its own counters; a new one starts from the previous totals.
+    this.earlierHits = previous === null ? 0 : keepsSite ? previous.earlierHits : previous.cacheCounts().hits;
+    this.earlierMisses = previous === null ? 0 : keepsSite ? previous.earlierMisses : previous.cacheCounts().misses;
   }
 
   /**
@@ -429,6 +430,11 @@ class HttpSet {
     });
     this.routes = routes;
     site.onCached((rawPath) => routes.added(rawPath));
+    // A site taken over from the previous set has cached paths already: they get their native routes again now.
+    for (const rawPath of site.cachedPaths()) {
+      routes.added(rawPath);
+      break; // one is enough: the rebuild it schedules routes every cached path
+    }
     this.context.gauges.set("httpCache", () => ({ ...this.site.gauges(), ...this.cacheCounts(), routes: routes.size, staticRoutes: routes.staticCount }));
   }
 
@@ -453,7 +459,7 @@ class HttpSet {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
     if (successor?.connections !== this.connections) this.connections?.clear();
-    this.site.clear();
+    if (successor?.site !== this.site) this.site.clear();
     return this.accessLog === null || successor?.accessLog === this.accessLog ? null : this.accessLog.close();
   }
 
@@ -471,6 +477,12 @@ function openAccessLog(file: string): AccessLog {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
     throw new Error(`cannot open log.access_file "${file}" for appending (${reason}): fix the path or its permissions, or leave it empty for stdout`);
   }
+}
+
+/** The settings the site's cached responses are built from: when none changed, a reload keeps the cache. */
+function siteInputs(config: Config): string {
+  const { max_keepalive_requests, connection_limits, static_routes, keepalive_timeout_s, ...site } = config.http;
+  return JSON.stringify(site);
 }
 
 /** What an HttpSet is built from: when none of it changed, a reload leaves the running set as it is. */
