@@ -40,10 +40,11 @@ export interface Server {
   /** Reopens log.file and the access log by path (SIGHUP, after logrotate moved them). */
   reopenLogs(): Promise<void>;
   /**
-   * Applies a newly loaded configuration (SIGHUP): admission, rate limits, the HTTP site and access log, log level,
-   * report interval and shutdown timeout change at once; settings read only at start are reported and keep their
-   * running values. Rejects, changing nothing, when the HTTP root is unusable or the merged configuration is invalid.
-   * Reloads run one at a time.
+   * Applies a newly loaded configuration (SIGHUP): admission, rate limits, the HTTP site and access log, the TCP
+   * listener's options and limits, log level, report interval and shutdown timeout change at once; settings read only
+   * at start (src/config/reload.ts) are reported and keep their running values. Rejects, changing nothing, when a
+   * listener cannot take it (an unusable http.root, an access log that cannot be opened, an I/O thread that fails) or
+   * the merged configuration is invalid. Reloads run one at a time.
    */
   reload(config: Config): Promise<ReloadReport>;
   [Symbol.asyncDispose](): Promise<void>;
