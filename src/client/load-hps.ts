@@ -36,7 +36,7 @@ export class HpsCodec implements ResponseCodec {
   readonly closeRequested = false;
   private readonly decoder: FrameDecoder;
   private sink: ResponseSink | null = null;
-  private readonly onFrame = (opcode: number, status: number, requestId: number, payload: Uint8Array): void => {
+  private readonly onFrame = (opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void => {
     const sink = this.sink!;
     if (requestId === 0) {
       sink.protocolError();
@@ -46,7 +46,7 @@ export class HpsCodec implements ResponseCodec {
       sink.completeId(requestId, Outcome.NON_OK, status);
       return;
     }
-    sink.completeId(requestId, this.payloadMatches(opcode, payload) ? Outcome.OK : Outcome.MISMATCH, status);
+    sink.completeId(requestId, this.payloadMatches(opcode, bytes, payloadStart, payloadBytes) ? Outcome.OK : Outcome.MISMATCH, status);
   };
 
   constructor(
@@ -57,16 +57,16 @@ export class HpsCodec implements ResponseCodec {
     this.decoder = new FrameDecoder(maxFrameBytes);
   }
 
-  private payloadMatches(opcode: number, payload: Uint8Array): boolean {
+  private payloadMatches(opcode: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): boolean {
     if (opcode !== this.opcode) return false;
-    if (opcode === Opcode.PING) return payload.length === 0;
-    if (opcode === Opcode.ECHO) return this.payload.equals(payload);
+    if (opcode === Opcode.PING) return payloadBytes === 0;
+    if (opcode === Opcode.ECHO) return payloadBytes === this.payload.length && this.payload.compare(bytes, payloadStart, payloadStart + payloadBytes) === 0;
     return true;
   }
 
   feed(chunk: Buffer, sink: ResponseSink): boolean {
     this.sink = sink;
-    const status = this.decoder.push(chunk, this.onFrame);
+    const status = this.decoder.pushRanges(chunk, this.onFrame);
     this.sink = null;
     if (status !== FrameStatus.OK) {
       sink.protocolError();

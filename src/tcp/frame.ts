@@ -117,12 +117,12 @@ export class FrameDecoder {
       if (this.isStopRequested) return this.hold(chunk, offset);
       if (this.pendingBytes > 0) return FrameStatus.OK;
     }
-    // The loop of pushRanges, with a view per payload (kept apart so each call site stays monomorphic).
-    const maxFrameBytes = this.maxFrameBytes;
+    // The loop of pushRanges, with a view per payload. Kept apart on purpose: with push as an adapter over pushRanges,
+    // a process that uses both makes pushRanges' onFrame call site polymorphic (measured: 300 -> 570-650 ns a chunk).
     while (chunkBytes - offset >= FRAME_HEADER_BYTES) {
       const length = readUint32(chunk, offset);
-      if (length < LENGTH_COVERED_HEADER_BYTES || chunk[offset + 4] !== PROTOCOL_VERSION) return this.fail(FrameStatus.BAD_FRAME);
-      if (length > maxFrameBytes) return this.fail(FrameStatus.TOO_LARGE);
+      const verdict = this.checkHeader(length, chunk[offset + 4]!);
+      if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > chunkBytes) break;
       const payload = length === LENGTH_COVERED_HEADER_BYTES ? EMPTY_PAYLOAD : chunk.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
@@ -146,11 +146,10 @@ export class FrameDecoder {
       if (this.isStopRequested) return this.hold(chunk, offset);
       if (this.pendingBytes > 0) return FrameStatus.OK;
     }
-    const maxFrameBytes = this.maxFrameBytes;
     while (chunkBytes - offset >= FRAME_HEADER_BYTES) {
       const length = readUint32(chunk, offset);
-      if (length < LENGTH_COVERED_HEADER_BYTES || chunk[offset + 4] !== PROTOCOL_VERSION) return this.fail(FrameStatus.BAD_FRAME);
-      if (length > maxFrameBytes) return this.fail(FrameStatus.TOO_LARGE);
+      const verdict = this.checkHeader(length, chunk[offset + 4]!);
+      if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > chunkBytes) break;
       onFrame(chunk[offset + 5]!, (chunk[offset + 6]! << 8) | chunk[offset + 7]!, readUint32(chunk, offset + 8), chunk, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
@@ -181,12 +180,11 @@ export class FrameDecoder {
     let offset = this.heldStart;
     if (offset === end) return FrameStatus.OK;
     const bytes = this.pending;
-    const maxFrameBytes = this.maxFrameBytes;
     this.payloadIsBuffered = true;
     while (end - offset >= FRAME_HEADER_BYTES) {
       const length = readUint32(bytes, offset);
-      if (length < LENGTH_COVERED_HEADER_BYTES || bytes[offset + 4] !== PROTOCOL_VERSION) return this.fail(FrameStatus.BAD_FRAME);
-      if (length > maxFrameBytes) return this.fail(FrameStatus.TOO_LARGE);
+      const verdict = this.checkHeader(length, bytes[offset + 4]!);
+      if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > end) break;
       onFrame(bytes[offset + 5]!, (bytes[offset + 6]! << 8) | bytes[offset + 7]!, readUint32(bytes, offset + 8), bytes, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
