@@ -26,6 +26,24 @@ async function reconfigure(running: RunningHttp, overrides: ConfigOverrides): Pr
   prepared.commit();
 }
 
+/**
+ * A POST whose chunked body is left unfinished, so the handler that took it waits across a reconfigure;
+ * `finish` sends the last chunk and returns its response.
+ */
+async function slowPost(served: RunningHttp, target: string) {
+  const client = await rawConnect(served.port);
+  client.socket.write(`POST ${target} HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n`);
+  await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
+  return {
+    async finish() {
+      client.socket.write("0\r\n\r\n");
+      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the slow request's response");
+      return parseResponses(client.received())[0]!;
+    },
+    end: () => void client.socket.end(),
+  };
+}
+
 const gauge = (running: RunningHttp, name: string) => running.context.gauges.get("httpCache")!()[name]!;
 const lines = (file: string) => (existsSync(file) ? readFileSync(file, "utf8") : "").split("\n").filter((line) => line !== "");
 const logFile = (name: string) => join(rootA, "..", `${rootA.split("/").pop()}-${name}.log`);
@@ -175,19 +193,14 @@ describe("the access log", () => {
     const first = logFile("inflight-first");
     const second = logFile("inflight-second");
     const served = await site({ log: { access_log: true, access_file: first } });
-    const client = await rawConnect(served.port);
+    const slow = await slowPost(served, "/page.txt?slow");
     try {
-      // A body of unknown length keeps the old handler waiting for it across the reconfigure.
-      client.socket.write("POST /page.txt?slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
-      await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
       await reconfigure(served, { log: { access_log: true, access_file: second } });
       await rawGet(served.port, "/page.txt?new");
-      client.socket.write("0\r\n\r\n");
-      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the slow request's response");
-      expect(parseResponses(client.received())[0]!.status).toBe(405);
+      expect((await slow.finish()).status).toBe(405);
       await waitFor(() => lines(first).length === 1, 2000, "the slow request's line in the old file");
     } finally {
-      client.socket.end();
+      slow.end();
     }
     await served.stop();
     expect(lines(first)).toHaveLength(1);
@@ -201,39 +214,31 @@ describe("the access log across reloads", () => {
   test("unchanged log settings: one log across the reload, a request in flight through it logged in order", async () => {
     const file = logFile("kept");
     const served = await site({ log: { access_log: true, access_file: file } });
-    const client = await rawConnect(served.port);
+    await rawGet(served.port, "/page.txt?before");
+    const slow = await slowPost(served, "/page.txt?slow");
     try {
-      await rawGet(served.port, "/page.txt?before");
-      client.socket.write("POST /page.txt?slow HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
-      await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
-      await reconfigure(served, { http: { cache_control: "no-store" }, log: { access_log: true, access_file: file }, server: { shutdown_timeout_s: 0 } });
+      await reconfigure(served, { http: { cache_control: "no-store" }, log: { access_log: true, access_file: file } });
       await rawGet(served.port, "/page.txt?after");
-      client.socket.write("0\r\n\r\n");
-      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the slow request's response");
+      await slow.finish();
     } finally {
-      client.socket.end();
+      slow.end();
     }
     await served.stop();
     expect(lines(file).map((line) => line.match(/\?(\S+) HTTP/)![1])).toEqual(["before", "after", "slow"]);
   });
 
-  test("a request that outlives the old log's grace period still gets its line in the old file", async () => {
+  test("a request still waiting for its body when its log is replaced gets its line appended to the old file, none in the new", async () => {
     const first = logFile("late-first");
     const second = logFile("late-second");
     const served = await site({ log: { access_log: true, access_file: first } });
-    const client = await rawConnect(served.port);
+    const slow = await slowPost(served, "/page.txt?late");
     try {
-      client.socket.write("POST /page.txt?late HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n");
-      await waitFor(() => served.listener.inFlight() === 1, 2000, "the request in flight");
-      // No grace: the old log is closed at once, while the request is still waiting for its body.
-      await reconfigure(served, { log: { access_log: true, access_file: second }, server: { shutdown_timeout_s: 0 } });
-      // The commit began closing the old log: from now on its lines are appended directly (AccessLog.writeLate).
-      client.socket.write("0\r\n\r\n");
-      await waitFor(() => parseResponses(client.received()).length === 1, 2000, "the late request's response");
-      expect(parseResponses(client.received())[0]!.status).toBe(405);
+      // The commit closes the old log at once: from then on its lines are appended directly (AccessLog.writeLate).
+      await reconfigure(served, { log: { access_log: true, access_file: second } });
+      expect((await slow.finish()).status).toBe(405);
       await waitFor(() => lines(first).length === 1, 2000, "the late line in the old file");
     } finally {
-      client.socket.end();
+      slow.end();
     }
     await served.stop();
     expect(lines(first)[0]).toContain('"POST /page.txt?late HTTP/1.1" 405');
