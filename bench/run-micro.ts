@@ -1,7 +1,7 @@
 // `bun run bench`: runs every mitata microbenchmark in bench/micro/ (or those matching the arguments), one process each, in turn.
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
+import { parseToolArgs } from "./cli.ts";
 
 const MICRO_DIR = new URL("./micro/", import.meta.url).pathname;
 const USAGE = `Usage: bun run bench [options] [name ...]
@@ -17,28 +17,19 @@ Options:
 `;
 
 async function main(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      options: {
-        core: { type: "string" },
-        timeout: { type: "string", default: "600" },
-        list: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch (error) {
-    process.stderr.write(`bench: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
+  const parsed = parseToolArgs("bench", USAGE, {
+    args: argv,
+    options: {
+      core: { type: "string" },
+      timeout: { type: "string", default: "600" },
+      list: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    allowPositionals: true,
+    strict: true,
+  });
+  if (typeof parsed === "number") return parsed;
   const { values, positionals } = parsed;
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
   const timeoutSeconds = Number(values.timeout);
   if (!(timeoutSeconds > 0)) {
     process.stderr.write(`bench: --timeout must be a number of seconds > 0 (got "${values.timeout}")\n`);

@@ -2,10 +2,10 @@
 import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { drive, median, type DriverPlan, type Measurement, type RunLength } from "./drivers.ts";
 import { ensurePackages, freePorts, stopAll, stopChildrenOnSignals } from "./process.ts";
 import { SERVERS, writeHttpFiles, type BenchEnv } from "./servers.ts";
+import { parseToolArgs } from "../cli.ts";
 
 const USAGE = `Usage: bun run bench:loadgen [--rounds N] [--seconds S] [--warmup S] [--connections C]
 
@@ -14,27 +14,19 @@ driving it from core 1 with the same connection count. Prints each driver's medi
 `;
 
 async function main(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        rounds: { type: "string", default: "3" },
-        seconds: { type: "string", default: "5" },
-        warmup: { type: "string", default: "1" },
-        connections: { type: "string", default: "64" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    process.stderr.write(`bench:loadgen: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseToolArgs("bench:loadgen", USAGE, {
+    args: argv,
+    options: {
+      rounds: { type: "string", default: "3" },
+      seconds: { type: "string", default: "5" },
+      warmup: { type: "string", default: "1" },
+      connections: { type: "string", default: "64" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (typeof parsed === "number") return parsed;
+  const args = parsed.values;
   const rounds = Number(args.rounds);
   const connections = Number(args.connections);
   const length: RunLength = { seconds: Number(args.seconds), warmupSeconds: Number(args.warmup), clientCore: 1 };

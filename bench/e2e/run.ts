@@ -2,10 +2,10 @@
 import { mkdtempSync, rmSync, writeFileSync, chmodSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { drive, median, type DriverPlan, type Measurement, type RunLength, type Unit } from "./drivers.ts";
 import { ensurePackages, freePorts, runTool, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
 import { NGINX_BIN, SERVERS, writeHttpFiles, type BenchEnv, type ServerName } from "./servers.ts";
+import { parseToolArgs } from "../cli.ts";
 
 const USAGE = `Usage: bun run bench:e2e [options]
 
@@ -166,32 +166,24 @@ async function machineDescription(): Promise<Record<string, string | number>> {
 
 /** Runs the benchmark; resolves with the exit code (0 ok, 1 a run had errors, 2 bad command line). */
 export async function e2eMain(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        rounds: { type: "string", default: "3" },
-        seconds: { type: "string", default: "5" },
-        warmup: { type: "string", default: "1" },
-        only: { type: "string" },
-        json: { type: "string", default: "bench/e2e/results.json" },
-        "server-core": { type: "string", default: "0" },
-        "client-core": { type: "string", default: "1" },
-        "no-pin": { type: "boolean", default: false },
-        list: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    process.stderr.write(`bench:e2e: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseToolArgs("bench:e2e", USAGE, {
+    args: argv,
+    options: {
+      rounds: { type: "string", default: "3" },
+      seconds: { type: "string", default: "5" },
+      warmup: { type: "string", default: "1" },
+      only: { type: "string" },
+      json: { type: "string", default: "bench/e2e/results.json" },
+      "server-core": { type: "string", default: "0" },
+      "client-core": { type: "string", default: "1" },
+      "no-pin": { type: "boolean", default: false },
+      list: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (typeof parsed === "number") return parsed;
+  const args = parsed.values;
   const rounds = Number(args.rounds);
   const seconds = Number(args.seconds);
   const warmupSeconds = Number(args.warmup);

@@ -3,7 +3,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect as netConnect, type Socket as NetSocket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { parseArgs } from "node:util";
 import { HpsClient } from "../../src/client/hps-client.ts";
 import { parseLoadArgs } from "../../src/client/options.ts";
 import { runLoad, type LoadReport } from "../../src/client/run.ts";
@@ -11,6 +10,7 @@ import { encodeFrame } from "../../src/tcp/frame.ts";
 import { freePorts, startChild, stopAll, stopChildrenOnSignals, within, type Child } from "../e2e/process.ts";
 import { churn } from "./churn.ts";
 import { adminStats, Download, exchange, HeldConnections, HeldRawConnections, httpGet, parseResponse, waitUntil, type AdminSnapshot } from "./clients.ts";
+import { parseToolArgs } from "../cli.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const HANDLERS = new URL("./handlers.ts", import.meta.url).pathname;
@@ -498,26 +498,18 @@ async function checkSigtermHttp(http: Running): Promise<CheckResult> {
 // ---------------------------------------------------------------- main
 
 async function main(argv: string[]): Promise<number> {
-  let args;
-  try {
-    args = parseArgs({
-      args: argv,
-      options: {
-        seconds: { type: "string", default: "60" },
-        connections: { type: "string", default: "10000" },
-        churn: { type: "string", default: "100000" },
-        help: { type: "boolean", short: "h", default: false },
-      },
-      strict: true,
-    }).values;
-  } catch (error) {
-    process.stderr.write(`stress: ${(error as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  if (args.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  const parsed = parseToolArgs("stress", USAGE, {
+    args: argv,
+    options: {
+      seconds: { type: "string", default: "60" },
+      connections: { type: "string", default: "10000" },
+      churn: { type: "string", default: "100000" },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  });
+  if (typeof parsed === "number") return parsed;
+  const args = parsed.values;
   const budgetSeconds = Number(args.seconds);
   const wantedConnections = Number(args.connections);
   const churnTotal = Number(args.churn);
