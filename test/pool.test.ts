@@ -277,6 +277,83 @@ describe("wake-ups", () => {
     }
   });
 
+  /** Runs `length` HASH tasks one after another, each submitted from the previous one's done callback. */
+  async function chain(pool: WorkerPool, length: number): Promise<void> {
+    let finished = 0;
+    let failures = 0;
+    const payload = filled(64, 9);
+    const expected = sha256(payload);
+    const next = (_token: number, status: number, result: Uint8Array): void => {
+      if (status !== 0 || !result.every((b, i) => b === expected[i])) failures++;
+      if (++finished < length) pool.run(0x02, payload, finished, next);
+    };
+    pool.run(0x02, payload, 0, next);
+    await waitFor(() => finished === length, 10_000, "chain of tasks");
+    expect(failures).toBe(0);
+  }
+
+  test("a worker polls its empty ring between closely spaced tasks: a chain needs no wake-ups; one poll misses, at its end", async () => {
+    // A 50 ms poll window: wider than any turn-around here, so every poll in the chain must find its task.
+    const context = testContext({ pool: { threads: 1, task_timeout_ms: 0 } });
+    const pool = await startWorkerPool(context, { spinMicros: 50_000 });
+    try {
+      const gauges = context.gauges.get("pool")!;
+      const chainLength = 200;
+      await chain(pool, chainLength);
+      await waitFor(() => gauges().sleepingWorkers === 1, 2000, "the worker asleep after its last poll");
+      const { spins, spinCatches, wakeups } = gauges();
+      // Without polling each task would find the worker asleep and cost a wake-up. (A task can also be seen before the
+      // worker polls at all, when the main thread turns around fast: so catches alone are not counted on.)
+      expect(wakeups).toBeLessThanOrEqual(2);
+      expect(spinCatches).toBeGreaterThan(0);
+      expect(spins! - spinCatches!).toBe(1); // the poll after the last task found nothing
+      const metrics = renderMetrics(context);
+      expect(metrics).toContain(`hps_pool_spin_catches_total ${spinCatches}`);
+      expect(metrics).toContain(`hps_pool_spins_total ${spins}`);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
+  test("a worker polls only while the awake workers leave a core to the main thread", async () => {
+    // Two workers, one spare core: while one runs a long task, the other must not poll; once it is done, it may.
+    const { context, pool, collector } = await start({ pool: { threads: 2, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } }, { spinMicros: 50_000, spinCores: 1 });
+    try {
+      const gauges = context.gauges.get("pool")!;
+      const busy = collector.submit(pool, 0x87, busyFor(250));
+      await waitFor(() => gauges().busyWorkers === 1 && gauges().sleepingWorkers === 1, 2000, "one worker busy, one asleep");
+      await chain(pool, 30);
+      expect(collector.replies.has(busy)).toBe(false); // the chain ran while the other worker was busy
+      expect(gauges().spins).toBe(0);
+      expect((await collector.result(busy)).status).toBe(0);
+      await waitFor(() => gauges().sleepingWorkers === 2, 2000, "both workers asleep");
+      await chain(pool, 30);
+      expect(gauges().spinCatches).toBeGreaterThan(0);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
+  test("no polling when tasks come further apart than pool.spin_us, or when it is 0", async () => {
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } }, { spinMicros: 2000 });
+    const { context: offContext, pool: offPool } = await start({ pool: { threads: 1, task_timeout_ms: 0, spin_us: 0 } });
+    try {
+      const gauges = context.gauges.get("pool")!;
+      for (let i = 0; i < 5; i++) {
+        await Bun.sleep(10); // the spacing under test: tasks 10 ms apart, poll window 2 ms
+        const reply = await collector.result(collector.submit(pool, 0x02, filled(64, i)));
+        expect(reply).toEqual({ status: 0, payload: sha256(filled(64, i)) });
+      }
+      expect(gauges().spins).toBe(0);
+      expect(gauges().wakeups).toBe(5);
+      await chain(offPool, 100);
+      expect(offContext.gauges.get("pool")!().spins).toBe(0);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+      await offPool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
   test("tasks submitted from inside done callbacks (one at a time, a chain) all complete", async () => {
     const { pool } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
     try {
@@ -491,9 +568,10 @@ describe("timeouts, start-up, shutdown, modes", () => {
   });
 
   test("an idle pool does not spin: little CPU used over a quiet interval", async () => {
-    const { pool, collector } = await start({ pool: { threads: 2 } });
+    const { pool, collector } = await start({ pool: { threads: 2 } }, { spinMicros: 10_000 });
     try {
-      await collector.result(collector.submit(pool, 0x02, new Uint8Array(10)));
+      // Closely spaced tasks first, so the workers are polling when the quiet interval begins.
+      for (let i = 0; i < 20; i++) await collector.result(collector.submit(pool, 0x02, new Uint8Array(10)));
       const before = process.cpuUsage();
       const wallStartMs = performance.now();
       await Bun.sleep(500); // measuring idleness itself: there is no event to wait for

@@ -10,9 +10,11 @@ const IDENTITY = 0x8a; // test/fixtures/pool-handlers.ts: returns its payload
 const HASH = 0x02;
 const IN_FLIGHT = [1, 64, 1024];
 const THREADS = Number(process.env.POOL_BENCH_THREADS ?? 1);
+/** pool.spin_us; unset = the setting's default. */
+const SPIN_US = process.env.POOL_BENCH_SPIN_US === undefined ? undefined : Number(process.env.POOL_BENCH_SPIN_US);
 
 const config = configSchema.parse({
-  pool: { threads: THREADS, max_queue: 65_536, task_timeout_ms: 0 },
+  pool: { threads: THREADS, max_queue: 65_536, task_timeout_ms: 0, spin_us: SPIN_US },
   custom: { handlers: new URL("../../test/fixtures/pool-handlers.ts", import.meta.url).pathname },
   log: { level: "error" },
 });

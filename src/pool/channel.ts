@@ -4,7 +4,8 @@
 // single producer and single consumer each, with head/tail counters in a small Int32 control block. The worker
 // sleeps in Atomics.waitAsync on its WORKER_SLEEPING word (never on the tail: a late wake could then be lost); the
 // main thread wakes it by flipping that word and one Atomics.notify per I/O round (not per task), and only when it
-// said it sleeps. The main thread never blocks: while tasks are out it waits with
+// said it sleeps. A worker whose tasks have been arriving close together polls its empty ring for up to
+// `pool.spin_us` before it says so, and a task that arrives meanwhile needs no wake-up at all. The main thread never blocks: while tasks are out it waits with
 // Atomics.waitAsync on MAIN_SLEEPING; a worker that finishes a batch while the main thread is idle flips that word
 // and notifies once (measured: ~9 µs round trip across cores against ~28 µs for a doorbell postMessage), and the
 // main thread then drains every completion ring in one go.
@@ -41,11 +42,16 @@ export const WORKER_SLEEPING = 4;
  * timeout check times a task from the first check that sees it started, so queue and ring waiting never count.
  */
 export const MESSAGES_TAKEN = 5;
+/** Times the worker polled its empty ring before sleeping, and how many of those polls found a task (worker-written). */
+export const SPINS = 6;
+export const SPIN_CATCHES = 7;
 export const CONTROL_INT32S = 16;
 
 /** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants to be notified. */
 export const MAIN_SLEEPING = 0;
-export const MAIN_CONTROL_INT32S = 4;
+/** From here on, one word per worker index: 1 while that worker is awake (running tasks or polling), 0 asleep. */
+export const WORKER_AWAKE_BASE = 4;
+export const mainControlInt32s = (workers: number) => WORKER_AWAKE_BASE + workers;
 
 export interface WorkerInit {
   readonly type: "init";
@@ -59,6 +65,12 @@ export interface WorkerInit {
   readonly completions: SharedArrayBuffer;
   /** Absolute path of the user handlers module, or "" for none. */
   readonly handlersPath: string;
+  /** How long the worker polls its empty ring for the next task before sleeping (see worker.ts); 0 = never. */
+  readonly spinMicros: number;
+  /** Cores the workers may use besides the main thread's: a worker polls only while no more workers than this are awake. */
+  readonly spinCores: number;
+  /** Worker indexes in use (0 .. workerCount - 1): the WORKER_AWAKE words to count. */
+  readonly workerCount: number;
 }
 
 /** A task whose payload is not in the arena (too large for a slot, or `memory.arena = false`). */

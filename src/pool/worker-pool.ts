@@ -12,6 +12,7 @@
 // a payload over 64 KiB (ordinary memory, sent by message) would pass the arena's budget for those (memory.arena_bytes,
 // held until the task finishes), `run` answers busy at once. pool.task_timeout_ms counts from when a worker starts
 // a task (see checkTimeouts).
+import { availableParallelism } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import type { ServerContext, StopOptions } from "../context.ts";
 import { MAIN_THREAD_LOCK_ID, MAX_CLASS_BYTES, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
@@ -19,8 +20,8 @@ import { Counter } from "../stats/stats.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
 import {
   CONTROL_INT32S, DONE_HEAD, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
-  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_CONTROL_INT32S, MAIN_SLEEPING, MESSAGES_TAKEN, RING_ENTRIES, RING_MASK, SUB_HEAD,
-  SUB_TAIL, WORKER_SLEEPING, type FromWorker, type TaskMessage, type WorkerInit,
+  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_ENTRIES, RING_MASK, SUB_HEAD,
+  SPIN_CATCHES, SPINS, SUB_TAIL, WORKER_AWAKE_BASE, WORKER_SLEEPING, mainControlInt32s, type FromWorker, type TaskMessage, type WorkerInit,
 } from "./channel.ts";
 import { FrameStatus, type OpDone, type OpRunner } from "./op-runner.ts";
 import { OP_HASH } from "./ops.ts";
@@ -49,6 +50,10 @@ const TIMED_OUT = encoder.encode("timeout: the operation ran longer than pool.ta
 const STOPPED = encoder.encode("internal: pool stopped before the operation finished");
 
 export interface WorkerPoolOptions {
+  /** Overrides `pool.spin_us` (tests). */
+  readonly spinMicros?: number;
+  /** Overrides the cores workers may poll on (CPUs this process may use, less one). */
+  readonly spinCores?: number;
   /** Worker count; overrides `pool.threads` (0 there means one per core). */
   readonly threads?: number;
   /** Handlers module path; overrides `custom.handlers`. Relative paths resolve against the working directory. */
@@ -152,8 +157,12 @@ export class WorkerPool implements OpRunner {
   private readonly maxQueue: number;
   private readonly taskTimeoutMs: number;
   private readonly handlersPath: string;
+  /** pool.spin_us (see worker.ts pollForTask). */
+  private readonly spinMicros: number;
+  /** CPUs this process may use, less the main thread's: a worker polls only while no more workers are awake. */
+  private readonly spinCores: number;
   private readonly workerUrl: string | URL;
-  private readonly mainControl = new Int32Array(new SharedArrayBuffer(MAIN_CONTROL_INT32S * 4));
+  private readonly mainControl: Int32Array;
   private readonly workers: WorkerSlot[] = [];
   private readonly userOpcodes = new Uint8Array(256);
   private nextLockId = MAIN_THREAD_LOCK_ID + 1;
@@ -209,6 +218,9 @@ export class WorkerPool implements OpRunner {
   private doorbells = 0;
   /** Lost wake-ups the watchdog recovered (see rewakeStalled). */
   private lostWakeups = 0;
+  /** Ring polls (and polls that found a task) of workers that are gone; live workers count in their control block. */
+  private retiredSpins = 0;
+  private retiredSpinCatches = 0;
 
   constructor(context: PoolContext, options: WorkerPoolOptions = {}) {
     this.context = context;
@@ -218,11 +230,14 @@ export class WorkerPool implements OpRunner {
     this.taskTimeoutMs = pool.task_timeout_ms;
     const handlers = options.handlersPath ?? custom.handlers;
     this.handlersPath = handlers === "" ? "" : resolvePath(process.cwd(), handlers);
+    this.spinMicros = options.spinMicros ?? pool.spin_us;
+    this.spinCores = options.spinCores ?? availableParallelism() - 1;
     this.workerUrl = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
     this.loseWakeups = options.loseWakeups ?? false;
     this.arena = options.arena ?? createArena(memory, (message) => context.logger.error(message));
-    Atomics.store(this.mainControl, MAIN_SLEEPING, 1);
     if (this.threads < 1) throw new Error(`pool.threads must be at least 1 (got ${this.threads})`);
+    this.mainControl = new Int32Array(new SharedArrayBuffer(mainControlInt32s(this.threads) * 4));
+    Atomics.store(this.mainControl, MAIN_SLEEPING, 1);
   }
 
   /** Starts the workers; resolves when all are ready, rejects with a clear message when they keep dying. */
@@ -622,6 +637,9 @@ export class WorkerPool implements OpRunner {
       submissions: slot.submissions.buffer as SharedArrayBuffer,
       completions: slot.completions.buffer as SharedArrayBuffer,
       handlersPath: this.handlersPath,
+      spinMicros: this.spinMicros,
+      spinCores: this.spinCores,
+      workerCount: this.threads,
     };
     worker.postMessage(init);
     worker.unref();
@@ -700,6 +718,9 @@ export class WorkerPool implements OpRunner {
   private retire(slot: WorkerSlot, status: number, message: Uint8Array): void {
     this.pumpCompletions();
     slot.state = WORKER_DEAD;
+    this.retiredSpins += Atomics.load(slot.control, SPINS);
+    this.retiredSpinCatches += Atomics.load(slot.control, SPIN_CATCHES);
+    Atomics.store(this.mainControl, WORKER_AWAKE_BASE + slot.index, 0); // a dead worker uses no core
     if (this.arena instanceof SlabArena) this.arena.releaseLockHeldBy(slot.lockId);
     const takenUpTo = Atomics.load(slot.control, SUB_HEAD);
     const requeue: number[] = [];
@@ -812,8 +833,12 @@ export class WorkerPool implements OpRunner {
     let busyWorkers = 0;
     let workers = 0;
     let sleepingWorkers = 0;
+    let spins = this.retiredSpins;
+    let spinCatches = this.retiredSpinCatches;
     for (const slot of this.workers) {
       if (slot.state !== WORKER_READY) continue;
+      spins += Atomics.load(slot.control, SPINS);
+      spinCatches += Atomics.load(slot.control, SPIN_CATCHES);
       workers++;
       if (slot.outstanding > 0) busyWorkers++;
       if (Atomics.load(slot.control, WORKER_SLEEPING) === 1) sleepingWorkers++;
@@ -827,6 +852,8 @@ export class WorkerPool implements OpRunner {
       doorbells: this.doorbells,
       lostWakeups: this.lostWakeups,
       sleepingWorkers,
+      spins,
+      spinCatches,
       latencyP50Micros: this.latency.percentile(50),
       latencyP99Micros: this.latency.percentile(99),
     };

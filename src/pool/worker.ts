@@ -3,7 +3,8 @@
 import { SlabArena } from "../memory/arena.ts";
 import {
   CONTROL_INT32S, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
-  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SUB_HEAD, SUB_TAIL, WORKER_SLEEPING,
+  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SPIN_CATCHES, SPINS, SUB_HEAD, SUB_TAIL,
+  WORKER_AWAKE_BASE, WORKER_SLEEPING,
   type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
 } from "./channel.ts";
 import { FrameStatus } from "./op-runner.ts";
@@ -23,6 +24,30 @@ let doneTail = 0;
 /** Completions were published since the last doorbell check. */
 let doorbellOwed = false;
 let doorbellScheduled = false;
+
+/**
+ * Polling before sleeping. A sleeping worker costs a cross-thread wake-up (tens of µs on a VM) for its next task; a
+ * worker still polling costs none. It polls only when the gap before its previous task (ring empty -> next task
+ * seen) was within the spin time, so a steady stream or a ping-pong is polled for and sparse traffic is not. A poll
+ * that finds nothing makes the worker skip the next 1, 3, 7 ... 63 chances to poll (reset by a poll that finds a
+ * task): when polling does not pay it costs little. A worker polls only while the workers awake, itself included,
+ * leave a core to the main thread (spinCores): a poll must never take the core the main thread or a busy worker needs,
+ * so with one CPU, or as many workers as cores and all busy, nobody polls.
+ */
+let spinMs = 0;
+let spinCores = 0;
+let workerCount = 0;
+/** This worker's WORKER_AWAKE word in mainControl. */
+let awakeIndex = 0;
+let ringEmptySinceMs = 0;
+let lastGapMs = Infinity;
+let spinMisses = 0;
+let spinsToSkip = 0;
+let spins = 0;
+let spinCatches = 0;
+const MAX_SPIN_MISS_STREAK = 6;
+/** Ring polls between clock reads. */
+const POLLS_PER_CLOCK_READ = 32;
 
 self.onmessage = (event: MessageEvent<ToWorker>) => {
   const message = event.data;
@@ -49,6 +74,10 @@ async function init(message: WorkerInit): Promise<void> {
     submissions = new Float64Array(message.submissions);
     completions = new Float64Array(message.completions);
     doneTail = Atomics.load(control, DONE_TAIL);
+    spinMs = message.spinMicros / 1000;
+    spinCores = message.spinCores;
+    workerCount = message.workerCount;
+    awakeIndex = WORKER_AWAKE_BASE + message.workerIndex;
     postMessage({ type: "ready", opcodes });
   } catch (error) {
     postMessage({ type: "startError", message: error instanceof Error ? error.message : String(error) });
@@ -68,23 +97,31 @@ async function init(message: WorkerInit): Promise<void> {
  * that wake into "not-equal": the loop looks at the ring again and goes back to sleep with the flag set.
  */
 function drain(): void {
+  Atomics.store(mainControl, awakeIndex, 1);
   for (;;) {
     let head = control[SUB_HEAD]!;
     const tail = Atomics.load(control, SUB_TAIL);
     if (head === tail) {
+      if (spinMs > 0 && pollForTask(head)) continue;
       Atomics.store(control, WORKER_SLEEPING, 1);
       // A task published before the flag was set may have had its wake skipped (the pool saw 0): take it now.
       if (Atomics.load(control, SUB_TAIL) !== head) {
         Atomics.store(control, WORKER_SLEEPING, 0);
         continue;
       }
+      Atomics.store(mainControl, awakeIndex, 0);
       const wait = Atomics.waitAsync(control, WORKER_SLEEPING, 1);
       if (wait.async) {
         void wait.value.then(drain);
         return;
       }
+      Atomics.store(mainControl, awakeIndex, 1);
       Atomics.store(control, WORKER_SLEEPING, 0);
       continue;
+    }
+    if (ringEmptySinceMs !== 0) {
+      lastGapMs = performance.now() - ringEmptySinceMs;
+      ringEmptySinceMs = 0;
     }
     while (head !== tail) {
       const at = (head & RING_MASK) * ENTRY_FIELDS;
@@ -97,6 +134,37 @@ function drain(): void {
     }
     ringDoorbell(); // once per batch: the main thread drains all of it in one wake-up
   }
+}
+
+/** Polls the empty ring for up to spinMs when polling has been paying; true when a task arrived meanwhile. */
+function pollForTask(head: number): boolean {
+  const nowMs = performance.now();
+  ringEmptySinceMs = nowMs;
+  if (lastGapMs > spinMs || awakeWorkers() > spinCores) return false;
+  if (spinsToSkip > 0) {
+    spinsToSkip--;
+    return false;
+  }
+  Atomics.store(control, SPINS, ++spins);
+  const deadlineMs = nowMs + spinMs;
+  let polls = 0;
+  for (;;) {
+    if (Atomics.load(control, SUB_TAIL) !== head) {
+      spinMisses = 0;
+      Atomics.store(control, SPIN_CATCHES, ++spinCatches);
+      return true;
+    }
+    if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= deadlineMs) break;
+  }
+  if (spinMisses < MAX_SPIN_MISS_STREAK) spinMisses++;
+  spinsToSkip = (1 << spinMisses) - 1;
+  return false;
+}
+
+function awakeWorkers(): number {
+  let awake = 0;
+  for (let i = 0; i < workerCount; i++) awake += Atomics.load(mainControl, WORKER_AWAKE_BASE + i);
+  return awake;
 }
 
 /** Tells an idle main thread that completions wait; nothing when it is busy (it drains before it sleeps). */

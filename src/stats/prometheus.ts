@@ -45,6 +45,8 @@ const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; t
   { group: "pool", key: "busyWorkers", name: "hps_pool_busy_workers", type: "gauge", help: "Pool workers with at least one task." },
   { group: "pool", key: "workers", name: "hps_pool_workers", type: "gauge", help: "Pool worker threads alive." },
   { group: "pool", key: "lostWakeups", name: "hps_pool_lost_wakeups_total", type: "counter", help: "Pool workers found asleep with tasks in their ring and woken by the watchdog (0 in normal operation)." },
+  { group: "pool", key: "spins", name: "hps_pool_spins_total", type: "counter", help: "Times a pool worker polled its empty ring for a next task before sleeping (pool.spin_us)." },
+  { group: "pool", key: "spinCatches", name: "hps_pool_spin_catches_total", type: "counter", help: "Polls of an empty ring that found a task, saving a wake-up." },
   { group: "arena", key: "bytesInUse", name: "hps_arena_bytes_in_use", type: "gauge", help: "Bytes of the shared-memory arena allocated now." },
   { group: "arena", key: "peakBytes", name: "hps_arena_peak_bytes", type: "gauge", help: "Most arena bytes allocated at once." },
   { group: "arena", key: "capacityBytes", name: "hps_arena_capacity_bytes", type: "gauge", help: "Size of the shared-memory arena." },
