@@ -292,21 +292,22 @@ describe("wake-ups", () => {
     expect(failures).toBe(0);
   }
 
-  test("a worker polls its empty ring between closely spaced tasks: a chain needs no wake-ups; one poll misses, at its end", async () => {
+  test("a worker polls its empty ring between closely spaced tasks: a chain needs (almost) no wake-ups; the poll after it misses", async () => {
     // A 50 ms poll window: wider than any turn-around here, so every poll in the chain must find its task.
     const context = testContext({ pool: { threads: 1, task_timeout_ms: 0 } });
-    const pool = await startWorkerPool(context, { spinMicros: 50_000 });
+    const pool = await startWorkerPool(context, { spinMicros: 50_000, spinCores: 1 });
     try {
       const gauges = context.gauges.get("pool")!;
       const chainLength = 200;
       await chain(pool, chainLength);
       await waitFor(() => gauges().sleepingWorkers === 1, 2000, "the worker asleep after its last poll");
       const { spins, spinCatches, wakeups } = gauges();
-      // Without polling each task would find the worker asleep and cost a wake-up. (A task can also be seen before the
-      // worker polls at all, when the main thread turns around fast: so catches alone are not counted on.)
-      expect(wakeups).toBeLessThanOrEqual(2);
+      // Without polling every task would find the worker asleep and cost a wake-up (about chainLength of them). A task
+      // can also be seen before the worker polls at all, when the main thread turns around fast, and on a crowded
+      // machine a poll may run out before the main thread is scheduled: so neither is counted on exactly.
+      expect(wakeups).toBeLessThan(chainLength / 4);
       expect(spinCatches).toBeGreaterThan(0);
-      expect(spins! - spinCatches!).toBe(1); // the poll after the last task found nothing
+      expect(spins! - spinCatches!).toBeGreaterThanOrEqual(1); // at least the poll after the last task found nothing
       const metrics = renderMetrics(context);
       expect(metrics).toContain(`hps_pool_spin_catches_total ${spinCatches}`);
       expect(metrics).toContain(`hps_pool_spins_total ${spins}`);
@@ -316,21 +317,22 @@ describe("wake-ups", () => {
   });
 
   test("a worker polls only while the awake workers leave a core to the main thread", async () => {
-    // Two workers, one spare core: while one runs a long task, the other must not poll; once it is done, it may.
-    const { context, pool, collector } = await start({ pool: { threads: 2, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } }, { spinMicros: 50_000, spinCores: 1 });
-    try {
-      const gauges = context.gauges.get("pool")!;
-      const busy = collector.submit(pool, 0x87, busyFor(250));
-      await waitFor(() => gauges().busyWorkers === 1 && gauges().sleepingWorkers === 1, 2000, "one worker busy, one asleep");
-      await chain(pool, 30);
-      expect(collector.replies.has(busy)).toBe(false); // the chain ran while the other worker was busy
-      expect(gauges().spins).toBe(0);
-      expect((await collector.result(busy)).status).toBe(0);
-      await waitFor(() => gauges().sleepingWorkers === 2, 2000, "both workers asleep");
-      await chain(pool, 30);
-      expect(gauges().spinCatches).toBeGreaterThan(0);
-    } finally {
-      await pool.stop({ graceful: false, timeoutMs: 0 });
+    // Two workers; one runs a long task while a chain of tasks goes to the other. With one spare core the other must
+    // not poll (the busy worker has that core); with two spare cores it may.
+    for (const spinCores of [1, 2]) {
+      const { context, pool, collector } = await start({ pool: { threads: 2, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } }, { spinMicros: 50_000, spinCores });
+      try {
+        const gauges = context.gauges.get("pool")!;
+        const busy = collector.submit(pool, 0x87, busyFor(250));
+        await waitFor(() => gauges().busyWorkers === 1 && gauges().sleepingWorkers === 1, 2000, "one worker busy, one asleep");
+        await chain(pool, 60);
+        expect(collector.replies.has(busy)).toBe(false); // the chain ran while the other worker was busy
+        if (spinCores === 1) expect(gauges().spins).toBe(0);
+        else expect(gauges().spins).toBeGreaterThan(0); // whether a poll then finds its task depends on the scheduler
+        expect((await collector.result(busy)).status).toBe(0);
+      } finally {
+        await pool.stop({ graceful: false, timeoutMs: 0 });
+      }
     }
   });
 

@@ -32,10 +32,17 @@ let doorbellScheduled = false;
  * that finds nothing makes the worker skip the next 1, 3, 7 ... 63 chances to poll (reset by a poll that finds a
  * task): when polling does not pay it costs little. A worker polls only while the workers awake, itself included,
  * leave a core to the main thread (spinCores): a poll must never take the core the main thread or a busy worker needs,
- * so with one CPU, or as many workers as cores and all busy, nobody polls.
+ * so with one CPU, or as many workers as cores and all busy, nobody polls. And unless every worker has a spare core
+ * of its own, a worker polls only after completions that woke the main thread (which may answer with the next task at
+ * once): while the main thread is busy submitting a burst it wakes the workers itself, and a worker chasing that burst
+ * task by task would only crowd the cores (two workers, 1024 in flight: 0.42 ms a batch instead of 0.31 ms).
  */
 let spinMs = 0;
+/** The last completions woke the main thread: it will now run, and may send the next task at once. */
+let mainWoken = false;
 let spinCores = 0;
+/** As many spare cores as workers: polling never competes with the main thread or another worker. */
+let everyWorkerHasACore = false;
 let workerCount = 0;
 /** This worker's WORKER_AWAKE word in mainControl. */
 let awakeIndex = 0;
@@ -77,6 +84,7 @@ async function init(message: WorkerInit): Promise<void> {
     spinMs = message.spinMicros / 1000;
     spinCores = message.spinCores;
     workerCount = message.workerCount;
+    everyWorkerHasACore = workerCount <= spinCores;
     awakeIndex = WORKER_AWAKE_BASE + message.workerIndex;
     postMessage({ type: "ready", opcodes });
   } catch (error) {
@@ -140,7 +148,7 @@ function drain(): void {
 function pollForTask(head: number): boolean {
   const nowMs = performance.now();
   ringEmptySinceMs = nowMs;
-  if (lastGapMs > spinMs || awakeWorkers() > spinCores) return false;
+  if (!(mainWoken || everyWorkerHasACore) || lastGapMs > spinMs || awakeWorkers() > spinCores) return false;
   if (spinsToSkip > 0) {
     spinsToSkip--;
     return false;
@@ -155,6 +163,7 @@ function pollForTask(head: number): boolean {
       return true;
     }
     if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= deadlineMs) break;
+    Atomics.pause();
   }
   if (spinMisses < MAX_SPIN_MISS_STREAK) spinMisses++;
   spinsToSkip = (1 << spinMisses) - 1;
@@ -172,7 +181,8 @@ function ringDoorbell(): void {
   doorbellScheduled = false;
   if (!doorbellOwed) return;
   doorbellOwed = false;
-  if (Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1) Atomics.notify(mainControl, MAIN_SLEEPING);
+  mainWoken = Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1;
+  if (mainWoken) Atomics.notify(mainControl, MAIN_SLEEPING);
 }
 
 /** For completions published outside the drain loop (async handlers): one doorbell per microtask checkpoint. */
