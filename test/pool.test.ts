@@ -294,7 +294,7 @@ describe("wake-ups", () => {
 
   test("a worker polls its empty ring between closely spaced tasks: a chain needs (almost) no wake-ups; the poll after it misses", async () => {
     // A 50 ms poll window: wider than any turn-around here, so every poll in the chain must find its task.
-    const context = testContext({ pool: { threads: 1, task_timeout_ms: 0 } });
+    const context = testContext({ pool: { threads: 1, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } });
     const pool = await startWorkerPool(context, { spinMicros: 50_000, spinCores: 1 });
     try {
       const gauges = context.gauges.get("pool")!;
@@ -311,6 +311,12 @@ describe("wake-ups", () => {
       const metrics = renderMetrics(context);
       expect(metrics).toContain(`hps_pool_spin_catches_total ${spinCatches}`);
       expect(metrics).toContain(`hps_pool_spins_total ${spins}`);
+      // A replaced worker's polls stay counted (the counters never run backwards).
+      const collector = new Collector();
+      expect((await collector.result(collector.submit(pool, 0x84, new Uint8Array(1)))).status).toBe(6);
+      await waitFor(() => gauges().workers === 1 && gauges().sleepingWorkers === 1, 5000, "the replacement worker");
+      expect(gauges().spins).toBeGreaterThanOrEqual(spins!);
+      expect(gauges().spinCatches).toBeGreaterThanOrEqual(spinCatches!);
     } finally {
       await pool.stop({ graceful: false, timeoutMs: 0 });
     }
@@ -324,7 +330,8 @@ describe("wake-ups", () => {
       try {
         const gauges = context.gauges.get("pool")!;
         const busy = collector.submit(pool, 0x87, busyFor(250));
-        await waitFor(() => gauges().busyWorkers === 1 && gauges().sleepingWorkers === 1, 2000, "one worker busy, one asleep");
+        // awakeWorkers: the busy worker's thread has really started (not just been sent the task).
+        await waitFor(() => gauges().busyWorkers === 1 && gauges().sleepingWorkers === 1 && gauges().awakeWorkers === 1, 2000, "one worker busy, one asleep");
         await chain(pool, 60);
         expect(collector.replies.has(busy)).toBe(false); // the chain ran while the other worker was busy
         if (spinCores === 1) expect(gauges().spins).toBe(0);
@@ -336,8 +343,45 @@ describe("wake-ups", () => {
     }
   });
 
+  test("while polling keeps catching a stream of tasks, async handlers and message tasks on that worker still finish", async () => {
+    // A 50 ms poll window: no poll ever misses while two chains run, so only the drain loop's time slice lets the
+    // worker's event loop turn (the async handler's continuation, the message carrying a payload over 64 KiB).
+    const { pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } }, { spinMicros: 50_000, spinCores: 1 });
+    try {
+      const streamMs = 600;
+      const endMs = performance.now() + streamMs;
+      let streamed = 0;
+      let chainsRunning = 2;
+      const payload = filled(64, 3);
+      const next = (_token: number, status: number): void => {
+        expect(status).toBe(0);
+        streamed++;
+        if (performance.now() < endMs) pool.run(0x8a, payload, 0, next);
+        else chainsRunning--;
+      };
+      pool.run(0x8a, payload, 0, next);
+      pool.run(0x8a, payload, 0, next);
+      await Bun.sleep(50); // the stream is under way (bounded: the chains stop at endMs)
+      const sentMs = performance.now();
+      const asyncTask = collector.submit(pool, 0x81, filled(10, 1));
+      const messageTask = collector.submit(pool, 0x8a, filled(100_000, 2));
+      const asyncReply = await collector.result(asyncTask, 5000);
+      const messageReply = await collector.result(messageTask, 5000);
+      const waitedMs = performance.now() - sentMs;
+      expect(asyncReply.status).toBe(0);
+      expect(new DataView(asyncReply.payload.buffer).getUint32(0)).toBe(10);
+      expect(messageReply).toEqual({ status: 0, payload: filled(100_000, 2) });
+      expect(chainsRunning).toBe(2); // both finished while the stream still ran...
+      expect(waitedMs).toBeLessThan(streamMs / 2); // ...and long before it would have stopped
+      await waitFor(() => chainsRunning === 0, 5000, "the stream to end");
+      expect(streamed).toBeGreaterThan(100);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  });
+
   test("no polling when tasks come further apart than pool.spin_us, or when it is 0", async () => {
-    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } }, { spinMicros: 2000 });
+    const { context, pool, collector } = await start({ pool: { threads: 1, task_timeout_ms: 0 } }, { spinMicros: 2000, spinCores: 1 });
     const { context: offContext, pool: offPool } = await start({ pool: { threads: 1, task_timeout_ms: 0, spin_us: 0 } });
     try {
       const gauges = context.gauges.get("pool")!;
@@ -570,7 +614,7 @@ describe("timeouts, start-up, shutdown, modes", () => {
   });
 
   test("an idle pool does not spin: little CPU used over a quiet interval", async () => {
-    const { pool, collector } = await start({ pool: { threads: 2 } }, { spinMicros: 10_000 });
+    const { pool, collector } = await start({ pool: { threads: 2 } }, { spinMicros: 10_000, spinCores: 2 });
     try {
       // Closely spaced tasks first, so the workers are polling when the quiet interval begins.
       for (let i = 0; i < 20; i++) await collector.result(collector.submit(pool, 0x02, new Uint8Array(10)));

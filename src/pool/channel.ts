@@ -42,10 +42,15 @@ export const WORKER_SLEEPING = 4;
  * timeout check times a task from the first check that sees it started, so queue and ring waiting never count.
  */
 export const MESSAGES_TAKEN = 5;
-/** Times the worker polled its empty ring before sleeping, and how many of those polls found a task (worker-written). */
-export const SPINS = 6;
-export const SPIN_CATCHES = 7;
 export const CONTROL_INT32S = 16;
+
+/**
+ * Counters one worker writes and the main thread reads (Float64, one writer, so exact up to 2^53 and never wrapping
+ * as Int32 words would): times the worker polled its empty ring before sleeping, and polls that found a task.
+ */
+export const COUNTER_SPINS = 0;
+export const COUNTER_SPIN_CATCHES = 1;
+export const COUNTER_FIELDS = 2;
 
 /** Shared by all workers (Int32): [0] = 1 while the main thread has nothing to drain and wants to be notified. */
 export const MAIN_SLEEPING = 0;
@@ -60,6 +65,8 @@ export interface WorkerInit {
   readonly lockId: number;
   readonly arena: ArenaShare | null;
   readonly control: SharedArrayBuffer;
+  /** Float64 counters (COUNTER_*) this worker writes. */
+  readonly counters: SharedArrayBuffer;
   readonly mainControl: SharedArrayBuffer;
   readonly submissions: SharedArrayBuffer;
   readonly completions: SharedArrayBuffer;

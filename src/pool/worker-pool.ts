@@ -21,7 +21,7 @@ import { LatencyHistogram } from "../stats/histogram.ts";
 import {
   CONTROL_INT32S, DONE_HEAD, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
   FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_ENTRIES, RING_MASK, SUB_HEAD,
-  SPIN_CATCHES, SPINS, SUB_TAIL, WORKER_AWAKE_BASE, WORKER_SLEEPING, mainControlInt32s, type FromWorker, type TaskMessage, type WorkerInit,
+  COUNTER_FIELDS, COUNTER_SPIN_CATCHES, COUNTER_SPINS, SUB_TAIL, WORKER_AWAKE_BASE, WORKER_SLEEPING, mainControlInt32s, type FromWorker, type TaskMessage, type WorkerInit,
 } from "./channel.ts";
 import { FrameStatus, type OpDone, type OpRunner } from "./op-runner.ts";
 import { OP_HASH } from "./ops.ts";
@@ -84,6 +84,7 @@ class WorkerSlot {
   subTail = 0;
   doneHead = 0;
   readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_INT32S * 4));
+  readonly counters = new Float64Array(new SharedArrayBuffer(COUNTER_FIELDS * 8));
   readonly submissions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
   readonly completions = new Float64Array(new SharedArrayBuffer(RING_ENTRIES * ENTRY_FIELDS * 8));
   lastError = "";
@@ -633,6 +634,7 @@ export class WorkerPool implements OpRunner {
       lockId: slot.lockId,
       arena: this.arena instanceof SlabArena ? this.arena.shareable() : null,
       control: slot.control.buffer as SharedArrayBuffer,
+      counters: slot.counters.buffer as SharedArrayBuffer,
       mainControl: this.mainControl.buffer as SharedArrayBuffer,
       submissions: slot.submissions.buffer as SharedArrayBuffer,
       completions: slot.completions.buffer as SharedArrayBuffer,
@@ -718,8 +720,8 @@ export class WorkerPool implements OpRunner {
   private retire(slot: WorkerSlot, status: number, message: Uint8Array): void {
     this.pumpCompletions();
     slot.state = WORKER_DEAD;
-    this.retiredSpins += Atomics.load(slot.control, SPINS);
-    this.retiredSpinCatches += Atomics.load(slot.control, SPIN_CATCHES);
+    this.retiredSpins += slot.counters[COUNTER_SPINS]!;
+    this.retiredSpinCatches += slot.counters[COUNTER_SPIN_CATCHES]!;
     Atomics.store(this.mainControl, WORKER_AWAKE_BASE + slot.index, 0); // a dead worker uses no core
     if (this.arena instanceof SlabArena) this.arena.releaseLockHeldBy(slot.lockId);
     const takenUpTo = Atomics.load(slot.control, SUB_HEAD);
@@ -833,12 +835,14 @@ export class WorkerPool implements OpRunner {
     let busyWorkers = 0;
     let workers = 0;
     let sleepingWorkers = 0;
+    let awakeWorkers = 0;
     let spins = this.retiredSpins;
     let spinCatches = this.retiredSpinCatches;
     for (const slot of this.workers) {
       if (slot.state !== WORKER_READY) continue;
-      spins += Atomics.load(slot.control, SPINS);
-      spinCatches += Atomics.load(slot.control, SPIN_CATCHES);
+      awakeWorkers += Atomics.load(this.mainControl, WORKER_AWAKE_BASE + slot.index);
+      spins += slot.counters[COUNTER_SPINS]!;
+      spinCatches += slot.counters[COUNTER_SPIN_CATCHES]!;
       workers++;
       if (slot.outstanding > 0) busyWorkers++;
       if (Atomics.load(slot.control, WORKER_SLEEPING) === 1) sleepingWorkers++;
@@ -852,6 +856,7 @@ export class WorkerPool implements OpRunner {
       doorbells: this.doorbells,
       lostWakeups: this.lostWakeups,
       sleepingWorkers,
+      awakeWorkers,
       spins,
       spinCatches,
       latencyP50Micros: this.latency.percentile(50),

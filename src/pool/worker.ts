@@ -3,7 +3,7 @@
 import { SlabArena } from "../memory/arena.ts";
 import {
   CONTROL_INT32S, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
-  FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SPIN_CATCHES, SPINS, SUB_HEAD, SUB_TAIL,
+  COUNTER_SPIN_CATCHES, COUNTER_SPINS, FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SUB_HEAD, SUB_TAIL,
   WORKER_AWAKE_BASE, WORKER_SLEEPING,
   type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
 } from "./channel.ts";
@@ -17,6 +17,7 @@ const encoder = new TextEncoder();
 let arena: SlabArena | null = null;
 let bytes: Uint8Array = new Uint8Array(0);
 let control: Int32Array = new Int32Array(CONTROL_INT32S);
+let counters: Float64Array = new Float64Array(0);
 let mainControl: Int32Array = new Int32Array(1);
 let submissions: Float64Array = new Float64Array(0);
 let completions: Float64Array = new Float64Array(0);
@@ -53,6 +54,12 @@ let spinsToSkip = 0;
 let spins = 0;
 let spinCatches = 0;
 const MAX_SPIN_MISS_STREAK = 6;
+/**
+ * Longest run of the drain loop before it lets this thread's event loop turn. While tasks keep coming (and polling
+ * catches each next one) the loop would otherwise never return, and message tasks, timers and the continuations of
+ * async handlers would wait for the stream to stop.
+ */
+const DRAIN_SLICE_MS = 2;
 /** Ring polls between clock reads. */
 const POLLS_PER_CLOCK_READ = 32;
 
@@ -77,6 +84,7 @@ async function init(message: WorkerInit): Promise<void> {
       bytes = arena.bytes;
     }
     control = new Int32Array(message.control);
+    counters = new Float64Array(message.counters);
     mainControl = new Int32Array(message.mainControl);
     submissions = new Float64Array(message.submissions);
     completions = new Float64Array(message.completions);
@@ -106,7 +114,13 @@ async function init(message: WorkerInit): Promise<void> {
  */
 function drain(): void {
   Atomics.store(mainControl, awakeIndex, 1);
+  const sliceEndMs = performance.now() + DRAIN_SLICE_MS;
   for (;;) {
+    if (performance.now() >= sliceEndMs) {
+      // Still awake (the pool sends no wake-up); messages, timers and async handlers' continuations run first.
+      setImmediate(drain);
+      return;
+    }
     let head = control[SUB_HEAD]!;
     const tail = Atomics.load(control, SUB_TAIL);
     if (head === tail) {
@@ -153,13 +167,13 @@ function pollForTask(head: number): boolean {
     spinsToSkip--;
     return false;
   }
-  Atomics.store(control, SPINS, ++spins);
+  counters[COUNTER_SPINS] = ++spins;
   const deadlineMs = nowMs + spinMs;
   let polls = 0;
   for (;;) {
     if (Atomics.load(control, SUB_TAIL) !== head) {
       spinMisses = 0;
-      Atomics.store(control, SPIN_CATCHES, ++spinCatches);
+      counters[COUNTER_SPIN_CATCHES] = ++spinCatches;
       return true;
     }
     if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= deadlineMs) break;
@@ -179,7 +193,10 @@ function awakeWorkers(): number {
 /** Tells an idle main thread that completions wait; nothing when it is busy (it drains before it sleeps). */
 function ringDoorbell(): void {
   doorbellScheduled = false;
-  if (!doorbellOwed) return;
+  if (!doorbellOwed) {
+    mainWoken = false; // nothing was published, so nobody was woken
+    return;
+  }
   doorbellOwed = false;
   mainWoken = Atomics.compareExchange(mainControl, MAIN_SLEEPING, 1, 0) === 1;
   if (mainWoken) Atomics.notify(mainControl, MAIN_SLEEPING);
