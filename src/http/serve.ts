@@ -184,11 +184,12 @@ class HttpHandler {
           response = this.refuse(413, isHead, CLOSE);
           break answer;
         }
-      } else if (headers.get("transfer-encoding") !== null && request.body !== null) {
+      } else if (request.body !== null && headers.get("transfer-encoding") !== null) {
+        // (request.body first: Bun gives GET and HEAD no body, whatever they send, and the getter is cheaper than a header lookup.)
         // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
         return this.afterBody(request, server, rawPath, queryStart, pathStart, clientAddress, connection, startedMs);
       }
-      response = this.answer(request, rawPath, queryStart, clientAddress, startedMs);
+      response = this.answer(request, method, headers, rawPath, queryStart, clientAddress, startedMs);
     }
     return this.finish(request, response, clientAddress, connection, closeConnection, pathStart, startedMs);
   }
@@ -199,7 +200,7 @@ class HttpHandler {
     try {
       const verdict = await readBodyWithin(request.body!, this.maxRequestBytes);
       if (verdict === BODY_WITHIN_LIMIT) {
-        const response = this.answer(request, rawPath, queryStart, clientAddress, startedMs);
+        const response = this.answer(request, request.method, request.headers, rawPath, queryStart, clientAddress, startedMs);
         return this.finish(request, response, clientAddress, connection, false, pathStart, startedMs);
       }
       // Too large, or the body could not be read (the client went away): the rest is not read; the connection is closed.
@@ -212,13 +213,13 @@ class HttpHandler {
   }
 
   /** The answer to an admitted request (GET/HEAD: the site; OPTIONS: 204; others: 405); sets status and bodyBytes. */
-  private answer(request: Request, rawPath: string, queryStart: number, clientAddress: string, startedMs: number): Response {
-    const method = request.method;
+  private answer(request: Request, method: string, headers: Headers, rawPath: string, queryStart: number, clientAddress: string,
+    startedMs: number): Response {
     const isHead = method === "HEAD";
     let response: Response;
     if (method === "GET" || isHead) {
       const site = this.site;
-      response = site.respond(request, request.headers, rawPath, queryStart, isHead, startedMs);
+      response = site.respond(request, headers, rawPath, queryStart, isHead, startedMs);
       this.status = site.status;
       this.bodyBytes = site.bodyBytes;
     } else if (method === "OPTIONS") {
@@ -249,13 +250,12 @@ class HttpHandler {
     pathStart: number, startedMs: number): Response {
     const status = this.status;
     const bodyBytes = this.bodyBytes;
-    const headers = request.headers;
     if (connection !== null) {
       const connections = this.connections!;
       if (connections.countRequest(connection, startedMs)) {
         response.headers.set("Connection", "close");
         closeConnection = true;
-      } else if (this.countsConnections && !closeConnection && asksToClose(headers.get("connection"))) {
+      } else if (this.countsConnections && !closeConnection && asksToClose(request.headers.get("connection"))) {
         closeConnection = true; // Bun closes it after this response; its slot goes now
       }
       if (closeConnection) connections.forget(connection);
@@ -267,6 +267,7 @@ class HttpHandler {
     if (this.accessLog !== null) {
       const url = request.url;
       const target = pathStart >= 0 ? url.slice(pathStart) : targetOf(url);
+      const headers = request.headers;
       this.accessLog.write(clientAddress, `${request.method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), performance.timeOrigin + startedMs);
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
