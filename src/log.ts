@@ -11,34 +11,61 @@ export interface LoggerOptions {
   file: string;
 }
 
+/** A log destination opened by Logger.prepareTarget and not yet in use: commit switches to it, abort closes it. */
+export interface PreparedLogTarget {
+  commit(): Promise<void>;
+  abort(): void;
+}
+
 export class Logger {
   private rank: number;
   private sink: FileSink;
-  private readonly ownsSink: boolean;
-  private readonly path: string;
+  /** Path of the log file; "" for stderr. */
+  private path: string;
   /** The log file's descriptor, opened for appending; null for stderr. */
   private fd: number | null;
 
   /** Throws (ENOENT, EACCES, ...) when the log file cannot be opened for appending. */
   constructor(options: LoggerOptions) {
     this.rank = LEVEL_RANK[options.level];
-    this.ownsSink = options.file !== "";
     this.path = options.file;
-    // A path-based FileSink writes from offset 0 over an existing file; an O_APPEND descriptor appends.
-    this.fd = this.ownsSink ? openSync(options.file, "a") : null;
-    this.sink = this.fd !== null ? Bun.file(this.fd).writer() : Bun.stderr.writer();
+    this.fd = openAppending(options.file);
+    this.sink = sinkFor(this.fd);
   }
 
   /** Closes and reopens the log file by its path (after logrotate moved it away); stderr needs nothing. */
   async reopen(): Promise<void> {
     if (this.fd === null) return;
-    const next = openSync(this.path, "a");
-    const [oldSink, oldFd] = [this.sink, this.fd];
-    this.fd = next;
-    this.sink = Bun.file(next).writer();
-    await oldSink.flush();
-    await oldSink.end();
-    closeQuietly(oldFd);
+    await this.prepareTarget(this.path).commit();
+  }
+
+  /**
+   * Opens `file` ("" = stderr) for appending without writing to it yet (a configuration reload's first phase);
+   * throws (ENOENT, EACCES, ...) when it cannot be opened, changing nothing. Lines logged before commit go to the
+   * current destination; commit flushes and closes it (unless it is stderr) and logs to the new one from then on.
+   */
+  prepareTarget(file: string): PreparedLogTarget {
+    const fd = openAppending(file);
+    let settled = false;
+    return {
+      commit: async () => {
+        if (settled) return;
+        settled = true;
+        const [oldSink, oldFd] = [this.sink, this.fd];
+        this.path = file;
+        this.fd = fd;
+        this.sink = sinkFor(fd);
+        await oldSink.flush();
+        if (oldFd === null) return;
+        await oldSink.end();
+        closeQuietly(oldFd);
+      },
+      abort: () => {
+        if (settled) return;
+        settled = true;
+        if (fd !== null) closeQuietly(fd);
+      },
+    };
   }
 
   /** A logger that writes nothing (no level is enabled, no file is opened): for tests and tools. */
@@ -94,8 +121,17 @@ export class Logger {
     if (LEVEL_RANK[level] > this.rank) return;
     this.sink.write(`${new Date().toISOString()} ${level.toUpperCase().padEnd(5)} ${message}\n`);
     // Errors must survive a crash that follows them; other lines are batched by the sink.
-    if (level === "error" || !this.ownsSink) this.sink.flush();
+    if (level === "error" || this.fd === null) this.sink.flush();
   }
+}
+
+/** An O_APPEND descriptor for `file`, or null for stderr (""). A path-based FileSink would write from offset 0 over an existing file. */
+function openAppending(file: string): number | null {
+  return file === "" ? null : openSync(file, "a");
+}
+
+function sinkFor(fd: number | null): FileSink {
+  return fd !== null ? Bun.file(fd).writer() : Bun.stderr.writer();
 }
 
 function closeQuietly(fd: number): void {

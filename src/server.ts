@@ -2,11 +2,11 @@
 import type { Config } from "./config/schema.ts";
 import { unappliedSettings } from "./config/print.ts";
 import { planReload } from "./config/reload.ts";
-import { UNCHANGED, type Listener, type ServerContext, type StopOptions } from "./context.ts";
+import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
 import { rootProblem } from "./http/root.ts";
 import { startIoThreads } from "./io-thread.ts";
-import { Logger } from "./log.ts";
+import { Logger, type PreparedLogTarget } from "./log.ts";
 import { Admission } from "./net/admission.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
 import { startReporter } from "./stats/report.ts";
@@ -131,20 +131,30 @@ export async function startServer(requested: Config): Promise<Server> {
       // Two phases: every listener (this thread's and the I/O threads') first checks and builds what the new
       // configuration needs, changing nothing; only when all could, each swaps it in at once. Nothing is rolled back.
       const next: ServerContext = { ...current, config: plan.config };
-      const prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
+      const logTarget = plan.config.log.file === current.config.log.file ? null : prepareLogTarget(logger, plan.config.log.file);
+      let prepared: PreparedReconfigure;
+      try {
+        prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
+      } catch (error) {
+        logTarget?.abort();
+        throw error;
+      }
       if (ioThreads !== null) {
         try {
           await ioThreads.prepareReload(plan.config);
         } catch (error) {
           prepared.abort();
+          logTarget?.abort();
           throw error;
         }
       }
       if (stopping !== null) {
         prepared.abort();
+        logTarget?.abort();
         await ioThreads?.abortReload();
         throw new Error("the server is stopping");
       }
+      await logTarget?.commit();
       logger.setLevel(plan.config.log.level);
       admission.reconfigure(plan.config);
       prepared.commit();
@@ -185,6 +195,15 @@ export async function startServer(requested: Config): Promise<Server> {
     await stopStarted({ graceful: false, timeoutMs: 0 });
     await logger.close();
     throw error;
+  }
+}
+
+/** The reload's new log.file, opened before anything changes: a path that cannot be opened rejects the reload. */
+function prepareLogTarget(logger: Logger, file: string): PreparedLogTarget {
+  try {
+    return logger.prepareTarget(file);
+  } catch (error) {
+    throw new Error(`cannot open log.file "${file}" for appending (${(error as Error).message})`);
   }
 }
 

@@ -74,13 +74,13 @@ describe("planReload", () => {
     });
     const plan = planReload(running, next);
     expect(plan.applied.sort()).toEqual([
-      "http.cache_control", "http.root", "limits.max_connections", "log.level", "net.deny", "rate_limit.enabled",
+      "http.cache_control", "http.root", "limits.max_connections", "log.file", "log.level", "net.deny", "rate_limit.enabled",
       "rate_limit.requests", "server.shutdown_timeout_s", "stats.interval_s",
     ]);
-    expect(plan.needsRestart.sort()).toEqual(["admin.port", "http.keepalive_timeout_s", "log.file", "server.port"]);
+    expect(plan.needsRestart.sort()).toEqual(["admin.port", "http.keepalive_timeout_s", "server.port"]);
     expect(plan.config.server.port).toBe(8080);
     expect(plan.config.admin.port).toBe(running.admin.port);
-    expect(plan.config.log.file).toBe(running.log.file);
+    expect(plan.config.log.file).toBe("/tmp/elsewhere.log");
     expect(plan.config.http.keepalive_timeout_s).toBe(running.http.keepalive_timeout_s);
     expect(plan.config.http.root).toBe(siteB);
     expect(plan.config.net.deny).toEqual(["10.0.0.0/8"]);
@@ -141,6 +141,40 @@ describe("Server.reload", () => {
     for (let i = 0; i < 3; i++) expect(await (await fetch(`http://127.0.0.1:${server.port}/page.txt`)).text()).toBe("from A");
     expect(server.context.config.http.root).toBe(siteA);
     expect(server.logger.isEnabled("debug")).toBe(false);
+  });
+
+  test("log.file applies on reload: later lines go to the new file (appended), earlier ones stay; an unopenable path is rejected", async () => {
+    const first = join(dir, "server-1.log");
+    const second = join(dir, "server-2.log");
+    writeFileSync(second, "an existing line\n");
+    const config = testConfig({ http: { root: siteA }, log: { access_log: false, level: "info", file: first } });
+    await using server = await startServer(config);
+    server.logger.info("before the reload");
+    await server.reload(configWith(config, { log: { file: second } }));
+    server.logger.info("after the reload");
+    await server.logger.flush();
+    const firstText = readFileSync(first, "utf8");
+    const secondText = readFileSync(second, "utf8");
+    expect(firstText).toContain("before the reload");
+    expect(firstText).not.toContain("after the reload");
+    expect(secondText.startsWith("an existing line\n")).toBe(true); // appended, not overwritten
+    expect(secondText).toContain("after the reload");
+    expect(secondText).toContain("configuration reloaded: log.file");
+    expect(server.context.config.log.file).toBe(second);
+
+    const unopenable = join(dir, "no-such-dir", "server.log");
+    await expect(server.reload(configWith(config, { log: { file: unopenable }, rate_limit: { enabled: true } }))).rejects.toThrow(/log\.file/);
+    expect(server.context.config.log.file).toBe(second);
+    expect(server.context.config.rate_limit.enabled).toBe(false); // nothing else applied either
+    server.logger.info("still here");
+    await server.logger.flush();
+    expect(readFileSync(second, "utf8")).toContain("still here");
+    expect(existsSync(unopenable)).toBe(false);
+
+    await server.reload(configWith(config, { log: { file: "" } })); // back to stderr
+    server.logger.info("on stderr now");
+    await server.logger.flush();
+    expect(readFileSync(second, "utf8")).not.toContain("on stderr now");
   });
 
   test("a reload the listener cannot prepare (access log file unopenable) changes nothing: the rate limiter keeps its state", async () => {

@@ -5,18 +5,17 @@ type TableName = keyof typeof SETTINGS;
 type Protocol = Config["server"]["protocol"];
 type SettingList = { readonly [T in TableName]?: "*" | readonly string[] };
 
-/** Read once at start whatever the protocol: sockets, threads, the admin listener, the log file. */
+/** Read once at start whatever the protocol: sockets, threads, the admin listener. */
 const READ_AT_START: SettingList = {
   server: ["protocol", "bind", "port", "backlog", "reuse_port", "io_threads"],
   admin: "*",
-  log: ["file"],
 };
 
 /**
  * Read once at start by the listener of each protocol: Bun.serve's idleTimeout; the pool's workers (and the handlers
  * module loaded into them) and the arena. Everything else is applied by a reload: admission, rate limits, the HTTP
  * site (rebuilt, see src/http/serve.ts), the TCP listener's socket options, write cap, idle timeout, frame limit and
- * max_in_flight (src/tcp/listen.ts), log level, report interval and shutdown timeout. Settings a protocol does not
+ * max_in_flight (src/tcp/listen.ts), log level and file, report interval and shutdown timeout. Settings a protocol does not
  * use are simply taken (there is nothing to apply them to).
  */
 const READ_AT_START_BY_PROTOCOL: Record<Protocol, SettingList> = {
