@@ -47,6 +47,8 @@ let everyWorkerHasACore = false;
 let workerCount = 0;
 /** This worker's WORKER_AWAKE word in mainControl. */
 let awakeIndex = 0;
+/** The drain loop waits for a wake-up (a message task running now sets the awake word only while it runs). */
+let drainAsleep = false;
 let ringEmptySinceMs = 0;
 let lastGapMs = Infinity;
 let spinMisses = 0;
@@ -113,6 +115,7 @@ async function init(message: WorkerInit): Promise<void> {
  * that wake into "not-equal": the loop looks at the ring again and goes back to sleep with the flag set.
  */
 function drain(): void {
+  drainAsleep = false;
   Atomics.store(mainControl, awakeIndex, 1);
   const sliceEndMs = performance.now() + DRAIN_SLICE_MS;
   for (;;) {
@@ -134,6 +137,7 @@ function drain(): void {
       Atomics.store(mainControl, awakeIndex, 0);
       const wait = Atomics.waitAsync(control, WORKER_SLEEPING, 1);
       if (wait.async) {
+        drainAsleep = true;
         void wait.value.then(drain);
         return;
       }
@@ -280,6 +284,13 @@ function publish(slot: number, generation: number, status: number, handle: numbe
 /** A task whose payload came by message (too large for the arena, or no arena): the result goes back the same way. */
 function runMessageTask(task: TaskMessage): void {
   Atomics.add(control, MESSAGES_TAKEN, 1); // started: from here on the pool's task timeout applies
+  // This thread uses a core while the handler runs, so other workers count it before polling.
+  Atomics.store(mainControl, awakeIndex, 1);
+  runMessageHandler(task);
+  if (drainAsleep) Atomics.store(mainControl, awakeIndex, 0);
+}
+
+function runMessageHandler(task: TaskMessage): void {
   const handler = handlers[task.opcode];
   if (handler === undefined) {
     reply(task, FrameStatus.UNKNOWN_OPCODE, encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`));
