@@ -3,6 +3,7 @@ import type { Config } from "./config/schema.ts";
 import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "./context.ts";
 import { Logger } from "./log.ts";
 import { Admission } from "./net/admission.ts";
+import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
 import { Stats } from "./stats/stats.ts";
 
 interface StartMessage {
@@ -12,6 +13,7 @@ interface StartMessage {
   startedAtMs: number;
   poolThreads: number;
   sharedConnections: Int32Array | null;
+  sharedAddresses: SharedAddressTableShare | null;
 }
 /** Messages from the main thread to an I/O thread. */
 type ToIoThread =
@@ -52,11 +54,13 @@ export interface IoThreadOptions {
   poolThreads: number;
   /** The shared total-connection count (limits.max_connections spans all threads). */
   sharedConnections: Int32Array | null;
+  /** The shared per-address table (connections per address, rate limits). */
+  sharedAddresses: SharedAddressTable | null;
 }
 
 /**
- * Starts extra I/O threads. Each has its own listener, logger (stderr), per-address tables and, for `custom`,
- * its own worker pool; all count into the shared Stats and the shared total-connection count.
+ * Starts extra I/O threads. Each has its own listener, logger (stderr) and, for `custom`, its own worker pool; all
+ * count into the shared Stats, the shared total-connection count and the shared per-address table.
  */
 export async function startIoThreads(context: ServerContext, options: IoThreadOptions): Promise<IoThreads> {
   const config: Config = { ...context.config, server: { ...context.config.server, port: options.port, reuse_port: true } };
@@ -72,6 +76,7 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
         startedAtMs: context.stats.startedAtMs,
         poolThreads: options.poolThreads,
         sharedConnections: options.sharedConnections,
+        sharedAddresses: options.sharedAddresses?.share() ?? null,
       };
       await request(worker, start, "started");
     }
@@ -140,7 +145,8 @@ async function runInThread(): Promise<void> {
         // Threads share stderr; a log file is written by the main thread only.
         const logger = new Logger({ level: message.config.log.level, file: "" });
         const gauges = new Map<string, () => Record<string, number>>();
-        const admission = new Admission(message.config, stats, gauges, message.sharedConnections);
+        const sharedAddresses = message.sharedAddresses === null ? null : SharedAddressTable.attach(message.sharedAddresses);
+        const admission = new Admission(message.config, stats, gauges, message.sharedConnections, sharedAddresses);
         context = { config: message.config, stats, logger, gauges, admission };
         const { startProtocolListener } = await import("./protocol-listener.ts");
         listener = await startProtocolListener(context, message.poolThreads);

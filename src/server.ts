@@ -7,7 +7,8 @@ import { startAdmin } from "./http/admin.ts";
 import { rootProblem } from "./http/root.ts";
 import { startIoThreads } from "./io-thread.ts";
 import { Logger, type PreparedLogTarget } from "./log.ts";
-import { Admission } from "./net/admission.ts";
+import { Admission, sharedAddressEntries } from "./net/admission.ts";
+import { SharedAddressTable } from "./net/shared-address-table.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
 import { startReporter } from "./stats/report.ts";
 import { Stats } from "./stats/stats.ts";
@@ -60,9 +61,12 @@ export async function startServer(requested: Config): Promise<Server> {
   const logger = openLogger(config);
   const stats = Stats.create();
   const gauges = new Map<string, () => Record<string, number>>();
-  // With several I/O threads the total connection limit is one count in shared memory.
-  const sharedConnections = config.server.io_threads > 1 ? new Int32Array(new SharedArrayBuffer(4)) : null;
-  const admission = new Admission(config, stats, gauges, sharedConnections);
+  // With several I/O threads the total connection limit is one count in shared memory, and connections per address
+  // and rate limits are kept in one shared table.
+  const threaded = config.server.io_threads > 1;
+  const sharedConnections = threaded ? new Int32Array(new SharedArrayBuffer(4)) : null;
+  const sharedAddresses = threaded ? SharedAddressTable.create(sharedAddressEntries(config)) : null;
+  const admission = new Admission(config, stats, gauges, sharedConnections, sharedAddresses);
   const context: ServerContext = { config, stats, logger, gauges, admission };
 
   for (const setting of unappliedSettings(config)) logger.warn(`setting not applied on this runtime: ${setting}`);
@@ -87,7 +91,7 @@ export async function startServer(requested: Config): Promise<Server> {
     listener = await listen(config, () => startProtocolListener(context, poolThreads));
     started.push(listener);
     const ioThreads =
-      ioThreadCount > 1 ? await startIoThreads(context, { port: listener.port, count: ioThreadCount - 1, poolThreads, sharedConnections }) : null;
+      ioThreadCount > 1 ? await startIoThreads(context, { port: listener.port, count: ioThreadCount - 1, poolThreads, sharedConnections, sharedAddresses }) : null;
     if (ioThreads) started.push(ioThreads);
     let ready = true;
     if (config.admin.enabled) {

@@ -194,6 +194,36 @@ describe("several I/O threads", () => {
     for (const socket of sockets) socket.end();
   });
 
+  test("limits.max_connections_per_ip spans every I/O thread (one shared table)", async () => {
+    await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN, limits: { max_connections_per_ip: 3 } }));
+    let closedCount = 0;
+    const sockets = await Promise.all(
+      Array.from({ length: 8 }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close: () => void closedCount++ } })),
+    );
+    await waitFor(async () => {
+      const counters = (await adminStats(server)).counters;
+      return counters.connectionsAccepted + counters.connectionsRefused === 8;
+    }, 5000, "every connection decided");
+    const counters = (await adminStats(server)).counters;
+    expect(counters.connectionsAccepted).toBe(3);
+    expect(counters.refusedPerIp).toBe(5);
+    await waitFor(() => closedCount === 5, 5000, "the refused connections closed");
+    for (const socket of sockets) socket.end();
+  });
+
+  test("rate_limit spans every I/O thread: one client gets its requests once, whichever thread answers", async () => {
+    await using server = await startServer(testConfig({ http: { root }, admin: ADMIN, server: { io_threads: 2 }, rate_limit: { enabled: true, requests: 5, window_s: 60 } }));
+    // A new connection per request, so the kernel spreads them over both threads.
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const response = await fetch(`http://127.0.0.1:${server.port}/index.html`, { headers: { Connection: "close" } });
+      await response.arrayBuffer();
+      statuses.push(response.status);
+    }
+    expect(statuses.filter((status) => status === 200).length).toBe(5);
+    expect(statuses.filter((status) => status === 429).length).toBe(15);
+  });
+
   test("echo with io_threads = 2 answers every connection", async () => {
     await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN }));
     const message = new TextEncoder().encode("hello over several threads");

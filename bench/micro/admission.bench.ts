@@ -2,7 +2,8 @@
 import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { configSchema } from "../../src/config/schema.ts";
 import { Admission } from "../../src/net/admission.ts";
-import { RateLimiter } from "../../src/net/rate-limiter.ts";
+import { RateLimiter, SharedRateLimiter } from "../../src/net/rate-limiter.ts";
+import { SharedAddressTable } from "../../src/net/shared-address-table.ts";
 import { CidrList } from "../../src/net/cidr.ts";
 import { Stats } from "../../src/stats/stats.ts";
 
@@ -105,6 +106,23 @@ summary(() => {
     bench("typed-array LRU list + Map<string, slot> (ours)", () => do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
     bench("Map delete+set reinsertion LRU", () => do_not_optimize(reinsert.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
     bench("Map, no recency (FIFO eviction)", () => do_not_optimize(fifo.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+  });
+});
+
+// With server.io_threads > 1 the limiter and the per-address connection counts live in one table every thread shares.
+const sharedTable = SharedAddressTable.create(100_000);
+const shared = new SharedRateLimiter(sharedTable, 1_000_000_000, 1, 0);
+const sharedAdmission = new Admission(configSchema.parse({ rate_limit: HIGH_LIMIT }), Stats.create(), undefined, new Int32Array(new SharedArrayBuffer(4)), SharedAddressTable.create(100_000));
+summary(() => {
+  group("shared by I/O threads (one thread measuring: the uncontended cost), 1024 clients", () => {
+    bench("rate limiter table alone: per thread (ours)", () => do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+    bench("rate limiter table alone: shared (lock + parse + probe)", () => do_not_optimize(shared.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+    bench("per request (admit + takeToken + release): shared", () => {
+      const ip = ADDRESSES[next++ & 1023]!;
+      sharedAdmission.admitConnection(ip);
+      do_not_optimize(sharedAdmission.takeToken(ip, (nowMs += 0.001)));
+      sharedAdmission.releaseConnection(ip);
+    });
   });
 });
 

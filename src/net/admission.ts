@@ -15,7 +15,8 @@ import { Counter, type Stats } from "../stats/stats.ts";
 import { CidrList, parseAddressInto, unmapIpv4 } from "./cidr.ts";
 import { forwardedClient } from "./client-address.ts";
 import { ConnectionGate, GateResult } from "./connection-gate.ts";
-import { RateLimiter, type RateLimitState } from "./rate-limiter.ts";
+import { RateLimiter, SharedRateLimiter, type AddressRateLimiter, type RateLimitState } from "./rate-limiter.ts";
+import type { SharedAddressTable } from "./shared-address-table.ts";
 
 /** Why a connection (or HTTP request) was refused; NONE = admitted. */
 export const Refusal = { NONE: 0, DENIED: 1, MAX_CONNECTIONS: 2, PER_IP: 3 } as const;
@@ -38,7 +39,9 @@ export class Admission {
   proxyProtocol: boolean;
   private readonly stats: Stats;
   private readonly gate: ConnectionGate;
-  private limiter: RateLimiter | null;
+  private limiter: AddressRateLimiter | null;
+  /** With several I/O threads: per-address state every thread shares (connections per address, rate limits). */
+  private readonly sharedAddresses: SharedAddressTable | null;
   /** The rate_limit table the limiter was made for; reconfigure keeps the limiter when its settings are unchanged. */
   private rateSettings: RateLimitSettings;
   private allow: CidrList;
@@ -51,14 +54,17 @@ export class Admission {
 
   /**
    * `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given).
-   * `sharedConnections`: with several I/O threads, the shared count that limits.max_connections applies to.
+   * `sharedConnections`: with several I/O threads, the shared count that limits.max_connections applies to;
+   * `sharedAddresses`: the table where they count connections per address and rate limits together.
    */
-  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry, sharedConnections: Int32Array | null = null) {
+  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry, sharedConnections: Int32Array | null = null,
+    sharedAddresses: SharedAddressTable | null = null) {
     this.stats = stats;
-    this.gate = new ConnectionGate(config.limits.max_connections, perIpLimit(config.limits), sharedConnections);
+    this.sharedAddresses = sharedAddresses;
+    this.gate = new ConnectionGate(config.limits.max_connections, perIpLimit(config.limits), sharedConnections, sharedAddresses);
     const rate = config.rate_limit;
     this.rateSettings = rate;
-    this.limiter = createLimiter(rate);
+    this.limiter = createLimiter(rate, sharedAddresses);
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
     this.allow = new CidrList(config.net.allow);
@@ -93,7 +99,11 @@ export class Admission {
     this.proxyProtocol = net.proxy_protocol;
     this.gate.setLimits(config.limits.max_connections, perIpLimit(config.limits));
     const rate = config.rate_limit;
-    if (!sameLimiterSettings(this.rateSettings, rate)) this.limiter = createLimiter(rate);
+    if (!sameLimiterSettings(this.rateSettings, rate)) {
+      // Shared: every thread's reconfigure clears the same table at the switch; clearing it twice changes nothing.
+      this.sharedAddresses?.clearRates();
+      this.limiter = createLimiter(rate, this.sharedAddresses);
+    }
     this.rateSettings = rate;
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
@@ -224,8 +234,20 @@ function perIpLimit(limits: Config["limits"]): number {
   return limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip;
 }
 
-function createLimiter(rate: RateLimitSettings): RateLimiter | null {
-  return rate.enabled ? new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips) : null;
+function createLimiter(rate: RateLimitSettings, shared: SharedAddressTable | null): AddressRateLimiter | null {
+  if (!rate.enabled) return null;
+  return shared !== null
+    ? new SharedRateLimiter(shared, rate.requests, rate.window_s, rate.burst)
+    : new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips);
+}
+
+/**
+ * Addresses the table shared by I/O threads holds: every address that may have a connection open plus
+ * rate_limit.max_tracked_ips, at most SHARED_ADDRESSES_MAX (about 80 MiB of shared memory).
+ */
+export const SHARED_ADDRESSES_MAX = 1 << 20;
+export function sharedAddressEntries(config: Config): number {
+  return Math.min(SHARED_ADDRESSES_MAX, config.limits.max_connections + config.rate_limit.max_tracked_ips);
 }
 
 /** True when a limiter made for `a` is the one `b` would make (rate_limit.headers does not matter to it). */

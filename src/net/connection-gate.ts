@@ -1,4 +1,5 @@
 // Counts connections (or HTTP in-flight requests) open now, in total and per client address, against two limits.
+import type { SharedAddressTable } from "./shared-address-table.ts";
 
 /** What `ConnectionGate.enter` decided. */
 export const GateResult = { ADMITTED: 0, MAX_CONNECTIONS: 1, PER_IP: 2 } as const;
@@ -20,11 +21,18 @@ export class ConnectionGate {
   private readonly perIp = new Map<string, number>();
   private zeroEntries = 0;
 
-  /** `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit. */
-  constructor(maxConnections: number, maxConnectionsPerIp: number, sharedTotal: Int32Array | null = null) {
+  /** With several I/O threads: the per-address counts across all of them (this thread's map still says what it admitted). */
+  private readonly sharedPerIp: SharedAddressTable | null;
+
+  /**
+   * `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit;
+   * `sharedPerIp`: the table the per-address limit is then counted in.
+   */
+  constructor(maxConnections: number, maxConnectionsPerIp: number, sharedTotal: Int32Array | null = null, sharedPerIp: SharedAddressTable | null = null) {
     this.maxConnections = maxConnections;
     this.maxPerIp = maxConnectionsPerIp;
     this.sharedTotal = sharedTotal;
+    this.sharedPerIp = sharedPerIp;
   }
 
   /**
@@ -46,13 +54,17 @@ export class ConnectionGate {
       return GateResult.MAX_CONNECTIONS;
     }
     const open = this.perIp.get(ip);
+    const sharedPerIp = this.sharedPerIp;
+    const overPerIp = sharedPerIp !== null
+      ? !sharedPerIp.enter(ip, this.maxPerIp, performance.now())
+      : open !== undefined && open >= this.maxPerIp;
+    if (overPerIp) {
+      if (shared !== null) Atomics.sub(shared, 0, 1);
+      return GateResult.PER_IP;
+    }
     if (open === undefined) {
       this.perIp.set(ip, 1);
     } else {
-      if (open >= this.maxPerIp) {
-        if (shared !== null) Atomics.sub(shared, 0, 1);
-        return GateResult.PER_IP;
-      }
       if (open === 0) this.zeroEntries--;
       this.perIp.set(ip, open + 1);
     }
@@ -67,6 +79,7 @@ export class ConnectionGate {
     this.perIp.set(ip, open - 1);
     this.total--;
     if (this.sharedTotal !== null) Atomics.sub(this.sharedTotal, 0, 1);
+    this.sharedPerIp?.leave(ip, performance.now());
     if (open === 1 && ++this.zeroEntries > ZERO_ENTRIES_KEPT && this.zeroEntries * 2 > this.perIp.size) this.sweep();
   }
 
@@ -80,9 +93,9 @@ export class ConnectionGate {
     return this.total;
   }
 
-  /** Open count for one address. */
+  /** Open count for one address (across every I/O thread when they share the count). */
   openFrom(ip: string): number {
-    return this.perIp.get(ip) ?? 0;
+    return this.sharedPerIp !== null ? this.sharedPerIp.openFrom(ip) : (this.perIp.get(ip) ?? 0);
   }
 
   /** Addresses in the per-address table, including up to (live + ZERO_ENTRIES_KEPT) with nothing open. */

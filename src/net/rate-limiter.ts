@@ -9,6 +9,8 @@
 // The table: Map<address, slot> plus, per slot, tat and prev/next links in typed arrays (a doubly linked
 // recency list). A hit is one Map.get and a few array stores; nothing is allocated once the arrays have grown.
 
+import type { SharedAddressTable } from "./shared-address-table.ts";
+
 const NONE = -1;
 /** Slots allocated at first; the arrays double up to maxTrackedIps. */
 const INITIAL_SLOTS = 1024;
@@ -24,7 +26,50 @@ export interface RateLimitState {
   resetSeconds: number;
 }
 
-export class RateLimiter {
+/** What Admission needs of a rate limiter: one per thread (RateLimiter) or shared by every I/O thread (SharedRateLimiter). */
+export interface AddressRateLimiter {
+  take(key: string, nowMs: number): number;
+  peek(key: string, nowMs: number): Readonly<RateLimitState>;
+  readonly size: number;
+}
+
+/**
+ * The same GCRA over the table every I/O thread shares (server.io_threads > 1), so a client's rate is one rate
+ * whichever thread its connections land on. `nowMs` is this thread's performance.now() (the table converts it to
+ * the clock all threads share).
+ */
+export class SharedRateLimiter implements AddressRateLimiter {
+  readonly intervalMs: number;
+  readonly capacity: number;
+  private readonly toleranceMs: number;
+  private readonly table: SharedAddressTable;
+  private readonly state: RateLimitState;
+
+  constructor(table: SharedAddressTable, requests: number, windowSeconds: number, burst: number) {
+    this.table = table;
+    this.intervalMs = (windowSeconds * 1000) / requests;
+    this.capacity = burst === 0 ? requests : burst;
+    this.toleranceMs = this.capacity * this.intervalMs;
+    this.state = { limit: this.capacity, remaining: this.capacity, resetSeconds: 0 };
+  }
+
+  get size(): number {
+    return this.table.size;
+  }
+
+  take(key: string, nowMs: number): number {
+    return this.table.take(key, nowMs, this.intervalMs, this.toleranceMs);
+  }
+
+  peek(key: string, nowMs: number): Readonly<RateLimitState> {
+    const shared = this.table.peek(key, nowMs, this.intervalMs, this.toleranceMs);
+    this.state.remaining = shared.remaining;
+    this.state.resetSeconds = shared.resetSeconds;
+    return this.state;
+  }
+}
+
+export class RateLimiter implements AddressRateLimiter {
   /** Milliseconds per token (window / requests). */
   readonly intervalMs: number;
   /** Requests allowed at once (the bucket size). */
