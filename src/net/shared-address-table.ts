@@ -56,6 +56,8 @@ export class SharedAddressTable {
   private readonly words = new Int32Array(KEY_INT32S);
   private readonly state: SharedRateState = { remaining: 0, resetSeconds: 0 };
   private evictionCursor = 0;
+  /** The address `words` hold now (this thread's last lookup). */
+  private lastIp = "";
   private readonly origin: SharedArrayBuffer;
   /**
    * Added to this thread's performance.now() to get the table clock (milliseconds since the creating thread's time
@@ -221,7 +223,11 @@ export class SharedAddressTable {
    */
   private slotFor(ip: string, tableMs: number, insert: boolean): number {
     const words = this.words;
-    keyWords(ip, words);
+    if (ip !== this.lastIp) {
+      // A connection's requests repeat its address: one parse for the run of them.
+      keyWords(ip, words);
+      this.lastIp = ip;
+    }
     const w0 = words[0]!, w1 = words[1]!, w2 = words[2]!, w3 = words[3]!;
     const keys = this.keys;
     const counts = this.counts;
