@@ -404,18 +404,7 @@ describe("wake-ups", () => {
   test("tasks submitted from inside done callbacks (one at a time, a chain) all complete", async () => {
     const { pool } = await start({ pool: { threads: 1, task_timeout_ms: 0 } });
     try {
-      const chainLength = 300;
-      let finished = 0;
-      let failures = 0;
-      const payload = filled(64, 9);
-      const expected = sha256(payload);
-      const next = (_token: number, status: number, result: Uint8Array): void => {
-        if (status !== 0 || !result.every((b, i) => b === expected[i])) failures++;
-        if (++finished < chainLength) pool.run(0x02, payload, finished, next);
-      };
-      pool.run(0x02, payload, 0, next);
-      await waitFor(() => finished === chainLength, 10_000, "chain of tasks");
-      expect(failures).toBe(0);
+      await chain(pool, 300);
       expect(pool.pending()).toBe(0);
     } finally {
       await pool.stop({ graceful: false, timeoutMs: 0 });

@@ -177,39 +177,28 @@ describe("several I/O threads", () => {
     expect(lines(accessPath)).toBe(20);
   });
 
-  test("limits.max_connections spans every I/O thread", async () => {
-    await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN, limits: { max_connections: 3 } }));
-    let closedCount = 0;
-    const sockets = await Promise.all(
-      Array.from({ length: 8 }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close: () => void closedCount++ } })),
-    );
-    await waitFor(async () => {
+  // 8 echo connections against a limit of 3, with two I/O threads: the limit spans both (one shared count / table).
+  for (const [name, limits, refusal] of [
+    ["limits.max_connections spans every I/O thread", { max_connections: 3 }, "refusedMaxConnections"],
+    ["limits.max_connections_per_ip spans every I/O thread (one shared table)", { max_connections_per_ip: 3 }, "refusedPerIp"],
+  ] as const) {
+    test(name, async () => {
+      await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN, limits }));
+      let closedCount = 0;
+      const sockets = await Promise.all(
+        Array.from({ length: 8 }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close: () => void closedCount++ } })),
+      );
+      await waitFor(async () => {
+        const counters = (await adminStats(server)).counters;
+        return counters.connectionsAccepted + counters.connectionsRefused === 8;
+      }, 5000, "every connection decided");
       const counters = (await adminStats(server)).counters;
-      return counters.connectionsAccepted + counters.connectionsRefused === 8;
-    }, 5000, "every connection decided");
-    const counters = (await adminStats(server)).counters;
-    expect(counters.connectionsAccepted).toBe(3);
-    expect(counters.refusedMaxConnections).toBe(5);
-    await waitFor(() => closedCount === 5, 5000, "the refused connections closed");
-    for (const socket of sockets) socket.end();
-  });
-
-  test("limits.max_connections_per_ip spans every I/O thread (one shared table)", async () => {
-    await using server = await startServer(testConfig({ server: { protocol: "echo", io_threads: 2 }, admin: ADMIN, limits: { max_connections_per_ip: 3 } }));
-    let closedCount = 0;
-    const sockets = await Promise.all(
-      Array.from({ length: 8 }, () => Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {}, close: () => void closedCount++ } })),
-    );
-    await waitFor(async () => {
-      const counters = (await adminStats(server)).counters;
-      return counters.connectionsAccepted + counters.connectionsRefused === 8;
-    }, 5000, "every connection decided");
-    const counters = (await adminStats(server)).counters;
-    expect(counters.connectionsAccepted).toBe(3);
-    expect(counters.refusedPerIp).toBe(5);
-    await waitFor(() => closedCount === 5, 5000, "the refused connections closed");
-    for (const socket of sockets) socket.end();
-  });
+      expect(counters.connectionsAccepted).toBe(3);
+      expect(counters[refusal]).toBe(5);
+      await waitFor(() => closedCount === 5, 5000, "the refused connections closed");
+      for (const socket of sockets) socket.end();
+    });
+  }
 
   test("rate_limit spans every I/O thread: one client gets its requests once, whichever thread answers", async () => {
     await using server = await startServer(testConfig({ http: { root }, admin: ADMIN, server: { io_threads: 2 }, rate_limit: { enabled: true, requests: 5, window_s: 60 } }));
