@@ -48,6 +48,8 @@ export class Logger {
     const fd = openAppending(file);
     let settled = false;
     return {
+      // Never rejects: once the new destination is in place, a failure to flush the old one (a full disk, the reason
+      // to move the log) must not leave the caller's reload half done; the old descriptor is closed either way.
       commit: async () => {
         if (settled) return;
         settled = true;
@@ -55,10 +57,14 @@ export class Logger {
         this.path = file;
         this.fd = fd;
         this.sink = sinkFor(fd);
-        await oldSink.flush();
-        if (oldFd === null) return;
-        await oldSink.end();
-        closeQuietly(oldFd);
+        try {
+          await oldSink.flush();
+          if (oldFd !== null) await oldSink.end();
+        } catch (error) {
+          this.error(`log: lines written before the switch may be lost: ${(error as Error).message}`);
+        } finally {
+          if (oldFd !== null) closeQuietly(oldFd);
+        }
       },
       abort: () => {
         if (settled) return;

@@ -147,14 +147,20 @@ export async function startServer(requested: Config): Promise<Server> {
         try {
           await ioThreads.prepareReload(plan.config);
         } catch (error) {
-          prepared.abort();
-          logTarget?.abort();
+          try {
+            prepared.abort();
+          } finally {
+            logTarget?.abort();
+          }
           throw error;
         }
       }
       if (stopping !== null) {
-        prepared.abort();
-        logTarget?.abort();
+        try {
+          prepared.abort();
+        } finally {
+          logTarget?.abort();
+        }
         await ioThreads?.abortReload();
         throw new Error("the server is stopping");
       }
@@ -188,9 +194,12 @@ export async function startServer(requested: Config): Promise<Server> {
       reload,
       stop,
       async reopenLogs() {
-        await logger.reopen();
-        await listener.reopenLogs?.();
-        await ioThreads?.reopenLogs();
+        // Each file on its own: one that cannot be reopened (its directory gone) does not keep the others from it.
+        const failures: string[] = [];
+        for (const reopen of [() => logger.reopen(), () => listener.reopenLogs?.(), () => ioThreads?.reopenLogs()]) {
+          await Promise.resolve().then(reopen).catch((error: unknown) => void failures.push((error as Error).message));
+        }
+        if (failures.length > 0) throw new Error(failures.join("; "));
         logger.info("log files reopened");
       },
       [Symbol.asyncDispose]: () => stop({ graceful: false, timeoutMs: 0 }),

@@ -65,3 +65,28 @@ test("reopen() continues in a new file at the same path after the old one was mo
   expect(fresh).toContain("after rotation");
   expect(fresh).not.toContain("before rotation");
 });
+
+test("switching destinations never fails once the new file is open: an old file that cannot be flushed (disk full) is closed anyway", async () => {
+  const next = join(dir, "after-full.log");
+  const logger = new Logger({ level: "info", file: "/dev/full" }); // every write to it fails with ENOSPC
+  logger.info("lost on the full disk");
+  await logger.prepareTarget(next).commit(); // resolves: the reload that moved the log is not left half done
+  logger.info("on the new disk");
+  await logger.close();
+  const text = readFileSync(next, "utf8");
+  expect(text).toContain("on the new disk");
+  expect(text).toContain("lines written before the switch may be lost");
+});
+
+test("an aborted target closes its file and changes nothing", async () => {
+  const current = join(dir, "current.log");
+  const candidate = join(dir, "candidate.log");
+  const logger = new Logger({ level: "info", file: current });
+  const target = logger.prepareTarget(candidate);
+  target.abort();
+  await target.commit(); // after abort: nothing happens
+  logger.info("still here");
+  await logger.close();
+  expect(readFileSync(current, "utf8")).toContain("still here");
+  expect(readFileSync(candidate, "utf8")).toBe("");
+});
