@@ -87,6 +87,14 @@ describe("planReload", () => {
     expect(plan.config.rate_limit.requests).toBe(7);
   });
 
+  test("with several I/O threads, rate_limit.max_tracked_ips needs a restart (the shared table is sized at start)", () => {
+    const threaded: ConfigOverrides = { server: { io_threads: 2 } };
+    const plan = planReload(configWith(threaded, {}), configWith(threaded, { rate_limit: { max_tracked_ips: 5, requests: 3 } }));
+    expect(plan.needsRestart).toEqual(["rate_limit.max_tracked_ips"]);
+    expect(plan.applied).toEqual(["rate_limit.requests"]);
+    expect(planReload(configWith({}, {}), configWith({}, { rate_limit: { max_tracked_ips: 5 } })).applied).toEqual(["rate_limit.max_tracked_ips"]);
+  });
+
   test("custom: the pool, the arena and the handlers module need a restart; the TCP listener's settings apply", () => {
     const custom: ConfigOverrides = { server: { protocol: "custom" } };
     const changes: ConfigOverrides = {

@@ -114,11 +114,30 @@ describe("SharedAddressTable", () => {
     for (let i = 0; i < capacity; i++) if (!remembered(i)) forgotten++;
     expect(forgotten).toBe(1);
     expect(remembered(capacity - 1)).toBe(true); // the most recent is kept (the victim is the oldest of those examined)
-    // Fill with open connections: then nothing can be dropped and a newcomer is refused, never someone's count.
+    // Fill with open connections: then nothing can be dropped; a newcomer is admitted without a per-address count
+    // (the table was sized for the configured limits; it never refuses for its own sake), and no count is lost.
     const full = SharedAddressTable.create(1024);
     for (let i = 0; i < full.maxEntries; i++) expect(full.enter(`10.3.${i >> 8}.${i & 255}`, 1, 1)).toBe(true);
-    expect(full.enter("10.4.0.1", 1, 1)).toBe(false);
-    expect(full.openFrom("10.3.0.0")).toBe(1);
+    expect(full.enter("10.4.0.1", 1, 1)).toBe(true);
+    expect(full.openFrom("10.4.0.1")).toBe(0);
+    expect(full.size).toBe(full.maxEntries);
+    for (let i = 0; i < full.maxEntries; i += 97) expect(full.openFrom(`10.3.${i >> 8}.${i & 255}`)).toBe(1);
+  });
+
+  test("each table hashes with its own random seed", () => {
+    const seeds = new Set([0, 1, 2, 3].map(() => new Int32Array(SharedAddressTable.create(10).share().meta)[2]));
+    expect(seeds.size).toBeGreaterThan(1);
+  });
+
+  test("a lock left held by a thread that died (terminated mid-operation) is taken over instead of hanging every thread", () => {
+    const table = SharedAddressTable.create(10);
+    Atomics.store(new Int32Array(table.share().meta), 0, 1); // held, by nobody alive
+    const startedMs = performance.now();
+    expect(table.enter("10.0.0.1", 1, 1)).toBe(true);
+    const waitedMs = performance.now() - startedMs;
+    expect(waitedMs).toBeGreaterThanOrEqual(900);
+    expect(waitedMs).toBeLessThan(5000);
+    expect(table.openFrom("10.0.0.1")).toBe(1); // and the table works normally afterwards
   });
 
   test("several threads: limits hold across them and every count returns to zero", async () => {

@@ -24,6 +24,9 @@ const READ_AT_START_BY_PROTOCOL: Record<Protocol, SettingList> = {
   custom: { custom: ["handlers"], pool: "*", memory: "*" },
 };
 
+/** With several I/O threads, the shared per-address table is sized at start (src/net/shared-address-table.ts). */
+const READ_AT_START_THREADED: SettingList = { rate_limit: ["max_tracked_ips"] };
+
 export interface ReloadPlan {
   /** What the server runs with after the reload: the new values of live settings, the running values of the rest. */
   readonly config: Config;
@@ -40,6 +43,7 @@ export interface ReloadPlan {
  */
 export function planReload(running: Config, next: Config): ReloadPlan {
   const atStart = READ_AT_START_BY_PROTOCOL[running.server.protocol];
+  const threaded = running.server.io_threads > 1;
   const applied: string[] = [];
   const needsRestart: string[] = [];
   const merged: Record<string, Record<string, unknown>> = {};
@@ -50,7 +54,7 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     for (const key of Object.keys(SETTINGS[table])) {
       if (sameValue(runningTable[key], nextTable[key])) continue;
       const name = `${table}.${key}`;
-      if (isListed(READ_AT_START, table, key) || isListed(atStart, table, key)) {
+      if (isListed(READ_AT_START, table, key) || isListed(atStart, table, key) || (threaded && isListed(READ_AT_START_THREADED, table, key))) {
         needsRestart.push(name);
       } else {
         out[key] = nextTable[key];

@@ -100,8 +100,8 @@ export class Admission {
     this.gate.setLimits(config.limits.max_connections, perIpLimit(config.limits));
     const rate = config.rate_limit;
     if (!sameLimiterSettings(this.rateSettings, rate)) {
-      // Shared: every thread's reconfigure clears the same table at the switch; clearing it twice changes nothing.
-      this.sharedAddresses?.clearRates();
+      // Shared: the thread that created the table (the main thread, which commits first) clears it, once.
+      if (this.sharedAddresses?.isCreator === true) this.sharedAddresses.clearRates();
       this.limiter = createLimiter(rate, this.sharedAddresses);
     }
     this.rateSettings = rate;

@@ -11,14 +11,33 @@
 // run back (no tombstones), so lookups stay short.
 //
 // Every operation runs under one lock word: a compare-and-swap, a few dozen nanoseconds uncontended. A thread that
-// finds it held spins briefly (Atomics.pause) and then sleeps on it for at most a millisecond at a time; the holder
-// never blocks or allocates inside, so the wait is bounded by a few hundred nanoseconds of work.
+// finds it held spins briefly (Atomics.pause), then sleeps on it until the holder's unlock notifies; the holder
+// never blocks or allocates inside, so the wait is bounded by a few hundred nanoseconds of work. The hash is seeded
+// per table, so clients cannot pick addresses that pile up in one run of slots.
 import { parseAddressInto } from "./cidr.ts";
 
 const LOCK = 0;
 const USED = 1;
+/** Random per table: keeps clients from choosing addresses that collide (the hash is not theirs to predict). */
+const SEED = 2;
 const META_INT32S = 4;
+// Lock word states (a futex-style mutex): free, held, held with threads asleep on it.
+const FREE = 0;
+const HELD = 1;
+const CONTENDED = 2;
+/** A lock held this long is taken to belong to a thread that died holding it (an operation takes well under 1 µs). */
+const STALE_LOCK_MS = 1000;
+/** At most this many slots are examined for one to drop when the table is full. */
+const EVICTION_SCAN_LIMIT = 4096;
 const KEY_INT32S = 4;
+// One slot, 40 bytes, all its fields together (one or two cache lines per lookup): as Int32 words the key (0-3) and
+// the open-connection count (4; -1 = empty slot); as Float64 words the tat (3) and the last use (4).
+const SLOT_BYTES = 40;
+const SLOT_INT32S = SLOT_BYTES / 4;
+const SLOT_FLOAT64S = SLOT_BYTES / 8;
+const COUNT = 4;
+const TAT = 3;
+const SEEN = 4;
 /** Slots examined for the least recently used droppable one when the table is full. */
 const EVICTION_CANDIDATES = 64;
 const SPINS_BEFORE_SLEEP = 128;
@@ -30,10 +49,7 @@ export interface SharedAddressTableShare {
   readonly meta: SharedArrayBuffer;
   /** [0]: the creating thread's performance.timeOrigin, the table clock's zero. */
   readonly origin: SharedArrayBuffer;
-  readonly keys: SharedArrayBuffer;
-  readonly counts: SharedArrayBuffer;
-  readonly tats: SharedArrayBuffer;
-  readonly seen: SharedArrayBuffer;
+  readonly slots: SharedArrayBuffer;
 }
 
 /** Remaining tokens and reset time of one address (RateLimit-* headers). */
@@ -46,12 +62,9 @@ export class SharedAddressTable {
   /** Addresses held at most (half the slots). */
   readonly maxEntries: number;
   private readonly meta: Int32Array;
-  /** KEY_INT32S words per slot; a slot is empty when its count is -1 (see counts). */
-  private readonly keys: Int32Array;
-  /** Open connections per slot; -1 = empty slot. */
-  private readonly counts: Int32Array;
-  private readonly tats: Float64Array;
-  private readonly seen: Float64Array;
+  /** The slots (SLOT_BYTES each) as Int32 and as Float64 words. */
+  private readonly ints: Int32Array;
+  private readonly floats: Float64Array;
   private readonly mask: number;
   private readonly words = new Int32Array(KEY_INT32S);
   private readonly state: SharedRateState = { remaining: 0, resetSeconds: 0 };
@@ -64,35 +77,40 @@ export class SharedAddressTable {
    * origin): small numbers, so the GCRA arithmetic keeps sub-microsecond precision, the same in every thread.
    */
   private readonly clockOffsetMs: number;
+  private readonly seed: number;
+  /** True in the thread that created the table (the main thread): it alone clears rates on a reload. */
+  isCreator = false;
 
   private constructor(share: SharedAddressTableShare) {
     this.origin = share.origin;
     this.clockOffsetMs = performance.timeOrigin - new Float64Array(share.origin)[0]!;
     this.meta = new Int32Array(share.meta);
-    this.keys = new Int32Array(share.keys);
-    this.counts = new Int32Array(share.counts);
-    this.tats = new Float64Array(share.tats);
-    this.seen = new Float64Array(share.seen);
-    this.mask = this.counts.length - 1;
-    this.maxEntries = this.counts.length >>> 1;
+    this.seed = this.meta[SEED]!;
+    this.ints = new Int32Array(share.slots);
+    this.floats = new Float64Array(share.slots);
+    const slotCount = share.slots.byteLength / SLOT_BYTES;
+    this.mask = slotCount - 1;
+    this.maxEntries = slotCount >>> 1;
   }
 
   /** A new table for at least `entries` addresses (rounded up to a power of two, at least 1024). */
   static create(entries: number): SharedAddressTable {
     let slots = 2048;
     while (slots < entries * 2) slots *= 2;
-    const counts = new SharedArrayBuffer(slots * 4);
-    new Int32Array(counts).fill(-1);
+    const slotBuffer = new SharedArrayBuffer(slots * SLOT_BYTES);
+    const ints = new Int32Array(slotBuffer);
+    for (let slot = 0; slot < slots; slot++) ints[slot * SLOT_INT32S + COUNT] = -1;
     const origin = new SharedArrayBuffer(8);
     new Float64Array(origin)[0] = performance.timeOrigin;
-    return new SharedAddressTable({
+    const meta = new SharedArrayBuffer(META_INT32S * 4);
+    new Int32Array(meta)[SEED] = crypto.getRandomValues(new Int32Array(1))[0]!;
+    const table = new SharedAddressTable({
       origin,
-      meta: new SharedArrayBuffer(META_INT32S * 4),
-      keys: new SharedArrayBuffer(slots * KEY_INT32S * 4),
-      counts,
-      tats: new SharedArrayBuffer(slots * 8),
-      seen: new SharedArrayBuffer(slots * 8),
+      meta,
+      slots: slotBuffer,
     });
+    table.isCreator = true;
+    return table;
   }
 
   /** The same table in another thread. */
@@ -101,7 +119,7 @@ export class SharedAddressTable {
   }
 
   share(): SharedAddressTableShare {
-    return { origin: this.origin, meta: this.meta.buffer as SharedArrayBuffer, keys: this.keys.buffer as SharedArrayBuffer, counts: this.counts.buffer as SharedArrayBuffer, tats: this.tats.buffer as SharedArrayBuffer, seen: this.seen.buffer as SharedArrayBuffer };
+    return { origin: this.origin, meta: this.meta.buffer as SharedArrayBuffer, slots: this.ints.buffer as SharedArrayBuffer };
   }
 
   /** Addresses held now (with connections open or a rate-limit debt, or not yet dropped). */
@@ -111,17 +129,20 @@ export class SharedAddressTable {
 
   /**
    * Counts one more connection from `ip` unless it has `maxPerIp` open already (false then, nothing counted).
-   * Also false when the table is full of addresses with open connections (it holds maxEntries).
+   * When the table is full of addresses with connections open (it was sized at start for limits.max_connections +
+   * rate_limit.max_tracked_ips), the connection is admitted without being counted per address: the total limit
+   * still holds, and nobody is refused for the table's sake.
    */
   enter(ip: string, maxPerIp: number, nowMs: number): boolean {
     const tableMs = nowMs + this.clockOffsetMs;
     this.lock();
     try {
       const slot = this.slotFor(ip, tableMs, true);
-      if (slot < 0) return false;
-      const open = this.counts[slot]!;
+      if (slot < 0) return true;
+      const at = slot * SLOT_INT32S + COUNT;
+      const open = this.ints[at]!;
       if (open >= maxPerIp) return false;
-      this.counts[slot] = open + 1;
+      this.ints[at] = open + 1;
       return true;
     } finally {
       this.unlock();
@@ -134,9 +155,12 @@ export class SharedAddressTable {
     this.lock();
     try {
       const slot = this.slotFor(ip, tableMs, false);
-      if (slot < 0 || this.counts[slot]! === 0) return;
-      this.counts[slot] = this.counts[slot]! - 1;
-      if (this.counts[slot] === 0 && this.tats[slot]! <= tableMs) this.remove(slot);
+      if (slot < 0) return;
+      const at = slot * SLOT_INT32S + COUNT;
+      const open = this.ints[at]!;
+      if (open === 0) return;
+      this.ints[at] = open - 1;
+      if (open === 1 && this.floats[slot * SLOT_FLOAT64S + TAT]! <= tableMs) this.remove(slot);
     } finally {
       this.unlock();
     }
@@ -147,7 +171,7 @@ export class SharedAddressTable {
     this.lock();
     try {
       const slot = this.slotFor(ip, 0, false);
-      return slot < 0 ? 0 : this.counts[slot]!;
+      return slot < 0 ? 0 : this.ints[slot * SLOT_INT32S + COUNT]!;
     } finally {
       this.unlock();
     }
@@ -164,11 +188,12 @@ export class SharedAddressTable {
     try {
       const slot = this.slotFor(ip, tableMs, true);
       if (slot < 0) return 0;
-      const stored = this.tats[slot]!;
+      const at = slot * SLOT_FLOAT64S + TAT;
+      const stored = this.floats[at]!;
       const newTat = (stored > tableMs ? stored : tableMs) + intervalMs;
       const excessMs = newTat - tableMs - toleranceMs;
       if (excessMs > EPSILON_MS) return Math.max(1, Math.ceil(excessMs));
-      this.tats[slot] = newTat;
+      this.floats[at] = newTat;
       return 0;
     } finally {
       this.unlock();
@@ -182,7 +207,7 @@ export class SharedAddressTable {
     this.lock();
     try {
       const slot = this.slotFor(ip, tableMs, false);
-      if (slot >= 0) stored = this.tats[slot]!;
+      if (slot >= 0) stored = this.floats[slot * SLOT_FLOAT64S + TAT]!;
     } finally {
       this.unlock();
     }
@@ -197,7 +222,8 @@ export class SharedAddressTable {
   clearRates(): void {
     this.lock();
     try {
-      this.tats.fill(0);
+      const floats = this.floats;
+      for (let at = TAT; at < floats.length; at += SLOT_FLOAT64S) floats[at] = 0;
     } finally {
       this.unlock();
     }
@@ -205,16 +231,26 @@ export class SharedAddressTable {
 
   private lock(): void {
     const meta = this.meta;
-    if (Atomics.compareExchange(meta, LOCK, 0, 1) === 0) return;
-    for (let spins = 0; ; spins++) {
-      if (Atomics.compareExchange(meta, LOCK, 0, 1) === 0) return;
-      if (spins < SPINS_BEFORE_SLEEP) Atomics.pause();
-      else Atomics.wait(meta, LOCK, 1, 1); // the holder notifies nobody: a timed wait bounds the sleep instead
+    if (Atomics.compareExchange(meta, LOCK, FREE, HELD) === FREE) return;
+    for (let spins = 0; spins < SPINS_BEFORE_SLEEP; spins++) {
+      Atomics.pause();
+      if (Atomics.compareExchange(meta, LOCK, FREE, HELD) === FREE) return;
+    }
+    // Sleep until the holder's unlock notifies (state CONTENDED tells it someone sleeps). The 1 ms timeout only
+    // bounds the wait should a notify race past; a holder that never lets go within STALE_LOCK_MS died holding it
+    // (a thread terminated mid-operation): the lock is taken over rather than every thread hanging forever.
+    const startedMs = performance.now();
+    while (Atomics.exchange(meta, LOCK, CONTENDED) !== FREE) {
+      Atomics.wait(meta, LOCK, CONTENDED, 1);
+      if (performance.now() - startedMs > STALE_LOCK_MS) {
+        Atomics.store(meta, LOCK, CONTENDED);
+        return;
+      }
     }
   }
 
   private unlock(): void {
-    Atomics.store(this.meta, LOCK, 0);
+    if (Atomics.exchange(this.meta, LOCK, FREE) === CONTENDED) Atomics.notify(this.meta, LOCK, 1);
   }
 
   /**
@@ -229,15 +265,14 @@ export class SharedAddressTable {
       this.lastIp = ip;
     }
     const w0 = words[0]!, w1 = words[1]!, w2 = words[2]!, w3 = words[3]!;
-    const keys = this.keys;
-    const counts = this.counts;
+    const ints = this.ints;
     const mask = this.mask;
-    let slot = hashWords(w0, w1, w2, w3) & mask;
+    let slot = hashWords(this.seed, w0, w1, w2, w3) & mask;
     for (;;) {
-      if (counts[slot] === -1) break;
-      const at = slot * KEY_INT32S;
-      if (keys[at] === w0 && keys[at + 1] === w1 && keys[at + 2] === w2 && keys[at + 3] === w3) {
-        if (insert) this.seen[slot] = tableMs;
+      const at = slot * SLOT_INT32S;
+      if (ints[at + COUNT] === -1) break;
+      if (ints[at] === w0 && ints[at + 1] === w1 && ints[at + 2] === w2 && ints[at + 3] === w3) {
+        if (insert) this.floats[slot * SLOT_FLOAT64S + SEEN] = tableMs;
         return slot;
       }
       slot = (slot + 1) & mask;
@@ -247,27 +282,30 @@ export class SharedAddressTable {
       if (!this.evictOne(tableMs)) return -1;
       return this.slotFor(ip, tableMs, true); // the run may have shifted: look again
     }
-    const at = slot * KEY_INT32S;
-    keys[at] = w0;
-    keys[at + 1] = w1;
-    keys[at + 2] = w2;
-    keys[at + 3] = w3;
-    counts[slot] = 0;
-    this.tats[slot] = 0;
-    this.seen[slot] = tableMs;
+    const at = slot * SLOT_INT32S;
+    ints[at] = w0;
+    ints[at + 1] = w1;
+    ints[at + 2] = w2;
+    ints[at + 3] = w3;
+    ints[at + COUNT] = 0;
+    this.floats[slot * SLOT_FLOAT64S + TAT] = 0;
+    this.floats[slot * SLOT_FLOAT64S + SEEN] = tableMs;
     Atomics.store(this.meta, USED, Atomics.load(this.meta, USED) + 1);
     return slot;
   }
 
   /** Drops the least recently used slot without open connections among the next few; false when there is none. */
   private evictOne(tableMs: number): boolean {
-    const counts = this.counts;
+    const ints = this.ints;
+    const floats = this.floats;
     let victim = -1;
     let oldest = Infinity;
     let slot = this.evictionCursor;
-    for (let examined = 0; examined <= this.mask && (examined < EVICTION_CANDIDATES || victim < 0); examined++) {
-      if (counts[slot] === 0) {
-        const seen = this.tats[slot]! <= tableMs ? -1 : this.seen[slot]!; // no debt: the best victim
+    const limit = Math.min(this.mask + 1, EVICTION_SCAN_LIMIT);
+    for (let examined = 0; examined < limit && (examined < EVICTION_CANDIDATES || victim < 0); examined++) {
+      if (ints[slot * SLOT_INT32S + COUNT] === 0) {
+        const at = slot * SLOT_FLOAT64S;
+        const seen = floats[at + TAT]! <= tableMs ? -1 : floats[at + SEEN]!; // no debt: the best victim
         if (seen < oldest) {
           oldest = seen;
           victim = slot;
@@ -283,30 +321,26 @@ export class SharedAddressTable {
 
   /** Empties `slot` and shifts back the entries after it that probed past it (backward-shift deletion). */
   private remove(slot: number): void {
-    const keys = this.keys;
-    const counts = this.counts;
+    const ints = this.ints;
+    const floats = this.floats;
     const mask = this.mask;
     let hole = slot;
     let next = (hole + 1) & mask;
-    while (counts[next] !== -1) {
-      const at = next * KEY_INT32S;
-      const home = hashWords(keys[at]!, keys[at + 1]!, keys[at + 2]!, keys[at + 3]!) & mask;
+    while (ints[next * SLOT_INT32S + COUNT] !== -1) {
+      const at = next * SLOT_INT32S;
+      const home = hashWords(this.seed, ints[at]!, ints[at + 1]!, ints[at + 2]!, ints[at + 3]!) & mask;
       // Move `next` into the hole unless its home lies cyclically in (hole, next].
       const stays = hole <= next ? home > hole && home <= next : home > hole || home <= next;
       if (!stays) {
-        const to = hole * KEY_INT32S;
-        keys[to] = keys[at]!;
-        keys[to + 1] = keys[at + 1]!;
-        keys[to + 2] = keys[at + 2]!;
-        keys[to + 3] = keys[at + 3]!;
-        counts[hole] = counts[next]!;
-        this.tats[hole] = this.tats[next]!;
-        this.seen[hole] = this.seen[next]!;
+        const to = hole * SLOT_INT32S;
+        for (let i = 0; i <= COUNT; i++) ints[to + i] = ints[at + i]!;
+        floats[hole * SLOT_FLOAT64S + TAT] = floats[next * SLOT_FLOAT64S + TAT]!;
+        floats[hole * SLOT_FLOAT64S + SEEN] = floats[next * SLOT_FLOAT64S + SEEN]!;
         hole = next;
       }
       next = (next + 1) & mask;
     }
-    counts[hole] = -1;
+    ints[hole * SLOT_INT32S + COUNT] = -1;
     Atomics.store(this.meta, USED, Atomics.load(this.meta, USED) - 1);
   }
 }
@@ -323,14 +357,22 @@ function keyWords(ip: string, out: Int32Array): void {
   }
   out[0] = a;
   out[1] = b;
-  out[2] = ip.length | 0x40000000; // outside the IPv4-mapped prefix, so never equal to a parsed address
+  out[2] = ip.length | 0x40000000; // (an IPv6 address could in theory have the same words: it would share the entry)
   out[3] = Math.imul(a ^ b, 0x27d4eb2d);
 }
 
-function hashWords(w0: number, w1: number, w2: number, w3: number): number {
-  let h = Math.imul(w0 ^ 0x9e3779b9, 0x85ebca6b);
-  h = Math.imul(h ^ w1 ^ (h >>> 13), 0xc2b2ae35);
-  h = Math.imul(h ^ w2 ^ (h >>> 16), 0x85ebca6b);
-  h = Math.imul(h ^ w3 ^ (h >>> 13), 0xc2b2ae35);
-  return (h ^ (h >>> 16)) >>> 0;
+/** Seeded: each word goes through a full avalanche (murmur3's finalizer) before it is folded into the next. */
+function hashWords(seed: number, w0: number, w1: number, w2: number, w3: number): number {
+  let h = fmix32(seed ^ w0);
+  h = fmix32(h ^ w1);
+  h = fmix32(h ^ w2);
+  return fmix32(h ^ w3) >>> 0;
+}
+
+function fmix32(value: number): number {
+  let h = value ^ (value >>> 16);
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return h ^ (h >>> 16);
 }
