@@ -1,7 +1,8 @@
 // The per-address table I/O threads share: connection counts, GCRA rate limits, deletion, eviction, several threads.
 import { describe, expect, test } from "bun:test";
+import { ConnectionGate, GateResult } from "../src/net/connection-gate.ts";
 import { RateLimiter, SharedRateLimiter } from "../src/net/rate-limiter.ts";
-import { SharedAddressTable } from "../src/net/shared-address-table.ts";
+import { EnterResult, SharedAddressTable } from "../src/net/shared-address-table.ts";
 
 const WORKER = new URL("./fixtures/shared-table-worker.ts", import.meta.url).href;
 
@@ -36,15 +37,15 @@ describe("SharedAddressTable", () => {
   test("counts connections per address against a limit; an address with nothing open and no rate debt is dropped", () => {
     const table = SharedAddressTable.create(100);
     const now = 1_000_000;
-    expect(table.enter("10.0.0.1", 2, now)).toBe(true);
-    expect(table.enter("10.0.0.1", 2, now)).toBe(true);
-    expect(table.enter("10.0.0.1", 2, now)).toBe(false);
-    expect(table.enter("::ffff:10.0.0.2", 2, now)).toBe(true); // IPv4-mapped is the same key as plain IPv4
+    expect(table.enter("10.0.0.1", 2, now)).toBe(EnterResult.COUNTED);
+    expect(table.enter("10.0.0.1", 2, now)).toBe(EnterResult.COUNTED);
+    expect(table.enter("10.0.0.1", 2, now)).toBe(EnterResult.REFUSED);
+    expect(table.enter("::ffff:10.0.0.2", 2, now)).toBe(EnterResult.COUNTED); // IPv4-mapped is the same key as plain IPv4
     expect(table.openFrom("10.0.0.2")).toBe(1);
     expect(table.openFrom("10.0.0.1")).toBe(2);
     expect(table.size).toBe(2);
     table.leave("10.0.0.1", now);
-    expect(table.enter("10.0.0.1", 2, now)).toBe(true);
+    expect(table.enter("10.0.0.1", 2, now)).toBe(EnterResult.COUNTED);
     table.leave("10.0.0.1", now);
     table.leave("10.0.0.1", now);
     table.leave("10.0.0.1", now); // unmatched: ignored
@@ -85,7 +86,7 @@ describe("SharedAddressTable", () => {
       const ip = pool[Math.floor(next() * pool.length)]!;
       const open = model.get(ip) ?? 0;
       if (next() < 0.55) {
-        const admitted = table.enter(ip, 3, 1);
+        const admitted = table.enter(ip, 3, 1) === EnterResult.COUNTED;
         expect(admitted).toBe(open < 3);
         if (admitted) model.set(ip, open + 1);
       } else {
@@ -107,7 +108,7 @@ describe("SharedAddressTable", () => {
     // Every address owes tokens (a far-future tat), so none is free to drop by time.
     for (let i = 0; i < capacity; i++) expect(table.take(`10.1.${i >> 8}.${i & 255}`, ms(i), 1_000_000, 1_000_000)).toBe(0);
     expect(table.size).toBe(capacity);
-    expect(table.enter("10.2.0.1", 1, ms(capacity))).toBe(true); // forgets one address to make room
+    expect(table.enter("10.2.0.1", 1, ms(capacity))).toBe(EnterResult.COUNTED); // forgets one address to make room
     expect(table.size).toBe(capacity);
     const remembered = (i: number) => table.peek(`10.1.${i >> 8}.${i & 255}`, ms(capacity + 1), 1_000_000, 1_000_000).remaining === 0;
     let forgotten = 0;
@@ -117,11 +118,24 @@ describe("SharedAddressTable", () => {
     // Fill with open connections: then nothing can be dropped; a newcomer is admitted without a per-address count
     // (the table was sized for the configured limits; it never refuses for its own sake), and no count is lost.
     const full = SharedAddressTable.create(1024);
-    for (let i = 0; i < full.maxEntries; i++) expect(full.enter(`10.3.${i >> 8}.${i & 255}`, 1, 1)).toBe(true);
-    expect(full.enter("10.4.0.1", 1, 1)).toBe(true);
+    for (let i = 0; i < full.maxEntries; i++) expect(full.enter(`10.3.${i >> 8}.${i & 255}`, 1, 1)).toBe(EnterResult.COUNTED);
+    expect(full.enter("10.4.0.1", 1, 1)).toBe(EnterResult.UNCOUNTED);
     expect(full.openFrom("10.4.0.1")).toBe(0);
     expect(full.size).toBe(full.maxEntries);
     for (let i = 0; i < full.maxEntries; i += 97) expect(full.openFrom(`10.3.${i >> 8}.${i & 255}`)).toBe(1);
+  });
+
+  test("a connection a full table admitted without a count leaves without taking another connection's count", () => {
+    const table = SharedAddressTable.create(1024);
+    const other = (i: number) => `10.5.${i >> 8}.${i & 255}`;
+    for (let i = 0; i < table.maxEntries; i++) expect(table.enter(other(i), 1, 1)).toBe(EnterResult.COUNTED); // other threads' connections
+    const gate = new ConnectionGate(1_000_000, 5, null, table);
+    expect(gate.enter("10.9.9.9")).toBe(GateResult.ADMITTED); // admitted, not counted in the full table
+    table.leave(other(0), 1); // room again...
+    expect(table.enter("10.9.9.9", 5, 1)).toBe(EnterResult.COUNTED); // ...taken by another thread's connection from that address
+    gate.leave("10.9.9.9");
+    expect(table.openFrom("10.9.9.9")).toBe(1); // that connection is still counted
+    expect(gate.openTotal).toBe(0);
   });
 
   test("each table hashes with its own random seed", () => {
@@ -133,7 +147,7 @@ describe("SharedAddressTable", () => {
     const table = SharedAddressTable.create(10);
     Atomics.store(new Int32Array(table.share().meta), 0, 1); // held, by nobody alive
     const startedMs = performance.now();
-    expect(table.enter("10.0.0.1", 1, 1)).toBe(true);
+    expect(table.enter("10.0.0.1", 1, 1)).toBe(EnterResult.COUNTED);
     const waitedMs = performance.now() - startedMs;
     expect(waitedMs).toBeGreaterThanOrEqual(900);
     expect(waitedMs).toBeLessThan(5000);
@@ -144,7 +158,7 @@ describe("SharedAddressTable", () => {
     const table = SharedAddressTable.create(1000);
     const addresses = Array.from({ length: 16 }, (_, i) => `172.16.0.${i}`);
     // Two threads hammer the same addresses with enter/leave pairs while this one holds one connection each.
-    for (const ip of addresses) expect(table.enter(ip, 2, 1)).toBe(true);
+    for (const ip of addresses) expect(table.enter(ip, 2, 1)).toBe(EnterResult.COUNTED);
     const [a, b] = await Promise.all([
       runWorker({ share: table.share(), kind: "pairs", addresses, rounds: 3000, maxPerIp: 2 }),
       runWorker({ share: table.share(), kind: "pairs", addresses, rounds: 3000, maxPerIp: 2 }),

@@ -1,5 +1,5 @@
 // Counts connections (or HTTP in-flight requests) open now, in total and per client address, against two limits.
-import type { SharedAddressTable } from "./shared-address-table.ts";
+import { EnterResult, type SharedAddressTable } from "./shared-address-table.ts";
 
 /** What `ConnectionGate.enter` decided. */
 export const GateResult = { ADMITTED: 0, MAX_CONNECTIONS: 1, PER_IP: 2 } as const;
@@ -23,6 +23,8 @@ export class ConnectionGate {
 
   /** With several I/O threads: the per-address counts across all of them (this thread's map still says what it admitted). */
   private readonly sharedPerIp: SharedAddressTable | null;
+  /** Connections per address this thread admitted while the shared table was full (not counted there). */
+  private readonly uncounted = new Map<string, number>();
 
   /**
    * `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit;
@@ -55,9 +57,14 @@ export class ConnectionGate {
     }
     const open = this.perIp.get(ip);
     const sharedPerIp = this.sharedPerIp;
-    const overPerIp = sharedPerIp !== null
-      ? !sharedPerIp.enter(ip, this.maxPerIp, performance.now())
-      : open !== undefined && open >= this.maxPerIp;
+    let overPerIp: boolean;
+    if (sharedPerIp === null) {
+      overPerIp = open !== undefined && open >= this.maxPerIp;
+    } else {
+      const entered = sharedPerIp.enter(ip, this.maxPerIp, performance.now());
+      overPerIp = entered === EnterResult.REFUSED;
+      if (entered === EnterResult.UNCOUNTED) this.uncounted.set(ip, (this.uncounted.get(ip) ?? 0) + 1);
+    }
     if (overPerIp) {
       if (shared !== null) Atomics.sub(shared, 0, 1);
       return GateResult.PER_IP;
@@ -79,7 +86,13 @@ export class ConnectionGate {
     this.perIp.set(ip, open - 1);
     this.total--;
     if (this.sharedTotal !== null) Atomics.sub(this.sharedTotal, 0, 1);
-    this.sharedPerIp?.leave(ip, performance.now());
+    if (this.sharedPerIp !== null) {
+      // A connection the full shared table admitted without a count leaves nothing there (it must not take another's).
+      const uncounted = this.uncounted.get(ip);
+      if (uncounted === undefined) this.sharedPerIp.leave(ip, performance.now());
+      else if (uncounted === 1) this.uncounted.delete(ip);
+      else this.uncounted.set(ip, uncounted - 1);
+    }
     if (open === 1 && ++this.zeroEntries > ZERO_ENTRIES_KEPT && this.zeroEntries * 2 > this.perIp.size) this.sweep();
   }
 

@@ -44,6 +44,9 @@ const SPINS_BEFORE_SLEEP = 128;
 /** Rounding slack for the float comparisons (well under a microsecond), as in rate-limiter.ts. */
 const EPSILON_MS = 1e-6;
 
+/** What SharedAddressTable.enter decided. */
+export const EnterResult = { COUNTED: 0, REFUSED: 1, UNCOUNTED: 2 } as const;
+
 /** What the table is made of, to hand to another thread (postMessage) and attach there. */
 export interface SharedAddressTableShare {
   readonly meta: SharedArrayBuffer;
@@ -128,22 +131,23 @@ export class SharedAddressTable {
   }
 
   /**
-   * Counts one more connection from `ip` unless it has `maxPerIp` open already (false then, nothing counted).
-   * When the table is full of addresses with connections open (it was sized at start for limits.max_connections +
-   * rate_limit.max_tracked_ips), the connection is admitted without being counted per address: the total limit
-   * still holds, and nobody is refused for the table's sake.
+   * Counts one more connection from `ip` unless it has `maxPerIp` open already (EnterResult.REFUSED, nothing
+   * counted). When the table is full of addresses with connections open (it was sized at start for
+   * limits.max_connections + rate_limit.max_tracked_ips), the connection is admitted without being counted per
+   * address (UNCOUNTED: the caller must not leave() it): the total limit still holds, and nobody is refused for the
+   * table's sake.
    */
-  enter(ip: string, maxPerIp: number, nowMs: number): boolean {
+  enter(ip: string, maxPerIp: number, nowMs: number): number {
     const tableMs = nowMs + this.clockOffsetMs;
     this.lock();
     try {
       const slot = this.slotFor(ip, tableMs, true);
-      if (slot < 0) return true;
+      if (slot < 0) return EnterResult.UNCOUNTED;
       const at = slot * SLOT_INT32S + COUNT;
       const open = this.ints[at]!;
-      if (open >= maxPerIp) return false;
+      if (open >= maxPerIp) return EnterResult.REFUSED;
       this.ints[at] = open + 1;
-      return true;
+      return EnterResult.COUNTED;
     } finally {
       this.unlock();
     }
