@@ -11,7 +11,7 @@ import { Counter, Stats } from "../src/stats/stats.ts";
 import { FRAME_HEADER_BYTES, FrameDecoder, FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testConfig, waitFor, withAdmission } from "./helpers.ts";
+import { rawConnect, testConfig, waitFor, withAdmission, type RawClient } from "./helpers.ts";
 
 function customContext(overrides: ConfigOverrides = {}): ServerContext {
   const config = testConfig({ ...overrides, server: { protocol: "custom", ...overrides.server } });
@@ -49,35 +49,6 @@ class HeldRunner implements OpRunner {
   answerAll(status: number, result: (payload: Uint8Array) => Uint8Array): void {
     for (const task of this.held.splice(0)) task.done(task.token, status, result(task.payload));
   }
-}
-
-interface RawFrames {
-  socket: Socket<undefined>;
-  frames: { opcode: number; status: number; requestId: number; payload: Uint8Array }[];
-  receivedBytes: () => number;
-  isClosed: () => boolean;
-}
-
-async function rawFrames(port: number): Promise<RawFrames> {
-  const decoder = new FrameDecoder(1 << 30);
-  const frames: RawFrames["frames"] = [];
-  let received = 0;
-  let closed = false;
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      binaryType: "uint8array",
-      data: (_socket, chunk) => {
-        received += chunk.length;
-        decoder.push(chunk, (opcode, status, requestId, payload) => frames.push({ opcode, status, requestId, payload: payload.slice() }));
-      },
-      close: () => {
-        closed = true;
-      },
-    },
-  });
-  return { socket, frames, receivedBytes: () => received, isClosed: () => closed };
 }
 
 describe("HPS/1 opcodes", () => {
@@ -148,14 +119,14 @@ describe("HPS/1 opcodes", () => {
     const context = customContext();
     await using server = await startTcp(context, new InlineRunner());
     const stream = Buffer.concat([encodeFrame(Opcode.ECHO, 0, 1, bytes("abcdef")), encodeFrame(Opcode.PING, 0, 2), encodeFrame(Opcode.ECHO, 0, 3, bytes("xyz"))]);
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     for (let cut = 1; cut < stream.length; cut++) {
-      const before = client.frames.length;
+      const before = client.frames().length;
       client.socket.write(stream.subarray(0, cut));
       await new Promise((resolve) => setImmediate(resolve));
       client.socket.write(stream.subarray(cut));
-      await waitFor(() => client.frames.length === before + 3, 5000, `frames for cut ${cut}`);
-      expect(client.frames.slice(before).map((f) => [f.requestId, text(f.payload)])).toEqual([[1, "abcdef"], [2, ""], [3, "xyz"]]);
+      await waitFor(() => client.frames().length === before + 3, 5000, `frames for cut ${cut}`);
+      expect(client.frames().slice(before).map((f) => [f.requestId, text(f.payload)])).toEqual([[1, "abcdef"], [2, ""], [3, "xyz"]]);
     }
     client.socket.end();
   });
@@ -165,12 +136,12 @@ describe("HPS/1 error codes", () => {
   test("2 frame too large: connection-level error frame (id 0), then close", async () => {
     const context = customContext({ limits: { max_request_bytes: 1024 } });
     await using server = await startTcp(context, new InlineRunner());
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     client.socket.write(encodeFrame(Opcode.PING, 0, 5));
     client.socket.write(encodeFrame(Opcode.ECHO, 0, 6, new Uint8Array(2000)).subarray(0, FRAME_HEADER_BYTES));
     await waitFor(() => client.isClosed(), 5000, "close");
-    expect(client.frames.map((f) => [f.requestId, f.status])).toEqual([[5, 0], [0, FrameStatus.TOO_LARGE]]);
-    expect(text(client.frames[1]!.payload)).toContain("max_request_bytes");
+    expect(client.frames().map((f) => [f.requestId, f.status])).toEqual([[5, 0], [0, FrameStatus.TOO_LARGE]]);
+    expect(text(client.frames()[1]!.payload)).toContain("max_request_bytes");
     expect(context.stats.total(Counter.errorsProtocol)).toBe(1);
     expect(context.stats.total(Counter.requestsTooLarge)).toBe(1);
   });
@@ -178,12 +149,12 @@ describe("HPS/1 error codes", () => {
   test("3 bad frame (wrong version): error frame with id 0, then close", async () => {
     const context = customContext();
     await using server = await startTcp(context, new InlineRunner());
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     const bad = encodeFrame(Opcode.PING, 0, 9);
     bad[4] = 2;
     client.socket.write(bad);
     await waitFor(() => client.isClosed(), 5000, "close");
-    expect(client.frames.map((f) => [f.requestId, f.status])).toEqual([[0, FrameStatus.BAD_FRAME]]);
+    expect(client.frames().map((f) => [f.requestId, f.status])).toEqual([[0, FrameStatus.BAD_FRAME]]);
     expect(context.stats.total(Counter.errorsProtocol)).toBe(1);
     await waitFor(() => context.stats.total(Counter.activeConnections) === 0, 5000, "server released the connection");
   });
@@ -242,14 +213,14 @@ describe("HPS/1 latency", () => {
   test("an inline frame's latency runs until the write that carries its response", async () => {
     const context = customContext();
     await using server = await startTcp(context, new ScriptedRunner());
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     // One chunk: PING 1 leaves with the 64 KiB answer of 2 (written at once), before 3 holds the event for SLOW_MS;
     // PING 4 waits for 3 and leaves in the event's final write.
     client.socket.write(
       Buffer.concat([encodeFrame(Opcode.PING, 0, 1), encodeFrame(Opcode.HASH, 0, 2, bytes("big")), encodeFrame(Opcode.HASH, 0, 3, bytes("slow")), encodeFrame(Opcode.PING, 0, 4)]),
     );
-    await waitFor(() => client.frames.length === 4, 5000, "four answers");
-    expect(client.frames.map((frame) => frame.requestId)).toEqual([1, 2, 3, 4]);
+    await waitFor(() => client.frames().length === 4, 5000, "four answers");
+    expect(client.frames().map((frame) => frame.requestId)).toEqual([1, 2, 3, 4]);
     expect(context.stats.total(Counter.requests)).toBe(4);
     const latency = context.stats.latency();
     // 1 and 2 were written before the busy wait; 3 and 4 after it. (Bucket bounds are approximate: use half of SLOW_MS.)
@@ -291,18 +262,18 @@ describe("HPS/1 flow control", () => {
     const runner = new HeldRunner();
     const context = customContext();
     await using server = await startTcp(context, runner);
-    const first = await rawFrames(server.port);
+    const first = await rawConnect(server.port);
     first.socket.write(encodeFrame(Opcode.HASH, 0, 1, bytes("late")));
     await waitFor(() => runner.held.length === 1, 5000, "task held");
     // A reset, not a FIN: after a FIN the server would keep the connection until the answer is written.
     first.socket.terminate();
     await waitFor(() => context.stats.total(Counter.activeConnections) === 0, 5000, "closed");
-    const second = await rawFrames(server.port);
+    const second = await rawConnect(server.port);
     await waitFor(() => context.stats.total(Counter.activeConnections) === 1, 5000, "second open");
     runner.answerAll(0, () => bytes("stale"));
     second.socket.write(encodeFrame(Opcode.PING, 0, 77));
-    await waitFor(() => second.frames.length === 1, 5000, "ping answer");
-    expect(second.frames.map((f) => [f.requestId, f.opcode])).toEqual([[77, Opcode.PING]]);
+    await waitFor(() => second.frames().length === 1, 5000, "ping answer");
+    expect(second.frames().map((f) => [f.requestId, f.opcode])).toEqual([[77, Opcode.PING]]);
     expect(server.inFlight()).toBe(0);
     second.socket.end();
   });
@@ -340,7 +311,7 @@ describe("HPS/1 fuzzing", () => {
         parts.push(frame);
         sentFrames++;
       }
-      const client = await rawFrames(server.port);
+      const client = await rawConnect(server.port);
       const stream = Buffer.concat(parts);
       let offset = 0;
       const done = new Promise<void>((resolve) => {
@@ -394,16 +365,16 @@ describe("HPS/1 max_in_flight within one chunk", () => {
     const runner = new HeldRunner();
     const context = customContext({ custom: { max_in_flight: 4 } });
     await using server = await startTcp(context, runner);
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     const count = 500;
     const PING_ID = 100_000;
     const stream = Buffer.concat(Array.from({ length: count }, (_, i) => [encodeFrame(Opcode.PING, 0, PING_ID + i), encodeFrame(Opcode.HASH, 0, i, bytes(`h${i}`))]).flat());
     expect(client.socket.write(stream)).toBe(stream.length);
     // The first event answers PING 0-3 inline and dispatches HASH 0-3, then stops decoding and stops reading.
-    await waitFor(() => runner.held.length === 4 && client.frames.length === 4, 5000, "first four dispatched");
+    await waitFor(() => runner.held.length === 4 && client.frames().length === 4, 5000, "first four dispatched");
     await barrier(server.port);
     expect(runner.held.length).toBe(4);
-    expect(client.frames.map((f) => f.requestId)).toEqual([PING_ID, PING_ID + 1, PING_ID + 2, PING_ID + 3]);
+    expect(client.frames().map((f) => f.requestId)).toEqual([PING_ID, PING_ID + 1, PING_ID + 2, PING_ID + 3]);
     const tcp = context.gauges.get("tcp")!;
     expect([tcp().inFlight, tcp().pausedReads]).toEqual([4, 1]);
     let answered = 0;
@@ -414,16 +385,16 @@ describe("HPS/1 max_in_flight within one chunk", () => {
       answered += runner.held.length;
       runner.answerAll(0, (payload) => payload);
     }
-    await waitFor(() => client.frames.length === 2 * count, 5000, "every answer");
-    const hashes = client.frames.filter((f) => f.opcode === Opcode.HASH);
+    await waitFor(() => client.frames().length === 2 * count, 5000, "every answer");
+    const hashes = client.frames().filter((f) => f.opcode === Opcode.HASH);
     expect(hashes.map((f) => [f.requestId, text(f.payload)])).toEqual(Array.from({ length: count }, (_, i) => [i, `h${i}`]));
     // Kept frames are answered in order: PING i comes after HASH i-1 was dispatched.
-    expect(client.frames.filter((f) => f.opcode === Opcode.PING).map((f) => f.requestId)).toEqual(Array.from({ length: count }, (_, i) => PING_ID + i));
+    expect(client.frames().filter((f) => f.opcode === Opcode.PING).map((f) => f.requestId)).toEqual(Array.from({ length: count }, (_, i) => PING_ID + i));
     await waitFor(() => tcp().pausedReads === 0, 5000, "reading resumed");
     expect(server.inFlight()).toBe(0);
     // The connection reads again: a new request is answered at once.
     client.socket.write(encodeFrame(Opcode.PING, 0, 7));
-    await waitFor(() => client.frames.length === 2 * count + 1, 5000, "ping after resume");
+    await waitFor(() => client.frames().length === 2 * count + 1, 5000, "ping after resume");
     client.socket.end();
   });
 
@@ -431,17 +402,17 @@ describe("HPS/1 max_in_flight within one chunk", () => {
     const runner = new HeldRunner();
     const context = customContext({ custom: { max_in_flight: 2 } });
     await using server = await startTcp(context, runner);
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     client.socket.write(Buffer.concat(Array.from({ length: 10 }, (_, i) => encodeFrame(Opcode.HASH, 0, i, bytes(`x${i}`)))));
     // FIN, reading on (end() would close the client socket).
     client.socket.shutdown();
-    for (let round = 0; round < 10 && client.frames.length < 10; round++) {
-      await waitFor(() => runner.held.length > 0 || client.frames.length === 10, 5000, `round ${round}`);
+    for (let round = 0; round < 10 && client.frames().length < 10; round++) {
+      await waitFor(() => runner.held.length > 0 || client.frames().length === 10, 5000, `round ${round}`);
       runner.answerAll(0, (payload) => payload);
-      await waitFor(() => client.frames.length === Math.min(10, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
+      await waitFor(() => client.frames().length === Math.min(10, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
     }
     await waitFor(() => client.isClosed(), 5000, "close after the last answer");
-    expect(client.frames.map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(client.frames().map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   });
 });
 
@@ -450,17 +421,17 @@ describe("HPS/1 graceful stop with kept frames", () => {
     const runner = new HeldRunner();
     const context = customContext({ custom: { max_in_flight: 2 } });
     const server = await startTcp(context, runner);
-    const client = await rawFrames(server.port);
+    const client = await rawConnect(server.port);
     client.socket.write(Buffer.concat(Array.from({ length: 6 }, (_, i) => encodeFrame(Opcode.HASH, 0, i, bytes(`s${i}`)))));
     await waitFor(() => runner.held.length === 2, 5000, "two dispatched, four kept");
     const stopped = server.stop({ graceful: true, timeoutMs: 5000 });
-    for (let round = 0; round < 6 && client.frames.length < 6 && !client.isClosed(); round++) {
+    for (let round = 0; round < 6 && client.frames().length < 6 && !client.isClosed(); round++) {
       await waitFor(() => runner.held.length > 0 || client.isClosed(), 5000, `round ${round}`);
       runner.answerAll(0, (payload) => payload);
-      await waitFor(() => client.frames.length >= Math.min(6, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
+      await waitFor(() => client.frames().length >= Math.min(6, 2 * (round + 1)) || client.isClosed(), 5000, `answers of round ${round}`);
     }
     await withTimeout(stopped, 5000, "graceful stop");
-    expect(client.frames.map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5]);
+    expect(client.frames().map((f) => f.requestId)).toEqual([0, 1, 2, 3, 4, 5]);
   });
 });
 
@@ -561,9 +532,9 @@ describe("HPS/1 decoder memory", () => {
     const context = customContext();
     await using server = await startTcp(context, new InlineRunner());
     const header = encodeFrame(Opcode.ECHO, 0, 1, new Uint8Array(1024 * 1024 - 8)).subarray(0, FRAME_HEADER_BYTES + 1);
-    const clients: RawFrames[] = [];
+    const clients: RawClient[] = [];
     const connections = 50;
-    for (let i = 0; i < connections; i++) clients.push(await rawFrames(server.port));
+    for (let i = 0; i < connections; i++) clients.push(await rawConnect(server.port));
     const readBefore = context.stats.total(Counter.bytesRead);
     for (const client of clients) client.socket.write(header);
     await waitFor(() => context.stats.total(Counter.bytesRead) === readBefore + connections * header.length, 5000, "headers read");

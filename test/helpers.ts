@@ -5,6 +5,7 @@ import type { GaugeRegistry, ServerContext } from "../src/context.ts";
 import { Logger } from "../src/log.ts";
 import { Admission } from "../src/net/admission.ts";
 import { Stats } from "../src/stats/stats.ts";
+import { FrameDecoder } from "../src/tcp/frame.ts";
 
 /** A validated Config for tests: 127.0.0.1, port 0, no admin listener, no access log, no periodic report. */
 export function testConfig(overrides: ConfigOverrides = {}): Config {
@@ -46,28 +47,57 @@ export function withAdmission(partial: Omit<ServerContext, "admission">): Server
   return { ...partial, admission: new Admission(partial.config, partial.stats) };
 }
 
+/** One HPS/1 frame a raw client received (the payload copied). */
+export interface RawFrame {
+  opcode: number;
+  status: number;
+  requestId: number;
+  payload: Uint8Array;
+}
+
 /** A raw TCP client that records everything received and when the server closed. */
 export interface RawClient {
   socket: Socket<undefined>;
   received: () => Uint8Array;
+  /** The received bytes decoded as HPS/1 frames (a trailing partial frame is left out). */
+  frames: () => RawFrame[];
   isClosed: () => boolean;
+  /** Settles when the connection has closed (the server's end is answered with ours). */
+  closed: Promise<void>;
 }
 
 export async function rawConnect(port: number): Promise<RawClient> {
   const chunks: Uint8Array[] = [];
-  let closed = false;
+  let isClosed = false;
+  let onClosed: () => void = () => {};
+  const closed = new Promise<void>((resolve) => (onClosed = resolve));
+  const markClosed = () => {
+    isClosed = true;
+    onClosed();
+  };
   const socket = await Bun.connect({
     hostname: "127.0.0.1",
     port,
     socket: {
       data: (_socket, chunk) => void chunks.push(new Uint8Array(chunk)),
-      close: () => void (closed = true),
-      error: () => void (closed = true),
+      end: (s) => void s.end(),
+      close: markClosed,
+      error: markClosed,
     },
   });
-  return {
-    socket,
-    received: () => new Uint8Array(chunks.flatMap((chunk) => [...chunk])),
-    isClosed: () => closed,
+  const received = () => {
+    const all = new Uint8Array(chunks.reduce((total, chunk) => total + chunk.length, 0));
+    let offset = 0;
+    for (const chunk of chunks) {
+      all.set(chunk, offset);
+      offset += chunk.length;
+    }
+    return all;
   };
+  const frames = () => {
+    const decoded: RawFrame[] = [];
+    new FrameDecoder(1 << 30).push(received(), (opcode, status, requestId, payload) => decoded.push({ opcode, status, requestId, payload: payload.slice() }));
+    return decoded;
+  };
+  return { socket, received, frames, isClosed: () => isClosed, closed };
 }

@@ -1,13 +1,12 @@
 // TCP listener admission: refusal answers (HPS/1 error frames, echo close) and PROXY protocol v1/v2 from trusted proxies.
 import { describe, expect, test } from "bun:test";
-import type { Socket } from "bun";
 import type { ConfigOverrides } from "../src/config/schema.ts";
 import { ProxyHeaderReader, ProxyParse } from "../src/net/proxy-protocol.ts";
 import { Counter } from "../src/stats/stats.ts";
-import { FrameDecoder, FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
+import { FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
 import { InlineRunner } from "../src/tcp/inline-runner.ts";
 import { startTcp } from "../src/tcp/listen.ts";
-import { testContext, waitFor } from "./helpers.ts";
+import { rawConnect, testContext, waitFor, type RawClient } from "./helpers.ts";
 
 const text = (bytes: Uint8Array) => new TextDecoder().decode(bytes);
 const bytes = (value: string) => new TextEncoder().encode(value);
@@ -32,35 +31,8 @@ interface Frame {
 }
 
 /** A raw client that keeps every byte and decoded frame it receives, and whether the server closed. */
-interface RawClient {
-  socket: Socket<undefined>;
-  frames: Frame[];
-  received: () => Uint8Array;
-  isClosed: () => boolean;
-}
-
-async function rawClient(port: number): Promise<RawClient> {
-  const decoder = new FrameDecoder(1 << 20);
-  const chunks: Uint8Array[] = [];
-  const frames: Frame[] = [];
-  let closed = false;
-  const onFrame = (opcode: number, status: number, requestId: number, payload: Uint8Array) =>
-    void frames.push({ opcode, status, requestId, payload: text(payload) });
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      binaryType: "uint8array",
-      data: (_socket, chunk) => {
-        chunks.push(chunk.slice());
-        decoder.push(chunk, onFrame);
-      },
-      close: () => void (closed = true),
-      error: () => void (closed = true),
-    },
-  });
-  return { socket, frames, received: () => Buffer.concat(chunks), isClosed: () => closed };
-}
+/** The frames a client received, payloads as text. */
+const framesOf = (client: RawClient) => client.frames().map((frame) => ({ ...frame, payload: text(frame.payload) }));
 
 const PROXY_V2_SIGNATURE = [0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a];
 
@@ -74,41 +46,41 @@ function proxyV2(source: number[] | null): Uint8Array {
 
 const proxyV1 = (client: string) => bytes(`PROXY TCP4 ${client} 10.0.0.1 40000 443\r\n`);
 const ping = (requestId: number) => encodeFrame(Opcode.PING, 0, requestId);
-const statuses = (client: RawClient) => client.frames.map((frame) => [frame.requestId, frame.status]);
+const statuses = (client: RawClient) => client.frames().map((frame) => [frame.requestId, frame.status]);
 
 describe("refused connections", () => {
   test("custom over max_connections: error frame (id 0, status 4 busy, 'too many connections'), then close", async () => {
     await using tcp = await server("custom", { limits: { max_connections: 1, max_connections_per_ip: 1 } });
-    const admitted = await rawClient(tcp.port);
+    const admitted = await rawConnect(tcp.port);
     await waitFor(() => tcp.stats.total(Counter.connectionsAccepted) === 1, 5000, "first connection");
-    const refused = await rawClient(tcp.port);
+    const refused = await rawConnect(tcp.port);
     await waitFor(() => refused.isClosed(), 5000, "refused connection closed");
-    expect(refused.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections" }]);
+    expect(framesOf(refused)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections" }]);
     expect(tcp.stats.total(Counter.refusedMaxConnections)).toBe(1);
     expect(tcp.stats.total(Counter.connectionsRefused)).toBe(1);
     // The admitted one is untouched.
     admitted.socket.write(ping(3));
-    await waitFor(() => admitted.frames.length === 1, 5000, "PING answer");
+    await waitFor(() => admitted.frames().length === 1, 5000, "PING answer");
     expect(statuses(admitted)).toEqual([[3, FrameStatus.OK]]);
     admitted.socket.end();
   });
 
   test("custom over max_connections_per_ip: 'too many connections from your address'", async () => {
     await using tcp = await server("custom", { limits: { max_connections: 100, max_connections_per_ip: 1 } });
-    const admitted = await rawClient(tcp.port);
+    const admitted = await rawConnect(tcp.port);
     await waitFor(() => tcp.stats.total(Counter.connectionsAccepted) === 1, 5000, "first connection");
-    const refused = await rawClient(tcp.port);
+    const refused = await rawConnect(tcp.port);
     await waitFor(() => refused.isClosed(), 5000, "refused connection closed");
-    expect(refused.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
+    expect(framesOf(refused)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
     expect(tcp.stats.total(Counter.refusedPerIp)).toBe(1);
     admitted.socket.end();
   });
 
   test("custom from a denied address: 'address not allowed'; never counted as accepted", async () => {
     await using tcp = await server("custom", { net: { deny: ["127.0.0.0/8"] } });
-    const refused = await rawClient(tcp.port);
+    const refused = await rawConnect(tcp.port);
     await waitFor(() => refused.isClosed(), 5000, "refused connection closed");
-    expect(refused.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
+    expect(framesOf(refused)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
     expect(tcp.stats.total(Counter.refusedDenied)).toBe(1);
     expect(tcp.stats.total(Counter.connectionsAccepted)).toBe(0);
     expect(tcp.stats.total(Counter.activeConnections)).toBe(0);
@@ -116,9 +88,9 @@ describe("refused connections", () => {
 
   test("echo over a limit: closed at once without a byte", async () => {
     await using tcp = await server("echo", { limits: { max_connections: 1, max_connections_per_ip: 1 } });
-    const admitted = await rawClient(tcp.port);
+    const admitted = await rawConnect(tcp.port);
     await waitFor(() => tcp.stats.total(Counter.connectionsAccepted) === 1, 5000, "first connection");
-    const refused = await rawClient(tcp.port);
+    const refused = await rawConnect(tcp.port);
     await waitFor(() => refused.isClosed(), 5000, "refused connection closed");
     expect(refused.received().length).toBe(0);
     expect(tcp.stats.total(Counter.refusedMaxConnections)).toBe(1);
@@ -131,18 +103,18 @@ describe("PROXY protocol from a trusted proxy", () => {
 
   test("v1: the header's client is the one per-IP limits count; data after the header in the same write is served", async () => {
     await using tcp = await server("custom", { ...trusted, limits: { max_connections: 100, max_connections_per_ip: 1 } });
-    const first = await rawClient(tcp.port);
+    const first = await rawConnect(tcp.port);
     first.socket.write(Buffer.concat([proxyV1("203.0.113.7"), ping(1)]));
-    await waitFor(() => first.frames.length === 1, 5000, "PING after the header");
+    await waitFor(() => first.frames().length === 1, 5000, "PING after the header");
     expect(statuses(first)).toEqual([[1, FrameStatus.OK]]);
     // Same proxy, same client: over the per-IP limit. Same proxy, another client: admitted.
-    const sameClient = await rawClient(tcp.port);
+    const sameClient = await rawConnect(tcp.port);
     sameClient.socket.write(proxyV1("203.0.113.7"));
     await waitFor(() => sameClient.isClosed(), 5000, "second connection of the same client refused");
-    expect(sameClient.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
-    const otherClient = await rawClient(tcp.port);
+    expect(framesOf(sameClient)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
+    const otherClient = await rawConnect(tcp.port);
     otherClient.socket.write(Buffer.concat([proxyV1("203.0.113.8"), ping(2)]));
-    await waitFor(() => otherClient.frames.length === 1, 5000, "PING from the other client");
+    await waitFor(() => otherClient.frames().length === 1, 5000, "PING from the other client");
     expect(statuses(otherClient)).toEqual([[2, FrameStatus.OK]]);
     expect(tcp.stats.total(Counter.refusedPerIp)).toBe(1);
     expect(tcp.stats.total(Counter.connectionsAccepted)).toBe(2);
@@ -158,14 +130,14 @@ describe("PROXY protocol from a trusted proxy", () => {
       [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x42],
     ];
     for (const source of sources) {
-      const client = await rawClient(tcp.port);
+      const client = await rawConnect(tcp.port);
       const header = proxyV2(source);
       // Header cut inside the signature, then the rest of it with two PINGs behind it.
       const readBefore = tcp.stats.total(Counter.bytesRead);
       client.socket.write(header.subarray(0, 7));
       await waitFor(() => tcp.stats.total(Counter.bytesRead) === readBefore + 7, 5000, "first piece read on its own");
       client.socket.write(Buffer.concat([header.subarray(7), ping(1), ping(2)]));
-      await waitFor(() => client.frames.length === 2, 5000, "two answers");
+      await waitFor(() => client.frames().length === 2, 5000, "two answers");
       expect(statuses(client)).toEqual([[1, FrameStatus.OK], [2, FrameStatus.RATE_LIMITED]]);
       client.socket.end();
       await waitFor(() => tcp.stats.total(Counter.activeConnections) === 0, 5000, "closed");
@@ -175,22 +147,22 @@ describe("PROXY protocol from a trusted proxy", () => {
 
   test("v2 LOCAL (the proxy's own health check): the proxy is the client", async () => {
     await using tcp = await server("custom", { ...trusted, net: { ...trusted.net, deny: ["127.0.0.1/32"] } });
-    const client = await rawClient(tcp.port);
+    const client = await rawConnect(tcp.port);
     client.socket.write(Buffer.concat([proxyV2(null), ping(1)]));
     await waitFor(() => client.isClosed(), 5000, "the denied proxy itself is refused");
-    expect(client.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
+    expect(framesOf(client)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
     expect(tcp.stats.total(Counter.refusedDenied)).toBe(1);
   });
 
   test("a client the header names can be denied although the proxy is allowed", async () => {
     await using tcp = await server("custom", { ...trusted, net: { ...trusted.net, deny: ["203.0.113.0/24"] } });
-    const denied = await rawClient(tcp.port);
+    const denied = await rawConnect(tcp.port);
     denied.socket.write(Buffer.concat([proxyV1("203.0.113.9"), ping(1)]));
     await waitFor(() => denied.isClosed(), 5000, "denied client closed");
-    expect(denied.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
-    const allowed = await rawClient(tcp.port);
+    expect(framesOf(denied)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "address not allowed" }]);
+    const allowed = await rawConnect(tcp.port);
     allowed.socket.write(Buffer.concat([proxyV1("192.0.2.1"), ping(2)]));
-    await waitFor(() => allowed.frames.length === 1, 5000, "allowed client answered");
+    await waitFor(() => allowed.frames().length === 1, 5000, "allowed client answered");
     expect(tcp.stats.total(Counter.refusedDenied)).toBe(1);
     expect(tcp.stats.total(Counter.activeConnections)).toBe(1);
     allowed.socket.end();
@@ -198,7 +170,7 @@ describe("PROXY protocol from a trusted proxy", () => {
 
   test("echo: the header is not echoed, the bytes after it are", async () => {
     await using tcp = await server("echo", trusted);
-    const client = await rawClient(tcp.port);
+    const client = await rawConnect(tcp.port);
     client.socket.write(Buffer.concat([proxyV1("203.0.113.7"), bytes("hello")]));
     await waitFor(() => client.received().length === 5, 5000, "echo");
     client.socket.write(bytes(" world"));
@@ -215,7 +187,7 @@ describe("PROXY protocol from a trusted proxy", () => {
       new Uint8Array([...PROXY_V2_SIGNATURE, 0x31, 0x11, 0, 12]), // version 3
     ];
     for (const [index, header] of malformed.entries()) {
-      const client = await rawClient(tcp.port);
+      const client = await rawConnect(tcp.port);
       client.socket.write(header);
       await waitFor(() => client.isClosed(), 5000, `malformed header ${index} closes`);
       expect(client.received().length).toBe(0);
@@ -227,7 +199,7 @@ describe("PROXY protocol from a trusted proxy", () => {
 
   test("a trusted proxy that never sends its header is cut at connection_timeout_s", async () => {
     await using tcp = await server("custom", { ...trusted, limits: { connection_timeout_s: 0.2 } });
-    const client = await rawClient(tcp.port);
+    const client = await rawConnect(tcp.port);
     client.socket.write(proxyV1("203.0.113.7").subarray(0, 10));
     await waitFor(() => client.isClosed(), 5000, "silent proxy cut");
     expect(tcp.stats.total(Counter.connectionsTimedOut)).toBe(1);
@@ -242,15 +214,15 @@ describe("PROXY protocol from a peer that is not a trusted proxy", () => {
       net: { proxy_protocol: true, trusted_proxies: ["10.0.0.0/8"] },
       limits: { max_connections: 100, max_connections_per_ip: 1 },
     });
-    const client = await rawClient(tcp.port);
+    const client = await rawConnect(tcp.port);
     client.socket.write(ping(1));
-    await waitFor(() => client.frames.length === 1, 5000, "PING answer");
+    await waitFor(() => client.frames().length === 1, 5000, "PING answer");
     expect(statuses(client)).toEqual([[1, FrameStatus.OK]]);
     // A PROXY header from it is not believed: it is just bytes that are not a frame.
-    const spoofing = await rawClient(tcp.port);
+    const spoofing = await rawConnect(tcp.port);
     spoofing.socket.write(proxyV1("203.0.113.7"));
     await waitFor(() => spoofing.isClosed(), 5000, "second connection from the peer refused");
-    expect(spoofing.frames).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
+    expect(framesOf(spoofing)).toEqual([{ opcode: 0, status: FrameStatus.BUSY, requestId: 0, payload: "too many connections from your address" }]);
     client.socket.write(proxyV1("203.0.113.7"));
     await waitFor(() => client.isClosed(), 5000, "header bytes are a bad frame");
     expect(statuses(client)).toEqual([[1, FrameStatus.OK], [0, FrameStatus.BAD_FRAME]]);

@@ -1,43 +1,17 @@
 // Graceful stop of the TCP listener over real sockets: requests already sent when the drain begins are read and answered.
 import { expect, test } from "bun:test";
-import type { Socket } from "bun";
 import { startServer } from "../src/server.ts";
-import { FrameDecoder, FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
-import { testConfig } from "./helpers.ts";
+import { FrameStatus, Opcode, encodeFrame } from "../src/tcp/frame.ts";
+import { rawConnect, testConfig, type RawClient } from "./helpers.ts";
 
-interface Received {
-  frames: { opcode: number; status: number; requestId: number; payloadBytes: number }[];
-  closed: Promise<void>;
-}
-
-/** Connects a raw socket that records every response frame until the server closes the connection. */
-async function rawClient(port: number): Promise<{ socket: Socket<undefined>; received: Received }> {
-  const decoder = new FrameDecoder(1 << 20);
-  let onClosed: () => void = () => {};
-  const received: Received = { frames: [], closed: new Promise<void>((resolve) => (onClosed = resolve)) };
-  const socket = await Bun.connect({
-    hostname: "127.0.0.1",
-    port,
-    socket: {
-      binaryType: "uint8array",
-      data: (_socket, chunk) => {
-        decoder.pushRanges(chunk, (opcode, status, requestId, _bytes, _start, payloadBytes) => {
-          received.frames.push({ opcode, status, requestId, payloadBytes });
-        });
-      },
-      end: (s) => {
-        s.end();
-        onClosed();
-      },
-      close: () => onClosed(),
-    },
-  });
-  return { socket, received };
+/** The frames a client received, with payload sizes. */
+function answers(client: RawClient): { opcode: number; status: number; requestId: number; payloadBytes: number }[] {
+  return client.frames().map(({ payload, ...frame }) => ({ ...frame, payloadBytes: payload.length }));
 }
 
 test("frames written just before a graceful stop begins (not yet read by the server) are answered before the connection closes", async () => {
   await using server = await startServer(testConfig({ server: { protocol: "custom", shutdown_timeout_s: 5 }, pool: { threads: 1 } }));
-  const clients = await Promise.all(Array.from({ length: 4 }, () => rawClient(server.port)));
+  const clients = await Promise.all(Array.from({ length: 4 }, () => rawConnect(server.port)));
   // Written and the stop begun in the same tick: the server has had no chance to read the frames yet.
   for (const { socket } of clients) {
     const written = socket.write(new Uint8Array([...encodeFrame(Opcode.PING, 0, 7), ...encodeFrame(Opcode.HASH, 0, 8, new Uint8Array(64))]));
@@ -46,15 +20,15 @@ test("frames written just before a graceful stop begins (not yet read by the ser
   const startedMs = performance.now();
   const stopping = server.stop({ graceful: true, timeoutMs: 5000 });
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const closedAll = Promise.all(clients.map((client) => client.received.closed));
+  const closedAll = Promise.all(clients.map((client) => client.closed));
   const timedOut = new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), 4000)));
   expect(await Promise.race([closedAll.then(() => "closed" as const), timedOut])).toBe("closed");
   clearTimeout(timer);
   await stopping;
   // Answered, then closed: well within the drain deadline (it did not wait for it).
   expect(performance.now() - startedMs).toBeLessThan(3000);
-  for (const { received } of clients) {
-    const byId = received.frames.toSorted((a, b) => a.requestId - b.requestId);
+  for (const client of clients) {
+    const byId = answers(client).toSorted((a, b) => a.requestId - b.requestId);
     expect(byId).toEqual([
       { opcode: Opcode.PING, status: FrameStatus.OK, requestId: 7, payloadBytes: 0 },
       { opcode: Opcode.HASH, status: FrameStatus.OK, requestId: 8, payloadBytes: 32 },
@@ -64,10 +38,10 @@ test("frames written just before a graceful stop begins (not yet read by the ser
 
 test("a graceful stop with nothing sent closes idle connections promptly", async () => {
   await using server = await startServer(testConfig({ server: { protocol: "custom", shutdown_timeout_s: 5 }, pool: { threads: 1 } }));
-  const clients = await Promise.all(Array.from({ length: 3 }, () => rawClient(server.port)));
+  const clients = await Promise.all(Array.from({ length: 3 }, () => rawConnect(server.port)));
   const startedMs = performance.now();
   await server.stop({ graceful: true, timeoutMs: 5000 });
   expect(performance.now() - startedMs).toBeLessThan(2000);
-  await Promise.all(clients.map((client) => client.received.closed));
-  for (const { received } of clients) expect(received.frames).toEqual([]);
+  await Promise.all(clients.map((client) => client.closed));
+  for (const client of clients) expect(answers(client)).toEqual([]);
 });
