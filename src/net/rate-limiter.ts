@@ -1,21 +1,17 @@
-// Per-address rate limiter: GCRA (a token bucket kept as one timestamp) in a bounded least-recently-seen table.
+// Per-address rate limiter: GCRA (src/net/gcra.ts) in a bounded least-recently-seen table.
 //
-// GCRA: each address has a theoretical arrival time `tat`. A request at `now` is admitted when
-// max(tat, now) + interval - now <= capacity * interval, and then tat becomes max(tat, now) + interval.
-// That is exactly a bucket of `capacity` tokens refilled at one token per `interval`, stored as one number.
 // An address whose tat is in the past has a full bucket, the same as an address never seen, so evicting the
 // least recently seen address loses at most the state of the quietest client.
 //
 // The table: Map<address, slot> plus, per slot, tat and prev/next links in typed arrays (a doubly linked
 // recency list). A hit is one Map.get and a few array stores; nothing is allocated once the arrays have grown.
 
+import { bucketState, nextTat, waitMs } from "./gcra.ts";
 import type { SharedAddressTable } from "./shared-address-table.ts";
 
 const NONE = -1;
 /** Slots allocated at first; the arrays double up to maxTrackedIps. */
 const INITIAL_SLOTS = 1024;
-/** Rounding slack for the float comparisons (well under a microsecond). */
-const EPSILON_MS = 1e-6;
 
 export interface RateLimitState {
   /** Bucket capacity: requests allowed at once. */
@@ -62,9 +58,7 @@ export class SharedRateLimiter implements AddressRateLimiter {
   }
 
   peek(key: string, nowMs: number): Readonly<RateLimitState> {
-    const shared = this.table.peek(key, nowMs, this.intervalMs, this.toleranceMs);
-    this.state.remaining = shared.remaining;
-    this.state.resetSeconds = shared.resetSeconds;
+    bucketState(this.state, this.table.tatOf(key, nowMs), nowMs, this.intervalMs, this.toleranceMs);
     return this.state;
   }
 }
@@ -115,13 +109,10 @@ export class RateLimiter implements AddressRateLimiter {
     let slot = this.slotOf.get(key);
     if (slot === undefined) slot = this.insert(key, nowMs);
     else this.touch(slot);
-    const tats = this.tats;
-    const stored = tats[slot]!;
-    const newTat = (stored > nowMs ? stored : nowMs) + this.intervalMs;
-    const excessMs = newTat - nowMs - this.toleranceMs;
-    if (excessMs > EPSILON_MS) return Math.max(1, Math.ceil(excessMs));
-    tats[slot] = newTat;
-    return 0;
+    const newTat = nextTat(this.tats[slot]!, nowMs, this.intervalMs);
+    const wait = waitMs(newTat, nowMs, this.toleranceMs);
+    if (wait === 0) this.tats[slot] = newTat;
+    return wait;
   }
 
   /**
@@ -129,14 +120,9 @@ export class RateLimiter implements AddressRateLimiter {
    * read it at once, do not keep it.
    */
   peek(key: string, nowMs: number): Readonly<RateLimitState> {
-    const state = this.state;
     const slot = this.slotOf.get(key);
-    const stored = slot === undefined ? nowMs : this.tats[slot]!;
-    const debtMs = stored > nowMs ? stored - nowMs : 0;
-    const remaining = Math.floor((this.toleranceMs - debtMs) / this.intervalMs + EPSILON_MS);
-    state.remaining = remaining > 0 ? remaining : 0;
-    state.resetSeconds = debtMs > 0 ? Math.ceil(debtMs / 1000) : 0;
-    return state;
+    bucketState(this.state, slot === undefined ? nowMs : this.tats[slot]!, nowMs, this.intervalMs, this.toleranceMs);
+    return this.state;
   }
 
   /** Forgets every address. */

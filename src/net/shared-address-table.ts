@@ -15,6 +15,7 @@
 // never blocks or allocates inside, so the wait is bounded by a few hundred nanoseconds of work. The hash is seeded
 // per table, so clients cannot pick addresses that pile up in one run of slots.
 import { parseAddressInto } from "./cidr.ts";
+import { nextTat, waitMs } from "./gcra.ts";
 
 const LOCK = 0;
 const USED = 1;
@@ -41,8 +42,6 @@ const SEEN = 4;
 /** Slots examined for the least recently used droppable one when the table is full. */
 const EVICTION_CANDIDATES = 64;
 const SPINS_BEFORE_SLEEP = 128;
-/** Rounding slack for the float comparisons (well under a microsecond), as in rate-limiter.ts. */
-const EPSILON_MS = 1e-6;
 
 /** What SharedAddressTable.enter decided. */
 export const EnterResult = { COUNTED: 0, REFUSED: 1, UNCOUNTED: 2 } as const;
@@ -55,12 +54,6 @@ export interface SharedAddressTableShare {
   readonly slots: SharedArrayBuffer;
 }
 
-/** Remaining tokens and reset time of one address (RateLimit-* headers). */
-export interface SharedRateState {
-  remaining: number;
-  resetSeconds: number;
-}
-
 export class SharedAddressTable {
   /** Addresses held at most (half the slots). */
   readonly maxEntries: number;
@@ -70,7 +63,6 @@ export class SharedAddressTable {
   private readonly floats: Float64Array;
   private readonly mask: number;
   private readonly words = new Int32Array(KEY_INT32S);
-  private readonly state: SharedRateState = { remaining: 0, resetSeconds: 0 };
   private evictionCursor = 0;
   /** The address `words` hold now (this thread's last lookup). */
   private lastIp = "";
@@ -182,7 +174,7 @@ export class SharedAddressTable {
   }
 
   /**
-   * GCRA, as RateLimiter.take: a token for `ip` at `nowMs` (this thread's performance.now(); see clockOffsetMs).
+   * GCRA (src/net/gcra.ts), as RateLimiter.take: a token for `ip` at `nowMs` (this thread's performance.now(); see clockOffsetMs).
    * 0 when admitted, else milliseconds (>= 1) until a token is available. An address the full table cannot take
    * is admitted (the table forgets, it never refuses for itself).
    */
@@ -193,33 +185,25 @@ export class SharedAddressTable {
       const slot = this.slotFor(ip, tableMs, true);
       if (slot < 0) return 0;
       const at = slot * SLOT_FLOAT64S + TAT;
-      const stored = this.floats[at]!;
-      const newTat = (stored > tableMs ? stored : tableMs) + intervalMs;
-      const excessMs = newTat - tableMs - toleranceMs;
-      if (excessMs > EPSILON_MS) return Math.max(1, Math.ceil(excessMs));
-      this.floats[at] = newTat;
-      return 0;
+      const newTat = nextTat(this.floats[at]!, tableMs, intervalMs);
+      const wait = waitMs(newTat, tableMs, toleranceMs);
+      if (wait === 0) this.floats[at] = newTat;
+      return wait;
     } finally {
       this.unlock();
     }
   }
 
-  /** The bucket of `ip` without taking a token. The returned object is reused by the next call. */
-  peek(ip: string, nowMs: number, intervalMs: number, toleranceMs: number): Readonly<SharedRateState> {
+  /** The tat of `ip` on the caller's clock (this thread's performance.now()): `nowMs` for an address not held. */
+  tatOf(ip: string, nowMs: number): number {
     const tableMs = nowMs + this.clockOffsetMs;
-    let stored = tableMs;
     this.lock();
     try {
       const slot = this.slotFor(ip, tableMs, false);
-      if (slot >= 0) stored = this.floats[slot * SLOT_FLOAT64S + TAT]!;
+      return slot < 0 ? nowMs : this.floats[slot * SLOT_FLOAT64S + TAT]! - this.clockOffsetMs;
     } finally {
       this.unlock();
     }
-    const debtMs = stored > tableMs ? stored - tableMs : 0;
-    const remaining = Math.floor((toleranceMs - debtMs) / intervalMs + EPSILON_MS);
-    this.state.remaining = remaining > 0 ? remaining : 0;
-    this.state.resetSeconds = debtMs > 0 ? Math.ceil(debtMs / 1000) : 0;
-    return this.state;
   }
 
   /** Every address's rate-limit state starts over (new rate settings); open connections stay counted. */
