@@ -53,8 +53,6 @@ let ringEmptySinceMs = 0;
 let lastGapMs = Infinity;
 let spinMisses = 0;
 let spinsToSkip = 0;
-let spins = 0;
-let spinCatches = 0;
 const MAX_SPIN_MISS_STREAK = 6;
 /**
  * Longest run of the drain loop before it lets this thread's event loop turn. While tasks keep coming (and polling
@@ -171,13 +169,13 @@ function pollForTask(head: number): boolean {
     spinsToSkip--;
     return false;
   }
-  counters[COUNTER_SPINS] = ++spins;
+  counters[COUNTER_SPINS]! += 1;
   const deadlineMs = nowMs + spinMs;
   let polls = 0;
   for (;;) {
     if (Atomics.load(control, SUB_TAIL) !== head) {
       spinMisses = 0;
-      counters[COUNTER_SPIN_CATCHES] = ++spinCatches;
+      counters[COUNTER_SPIN_CATCHES]! += 1;
       return true;
     }
     if (++polls % POLLS_PER_CLOCK_READ === 0 && performance.now() >= deadlineMs) break;
