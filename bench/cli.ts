@@ -7,7 +7,11 @@ export type ParsedArgs<T extends ParseArgsConfig> = ReturnType<typeof parseArgs<
  * parseArgs, with the tools' common answers: a usage error prints `tool: message` and the usage to stderr and gives
  * exit code 2; `--help` (when the options define it) prints the usage to stdout and gives 0. Otherwise the result.
  */
-export function parseToolArgs<T extends ParseArgsConfig>(tool: string, usage: string, config: T): ParsedArgs<T> | number {
+export function parseToolArgs<T extends ParseArgsConfig>(
+  tool: string,
+  usage: string,
+  config: T,
+): ParsedArgs<T> | number {
   let parsed: ParsedArgs<T>;
   try {
     parsed = parseArgs(config);

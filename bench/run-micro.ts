@@ -35,8 +35,11 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`bench: --timeout must be a number of seconds > 0 (got "${values.timeout}")\n`);
     return 2;
   }
-  const all = readdirSync(MICRO_DIR).filter((name) => name.endsWith(".bench.ts")).sort();
-  const files = positionals.length === 0 ? all : all.filter((name) => positionals.some((wanted) => name.includes(wanted)));
+  const all = readdirSync(MICRO_DIR)
+    .filter((name) => name.endsWith(".bench.ts"))
+    .sort();
+  const files =
+    positionals.length === 0 ? all : all.filter((name) => positionals.some((wanted) => name.includes(wanted)));
   if (values.list) {
     for (const name of all) process.stdout.write(`${name}\n`);
     return 0;
@@ -63,7 +66,9 @@ async function main(argv: string[]): Promise<number> {
     const seconds = ((performance.now() - startedMs) / 1000).toFixed(1);
     if (exitCode !== 0) {
       failed.push(name);
-      process.stderr.write(`bench: ${name} ${timedOut ? `ran past ${timeoutSeconds} s and was stopped` : `exited with code ${exitCode}`} after ${seconds} s\n`);
+      process.stderr.write(
+        `bench: ${name} ${timedOut ? `ran past ${timeoutSeconds} s and was stopped` : `exited with code ${exitCode}`} after ${seconds} s\n`,
+      );
     } else {
       process.stderr.write(`bench: ${name} done in ${seconds} s\n`);
     }

@@ -36,7 +36,7 @@ function gunzip(payload: Uint8Array): Uint8Array {
 }
 
 export const handlers = {
-  0x80: wordCount,
-  0x81: gzip,
-  0x82: gunzip,
+  128: wordCount,
+  129: gzip,
+  130: gunzip,
 };

@@ -63,7 +63,10 @@ export interface IoThreadOptions {
  * count into the shared Stats, the shared total-connection count and the shared per-address table.
  */
 export async function startIoThreads(context: ServerContext, options: IoThreadOptions): Promise<IoThreads> {
-  const config: Config = { ...context.config, server: { ...context.config.server, port: options.port, reuse_port: true } };
+  const config: Config = {
+    ...context.config,
+    server: { ...context.config.server, port: options.port, reuse_port: true },
+  };
   const workers: Worker[] = [];
   try {
     for (let i = 0; i < options.count; i++) {
@@ -89,7 +92,9 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
   };
   return {
     async stop(stopOptions) {
-      await Promise.all(workers.map((worker) => request(worker, { kind: "stop", options: stopOptions }, "stopped").catch(() => {})));
+      await Promise.all(
+        workers.map((worker) => request(worker, { kind: "stop", options: stopOptions }, "stopped").catch(() => {})),
+      );
       for (const worker of workers) worker.terminate();
     },
     async reopenLogs() {
@@ -97,12 +102,16 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     },
     async prepareReload(next) {
       const threadConfig: Config = { ...next, server: { ...next.server, port: options.port, reuse_port: true } };
-      const results = await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-prepare", config: threadConfig }, "reload-prepared")));
+      const results = await Promise.allSettled(
+        workers.map((worker) => request(worker, { kind: "reload-prepare", config: threadConfig }, "reload-prepared")),
+      );
       const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
       if (failure === undefined) return;
       await abortAll();
       const reason: unknown = failure.reason;
-      throw new Error(`an I/O thread cannot apply the configuration: ${reason instanceof Error ? reason.message : String(reason)}`);
+      throw new Error(
+        `an I/O thread cannot apply the configuration: ${reason instanceof Error ? reason.message : String(reason)}`,
+      );
     },
     async commitReload() {
       await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-commit" }, "reload-done")));
@@ -145,7 +154,8 @@ async function runInThread(): Promise<void> {
         // Threads share stderr; a log file is written by the main thread only.
         const logger = new Logger({ level: message.config.log.level, file: "" });
         const gauges = new Map<string, () => Record<string, number>>();
-        const sharedAddresses = message.sharedAddresses === null ? null : SharedAddressTable.attach(message.sharedAddresses);
+        const sharedAddresses =
+          message.sharedAddresses === null ? null : SharedAddressTable.attach(message.sharedAddresses);
         const admission = new Admission(message.config, stats, gauges, message.sharedConnections, sharedAddresses);
         context = { config: message.config, stats, logger, gauges, admission };
         const { startProtocolListener } = await import("./protocol-listener.ts");

@@ -55,14 +55,22 @@ async function main(argv: string[]): Promise<number> {
   if (args.port !== undefined) sets.push(`server.port=${args.port}`);
   if (args.protocol !== undefined) sets.push(`server.protocol=${args.protocol}`);
 
-  const load = () => loadConfig({ configPath: args.config ?? "server.toml", requireFile: args.config !== undefined, env: process.env, sets });
+  const load = () =>
+    loadConfig({
+      configPath: args.config ?? "server.toml",
+      requireFile: args.config !== undefined,
+      env: process.env,
+      sets,
+    });
   let config;
   try {
     config = await load();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) process.stderr.write(`${problem}\n`);
-    process.stderr.write(`hps: ${error.problems.length} configuration problem${error.problems.length === 1 ? "" : "s"}; nothing started.\n`);
+    process.stderr.write(
+      `hps: ${error.problems.length} configuration problem${error.problems.length === 1 ? "" : "s"}; nothing started.\n`,
+    );
     return 1;
   }
 
@@ -109,22 +117,30 @@ async function main(argv: string[]): Promise<number> {
     let hangups = Promise.resolve();
     process.on("SIGHUP", () => {
       // One after another: a second SIGHUP during a reload reloads again afterwards.
-      hangups = hangups.then(async () => {
-        if (stopping) return;
-        await server.reopenLogs().catch((error: unknown) => server.logger.error(`SIGHUP: cannot reopen log files: ${(error as Error).message}`));
-        let next;
-        try {
-          next = await load();
-        } catch (error) {
-          if (!(error instanceof ConfigError)) throw error;
-          for (const problem of error.problems) server.logger.error(`SIGHUP: ${problem}`);
-          server.logger.error("SIGHUP: configuration rejected; the running configuration is kept");
-          return;
-        }
-        await server.reload(next).catch((error: unknown) => {
-          server.logger.error(`SIGHUP: configuration not applied (${(error as Error).message}); the running configuration is kept`);
-        });
-      }).catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`));
+      hangups = hangups
+        .then(async () => {
+          if (stopping) return;
+          await server
+            .reopenLogs()
+            .catch((error: unknown) =>
+              server.logger.error(`SIGHUP: cannot reopen log files: ${(error as Error).message}`),
+            );
+          let next;
+          try {
+            next = await load();
+          } catch (error) {
+            if (!(error instanceof ConfigError)) throw error;
+            for (const problem of error.problems) server.logger.error(`SIGHUP: ${problem}`);
+            server.logger.error("SIGHUP: configuration rejected; the running configuration is kept");
+            return;
+          }
+          await server.reload(next).catch((error: unknown) => {
+            server.logger.error(
+              `SIGHUP: configuration not applied (${(error as Error).message}); the running configuration is kept`,
+            );
+          });
+        })
+        .catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`));
     });
   });
 }

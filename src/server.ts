@@ -91,7 +91,15 @@ export async function startServer(requested: Config): Promise<Server> {
     listener = await listen(config, () => startProtocolListener(context, poolThreads));
     started.push(listener);
     const ioThreads =
-      ioThreadCount > 1 ? await startIoThreads(context, { port: listener.port, count: ioThreadCount - 1, poolThreads, sharedConnections, sharedAddresses }) : null;
+      ioThreadCount > 1
+        ? await startIoThreads(context, {
+            port: listener.port,
+            count: ioThreadCount - 1,
+            poolThreads,
+            sharedConnections,
+            sharedAddresses,
+          })
+        : null;
     if (ioThreads) started.push(ioThreads);
     let ready = true;
     if (config.admin.enabled) {
@@ -110,7 +118,10 @@ export async function startServer(requested: Config): Promise<Server> {
     const stop = (options: Partial<StopOptions> = {}) => {
       stopping ??= (async () => {
         ready = false;
-        const full: StopOptions = { graceful: options.graceful ?? true, timeoutMs: options.timeoutMs ?? current.config.server.shutdown_timeout_s * 1000 };
+        const full: StopOptions = {
+          graceful: options.graceful ?? true,
+          timeoutMs: options.timeoutMs ?? current.config.server.shutdown_timeout_s * 1000,
+        };
         await Promise.all([listener.stop(full), ioThreads?.stop(full)]);
         reporter.stop();
         if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
@@ -123,19 +134,23 @@ export async function startServer(requested: Config): Promise<Server> {
       const plan = planReload(current.config, withThreadSettings(requestedNext));
       const report: ReloadReport = { applied: plan.applied, needsRestart: plan.needsRestart };
       if (plan.needsRestart.length > 0) {
-        logger.warn(`configuration reload: changed but read only at start (running values kept until a restart): ${plan.needsRestart.join(", ")}`);
+        logger.warn(
+          `configuration reload: changed but read only at start (running values kept until a restart): ${plan.needsRestart.join(", ")}`,
+        );
       }
       if (plan.applied.length === 0) {
         logger.info("configuration reload: no setting that applies now has changed");
         return report;
       }
       for (const setting of unappliedSettings(plan.config)) {
-        if (plan.applied.some((name) => setting.startsWith(`${name} `))) logger.warn(`setting not applied on this runtime: ${setting}`);
+        if (plan.applied.some((name) => setting.startsWith(`${name} `)))
+          logger.warn(`setting not applied on this runtime: ${setting}`);
       }
       // Two phases: every listener (this thread's and the I/O threads') first checks and builds what the new
       // configuration needs, changing nothing; only when all could, each swaps it in at once. Nothing is rolled back.
       const next: ServerContext = { ...current, config: plan.config };
-      const logTarget = plan.config.log.file === current.config.log.file ? null : prepareLogTarget(logger, plan.config.log.file);
+      const logTarget =
+        plan.config.log.file === current.config.log.file ? null : prepareLogTarget(logger, plan.config.log.file);
       let prepared: PreparedReconfigure;
       try {
         prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
@@ -197,7 +212,9 @@ export async function startServer(requested: Config): Promise<Server> {
         // Each file on its own: one that cannot be reopened (its directory gone) does not keep the others from it.
         const failures: string[] = [];
         for (const reopen of [() => logger.reopen(), () => listener.reopenLogs?.(), () => ioThreads?.reopenLogs()]) {
-          await Promise.resolve().then(reopen).catch((error: unknown) => void failures.push((error as Error).message));
+          await Promise.resolve()
+            .then(reopen)
+            .catch((error: unknown) => void failures.push((error as Error).message));
         }
         if (failures.length > 0) throw new Error(failures.join("; "));
         logger.info("log files reopened");
@@ -225,7 +242,9 @@ function openLogger(config: Config): Logger {
     return new Logger({ level: config.log.level, file: config.log.file });
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
-    throw new StartupError(`cannot open log.file "${config.log.file}" for appending (${reason}): fix the path or its permissions, or leave log.file empty for stderr`);
+    throw new StartupError(
+      `cannot open log.file "${config.log.file}" for appending (${reason}): fix the path or its permissions, or leave log.file empty for stderr`,
+    );
   }
 }
 
@@ -249,13 +268,19 @@ async function withListenErrors<T>(where: string, setting: string, start: () => 
     const code = (error as NodeJS.ErrnoException).code;
     const message = (error as Error).message ?? "";
     if (code === "EADDRINUSE" || /in use/i.test(message)) {
-      throw new StartupError(`cannot listen on ${where}: address already in use — stop the other process or choose another port with ${setting}`);
+      throw new StartupError(
+        `cannot listen on ${where}: address already in use — stop the other process or choose another port with ${setting}`,
+      );
     }
     if (code === "EACCES" || /permission denied|EACCES/i.test(message)) {
-      throw new StartupError(`cannot listen on ${where}: permission denied — ports below 1024 need root or CAP_NET_BIND_SERVICE; choose another with ${setting}`);
+      throw new StartupError(
+        `cannot listen on ${where}: permission denied — ports below 1024 need root or CAP_NET_BIND_SERVICE; choose another with ${setting}`,
+      );
     }
     if (code === "EADDRNOTAVAIL" || /not available/i.test(message)) {
-      throw new StartupError(`cannot listen on ${where}: address not available on this machine — check server.bind / admin.bind`);
+      throw new StartupError(
+        `cannot listen on ${where}: address not available on this machine — check server.bind / admin.bind`,
+      );
     }
     throw error;
   }

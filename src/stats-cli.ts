@@ -46,11 +46,15 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     response = await fetch(statsUrl, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
   } catch (error) {
-    process.stderr.write(`stats: cannot reach ${statsUrl} (${(error as Error).message}); is the server running with [admin] enabled, and is --url its admin address?\n`);
+    process.stderr.write(
+      `stats: cannot reach ${statsUrl} (${(error as Error).message}); is the server running with [admin] enabled, and is --url its admin address?\n`,
+    );
     return 1;
   }
   if (!response.ok) {
-    process.stderr.write(`stats: ${statsUrl} answered ${response.status} ${response.statusText}; is --url the admin address?\n`);
+    process.stderr.write(
+      `stats: ${statsUrl} answered ${response.status} ${response.statusText}; is --url the admin address?\n`,
+    );
     return 1;
   }
   const text = await response.text();

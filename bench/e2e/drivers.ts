@@ -76,7 +76,17 @@ interface WrkSummary {
 
 export function wrkArgv(plan: WrkPlan, port: number, seconds: number): string[] {
   const script = join(REPO, "bench/e2e", plan.pipeline > 1 ? "wrk-pipeline.lua" : "wrk-report.lua");
-  const argv = ["wrk", "-t1", `-c${plan.connections}`, `-d${seconds}s`, "--timeout", "10s", "-s", script, `http://127.0.0.1:${port}${plan.path}`];
+  const argv = [
+    "wrk",
+    "-t1",
+    `-c${plan.connections}`,
+    `-d${seconds}s`,
+    "--timeout",
+    "10s",
+    "-s",
+    script,
+    `http://127.0.0.1:${port}${plan.path}`,
+  ];
   if (plan.pipeline > 1) argv.push("--", String(plan.pipeline));
   return argv;
 }
@@ -97,46 +107,78 @@ export async function drive(plan: DriverPlan, port: number, length: RunLength): 
 async function driveWrk(plan: WrkPlan, port: number, length: RunLength): Promise<Measurement> {
   // wrk has no warm-up: a short unrecorded run first.
   if (length.warmupSeconds > 0) {
-    await runTool(wrkArgv(plan, port, length.warmupSeconds), length.clientCore, length.warmupSeconds * 1000 + RUN_GRACE_MS);
+    await runTool(
+      wrkArgv(plan, port, length.warmupSeconds),
+      length.clientCore,
+      length.warmupSeconds * 1000 + RUN_GRACE_MS,
+    );
   }
   const argv = wrkArgv(plan, port, length.seconds);
   const run = await runTool(argv, length.clientCore, length.seconds * 1000 + RUN_GRACE_MS);
   const command = pinned(argv, length.clientCore);
   const line = run.stdout.split("\n").find((text) => text.startsWith("WRK_JSON "));
   if (run.exitCode !== 0 || line === undefined) {
-    return failed(command, `wrk exited ${run.exitCode}: ${(run.stderr || run.stdout).trim().split("\n").slice(-3).join(" / ")}`);
+    return failed(
+      command,
+      `wrk exited ${run.exitCode}: ${(run.stderr || run.stdout).trim().split("\n").slice(-3).join(" / ")}`,
+    );
   }
   const summary = JSON.parse(line.slice("WRK_JSON ".length)) as WrkSummary;
   const seconds = summary.durationMicros / 1e6;
-  const errors = summary.connectErrors + summary.readErrors + summary.writeErrors + summary.statusErrors + summary.timeouts;
+  const errors =
+    summary.connectErrors + summary.readErrors + summary.writeErrors + summary.statusErrors + summary.timeouts;
   const notes: string[] = [];
   if (errors > 0) {
-    notes.push(`wrk errors: connect ${summary.connectErrors}, read ${summary.readErrors}, write ${summary.writeErrors}, non-2xx ${summary.statusErrors}, timeout ${summary.timeouts}`);
+    notes.push(
+      `wrk errors: connect ${summary.connectErrors}, read ${summary.readErrors}, write ${summary.writeErrors}, non-2xx ${summary.statusErrors}, timeout ${summary.timeouts}`,
+    );
   }
   if (summary.requests > 0 && summary.bytes / summary.requests < plan.minBodyBytes) {
-    notes.push(`only ${Math.round(summary.bytes / summary.requests)} bytes per response (expected ≥ ${plan.minBodyBytes})`);
+    notes.push(
+      `only ${Math.round(summary.bytes / summary.requests)} bytes per response (expected ≥ ${plan.minBodyBytes})`,
+    );
   }
   const value = plan.unit === "GB/s" ? summary.bytes / seconds / 1e9 : summary.requests / seconds;
-  return { value, errors, clientCpuPercent: (100 * run.cpuSeconds) / run.wallSeconds, serverCpuPercent: 0, command, note: notes.join("; ") };
+  return {
+    value,
+    errors,
+    clientCpuPercent: (100 * run.cpuSeconds) / run.wallSeconds,
+    serverCpuPercent: 0,
+    command,
+    note: notes.join("; "),
+  };
 }
 
 async function driveLoad(plan: LoadPlan, port: number, length: RunLength): Promise<Measurement> {
   const argv = loadArgv(plan, port, length);
-  const run = await runTool(argv, length.clientCore, (length.seconds + length.warmupSeconds) * 1000 + RUN_GRACE_MS, REPO);
+  const run = await runTool(
+    argv,
+    length.clientCore,
+    (length.seconds + length.warmupSeconds) * 1000 + RUN_GRACE_MS,
+    REPO,
+  );
   const command = pinned(argv, length.clientCore);
   let report: LoadReport;
   try {
     report = JSON.parse(run.stdout) as LoadReport;
   } catch {
-    return failed(command, `load tester exited ${run.exitCode}: ${run.stderr.trim().split("\n").slice(-3).join(" / ")}`);
+    return failed(
+      command,
+      `load tester exited ${run.exitCode}: ${run.stderr.trim().split("\n").slice(-3).join(" / ")}`,
+    );
   }
-  const value = plan.unit === "MB/s" ? report.bytes.readPerSecond.mean / 1e6
-    : plan.unit === "GB/s" ? report.bytes.readPerSecond.mean / 1e9
-    : report.requests.perSecond.mean;
+  const value =
+    plan.unit === "MB/s"
+      ? report.bytes.readPerSecond.mean / 1e6
+      : plan.unit === "GB/s"
+        ? report.bytes.readPerSecond.mean / 1e9
+        : report.requests.perSecond.mean;
   const notes: string[] = [];
   if (report.errors.total > 0) {
     const e = report.errors;
-    notes.push(`load errors: connect ${e.connect}, read ${e.read}, timeout ${e.timeout}, non-OK ${e.nonOk}, mismatch ${e.mismatch}`);
+    notes.push(
+      `load errors: connect ${e.connect}, read ${e.read}, timeout ${e.timeout}, non-OK ${e.nonOk}, mismatch ${e.mismatch}`,
+    );
   }
   if (report.fatal !== null) notes.push(report.fatal);
   return {

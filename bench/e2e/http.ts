@@ -4,7 +4,13 @@
 // Same servers, pinning, alternation and table as `bun run bench:e2e --only '^http-'`; kept so this entry keeps working.
 import { e2eMain } from "./run.ts";
 
-const CASE_IDS: Record<string, string> = { "1k": "http-1k", "64k": "http-64k", "256m": "http-256m", "256m-load": "http-256m-load", pipe: "http-1k-pipelined" };
+const CASE_IDS: Record<string, string> = {
+  "1k": "http-1k",
+  "64k": "http-64k",
+  "256m": "http-256m",
+  "256m-load": "http-256m-load",
+  pipe: "http-1k-pipelined",
+};
 
 const argv = Bun.argv.slice(2);
 const onlyIndex = argv.indexOf("--only");

@@ -31,11 +31,29 @@ async function main(argv: string[]): Promise<number> {
   const connections = Number(args.connections);
   const length: RunLength = { seconds: Number(args.seconds), warmupSeconds: Number(args.warmup), clientCore: 1 };
   const plans: Array<{ name: string; plan: DriverPlan }> = [
-    { name: "wrk -t1", plan: { kind: "wrk", path: "/1k.bin", connections, pipeline: 1, unit: "req/s", minBodyBytes: 1024 } },
-    { name: "bun run load", plan: { kind: "load", scheme: "http", path: "/1k.bin", connections, pipeline: 1, sizeBytes: 0, opcode: null, unit: "req/s" } },
+    {
+      name: "wrk -t1",
+      plan: { kind: "wrk", path: "/1k.bin", connections, pipeline: 1, unit: "req/s", minBodyBytes: 1024 },
+    },
+    {
+      name: "bun run load",
+      plan: {
+        kind: "load",
+        scheme: "http",
+        path: "/1k.bin",
+        connections,
+        pipeline: 1,
+        sizeBytes: 0,
+        opcode: null,
+        unit: "req/s",
+      },
+    },
   ];
 
-  await ensurePackages([{ command: "wrk", pkg: "wrk" }, { command: "nginx", pkg: "nginx" }]);
+  await ensurePackages([
+    { command: "wrk", pkg: "wrk" },
+    { command: "nginx", pkg: "nginx" },
+  ]);
   const tempDir = mkdtempSync(join(tmpdir(), "hps-bench-loadgen-"));
   chmodSync(tempDir, 0o755);
   stopChildrenOnSignals();
@@ -51,7 +69,8 @@ async function main(argv: string[]): Promise<number> {
         const cpuBefore = nginx.cpuSeconds();
         const startedMs = performance.now();
         const measurement = await drive(plans[index]!.plan, port, length);
-        measurement.serverCpuPercent = (100 * (nginx.cpuSeconds() - cpuBefore)) / ((performance.now() - startedMs) / 1000);
+        measurement.serverCpuPercent =
+          (100 * (nginx.cpuSeconds() - cpuBefore)) / ((performance.now() - startedMs) / 1000);
         results[index]!.push(measurement);
         process.stderr.write(
           `  round ${round + 1}/${rounds} ${plans[index]!.name.padEnd(14)} ${Math.round(measurement.value).toLocaleString("en-US").padStart(9)} req/s` +

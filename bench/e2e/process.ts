@@ -111,11 +111,15 @@ export async function startChild(options: StartOptions): Promise<Child> {
   const deadline = Date.now() + options.readyTimeoutMs;
   while (!(await portAccepts(options.readyPort))) {
     if (!child.isRunning) {
-      throw new Error(`${options.name} exited (code ${proc.exitCode ?? proc.signalCode}) before listening on ${options.readyPort}:\n${child.logTail()}`);
+      throw new Error(
+        `${options.name} exited (code ${proc.exitCode ?? proc.signalCode}) before listening on ${options.readyPort}:\n${child.logTail()}`,
+      );
     }
     if (Date.now() > deadline) {
       await child.stop("SIGKILL");
-      throw new Error(`${options.name} did not listen on port ${options.readyPort} within ${options.readyTimeoutMs} ms:\n${child.logTail()}`);
+      throw new Error(
+        `${options.name} did not listen on port ${options.readyPort} within ${options.readyTimeoutMs} ms:\n${child.logTail()}`,
+      );
     }
     await Bun.sleep(PORT_POLL_MS);
   }
@@ -205,9 +209,19 @@ export async function runTool(argv: string[], core: number | null, timeoutMs: nu
   const startedMs = performance.now();
   const proc = Bun.spawn(full, { cwd, stdin: "ignore", stdout: "pipe", stderr: "pipe" });
   const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(proc.stdout).text(),
+    new Response(proc.stderr).text(),
+    proc.exited,
+  ]);
   clearTimeout(timer);
-  return { exitCode, stdout, stderr, cpuSeconds: finishedCpuSeconds(proc), wallSeconds: (performance.now() - startedMs) / 1000 };
+  return {
+    exitCode,
+    stdout,
+    stderr,
+    cpuSeconds: finishedCpuSeconds(proc),
+    wallSeconds: (performance.now() - startedMs) / 1000,
+  };
 }
 
 /** Whether a command is on PATH. */
@@ -217,12 +231,21 @@ export function hasCommand(name: string): boolean {
 
 /** Installs Debian packages when a command is missing: one apt-get update, then apt-get install -y. */
 export async function ensurePackages(needs: ReadonlyArray<{ command: string; pkg: string }>): Promise<void> {
-  const missing = needs.filter((need) => !hasCommand(need.command) && !(need.command === "nginx" && hasCommand("/usr/sbin/nginx")));
+  const missing = needs.filter(
+    (need) => !hasCommand(need.command) && !(need.command === "nginx" && hasCommand("/usr/sbin/nginx")),
+  );
   if (missing.length === 0) return;
   const pkgs = [...new Set(missing.map((need) => need.pkg))];
   process.stderr.write(`installing ${pkgs.join(", ")} with apt-get\n`);
-  for (const argv of [["apt-get", "update"], ["apt-get", "install", "-y", ...pkgs]]) {
-    const proc = Bun.spawn(argv, { stdout: "inherit", stderr: "inherit", env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" } });
+  for (const argv of [
+    ["apt-get", "update"],
+    ["apt-get", "install", "-y", ...pkgs],
+  ]) {
+    const proc = Bun.spawn(argv, {
+      stdout: "inherit",
+      stderr: "inherit",
+      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+    });
     if ((await proc.exited) !== 0) throw new Error(`${argv.join(" ")} failed: install ${pkgs.join(" ")} by hand`);
   }
 }

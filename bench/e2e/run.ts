@@ -69,7 +69,16 @@ export const CASES: CaseSpec[] = [
     unit: "GB/s",
     hps: "hps-http",
     baselines: ["nginx", "bun-http-static", "bun-http-file"],
-    plan: { kind: "load", scheme: "http", path: "/256m.bin", connections: 4, pipeline: 1, sizeBytes: 0, opcode: null, unit: "GB/s" },
+    plan: {
+      kind: "load",
+      scheme: "http",
+      path: "/256m.bin",
+      connections: 4,
+      pipeline: 1,
+      sizeBytes: 0,
+      opcode: null,
+      unit: "GB/s",
+    },
   },
   {
     id: "http-1k-pipelined",
@@ -77,7 +86,14 @@ export const CASES: CaseSpec[] = [
     unit: "req/s",
     hps: "hps-http",
     // nginx with sendfile + tcp_nopush stalls under pipelining; its two better configurations are the real comparison.
-    baselines: ["nginx-nopush-off", "nginx-sendfile-off", "nginx", "bun-http-static", "bun-http-clone", "hps-http-static-routes"],
+    baselines: [
+      "nginx-nopush-off",
+      "nginx-sendfile-off",
+      "nginx",
+      "bun-http-static",
+      "bun-http-clone",
+      "hps-http-static-routes",
+    ],
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 16, unit: "req/s", minBodyBytes: KiB },
   },
   {
@@ -95,7 +111,15 @@ export const CASES: CaseSpec[] = [
     unit: "round trips/s",
     hps: "hps-echo",
     baselines: ["bun-echo"],
-    plan: { kind: "load", scheme: "echo", connections: 64, pipeline: 1, sizeBytes: 64, opcode: null, unit: "round trips/s" },
+    plan: {
+      kind: "load",
+      scheme: "echo",
+      connections: 64,
+      pipeline: 1,
+      sizeBytes: 64,
+      opcode: null,
+      unit: "round trips/s",
+    },
   },
   {
     id: "echo-stream",
@@ -103,7 +127,15 @@ export const CASES: CaseSpec[] = [
     unit: "MB/s",
     hps: "hps-echo",
     baselines: ["bun-echo"],
-    plan: { kind: "load", scheme: "echo", connections: 8, pipeline: 8, sizeBytes: 64 * KiB, opcode: null, unit: "MB/s" },
+    plan: {
+      kind: "load",
+      scheme: "echo",
+      connections: 8,
+      pipeline: 8,
+      sizeBytes: 64 * KiB,
+      opcode: null,
+      unit: "MB/s",
+    },
   },
   {
     id: "custom-ping",
@@ -112,7 +144,15 @@ export const CASES: CaseSpec[] = [
     hps: "hps-custom",
     // A PING response is byte-for-byte the request frame, so a raw echo is the ceiling for it.
     baselines: ["bun-echo"],
-    plan: { kind: "load", scheme: "hps", connections: 16, pipeline: 64, sizeBytes: 0, opcode: "ping", unit: "frames/s" },
+    plan: {
+      kind: "load",
+      scheme: "hps",
+      connections: 16,
+      pipeline: 64,
+      sizeBytes: 0,
+      opcode: "ping",
+      unit: "frames/s",
+    },
   },
   {
     id: "custom-hash",
@@ -120,7 +160,15 @@ export const CASES: CaseSpec[] = [
     unit: "frames/s",
     hps: "hps-custom",
     baselines: ["hps-custom-inline"],
-    plan: { kind: "load", scheme: "hps", connections: 64, pipeline: 1, sizeBytes: 64, opcode: "hash", unit: "frames/s" },
+    plan: {
+      kind: "load",
+      scheme: "hps",
+      connections: 64,
+      pipeline: 1,
+      sizeBytes: 64,
+      opcode: "hash",
+      unit: "frames/s",
+    },
   },
 ];
 
@@ -161,7 +209,14 @@ async function machineDescription(): Promise<Record<string, string | number>> {
   const nginxVersion = (await runTool([NGINX_BIN, "-v"], null, 5000)).stderr.trim();
   const wrkVersion = (await runTool(["wrk", "-v"], null, 5000)).stdout.trim().split("\n")[0] ?? "";
   const uname = (await runTool(["uname", "-sr"], null, 5000)).stdout.trim();
-  return { cpu: model, cores: navigator.hardwareConcurrency, kernel: uname, bun: Bun.version, nginx: nginxVersion, wrk: wrkVersion };
+  return {
+    cpu: model,
+    cores: navigator.hardwareConcurrency,
+    kernel: uname,
+    bun: Bun.version,
+    nginx: nginxVersion,
+    wrk: wrkVersion,
+  };
 }
 
 /** Runs the benchmark; resolves with the exit code (0 ok, 1 a run had errors, 2 bad command line). */
@@ -194,7 +249,10 @@ export async function e2eMain(argv: string[]): Promise<number> {
   const only = args.only === undefined ? null : new RegExp(args.only, "i");
   const cases = CASES.filter((spec) => only === null || only.test(spec.id));
   if (args.list) {
-    for (const spec of CASES) process.stdout.write(`${spec.id.padEnd(20)} ${spec.title} — hps: ${spec.hps}; baselines: ${spec.baselines.join(", ")}\n`);
+    for (const spec of CASES)
+      process.stdout.write(
+        `${spec.id.padEnd(20)} ${spec.title} — hps: ${spec.hps}; baselines: ${spec.baselines.join(", ")}\n`,
+      );
     return 0;
   }
   if (cases.length === 0) {
@@ -210,7 +268,14 @@ export async function e2eMain(argv: string[]): Promise<number> {
   }
 
   const needsHttp = cases.some((spec) => spec.plan.kind === "wrk" || spec.plan.scheme === "http");
-  await ensurePackages(needsHttp ? [{ command: "wrk", pkg: "wrk" }, { command: "nginx", pkg: "nginx" }] : []);
+  await ensurePackages(
+    needsHttp
+      ? [
+          { command: "wrk", pkg: "wrk" },
+          { command: "nginx", pkg: "nginx" },
+        ]
+      : [],
+  );
 
   const tempDir = mkdtempSync(join(tmpdir(), "hps-bench-"));
   // nginx workers run as another user: they must be able to reach the files.
@@ -225,7 +290,12 @@ export async function e2eMain(argv: string[]): Promise<number> {
     // One call, so no port is handed out twice: a public port per server, then admin ports for the hps instances.
     const allPorts = freePorts(serverNames.length * 2);
     const ports = new Map<ServerName, number>(serverNames.map((name, i) => [name, allPorts[i]!]));
-    const env: BenchEnv = { tempDir, wwwDir: join(tempDir, "www"), serverCore, adminPorts: allPorts.slice(serverNames.length) };
+    const env: BenchEnv = {
+      tempDir,
+      wwwDir: join(tempDir, "www"),
+      serverCore,
+      adminPorts: allPorts.slice(serverNames.length),
+    };
     if (needsHttp) await writeHttpFiles(env.wwwDir);
 
     const machine = await machineDescription();
@@ -254,10 +324,20 @@ export async function e2eMain(argv: string[]): Promise<number> {
       unit: spec.unit,
       variants: [spec.hps, ...spec.baselines]
         .filter((name) => running.has(name))
-        .map((name) => ({ server: name, description: SERVERS[name].description, rounds: [], median: 0, min: 0, max: 0, perServerCpuSecond: 0 })),
+        .map((name) => ({
+          server: name,
+          description: SERVERS[name].description,
+          rounds: [],
+          median: 0,
+          min: 0,
+          max: 0,
+          perServerCpuSecond: 0,
+        })),
       ratios: {},
       cpuRatios: {},
-      skipped: Object.fromEntries(spec.baselines.filter((name) => skipped.has(name)).map((name) => [name, skipped.get(name)!])),
+      skipped: Object.fromEntries(
+        spec.baselines.filter((name) => skipped.has(name)).map((name) => [name, skipped.get(name)!]),
+      ),
     }));
 
     for (let round = 0; round < rounds; round++) {
@@ -272,7 +352,8 @@ export async function e2eMain(argv: string[]): Promise<number> {
           const cpuBefore = child.cpuSeconds();
           const startedMs = performance.now();
           const measurement = await drive(spec.plan, ports.get(variant.server)!, length);
-          measurement.serverCpuPercent = (100 * (child.cpuSeconds() - cpuBefore)) / ((performance.now() - startedMs) / 1000);
+          measurement.serverCpuPercent =
+            (100 * (child.cpuSeconds() - cpuBefore)) / ((performance.now() - startedMs) / 1000);
           variant.rounds.push(measurement);
           process.stderr.write(
             `  round ${round + 1}/${rounds} ${spec.id.padEnd(18)} ${variant.server.padEnd(18)} ${formatValue(measurement.value).padStart(10)} ${spec.unit}` +
@@ -290,12 +371,15 @@ export async function e2eMain(argv: string[]): Promise<number> {
         variant.median = median(values);
         variant.min = Math.min(...values);
         variant.max = Math.max(...values);
-        variant.perServerCpuSecond = median(variant.rounds.map((m) => (m.serverCpuPercent > 0 ? m.value / (m.serverCpuPercent / 100) : 0)));
+        variant.perServerCpuSecond = median(
+          variant.rounds.map((m) => (m.serverCpuPercent > 0 ? m.value / (m.serverCpuPercent / 100) : 0)),
+        );
       }
       const hps = result.variants[0]!;
       for (const baseline of result.variants.slice(1)) {
         result.ratios[baseline.server] = baseline.median > 0 ? hps.median / baseline.median : 0;
-        result.cpuRatios[baseline.server] = baseline.perServerCpuSecond > 0 ? hps.perServerCpuSecond / baseline.perServerCpuSecond : 0;
+        result.cpuRatios[baseline.server] =
+          baseline.perServerCpuSecond > 0 ? hps.perServerCpuSecond / baseline.perServerCpuSecond : 0;
       }
     }
 
@@ -303,10 +387,16 @@ export async function e2eMain(argv: string[]): Promise<number> {
     const table = renderTable(results, { date, machine, rounds, seconds, warmupSeconds });
     process.stdout.write(`${table}\n`);
     const jsonPath = args.json;
-    writeFileSync(jsonPath, `${JSON.stringify({ schema: "hps-bench-e2e/1", date, machine, rounds, seconds, warmupSeconds, serverCore, clientCore: length.clientCore, cases: results }, null, 2)}\n`);
+    writeFileSync(
+      jsonPath,
+      `${JSON.stringify({ schema: "hps-bench-e2e/1", date, machine, rounds, seconds, warmupSeconds, serverCore, clientCore: length.clientCore, cases: results }, null, 2)}\n`,
+    );
     process.stderr.write(`bench:e2e: results written to ${jsonPath}\n`);
-    const failures = results.flatMap((r) => r.variants.filter((v) => v.rounds.some((m) => m.errors > 0)).map((v) => `${r.id}/${v.server}`));
-    if (failures.length > 0) process.stderr.write(`bench:e2e: runs with errors (numbers suspect): ${failures.join(", ")}\n`);
+    const failures = results.flatMap((r) =>
+      r.variants.filter((v) => v.rounds.some((m) => m.errors > 0)).map((v) => `${r.id}/${v.server}`),
+    );
+    if (failures.length > 0)
+      process.stderr.write(`bench:e2e: runs with errors (numbers suspect): ${failures.join(", ")}\n`);
     return failures.length > 0 ? 1 : 0;
   } finally {
     await cleanUp();
@@ -325,12 +415,16 @@ interface TableContext {
 export function renderTable(results: readonly CaseResult[], context: TableContext): string {
   const lines: string[] = [];
   const m = context.machine;
-  lines.push(`hps end-to-end benchmark — ${context.date.slice(0, 10)}, ${m.cpu} (${m.cores} cores), ${m.kernel}, Bun ${m.bun}`);
+  lines.push(
+    `hps end-to-end benchmark — ${context.date.slice(0, 10)}, ${m.cpu} (${m.cores} cores), ${m.kernel}, Bun ${m.bun}`,
+  );
   lines.push(
     `Server pinned to one core, load generator to the other; ${context.rounds} alternating rounds of ${context.warmupSeconds} s warm-up + ${context.seconds} s; median (min–max).`,
   );
   lines.push("");
-  lines.push("| case | unit | hps | hps min–max | baseline | baseline median | baseline min–max | hps / baseline | per server CPU-s |");
+  lines.push(
+    "| case | unit | hps | hps min–max | baseline | baseline median | baseline min–max | hps / baseline | per server CPU-s |",
+  );
   lines.push("| --- | --- | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
   for (const result of results) {
     const hps = result.variants[0];
@@ -338,7 +432,9 @@ export function renderTable(results: readonly CaseResult[], context: TableContex
     const baselines = result.variants.slice(1);
     const range = (v: VariantResult) => `${formatValue(v.min)}–${formatValue(v.max)}`;
     if (baselines.length === 0) {
-      lines.push(`| ${result.title} | ${result.unit} | ${formatValue(hps.median)} | ${range(hps)} | – | – | – | – | – |`);
+      lines.push(
+        `| ${result.title} | ${result.unit} | ${formatValue(hps.median)} | ${range(hps)} | – | – | – | – | – |`,
+      );
     }
     for (const [i, baseline] of baselines.entries()) {
       const ratio = result.ratios[baseline.server] ?? 0;
@@ -349,12 +445,17 @@ export function renderTable(results: readonly CaseResult[], context: TableContex
           `${baseline.server} | ${formatValue(baseline.median)} | ${range(baseline)} | ${ratio.toFixed(2)}× | ${cpuRatio.toFixed(2)}× |`,
       );
     }
-    for (const [name, reason] of Object.entries(result.skipped)) lines.push(`| | | | | ${name} | skipped: ${reason} | | | |`);
+    for (const [name, reason] of Object.entries(result.skipped))
+      lines.push(`| | | | | ${name} | skipped: ${reason} | | | |`);
   }
   lines.push("");
-  lines.push("hps / baseline compares medians of the rate; per server CPU-s compares the work each server did per second of its own CPU (robust when other work shares the cores).");
+  lines.push(
+    "hps / baseline compares medians of the rate; per server CPU-s compares the work each server did per second of its own CPU (robust when other work shares the cores).",
+  );
   lines.push("");
-  lines.push("Load generator check (median CPU % of one core over the rounds; a client near 100 % while the server is below it means the client limits the number):");
+  lines.push(
+    "Load generator check (median CPU % of one core over the rounds; a client near 100 % while the server is below it means the client limits the number):",
+  );
   lines.push("");
   lines.push("| case | server | client CPU | server CPU | errors | command |");
   lines.push("| --- | --- | ---: | ---: | ---: | --- |");
@@ -364,10 +465,14 @@ export function renderTable(results: readonly CaseResult[], context: TableContex
       const server = median(variant.rounds.map((r) => r.serverCpuPercent));
       const errors = variant.rounds.reduce((n, r) => n + r.errors, 0);
       const flag = client >= 90 && server < 90 ? " ⚠ client-bound" : "";
-      lines.push(`| ${result.id} | ${variant.server} | ${client.toFixed(0)}%${flag} | ${server.toFixed(0)}% | ${errors} | \`${variant.rounds[0]?.command.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:PORT") ?? ""}\` |`);
+      lines.push(
+        `| ${result.id} | ${variant.server} | ${client.toFixed(0)}%${flag} | ${server.toFixed(0)}% | ${errors} | \`${variant.rounds[0]?.command.replace(/127\.0\.0\.1:\d+/, "127.0.0.1:PORT") ?? ""}\` |`,
+      );
     }
   }
-  const notes = results.flatMap((r) => r.variants.flatMap((v) => v.rounds.filter((m) => m.note !== "").map((m) => `- ${r.id} / ${v.server}: ${m.note}`)));
+  const notes = results.flatMap((r) =>
+    r.variants.flatMap((v) => v.rounds.filter((m) => m.note !== "").map((m) => `- ${r.id} / ${v.server}: ${m.note}`)),
+  );
   if (notes.length > 0) {
     lines.push("");
     lines.push("Notes:");

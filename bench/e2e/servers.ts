@@ -75,7 +75,13 @@ export async function writeHttpFiles(wwwDir: string): Promise<void> {
   }
 }
 
-function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custom", script = "src/main.ts", extraSets: readonly string[] = []): string[] {
+function hpsArgv(
+  env: BenchEnv,
+  port: number,
+  protocol: "http" | "echo" | "custom",
+  script = "src/main.ts",
+  extraSets: readonly string[] = [],
+): string[] {
   const adminPort = env.adminPorts.shift();
   if (adminPort === undefined) throw new Error("out of admin ports");
   const emptyConfig = join(env.tempDir, "empty.toml");
@@ -96,13 +102,27 @@ function hpsArgv(env: BenchEnv, port: number, protocol: "http" | "echo" | "custo
   return ["bun", join(REPO, script), "--config", emptyConfig, ...sets.flatMap((set) => ["--set", set])];
 }
 
-function hps(name: ServerName, protocol: "http" | "echo" | "custom", description: string, script?: string, extraSets: readonly string[] = []): ServerSpec {
+function hps(
+  name: ServerName,
+  protocol: "http" | "echo" | "custom",
+  description: string,
+  script?: string,
+  extraSets: readonly string[] = [],
+): ServerSpec {
   return {
     name,
     description,
     unavailable: null,
     start: (env, port) =>
-      startChild({ name, argv: hpsArgv(env, port, protocol, script, extraSets), core: env.serverCore, readyPort: port, readyTimeoutMs: READY_TIMEOUT_MS, cwd: REPO, logPath: join(env.tempDir, `${name}.log`) }),
+      startChild({
+        name,
+        argv: hpsArgv(env, port, protocol, script, extraSets),
+        core: env.serverCore,
+        readyPort: port,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        cwd: REPO,
+        logPath: join(env.tempDir, `${name}.log`),
+      }),
   };
 }
 
@@ -178,18 +198,57 @@ http {
 
 export const SERVERS: Record<ServerName, ServerSpec> = {
   "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
-  "hps-http-static-routes": hps("hps-http-static-routes", "http", "hps, protocol http with http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
-    undefined, ["http.static_routes=true", "http.compress=false"]),
-  "hps-http-rate-limited": hps("hps-http-rate-limited", "http", "hps, protocol http with rate_limit.enabled = true at 1e9 requests per second per address (never reached), access log off",
-    undefined, ["rate_limit.enabled=true", "rate_limit.requests=1000000000", "rate_limit.window_s=1"]),
+  "hps-http-static-routes": hps(
+    "hps-http-static-routes",
+    "http",
+    "hps, protocol http with http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
+    undefined,
+    ["http.static_routes=true", "http.compress=false"],
+  ),
+  "hps-http-rate-limited": hps(
+    "hps-http-rate-limited",
+    "http",
+    "hps, protocol http with rate_limit.enabled = true at 1e9 requests per second per address (never reached), access log off",
+    undefined,
+    ["rate_limit.enabled=true", "rate_limit.requests=1000000000", "rate_limit.window_s=1"],
+  ),
   "hps-echo": hps("hps-echo", "echo", "hps, protocol echo"),
-  "hps-custom": hps("hps-custom", "custom", `hps, protocol custom, HASH on the pool (pool.threads = ${BENCH_POOL_THREADS})`),
-  "hps-custom-inline": hps("hps-custom-inline", "custom", "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)", "bench/baselines/hps-custom-inline.ts"),
-  "bun-http-static": bunBaseline("bun-http-static", "bun-http-static.ts", "raw Bun.serve, files as prebuilt static routes", true),
-  "bun-http-file": bunBaseline("bun-http-file", "bun-http-file.ts", "raw Bun.serve, fetch → new Response(Bun.file(path))", true),
-  "bun-http-clone": bunBaseline("bun-http-clone", "bun-http-clone.ts", "raw Bun.serve, a route handler per file returning a clone of a ready Response with hps's headers (the per-request-JS ceiling)", true),
+  "hps-custom": hps(
+    "hps-custom",
+    "custom",
+    `hps, protocol custom, HASH on the pool (pool.threads = ${BENCH_POOL_THREADS})`,
+  ),
+  "hps-custom-inline": hps(
+    "hps-custom-inline",
+    "custom",
+    "hps custom listener with HASH inline on the I/O thread (bench/baselines/hps-custom-inline.ts)",
+    "bench/baselines/hps-custom-inline.ts",
+  ),
+  "bun-http-static": bunBaseline(
+    "bun-http-static",
+    "bun-http-static.ts",
+    "raw Bun.serve, files as prebuilt static routes",
+    true,
+  ),
+  "bun-http-file": bunBaseline(
+    "bun-http-file",
+    "bun-http-file.ts",
+    "raw Bun.serve, fetch → new Response(Bun.file(path))",
+    true,
+  ),
+  "bun-http-clone": bunBaseline(
+    "bun-http-clone",
+    "bun-http-clone.ts",
+    "raw Bun.serve, a route handler per file returning a clone of a ready Response with hps's headers (the per-request-JS ceiling)",
+    true,
+  ),
   "bun-echo": bunBaseline("bun-echo", "bun-echo.ts", "raw Bun.listen echo (bench/baselines/bun-echo.ts)", false),
   nginx: nginx("nginx", true, true, "nginx, worker_processes 1, sendfile on, tcp_nopush on, open_file_cache"),
   "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),
-  "nginx-sendfile-off": nginx("nginx-sendfile-off", false, true, "nginx as above with sendfile off (tcp_nopush has no effect without sendfile)"),
+  "nginx-sendfile-off": nginx(
+    "nginx-sendfile-off",
+    false,
+    true,
+    "nginx as above with sendfile off (tcp_nopush has no effect without sendfile)",
+  ),
 };

@@ -19,7 +19,11 @@ function admission(rateLimited: boolean): Admission {
 /** Alternative table: Map<key, {tat}> with delete+set to move a key to the end (insertion order = recency). */
 class MapReinsertLimiter {
   private readonly entries = new Map<string, { tat: number }>();
-  constructor(private readonly intervalMs: number, private readonly toleranceMs: number, private readonly max: number) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly toleranceMs: number,
+    private readonly max: number,
+  ) {}
   take(key: string, nowMs: number): number {
     let entry = this.entries.get(key);
     if (entry === undefined) {
@@ -39,7 +43,11 @@ class MapReinsertLimiter {
 /** Alternative: Map<key, {tat}> with no recency (FIFO eviction): cheapest, but a busy client can be evicted. */
 class MapFifoLimiter {
   private readonly entries = new Map<string, { tat: number }>();
-  constructor(private readonly intervalMs: number, private readonly toleranceMs: number, private readonly max: number) {}
+  constructor(
+    private readonly intervalMs: number,
+    private readonly toleranceMs: number,
+    private readonly max: number,
+  ) {}
   take(key: string, nowMs: number): number {
     let entry = this.entries.get(key);
     if (entry === undefined) {
@@ -103,20 +111,36 @@ const fifo = new MapFifoLimiter(interval, 1e9 * interval, 100_000);
 
 summary(() => {
   group("rate limiter table alone, 1024 clients", () => {
-    bench("typed-array LRU list + Map<string, slot> (ours)", () => do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
-    bench("Map delete+set reinsertion LRU", () => do_not_optimize(reinsert.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
-    bench("Map, no recency (FIFO eviction)", () => do_not_optimize(fifo.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+    bench("typed-array LRU list + Map<string, slot> (ours)", () =>
+      do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+    );
+    bench("Map delete+set reinsertion LRU", () =>
+      do_not_optimize(reinsert.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+    );
+    bench("Map, no recency (FIFO eviction)", () =>
+      do_not_optimize(fifo.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+    );
   });
 });
 
 // With server.io_threads > 1 the limiter and the per-address connection counts live in one table every thread shares.
 const sharedTable = SharedAddressTable.create(100_000);
 const shared = new SharedRateLimiter(sharedTable, 1_000_000_000, 1, 0);
-const sharedAdmission = new Admission(configSchema.parse({ rate_limit: HIGH_LIMIT }), Stats.create(), undefined, new Int32Array(new SharedArrayBuffer(4)), SharedAddressTable.create(100_000));
+const sharedAdmission = new Admission(
+  configSchema.parse({ rate_limit: HIGH_LIMIT }),
+  Stats.create(),
+  undefined,
+  new Int32Array(new SharedArrayBuffer(4)),
+  SharedAddressTable.create(100_000),
+);
 summary(() => {
   group("shared by I/O threads (one thread measuring: the uncontended cost), 1024 clients", () => {
-    bench("rate limiter table alone: per thread (ours)", () => do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
-    bench("rate limiter table alone: shared (lock + parse + probe)", () => do_not_optimize(shared.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+    bench("rate limiter table alone: per thread (ours)", () =>
+      do_not_optimize(ours.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+    );
+    bench("rate limiter table alone: shared (lock + parse + probe)", () =>
+      do_not_optimize(shared.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+    );
     bench("per request (admit + takeToken + release): shared", () => {
       const ip = ADDRESSES[next++ & 1023]!;
       sharedAdmission.admitConnection(ip);
@@ -128,16 +152,23 @@ summary(() => {
 
 const small = new RateLimiter(1_000_000_000, 1, 0, 1000);
 group("rate limiter, table full and churning (flood of distinct addresses)", () => {
-  bench("take with eviction (1024 keys, 1000 slots)", () => do_not_optimize(small.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))));
+  bench("take with eviction (1024 keys, 1000 slots)", () =>
+    do_not_optimize(small.take(ADDRESSES[next++ & 1023]!, (nowMs += 0.001))),
+  );
 });
 
 const denyList = new CidrList(["192.0.2.0/24", "2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24"]);
-const withLists = new Admission(configSchema.parse({ net: { deny: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24"] } }), Stats.create());
+const withLists = new Admission(
+  configSchema.parse({ net: { deny: ["192.0.2.0/24", "2001:db8::/32", "198.51.100.0/24", "203.0.113.0/24"] } }),
+  Stats.create(),
+);
 summary(() => {
   group("allow/deny: 4 CIDRs", () => {
     bench("CidrList.contains (parse + match), IPv4-mapped peer", () => do_not_optimize(denyList.contains(ONE)));
     bench("CidrList.contains (parse + match), IPv6 peer", () => do_not_optimize(denyList.contains("2001:db9::1")));
-    bench("Admission.isAllowed (decision cache), 1024 clients", () => do_not_optimize(withLists.isAllowed(ADDRESSES[next++ & 1023]!)));
+    bench("Admission.isAllowed (decision cache), 1024 clients", () =>
+      do_not_optimize(withLists.isAllowed(ADDRESSES[next++ & 1023]!)),
+    );
   });
 });
 

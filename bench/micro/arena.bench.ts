@@ -3,8 +3,18 @@ import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { SlabArena } from "../../src/memory/arena.ts";
 
 const SIZES = [64, 1024, 16 * 1024, 64 * 1024];
-const arena = SlabArena.create({ arenaBytes: 16 * 1024 * 1024, debug: false, reclaimOnExhaustion: true, heapBudgetBytes: 16 * 1024 * 1024 });
-const debugArena = SlabArena.create({ arenaBytes: 16 * 1024 * 1024, debug: true, reclaimOnExhaustion: true, heapBudgetBytes: 16 * 1024 * 1024 });
+const arena = SlabArena.create({
+  arenaBytes: 16 * 1024 * 1024,
+  debug: false,
+  reclaimOnExhaustion: true,
+  heapBudgetBytes: 16 * 1024 * 1024,
+});
+const debugArena = SlabArena.create({
+  arenaBytes: 16 * 1024 * 1024,
+  debug: true,
+  reclaimOnExhaustion: true,
+  heapBudgetBytes: 16 * 1024 * 1024,
+});
 
 for (const size of SIZES) {
   const payload = new Uint8Array(size).fill(7);

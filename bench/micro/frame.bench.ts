@@ -6,7 +6,9 @@ import { FrameDecoder, Opcode, encodeFrame } from "../../src/tcp/frame.ts";
 const FRAMES_PER_CHUNK = 64;
 
 function stream(payloadBytes: number): Uint8Array {
-  return Buffer.concat(Array.from({ length: FRAMES_PER_CHUNK }, (_, i) => encodeFrame(Opcode.ECHO, 0, i, new Uint8Array(payloadBytes))));
+  return Buffer.concat(
+    Array.from({ length: FRAMES_PER_CHUNK }, (_, i) => encodeFrame(Opcode.ECHO, 0, i, new Uint8Array(payloadBytes))),
+  );
 }
 
 /** The obvious alternative: concatenate every chunk to a leftover, parse with a DataView, slice payloads. */
@@ -32,7 +34,14 @@ let sink = 0;
 const onFrame = (_opcode: number, _status: number, requestId: number, payload: Uint8Array) => {
   sink += requestId + payload.length;
 };
-const onRange = (_opcode: number, _status: number, requestId: number, _bytes: Uint8Array, _payloadStart: number, payloadBytes: number) => {
+const onRange = (
+  _opcode: number,
+  _status: number,
+  requestId: number,
+  _bytes: Uint8Array,
+  _payloadStart: number,
+  payloadBytes: number,
+) => {
   sink += requestId + payloadBytes;
 };
 const onNaive = (_opcode: number, requestId: number, payload: Uint8Array) => {

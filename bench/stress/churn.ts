@@ -65,7 +65,13 @@ const HTTP_HANDLERS = {
 };
 
 /** Runs up to `total` short connections, `parallel` at a time, until done or the deadline; the client closes first for echo, the server for HTTP. */
-export async function churn(kind: "echo" | "http", port: number, total: number, parallel: number, deadlineMs: number): Promise<ChurnResult> {
+export async function churn(
+  kind: "echo" | "http",
+  port: number,
+  total: number,
+  parallel: number,
+  deadlineMs: number,
+): Promise<ChurnResult> {
   const result: ChurnResult = { ok: 0, connectFailures: 0, badExchanges: 0, seconds: 0 };
   const startedMs = performance.now();
   const handlers = kind === "echo" ? ECHO_HANDLERS : HTTP_HANDLERS;

@@ -39,7 +39,12 @@ export class HeldConnections {
   constructor(private readonly port: number) {}
 
   /** Opens `count` connections, `parallel` connects at a time (the listen backlog is 512), each answering one GET. */
-  async open(count: number, parallel: number, path: string, deadlineMs: number): Promise<{ opened: number; ok: number }> {
+  async open(
+    count: number,
+    parallel: number,
+    path: string,
+    deadlineMs: number,
+  ): Promise<{ opened: number; ok: number }> {
     let next = 0;
     let ok = 0;
     const request = httpGet(path);
@@ -48,7 +53,12 @@ export class HeldConnections {
         next++;
         const held: Held = { socket: null, pending: Buffer.alloc(0), waiting: null, isClosed: false };
         try {
-          held.socket = await Bun.connect<Held>({ hostname: "127.0.0.1", port: this.port, data: held, socket: HELD_HANDLERS });
+          held.socket = await Bun.connect<Held>({
+            hostname: "127.0.0.1",
+            port: this.port,
+            data: held,
+            socket: HELD_HANDLERS,
+          });
         } catch {
           this.connectFailures++;
           continue;
@@ -81,10 +91,13 @@ export class HeldConnections {
 function ask(held: Held, request: Buffer, timeoutMs: number): Promise<number> {
   if (held.isClosed || held.socket === null) return Promise.resolve(0);
   return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      held.waiting = null;
-      resolve(0);
-    }, Math.max(1, timeoutMs));
+    const timer = setTimeout(
+      () => {
+        held.waiting = null;
+        resolve(0);
+      },
+      Math.max(1, timeoutMs),
+    );
     held.waiting = (status) => {
       clearTimeout(timer);
       resolve(status);
@@ -181,7 +194,13 @@ export class Download {
     });
     this.socket.on("connect", () => this.socket.write(httpGet(path, true)));
     this.done = new Promise((resolve) => {
-      const finish = () => resolve({ status: this.status, contentLength: this.contentLength, bodyBytes: this.bodyBytes, closedEarly: !this.isComplete() });
+      const finish = () =>
+        resolve({
+          status: this.status,
+          contentLength: this.contentLength,
+          bodyBytes: this.bodyBytes,
+          closedEarly: !this.isComplete(),
+        });
       this.socket.on("close", finish);
       this.socket.on("error", () => {});
     });
@@ -299,7 +318,12 @@ export class HeldRawConnections {
         const held: HeldRaw = { received: 0, expected: 0, waiting: null, isClosed: false };
         let socket: Socket<HeldRaw>;
         try {
-          socket = await Bun.connect<HeldRaw>({ hostname: "127.0.0.1", port: this.port, data: held, socket: HELD_RAW_HANDLERS });
+          socket = await Bun.connect<HeldRaw>({
+            hostname: "127.0.0.1",
+            port: this.port,
+            data: held,
+            socket: HELD_RAW_HANDLERS,
+          });
         } catch {
           this.connectFailures++;
           continue;
@@ -335,10 +359,13 @@ export class HeldRawConnections {
     if (held.isClosed) return Promise.resolve(false);
     held.expected += this.replyBytes;
     return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        held.waiting = null;
-        resolve(false);
-      }, Math.max(1, timeoutMs));
+      const timer = setTimeout(
+        () => {
+          held.waiting = null;
+          resolve(false);
+        },
+        Math.max(1, timeoutMs),
+      );
       held.waiting = (ok) => {
         clearTimeout(timer);
         resolve(ok);

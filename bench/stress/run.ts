@@ -9,7 +9,17 @@ import { runLoad, type LoadReport } from "../../src/client/run.ts";
 import { encodeFrame } from "../../src/tcp/frame.ts";
 import { freePorts, startChild, stopAll, stopChildrenOnSignals, within, type Child } from "../e2e/process.ts";
 import { churn } from "./churn.ts";
-import { adminStats, Download, exchange, HeldConnections, HeldRawConnections, httpGet, parseResponse, waitUntil, type AdminSnapshot } from "./clients.ts";
+import {
+  adminStats,
+  Download,
+  exchange,
+  HeldConnections,
+  HeldRawConnections,
+  httpGet,
+  parseResponse,
+  waitUntil,
+  type AdminSnapshot,
+} from "./clients.ts";
 import { parseToolArgs } from "../cli.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
@@ -57,7 +67,10 @@ class Failure extends Error {}
 
 async function stats(server: Running): Promise<AdminSnapshot> {
   const snapshot = await adminStats(server.adminPort);
-  if (snapshot === null) throw new Failure(`${server.child.name}: /stats did not answer (process ${server.child.isRunning ? "running" : "gone"})`);
+  if (snapshot === null)
+    throw new Failure(
+      `${server.child.name}: /stats did not answer (process ${server.child.isRunning ? "running" : "gone"})`,
+    );
   return snapshot;
 }
 
@@ -89,7 +102,12 @@ async function checkHeldConnections(http: Running, target: number, deadlineMs: n
     const answeredAgain = await held.askAll("/small.txt", Math.max(2000, deadlineMs - Date.now()));
     const stillOpen = held.stillOpen();
     const held_ =
-      opened.opened === target && opened.ok === target && snapshot.process.openFds >= target && report.errors.total === 0 && report.requests.ok > 0 && answeredAgain === target;
+      opened.opened === target &&
+      opened.ok === target &&
+      snapshot.process.openFds >= target &&
+      report.errors.total === 0 &&
+      report.requests.ok > 0 &&
+      answeredAgain === target;
     return {
       name,
       held: held_,
@@ -110,14 +128,33 @@ async function checkHeldFrames(custom: Running, target: number, deadlineMs: numb
   try {
     const ok = await held.open(target, 200, deadlineMs);
     const during = await stats(custom);
-    const report = await load([`hps://127.0.0.1:${custom.port}`, "--opcode", "hash", "-s", "64", "-c", "16", "-d", "1.5s", "--timeout", "3s"]);
+    const report = await load([
+      `hps://127.0.0.1:${custom.port}`,
+      "--opcode",
+      "hash",
+      "-s",
+      "64",
+      "-c",
+      "16",
+      "-d",
+      "1.5s",
+      "--timeout",
+      "3s",
+    ]);
     const again = await held.exchangeAll(Math.max(2000, deadlineMs - Date.now()));
     const openGauge = during.gauges.tcp?.openConnections ?? -1;
     held.closeAll();
     const released = await waitUntil(async () => (await stats(custom)).gauges.tcp?.openConnections === 0, 5000);
     return {
       name,
-      held: held.opened === target && ok === target && openGauge >= target && report.errors.total === 0 && report.requests.ok > 0 && again === target && released,
+      held:
+        held.opened === target &&
+        ok === target &&
+        openGauge >= target &&
+        report.errors.total === 0 &&
+        report.requests.ok > 0 &&
+        again === target &&
+        released,
       detail:
         `opened ${held.opened}/${target} (connect failures ${held.connectFailures}), PING answered on ${ok}; server open connections ${openGauge}, fds ${during.process.openFds}; ` +
         `meanwhile 16-conn HASH load: ${Math.round(report.requests.perSecond.mean)}/s, ${loadErrors(report)}; second PING answered on ${again}; all released after close: ${released}`,
@@ -127,7 +164,12 @@ async function checkHeldFrames(custom: Running, target: number, deadlineMs: numb
   }
 }
 
-async function checkChurn(kind: "echo" | "http", server: Running, total: number, deadlineMs: number): Promise<CheckResult> {
+async function checkChurn(
+  kind: "echo" | "http",
+  server: Running,
+  total: number,
+  deadlineMs: number,
+): Promise<CheckResult> {
   const name = `connection churn (${kind}), no fd growth`;
   // Let connections from earlier checks finish closing, so the baseline is the server at rest.
   await waitUntil(async () => (await stats(server)).counters.activeConnections === 0 || kind === "http", 3000);
@@ -136,7 +178,9 @@ async function checkChurn(kind: "echo" | "http", server: Running, total: number,
   let after = await stats(server);
   const settled = await waitUntil(async () => {
     after = await stats(server);
-    return after.process.openFds <= before.process.openFds + 2 && (kind === "http" || after.counters.activeConnections === 0);
+    return (
+      after.process.openFds <= before.process.openFds + 2 && (kind === "http" || after.counters.activeConnections === 0)
+    );
   }, 5000);
   const accepted = after.counters.connectionsAccepted - before.counters.connectionsAccepted;
   const counted = kind === "http" || accepted === result.ok + result.badExchanges;
@@ -199,7 +243,11 @@ async function checkSlowReaderEcho(echo: Running): Promise<CheckResult> {
   socket.on("connect", pump);
   socket.on("drain", pump);
   try {
-    const cut = await waitUntil(async () => closed && (await stats(echo)).counters.disconnectedSlowReader > before.counters.disconnectedSlowReader, 8000);
+    const cut = await waitUntil(
+      async () =>
+        closed && (await stats(echo)).counters.disconnectedSlowReader > before.counters.disconnectedSlowReader,
+      8000,
+    );
     const other = await exchange(echo.port, Buffer.from("still-here"), 2000, (received) => received.length >= 10);
     const after = await stats(echo);
     return {
@@ -226,7 +274,9 @@ async function checkSlowloris(http: Running, custom: Running): Promise<CheckResu
     sockets.push(socket);
     return socket;
   };
-  const httpDribblers = Array.from({ length: 1000 }, () => open(http.port, Buffer.from("GET /small.txt HTTP/1.1\r\nHost: stress\r\n")));
+  const httpDribblers = Array.from({ length: 1000 }, () =>
+    open(http.port, Buffer.from("GET /small.txt HTTP/1.1\r\nHost: stress\r\n")),
+  );
   const frameStart = encodeFrame(OP_PING, 0, 1).subarray(0, 6);
   for (let i = 0; i < 300; i++) open(custom.port, frameStart);
   let line = 0;
@@ -243,7 +293,12 @@ async function checkSlowloris(http: Running, custom: Running): Promise<CheckResu
     const closedSoFar = cutByServer;
     return {
       name,
-      held: httpReport.errors.total === 0 && httpReport.requests.ok > 0 && customReport.errors.total === 0 && customReport.requests.ok > 0 && httpP99Ms < 1000,
+      held:
+        httpReport.errors.total === 0 &&
+        httpReport.requests.ok > 0 &&
+        customReport.errors.total === 0 &&
+        customReport.requests.ok > 0 &&
+        httpP99Ms < 1000,
       detail:
         `1000 HTTP + 300 HPS/1 dribbling connections; meanwhile HTTP ${loadErrors(httpReport)} (p99 ${httpP99Ms.toFixed(1)} ms), ` +
         `PING ${loadErrors(customReport)}; dribblers cut by the server within the window: ${closedSoFar}`,
@@ -258,7 +313,15 @@ async function checkRateLimit(rated: Running): Promise<CheckResult> {
   const name = "burst above the rate limit → 429 counted";
   const before = await stats(rated);
   const total = 2000;
-  const report = await load([`http://127.0.0.1:${rated.port}/small.txt`, "-n", String(total), "-c", "8", "--timeout", "3s"]);
+  const report = await load([
+    `http://127.0.0.1:${rated.port}/small.txt`,
+    "-n",
+    String(total),
+    "-c",
+    "8",
+    "--timeout",
+    "3s",
+  ]);
   const after = await stats(rated);
   const ok = report.statuses["200"] ?? 0;
   const limited = report.statuses["429"] ?? 0;
@@ -285,8 +348,14 @@ async function checkRateLimit(rated: Running): Promise<CheckResult> {
   return {
     name,
     held:
-      ok + limited === total && ok <= allowed && limited >= total - allowed && counted === limited && e.connect + e.read + e.timeout + e.mismatch === 0 &&
-      head.slice(9, 12) === "429" && Number.isFinite(retryAfter) && recovered,
+      ok + limited === total &&
+      ok <= allowed &&
+      limited >= total - allowed &&
+      counted === limited &&
+      e.connect + e.read + e.timeout + e.mismatch === 0 &&
+      head.slice(9, 12) === "429" &&
+      Number.isFinite(retryAfter) &&
+      recovered,
     detail:
       `${total} requests in ${report.durationSeconds.toFixed(2)} s at a limit of ${RATE_BURST} per ${RATE_WINDOW_S} s (burst ${RATE_BURST}): ${ok} × 200 (at most ${allowed} allowed), ${limited} × 429; ` +
       `server counted rateLimited +${counted}; then ${afterBurst200} × 200 (refilled tokens) before a ${head.slice(9, 12) || "no answer"} with Retry-After ${retryAfter}; ` +
@@ -298,12 +367,21 @@ const MALFORMED_HTTP: Array<[string, Uint8Array]> = [
   ["garbage request line", Buffer.from("GARBAGE\r\n\r\n")],
   ["bad version", Buffer.from("GET / HTTP/9.9\r\nHost: x\r\n\r\n")],
   ["bad Content-Length", Buffer.from("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n")],
-  ["CL + TE (smuggling)", Buffer.from("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")],
-  ["bad chunk size", Buffer.from("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n")],
+  [
+    "CL + TE (smuggling)",
+    Buffer.from("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+  ],
+  [
+    "bad chunk size",
+    Buffer.from("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n"),
+  ],
   ["space in header name", Buffer.from("GET / HTTP/1.1\r\nHost: x\r\nBad Header: y\r\n\r\n")],
   ["NUL in path", Buffer.from("GET /a\0b HTTP/1.1\r\nHost: x\r\n\r\n")],
   ["100 KB URL", Buffer.from(`GET /${"a".repeat(100_000)} HTTP/1.1\r\nHost: x\r\n\r\n`)],
-  ["200 KB of headers", Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\n${"X-Big: ".concat("b".repeat(1000), "\r\n").repeat(200)}\r\n`)],
+  [
+    "200 KB of headers",
+    Buffer.from(`GET / HTTP/1.1\r\nHost: x\r\n${"X-Big: ".concat("b".repeat(1000), "\r\n").repeat(200)}\r\n`),
+  ],
   ["traversal ../../etc/passwd", Buffer.from("GET /../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")],
   ["encoded traversal", Buffer.from("GET /%2e%2e/%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n")],
   ["random bytes", Uint8Array.from({ length: 4096 }, (_, i) => (i * 7919 + 13) & 0xff)],
@@ -321,7 +399,8 @@ async function checkMalformedHttp(http: Running): Promise<CheckResult> {
     const text = result.received.toString("latin1");
     const status = text.startsWith("HTTP/1.") ? Number(text.slice(9, 12)) : 0;
     // Refused (4xx, or 501/505 from the parser) or closed are fine; a 2xx/3xx, a 500 (handler failure) or passwd contents are not.
-    const fine = (status === 0 || (status >= 400 && status < 500) || status === 501 || status === 505) && !text.includes("root:");
+    const fine =
+      (status === 0 || (status >= 400 && status < 500) || status === 501 || status === 505) && !text.includes("root:");
     if (!fine) bad++;
     seen.push(`${label}: ${status === 0 ? (result.closedByPeer ? "closed" : "no answer") : status}${fine ? "" : " ✗"}`);
   }
@@ -368,7 +447,9 @@ async function checkMalformedFrames(custom: Running): Promise<CheckResult> {
     const ping = await client.request(OP_PING);
     const fine = unknown.status === 1 && ping.status === STATUS_OK;
     if (!fine) bad++;
-    parts.push(`unknown opcode 0x7e: status ${unknown.status}, then PING on the same connection: ${ping.status}${fine ? "" : " ✗"}`);
+    parts.push(
+      `unknown opcode 0x7e: status ${unknown.status}, then PING on the same connection: ${ping.status}${fine ? "" : " ✗"}`,
+    );
   } finally {
     client.close();
   }
@@ -380,7 +461,10 @@ async function checkMalformedFrames(custom: Running): Promise<CheckResult> {
     return state;
   };
   const fuzz = Array.from({ length: 100 }, (_, i) => {
-    const bytes = i % 2 === 0 ? Uint8Array.from({ length: 2048 }, () => random() & 0xff) : encodeFrame(random() & 0xff, random() & 0xffff, random(), new Uint8Array(64));
+    const bytes =
+      i % 2 === 0
+        ? Uint8Array.from({ length: 2048 }, () => random() & 0xff)
+        : encodeFrame(random() & 0xff, random() & 0xffff, random(), new Uint8Array(64));
     if (i % 2 === 1) for (let k = 0; k < 3; k++) bytes[random() % bytes.length] = random() & 0xff;
     return exchange(custom.port, bytes, 1000);
   });
@@ -400,7 +484,19 @@ async function checkWorkerKilled(custom: Running): Promise<CheckResult> {
   const name = "pool worker killed mid-load";
   const before = await stats(custom);
   const connections = 16;
-  const running = load([`hps://127.0.0.1:${custom.port}`, "--opcode", "hash", "-s", "64", "-c", String(connections), "-d", "3s", "--timeout", "5s"]);
+  const running = load([
+    `hps://127.0.0.1:${custom.port}`,
+    "--opcode",
+    "hash",
+    "-s",
+    "64",
+    "-c",
+    String(connections),
+    "-d",
+    "3s",
+    "--timeout",
+    "5s",
+  ]);
   await Bun.sleep(1000); // let the load reach full speed before the kill
   const killer = await HpsClient.connect("127.0.0.1", custom.port, { timeoutMs: 5000 });
   let killStatus = -1;
@@ -423,7 +519,13 @@ async function checkWorkerKilled(custom: Running): Promise<CheckResult> {
   const crashed = after.counters.poolCrashed - before.counters.poolCrashed;
   return {
     name,
-    held: killStatus === STATUS_INTERNAL && e.connect + e.read + e.timeout + e.mismatch === 0 && e.nonOk <= connections && crashed >= 1 && replaced && hashStatus === STATUS_OK,
+    held:
+      killStatus === STATUS_INTERNAL &&
+      e.connect + e.read + e.timeout + e.mismatch === 0 &&
+      e.nonOk <= connections &&
+      crashed >= 1 &&
+      replaced &&
+      hashStatus === STATUS_OK,
     detail:
       `kill request answered status ${killStatus}; HASH load ${Math.round(report.requests.perSecond.mean)}/s: ${loadErrors(report)} (at most ${connections} in flight may fail); ` +
       `poolCrashed +${crashed}; workers back to ${after.gauges.pool?.workers ?? "?"}/${POOL_THREADS}: ${replaced}; HASH afterwards: ${hashStatus}`,
@@ -432,13 +534,31 @@ async function checkWorkerKilled(custom: Running): Promise<CheckResult> {
 
 async function checkSigtermCustom(custom: Running): Promise<CheckResult> {
   const name = "SIGTERM under load (custom): in-flight completed, exit 0";
-  const clients = await Promise.all(Array.from({ length: 16 }, () => HpsClient.connect("127.0.0.1", custom.port, { timeoutMs: 10_000 })));
+  const clients = await Promise.all(
+    Array.from({ length: 16 }, () => HpsClient.connect("127.0.0.1", custom.port, { timeoutMs: 10_000 })),
+  );
   const before = await stats(custom);
   const delayMs = 400;
   const payload = Uint8Array.of(delayMs >> 8, delayMs & 0xff, 1, 2, 3);
-  const background = load([`hps://127.0.0.1:${custom.port}`, "--opcode", "ping", "-c", "8", "-d", "3s", "--timeout", "3s"]);
+  const background = load([
+    `hps://127.0.0.1:${custom.port}`,
+    "--opcode",
+    "ping",
+    "-c",
+    "8",
+    "-d",
+    "3s",
+    "--timeout",
+    "3s",
+  ]);
   await Bun.sleep(300); // the background load is under way
-  const requests = clients.flatMap((client) => Array.from({ length: 8 }, () => client.request(OP_DELAY, payload).catch((error: Error) => ({ status: -1, payload: new TextEncoder().encode(error.message) }))));
+  const requests = clients.flatMap((client) =>
+    Array.from({ length: 8 }, () =>
+      client
+        .request(OP_DELAY, payload)
+        .catch((error: Error) => ({ status: -1, payload: new TextEncoder().encode(error.message) })),
+    ),
+  );
   const inFlight = requests.length;
   // The server has read every one of them once it handed them all to the pool (poolSubmitted; the background load is
   // PING, answered inline). The tcp gauge inFlight is no proof: it also counts whatever earlier checks left running.
@@ -459,10 +579,17 @@ async function checkSigtermCustom(custom: Running): Promise<CheckResult> {
   return {
     name,
     // The background load's connections each lose at most the one request in transit when the server closes them.
-    held: allSeen && completed === inFlight && exitCode === 0 && report.errors.read <= 8 && report.errors.timeout + report.errors.mismatch + report.errors.nonOk === 0,
+    held:
+      allSeen &&
+      completed === inFlight &&
+      exitCode === 0 &&
+      report.errors.read <= 8 &&
+      report.errors.timeout + report.errors.mismatch + report.errors.nonOk === 0,
     detail:
       `${inFlight} slow requests (${delayMs} ms) in flight at SIGTERM${allSeen ? "" : " (server never showed them all in flight)"}: ${completed} completed OK` +
-      (firstFailure === undefined ? "" : ` (first failure: status ${firstFailure.status} ${new TextDecoder().decode(firstFailure.payload).slice(0, 80)})`) +
+      (firstFailure === undefined
+        ? ""
+        : ` (first failure: status ${firstFailure.status} ${new TextDecoder().decode(firstFailure.payload).slice(0, 80)})`) +
       `; exit code ${exitCode ?? "none within 15 s"} after ${exitSeconds.toFixed(2)} s; background PING load (8 conns, each may lose the one request in transit at close): ${loadErrors(report)}; ` +
       `new connection afterwards: ${refused.connectFailed ? "refused" : `answered ${refused.received.length} bytes`}`,
   };
@@ -487,7 +614,12 @@ async function checkSigtermHttp(http: Running): Promise<CheckResult> {
   const shortest = results === null ? 0 : Math.min(...results.map((r) => r.bodyBytes));
   return {
     name,
-    held: answered && complete.length === downloads.length && exitCode === 0 && report.errors.read <= 8 && report.errors.timeout + report.errors.mismatch + report.errors.nonOk === 0,
+    held:
+      answered &&
+      complete.length === downloads.length &&
+      exitCode === 0 &&
+      report.errors.read <= 8 &&
+      report.errors.timeout + report.errors.mismatch + report.errors.nonOk === 0,
     detail:
       `${downloads.length} × 64 MiB downloads in flight at SIGTERM${answered ? "" : " (not all had begun)"}: ${complete.length} complete` +
       (complete.length === downloads.length ? "" : ` (shortest got ${shortest} of ${BIG_BYTES} bytes)`) +
@@ -523,7 +655,10 @@ async function main(argv: string[]): Promise<number> {
   const fdLimit = softFdLimit();
   const connections = Math.min(wantedConnections, fdLimit - 1024);
   const notes: string[] = [];
-  if (connections < wantedConnections) notes.push(`held connections limited to ${connections} by ulimit -n ${fdLimit} (run through bench/stress.sh, which raises it)`);
+  if (connections < wantedConnections)
+    notes.push(
+      `held connections limited to ${connections} by ulimit -n ${fdLimit} (run through bench/stress.sh, which raises it)`,
+    );
 
   const tempDir = mkdtempSync(join(tmpdir(), "hps-stress-"));
   stopChildrenOnSignals();
@@ -531,7 +666,9 @@ async function main(argv: string[]): Promise<number> {
   const record = (result: CheckResult) => {
     results.push(result);
     const elapsed = ((Date.now() - startedMs) / 1000).toFixed(1);
-    process.stderr.write(`[${elapsed.padStart(5)} s] ${result.held ? "held  " : "FAILED"} ${result.name}: ${result.detail}\n`);
+    process.stderr.write(
+      `[${elapsed.padStart(5)} s] ${result.held ? "held  " : "FAILED"} ${result.name}: ${result.detail}\n`,
+    );
   };
   const attempt = async (name: string, run: () => Promise<CheckResult>) => {
     try {
@@ -551,7 +688,14 @@ async function main(argv: string[]): Promise<number> {
     writeFileSync(emptyConfig, "# defaults; the stress run sets what it needs with --set\n");
 
     const ports = freePorts(8);
-    const common = ["server.bind=127.0.0.1", "log.level=warn", "stats.interval_s=0", "log.access_log=false", "limits.max_connections=30000", "server.shutdown_timeout_s=10"];
+    const common = [
+      "server.bind=127.0.0.1",
+      "log.level=warn",
+      "stats.interval_s=0",
+      "log.access_log=false",
+      "limits.max_connections=30000",
+      "server.shutdown_timeout_s=10",
+    ];
     const start = async (name: string, index: number, sets: string[]): Promise<Running> => {
       const port = ports[index * 2]!;
       const adminPort = ports[index * 2 + 1]!;
@@ -570,10 +714,23 @@ async function main(argv: string[]): Promise<number> {
     const [http, echo, custom, rated] = await Promise.all([
       start("hps-http", 0, ["server.protocol=http", `http.root=${www}`, "http.keepalive_timeout_s=120"]),
       start("hps-echo", 1, ["server.protocol=echo"]),
-      start("hps-custom", 2, ["server.protocol=custom", `custom.handlers=${HANDLERS}`, `pool.threads=${POOL_THREADS}`, "pool.task_timeout_ms=5000"]),
-      start("hps-http-rate-limited", 3, ["server.protocol=http", `http.root=${www}`, "rate_limit.enabled=true", `rate_limit.requests=${RATE_BURST}`, `rate_limit.window_s=${RATE_WINDOW_S}`]),
+      start("hps-custom", 2, [
+        "server.protocol=custom",
+        `custom.handlers=${HANDLERS}`,
+        `pool.threads=${POOL_THREADS}`,
+        "pool.task_timeout_ms=5000",
+      ]),
+      start("hps-http-rate-limited", 3, [
+        "server.protocol=http",
+        `http.root=${www}`,
+        "rate_limit.enabled=true",
+        `rate_limit.requests=${RATE_BURST}`,
+        `rate_limit.window_s=${RATE_WINDOW_S}`,
+      ]),
     ]);
-    process.stderr.write(`stress: 4 servers up (http ${http.port}, echo ${echo.port}, custom ${custom.port}, rate-limited http ${rated.port}); budget ${budgetSeconds} s\n`);
+    process.stderr.write(
+      `stress: 4 servers up (http ${http.port}, echo ${echo.port}, custom ${custom.port}, rate-limited http ${rated.port}); budget ${budgetSeconds} s\n`,
+    );
 
     // Time each check may take at most; churn gets what is left before the last checks' reserve.
     const RESERVE_AFTER_CHURN_MS = 25_000;
@@ -581,7 +738,9 @@ async function main(argv: string[]): Promise<number> {
     await attempt("concurrent HPS/1 connections held", () => checkHeldFrames(custom, connections, Date.now() + 15_000));
     const churnEndMs = Math.max(Date.now() + 4000, budgetEndMs - RESERVE_AFTER_CHURN_MS);
     const churnSplitMs = Date.now() + (churnEndMs - Date.now()) * 0.6;
-    await attempt("connection churn (echo)", () => checkChurn("echo", echo, Math.round(churnTotal * 0.6), churnSplitMs));
+    await attempt("connection churn (echo)", () =>
+      checkChurn("echo", echo, Math.round(churnTotal * 0.6), churnSplitMs),
+    );
     await attempt("connection churn (http)", () => checkChurn("http", http, Math.round(churnTotal * 0.4), churnEndMs));
     await attempt("slow readers (HTTP)", () => checkSlowReadersHttp(http));
     await attempt("slow reader (echo)", () => checkSlowReaderEcho(echo));
@@ -592,7 +751,10 @@ async function main(argv: string[]): Promise<number> {
     await attempt("worker killed", () => checkWorkerKilled(custom));
     await attempt("SIGTERM custom", () => checkSigtermCustom(custom));
     await attempt("SIGTERM http", () => checkSigtermHttp(http));
-    for (const [name, server] of [["echo", echo], ["rate-limited http", rated]] as const) {
+    for (const [name, server] of [
+      ["echo", echo],
+      ["rate-limited http", rated],
+    ] as const) {
       const code = await server.child.stop("SIGTERM", 15_000);
       if (code !== 0) record({ name: `SIGTERM at rest (${name}): exit 0`, held: false, detail: `exit code ${code}` });
     }
@@ -603,11 +765,24 @@ async function main(argv: string[]): Promise<number> {
 
   const totalSeconds = (Date.now() - startedMs) / 1000;
   const failed = results.filter((r) => !r.held);
-  const lines = ["", `hps stress — ${new Date().toISOString().slice(0, 19)}Z, ${totalSeconds.toFixed(1)} s (budget ${budgetSeconds} s)`, "", "| check | held | detail |", "| --- | --- | --- |"];
-  for (const result of results) lines.push(`| ${result.name} | ${result.held ? "yes" : "**NO**"} | ${result.detail.replaceAll("|", "/")} |`);
-  if (totalSeconds > budgetSeconds * 1.25) notes.push(`the run took ${totalSeconds.toFixed(0)} s, over its ${budgetSeconds} s budget`);
+  const lines = [
+    "",
+    `hps stress — ${new Date().toISOString().slice(0, 19)}Z, ${totalSeconds.toFixed(1)} s (budget ${budgetSeconds} s)`,
+    "",
+    "| check | held | detail |",
+    "| --- | --- | --- |",
+  ];
+  for (const result of results)
+    lines.push(`| ${result.name} | ${result.held ? "yes" : "**NO**"} | ${result.detail.replaceAll("|", "/")} |`);
+  if (totalSeconds > budgetSeconds * 1.25)
+    notes.push(`the run took ${totalSeconds.toFixed(0)} s, over its ${budgetSeconds} s budget`);
   for (const note of notes) lines.push(`\nNote: ${note}`);
-  lines.push("", failed.length === 0 ? `All ${results.length} checks held.` : `${failed.length} of ${results.length} checks did not hold: ${failed.map((r) => r.name).join("; ")}`);
+  lines.push(
+    "",
+    failed.length === 0
+      ? `All ${results.length} checks held.`
+      : `${failed.length} of ${results.length} checks did not hold: ${failed.map((r) => r.name).join("; ")}`,
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
   return failed.length === 0 ? 0 : 1;
 }

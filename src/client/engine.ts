@@ -81,7 +81,8 @@ export function planThreads(options: LoadOptions): ThreadPlan[] {
   const plans: ThreadPlan[] = [];
   let firstConnection = 0;
   for (let t = 0; t < options.threads; t++) {
-    const connections = Math.floor(options.connections / options.threads) + (t < options.connections % options.threads ? 1 : 0);
+    const connections =
+      Math.floor(options.connections / options.threads) + (t < options.connections % options.threads ? 1 : 0);
     const totalRequests =
       options.totalRequests === null
         ? null
@@ -201,7 +202,7 @@ class LoadConnection implements ResponseSink {
       return;
     }
     const written = socket.write(this.batch, 0, bytes);
-    if (written < bytes) this.appendPending(this.batch, written < 0 ? 0 : written, bytes - (written < 0 ? 0 : written));
+    if (written < bytes) this.appendPending(this.batch, Math.max(written, 0), bytes - Math.max(written, 0));
   }
 
   private appendPending(source: Uint8Array, offset: number, bytes: number): void {
@@ -255,7 +256,8 @@ class LoadConnection implements ResponseSink {
     if (this.inFlight === 0) return Infinity;
     if (this.engine.protocol.ordered) return this.sentMs[this.head & this.mask]!;
     let oldest = Infinity;
-    for (let slot = 0; slot <= this.mask; slot++) if (this.slotBusy[slot] === 1 && this.sentMs[slot]! < oldest) oldest = this.sentMs[slot]!;
+    for (let slot = 0; slot <= this.mask; slot++)
+      if (this.slotBusy[slot] === 1 && this.sentMs[slot]! < oldest) oldest = this.sentMs[slot]!;
     return oldest;
   }
 
@@ -569,7 +571,8 @@ export class LoadEngine {
     if (tallies[Tally.recording] === 0 && nowMs >= this.measureStartMs) tallies[Tally.recording] = 1;
     // timeouts
     for (const connection of this.connections) {
-      if (connection.inFlight > 0 && nowMs - connection.oldestSentMs() > this.timeoutMs) this.reopen(connection, Lost.TIMEOUT);
+      if (connection.inFlight > 0 && nowMs - connection.oldestSentMs() > this.timeoutMs)
+        this.reopen(connection, Lost.TIMEOUT);
     }
     if (this.finished) return;
     // end of a timed run
@@ -608,7 +611,10 @@ export class LoadEngine {
 
   private end(lastMs: number): void {
     if (this.finished) return;
-    const measuredMs = Math.max(0, (this.limited && this.endMs === Infinity ? lastMs : Math.min(lastMs, this.endMs)) - this.measureStartMs);
+    const measuredMs = Math.max(
+      0,
+      (this.limited && this.endMs === Infinity ? lastMs : Math.min(lastMs, this.endMs)) - this.measureStartMs,
+    );
     this.tallies[Tally.measuredMs] = measuredMs;
     if (this.isOpen) {
       let planned = 0;
@@ -633,6 +639,12 @@ export class LoadEngine {
 
   private result(): ThreadResult {
     this.tallies[Tally.done] = 1;
-    return { tallies: this.tallies, statuses: this.statuses, latency: this.latency, corrected: this.corrected, fatal: this.fatal };
+    return {
+      tallies: this.tallies,
+      statuses: this.statuses,
+      latency: this.latency,
+      corrected: this.corrected,
+      fatal: this.fatal,
+    };
   }
 }

@@ -34,10 +34,21 @@ export class HpsClient implements Disposable {
   private readonly outgoing: Uint8Array[] = [];
   private isFlushQueued = false;
   private failure: Error | null = null;
-  private readonly onFrame = (_opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void => {
+  private readonly onFrame = (
+    _opcode: number,
+    status: number,
+    requestId: number,
+    bytes: Uint8Array,
+    payloadStart: number,
+    payloadBytes: number,
+  ): void => {
     const payloadEnd = payloadStart + payloadBytes;
     if (requestId === 0 && status !== 0) {
-      this.fail(new Error(`server closed the connection: status ${status}: ${new TextDecoder().decode(bytes.subarray(payloadStart, payloadEnd))}`));
+      this.fail(
+        new Error(
+          `server closed the connection: status ${status}: ${new TextDecoder().decode(bytes.subarray(payloadStart, payloadEnd))}`,
+        ),
+      );
       return;
     }
     const request = this.pending.get(requestId);
@@ -78,7 +89,10 @@ export class HpsClient implements Disposable {
           : await Promise.race([
               connecting,
               new Promise<never>((_, reject) => {
-                timer = setTimeout(() => reject(new Error(`connect to ${host}:${port} timed out after ${options.timeoutMs} ms`)), options.timeoutMs);
+                timer = setTimeout(
+                  () => reject(new Error(`connect to ${host}:${port} timed out after ${options.timeoutMs} ms`)),
+                  options.timeoutMs,
+                );
               }),
             ]);
       client.socket = socket;

@@ -22,7 +22,7 @@ export function newLatencyHistogram(): Histogram {
 /** Records a latency in milliseconds (fractional), clamped to the histogram's range. */
 export function recordMillis(histogram: Histogram, millis: number): void {
   const micros = Math.round(millis * 1000);
-  histogram.recordValue(micros < LOWEST_MICROS ? LOWEST_MICROS : micros > HIGHEST_MICROS ? HIGHEST_MICROS : micros);
+  histogram.recordValue(micros < LOWEST_MICROS ? LOWEST_MICROS : Math.min(micros, HIGHEST_MICROS));
 }
 
 /** Compact text form for moving a histogram between threads. */

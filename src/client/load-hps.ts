@@ -36,7 +36,14 @@ export class HpsCodec implements ResponseCodec {
   readonly closeRequested = false;
   private readonly decoder: FrameDecoder;
   private sink: ResponseSink | null = null;
-  private readonly onFrame = (opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void => {
+  private readonly onFrame = (
+    opcode: number,
+    status: number,
+    requestId: number,
+    bytes: Uint8Array,
+    payloadStart: number,
+    payloadBytes: number,
+  ): void => {
     const sink = this.sink!;
     if (requestId === 0) {
       sink.protocolError();
@@ -46,7 +53,11 @@ export class HpsCodec implements ResponseCodec {
       sink.completeId(requestId, Outcome.NON_OK, status);
       return;
     }
-    sink.completeId(requestId, this.payloadMatches(opcode, bytes, payloadStart, payloadBytes) ? Outcome.OK : Outcome.MISMATCH, status);
+    sink.completeId(
+      requestId,
+      this.payloadMatches(opcode, bytes, payloadStart, payloadBytes) ? Outcome.OK : Outcome.MISMATCH,
+      status,
+    );
   };
 
   constructor(
@@ -60,7 +71,11 @@ export class HpsCodec implements ResponseCodec {
   private payloadMatches(opcode: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): boolean {
     if (opcode !== this.opcode) return false;
     if (opcode === Opcode.PING) return payloadBytes === 0;
-    if (opcode === Opcode.ECHO) return payloadBytes === this.payload.length && this.payload.compare(bytes, payloadStart, payloadStart + payloadBytes) === 0;
+    if (opcode === Opcode.ECHO)
+      return (
+        payloadBytes === this.payload.length &&
+        this.payload.compare(bytes, payloadStart, payloadStart + payloadBytes) === 0
+      );
     return true;
   }
 

@@ -28,9 +28,15 @@ const TRAILER = 5;
 const UNTIL_CLOSE = 6;
 
 /** The request line, Host, the extra headers and the body, as bytes. */
-export function buildHttpRequest(target: LoadTarget, method: string, headers: readonly [string, string][], body: string): Uint8Array {
+export function buildHttpRequest(
+  target: LoadTarget,
+  method: string,
+  headers: readonly [string, string][],
+  body: string,
+): Uint8Array {
   const bodyBytes = Buffer.from(body);
-  const hostHeader = target.port === 80 ? target.host : `${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
+  const hostHeader =
+    target.port === 80 ? target.host : `${target.host.includes(":") ? `[${target.host}]` : target.host}:${target.port}`;
   let head = `${method} ${target.path} HTTP/1.1\r\n`;
   if (!headers.some(([name]) => name.toLowerCase() === "host")) head += `Host: ${hostHeader}\r\n`;
   for (const [name, value] of headers) head += `${name}: ${value}\r\n`;
@@ -146,7 +152,12 @@ export class HttpResponseCodec implements ResponseCodec {
           } else if (byte === 59 /* ; */ || byte === SPACE || byte === TAB) {
             this.inChunkExtension = true;
           } else {
-            const digit = byte >= 48 && byte <= 57 ? byte - 48 : (byte | 0x20) >= 97 && (byte | 0x20) <= 102 ? (byte | 0x20) - 87 : -1;
+            const digit =
+              byte >= 48 && byte <= 57
+                ? byte - 48
+                : (byte | 0x20) >= 97 && (byte | 0x20) <= 102
+                  ? (byte | 0x20) - 87
+                  : -1;
             if (digit < 0 || this.chunkDigits >= 12) return this.lost(sink);
             this.remainingBytes = this.remainingBytes * 16 + digit;
             this.chunkDigits++;

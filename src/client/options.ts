@@ -83,17 +83,22 @@ export function parseDurationMs(text: string, flag: string): number {
 
 function parseCount(text: string, flag: string, min: number): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < min) throw new LoadUsageError(`${flag}: expected an integer >= ${min} (got "${text}")`);
+  if (!Number.isInteger(value) || value < min)
+    throw new LoadUsageError(`${flag}: expected an integer >= ${min} (got "${text}")`);
   return value;
 }
 
 export function parseTarget(url: string): LoadTarget {
   const match = /^(http|echo|hps):\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/.exec(url);
-  if (!match) throw new LoadUsageError(`target: expected http://host:port/path, echo://host:port or hps://host:port (got "${url}")`);
+  if (!match)
+    throw new LoadUsageError(
+      `target: expected http://host:port/path, echo://host:port or hps://host:port (got "${url}")`,
+    );
   const protocol = match[1] as TargetProtocol;
   const rawHost = match[2]!;
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
-  if (match[3] === undefined && protocol !== "http") throw new LoadUsageError(`target: ${protocol}:// needs a port (got "${url}")`);
+  if (match[3] === undefined && protocol !== "http")
+    throw new LoadUsageError(`target: ${protocol}:// needs a port (got "${url}")`);
   const port = match[3] === undefined ? 80 : Number(match[3]);
   if (!(port > 0 && port < 65536)) throw new LoadUsageError(`target: port must be 1-65535 (got "${url}")`);
   return { protocol, host, port, path: match[4] ?? "/", url };
@@ -173,13 +178,15 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
       case "-m":
       case "--method":
         options.method = value().toUpperCase();
-        if (!/^[A-Z]+$/.test(options.method)) throw new LoadUsageError(`${flag}: expected a method like GET (got "${options.method}")`);
+        if (!/^[A-Z]+$/.test(options.method))
+          throw new LoadUsageError(`${flag}: expected a method like GET (got "${options.method}")`);
         break;
       case "-H":
       case "--header": {
         const text = value();
         const colon = text.indexOf(":");
-        if (colon <= 0 || /[\r\n]/.test(text)) throw new LoadUsageError(`${flag}: expected "Name: value" (got "${text}")`);
+        if (colon <= 0 || /[\r\n]/.test(text))
+          throw new LoadUsageError(`${flag}: expected "Name: value" (got "${text}")`);
         options.headers.push([text.slice(0, colon).trim(), text.slice(colon + 1).trim()]);
         break;
       }
@@ -217,8 +224,11 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
   const target = parseTarget(url);
   if (options.durationMs === null && options.totalRequests === null) options.durationMs = 10_000;
   if (options.threads > options.connections) {
-    throw new LoadUsageError(`--threads ${options.threads} needs at least as many connections (-c ${options.connections})`);
+    throw new LoadUsageError(
+      `--threads ${options.threads} needs at least as many connections (-c ${options.connections})`,
+    );
   }
-  if (target.protocol === "echo" && options.sizeBytes < 1) throw new LoadUsageError("--size: echo messages need at least 1 byte");
+  if (target.protocol === "echo" && options.sizeBytes < 1)
+    throw new LoadUsageError("--size: echo messages need at least 1 byte");
   return { target, ...options };
 }

@@ -34,8 +34,12 @@ export function formatProgress(sample: ProgressSample): string {
 
 /** The line printed before the run starts. */
 export function formatHeader(options: LoadOptions): string {
-  const length = options.totalRequests !== null ? `${formatCount(options.totalRequests)} requests` : `${options.durationMs! / 1000}s`;
-  const model = options.ratePerSecond === null ? "closed model" : `open model at ${formatCount(options.ratePerSecond)} req/s`;
+  const length =
+    options.totalRequests !== null
+      ? `${formatCount(options.totalRequests)} requests`
+      : `${options.durationMs! / 1000}s`;
+  const model =
+    options.ratePerSecond === null ? "closed model" : `open model at ${formatCount(options.ratePerSecond)} req/s`;
   const warmup = options.warmupMs > 0 ? ` after ${options.warmupMs / 1000}s warm-up` : "";
   const threads = `${options.threads} thread${options.threads === 1 ? "" : "s"}`;
   return `Running ${length} @ ${options.target.url}${warmup}\n${options.connections} connections, pipeline ${options.pipeline}, ${threads}, ${model}`;
@@ -43,14 +47,22 @@ export function formatHeader(options: LoadOptions): string {
 
 function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((cell, i) => Math.max(cell.length, ...rows.map((row) => row[i]!.length)));
-  const line = (left: string, middle: string, right: string): string => left + widths.map((w) => "─".repeat(w + 2)).join(middle) + right;
+  const line = (left: string, middle: string, right: string): string =>
+    left + widths.map((w) => "─".repeat(w + 2)).join(middle) + right;
   const render = (cells: readonly string[]): string =>
-    "│" + cells.map((cell, i) => ` ${i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)} `).join("│") + "│";
-  return [line("┌", "┬", "┐"), render(header), line("├", "┼", "┤"), ...rows.map(render), line("└", "┴", "┘")].join("\n");
+    `│${cells.map((cell, i) => ` ${i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)} `).join("│")}│`;
+  return [line("┌", "┬", "┐"), render(header), line("├", "┼", "┤"), ...rows.map(render), line("└", "┴", "┘")].join(
+    "\n",
+  );
 }
 
 function latencyRow(name: string, summary: LatencySummary): string[] {
-  return [name, ...[summary.p50, summary.p90, summary.p99, summary.p99_9, summary.mean, summary.stdev, summary.max].map(formatMicros)];
+  return [
+    name,
+    ...[summary.p50, summary.p90, summary.p99, summary.p99_9, summary.mean, summary.stdev, summary.max].map(
+      formatMicros,
+    ),
+  ];
 }
 
 function rateRow(name: string, stats: RateStats, format: (value: number) => string): string[] {
@@ -65,20 +77,30 @@ function formatStatuses(report: LoadReport): string {
       const key = `${code[0]}xx`;
       classes.set(key, (classes.get(key) ?? 0) + count);
     }
-    return [...classes.entries()].sort().map(([name, count]) => `${name} ${formatCount(count)}`).join("  ");
+    return [...classes.entries()]
+      .sort()
+      .map(([name, count]) => `${name} ${formatCount(count)}`)
+      .join("  ");
   }
-  return Object.entries(report.statuses).map(([name, count]) => `${name} ${formatCount(count)}`).join("  ");
+  return Object.entries(report.statuses)
+    .map(([name, count]) => `${name} ${formatCount(count)}`)
+    .join("  ");
 }
 
 /** The final table and summary lines. */
 export function formatReport(report: LoadReport): string {
-  const latencyRows = [latencyRow(report.latencyCorrected === null ? "Latency" : "Latency (from send)", report.latency)];
+  const latencyRows = [
+    latencyRow(report.latencyCorrected === null ? "Latency" : "Latency (from send)", report.latency),
+  ];
   if (report.latencyCorrected !== null) latencyRows.unshift(latencyRow("Latency (from plan)", report.latencyCorrected));
   const parts = [
     table(["Stat", "p50", "p90", "p99", "p99.9", "Avg", "Stdev", "Max"], latencyRows),
     table(
       ["Stat", "Min", "Mean", "Max"],
-      [rateRow("Req/Sec", report.requests.perSecond, formatCount), rateRow("Bytes/Sec", report.bytes.readPerSecond, formatBytes)],
+      [
+        rateRow("Req/Sec", report.requests.perSecond, formatCount),
+        rateRow("Bytes/Sec", report.bytes.readPerSecond, formatBytes),
+      ],
     ),
     "",
     `${formatCount(report.requests.completed)} requests in ${report.durationSeconds.toFixed(2)}s, ` +
@@ -92,7 +114,9 @@ export function formatReport(report: LoadReport): string {
       `${report.protocol === "http" ? "non-2xx" : "non-ok"} ${formatCount(e.nonOk)}, mismatch ${formatCount(e.mismatch)})`,
   );
   if (report.targetRate !== null) {
-    parts.push(`Target ${formatCount(report.targetRate)} req/s; ${formatCount(report.lateSends)} sends later than ${report.lateSendMs} ms`);
+    parts.push(
+      `Target ${formatCount(report.targetRate)} req/s; ${formatCount(report.lateSends)} sends later than ${report.lateSendMs} ms`,
+    );
   }
   for (const warning of report.warnings) parts.push(`warning: ${warning}`);
   return parts.join("\n");

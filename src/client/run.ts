@@ -1,6 +1,14 @@
 // Runs a load test: one engine in-process or T Workers, a per-second sampler, and the merged report.
 import type { Histogram } from "hdr-histogram-js";
-import { LATE_SEND_MS, LoadEngine, planThreads, Tally, TALLY_SLOTS, type ThreadPlan, type ThreadResult } from "./engine.ts";
+import {
+  LATE_SEND_MS,
+  LoadEngine,
+  planThreads,
+  Tally,
+  TALLY_SLOTS,
+  type ThreadPlan,
+  type ThreadResult,
+} from "./engine.ts";
 import { addEncodedHistogram, newLatencyHistogram, summarizeLatency, type LatencySummary } from "./latency.ts";
 import type { WorkerDone, WorkerStart } from "./load-worker.ts";
 import type { LoadOptions } from "./options.ts";
@@ -12,7 +20,16 @@ const RATE_SHORTFALL = 0.9;
 const LATE_SHARE = 0.01;
 const SAMPLE_INTERVAL_MS = 1000;
 
-const FRAME_STATUS_NAMES = ["OK", "UNKNOWN_OPCODE", "TOO_LARGE", "BAD_FRAME", "BUSY", "RATE_LIMITED", "INTERNAL", "TIMEOUT"];
+const FRAME_STATUS_NAMES = [
+  "OK",
+  "UNKNOWN_OPCODE",
+  "TOO_LARGE",
+  "BAD_FRAME",
+  "BUSY",
+  "RATE_LIMITED",
+  "INTERNAL",
+  "TIMEOUT",
+];
 
 export interface RateStats {
   min: number;
@@ -75,7 +92,12 @@ export interface RunHooks {
 
 interface ThreadHandle {
   tallies: Float64Array;
-  done: Promise<{ statuses: ArrayLike<number>; latency: Histogram | string; corrected: Histogram | string | null; fatal: string | null }>;
+  done: Promise<{
+    statuses: ArrayLike<number>;
+    latency: Histogram | string;
+    corrected: Histogram | string | null;
+    fatal: string | null;
+  }>;
   stop(): void;
 }
 
@@ -224,7 +246,9 @@ function buildReport(
       );
     }
     if (lateSends > LATE_SHARE * sent) {
-      warnings.push(`${lateSends} of ${sent} sends left more than ${LATE_SEND_MS} ms after their planned time (latency is measured from the plan)`);
+      warnings.push(
+        `${lateSends} of ${sent} sends left more than ${LATE_SEND_MS} ms after their planned time (latency is measured from the plan)`,
+      );
     }
   }
   if (errors.mismatch > 0) warnings.push(`${errors.mismatch} responses did not match their requests`);
@@ -243,7 +267,11 @@ function buildReport(
     durationSeconds: round(seconds * 100) / 100,
     targetRate: options.ratePerSecond,
     requests: { sent, completed, ok: tally(Tally.ok), perSecond: rateStats(completed, seconds, requestSamples) },
-    bytes: { read: bytesRead, written: tally(Tally.bytesWritten), readPerSecond: rateStats(bytesRead, seconds, byteSamples) },
+    bytes: {
+      read: bytesRead,
+      written: tally(Tally.bytesWritten),
+      readPerSecond: rateStats(bytesRead, seconds, byteSamples),
+    },
     latency: summarizeLatency(latency),
     latencyCorrected: corrected === null ? null : summarizeLatency(corrected),
     errors,

@@ -26,6 +26,6 @@ export class SendSchedule {
   /** Requests planned strictly before `timeMs` (the index of the first planned at or after it). */
   countBefore(timeMs: number): number {
     const k = Math.ceil((timeMs - this.startMs - this.phaseMs) / this.intervalMs);
-    return k > 0 ? k : 0;
+    return Math.max(k, 0);
   }
 }

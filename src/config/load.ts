@@ -50,7 +50,9 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
   if (await file.exists()) {
     raw = parseFile(source, await file.text(), problems);
   } else if (options.requireFile) {
-    problems.push(`${source}: file not found (create it, or leave out --config to use ${"server.toml"} or the defaults)`);
+    problems.push(
+      `${source}: file not found (create it, or leave out --config to use ${"server.toml"} or the defaults)`,
+    );
   }
   checkKnownKeys(raw, source, problems);
   applyEnv(raw, options.env ?? {}, problems);
@@ -112,7 +114,9 @@ function applyEnv(raw: RawConfig, env: Record<string, string | undefined>, probl
     const table = TABLE_NAMES.filter((t) => rest.startsWith(`${t}_`)).sort((a, b) => b.length - a.length)[0];
     const key = table === undefined ? "" : rest.slice(table.length + 1);
     if (table === undefined || !hasSetting(table, key)) {
-      const all = TABLE_NAMES.flatMap((t) => Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `HPS_${t}_${k}`.toUpperCase()));
+      const all = TABLE_NAMES.flatMap((t) =>
+        Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `HPS_${t}_${k}`.toUpperCase()),
+      );
       problems.push(`environment: unknown setting ${name}${suggest(name, all)}`);
       continue;
     }
@@ -168,13 +172,20 @@ function validate(raw: RawConfig, source: string, problems: string[]): Config | 
 function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
   const [table, key] = issue.path as string[];
   const name = issue.path.join(".");
-  const given = issue.path.reduce<unknown>((value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey], raw);
+  const given = issue.path.reduce<unknown>(
+    (value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey],
+    raw,
+  );
   const got = ` (got ${describe(given === undefined && "input" in issue ? issue.input : given)})`;
-  const unit = table !== undefined && key !== undefined && hasSetting(table, key) ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, { unit?: string }>)[key]!.unit : undefined;
+  const unit =
+    table !== undefined && key !== undefined && hasSetting(table, key)
+      ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, { unit?: string }>)[key]!.unit
+      : undefined;
   const inUnit = unit ? ` ${unit}` : "";
   switch (issue.code) {
     case "invalid_type":
-      if (issue.expected === "number" && typeof given === "string") return `${name} must be a number or a size like "16 MiB"${got}`;
+      if (issue.expected === "number" && typeof given === "string")
+        return `${name} must be a number or a size like "16 MiB"${got}`;
       return `${name} must be ${article(issue.expected)}${got}`;
     case "too_small":
       return `${name} must be at least ${issue.minimum}${inUnit}${got}`;
@@ -185,7 +196,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
     case "custom":
       return `${name} ${issue.message}${got}`;
     default:
-      if (issue.code === "invalid_format" || issue.message.includes("integer")) return `${name} must be a whole number${got}`;
+      if (issue.code === "invalid_format" || issue.message.includes("integer"))
+        return `${name} must be a whole number${got}`;
       return `${name}: ${issue.message}${got}`;
   }
 }

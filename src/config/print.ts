@@ -9,7 +9,10 @@ function tomlValue(value: unknown): string {
 }
 
 function settingEntries(): Array<[string, Array<[string, SettingSpec]>]> {
-  return Object.entries(SETTINGS).map(([table, settings]) => [table, Object.entries(settings as Record<string, SettingSpec>)]);
+  return Object.entries(SETTINGS).map(([table, settings]) => [
+    table,
+    Object.entries(settings as Record<string, SettingSpec>),
+  ]);
 }
 
 /** The configuration as TOML; with `comments`, each setting is preceded by its meaning, unit and default. */
@@ -23,7 +26,10 @@ export function configToToml(config: Config, comments = true): string {
       if (comments) {
         const unit = spec.unit ? ` Unit: ${spec.unit}.` : "";
         lines.push(`# ${spec.doc}${unit} Default: ${tomlValue(DEFAULTS[table]![key])}.`);
-        if (spec.notAppliedBecause) lines.push(`# Only ${tomlValue(spec.runtimeValue)} can be honoured on this runtime: ${spec.notAppliedBecause}.`);
+        if (spec.notAppliedBecause)
+          lines.push(
+            `# Only ${tomlValue(spec.runtimeValue)} can be honoured on this runtime: ${spec.notAppliedBecause}.`,
+          );
       }
       lines.push(`${key} = ${tomlValue(values[table]![key])}`);
     }
@@ -41,7 +47,9 @@ export function settingsReference(): string {
         ? ` *Only \`${tomlValue(spec.runtimeValue)}\` can be honoured (${spec.notAppliedBecause}); any other value is accepted and reported at start-up as not applied.*`
         : "";
       const shown = tomlValue(DEFAULTS[table]![key]).replaceAll("|", "\\|");
-      out.push(`| \`${table}.${key}\` | \`${shown}\` | ${spec.unit ?? ""} | ${spec.doc.replaceAll("|", "\\|")}${note} |`);
+      out.push(
+        `| \`${table}.${key}\` | \`${shown}\` | ${spec.unit ?? ""} | ${spec.doc.replaceAll("|", "\\|")}${note} |`,
+      );
     }
     out.push("");
   }
@@ -56,7 +64,9 @@ export function unappliedSettings(config: Config): string[] {
     for (const [key, spec] of settings) {
       const value = values[table]![key];
       if (spec.notAppliedBecause && value !== spec.runtimeValue) {
-        result.push(`${table}.${key} = ${tomlValue(value)} (${spec.notAppliedBecause}; it behaves as ${tomlValue(spec.runtimeValue)})`);
+        result.push(
+          `${table}.${key} = ${tomlValue(value)} (${spec.notAppliedBecause}; it behaves as ${tomlValue(spec.runtimeValue)})`,
+        );
       }
     }
   }

@@ -54,7 +54,11 @@ export function planReload(running: Config, next: Config): ReloadPlan {
     for (const key of Object.keys(SETTINGS[table])) {
       if (sameValue(runningTable[key], nextTable[key])) continue;
       const name = `${table}.${key}`;
-      if (isListed(READ_AT_START, table, key) || isListed(atStart, table, key) || (threaded && isListed(READ_AT_START_THREADED, table, key))) {
+      if (
+        isListed(READ_AT_START, table, key) ||
+        isListed(atStart, table, key) ||
+        (threaded && isListed(READ_AT_START_THREADED, table, key))
+      ) {
         needsRestart.push(name);
       } else {
         out[key] = nextTable[key];
@@ -66,14 +70,16 @@ export function planReload(running: Config, next: Config): ReloadPlan {
   const checked = configSchema.safeParse(merged);
   if (!checked.success) {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "config"}: ${issue.message}`);
-    throw new Error(`the reloaded configuration cannot run with the settings that need a restart kept at their running values: ${problems.join("; ")}`);
+    throw new Error(
+      `the reloaded configuration cannot run with the settings that need a restart kept at their running values: ${problems.join("; ")}`,
+    );
   }
   return { config: Object.freeze(checked.data) as Config, applied, needsRestart };
 }
 
 function isListed(list: SettingList, table: TableName, key: string): boolean {
   const keys = list[table];
-  return keys === "*" || (keys !== undefined && keys.includes(key));
+  return keys === "*" || keys?.includes(key) === true;
 }
 
 /** Settings are primitives or lists of strings. */

@@ -13,8 +13,16 @@ export interface SettingSpec {
 }
 
 const BYTE_UNITS: Record<string, number> = {
-  b: 1, kb: 1e3, mb: 1e6, gb: 1e9,
-  k: 1024, kib: 1024, m: 1024 ** 2, mib: 1024 ** 2, g: 1024 ** 3, gib: 1024 ** 3,
+  b: 1,
+  kb: 1e3,
+  mb: 1e6,
+  gb: 1e9,
+  k: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gib: 1024 ** 3,
 };
 
 /** Parses "16 MiB", "64k", "1024" into a byte count; returns NaN when it cannot. */
@@ -43,76 +51,227 @@ const GiB = 1024 * MiB;
 /** The settings, table by table, in the order server.toml and the README show them. */
 export const SETTINGS = {
   server: {
-    protocol: { schema: oneOf(["http", "echo", "custom"] as const, "http"), doc: "Protocol spoken on the public port: http (static files), echo (bytes back) or custom (HPS/1 binary frames)." },
-    bind: { schema: str("0.0.0.0"), doc: "Address to listen on; 127.0.0.1 for loopback only, :: for all IPv6 and IPv4." },
+    protocol: {
+      schema: oneOf(["http", "echo", "custom"] as const, "http"),
+      doc: "Protocol spoken on the public port: http (static files), echo (bytes back) or custom (HPS/1 binary frames).",
+    },
+    bind: {
+      schema: str("0.0.0.0"),
+      doc: "Address to listen on; 127.0.0.1 for loopback only, :: for all IPv6 and IPv4.",
+    },
     port: { schema: int(0, 65535, 8080), doc: "TCP port; 0 picks a free port (tests use it)." },
-    backlog: { schema: int(1, 65535, 512), doc: "Listen backlog (pending connections the kernel queues).", notAppliedBecause: "Bun.listen and Bun.serve always listen with a backlog of 512", runtimeValue: 512 },
-    reuse_port: { schema: bool(false), doc: "Set SO_REUSEPORT so several processes or I/O threads can share the port." },
-    io_threads: { schema: int(1, 64, 1), doc: "I/O threads that each accept connections on the port (more than 1 turns reuse_port on)." },
-    shutdown_timeout_s: { schema: num(0, 3600, 10), doc: "On SIGINT/SIGTERM, how long in-flight work may take to finish before the rest is closed.", unit: "seconds" },
+    backlog: {
+      schema: int(1, 65535, 512),
+      doc: "Listen backlog (pending connections the kernel queues).",
+      notAppliedBecause: "Bun.listen and Bun.serve always listen with a backlog of 512",
+      runtimeValue: 512,
+    },
+    reuse_port: {
+      schema: bool(false),
+      doc: "Set SO_REUSEPORT so several processes or I/O threads can share the port.",
+    },
+    io_threads: {
+      schema: int(1, 64, 1),
+      doc: "I/O threads that each accept connections on the port (more than 1 turns reuse_port on).",
+    },
+    shutdown_timeout_s: {
+      schema: num(0, 3600, 10),
+      doc: "On SIGINT/SIGTERM, how long in-flight work may take to finish before the rest is closed.",
+      unit: "seconds",
+    },
   },
   tcp: {
     nodelay: { schema: bool(true), doc: "Disable Nagle's algorithm (TCP_NODELAY) on every connection." },
     keepalive: { schema: bool(true), doc: "Enable TCP keep-alive probes (SO_KEEPALIVE) on every connection." },
-    keepalive_idle_s: { schema: int(1, 7200, 60), doc: "Idle time before the first TCP keep-alive probe.", unit: "seconds" },
-    cork: { schema: bool(false), doc: "TCP_CORK: hold partial frames to send full segments.", notAppliedBecause: "Bun's socket APIs have no TCP_CORK option (Bun batches writes within one event-loop tick itself)", runtimeValue: false },
-    recv_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_RCVBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_RCVBUF option", runtimeValue: 0 },
-    send_buffer_bytes: { schema: byteSize(0, GiB, 0), doc: "SO_SNDBUF per connection; 0 keeps the kernel's default.", unit: "bytes", notAppliedBecause: "Bun's socket APIs have no SO_SNDBUF option", runtimeValue: 0 },
-    max_buffered_bytes: { schema: byteSize(4096, GiB, 4 * MiB), doc: "Bytes queued for a connection that is not reading; past this it is disconnected (echo, custom).", unit: "bytes" },
+    keepalive_idle_s: {
+      schema: int(1, 7200, 60),
+      doc: "Idle time before the first TCP keep-alive probe.",
+      unit: "seconds",
+    },
+    cork: {
+      schema: bool(false),
+      doc: "TCP_CORK: hold partial frames to send full segments.",
+      notAppliedBecause:
+        "Bun's socket APIs have no TCP_CORK option (Bun batches writes within one event-loop tick itself)",
+      runtimeValue: false,
+    },
+    recv_buffer_bytes: {
+      schema: byteSize(0, GiB, 0),
+      doc: "SO_RCVBUF per connection; 0 keeps the kernel's default.",
+      unit: "bytes",
+      notAppliedBecause: "Bun's socket APIs have no SO_RCVBUF option",
+      runtimeValue: 0,
+    },
+    send_buffer_bytes: {
+      schema: byteSize(0, GiB, 0),
+      doc: "SO_SNDBUF per connection; 0 keeps the kernel's default.",
+      unit: "bytes",
+      notAppliedBecause: "Bun's socket APIs have no SO_SNDBUF option",
+      runtimeValue: 0,
+    },
+    max_buffered_bytes: {
+      schema: byteSize(4096, GiB, 4 * MiB),
+      doc: "Bytes queued for a connection that is not reading; past this it is disconnected (echo, custom).",
+      unit: "bytes",
+    },
   },
   limits: {
-    max_connections: { schema: int(1, 10_000_000, 10_000), doc: "Connections open at once; further ones are refused (TCP: closed at once; HTTP: 503)." },
-    max_connections_per_ip: { schema: int(0, 10_000_000, 0), doc: "Connections open at once from one client address; 0 = no limit but max_connections." },
-    connection_timeout_s: { schema: num(0, 86_400, 60), doc: "Idle time after which a TCP connection (echo, custom) is closed; 0 = never.", unit: "seconds" },
-    max_request_bytes: { schema: byteSize(16, GiB, MiB), doc: "Largest HTTP request body or HPS/1 frame; larger ones get 413 or error frame 2.", unit: "bytes" },
+    max_connections: {
+      schema: int(1, 10_000_000, 10_000),
+      doc: "Connections open at once; further ones are refused (TCP: closed at once; HTTP: 503).",
+    },
+    max_connections_per_ip: {
+      schema: int(0, 10_000_000, 0),
+      doc: "Connections open at once from one client address; 0 = no limit but max_connections.",
+    },
+    connection_timeout_s: {
+      schema: num(0, 86_400, 60),
+      doc: "Idle time after which a TCP connection (echo, custom) is closed; 0 = never.",
+      unit: "seconds",
+    },
+    max_request_bytes: {
+      schema: byteSize(16, GiB, MiB),
+      doc: "Largest HTTP request body or HPS/1 frame; larger ones get 413 or error frame 2.",
+      unit: "bytes",
+    },
   },
   http: {
     root: { schema: str("./public"), doc: "Directory whose files are served; nothing outside it ever is." },
     index: { schema: str("index.html"), doc: "File served for a directory request (/ and /dir/)." },
-    pipelining: { schema: bool(true), doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).", notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them", runtimeValue: true },
-    keepalive_timeout_s: { schema: int(0, 255, 10), doc: "Idle time before a keep-alive connection is closed (Bun's idleTimeout, at most 255); 0 = never.", unit: "seconds" },
-    max_keepalive_requests: { schema: int(0, 10_000_000, 0), doc: "Requests served on one connection before it is closed with Connection: close; 0 = unlimited (as Node, Caddy and Bun; nginx uses 1000). A limit costs one getpeername per request." },
-    connection_limits: { schema: bool(false), doc: "Apply limits.max_connections and limits.max_connections_per_ip to HTTP connections (a connection is a peer address and port; one the client drops silently stays counted up to keepalive_timeout_s; costs one getpeername per request)." },
-    sendfile: { schema: bool(true), doc: "Send large files with Bun.file (the kernel's sendfile for files of 1 MiB or more) instead of reading them in." },
-    dotfiles: { schema: oneOf(["deny", "allow"] as const, "deny"), doc: "Whether paths with a segment starting with '.' (other than .well-known) are served." },
+    pipelining: {
+      schema: bool(true),
+      doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).",
+      notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them",
+      runtimeValue: true,
+    },
+    keepalive_timeout_s: {
+      schema: int(0, 255, 10),
+      doc: "Idle time before a keep-alive connection is closed (Bun's idleTimeout, at most 255); 0 = never.",
+      unit: "seconds",
+    },
+    max_keepalive_requests: {
+      schema: int(0, 10_000_000, 0),
+      doc: "Requests served on one connection before it is closed with Connection: close; 0 = unlimited (as Node, Caddy and Bun; nginx uses 1000). A limit costs one getpeername per request.",
+    },
+    connection_limits: {
+      schema: bool(false),
+      doc: "Apply limits.max_connections and limits.max_connections_per_ip to HTTP connections (a connection is a peer address and port; one the client drops silently stays counted up to keepalive_timeout_s; costs one getpeername per request).",
+    },
+    sendfile: {
+      schema: bool(true),
+      doc: "Send large files with Bun.file (the kernel's sendfile for files of 1 MiB or more) instead of reading them in.",
+    },
+    dotfiles: {
+      schema: oneOf(["deny", "allow"] as const, "deny"),
+      doc: "Whether paths with a segment starting with '.' (other than .well-known) are served.",
+    },
     directory_listing: { schema: bool(false), doc: "Serve an HTML listing for a directory without an index file." },
-    fallback: { schema: str(""), doc: "File (relative to root) served for paths with no file, for single-page apps; empty = 404." },
-    max_ranges: { schema: int(1, 1000, 16), doc: "Most ranges honoured in one Range header; more (or overlapping) ranges get the whole file." },
-    cache_control: { schema: str("public, max-age=0, must-revalidate"), doc: "Cache-Control sent with every file; empty = none." },
-    immutable_pattern: { schema: str(""), doc: "Regular expression on the path; matching files get Cache-Control: public, max-age=31536000, immutable." },
-    compress: { schema: bool(true), doc: "Gzip/brotli compressible files on the fly (cached in memory) when the client accepts it and no precompressed sidecar exists." },
+    fallback: {
+      schema: str(""),
+      doc: "File (relative to root) served for paths with no file, for single-page apps; empty = 404.",
+    },
+    max_ranges: {
+      schema: int(1, 1000, 16),
+      doc: "Most ranges honoured in one Range header; more (or overlapping) ranges get the whole file.",
+    },
+    cache_control: {
+      schema: str("public, max-age=0, must-revalidate"),
+      doc: "Cache-Control sent with every file; empty = none.",
+    },
+    immutable_pattern: {
+      schema: str(""),
+      doc: "Regular expression on the path; matching files get Cache-Control: public, max-age=31536000, immutable.",
+    },
+    compress: {
+      schema: bool(true),
+      doc: "Gzip/brotli compressible files on the fly (cached in memory) when the client accepts it and no precompressed sidecar exists.",
+    },
     compress_max_bytes: { schema: byteSize(0, GiB, MiB), doc: "Largest file compressed on the fly.", unit: "bytes" },
-    cache_max_file_bytes: { schema: byteSize(0, GiB, MiB), doc: "Largest file kept in the in-memory response cache.", unit: "bytes" },
-    cache_bytes: { schema: byteSize(0, 64 * GiB, 64 * MiB), doc: "Total bytes of file content kept in the in-memory cache (least recently used evicted).", unit: "bytes" },
-    cache_revalidate_ms: { schema: int(0, 3_600_000, 1000), doc: "A cached file is checked against the disk (stat) at most this often; a change is served within this window.", unit: "milliseconds" },
-    static_routes: { schema: bool(false), doc: "Serve files held in the in-memory cache as Bun static routes: Bun answers GET and HEAD (with If-None-Match/If-Modified-Since 304 and If-Match/If-Unmodified-Since 412) from a prebuilt response, with no JavaScript per request (the fastest mode). Given up for those files: Range is ignored (the whole file, 200, as RFC 9110 allows); their requests are not counted in stats (gauge httpCache.staticRoutes gives how many paths are served so); no access log, rate limit, allow/deny, keep-alive request limit, connection limits or on-the-fly compression, so log.access_log, rate_limit.enabled, net.allow, net.deny, http.max_keepalive_requests, http.connection_limits and http.compress must be off (a start-up error names any that is not). A file with a precompressed sidecar, a file over cache_max_file_bytes, other methods and other paths keep the ordinary path. A timer checks routed files every cache_revalidate_ms (which must be at least 1)." },
+    cache_max_file_bytes: {
+      schema: byteSize(0, GiB, MiB),
+      doc: "Largest file kept in the in-memory response cache.",
+      unit: "bytes",
+    },
+    cache_bytes: {
+      schema: byteSize(0, 64 * GiB, 64 * MiB),
+      doc: "Total bytes of file content kept in the in-memory cache (least recently used evicted).",
+      unit: "bytes",
+    },
+    cache_revalidate_ms: {
+      schema: int(0, 3_600_000, 1000),
+      doc: "A cached file is checked against the disk (stat) at most this often; a change is served within this window.",
+      unit: "milliseconds",
+    },
+    static_routes: {
+      schema: bool(false),
+      doc: "Serve files held in the in-memory cache as Bun static routes: Bun answers GET and HEAD (with If-None-Match/If-Modified-Since 304 and If-Match/If-Unmodified-Since 412) from a prebuilt response, with no JavaScript per request (the fastest mode). Given up for those files: Range is ignored (the whole file, 200, as RFC 9110 allows); their requests are not counted in stats (gauge httpCache.staticRoutes gives how many paths are served so); no access log, rate limit, allow/deny, keep-alive request limit, connection limits or on-the-fly compression, so log.access_log, rate_limit.enabled, net.allow, net.deny, http.max_keepalive_requests, http.connection_limits and http.compress must be off (a start-up error names any that is not). A file with a precompressed sidecar, a file over cache_max_file_bytes, other methods and other paths keep the ordinary path. A timer checks routed files every cache_revalidate_ms (which must be at least 1).",
+    },
   },
   custom: {
-    max_in_flight: { schema: int(1, 65_536, 64), doc: "HPS/1 requests one connection may have outstanding; past it the server stops reading that socket." },
-    handlers: { schema: str(""), doc: "Module (path) loaded into every pool worker that implements opcodes 0x80-0xFF; empty = none." },
+    max_in_flight: {
+      schema: int(1, 65_536, 64),
+      doc: "HPS/1 requests one connection may have outstanding; past it the server stops reading that socket.",
+    },
+    handlers: {
+      schema: str(""),
+      doc: "Module (path) loaded into every pool worker that implements opcodes 0x80-0xFF; empty = none.",
+    },
   },
   pool: {
     threads: { schema: int(0, 256, 0), doc: "Worker threads for pool operations; 0 = one per CPU core." },
     max_queue: { schema: int(1, 10_000_000, 4096), doc: "Tasks waiting for a worker; a full queue answers busy." },
-    task_timeout_ms: { schema: int(0, 3_600_000, 5000), doc: "A task running longer (timed from when a worker starts it) fails with timeout and its worker is replaced; 0 = no limit.", unit: "milliseconds" },
-    spin_us: { schema: int(0, 1000, 100), doc: "How long a worker whose tasks have been arriving less than this apart keeps polling its empty ring for the next one before it sleeps; a task that arrives meanwhile needs no cross-thread wake-up (single-task round trips about 2.5x faster). A poll that finds nothing makes the worker skip its next chances to poll (1, 3, 7 ... 63), so sparse traffic costs almost nothing and an idle server nothing. A worker polls only while the workers awake leave a CPU to the main thread (never when the process may use one CPU only) and, with fewer spare CPUs than workers, only after completions that woke the main thread. 0 = never poll.", unit: "microseconds" },
+    task_timeout_ms: {
+      schema: int(0, 3_600_000, 5000),
+      doc: "A task running longer (timed from when a worker starts it) fails with timeout and its worker is replaced; 0 = no limit.",
+      unit: "milliseconds",
+    },
+    spin_us: {
+      schema: int(0, 1000, 100),
+      doc: "How long a worker whose tasks have been arriving less than this apart keeps polling its empty ring for the next one before it sleeps; a task that arrives meanwhile needs no cross-thread wake-up (single-task round trips about 2.5x faster). A poll that finds nothing makes the worker skip its next chances to poll (1, 3, 7 ... 63), so sparse traffic costs almost nothing and an idle server nothing. A worker polls only while the workers awake leave a CPU to the main thread (never when the process may use one CPU only) and, with fewer spare CPUs than workers, only after completions that woke the main thread. 0 = never poll.",
+      unit: "microseconds",
+    },
   },
   memory: {
-    arena: { schema: bool(true), doc: "Keep payload buffers in the shared-memory arena; false uses ordinary allocations." },
-    arena_bytes: { schema: byteSize(64 * 1024, 16 * GiB, 16 * MiB), doc: "Size of the shared-memory arena; also the budget for payloads over 64 KiB (or for all payloads with memory.arena = false).", unit: "bytes" },
+    arena: {
+      schema: bool(true),
+      doc: "Keep payload buffers in the shared-memory arena; false uses ordinary allocations.",
+    },
+    arena_bytes: {
+      schema: byteSize(64 * 1024, 16 * GiB, 16 * MiB),
+      doc: "Size of the shared-memory arena; also the budget for payloads over 64 KiB (or for all payloads with memory.arena = false).",
+      unit: "bytes",
+    },
     debug: { schema: bool(false), doc: "Detect double free and use after free in the arena (slower)." },
   },
   rate_limit: {
     enabled: { schema: bool(false), doc: "Limit requests per client address (token bucket)." },
-    requests: { schema: int(1, 1_000_000_000, 100), doc: "Requests allowed per window per client address (the sustained rate)." },
+    requests: {
+      schema: int(1, 1_000_000_000, 100),
+      doc: "Requests allowed per window per client address (the sustained rate).",
+    },
     window_s: { schema: num(0.001, 86_400, 1), doc: "Window the requests count is measured over.", unit: "seconds" },
-    burst: { schema: int(0, 1_000_000_000, 0), doc: "Requests a client may send at once above the rate; 0 = same as requests." },
-    max_tracked_ips: { schema: int(1, 100_000_000, 100_000), doc: "Client addresses remembered; the least recently seen is forgotten first." },
-    headers: { schema: bool(false), doc: "Send RateLimit-Limit/Remaining/Reset headers on admitted HTTP responses too." },
+    burst: {
+      schema: int(0, 1_000_000_000, 0),
+      doc: "Requests a client may send at once above the rate; 0 = same as requests.",
+    },
+    max_tracked_ips: {
+      schema: int(1, 100_000_000, 100_000),
+      doc: "Client addresses remembered; the least recently seen is forgotten first.",
+    },
+    headers: {
+      schema: bool(false),
+      doc: "Send RateLimit-Limit/Remaining/Reset headers on admitted HTTP responses too.",
+    },
   },
   net: {
-    trusted_proxies: { schema: strList([]), doc: "CIDRs of proxies whose X-Forwarded-For or PROXY header is believed." },
-    proxy_protocol: { schema: bool(false), doc: "Expect a PROXY protocol v1/v2 header from trusted proxies on TCP connections (echo, custom)." },
+    trusted_proxies: {
+      schema: strList([]),
+      doc: "CIDRs of proxies whose X-Forwarded-For or PROXY header is believed.",
+    },
+    proxy_protocol: {
+      schema: bool(false),
+      doc: "Expect a PROXY protocol v1/v2 header from trusted proxies on TCP connections (echo, custom).",
+    },
     allow: { schema: strList([]), doc: "CIDRs allowed to connect; empty = everyone not denied." },
     deny: { schema: strList([]), doc: "CIDRs refused at once (checked before allow)." },
   },
@@ -123,10 +282,17 @@ export const SETTINGS = {
     access_file: { schema: str(""), doc: "Access log file; empty = stdout." },
   },
   stats: {
-    interval_s: { schema: num(0, 86_400, 60), doc: "Print a status report this often; 0 = only on shutdown.", unit: "seconds" },
+    interval_s: {
+      schema: num(0, 86_400, 60),
+      doc: "Print a status report this often; 0 = only on shutdown.",
+      unit: "seconds",
+    },
   },
   admin: {
-    enabled: { schema: bool(true), doc: "Serve /livez /readyz /stats /status /metrics /dashboard on a separate listener." },
+    enabled: {
+      schema: bool(true),
+      doc: "Serve /livez /readyz /stats /status /metrics /dashboard on a separate listener.",
+    },
     bind: { schema: str("127.0.0.1"), doc: "Address of the admin listener (loopback by default)." },
     port: { schema: int(0, 65535, 9090), doc: "Port of the admin listener; 0 picks a free port." },
   },
@@ -141,9 +307,9 @@ function tableSchema<T extends Record<string, SettingSpec>>(table: T) {
   return z.object(shape).prefault({} as never);
 }
 
-const tables = Object.fromEntries(
-  Object.entries(SETTINGS).map(([name, table]) => [name, tableSchema(table)]),
-) as { [K in keyof Settings]: ReturnType<typeof tableSchema<Settings[K]>> };
+const tables = Object.fromEntries(Object.entries(SETTINGS).map(([name, table]) => [name, tableSchema(table)])) as {
+  [K in keyof Settings]: ReturnType<typeof tableSchema<Settings[K]>>;
+};
 
 /** The whole configuration, with the rules that span several settings. */
 export const configSchema = z.object(tables).superRefine((config, ctx) => {
@@ -168,13 +334,23 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
     try {
       new RegExp(config.http.immutable_pattern);
     } catch (error) {
-      ctx.addIssue({ code: "custom", path: ["http", "immutable_pattern"], message: `must be a valid regular expression (${(error as Error).message})`, input: config.http.immutable_pattern });
+      ctx.addIssue({
+        code: "custom",
+        path: ["http", "immutable_pattern"],
+        message: `must be a valid regular expression (${(error as Error).message})`,
+        input: config.http.immutable_pattern,
+      });
     }
   }
   for (const key of ["trusted_proxies", "allow", "deny"] as const) {
     config.net[key].forEach((cidr, index) => {
       if (!isCidrText(cidr)) {
-        ctx.addIssue({ code: "custom", path: ["net", key, index], message: "must be an IPv4 or IPv6 address or CIDR like 10.0.0.0/8 or fd00::/8", input: cidr });
+        ctx.addIssue({
+          code: "custom",
+          path: ["net", key, index],
+          message: "must be an IPv4 or IPv6 address or CIDR like 10.0.0.0/8 or fd00::/8",
+          input: cidr,
+        });
       }
     });
   }
@@ -183,7 +359,8 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
     const conflicts: string[] = [];
     if (config.log.access_log) conflicts.push("log.access_log = true");
     if (config.rate_limit.enabled) conflicts.push("rate_limit.enabled = true");
-    if (config.http.max_keepalive_requests > 0) conflicts.push(`http.max_keepalive_requests = ${config.http.max_keepalive_requests}`);
+    if (config.http.max_keepalive_requests > 0)
+      conflicts.push(`http.max_keepalive_requests = ${config.http.max_keepalive_requests}`);
     if (config.http.connection_limits) conflicts.push("http.connection_limits = true");
     if (config.net.allow.length > 0) conflicts.push("net.allow (not empty)");
     if (config.net.deny.length > 0) conflicts.push("net.deny (not empty)");
@@ -199,7 +376,12 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
     }
   }
   if (config.admin.enabled && config.admin.port !== 0 && config.admin.port === config.server.port) {
-    ctx.addIssue({ code: "custom", path: ["admin", "port"], message: `must differ from server.port (${config.server.port})`, input: config.admin.port });
+    ctx.addIssue({
+      code: "custom",
+      path: ["admin", "port"],
+      message: `must differ from server.port (${config.server.port})`,
+      input: config.admin.port,
+    });
   }
 });
 

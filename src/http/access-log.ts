@@ -8,6 +8,7 @@ const FLUSH_DELAY_MS = 100;
 const FLUSH_CHARS = 64 * 1024;
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 /** Characters nginx writes as \xHH in logged request lines and headers. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control bytes are exactly what must be escaped.
 const NEEDS_ESCAPE = /[\x00-\x1f"\\\x7f-\uffff]/;
 const encoder = new TextEncoder();
 
@@ -72,7 +73,15 @@ export class AccessLog {
    * Logs one request: `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`.
    * `requestLine` is `METHOD target HTTP/1.1`; missing headers are written as `-`.
    */
-  write(remoteAddress: string, requestLine: string, status: number, bodyBytes: number, referer: string | null, userAgent: string | null, nowMs: number): void {
+  write(
+    remoteAddress: string,
+    requestLine: string,
+    status: number,
+    bodyBytes: number,
+    referer: string | null,
+    userAgent: string | null,
+    nowMs: number,
+  ): void {
     const second = Math.floor(nowMs / 1000);
     if (second !== this.timeSecond) {
       this.timeSecond = second;

@@ -60,7 +60,11 @@ class EventBroadcaster {
       },
     });
     return new Response(body, {
-      headers: { "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-store", Connection: "keep-alive" },
+      headers: {
+        "Content-Type": "text/event-stream; charset=utf-8",
+        "Cache-Control": "no-store",
+        Connection: "keep-alive",
+      },
     });
   }
 
@@ -135,8 +139,11 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
           : new Response("draining\n", { status: 503, headers: TEXT_HEADERS }),
       "/stats": () => Response.json(snapshot(context), { headers: NO_STORE }),
       "/status": () => new Response(statusText(context), { headers: TEXT_HEADERS }),
-      "/metrics": () => new Response(renderMetrics(context), { headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE } }),
-      "/dashboard": new Response(DASHBOARD_HTML, { headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE } }),
+      "/metrics": () =>
+        new Response(renderMetrics(context), { headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE } }),
+      "/dashboard": new Response(DASHBOARD_HTML, {
+        headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
+      }),
       "/events": (request, self) => {
         // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
         self.timeout(request, 0);

@@ -152,7 +152,9 @@ export function acceptableEncodings(acceptEncoding: string | null): readonly num
   for (let e = 0; e < q.length; e++) {
     if (Number.isNaN(q[e]!)) q[e] = Number.isNaN(starQ) ? (e === Encoding.identity ? 0.001 : 0) : starQ;
   }
-  const order = TIE_ORDER.filter((e) => q[e]! > 0).sort((a, b) => q[b]! - q[a]! || TIE_ORDER.indexOf(a) - TIE_ORDER.indexOf(b));
+  const order = TIE_ORDER.filter((e) => q[e]! > 0).sort(
+    (a, b) => q[b]! - q[a]! || TIE_ORDER.indexOf(a) - TIE_ORDER.indexOf(b),
+  );
   if (preferenceMemo.size >= MEMO_LIMIT) preferenceMemo.clear();
   preferenceMemo.set(acceptEncoding, order);
   return order;

@@ -5,7 +5,12 @@
  * Values shown in the big number are the first series'. Kept as data so the page script stays generic.
  */
 const CHARTS = [
-  { id: "rps", title: "Requests / s", unit: "count", series: [{ label: "requests/s", path: "rates.requestsPerSecond", color: "#4f9dff" }] },
+  {
+    id: "rps",
+    title: "Requests / s",
+    unit: "count",
+    series: [{ label: "requests/s", path: "rates.requestsPerSecond", color: "#4f9dff" }],
+  },
   {
     id: "latency",
     title: "Latency (last second)",
@@ -16,7 +21,12 @@ const CHARTS = [
       { label: "p99", path: "intervalLatency.p99Micros", color: "#ff6b6b" },
     ],
   },
-  { id: "connections", title: "Active connections", unit: "count", series: [{ label: "active", path: "counters.activeConnections", color: "#b86bff" }] },
+  {
+    id: "connections",
+    title: "Active connections",
+    unit: "count",
+    series: [{ label: "active", path: "counters.activeConnections", color: "#b86bff" }],
+  },
   {
     id: "bytes",
     title: "Bytes / s",

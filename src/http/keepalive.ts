@@ -36,7 +36,15 @@ export class ConnectionState {
   next: ConnectionState | null;
   private readonly owner: KeepAliveCounter;
 
-  constructor(owner: KeepAliveCounter, address: string, port: number, clientAddress: string, admitted: boolean, nowMs: number, next: ConnectionState | null) {
+  constructor(
+    owner: KeepAliveCounter,
+    address: string,
+    port: number,
+    clientAddress: string,
+    admitted: boolean,
+    nowMs: number,
+    next: ConnectionState | null,
+  ) {
     this.owner = owner;
     this.address = address;
     this.port = port;
@@ -48,7 +56,7 @@ export class ConnectionState {
 
   /** Start of its idle time: the latest request, or the estimated end of the response being sent. */
   idleSinceMs(): number {
-    return this.busyUntilMs > this.lastSeenMs ? this.busyUntilMs : this.lastSeenMs;
+    return Math.max(this.busyUntilMs, this.lastSeenMs);
   }
 
   /** The abort event of a long response's request signal (an EventListener object: no closure per response). */
@@ -76,8 +84,15 @@ export class KeepAliveCounter {
    * `timing.slowestClientBytesPerSecond`: rate at which a response's end is estimated (see the file's header).
    * `timing.watchedBodyBytes`: responses at least this long have their request signal watched for an abort.
    */
-  constructor(maxRequests: number, forgetAfterMs: number, onForget: ((clientAddress: string) => void) | null = null,
-    timing: { readonly slowestClientBytesPerSecond: number; readonly watchedBodyBytes: number } = { slowestClientBytesPerSecond: Number.POSITIVE_INFINITY, watchedBodyBytes: Number.POSITIVE_INFINITY }) {
+  constructor(
+    maxRequests: number,
+    forgetAfterMs: number,
+    onForget: ((clientAddress: string) => void) | null = null,
+    timing: { readonly slowestClientBytesPerSecond: number; readonly watchedBodyBytes: number } = {
+      slowestClientBytesPerSecond: Number.POSITIVE_INFINITY,
+      watchedBodyBytes: Number.POSITIVE_INFINITY,
+    },
+  ) {
     this.maxRequests = maxRequests;
     this.forgetAfterMs = forgetAfterMs;
     this.onForget = onForget;

@@ -34,13 +34,13 @@ export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): stri
     kept.push(segment);
   }
   if (kept.length === 0) return "/";
-  const joined = "/" + kept.join("/");
-  return decoded.endsWith("/") ? joined + "/" : joined;
+  const joined = `/${kept.join("/")}`;
+  return decoded.endsWith("/") ? `${joined}/` : joined;
 }
 
 /** Whether `realPath` (already resolved through symlinks) lies inside `realRoot` (also resolved). */
 export function isInsideRoot(realPath: string, realRoot: string): boolean {
   if (realPath === realRoot) return true;
-  const prefix = realRoot.endsWith("/") ? realRoot : realRoot + "/";
+  const prefix = realRoot.endsWith("/") ? realRoot : `${realRoot}/`;
   return realPath.startsWith(prefix);
 }

@@ -5,11 +5,14 @@ import { stat } from "node:fs/promises";
 export async function rootProblem(path: string): Promise<string | null> {
   try {
     const info = await stat(path);
-    return info.isDirectory() ? null : `http.root "${path}" is not a directory: point http.root at a directory of files`;
+    return info.isDirectory()
+      ? null
+      : `http.root "${path}" is not a directory: point http.root at a directory of files`;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "ENOENT") return `http.root "${path}" does not exist: create it or point http.root at your files`;
-    if (code === "EACCES") return `http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`;
+    if (code === "EACCES")
+      return `http.root "${path}" cannot be read (permission denied): fix its permissions or run as a user who can read it`;
     throw error;
   }
 }

@@ -1,7 +1,13 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
 import type { Server } from "bun";
 import type { Config } from "../config/schema.ts";
-import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "../context.ts";
+import {
+  UNCHANGED,
+  type Listener,
+  type PreparedReconfigure,
+  type ServerContext,
+  type StopOptions,
+} from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
@@ -63,7 +69,12 @@ class HttpHandler {
   private status = 200;
   private bodyBytes = 0;
 
-  constructor(context: ServerContext, site: StaticFiles, accessLog: AccessLog | null, connections: KeepAliveCounter | null) {
+  constructor(
+    context: ServerContext,
+    site: StaticFiles,
+    accessLog: AccessLog | null,
+    connections: KeepAliveCounter | null,
+  ) {
     const { config } = context;
     this.stats = context.stats;
     this.logger = context.logger;
@@ -110,7 +121,12 @@ class HttpHandler {
    * One request; `routedPath` is the raw path when Bun routed it here, null when it must be read from the URL.
    * Synchronous except for a request with a body of unknown length (Transfer-Encoding), which is read first.
    */
-  private handle(request: Request, server: Server<undefined>, routedPath: string | null, startedMs: number): Response | Promise<Response> {
+  private handle(
+    request: Request,
+    server: Server<undefined>,
+    routedPath: string | null,
+    startedMs: number,
+  ): Response | Promise<Response> {
     // The URL is scanned once: the path start serves the path, the access log's target and the query.
     let rawPath: string;
     let pathStart = -1;
@@ -134,12 +150,17 @@ class HttpHandler {
 
     // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
     const peer = this.needsPeer ? server.requestIP(request) : null;
-    const clientAddress = peer === null ? "-"
-      : this.readsForwardedFor ? this.admission.clientAddress(peer.address, headers.get("x-forwarded-for")) : peer.address;
+    const clientAddress =
+      peer === null
+        ? "-"
+        : this.readsForwardedFor
+          ? this.admission.clientAddress(peer.address, headers.get("x-forwarded-for"))
+          : peer.address;
     const connections = this.connections;
     let connection: ConnectionState | null = null;
     let closeConnection = false;
     let response: Response;
+    // biome-ignore lint/suspicious/noConfusingLabels: one labelled block gives every refusal a single exit to finish() without a closure per request.
     answer: {
       let newConnection = false;
       if (connections !== null && peer !== null) {
@@ -151,7 +172,10 @@ class HttpHandler {
             if (refusal !== Refusal.NONE) {
               // No entry is kept: the connection is closed after this answer.
               closeConnection = true;
-              response = refusal === Refusal.DENIED ? this.refuse(403, isHead, CLOSE) : this.refuse(503, isHead, RETRY_AFTER_CLOSE);
+              response =
+                refusal === Refusal.DENIED
+                  ? this.refuse(403, isHead, CLOSE)
+                  : this.refuse(503, isHead, RETRY_AFTER_CLOSE);
               break answer;
             }
           }
@@ -159,8 +183,12 @@ class HttpHandler {
         }
       }
       // allow/deny per request unless this connection's admission has just checked this very address.
-      if (this.hasAccessLists && !(newConnection && this.countsConnections) && (!this.countsConnections || this.readsForwardedFor)
-        && this.admission.admitRequest(clientAddress) !== Refusal.NONE) {
+      if (
+        this.hasAccessLists &&
+        !(newConnection && this.countsConnections) &&
+        (!this.countsConnections || this.readsForwardedFor) &&
+        this.admission.admitRequest(clientAddress) !== Refusal.NONE
+      ) {
         response = this.refuse(403, isHead, undefined);
         break answer;
       }
@@ -170,7 +198,9 @@ class HttpHandler {
           const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
           response = this.refuse(429, isHead, {
             "Retry-After": String(retryAfterSeconds(waitMs)),
-            "RateLimit-Limit": String(limits.limit), "RateLimit-Remaining": String(limits.remaining), "RateLimit-Reset": String(limits.resetSeconds),
+            "RateLimit-Limit": String(limits.limit),
+            "RateLimit-Remaining": String(limits.remaining),
+            "RateLimit-Reset": String(limits.resetSeconds),
           });
           break answer;
         }
@@ -195,12 +225,28 @@ class HttpHandler {
   }
 
   /** A request with a body of unknown length: read it up to limits.max_request_bytes, then answer (413 when over). */
-  private async afterBody(request: Request, server: Server<undefined>, rawPath: string, queryStart: number, pathStart: number,
-    clientAddress: string, connection: ConnectionState | null, startedMs: number): Promise<Response> {
+  private async afterBody(
+    request: Request,
+    server: Server<undefined>,
+    rawPath: string,
+    queryStart: number,
+    pathStart: number,
+    clientAddress: string,
+    connection: ConnectionState | null,
+    startedMs: number,
+  ): Promise<Response> {
     try {
       const verdict = await readBodyWithin(request.body!, this.maxRequestBytes);
       if (verdict === BODY_WITHIN_LIMIT) {
-        const response = this.answer(request, request.method, request.headers, rawPath, queryStart, clientAddress, startedMs);
+        const response = this.answer(
+          request,
+          request.method,
+          request.headers,
+          rawPath,
+          queryStart,
+          clientAddress,
+          startedMs,
+        );
         return this.finish(request, response, clientAddress, connection, false, pathStart, startedMs);
       }
       // Too large, or the body could not be read (the client went away): the rest is not read; the connection is closed.
@@ -213,8 +259,15 @@ class HttpHandler {
   }
 
   /** The answer to an admitted request (GET/HEAD: the site; OPTIONS: 204; others: 405); sets status and bodyBytes. */
-  private answer(request: Request, method: string, headers: Headers, rawPath: string, queryStart: number, clientAddress: string,
-    startedMs: number): Response {
+  private answer(
+    request: Request,
+    method: string,
+    headers: Headers,
+    rawPath: string,
+    queryStart: number,
+    clientAddress: string,
+    startedMs: number,
+  ): Response {
     const isHead = method === "HEAD";
     let response: Response;
     if (method === "GET" || isHead) {
@@ -246,8 +299,15 @@ class HttpHandler {
   }
 
   /** Connection bookkeeping, counters and the access log for the answer in `response` (status and bodyBytes set). */
-  private finish(request: Request, response: Response, clientAddress: string, connection: ConnectionState | null, closeConnection: boolean,
-    pathStart: number, startedMs: number): Response {
+  private finish(
+    request: Request,
+    response: Response,
+    clientAddress: string,
+    connection: ConnectionState | null,
+    closeConnection: boolean,
+    pathStart: number,
+    startedMs: number,
+  ): Response {
     const status = this.status;
     const bodyBytes = this.bodyBytes;
     if (connection !== null) {
@@ -268,7 +328,15 @@ class HttpHandler {
       const url = request.url;
       const target = pathStart >= 0 ? url.slice(pathStart) : targetOf(url);
       const headers = request.headers;
-      this.accessLog.write(clientAddress, `${request.method} ${target} HTTP/1.1`, status, bodyBytes, headers.get("referer"), headers.get("user-agent"), performance.timeOrigin + startedMs);
+      this.accessLog.write(
+        clientAddress,
+        `${request.method} ${target} HTTP/1.1`,
+        status,
+        bodyBytes,
+        headers.get("referer"),
+        headers.get("user-agent"),
+        performance.timeOrigin + startedMs,
+      );
     }
     stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
     return response;
@@ -279,13 +347,18 @@ class HttpHandler {
    * counted and logged like every answer.
    */
   private failed(request: Request, server: Server<undefined>, error: unknown, startedMs: number): Response {
-    this.logger.error(`http: request handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);
+    this.logger.error(
+      `http: request handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
     this.stats.inc(Counter.errorsSystem);
     let clientAddress = "-";
     if (this.accessLog !== null) {
       try {
         const peer = server.requestIP(request);
-        if (peer !== null) clientAddress = this.readsForwardedFor ? this.admission.clientAddress(peer.address, request.headers.get("x-forwarded-for")) : peer.address;
+        if (peer !== null)
+          clientAddress = this.readsForwardedFor
+            ? this.admission.clientAddress(peer.address, request.headers.get("x-forwarded-for"))
+            : peer.address;
       } catch {
         // The client address stays "-".
       }
@@ -383,17 +456,34 @@ class HttpSet {
     const before = previous?.context.config;
     const keepsSite = previous !== null && siteInputs(config) === siteInputs(before!);
     this.site = keepsSite ? previous.site : new StaticFiles(http);
-    const keepsLog = previous !== null && config.log.access_log && before!.log.access_log && config.log.access_file === before!.log.access_file;
-    this.accessLog = keepsLog ? previous.accessLog : config.log.access_log ? openAccessLog(config.log.access_file) : null;
+    const keepsLog =
+      previous !== null &&
+      config.log.access_log &&
+      before!.log.access_log &&
+      config.log.access_file === before!.log.access_file;
+    this.accessLog = keepsLog
+      ? previous.accessLog
+      : config.log.access_log
+        ? openAccessLog(config.log.access_file)
+        : null;
     const idleTimeoutSeconds = http.keepalive_timeout_s;
     this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
     const countsConnections = http.connection_limits;
     const admission = context.admission;
-    const keepsConnections = previous !== null && http.max_keepalive_requests === before!.http.max_keepalive_requests && countsConnections === before!.http.connection_limits;
-    this.connections = keepsConnections ? previous.connections
+    const keepsConnections =
+      previous !== null &&
+      http.max_keepalive_requests === before!.http.max_keepalive_requests &&
+      countsConnections === before!.http.connection_limits;
+    this.connections = keepsConnections
+      ? previous.connections
       : http.max_keepalive_requests > 0 || countsConnections
-      ? new KeepAliveCounter(http.max_keepalive_requests, this.forgetAfterMs, countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null, RESPONSE_TIMING)
-      : null;
+        ? new KeepAliveCounter(
+            http.max_keepalive_requests,
+            this.forgetAfterMs,
+            countsConnections ? (clientAddress) => admission.releaseConnection(clientAddress) : null,
+            RESPONSE_TIMING,
+          )
+        : null;
     this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections);
     // A site taken over keeps counting in its own counters; a new one starts from the previous totals.
     this.earlierHits = previous === null ? 0 : keepsSite ? previous.earlierHits : previous.cacheCounts().hits;
@@ -409,17 +499,20 @@ class HttpSet {
     const http = this.context.config.http;
     // Sweeps read pendingRequests (the responses still being sent) to end the busy time of long responses.
     if (connections !== null) {
-      this.sweepTimer = setInterval(() => connections.sweep(performance.now(), server.pendingRequests), Math.min(this.forgetAfterMs, SWEEP_MAX_INTERVAL_MS));
+      this.sweepTimer = setInterval(
+        () => connections.sweep(performance.now(), server.pendingRequests),
+        Math.min(this.forgetAfterMs, SWEEP_MAX_INTERVAL_MS),
+      );
       this.sweepTimer.unref();
     }
     // Cached paths get native routes to the same handler (every behaviour is the same; only the URL is not parsed),
     // or with http.static_routes, for files held in memory with one representation, a static response (no JavaScript).
     const staticSource: StaticRouteSource | null = http.static_routes
       ? {
-        response: (rawPath) => site.staticResponse(rawPath),
-        isCurrent: (rawPath, response, nowMs) => site.isStaticCurrent(rawPath, response, nowMs),
-        revalidateMs: http.cache_revalidate_ms,
-      }
+          response: (rawPath) => site.staticResponse(rawPath),
+          isCurrent: (rawPath, response, nowMs) => site.isStaticCurrent(rawPath, response, nowMs),
+          revalidateMs: http.cache_revalidate_ms,
+        }
       : null;
     const routes = new RouteTable({
       makeHandler: (rawPath) => handler.routeHandler(rawPath),
@@ -436,7 +529,12 @@ class HttpSet {
       routes.added(rawPath);
       break; // one is enough: the rebuild it schedules routes every cached path
     }
-    this.context.gauges.set("httpCache", () => ({ ...this.site.gauges(), ...this.cacheCounts(), routes: routes.size, staticRoutes: routes.staticCount }));
+    this.context.gauges.set("httpCache", () => ({
+      ...this.site.gauges(),
+      ...this.cacheCounts(),
+      routes: routes.size,
+      staticRoutes: routes.staticCount,
+    }));
   }
 
   /** Cache hits and misses since the listener started, across reloads. */
@@ -476,7 +574,9 @@ function openAccessLog(file: string): AccessLog {
     return new AccessLog({ file });
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
-    throw new Error(`cannot open log.access_file "${file}" for appending (${reason}): fix the path or its permissions, or leave it empty for stdout`);
+    throw new Error(
+      `cannot open log.access_file "${file}" for appending (${reason}): fix the path or its permissions, or leave it empty for stdout`,
+    );
   }
 }
 
@@ -488,7 +588,15 @@ function siteInputs(config: Config): string {
 
 /** What an HttpSet is built from: when none of it changed, a reload leaves the running set as it is. */
 function setInputs(config: Config): string {
-  return JSON.stringify([config.http, config.limits.max_request_bytes, config.log.access_log, config.log.access_file, config.net, config.rate_limit.enabled, config.rate_limit.headers]);
+  return JSON.stringify([
+    config.http,
+    config.limits.max_request_bytes,
+    config.log.access_log,
+    config.log.access_file,
+    config.net,
+    config.rate_limit.enabled,
+    config.rate_limit.headers,
+  ]);
 }
 
 /** Rejects unless `path` is an existing directory (checked before a reload replaces anything). */
@@ -500,10 +608,14 @@ async function requireDirectory(path: string): Promise<void> {
 /** The notes a set's settings call for, at start and after a reload. */
 function logNotes(logger: Logger, http: Config["http"]): void {
   if (http.static_routes) {
-    logger.info(`http: static_routes on: cached files are answered by Bun without JavaScript and are not counted in request stats (gauge httpCache.staticRoutes: paths served so); Range is ignored for them; files rechecked every ${http.cache_revalidate_ms} ms`);
+    logger.info(
+      `http: static_routes on: cached files are answered by Bun without JavaScript and are not counted in request stats (gauge httpCache.staticRoutes: paths served so); Range is ignored for them; files rechecked every ${http.cache_revalidate_ms} ms`,
+    );
   }
   if (!http.connection_limits) {
-    logger.info("http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them");
+    logger.info(
+      "http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them",
+    );
   }
 }
 
@@ -536,7 +648,9 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const track = (closing: Promise<void> | null): void => {
     if (closing === null) return;
     const tracked = closing.catch((error: unknown) => {
-      logger.error(`http: closing the previous access log failed: ${error instanceof Error ? error.message : String(error)}`);
+      logger.error(
+        `http: closing the previous access log failed: ${error instanceof Error ? error.message : String(error)}`,
+      );
     });
     closingLogs.add(tracked);
     void tracked.then(() => closingLogs.delete(tracked));

@@ -3,11 +3,28 @@ import { readdirSync, readFileSync, realpathSync } from "node:fs";
 import { constants as zlibConstants, brotliCompressSync, gzipSync } from "node:zlib";
 import type { Config } from "../config/schema.ts";
 import {
-  Encoding, ENCODING_COUNT, ENCODING_TOKENS, PRECONDITION_PASS, RANGE_UNSATISFIABLE, SIDECAR_SUFFIXES,
-  acceptableEncodings, evaluatePreconditions, ifRangeMatches, parseRange,
-  type ByteRange, type PreconditionHeaders,
+  Encoding,
+  ENCODING_COUNT,
+  ENCODING_TOKENS,
+  PRECONDITION_PASS,
+  RANGE_UNSATISFIABLE,
+  SIDECAR_SUFFIXES,
+  acceptableEncodings,
+  evaluatePreconditions,
+  ifRangeMatches,
+  parseRange,
+  type ByteRange,
+  type PreconditionHeaders,
 } from "./conditional.ts";
-import { FileCache, fileSignature, isCurrent, realPathOrNull, statOrNull, type CacheEntry, type Representation } from "./file-cache.ts";
+import {
+  FileCache,
+  fileSignature,
+  isCurrent,
+  realPathOrNull,
+  statOrNull,
+  type CacheEntry,
+  type Representation,
+} from "./file-cache.ts";
 import { contentTypeFor, isCompressible } from "./mime.ts";
 import { decodeRequestPath, isInsideRoot } from "./path.ts";
 
@@ -28,9 +45,18 @@ const MAX_FILE_BACKED_ENTRIES = 4096;
 export const QUERY_NOT_SCANNED = -2;
 
 const STATUS_TEXT: Record<number, string> = {
-  301: "Moved Permanently", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-  405: "Method Not Allowed", 412: "Precondition Failed", 413: "Content Too Large", 416: "Range Not Satisfiable",
-  431: "Request Header Fields Too Large", 500: "Internal Server Error", 503: "Service Unavailable",
+  301: "Moved Permanently",
+  304: "Not Modified",
+  400: "Bad Request",
+  403: "Forbidden",
+  404: "Not Found",
+  405: "Method Not Allowed",
+  412: "Precondition Failed",
+  413: "Content Too Large",
+  416: "Range Not Satisfiable",
+  431: "Request Header Fields Too Large",
+  500: "Internal Server Error",
+  503: "Service Unavailable",
 };
 
 /** A small plain-text error response (never a stack trace). `extra` headers are added to the defaults. */
@@ -75,7 +101,12 @@ export class StaticFiles {
   private readonly allowDotfiles: boolean;
   private readonly immutablePattern: RegExp | null;
   private readonly boundary: string;
-  private readonly conditions: PreconditionHeaders = { ifMatch: null, ifUnmodifiedSince: null, ifNoneMatch: null, ifModifiedSince: null };
+  private readonly conditions: PreconditionHeaders = {
+    ifMatch: null,
+    ifUnmodifiedSince: null,
+    ifNoneMatch: null,
+    ifModifiedSince: null,
+  };
 
   /** Throws when http.root does not exist (at start-up, never per request). */
   constructor(settings: HttpSettings) {
@@ -83,13 +114,23 @@ export class StaticFiles {
     try {
       this.realRoot = realpathSync(settings.root);
     } catch (error) {
-      throw new Error(`server.toml: http.root must be an existing directory (got ${JSON.stringify(settings.root)}: ${(error as Error).message})`);
+      throw new Error(
+        `server.toml: http.root must be an existing directory (got ${JSON.stringify(settings.root)}: ${(error as Error).message})`,
+      );
     }
     this.allowDotfiles = settings.dotfiles === "allow";
     this.immutablePattern = settings.immutable_pattern === "" ? null : new RegExp(settings.immutable_pattern);
     this.boundary = `hps-${crypto.randomUUID().replaceAll("-", "")}`;
-    this.cache = new FileCache({ maxBytes: settings.cache_bytes, maxEntries: Number.POSITIVE_INFINITY, revalidateMs: settings.cache_revalidate_ms });
-    this.fileBacked = new FileCache({ maxBytes: 0, maxEntries: MAX_FILE_BACKED_ENTRIES, revalidateMs: settings.cache_revalidate_ms });
+    this.cache = new FileCache({
+      maxBytes: settings.cache_bytes,
+      maxEntries: Number.POSITIVE_INFINITY,
+      revalidateMs: settings.cache_revalidate_ms,
+    });
+    this.fileBacked = new FileCache({
+      maxBytes: 0,
+      maxEntries: MAX_FILE_BACKED_ENTRIES,
+      revalidateMs: settings.cache_revalidate_ms,
+    });
   }
 
   /**
@@ -97,7 +138,14 @@ export class StaticFiles {
    * only off the cached path (the query of a directory redirect): `queryStart` is the index of `?` in request.url
    * (-1 for none), or QUERY_NOT_SCANNED.
    */
-  respond(request: Request, headers: Headers, rawPath: string, queryStart: number, isHead: boolean, nowMs: number): Response {
+  respond(
+    request: Request,
+    headers: Headers,
+    rawPath: string,
+    queryStart: number,
+    isHead: boolean,
+    nowMs: number,
+  ): Response {
     const entry = this.cache.get(rawPath, nowMs);
     if (entry !== undefined) return this.fromEntry(headers, entry, isHead)!; // bodies in memory: always answered
     const fileBacked = this.fileBacked.get(rawPath, nowMs);
@@ -181,7 +229,12 @@ export class StaticFiles {
     conditions.ifNoneMatch = headers.get("if-none-match");
     conditions.ifModifiedSince = headers.get("if-modified-since");
     const range = headers.get("range");
-    if (conditions.ifMatch !== null || conditions.ifUnmodifiedSince !== null || conditions.ifNoneMatch !== null || conditions.ifModifiedSince !== null) {
+    if (
+      conditions.ifMatch !== null ||
+      conditions.ifUnmodifiedSince !== null ||
+      conditions.ifNoneMatch !== null ||
+      conditions.ifModifiedSince !== null
+    ) {
       const verdict = evaluatePreconditions(conditions, representation.etag, representation.lastModifiedSeconds);
       if (verdict === 304) {
         this.status = 304;
@@ -195,7 +248,10 @@ export class StaticFiles {
       if (ifRange === null || ifRangeMatches(ifRange, representation.etag, representation.lastModifiedSeconds)) {
         const ranges = parseRange(range, representation.size, this.settings.max_ranges);
         if (ranges === RANGE_UNSATISFIABLE) {
-          return this.error(416, isHead, { "Content-Range": `bytes */${representation.size}`, "Accept-Ranges": "bytes" });
+          return this.error(416, isHead, {
+            "Content-Range": `bytes */${representation.size}`,
+            "Accept-Ranges": "bytes",
+          });
         }
         if (typeof ranges !== "number") return this.partial(representation, ranges, isHead);
       }
@@ -221,9 +277,10 @@ export class StaticFiles {
       const { start, end } = ranges[0]!;
       headers.set("Content-Range", `bytes ${start}-${end}/${representation.size}`);
       this.bodyBytes = isHead ? 0 : end - start + 1;
-      const body = representation.body !== null
-        ? representation.body.subarray(start, end + 1)
-        : Bun.file(representation.filePath).slice(start, end + 1);
+      const body =
+        representation.body !== null
+          ? representation.body.subarray(start, end + 1)
+          : Bun.file(representation.filePath).slice(start, end + 1);
       return new Response(body, { status: 206, headers });
     }
     const contentType = headers.get("Content-Type")!;
@@ -232,7 +289,9 @@ export class StaticFiles {
     let total = 0;
     const file = representation.body === null ? Bun.file(representation.filePath) : null;
     for (const { start, end } of ranges) {
-      const head = encoder.encode(`\r\n--${this.boundary}\r\nContent-Type: ${contentType}\r\nContent-Range: bytes ${start}-${end}/${representation.size}\r\n\r\n`);
+      const head = encoder.encode(
+        `\r\n--${this.boundary}\r\nContent-Type: ${contentType}\r\nContent-Range: bytes ${start}-${end}/${representation.size}\r\n\r\n`,
+      );
       parts.push(head);
       parts.push(file === null ? representation.body!.subarray(start, end + 1) : file.slice(start, end + 1));
       total += head.length + end - start + 1;
@@ -254,7 +313,8 @@ export class StaticFiles {
       const encoding = order[i]!;
       const variant = entry.variants[encoding];
       if (variant !== undefined) return variant;
-      if (entry.compressOnTheFly && (encoding === Encoding.br || encoding === Encoding.gzip)) return this.compress(entry, encoding);
+      if (entry.compressOnTheFly && (encoding === Encoding.br || encoding === Encoding.gzip))
+        return this.compress(entry, encoding);
     }
     return entry.variants[Encoding.identity]!;
   }
@@ -262,23 +322,48 @@ export class StaticFiles {
   private compress(entry: CacheEntry, encoding: number): Representation {
     const identity = entry.variants[Encoding.identity]!;
     const source = identity.body!;
-    const compressed = encoding === Encoding.br
-      ? brotliCompressSync(source, { params: { [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_ON_THE_FLY_QUALITY, [zlibConstants.BROTLI_PARAM_SIZE_HINT]: source.length } })
-      : gzipSync(source, { level: GZIP_ON_THE_FLY_LEVEL });
+    const compressed =
+      encoding === Encoding.br
+        ? brotliCompressSync(source, {
+            params: {
+              [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_ON_THE_FLY_QUALITY,
+              [zlibConstants.BROTLI_PARAM_SIZE_HINT]: source.length,
+            },
+          })
+        : gzipSync(source, { level: GZIP_ON_THE_FLY_LEVEL });
     if (compressed.length >= source.length) {
       entry.variants[encoding] = identity; // compression does not pay: this encoding is answered with identity
       return identity;
     }
     const etagBase = identity.etag.slice(0, -1); // the identity tag without its closing quote
-    const variant = this.representation(entry.contentType, identity.headers.get("Cache-Control"), true, encoding, compressed, identity.filePath,
-      compressed.length, 0, 0, `${etagBase}-${ENCODING_TOKENS[encoding]}"`, identity.lastModifiedSeconds, identity.headers.get("Last-Modified")!);
+    const variant = this.representation(
+      entry.contentType,
+      identity.headers.get("Cache-Control"),
+      true,
+      encoding,
+      compressed,
+      identity.filePath,
+      compressed.length,
+      0,
+      0,
+      `${etagBase}-${ENCODING_TOKENS[encoding]}"`,
+      identity.lastModifiedSeconds,
+      identity.headers.get("Last-Modified")!,
+    );
     entry.variants[encoding] = variant;
     this.cache.grow(entry, compressed.length);
     return variant;
   }
 
   /** Everything not in the cache: decode and check the path, find the file, load it (and cache it). */
-  private uncached(headers: Headers, rawPath: string, url: string, queryStart: number, isHead: boolean, nowMs: number): Response {
+  private uncached(
+    headers: Headers,
+    rawPath: string,
+    url: string,
+    queryStart: number,
+    isHead: boolean,
+    nowMs: number,
+  ): Response {
     const decoded = decodeRequestPath(rawPath, this.allowDotfiles);
     if (typeof decoded === "number") return this.error(decoded, isHead);
     const fsPath = this.realRoot + decoded;
@@ -289,15 +374,23 @@ export class StaticFiles {
     if (stat.isDirectory()) {
       if (!decoded.endsWith("/")) {
         const query = queryOf(url, queryStart);
-        const location = encodePath(decoded) + "/" + (query === "" ? "" : `?${query}`);
+        const location = `${encodePath(decoded)}/${query === "" ? "" : `?${query}`}`;
         return this.error(301, isHead, { Location: location });
       }
-      const indexPath = realPath + "/" + this.settings.index;
+      const indexPath = `${realPath}/${this.settings.index}`;
       const indexStat = statOrNull(indexPath);
-      if (indexStat !== null && indexStat.isFile()) {
+      if (indexStat?.isFile()) {
         const realIndex = realPathOrNull(indexPath);
         if (realIndex !== null && isInsideRoot(realIndex, this.realRoot)) {
-          return this.serveFile(headers, rawPath, realIndex, fsPath + this.settings.index, decoded + this.settings.index, isHead, nowMs);
+          return this.serveFile(
+            headers,
+            rawPath,
+            realIndex,
+            fsPath + this.settings.index,
+            decoded + this.settings.index,
+            isHead,
+            nowMs,
+          );
         }
         return this.error(404, isHead);
       }
@@ -318,18 +411,27 @@ export class StaticFiles {
       if (response !== null) return response;
       this.fileBacked.delete(FALLBACK_KEY);
     }
-    const fsPath = this.realRoot + "/" + this.settings.fallback.replace(/^\/+/, "");
+    const fsPath = `${this.realRoot}/${this.settings.fallback.replace(/^\/+/, "")}`;
     const realPath = realPathOrNull(fsPath);
     const stat = statOrNull(fsPath);
-    if (realPath === null || stat === null || !stat.isFile() || !isInsideRoot(realPath, this.realRoot)) return this.error(404, isHead);
-    return this.serveFile(headers, FALLBACK_KEY, realPath, fsPath, "/" + this.settings.fallback, isHead, nowMs);
+    if (realPath === null || stat === null || !stat.isFile() || !isInsideRoot(realPath, this.realRoot))
+      return this.error(404, isHead);
+    return this.serveFile(headers, FALLBACK_KEY, realPath, fsPath, `/${this.settings.fallback}`, isHead, nowMs);
   }
 
   /**
    * Serves a regular file inside the root: its entry is cached (with its body when small enough, else its metadata
    * only, the body going from disk with Bun.file). `requestPath` is the path under the root as the request names it.
    */
-  private serveFile(headers: Headers, cacheKey: string, realPath: string, requestPath: string, decodedPath: string, isHead: boolean, nowMs: number): Response {
+  private serveFile(
+    headers: Headers,
+    cacheKey: string,
+    realPath: string,
+    requestPath: string,
+    decodedPath: string,
+    isHead: boolean,
+    nowMs: number,
+  ): Response {
     const entry = this.load(realPath, requestPath, decodedPath, nowMs);
     if (entry === null) return this.error(404, isHead);
     if (entry.bytes === 0) this.fileBacked.set(cacheKey, entry);
@@ -346,7 +448,7 @@ export class StaticFiles {
     const settings = this.settings;
     const inMemory = stat.size <= settings.cache_max_file_bytes && settings.cache_bytes > 0;
     const contentType = contentTypeFor(realPath);
-    const cacheControl = this.immutablePattern !== null && this.immutablePattern.test(decodedPath) ? IMMUTABLE_CACHE_CONTROL : settings.cache_control;
+    const cacheControl = this.immutablePattern?.test(decodedPath) ? IMMUTABLE_CACHE_CONTROL : settings.cache_control;
     const variants: (Representation | undefined)[] = new Array(ENCODING_COUNT).fill(undefined);
     const sidecars: { encoding: number; path: string; size: number; mtimeMs: number; ino: number }[] = [];
     for (let encoding = 1; encoding < ENCODING_COUNT; encoding++) {
@@ -355,9 +457,20 @@ export class StaticFiles {
       if (sidecarStat === null || !sidecarStat.isFile()) continue;
       const realSidecar = realPathOrNull(sidecarPath);
       if (realSidecar === null || !isInsideRoot(realSidecar, this.realRoot)) continue;
-      sidecars.push({ encoding, path: realSidecar, size: sidecarStat.size, mtimeMs: sidecarStat.mtimeMs, ino: sidecarStat.ino });
+      sidecars.push({
+        encoding,
+        path: realSidecar,
+        size: sidecarStat.size,
+        mtimeMs: sidecarStat.mtimeMs,
+        ino: sidecarStat.ino,
+      });
     }
-    const compressOnTheFly = inMemory && settings.compress && stat.size > 0 && stat.size <= settings.compress_max_bytes && isCompressible(contentType);
+    const compressOnTheFly =
+      inMemory &&
+      settings.compress &&
+      stat.size > 0 &&
+      stat.size <= settings.compress_max_bytes &&
+      isCompressible(contentType);
     const negotiates = sidecars.length > 0 || compressOnTheFly;
     const lastModified = new Date(stat.mtimeMs).toUTCString();
     const lastModifiedSeconds = Math.floor(stat.mtimeMs / 1000);
@@ -368,25 +481,70 @@ export class StaticFiles {
       if (body === null) return null;
       bytes += body.length;
     }
-    variants[Encoding.identity] = this.representation(contentType, cacheControl, negotiates, Encoding.identity, body, realPath,
-      body?.length ?? stat.size, stat.mtimeMs, stat.ino, etagOf(stat.size, stat.mtimeMs, ""), lastModifiedSeconds, lastModified);
+    variants[Encoding.identity] = this.representation(
+      contentType,
+      cacheControl,
+      negotiates,
+      Encoding.identity,
+      body,
+      realPath,
+      body?.length ?? stat.size,
+      stat.mtimeMs,
+      stat.ino,
+      etagOf(stat.size, stat.mtimeMs, ""),
+      lastModifiedSeconds,
+      lastModified,
+    );
     for (const sidecar of sidecars) {
       const sidecarInMemory = inMemory && sidecar.size <= settings.cache_max_file_bytes;
       const sidecarBody = sidecarInMemory ? readOrNull(sidecar.path) : null;
       if (sidecarInMemory && sidecarBody === null) continue;
       if (sidecarBody !== null) bytes += sidecarBody.length;
-      variants[sidecar.encoding] = this.representation(contentType, cacheControl, true, sidecar.encoding, sidecarBody, sidecar.path,
-        sidecarBody?.length ?? sidecar.size, sidecar.mtimeMs, sidecar.ino, etagOf(sidecar.size, sidecar.mtimeMs, `-${ENCODING_TOKENS[sidecar.encoding]}`), lastModifiedSeconds, lastModified);
+      variants[sidecar.encoding] = this.representation(
+        contentType,
+        cacheControl,
+        true,
+        sidecar.encoding,
+        sidecarBody,
+        sidecar.path,
+        sidecarBody?.length ?? sidecar.size,
+        sidecar.mtimeMs,
+        sidecar.ino,
+        etagOf(sidecar.size, sidecar.mtimeMs, `-${ENCODING_TOKENS[sidecar.encoding]}`),
+        lastModifiedSeconds,
+        lastModified,
+      );
     }
     // bytes 0 (file-backed, or an empty file) tells serveFile to keep the entry in the metadata cache.
     return {
-      filePath: realPath, requestPath, contentType, negotiates, compressOnTheFly, variants, signature, bytes: inMemory ? bytes : 0,
-      checkedAtMs: nowMs, referenced: false, cached: false,
+      filePath: realPath,
+      requestPath,
+      contentType,
+      negotiates,
+      compressOnTheFly,
+      variants,
+      signature,
+      bytes: inMemory ? bytes : 0,
+      checkedAtMs: nowMs,
+      referenced: false,
+      cached: false,
     };
   }
 
-  private representation(contentType: string, cacheControl: string | null, negotiates: boolean, encoding: number, body: Uint8Array | null,
-    filePath: string, size: number, mtimeMs: number, ino: number, etag: string, lastModifiedSeconds: number, lastModified: string): Representation {
+  private representation(
+    contentType: string,
+    cacheControl: string | null,
+    negotiates: boolean,
+    encoding: number,
+    body: Uint8Array | null,
+    filePath: string,
+    size: number,
+    mtimeMs: number,
+    ino: number,
+    etag: string,
+    lastModifiedSeconds: number,
+    lastModified: string,
+  ): Representation {
     const headers = new Headers();
     headers.set("Content-Type", contentType);
     headers.set("ETag", etag);
@@ -404,7 +562,17 @@ export class StaticFiles {
     const fullInit = { status: 200, headers };
     const notModifiedInit = { status: 304, headers: notModified };
     return {
-      encoding, size, body, filePath, mtimeMs, ino, etag, lastModifiedSeconds, headers, fullInit, notModifiedInit,
+      encoding,
+      size,
+      body,
+      filePath,
+      mtimeMs,
+      ino,
+      etag,
+      lastModifiedSeconds,
+      headers,
+      fullInit,
+      notModifiedInit,
       fullResponse: body === null ? null : new Response(body, fullInit),
       notModifiedResponse: new Response(null, notModifiedInit),
     };
@@ -433,7 +601,11 @@ export class StaticFiles {
     this.bodyBytes = isHead ? 0 : body.length;
     return new Response(body, {
       status: 200,
-      headers: { "Content-Type": "text/html; charset=utf-8", "X-Content-Type-Options": "nosniff", "Cache-Control": "no-cache" },
+      headers: {
+        "Content-Type": "text/html; charset=utf-8",
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+      },
     });
   }
 
@@ -500,7 +672,12 @@ function cloneResponse(response: Response): Response {
 /** Whether the file behind a disk-served representation is still the one it was built from. */
 function isSameFile(representation: Representation): boolean {
   const stat = statOrNull(representation.filePath);
-  return stat !== null && stat.size === representation.size && stat.mtimeMs === representation.mtimeMs && stat.ino === representation.ino;
+  return (
+    stat !== null &&
+    stat.size === representation.size &&
+    stat.mtimeMs === representation.mtimeMs &&
+    stat.ino === representation.ino
+  );
 }
 
 function etagOf(size: number, mtimeMs: number, suffix: string): string {

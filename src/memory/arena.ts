@@ -112,9 +112,18 @@ export interface BufferArena {
 
 /** The arena `memory.arena` asks for: a shared slab arena, or ordinary allocations behind the same interface. */
 /** Ordinary memory for payloads is bounded by memory.arena_bytes too: fallbacks beside the arena, or everything without one. */
-export function createArena(memory: { readonly arena: boolean; readonly arena_bytes: number; readonly debug: boolean }, onViolation?: (message: string) => void): BufferArena {
+export function createArena(
+  memory: { readonly arena: boolean; readonly arena_bytes: number; readonly debug: boolean },
+  onViolation?: (message: string) => void,
+): BufferArena {
   return memory.arena
-    ? SlabArena.create({ arenaBytes: memory.arena_bytes, debug: memory.debug, reclaimOnExhaustion: true, heapBudgetBytes: memory.arena_bytes, onViolation })
+    ? SlabArena.create({
+        arenaBytes: memory.arena_bytes,
+        debug: memory.debug,
+        reclaimOnExhaustion: true,
+        heapBudgetBytes: memory.arena_bytes,
+        onViolation,
+      })
     : new HeapArena(memory.arena_bytes);
 }
 
@@ -192,7 +201,12 @@ export class SlabArena implements BufferArena {
   private readonly heap: HeapTable;
   private readonly onViolation: (message: string) => void;
 
-  private constructor(share: ArenaShare, lockId: number, heapBudgetBytes: number, onViolation: ((message: string) => void) | undefined) {
+  private constructor(
+    share: ArenaShare,
+    lockId: number,
+    heapBudgetBytes: number,
+    onViolation: ((message: string) => void) | undefined,
+  ) {
     this.share = share;
     this.heap = new HeapTable(heapBudgetBytes);
     this.lockId = lockId;
@@ -299,7 +313,9 @@ export class SlabArena implements BufferArena {
       if ((generation & 1) === 0 || generation !== Math.floor(handle / GENERATION_FACTOR)) {
         this.stat[STAT_VIOLATIONS]! += 1;
         this.unlock();
-        this.violation(`arena: ${(generation & 1) === 0 ? "double free" : "free of a stale handle (use after free)"} at offset ${offset} (handle ${handle})`);
+        this.violation(
+          `arena: ${(generation & 1) === 0 ? "double free" : "free of a stale handle (use after free)"} at offset ${offset} (handle ${handle})`,
+        );
         return;
       }
       this.slotGeneration[unit] = (generation + 1) & GENERATION_MASK;

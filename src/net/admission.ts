@@ -57,11 +57,21 @@ export class Admission {
    * `sharedConnections`: with several I/O threads, the shared count that limits.max_connections applies to;
    * `sharedAddresses`: the table where they count connections per address and rate limits together.
    */
-  constructor(config: Config, stats: Stats, gauges?: GaugeRegistry, sharedConnections: Int32Array | null = null,
-    sharedAddresses: SharedAddressTable | null = null) {
+  constructor(
+    config: Config,
+    stats: Stats,
+    gauges?: GaugeRegistry,
+    sharedConnections: Int32Array | null = null,
+    sharedAddresses: SharedAddressTable | null = null,
+  ) {
     this.stats = stats;
     this.sharedAddresses = sharedAddresses;
-    this.gate = new ConnectionGate(config.limits.max_connections, perIpLimit(config.limits), sharedConnections, sharedAddresses);
+    this.gate = new ConnectionGate(
+      config.limits.max_connections,
+      perIpLimit(config.limits),
+      sharedConnections,
+      sharedAddresses,
+    );
     const rate = config.rate_limit;
     this.rateSettings = rate;
     this.limiter = createLimiter(rate, sharedAddresses);
@@ -164,7 +174,10 @@ export class Admission {
    * Values for RateLimit-Limit / -Remaining / -Reset after this request's takeToken. The object is reused
    * by the next call: read it at once. All zero when rate limiting is off.
    */
-  rateLimitHeaders(ip: string, nowMs: number): { readonly limit: number; readonly remaining: number; readonly resetSeconds: number } {
+  rateLimitHeaders(
+    ip: string,
+    nowMs: number,
+  ): { readonly limit: number; readonly remaining: number; readonly resetSeconds: number } {
     return this.limiter === null ? NO_RATE_LIMIT : this.limiter.peek(ip, nowMs);
   }
 
@@ -252,7 +265,13 @@ export function sharedAddressEntries(config: Config): number {
 
 /** True when a limiter made for `a` is the one `b` would make (rate_limit.headers does not matter to it). */
 function sameLimiterSettings(a: RateLimitSettings, b: RateLimitSettings): boolean {
-  return a.enabled === b.enabled && a.requests === b.requests && a.window_s === b.window_s && a.burst === b.burst && a.max_tracked_ips === b.max_tracked_ips;
+  return (
+    a.enabled === b.enabled &&
+    a.requests === b.requests &&
+    a.window_s === b.window_s &&
+    a.burst === b.burst &&
+    a.max_tracked_ips === b.max_tracked_ips
+  );
 }
 
 /** Seconds for a Retry-After header from takeToken's milliseconds (at least 1). */

@@ -9,7 +9,7 @@ export type AddressWords = Int32Array;
 
 const COLON = 58;
 const DOT = 46;
-const PERCENT = 37;
+const _PERCENT = 37;
 
 // Scratch for the 16-bit groups of an IPv6 address while it is parsed (one parse at a time: JS is single-threaded).
 const groupScratch = new Uint16Array(8);
@@ -221,7 +221,12 @@ export class CidrList {
 
 /** "::ffff:1.2.3.4" -> "1.2.3.4"; any other text is returned as it is. */
 export function unmapIpv4(address: string): string {
-  if (address.length > 7 && address.charCodeAt(0) === COLON && address.startsWith("::ffff:") && address.indexOf(".", 7) > 0) {
+  if (
+    address.length > 7 &&
+    address.charCodeAt(0) === COLON &&
+    address.startsWith("::ffff:") &&
+    address.indexOf(".", 7) > 0
+  ) {
     return address.slice(7);
   }
   return address;

@@ -25,7 +25,7 @@ export function forwardedClient(peer: string, forwardedFor: string, trusted: Cid
     let stop = end;
     while (start < stop && isBlank(forwardedFor.charCodeAt(start))) start++;
     while (stop > start && isBlank(forwardedFor.charCodeAt(stop - 1))) stop--;
-    end = comma < 0 ? 0 : comma;
+    end = Math.max(comma, 0);
     if (start === stop) continue; // "a,,b": empty entries are skipped
     // Strip [v6]:port or v4:port.
     if (forwardedFor.charCodeAt(start) === OPEN_BRACKET) {

@@ -30,7 +30,12 @@ export class ConnectionGate {
    * `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit;
    * `sharedPerIp`: the table the per-address limit is then counted in.
    */
-  constructor(maxConnections: number, maxConnectionsPerIp: number, sharedTotal: Int32Array | null = null, sharedPerIp: SharedAddressTable | null = null) {
+  constructor(
+    maxConnections: number,
+    maxConnectionsPerIp: number,
+    sharedTotal: Int32Array | null = null,
+    sharedPerIp: SharedAddressTable | null = null,
+  ) {
     this.maxConnections = maxConnections;
     this.maxPerIp = maxConnectionsPerIp;
     this.sharedTotal = sharedTotal;

@@ -8,7 +8,7 @@ const EPSILON_MS = 1e-6;
 
 /** The tat a request at `nowMs` would leave behind. */
 export function nextTat(storedTat: number, nowMs: number, intervalMs: number): number {
-  return (storedTat > nowMs ? storedTat : nowMs) + intervalMs;
+  return Math.max(storedTat, nowMs) + intervalMs;
 }
 
 /** 0 when the request that would leave `newTat` is admitted, else milliseconds (>= 1) until a token is available. */
@@ -18,9 +18,15 @@ export function waitMs(newTat: number, nowMs: number, toleranceMs: number): numb
 }
 
 /** Tokens left and seconds until the bucket is full again, for an address whose tat is `storedTat`. */
-export function bucketState(state: { remaining: number; resetSeconds: number }, storedTat: number, nowMs: number, intervalMs: number, toleranceMs: number): void {
+export function bucketState(
+  state: { remaining: number; resetSeconds: number },
+  storedTat: number,
+  nowMs: number,
+  intervalMs: number,
+  toleranceMs: number,
+): void {
   const debtMs = storedTat > nowMs ? storedTat - nowMs : 0;
   const remaining = Math.floor((toleranceMs - debtMs) / intervalMs + EPSILON_MS);
-  state.remaining = remaining > 0 ? remaining : 0;
+  state.remaining = Math.max(remaining, 0);
   state.resetSeconds = debtMs > 0 ? Math.ceil(debtMs / 1000) : 0;
 }

@@ -69,7 +69,8 @@ function parseV1(bytes: Uint8Array): ProxyHeader {
     }
     if (byte < 0x20 || byte > 0x7e) return error("PROXY v1 header has a non-printable byte");
   }
-  if (lineEnd < 0) return bytes.length < PROXY_V1_MAX_BYTES - 1 ? NEED_MORE : error("PROXY v1 header longer than 107 bytes");
+  if (lineEnd < 0)
+    return bytes.length < PROXY_V1_MAX_BYTES - 1 ? NEED_MORE : error("PROXY v1 header longer than 107 bytes");
   const line = new TextDecoder().decode(bytes.subarray(0, lineEnd));
   const parts = line.split(" ");
   const headerBytes = lineEnd + 2;
@@ -132,7 +133,11 @@ export function formatIpv6(bytes: Uint8Array, offset: number): string {
     }
     i = j;
   }
-  const hex = (from: number, to: number) => groups.slice(from, to).map((g) => g.toString(16)).join(":");
+  const hex = (from: number, to: number) =>
+    groups
+      .slice(from, to)
+      .map((g) => g.toString(16))
+      .join(":");
   if (bestStart < 0) return hex(0, 8);
   // IPv4-mapped: show the dotted form Bun uses for such peers.
   if (bestStart === 0 && bestLength === 5 && groups[5] === 0xffff) {

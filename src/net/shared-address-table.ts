@@ -114,7 +114,11 @@ export class SharedAddressTable {
   }
 
   share(): SharedAddressTableShare {
-    return { origin: this.origin, meta: this.meta.buffer as SharedArrayBuffer, slots: this.ints.buffer as SharedArrayBuffer };
+    return {
+      origin: this.origin,
+      meta: this.meta.buffer as SharedArrayBuffer,
+      slots: this.ints.buffer as SharedArrayBuffer,
+    };
   }
 
   /** Addresses held now (with connections open or a rate-limit debt, or not yet dropped). */
@@ -252,7 +256,10 @@ export class SharedAddressTable {
       keyWords(ip, words);
       this.lastIp = ip;
     }
-    const w0 = words[0]!, w1 = words[1]!, w2 = words[2]!, w3 = words[3]!;
+    const w0 = words[0]!,
+      w1 = words[1]!,
+      w2 = words[2]!,
+      w3 = words[3]!;
     const ints = this.ints;
     const mask = this.mask;
     let slot = hashWords(this.seed, w0, w1, w2, w3) & mask;

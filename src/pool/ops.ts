@@ -35,7 +35,9 @@ export async function loadUserHandlers(modulePath: string): Promise<Map<number, 
   }
   const table = loaded.handlers;
   if (typeof table !== "object" || table === null) {
-    throw new Error(`${where}: the module must export \`handlers\`, an object mapping opcodes 0x80-0xFF to functions (found ${table === undefined ? "no such export" : typeof table})`);
+    throw new Error(
+      `${where}: the module must export \`handlers\`, an object mapping opcodes 0x80-0xFF to functions (found ${table === undefined ? "no such export" : typeof table})`,
+    );
   }
   const result = new Map<number, OpHandler>();
   for (const [key, value] of Object.entries(table)) {
@@ -44,7 +46,9 @@ export async function loadUserHandlers(modulePath: string): Promise<Map<number, 
       throw new Error(`${where}: handlers key ${JSON.stringify(key)} is not an opcode from 0x80 to 0xFF`);
     }
     if (typeof value !== "function") {
-      throw new Error(`${where}: handlers[0x${opcode.toString(16)}] must be a function (payload: Uint8Array) => Uint8Array | Promise<Uint8Array> (got ${typeof value})`);
+      throw new Error(
+        `${where}: handlers[0x${opcode.toString(16)}] must be a function (payload: Uint8Array) => Uint8Array | Promise<Uint8Array> (got ${typeof value})`,
+      );
     }
     result.set(opcode, value as OpHandler);
   }

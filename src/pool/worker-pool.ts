@@ -19,9 +19,31 @@ import { MAIN_THREAD_LOCK_ID, MAX_CLASS_BYTES, createArena, type BufferArena, Sl
 import { Counter } from "../stats/stats.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
 import {
-  CONTROL_INT32S, DONE_HEAD, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH,
-  FIELD_OPCODE, FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_ENTRIES, RING_MASK, SUB_HEAD,
-  COUNTER_FIELDS, COUNTER_SPIN_CATCHES, COUNTER_SPINS, SUB_TAIL, WORKER_AWAKE_BASE, WORKER_SLEEPING, mainControlInt32s, type FromWorker, type TaskMessage, type WorkerInit,
+  CONTROL_INT32S,
+  DONE_HEAD,
+  DONE_TAIL,
+  ENTRY_FIELDS,
+  FIELD_GENERATION,
+  FIELD_HANDLE,
+  FIELD_LENGTH,
+  FIELD_OPCODE,
+  FIELD_SLOT,
+  FIELD_STATUS,
+  MAIN_SLEEPING,
+  MESSAGES_TAKEN,
+  RING_ENTRIES,
+  RING_MASK,
+  SUB_HEAD,
+  COUNTER_FIELDS,
+  COUNTER_SPIN_CATCHES,
+  COUNTER_SPINS,
+  SUB_TAIL,
+  WORKER_AWAKE_BASE,
+  WORKER_SLEEPING,
+  mainControlInt32s,
+  type FromWorker,
+  type TaskMessage,
+  type WorkerInit,
 } from "./channel.ts";
 import { FrameStatus, type OpDone, type OpRunner } from "./op-runner.ts";
 import { OP_HASH } from "./ops.ts";
@@ -94,7 +116,11 @@ class WorkerSlot {
   unwoken = 0;
   /** SUB_HEAD at the watchdog's last look (see rewakeStalled). */
   headAtLastCheck = -1;
-  constructor(readonly index: number, readonly worker: Worker, readonly lockId: number) {}
+  constructor(
+    readonly index: number,
+    readonly worker: Worker,
+    readonly lockId: number,
+  ) {}
 }
 
 /** FIFO of task slots with push-front for tasks taken back from a dead worker. */
@@ -213,7 +239,9 @@ export class WorkerPool implements OpRunner {
   private running = 0;
   /** Small results are copied here for `done` (see resultView); views by length, made on first use. */
   private readonly resultScratch = new Uint8Array(BYTEWISE_COPY_BYTES);
-  private readonly resultViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(BYTEWISE_COPY_BYTES + 1).fill(undefined);
+  private readonly resultViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(
+    BYTEWISE_COPY_BYTES + 1,
+  ).fill(undefined);
   /** Atomics.notify calls that woke a sleeping worker, and notifications of completions received (gauges: wake-ups per batch). */
   private wakeups = 0;
   private doorbells = 0;
@@ -248,7 +276,8 @@ export class WorkerPool implements OpRunner {
     });
     for (let i = 0; i < this.threads; i++) this.spawn(i);
     this.registerGauges();
-    const periodMs = this.taskTimeoutMs > 0 ? Math.min(1000, Math.max(5, this.taskTimeoutMs / 4)) : WATCHDOG_INTERVAL_MS;
+    const periodMs =
+      this.taskTimeoutMs > 0 ? Math.min(1000, Math.max(5, this.taskTimeoutMs / 4)) : WATCHDOG_INTERVAL_MS;
     this.watchdogTimer = setInterval(() => this.watchdog(), periodMs);
     this.watchdogTimer.unref();
     return started;
@@ -279,7 +308,11 @@ export class WorkerPool implements OpRunner {
    * finish it; its result is dropped). `timeoutMs`: settles with status 7 when no answer came in time (the pool's own
    * pool.task_timeout_ms still bounds the worker).
    */
-  runTask(opcode: number, payload: Uint8Array, options: { signal?: AbortSignal; timeoutMs?: number } = {}): Promise<TaskResult> {
+  runTask(
+    opcode: number,
+    payload: Uint8Array,
+    options: { signal?: AbortSignal; timeoutMs?: number } = {},
+  ): Promise<TaskResult> {
     const { signal, timeoutMs } = options;
     if (signal?.aborted) return Promise.resolve({ status: FrameStatus.INTERNAL, payload: messageBytes("aborted") });
     return new Promise<TaskResult>((resolve) => {
@@ -294,7 +327,11 @@ export class WorkerPool implements OpRunner {
       };
       const onAbort = () => settle(FrameStatus.INTERNAL, messageBytes("aborted"));
       signal?.addEventListener("abort", onAbort, { once: true });
-      if (timeoutMs !== undefined && timeoutMs > 0) timer = setTimeout(() => settle(FrameStatus.TIMEOUT, messageBytes("timed out waiting for the pool")), timeoutMs);
+      if (timeoutMs !== undefined && timeoutMs > 0)
+        timer = setTimeout(
+          () => settle(FrameStatus.TIMEOUT, messageBytes("timed out waiting for the pool")),
+          timeoutMs,
+        );
       this.run(opcode, payload, 0, (_token, status, result) => settle(status, result.slice()));
     });
   }
@@ -425,7 +462,13 @@ export class WorkerPool implements OpRunner {
       // Not in shared memory: the bytes travel by message (transferred, not copied). The handle is kept until the
       // task finishes, so its bytes stay counted against the arena's budget for ordinary memory meanwhile.
       const payload = this.arena.view(handle, this.taskLength[slot]!);
-      const message: TaskMessage = { type: "task", slot, generation: this.taskGeneration[slot]!, opcode: this.taskOpcode[slot]!, payload };
+      const message: TaskMessage = {
+        type: "task",
+        slot,
+        generation: this.taskGeneration[slot]!,
+        opcode: this.taskOpcode[slot]!,
+        payload,
+      };
       target.worker.postMessage(message, [payload.buffer as ArrayBuffer]);
       this.taskRingIndex[slot] = -1;
       this.taskMessageIndex[slot] = target.messagesSent;
@@ -519,7 +562,9 @@ export class WorkerPool implements OpRunner {
     try {
       done(token, status, result);
     } catch (error) {
-      this.context.logger.error(`pool: a completion callback threw: ${error instanceof Error ? error.message : String(error)}`);
+      this.context.logger.error(
+        `pool: a completion callback threw: ${error instanceof Error ? error.message : String(error)}`,
+      );
     }
     const payloadHandle = this.taskHandle[slot]!;
     if (payloadHandle !== -1) this.arena.free(payloadHandle);
@@ -622,11 +667,17 @@ export class WorkerPool implements OpRunner {
     worker.onmessage = (event: MessageEvent<FromWorker>) => this.onMessage(slot, event.data);
     worker.addEventListener("error", (event: ErrorEvent) => {
       const error: unknown = event.error;
-      slot.lastError = error instanceof Error ? error.message : (event.message.split("\n").find((line) => line.startsWith("error:")) ?? event.message);
+      slot.lastError =
+        error instanceof Error
+          ? error.message
+          : (event.message.split("\n").find((line) => line.startsWith("error:")) ?? event.message);
     });
     worker.addEventListener("close", (event: Event) => {
       const code = (event as CloseEvent).code;
-      this.onWorkerGone(slot, `pool worker ${index} exited (code ${code})${slot.lastError === "" ? "" : `: ${slot.lastError}`}`);
+      this.onWorkerGone(
+        slot,
+        `pool worker ${index} exited (code ${code})${slot.lastError === "" ? "" : `: ${slot.lastError}`}`,
+      );
     });
     const init: WorkerInit = {
       type: "init",
@@ -662,7 +713,11 @@ export class WorkerPool implements OpRunner {
         slot.state = WORKER_READY;
         this.startFailures = 0;
         for (const opcode of message.opcodes) this.userOpcodes[opcode] = 1;
-        if (this.startWaiter !== null && this.workers.length === this.threads && this.workers.every((w) => w.state === WORKER_READY)) {
+        if (
+          this.startWaiter !== null &&
+          this.workers.length === this.threads &&
+          this.workers.every((w) => w.state === WORKER_READY)
+        ) {
           this.startWaiter.resolve();
           this.startWaiter = null;
         }
@@ -709,7 +764,11 @@ export class WorkerPool implements OpRunner {
     if (!wasReady) {
       this.startFailures++;
       if (this.startFailures >= MAX_START_FAILURES) {
-        this.failStart(new Error(`pool: workers died during start-up ${this.startFailures} times in a row; last: ${reason}. Check custom.handlers and the worker's memory.`));
+        this.failStart(
+          new Error(
+            `pool: workers died during start-up ${this.startFailures} times in a row; last: ${reason}. Check custom.handlers and the worker's memory.`,
+          ),
+        );
         return;
       }
     }
@@ -733,7 +792,7 @@ export class WorkerPool implements OpRunner {
       else this.finish(task, status, message, -1);
     }
     // Untaken tasks go back to the front of the queue in their original order.
-    requeue.sort((a, b) => ((this.taskRingIndex[b]! - this.taskRingIndex[a]!) | 0));
+    requeue.sort((a, b) => (this.taskRingIndex[b]! - this.taskRingIndex[a]!) | 0);
     for (const task of requeue) {
       this.taskState[task] = TASK_QUEUED;
       this.running--;
@@ -772,7 +831,9 @@ export class WorkerPool implements OpRunner {
       Atomics.store(worker.control, WORKER_SLEEPING, 0);
       if (Atomics.notify(worker.control, WORKER_SLEEPING) > 0) {
         this.lostWakeups++;
-        this.context.logger.warn(`pool: worker ${worker.index} slept with ${(worker.subTail - head) | 0} tasks in its ring (a lost wake-up); woken by the watchdog`);
+        this.context.logger.warn(
+          `pool: worker ${worker.index} slept with ${(worker.subTail - head) | 0} tasks in its ring (a lost wake-up); woken by the watchdog`,
+        );
       }
     }
   }
@@ -805,7 +866,9 @@ export class WorkerPool implements OpRunner {
     }
     if (hung === null) return;
     for (const worker of hung) {
-      this.context.logger.warn(`pool: worker ${worker.index} ran a task longer than pool.task_timeout_ms (${limitMs} ms); replacing it`);
+      this.context.logger.warn(
+        `pool: worker ${worker.index} ran a task longer than pool.task_timeout_ms (${limitMs} ms); replacing it`,
+      );
       worker.worker.terminate();
       this.retire(worker, FrameStatus.TIMEOUT, TIMED_OUT);
       this.spawn(worker.index);

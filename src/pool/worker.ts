@@ -2,10 +2,28 @@
 // writes the result back into the arena and publishes it on its completion ring.
 import { SlabArena } from "../memory/arena.ts";
 import {
-  CONTROL_INT32S, DONE_TAIL, ENTRY_FIELDS, FIELD_GENERATION, FIELD_HANDLE, FIELD_LENGTH, FIELD_OPCODE,
-  COUNTER_SPIN_CATCHES, COUNTER_SPINS, FIELD_SLOT, FIELD_STATUS, MAIN_SLEEPING, MESSAGES_TAKEN, RING_MASK, SUB_HEAD, SUB_TAIL,
-  WORKER_AWAKE_BASE, WORKER_SLEEPING,
-  type DoneMessage, type TaskMessage, type ToWorker, type WorkerInit,
+  CONTROL_INT32S,
+  DONE_TAIL,
+  ENTRY_FIELDS,
+  FIELD_GENERATION,
+  FIELD_HANDLE,
+  FIELD_LENGTH,
+  FIELD_OPCODE,
+  COUNTER_SPIN_CATCHES,
+  COUNTER_SPINS,
+  FIELD_SLOT,
+  FIELD_STATUS,
+  MAIN_SLEEPING,
+  MESSAGES_TAKEN,
+  RING_MASK,
+  SUB_HEAD,
+  SUB_TAIL,
+  WORKER_AWAKE_BASE,
+  WORKER_SLEEPING,
+  type DoneMessage,
+  type TaskMessage,
+  type ToWorker,
+  type WorkerInit,
 } from "./channel.ts";
 import { FrameStatus } from "./op-runner.ts";
 import { builtinOps, loadUserHandlers, type OpHandler } from "./ops.ts";
@@ -152,8 +170,11 @@ function drain(): void {
       head = (head + 1) | 0;
       Atomics.store(control, SUB_HEAD, head); // taken: from here on a crash fails this task instead of re-queueing it
       runRingTask(
-        submissions[at + FIELD_SLOT]!, submissions[at + FIELD_GENERATION]!, submissions[at + FIELD_OPCODE]!,
-        submissions[at + FIELD_HANDLE]!, submissions[at + FIELD_LENGTH]!,
+        submissions[at + FIELD_SLOT]!,
+        submissions[at + FIELD_GENERATION]!,
+        submissions[at + FIELD_OPCODE]!,
+        submissions[at + FIELD_HANDLE]!,
+        submissions[at + FIELD_LENGTH]!,
       );
     }
     ringDoorbell(); // once per batch: the main thread drains all of it in one wake-up
@@ -215,7 +236,13 @@ function runRingTask(slot: number, generation: number, opcode: number, handle: n
   const offset = arena!.offsetOf(handle);
   const handler = handlers[opcode];
   if (handler === undefined) {
-    completeError(slot, generation, handle, FrameStatus.UNKNOWN_OPCODE, `opcode 0x${opcode.toString(16)} has no handler in the pool`);
+    completeError(
+      slot,
+      generation,
+      handle,
+      FrameStatus.UNKNOWN_OPCODE,
+      `opcode 0x${opcode.toString(16)} has no handler in the pool`,
+    );
     return;
   }
   let result: Uint8Array | Promise<Uint8Array>;
@@ -291,7 +318,11 @@ function runMessageTask(task: TaskMessage): void {
 function runMessageHandler(task: TaskMessage): void {
   const handler = handlers[task.opcode];
   if (handler === undefined) {
-    reply(task, FrameStatus.UNKNOWN_OPCODE, encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`));
+    reply(
+      task,
+      FrameStatus.UNKNOWN_OPCODE,
+      encoder.encode(`opcode 0x${task.opcode.toString(16)} has no handler in the pool`),
+    );
     return;
   }
   let result: Uint8Array | Promise<Uint8Array>;
@@ -306,7 +337,12 @@ function runMessageHandler(task: TaskMessage): void {
     return;
   }
   Promise.resolve(result).then(
-    (value: unknown) => reply(task, value instanceof Uint8Array ? FrameStatus.OK : FrameStatus.INTERNAL, value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value))),
+    (value: unknown) =>
+      reply(
+        task,
+        value instanceof Uint8Array ? FrameStatus.OK : FrameStatus.INTERNAL,
+        value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value)),
+      ),
     (error: unknown) => reply(task, FrameStatus.INTERNAL, encoder.encode(errorText(error))),
   );
 }

@@ -39,29 +39,155 @@ class Exposition {
 }
 
 /** The gauge groups other modules register, with the metric each key becomes. Missing groups read as 0 so names stay stable. */
-const GAUGE_METRICS: ReadonlyArray<{ group: string; key: string; name: string; type: "counter" | "gauge"; help: string }> = [
-  { group: "pool", key: "queued", name: "hps_pool_queued_tasks", type: "gauge", help: "Tasks waiting in the worker pool queue." },
-  { group: "pool", key: "running", name: "hps_pool_running_tasks", type: "gauge", help: "Tasks running on pool workers now." },
-  { group: "pool", key: "busyWorkers", name: "hps_pool_busy_workers", type: "gauge", help: "Pool workers with at least one task." },
+const GAUGE_METRICS: ReadonlyArray<{
+  group: string;
+  key: string;
+  name: string;
+  type: "counter" | "gauge";
+  help: string;
+}> = [
+  {
+    group: "pool",
+    key: "queued",
+    name: "hps_pool_queued_tasks",
+    type: "gauge",
+    help: "Tasks waiting in the worker pool queue.",
+  },
+  {
+    group: "pool",
+    key: "running",
+    name: "hps_pool_running_tasks",
+    type: "gauge",
+    help: "Tasks running on pool workers now.",
+  },
+  {
+    group: "pool",
+    key: "busyWorkers",
+    name: "hps_pool_busy_workers",
+    type: "gauge",
+    help: "Pool workers with at least one task.",
+  },
   { group: "pool", key: "workers", name: "hps_pool_workers", type: "gauge", help: "Pool worker threads alive." },
-  { group: "pool", key: "lostWakeups", name: "hps_pool_lost_wakeups_total", type: "counter", help: "Pool workers found asleep with tasks in their ring and woken by the watchdog (0 in normal operation)." },
-  { group: "pool", key: "spins", name: "hps_pool_spins_total", type: "counter", help: "Times a pool worker polled its empty ring for a next task before sleeping (pool.spin_us)." },
-  { group: "pool", key: "spinCatches", name: "hps_pool_spin_catches_total", type: "counter", help: "Polls of an empty ring that found a task, saving a wake-up." },
-  { group: "arena", key: "bytesInUse", name: "hps_arena_bytes_in_use", type: "gauge", help: "Bytes of the shared-memory arena allocated now." },
-  { group: "arena", key: "peakBytes", name: "hps_arena_peak_bytes", type: "gauge", help: "Most arena bytes allocated at once." },
-  { group: "arena", key: "capacityBytes", name: "hps_arena_capacity_bytes", type: "gauge", help: "Size of the shared-memory arena." },
-  { group: "arena", key: "allocations", name: "hps_arena_allocations_total", type: "counter", help: "Arena allocations." },
+  {
+    group: "pool",
+    key: "lostWakeups",
+    name: "hps_pool_lost_wakeups_total",
+    type: "counter",
+    help: "Pool workers found asleep with tasks in their ring and woken by the watchdog (0 in normal operation).",
+  },
+  {
+    group: "pool",
+    key: "spins",
+    name: "hps_pool_spins_total",
+    type: "counter",
+    help: "Times a pool worker polled its empty ring for a next task before sleeping (pool.spin_us).",
+  },
+  {
+    group: "pool",
+    key: "spinCatches",
+    name: "hps_pool_spin_catches_total",
+    type: "counter",
+    help: "Polls of an empty ring that found a task, saving a wake-up.",
+  },
+  {
+    group: "arena",
+    key: "bytesInUse",
+    name: "hps_arena_bytes_in_use",
+    type: "gauge",
+    help: "Bytes of the shared-memory arena allocated now.",
+  },
+  {
+    group: "arena",
+    key: "peakBytes",
+    name: "hps_arena_peak_bytes",
+    type: "gauge",
+    help: "Most arena bytes allocated at once.",
+  },
+  {
+    group: "arena",
+    key: "capacityBytes",
+    name: "hps_arena_capacity_bytes",
+    type: "gauge",
+    help: "Size of the shared-memory arena.",
+  },
+  {
+    group: "arena",
+    key: "allocations",
+    name: "hps_arena_allocations_total",
+    type: "counter",
+    help: "Arena allocations.",
+  },
   { group: "arena", key: "frees", name: "hps_arena_frees_total", type: "counter", help: "Arena frees." },
-  { group: "arena", key: "failures", name: "hps_arena_failures_total", type: "counter", help: "Arena allocations that failed because it was full." },
-  { group: "arena", key: "heapBytesInUse", name: "hps_arena_heap_bytes_in_use", type: "gauge", help: "Bytes of payloads over 64 KiB held in ordinary memory now." },
-  { group: "arena", key: "heapBudgetBytes", name: "hps_arena_heap_budget_bytes", type: "gauge", help: "Budget for payloads over 64 KiB held in ordinary memory (memory.arena_bytes)." },
-  { group: "arena", key: "heapFailures", name: "hps_arena_heap_failures_total", type: "counter", help: "Payloads over 64 KiB refused because their budget was in use." },
-  { group: "rateLimiter", key: "trackedIps", name: "hps_rate_limiter_tracked_ips", type: "gauge", help: "Client addresses the rate limiter remembers." },
-  { group: "httpCache", key: "entries", name: "hps_http_cache_entries", type: "gauge", help: "Files in the in-memory HTTP response cache." },
-  { group: "httpCache", key: "bytes", name: "hps_http_cache_bytes", type: "gauge", help: "Bytes of file content in the HTTP response cache." },
-  { group: "httpCache", key: "hits", name: "hps_http_cache_hits_total", type: "counter", help: "HTTP response cache hits." },
-  { group: "httpCache", key: "misses", name: "hps_http_cache_misses_total", type: "counter", help: "HTTP response cache misses." },
-  { group: "httpCache", key: "fileBackedEntries", name: "hps_http_cache_file_backed_entries", type: "gauge", help: "Files too large for memory whose metadata (path, headers, 304) is cached." },
+  {
+    group: "arena",
+    key: "failures",
+    name: "hps_arena_failures_total",
+    type: "counter",
+    help: "Arena allocations that failed because it was full.",
+  },
+  {
+    group: "arena",
+    key: "heapBytesInUse",
+    name: "hps_arena_heap_bytes_in_use",
+    type: "gauge",
+    help: "Bytes of payloads over 64 KiB held in ordinary memory now.",
+  },
+  {
+    group: "arena",
+    key: "heapBudgetBytes",
+    name: "hps_arena_heap_budget_bytes",
+    type: "gauge",
+    help: "Budget for payloads over 64 KiB held in ordinary memory (memory.arena_bytes).",
+  },
+  {
+    group: "arena",
+    key: "heapFailures",
+    name: "hps_arena_heap_failures_total",
+    type: "counter",
+    help: "Payloads over 64 KiB refused because their budget was in use.",
+  },
+  {
+    group: "rateLimiter",
+    key: "trackedIps",
+    name: "hps_rate_limiter_tracked_ips",
+    type: "gauge",
+    help: "Client addresses the rate limiter remembers.",
+  },
+  {
+    group: "httpCache",
+    key: "entries",
+    name: "hps_http_cache_entries",
+    type: "gauge",
+    help: "Files in the in-memory HTTP response cache.",
+  },
+  {
+    group: "httpCache",
+    key: "bytes",
+    name: "hps_http_cache_bytes",
+    type: "gauge",
+    help: "Bytes of file content in the HTTP response cache.",
+  },
+  {
+    group: "httpCache",
+    key: "hits",
+    name: "hps_http_cache_hits_total",
+    type: "counter",
+    help: "HTTP response cache hits.",
+  },
+  {
+    group: "httpCache",
+    key: "misses",
+    name: "hps_http_cache_misses_total",
+    type: "counter",
+    help: "HTTP response cache misses.",
+  },
+  {
+    group: "httpCache",
+    key: "fileBackedEntries",
+    name: "hps_http_cache_file_backed_entries",
+    type: "gauge",
+    help: "Files too large for memory whose metadata (path, headers, 304) is cached.",
+  },
 ];
 
 /** The /metrics body for the running server. */
@@ -75,9 +201,18 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   const out = new Exposition();
 
   out.single("hps_connections_active", "gauge", "Connections open now.", c.activeConnections);
-  out.single("hps_connections_max_active", "gauge", "Most connections open at once since start or reset (sum of per-thread peaks).", c.maxActiveConnections);
+  out.single(
+    "hps_connections_max_active",
+    "gauge",
+    "Most connections open at once since start or reset (sum of per-thread peaks).",
+    c.maxActiveConnections,
+  );
   out
-    .family("hps_connections_total", "counter", "Connections by outcome: accepted, refused at admission, or closed for idleness.")
+    .family(
+      "hps_connections_total",
+      "counter",
+      "Connections by outcome: accepted, refused at admission, or closed for idleness.",
+    )
     .sample("hps_connections_total", c.connectionsAccepted, { result: "accepted" })
     .sample("hps_connections_total", c.connectionsRefused, { result: "refused" })
     .sample("hps_connections_total", c.connectionsTimedOut, { result: "timed_out" });
@@ -91,13 +226,23 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
 
   out.family("hps_requests_total", "counter", "Requests finished, by protocol and (HTTP) status class.");
   if (snap.protocol === "http") {
-    const classes = [["1xx", c.http1xx], ["2xx", c.http2xx], ["3xx", c.http3xx], ["4xx", c.http4xx], ["5xx", c.http5xx]] as const;
+    const classes = [
+      ["1xx", c.http1xx],
+      ["2xx", c.http2xx],
+      ["3xx", c.http3xx],
+      ["4xx", c.http4xx],
+      ["5xx", c.http5xx],
+    ] as const;
     for (const [code, value] of classes) out.sample("hps_requests_total", value, { protocol: "http", code });
   } else {
     out.sample("hps_requests_total", c.requests, { protocol: snap.protocol, code: "all" });
   }
   out
-    .family("hps_http_responses_total", "counter", "HTTP responses with selected individual status codes (also counted in their class).")
+    .family(
+      "hps_http_responses_total",
+      "counter",
+      "HTTP responses with selected individual status codes (also counted in their class).",
+    )
     .sample("hps_http_responses_total", c.http304, { code: "304" })
     .sample("hps_http_responses_total", c.http404, { code: "404" });
 
@@ -122,10 +267,19 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     .sample("hps_errors_total", c.errorsSystem, { kind: "system" })
     .sample("hps_errors_total", c.errorsTimeout, { kind: "timeout" });
   out
-    .family("hps_too_large_total", "counter", "Requests refused for size: body or frame over limits.max_request_bytes, or headers too large.")
+    .family(
+      "hps_too_large_total",
+      "counter",
+      "Requests refused for size: body or frame over limits.max_request_bytes, or headers too large.",
+    )
     .sample("hps_too_large_total", c.requestsTooLarge, { part: "request" })
     .sample("hps_too_large_total", c.headersTooLarge, { part: "headers" });
-  out.single("hps_slow_reader_disconnects_total", "counter", "Connections closed because they did not read and their queue passed tcp.max_buffered_bytes.", c.disconnectedSlowReader);
+  out.single(
+    "hps_slow_reader_disconnects_total",
+    "counter",
+    "Connections closed because they did not read and their queue passed tcp.max_buffered_bytes.",
+    c.disconnectedSlowReader,
+  );
 
   out
     .family("hps_pool_tasks_total", "counter", "Worker pool tasks by what happened to them.")
@@ -135,7 +289,12 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     .sample("hps_pool_tasks_total", c.poolFailed, { result: "failed" })
     .sample("hps_pool_tasks_total", c.poolTimedOut, { result: "timed_out" });
   out.single("hps_pool_worker_crashes_total", "counter", "Pool workers that crashed and were replaced.", c.poolCrashed);
-  out.single("hps_arena_fallbacks_total", "counter", "Payloads over 64 KiB held in ordinary memory instead of an arena slot.", c.arenaFallbacks);
+  out.single(
+    "hps_arena_fallbacks_total",
+    "counter",
+    "Payloads over 64 KiB held in ordinary memory instead of an arena slot.",
+    c.arenaFallbacks,
+  );
 
   for (const metric of GAUGE_METRICS) {
     out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
@@ -155,10 +314,20 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
 
   out.single("hps_uptime_seconds", "gauge", "Seconds since the server started.", snap.uptimeSeconds);
   const p = snap.process;
-  out.single("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", p.cpuUserSeconds + p.cpuSystemSeconds);
+  out.single(
+    "process_cpu_seconds_total",
+    "counter",
+    "Total user and system CPU time spent in seconds.",
+    p.cpuUserSeconds + p.cpuSystemSeconds,
+  );
   out.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.rssBytes);
   out.single("process_heap_bytes", "gauge", "JavaScript heap in use in bytes.", p.heapUsedBytes);
-  out.single("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", (Date.now() - process.uptime() * 1000) / 1000);
+  out.single(
+    "process_start_time_seconds",
+    "gauge",
+    "Start time of the process since unix epoch in seconds.",
+    (Date.now() - process.uptime() * 1000) / 1000,
+  );
   if (p.openFds >= 0) out.single("process_open_fds", "gauge", "Number of open file descriptors.", p.openFds);
   if (p.maxFds >= 0) out.single("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.maxFds);
   return out.text();

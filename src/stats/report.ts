@@ -46,11 +46,17 @@ export function formatReport(snap: Snapshot): string[] {
   }
   const cache = snap.gauges.httpCache;
   if (cache !== undefined) {
-    lines.push(`http cache: ${count(cache.entries ?? 0)} files, ${bytes(cache.bytes ?? 0)}, ${count(cache.hits ?? 0)} hits, ${count(cache.misses ?? 0)} misses`);
+    lines.push(
+      `http cache: ${count(cache.entries ?? 0)} files, ${bytes(cache.bytes ?? 0)}, ${count(cache.hits ?? 0)} hits, ${count(cache.misses ?? 0)} misses`,
+    );
   }
   for (const [group, values] of Object.entries(snap.gauges)) {
     if (group === "pool" || group === "arena" || group === "httpCache" || group === "rateLimiter") continue;
-    lines.push(`${group}: ${Object.entries(values).map(([key, value]) => `${key} ${count(value)}`).join(", ")}`);
+    lines.push(
+      `${group}: ${Object.entries(values)
+        .map(([key, value]) => `${key} ${count(value)}`)
+        .join(", ")}`,
+    );
   }
   const p = snap.process;
   lines.push(
@@ -101,8 +107,10 @@ export function startReporter(context: ServerContext): Reporter {
 
 function formatLatency(latency: LatencySummary): string {
   if (latency.count === 0) return "no requests";
-  return `p50 ${micros(latency.p50Micros)}, p90 ${micros(latency.p90Micros)}, p99 ${micros(latency.p99Micros)}, ` +
-    `p99.9 ${micros(latency.p999Micros)}, max ${micros(latency.maxMicros)}`;
+  return (
+    `p50 ${micros(latency.p50Micros)}, p90 ${micros(latency.p90Micros)}, p99 ${micros(latency.p99Micros)}, ` +
+    `p99.9 ${micros(latency.p999Micros)}, max ${micros(latency.maxMicros)}`
+  );
 }
 
 function gaugeSuffix(snap: Snapshot, group: string, key: string, template: string): string {

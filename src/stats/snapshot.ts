@@ -76,7 +76,13 @@ export class SnapshotSampler {
     this.context = context;
     // The first window starts when the statistics did; CPU time counts from process start.
     const nowMs = Date.now();
-    this.baseline = { atMs: context.stats.startedAtMs, counters: null, histogram: null, cpuMicros: 0, cpuAtMs: nowMs - process.uptime() * 1000 };
+    this.baseline = {
+      atMs: context.stats.startedAtMs,
+      counters: null,
+      histogram: null,
+      cpuMicros: 0,
+      cpuAtMs: nowMs - process.uptime() * 1000,
+    };
   }
 
   /**
@@ -124,7 +130,11 @@ export class SnapshotSampler {
         refusedPerSecond: perSecond(delta("connectionsRefused")),
       },
       latency: summarize(histogram, counters.requestMicrosSum, exactMaxMicros),
-      intervalLatency: summarize(intervalHistogram, Math.max(0, counters.requestMicrosSum - (previous.counters?.requestMicrosSum ?? 0)), exactMaxMicros),
+      intervalLatency: summarize(
+        intervalHistogram,
+        Math.max(0, counters.requestMicrosSum - (previous.counters?.requestMicrosSum ?? 0)),
+        exactMaxMicros,
+      ),
       process: {
         pid: process.pid,
         cpuPercent: (Math.max(0, cpuMicros - previous.cpuMicros) / 1000 / cpuIntervalMs) * 100,
@@ -166,7 +176,8 @@ export function snapshot(context: ServerContext): Snapshot {
 
 function summarize(histogram: LatencyHistogram, sumMicros: number, exactMaxMicros: number): LatencySummary {
   const count = histogram.count();
-  if (count === 0) return { count: 0, meanMicros: 0, p50Micros: 0, p90Micros: 0, p99Micros: 0, p999Micros: 0, maxMicros: 0 };
+  if (count === 0)
+    return { count: 0, meanMicros: 0, p50Micros: 0, p90Micros: 0, p99Micros: 0, p999Micros: 0, maxMicros: 0 };
   // A bucket's upper edge can exceed the largest value really seen; never report more than that.
   const cap = (micros: number): number => (exactMaxMicros > 0 ? Math.min(micros, exactMaxMicros) : micros);
   return {

@@ -5,7 +5,14 @@ import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { snapshot } from "../stats/snapshot.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import { EndOfTickBatch, type ConnectionState, type WriteQueue } from "./connection.ts";
-import { EMPTY_PAYLOAD, FRAME_HEADER_BYTES, FrameStatus, Opcode, writeFrameHeader, type FrameRangeHandler } from "./frame.ts";
+import {
+  EMPTY_PAYLOAD,
+  FRAME_HEADER_BYTES,
+  FrameStatus,
+  Opcode,
+  writeFrameHeader,
+  type FrameRangeHandler,
+} from "./frame.ts";
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
 const LARGE_PAYLOAD_BYTES = 64 * 1024;
@@ -133,7 +140,13 @@ export class CustomProtocol {
    * the frames its decoder kept, as a data event would, and resumes reading once none are left and there is room.
    */
   continueHeld(connection: ConnectionState): void {
-    if (connection.isClosed || connection.closeWhenFlushed || !connection.isReadPaused || connection.inFlight >= this.maxInFlight) return;
+    if (
+      connection.isClosed ||
+      connection.closeWhenFlushed ||
+      !connection.isReadPaused ||
+      connection.inFlight >= this.maxInFlight
+    )
+      return;
     const decoder = connection.decoder!;
     if (decoder.heldBytes() > 0) {
       this.eventStartMs = performance.now();
@@ -190,14 +203,27 @@ export class CustomProtocol {
   }
 
   /** One request frame; its payload is bytes[payloadStart, payloadStart + payloadBytes), valid during this call. */
-  private handleFrame(opcode: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number): void {
+  private handleFrame(
+    opcode: number,
+    requestId: number,
+    bytes: Uint8Array,
+    payloadStart: number,
+    payloadBytes: number,
+  ): void {
     const connection = this.current!;
     if (connection.isClosed) return;
     if (this.admission.rateLimitEnabled) {
       const waitMs = this.admission.takeToken(connection.remoteAddress, this.eventStartMs);
       if (waitMs > 0) {
         this.unrecordedFrames++;
-        this.appendFrame(connection, opcode, FrameStatus.RATE_LIMITED, requestId, textEncoder.encode(`rate limited: retry in ${waitMs} ms`), true);
+        this.appendFrame(
+          connection,
+          opcode,
+          FrameStatus.RATE_LIMITED,
+          requestId,
+          textEncoder.encode(`rate limited: retry in ${waitMs} ms`),
+          true,
+        );
         return;
       }
     }
@@ -208,7 +234,16 @@ export class CustomProtocol {
         return;
       case Opcode.ECHO:
         this.unrecordedFrames++;
-        this.appendRange(connection, opcode, FrameStatus.OK, requestId, bytes, payloadStart, payloadBytes, !connection.decoder!.payloadIsBuffered);
+        this.appendRange(
+          connection,
+          opcode,
+          FrameStatus.OK,
+          requestId,
+          bytes,
+          payloadStart,
+          payloadBytes,
+          !connection.decoder!.payloadIsBuffered,
+        );
         return;
       case Opcode.STATS:
         this.unrecordedFrames++;
@@ -218,17 +253,33 @@ export class CustomProtocol {
     if (this.runner.handles(opcode)) {
       if (this.runner.runRange !== undefined) {
         // The runner copies the range before returning: no view of the chunk, nothing to keep.
-        this.runner.runRange(opcode, bytes, payloadStart, payloadBytes, this.openEntry(connection, opcode, requestId), this.onDone);
+        this.runner.runRange(
+          opcode,
+          bytes,
+          payloadStart,
+          payloadBytes,
+          this.openEntry(connection, opcode, requestId),
+          this.onDone,
+        );
         return;
       }
       const payloadEnd = payloadStart + payloadBytes;
       // The runner keeps the payload until done: a view of a chunk stays valid, the decoder's own buffer does not.
-      const payload = connection.decoder!.payloadIsBuffered ? bytes.slice(payloadStart, payloadEnd) : bytes.subarray(payloadStart, payloadEnd);
+      const payload = connection.decoder!.payloadIsBuffered
+        ? bytes.slice(payloadStart, payloadEnd)
+        : bytes.subarray(payloadStart, payloadEnd);
       this.dispatch(connection, opcode, requestId, payload);
       return;
     }
     this.unrecordedFrames++;
-    this.appendFrame(connection, opcode, FrameStatus.UNKNOWN_OPCODE, requestId, textEncoder.encode(`unknown opcode 0x${opcode.toString(16).padStart(2, "0")}`), true);
+    this.appendFrame(
+      connection,
+      opcode,
+      FrameStatus.UNKNOWN_OPCODE,
+      requestId,
+      textEncoder.encode(`unknown opcode 0x${opcode.toString(16).padStart(2, "0")}`),
+      true,
+    );
   }
 
   /**
@@ -283,7 +334,14 @@ export class CustomProtocol {
   }
 
   /** Header into the batch; small payloads copied after it, large ones written as their own view. */
-  private appendFrame(connection: ConnectionState, opcode: number, status: number, requestId: number, payload: Uint8Array, isStable: boolean): void {
+  private appendFrame(
+    connection: ConnectionState,
+    opcode: number,
+    status: number,
+    requestId: number,
+    payload: Uint8Array,
+    isStable: boolean,
+  ): void {
     this.appendRange(connection, opcode, status, requestId, payload, 0, payload.length, isStable);
   }
 
@@ -302,7 +360,10 @@ export class CustomProtocol {
       // reserve first: it may replace connection.batch, which must be read after it.
       const headerOffset = connection.reserve(FRAME_HEADER_BYTES);
       writeFrameHeader(connection.batch, headerOffset, payloadBytes, opcode, status, requestId);
-      const payload = payloadStart === 0 && payloadBytes === bytes.length ? bytes : bytes.subarray(payloadStart, payloadStart + payloadBytes);
+      const payload =
+        payloadStart === 0 && payloadBytes === bytes.length
+          ? bytes
+          : bytes.subarray(payloadStart, payloadStart + payloadBytes);
       if (this.writer.flushBatch(connection)) this.writer.send(connection, payload, isStable);
       this.recordInline();
       return;
@@ -314,7 +375,12 @@ export class CustomProtocol {
     if (payloadBytes <= BYTEWISE_COPY_BYTES) {
       for (let i = 0; i < payloadBytes; i++) batch[target + i] = bytes[payloadStart + i]!;
     } else {
-      batch.set(payloadStart === 0 && payloadBytes === bytes.length ? bytes : bytes.subarray(payloadStart, payloadStart + payloadBytes), target);
+      batch.set(
+        payloadStart === 0 && payloadBytes === bytes.length
+          ? bytes
+          : bytes.subarray(payloadStart, payloadStart + payloadBytes),
+        target,
+      );
     }
     if (connection.batchBytes >= BATCH_FLUSH_BYTES) {
       this.writer.flushBatch(connection);
@@ -342,5 +408,7 @@ export class CustomProtocol {
 }
 
 function tooLargeMessage(maxFrameBytes: number): Uint8Array {
-  return textEncoder.encode(`frame too large: the length field may be at most ${maxFrameBytes} (limits.max_request_bytes)`);
+  return textEncoder.encode(
+    `frame too large: the length field may be at most ${maxFrameBytes} (limits.max_request_bytes)`,
+  );
 }

@@ -45,7 +45,12 @@ export function writeFrameHeader(
 }
 
 /** Header + payload in one new buffer (for clients and tests; the server avoids it on hot paths). */
-export function encodeFrame(opcode: number, status: number, requestId: number, payload: Uint8Array = EMPTY_PAYLOAD): Uint8Array {
+export function encodeFrame(
+  opcode: number,
+  status: number,
+  requestId: number,
+  payload: Uint8Array = EMPTY_PAYLOAD,
+): Uint8Array {
   const frame = new Uint8Array(FRAME_HEADER_BYTES + payload.length);
   writeFrameHeader(frame, 0, payload.length, opcode, status, requestId);
   frame.set(payload, FRAME_HEADER_BYTES);
@@ -63,7 +68,14 @@ export type FrameHandler = (opcode: number, status: number, requestId: number, p
  * Gets each decoded frame with its payload as a range: `bytes[payloadStart, payloadStart + payloadBytes)`, valid
  * only during the call. No view object is made per frame, which is most of a small frame's decoding cost.
  */
-export type FrameRangeHandler = (opcode: number, status: number, requestId: number, bytes: Uint8Array, payloadStart: number, payloadBytes: number) => void;
+export type FrameRangeHandler = (
+  opcode: number,
+  status: number,
+  requestId: number,
+  bytes: Uint8Array,
+  payloadStart: number,
+  payloadBytes: number,
+) => void;
 
 /**
  * Streaming decoder: feed chunks; calls onFrame for every complete frame (payload is a view valid only during the call).
@@ -96,7 +108,12 @@ export class FrameDecoder {
   /** push's handler while a frame completes in the pending buffer (continuePending speaks ranges; toView makes the view). */
   private viewHandler: FrameHandler | null = null;
   private readonly toView: FrameRangeHandler = (opcode, status, requestId, bytes, payloadStart, payloadBytes) =>
-    this.viewHandler!(opcode, status, requestId, payloadBytes === 0 ? EMPTY_PAYLOAD : bytes.subarray(payloadStart, payloadStart + payloadBytes));
+    this.viewHandler!(
+      opcode,
+      status,
+      requestId,
+      payloadBytes === 0 ? EMPTY_PAYLOAD : bytes.subarray(payloadStart, payloadStart + payloadBytes),
+    );
 
   constructor(maxFrameBytes: number) {
     this.maxFrameBytes = maxFrameBytes;
@@ -125,8 +142,14 @@ export class FrameDecoder {
       if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > chunkBytes) break;
-      const payload = length === LENGTH_COVERED_HEADER_BYTES ? EMPTY_PAYLOAD : chunk.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
-      onFrame(chunk[offset + 5]!, (chunk[offset + 6]! << 8) | chunk[offset + 7]!, readUint32(chunk, offset + 8), payload);
+      const payload =
+        length === LENGTH_COVERED_HEADER_BYTES ? EMPTY_PAYLOAD : chunk.subarray(offset + FRAME_HEADER_BYTES, frameEnd);
+      onFrame(
+        chunk[offset + 5]!,
+        (chunk[offset + 6]! << 8) | chunk[offset + 7]!,
+        readUint32(chunk, offset + 8),
+        payload,
+      );
       offset = frameEnd;
       if (this.isStopRequested) return this.hold(chunk, offset);
     }
@@ -152,7 +175,14 @@ export class FrameDecoder {
       if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > chunkBytes) break;
-      onFrame(chunk[offset + 5]!, (chunk[offset + 6]! << 8) | chunk[offset + 7]!, readUint32(chunk, offset + 8), chunk, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
+      onFrame(
+        chunk[offset + 5]!,
+        (chunk[offset + 6]! << 8) | chunk[offset + 7]!,
+        readUint32(chunk, offset + 8),
+        chunk,
+        offset + FRAME_HEADER_BYTES,
+        length - LENGTH_COVERED_HEADER_BYTES,
+      );
       offset = frameEnd;
       if (this.isStopRequested) return this.hold(chunk, offset);
     }
@@ -187,7 +217,14 @@ export class FrameDecoder {
       if (verdict !== FrameStatus.OK) return this.fail(verdict);
       const frameEnd = offset + LENGTH_FIELD_BYTES + length;
       if (frameEnd > end) break;
-      onFrame(bytes[offset + 5]!, (bytes[offset + 6]! << 8) | bytes[offset + 7]!, readUint32(bytes, offset + 8), bytes, offset + FRAME_HEADER_BYTES, length - LENGTH_COVERED_HEADER_BYTES);
+      onFrame(
+        bytes[offset + 5]!,
+        (bytes[offset + 6]! << 8) | bytes[offset + 7]!,
+        readUint32(bytes, offset + 8),
+        bytes,
+        offset + FRAME_HEADER_BYTES,
+        length - LENGTH_COVERED_HEADER_BYTES,
+      );
       offset = frameEnd;
       if (this.isStopRequested) {
         this.isStopRequested = false;
@@ -329,7 +366,14 @@ export class FrameDecoder {
     this.pendingBytes = 0;
     this.pendingFrameBytes = 0;
     this.payloadIsBuffered = true;
-    onFrame(pending[5]!, (pending[6]! << 8) | pending[7]!, readUint32(pending, 8), pending, FRAME_HEADER_BYTES, frameBytes - FRAME_HEADER_BYTES);
+    onFrame(
+      pending[5]!,
+      (pending[6]! << 8) | pending[7]!,
+      readUint32(pending, 8),
+      pending,
+      FRAME_HEADER_BYTES,
+      frameBytes - FRAME_HEADER_BYTES,
+    );
     this.payloadIsBuffered = false;
     return offset;
   }

@@ -14,7 +14,11 @@ export class InlineRunner implements OpRunner {
   /** Calls `done` before returning; the result view is reused by the next call. */
   run(opcode: number, payload: Uint8Array, token: number, done: OpDone): void {
     if (opcode !== Opcode.HASH) {
-      done(token, FrameStatus.UNKNOWN_OPCODE, new TextEncoder().encode(`opcode ${opcode} is not run by the inline runner`));
+      done(
+        token,
+        FrameStatus.UNKNOWN_OPCODE,
+        new TextEncoder().encode(`opcode ${opcode} is not run by the inline runner`),
+      );
       return;
     }
     this.hasher.update(payload);

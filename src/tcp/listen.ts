@@ -83,7 +83,9 @@ class TcpServer {
   start(): TcpListener {
     const config = this.context.config;
     if (config.server.protocol !== "echo" && config.server.protocol !== "custom") {
-      throw new Error(`server.protocol must be "echo" or "custom" for the TCP listener (got "${config.server.protocol}")`);
+      throw new Error(
+        `server.protocol must be "echo" or "custom" for the TCP listener (got "${config.server.protocol}")`,
+      );
     }
     const options: ListenOptions = {
       hostname: config.server.bind,
@@ -97,7 +99,13 @@ class TcpServer {
         open: this.onOpen,
         data:
           this.custom === null
-            ? createEchoDataHandler(this.context.stats, this.writer, this.clock, this.afterActivity, this.readProxyHeader)
+            ? createEchoDataHandler(
+                this.context.stats,
+                this.writer,
+                this.clock,
+                this.afterActivity,
+                this.readProxyHeader,
+              )
             : this.onCustomData,
         drain: this.onDrain,
         end: this.onEnd,
@@ -144,7 +152,10 @@ class TcpServer {
     socket.setNoDelay(config.tcp.nodelay);
     socket.setKeepAlive(config.tcp.keepalive, config.tcp.keepalive_idle_s * 1000);
     // A pooled state keeps its decoder unless a reload changed the frame limit since it was made.
-    if (this.custom !== null && (connection.decoder === null || connection.decoder.maxFrameBytes !== config.limits.max_request_bytes)) {
+    if (
+      this.custom !== null &&
+      (connection.decoder === null || connection.decoder.maxFrameBytes !== config.limits.max_request_bytes)
+    ) {
       connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
     }
     if (awaitsProxyHeader) {
@@ -189,7 +200,9 @@ class TcpServer {
     const socket = connection.socket!;
     if (header.result === ProxyParse.ERROR) {
       this.context.stats.inc(Counter.errorsProtocol);
-      this.context.logger.warn(`tcp: PROXY header from trusted proxy ${connection.remoteAddress}: ${header.reason}; closing`);
+      this.context.logger.warn(
+        `tcp: PROXY header from trusted proxy ${connection.remoteAddress}: ${header.reason}; closing`,
+      );
       connection.isClosed = true;
       socket.end();
       return EMPTY_PAYLOAD;
@@ -282,7 +295,12 @@ class TcpServer {
     const socket = connection.socket;
     if (socket !== null && !connection.isClosed && connection.queuedBytes === 0 && connection.batchBytes === 0) {
       // Idle also means no frames kept undecoded while reading was paused: a peer that half-closed gets every answer.
-      if (connection.closeWhenFlushed || (connection.closeWhenIdle && connection.inFlight === 0 && (connection.decoder === null || connection.decoder.heldBytes() === 0))) {
+      if (
+        connection.closeWhenFlushed ||
+        (connection.closeWhenIdle &&
+          connection.inFlight === 0 &&
+          (connection.decoder === null || connection.decoder.heldBytes() === 0))
+      ) {
         connection.isClosed = true;
         socket.end();
       }
