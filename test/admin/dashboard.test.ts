@@ -1,0 +1,257 @@
+// The live dashboard in real headless Chromium: while load runs, its charts and numbers show non-zero values.
+import { expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ServerContext } from "../../src/context.ts";
+import { startAdmin } from "../../src/http/admin.ts";
+import { Logger } from "../../src/log.ts";
+import { Counter, Stats } from "../../src/stats/stats.ts";
+import { testConfig, waitFor, withAdmission } from "../helpers/common.ts";
+
+const CHROMIUM = Bun.which("chromium") ?? Bun.which("chromium-browser") ?? Bun.which("google-chrome");
+if (CHROMIUM === null) {
+  console.warn(
+    "dashboard.test.ts: SKIPPING the headless-browser test: no chromium found (install Debian's `chromium`: apt-get install -y chromium)",
+  );
+}
+
+/** Minimal Chrome DevTools Protocol client over the page's WebSocket. */
+class DevTools {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
+
+  private constructor(private readonly socket: WebSocket) {
+    socket.onmessage = (event) => {
+      const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } };
+      if (message.id === undefined) return;
+      const waiter = this.pending.get(message.id);
+      this.pending.delete(message.id);
+      if (message.error) waiter?.reject(new Error(message.error.message));
+      else waiter?.resolve(message.result);
+    };
+  }
+
+  static async connect(url: string): Promise<DevTools> {
+    const socket = new WebSocket(url);
+    await new Promise<void>((resolve, reject) => {
+      socket.onopen = () => resolve();
+      socket.onerror = () => reject(new Error(`cannot open DevTools socket ${url}`));
+    });
+    return new DevTools(socket);
+  }
+
+  call(method: string, params: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        reject(new Error(`DevTools ${method} timed out`));
+      }, timeoutMs);
+      this.pending.set(id, {
+        resolve: (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        reject: (error) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      });
+      this.socket.send(JSON.stringify({ id, method, params }));
+    });
+  }
+
+  /** Evaluates an expression in the page and returns its JSON value. */
+  async evaluate<T>(expression: string): Promise<T> {
+    const result = (await this.call("Runtime.evaluate", { expression, returnByValue: true })) as {
+      result: { value: T };
+    };
+    return result.result.value;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+interface ChartReading {
+  id: string;
+  value: string;
+  /** Pixels in any series' colour above the chart's zero line: lines that have risen off the floor. */
+  raisedPixels: number;
+}
+
+/** Runs in the page: each chart's big number, and how much of its first line is drawn above zero. */
+const READ_CHARTS = `(() => {
+  const hex = (color) => [1, 3, 5].map((i) => parseInt(color.slice(i, i + 2), 16));
+  return JSON.stringify(CHARTS.map((chart) => {
+    const canvas = document.getElementById("chart-" + chart.id);
+    const ctx = canvas.getContext("2d");
+    const ratio = canvas.width / (canvas.clientWidth || canvas.width);
+    const floorY = Math.floor((canvas.height / ratio - 16 - 3) * ratio);
+    const pixels = ctx.getImageData(0, 0, canvas.width, floorY).data;
+    const colors = chart.series.map((series) => hex(series.color));
+    let raised = 0;
+    for (let i = 0; i < pixels.length; i += 4) {
+      if (pixels[i + 3] <= 128) continue;
+      for (const [r, g, b] of colors) {
+        if (Math.abs(pixels[i] - r) + Math.abs(pixels[i + 1] - g) + Math.abs(pixels[i + 2] - b) < 60) { raised++; break; }
+      }
+    }
+    return { id: chart.id, value: document.getElementById("value-" + chart.id).textContent, raisedPixels: raised };
+  }));
+})()`;
+
+test.skipIf(CHROMIUM === null)(
+  "the dashboard's charts show live non-zero numbers while load runs",
+  async () => {
+    const stats = Stats.create();
+    let arenaBytes = 0;
+    const context: ServerContext = withAdmission({
+      config: testConfig({ admin: { enabled: true, bind: "127.0.0.1", port: 0 } }),
+      stats,
+      logger: Logger.silent(),
+      gauges: new Map<string, () => Record<string, number>>([
+        ["pool", () => ({ queued: 5, running: 2, busyWorkers: 2, workers: 2 })],
+        [
+          "arena",
+          () => ({
+            bytesInUse: arenaBytes,
+            peakBytes: arenaBytes,
+            allocations: 1,
+            frees: 0,
+            failures: 0,
+            capacityBytes: 1 << 24,
+          }),
+        ],
+      ]),
+    });
+    const admin = await startAdmin(context, { isReady: () => true });
+    // A tiny public server counting into the same Stats, like the real listeners do.
+    const publicServer = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch() {
+        const startedAt = performance.now();
+        const body = "x".repeat(512);
+        stats.add(Counter.bytesWritten, body.length);
+        stats.add(Counter.bytesRead, 80);
+        stats.httpStatus(200);
+        stats.requestDone((performance.now() - startedAt) * 1000 + 50);
+        return new Response(body);
+      },
+    });
+    for (let i = 0; i < 3; i++) stats.connectionOpened();
+
+    const profile = mkdtempSync(join(tmpdir(), "hps-chromium-"));
+    const browser = Bun.spawn(
+      [
+        CHROMIUM!,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-sync",
+        "--disable-quic",
+        `--user-data-dir=${profile}`,
+        "--remote-debugging-port=0",
+        "--window-size=1280,900",
+        `http://127.0.0.1:${admin.port}/dashboard`,
+      ],
+      { stdout: "ignore", stderr: "ignore" },
+    );
+    let isLoadRunning = true;
+    const load = (async () => {
+      const url = `http://127.0.0.1:${publicServer.port}/`;
+      // Bounded: stops when the test is done or after 25 s, whichever comes first.
+      const deadline = Date.now() + 25_000;
+      while (isLoadRunning && Date.now() < deadline) {
+        arenaBytes = 4096 + Math.floor(Math.random() * 65536);
+        await Promise.all(Array.from({ length: 8 }, async () => (await fetch(url)).arrayBuffer()));
+      }
+    })();
+    let devtools: DevTools | null = null;
+    try {
+      // Chromium writes "<port>\n<browser path>" here once DevTools listens.
+      const portFile = join(profile, "DevToolsActivePort");
+      let devtoolsPort = 0;
+      await waitFor(
+        () => {
+          if (!existsSync(portFile)) return false;
+          devtoolsPort = Number(readFileSync(portFile, "utf8").split("\n")[0]);
+          return devtoolsPort > 0;
+        },
+        15_000,
+        "chromium to open its DevTools port",
+      );
+      let pageSocketUrl = "";
+      await waitFor(
+        async () => {
+          const targets = (await (await fetch(`http://127.0.0.1:${devtoolsPort}/json/list`)).json()) as {
+            type: string;
+            url: string;
+            webSocketDebuggerUrl: string;
+          }[];
+          pageSocketUrl =
+            targets.find((target) => target.type === "page" && target.url.endsWith("/dashboard"))
+              ?.webSocketDebuggerUrl ?? "";
+          return pageSocketUrl !== "";
+        },
+        10_000,
+        "the dashboard page target",
+      );
+      devtools = await DevTools.connect(pageSocketUrl);
+
+      let readings: ChartReading[] = [];
+      const isLive = async (): Promise<boolean> => {
+        // Until the page has loaded its script, the expression throws and yields no value.
+        const text = await devtools!.evaluate<string | undefined>(READ_CHARTS);
+        if (typeof text !== "string") return false;
+        readings = JSON.parse(text) as ChartReading[];
+        return (
+          readings.length === 6 &&
+          readings.every(
+            (reading) => Number.parseFloat(reading.value.replaceAll(",", "")) > 0 && reading.raisedPixels > 20,
+          )
+        );
+      };
+      try {
+        await waitFor(isLive, 15_000, "every dashboard chart to show a non-zero value");
+      } catch (error) {
+        throw new Error(`${(error as Error).message}; last readings: ${JSON.stringify(readings)}`);
+      }
+      expect(readings.map((reading) => reading.id)).toEqual([
+        "rps",
+        "latency",
+        "connections",
+        "bytes",
+        "pool",
+        "arena",
+      ]);
+      expect(readings.find((reading) => reading.id === "connections")!.value).toBe("3");
+      expect(readings.find((reading) => reading.id === "pool")!.value).toBe("5");
+      expect(readings.find((reading) => reading.id === "latency")!.value).toMatch(/µs|ms/);
+      expect(readings.find((reading) => reading.id === "bytes")!.value).toMatch(/B$/);
+      // The page kept receiving events (one a second) and says it is live.
+      expect(Number(await devtools.evaluate<string>("document.body.dataset.updates"))).toBeGreaterThanOrEqual(2);
+      expect(await devtools.evaluate<string>(`document.getElementById("state").textContent`)).toBe("live");
+      expect(await devtools.evaluate<string>(`document.getElementById("summary").textContent`)).toMatch(
+        /^http · up \d+ s · [\d,]+ requests/,
+      );
+    } finally {
+      isLoadRunning = false;
+      devtools?.close();
+      browser.kill();
+      await Promise.race([browser.exited, Bun.sleep(5000)]);
+      if (browser.exitCode === null) browser.kill("SIGKILL");
+      await load;
+      publicServer.stop(true);
+      await admin.stop({ graceful: false, timeoutMs: 0 });
+      rmSync(profile, { recursive: true, force: true });
+    }
+  },
+  30_000,
+);

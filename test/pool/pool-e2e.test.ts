@@ -1,0 +1,59 @@
+// Worker pool behind the custom protocol, over real sockets: task timeout from start, the budget for large frames.
+import { expect, test } from "bun:test";
+import { HpsClient } from "../../src/client/hps-client.ts";
+import { FrameStatus } from "../../src/pool/op-runner.ts";
+import { startServer } from "../../src/server.ts";
+import { Counter } from "../../src/stats/stats.ts";
+import { testConfig } from "../helpers/common.ts";
+
+const HANDLERS = new URL("../fixtures/pool-handlers.ts", import.meta.url).pathname;
+
+/** A payload for the fixture's 0x87 (busy for payload[0] ms, then echo) of `length` bytes. */
+function busyFor(ms: number, length = 1): Uint8Array {
+  const bytes = new Uint8Array(length);
+  bytes[0] = ms;
+  return bytes;
+}
+
+test("pipelined tasks waiting behind each other on one worker do not time out; each runs well below the limit", async () => {
+  await using server = await startServer(
+    testConfig({
+      server: { protocol: "custom" },
+      pool: { threads: 1, task_timeout_ms: 250 },
+      custom: { handlers: HANDLERS, max_in_flight: 64 },
+    }),
+  );
+  using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 10_000 });
+  // 24 x 25 ms: the last one answers ~600 ms after it was sent
+  const replies = await Promise.all(Array.from({ length: 24 }, () => client.request(0x87, busyFor(25))));
+  expect(replies.map((reply) => reply.status)).toEqual(new Array<number>(24).fill(FrameStatus.OK));
+  expect(server.stats.total(Counter.poolTimedOut)).toBe(0);
+  expect(server.stats.total(Counter.poolCrashed)).toBe(0);
+});
+
+test("large frames past the payload budget (memory.arena_bytes) are answered busy; the connection stays usable", async () => {
+  await using server = await startServer(
+    testConfig({
+      server: { protocol: "custom" },
+      pool: { threads: 1, task_timeout_ms: 0 },
+      memory: { arena_bytes: 256 * 1024 },
+      limits: { max_request_bytes: 1024 * 1024 },
+      custom: { handlers: HANDLERS },
+    }),
+  );
+  using client = await HpsClient.connect("127.0.0.1", server.port, { timeoutMs: 10_000 });
+  // The first holds its 100 KB for 200 ms; the second waits behind it; the third would pass 256 KiB.
+  const replies = await Promise.all([
+    client.request(0x87, busyFor(200, 100_000)),
+    client.request(0x87, busyFor(0, 100_000)),
+    client.request(0x87, busyFor(0, 100_000)),
+  ]);
+  expect(replies.map((reply) => reply.status)).toEqual([FrameStatus.OK, FrameStatus.OK, FrameStatus.BUSY]);
+  expect(new TextDecoder().decode(replies[2]!.payload)).toContain("memory.arena_bytes");
+  expect(replies[1]!.payload).toEqual(busyFor(0, 100_000));
+  expect(server.stats.total(Counter.poolRejected)).toBe(1);
+  // the budget came back with the answers
+  const after = await client.request(0x87, busyFor(0, 250_000));
+  expect(after.status).toBe(FrameStatus.OK);
+  expect(after.payload.length).toBe(250_000);
+});
