@@ -1,7 +1,7 @@
 // The interface the custom protocol uses to run an operation off the I/O path (the worker pool implements it),
 // and the HPS/1 status codes its results carry (src/tcp/frame.ts re-exports them, so the pool needs nothing from tcp).
 
-/** HPS/1 response status codes (DESIGN.md): 0 ok, otherwise the error. */
+/** HPS/1 response status codes (docs/hps1-protocol.md): 0 ok, otherwise the error. */
 export const FrameStatus = {
   OK: 0,
   UNKNOWN_OPCODE: 1,

@@ -118,7 +118,7 @@ describe("http", () => {
         expect(await response.text()).toBe("<p>hello</p>\n");
         expect(performance.now() - startedMs).toBeLessThan(1000);
       }
-      // Bun.serve cuts connections whose headers have not completed after ~10-12 s (DESIGN.md, runtime facts).
+      // Bun.serve cuts connections whose headers have not completed after ~10-12 s (docs/http.md, "Request limits").
       await waitFor(
         () => dribblers.every((client) => client.isClosed()),
         20_000,

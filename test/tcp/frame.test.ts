@@ -57,7 +57,7 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 describe("header", () => {
-  test("writes the big-endian layout of DESIGN.md", () => {
+  test("writes the big-endian layout of docs/hps1-protocol.md", () => {
     const target = new Uint8Array(14).fill(0xee);
     writeFrameHeader(target, 2, 5, 0x02, 0x0304, 0xa1b2c3d4);
     expect([...target]).toEqual([0xee, 0xee, 0, 0, 0, 13, 1, 0x02, 0x03, 0x04, 0xa1, 0xb2, 0xc3, 0xd4]);
