@@ -1,13 +1,14 @@
 // `bun run bench`: runs every mitata microbenchmark in bench/micro/ (or those matching the arguments), one process each, in turn.
-import { readdirSync } from "node:fs";
-import { join } from "node:path";
-import { parseToolArgs } from "./cli.ts";
+import { existsSync, readdirSync } from "node:fs";
+import { basename, join, relative, resolve } from "node:path";
+import { childColorEnv, colorOutput, parseToolArgs } from "./cli.ts";
 
 const MICRO_DIR = new URL("./micro/", import.meta.url).pathname;
 const USAGE = `Usage: bun run bench [options] [name ...]
 
 Runs bench/micro/*.bench.ts one after another (each in its own bun process) and prints mitata's tables.
-A name selects the files whose name contains it (e.g. bun run bench arena frame).
+A name selects the files whose name contains it (e.g. bun run bench arena frame); a path to a .bench.ts file
+runs that file. Colours only on a terminal (NO_COLOR=1 turns them off, FORCE_COLOR=1 on).
 
 Options:
   --core N       pin each benchmark to core N with taskset (steadier numbers on a busy machine)
@@ -38,8 +39,16 @@ async function main(argv: string[]): Promise<number> {
   const all = readdirSync(MICRO_DIR)
     .filter((name) => name.endsWith(".bench.ts"))
     .sort();
-  const files =
-    positionals.length === 0 ? all : all.filter((name) => positionals.some((wanted) => name.includes(wanted)));
+  const paths = positionals
+    .filter((wanted) => wanted.endsWith(".bench.ts") && existsSync(wanted))
+    .map((p) => resolve(p));
+  const names = positionals.filter((wanted) => !paths.includes(resolve(wanted)));
+  const files = [
+    ...(positionals.length === 0 ? all : all.filter((name) => names.some((wanted) => name.includes(wanted)))).map(
+      (name) => join(MICRO_DIR, name),
+    ),
+    ...paths,
+  ];
   if (values.list) {
     for (const name of all) process.stdout.write(`${name}\n`);
     return 0;
@@ -49,13 +58,15 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  // the children write straight to our stdout: they colour it only when we would
+  const env = childColorEnv(colorOutput(process.stdout));
   const failed: string[] = [];
-  for (const name of files) {
-    const path = join(MICRO_DIR, name);
+  for (const path of files) {
+    const name = basename(path);
     const argv = values.core === undefined ? ["bun", path] : ["taskset", "-c", values.core, "bun", path];
-    process.stdout.write(`\n## bench/micro/${name}\n\n`);
+    process.stdout.write(`\n## ${relative(process.cwd(), path)}\n\n`);
     const startedMs = performance.now();
-    const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "inherit", stderr: "inherit" });
+    const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "inherit", stderr: "inherit", env });
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
