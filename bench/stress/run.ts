@@ -113,7 +113,7 @@ async function checkHeldConnections(http: Running, target: number, deadlineMs: n
       held: held_,
       detail:
         `opened ${opened.opened}/${target} (connect failures ${held.connectFailures}), first GET 200 on ${opened.ok}; server fds ${snapshot.process.openFds}; ` +
-        `meanwhile 16-conn load: ${Math.round(report.requests.perSecond.mean)} req/s, ${loadErrors(report)}, p99 ${(report.latency.p99 / 1000).toFixed(1)} ms; ` +
+        `meanwhile 16-conn load: ${Math.round(report.requests.perSecond.mean)} req/s, ${loadErrors(report)}, p99 ${(report.latency.p99Micros / 1000).toFixed(1)} ms; ` +
         `second GET 200 on ${answeredAgain}, still open ${stillOpen}`,
     };
   } finally {
@@ -214,7 +214,7 @@ async function checkSlowReadersHttp(http: Running): Promise<CheckResult> {
       name,
       held: report.errors.total === 0 && report.requests.ok > 0 && rssGrowthMiB < 256 && complete === resumed.length,
       detail:
-        `20 stalled downloads; meanwhile ${loadErrors(report)}, p99 ${(report.latency.p99 / 1000).toFixed(1)} ms; server RSS +${rssGrowthMiB.toFixed(0)} MiB; ` +
+        `20 stalled downloads; meanwhile ${loadErrors(report)}, p99 ${(report.latency.p99Micros / 1000).toFixed(1)} ms; server RSS +${rssGrowthMiB.toFixed(0)} MiB; ` +
         `${complete}/${resumed.length} resumed downloads got all ${BIG_BYTES} bytes`,
     };
   } finally {
@@ -289,7 +289,7 @@ async function checkSlowloris(http: Running, custom: Running): Promise<CheckResu
       load([`http://127.0.0.1:${http.port}/small.txt`, "-c", "16", "-d", "2s", "--timeout", "3s"]),
       load([`hps://127.0.0.1:${custom.port}`, "--opcode", "ping", "-c", "8", "-d", "2s", "--timeout", "3s"]),
     ]);
-    const httpP99Ms = httpReport.latency.p99 / 1000;
+    const httpP99Ms = httpReport.latency.p99Micros / 1000;
     const closedSoFar = cutByServer;
     return {
       name,

@@ -1,68 +1,30 @@
 // One thread of the load tester: its connections over Bun.connect, closed or open model, timing, tallies, histograms.
 import type { Socket, SocketHandler } from "bun";
 import type { Histogram } from "hdr-histogram-js";
+import { type ConnectionOwner, LoadConnection, repeat } from "./connection.ts";
 import { newLatencyHistogram, recordMillis } from "./latency.ts";
 import { echoProtocol } from "./load-echo.ts";
 import { hpsProtocol } from "./load-hps.ts";
 import { httpProtocol } from "./load-http.ts";
 import type { LoadOptions } from "./options.ts";
-import { Outcome, STATUS_SLOTS, type LoadProtocol, type ResponseCodec, type ResponseSink } from "./protocol.ts";
+import { PerSecondCounts } from "./per-second.ts";
+import type { ThreadPlan } from "./plan.ts";
+import { Outcome, STATUS_SLOTS, type LoadProtocol } from "./protocol.ts";
 import { SendSchedule } from "./schedule.ts";
+import { LATE_SEND_MS, Tally } from "./tally.ts";
 
-/** Slots of a thread's tally array (Float64, one writer: the thread; the main thread reads it for progress). */
-export const Tally = {
-  /** measured requests written */
-  sent: 0,
-  /** measured requests answered (any outcome) */
-  completed: 1,
-  ok: 2,
-  /** answered with a non-success status (HTTP non-2xx, HPS/1 status != OK) */
-  nonOk: 3,
-  /** answered with bytes that do not match the request or the framing */
-  mismatch: 4,
-  /** lost when the connection closed or reset with them outstanding */
-  readErrors: 5,
-  timeouts: 6,
-  /** failed connection attempts (not requests) */
-  connectErrors: 7,
-  bytesRead: 8,
-  bytesWritten: 9,
-  /** open model: measured requests that went out more than LATE_SEND_MS after their planned time */
-  lateSends: 10,
-  /** gauge: requests in flight now */
-  inFlight: 11,
-  /** every response, warm-up included (progress line) */
-  responsesAll: 12,
-  /** 1 once measuring has begun */
-  recording: 13,
-  /** 1 when the thread has finished */
-  done: 14,
-  /** measured milliseconds (set at the end) */
-  measuredMs: 15,
-  /** open model: measured requests planned (sent or not) */
-  planned: 16,
-} as const;
-export const TALLY_SLOTS = 20;
-
-/** An open-model send later than this after its planned time counts as late. */
-export const LATE_SEND_MS = 10;
 /** Pause before reopening a connection whose connect failed. */
 const RECONNECT_DELAY_MS = 100;
 /** How often timeouts and the end of the run are checked in the closed model. */
 const HOUSEKEEPING_MS = 50;
 /** The open-model timer never sleeps longer than this (timeouts and the end are checked on every tick). */
 const OPEN_TICK_MAX_MS = 20;
-
-/** What one thread runs: the shared options plus its share of the connections and requests. */
-export interface ThreadPlan {
-  options: LoadOptions;
-  threadIndex: number;
-  /** Index of this thread's first connection among all connections (spreads the open-model phases). */
-  firstConnection: number;
-  connections: number;
-  /** Measured requests for this thread in -n mode; null in duration mode. */
-  totalRequests: number | null;
-}
+/**
+ * Bun's timers count whole milliseconds (a fractional delay is cut short), so a send planned between two timer
+ * wake-ups could leave up to 1 ms late. A request whose planned time is less than this ahead goes out with the
+ * wake-up before it instead; its latency is then measured from its actual send, never from the later plan.
+ */
+const SEND_AHEAD_MS = 1;
 
 export interface ThreadResult {
   tallies: Float64Array;
@@ -74,23 +36,9 @@ export interface ThreadResult {
   corrected: Histogram | null;
   /** Set when the thread gave up (no connection could be opened, no progress). */
   fatal: string | null;
-}
-
-/** Splits connections and -n requests over threads as evenly as possible. */
-export function planThreads(options: LoadOptions): ThreadPlan[] {
-  const plans: ThreadPlan[] = [];
-  let firstConnection = 0;
-  for (let t = 0; t < options.threads; t++) {
-    const connections =
-      Math.floor(options.connections / options.threads) + (t < options.connections % options.threads ? 1 : 0);
-    const totalRequests =
-      options.totalRequests === null
-        ? null
-        : Math.floor(options.totalRequests / options.threads) + (t < options.totalRequests % options.threads ? 1 : 0);
-    plans.push({ options, threadIndex: t, firstConnection, connections, totalRequests });
-    firstConnection += connections;
-  }
-  return plans;
+  /** Measured responses and bytes read in each second since measuring began (the last one is usually partial). */
+  completedBySecond: number[];
+  bytesReadBySecond: number[];
 }
 
 export function protocolFor(options: LoadOptions): LoadProtocol {
@@ -104,196 +52,9 @@ export function protocolFor(options: LoadOptions): LoadProtocol {
   }
 }
 
-function nextPowerOfTwo(n: number): number {
-  let p = 1;
-  while (p < n) p *= 2;
-  return p;
-}
-
 const Lost = { READ: Tally.readErrors, TIMEOUT: Tally.timeouts } as const;
 
-/** One connection: its socket, response codec, outstanding-request slots and unsent bytes. */
-class LoadConnection implements ResponseSink {
-  socket: Socket<LoadConnection> | null = null;
-  readonly codec: ResponseCodec;
-  /** `pipeline` requests back to back; stamped per request, or shared by all connections when unstamped. */
-  readonly batch: Uint8Array;
-  private pending: Uint8Array = new Uint8Array(0);
-  private pendingBytes = 0;
-  inFlight = 0;
-  // Outstanding requests. Ordered protocols use slots as a ring (head = oldest); others a free list, id -> slot.
-  private readonly mask: number;
-  private readonly slotBits: number;
-  readonly sentMs: Float64Array;
-  readonly plannedMs: Float64Array;
-  private readonly slotId: Uint32Array;
-  private readonly slotBusy: Uint8Array;
-  private readonly freeSlots: Int32Array;
-  private freeCount: number;
-  private head = 0;
-  private tail = 0;
-  /** Ordered protocols: id of the next request (the codec expects the same numbering from 0). */
-  private nextSequence = 0;
-  /** Open model: index of the next request in this connection's schedule. */
-  nextPlanned = 0;
-  readonly schedule: SendSchedule | null = null;
-  everOpened = false;
-  connectFailures = 0;
-
-  constructor(
-    readonly engine: LoadEngine,
-    readonly index: number,
-    sharedBatch: Uint8Array | null,
-    schedule: SendSchedule | null,
-  ) {
-    const protocol = engine.protocol;
-    const pipeline = engine.pipeline;
-    this.codec = protocol.newCodec();
-    this.batch = sharedBatch ?? repeat(protocol.template, pipeline);
-    const capacity = nextPowerOfTwo(pipeline);
-    this.mask = capacity - 1;
-    this.slotBits = Math.log2(capacity);
-    this.sentMs = new Float64Array(capacity);
-    this.plannedMs = new Float64Array(capacity);
-    this.slotId = new Uint32Array(capacity);
-    this.slotBusy = new Uint8Array(capacity);
-    this.freeSlots = new Int32Array(capacity);
-    for (let i = 0; i < capacity; i++) this.freeSlots[i] = capacity - 1 - i;
-    this.freeCount = capacity;
-    this.schedule = schedule;
-  }
-
-  /** Takes a slot for a request going out now, stamps its id into batch position `batchIndex`. */
-  enqueue(plannedMs: number, nowMs: number, batchIndex: number): void {
-    const engine = this.engine;
-    let slot: number;
-    let requestId: number;
-    if (engine.protocol.ordered) {
-      slot = this.tail & this.mask;
-      this.tail = (this.tail + 1) >>> 0;
-      requestId = this.nextSequence;
-      this.nextSequence = (this.nextSequence + 1) >>> 0;
-    } else {
-      slot = this.freeSlots[--this.freeCount]!;
-      // id = (generation << bits | slot) + 1: never 0 (connection-level), unique among outstanding requests
-      const generation = ((this.slotId[slot]! >>> this.slotBits) + 1) & ((1 << (31 - this.slotBits)) - 1);
-      requestId = ((generation << this.slotBits) | slot) >>> 0;
-      this.slotId[slot] = requestId;
-      requestId += 1;
-      this.slotBusy[slot] = 1;
-    }
-    this.sentMs[slot] = nowMs;
-    this.plannedMs[slot] = plannedMs;
-    this.inFlight++;
-    engine.tallies[Tally.inFlight]!++;
-    if (engine.protocol.stamped) engine.protocol.stamp(this.batch, batchIndex * engine.requestBytes, requestId);
-  }
-
-  /** Writes the first `count` requests of the batch; what the socket does not take waits for drain. */
-  flush(count: number, measured: number): void {
-    const engine = this.engine;
-    const bytes = count * engine.requestBytes;
-    engine.tallies[Tally.sent]! += measured;
-    engine.lastProgressMs = engine.nowMs;
-    if (measured > 0) engine.tallies[Tally.bytesWritten]! += bytes;
-    const socket = this.socket!;
-    if (this.pendingBytes > 0) {
-      this.appendPending(this.batch, 0, bytes);
-      return;
-    }
-    const written = socket.write(this.batch, 0, bytes);
-    if (written < bytes) this.appendPending(this.batch, Math.max(written, 0), bytes - Math.max(written, 0));
-  }
-
-  private appendPending(source: Uint8Array, offset: number, bytes: number): void {
-    const needed = this.pendingBytes + bytes;
-    if (needed > this.pending.length) {
-      const grown = new Uint8Array(nextPowerOfTwo(needed));
-      grown.set(this.pending.subarray(0, this.pendingBytes));
-      this.pending = grown;
-    }
-    this.pending.set(source.subarray(offset, offset + bytes), this.pendingBytes);
-    this.pendingBytes = needed;
-  }
-
-  drain(): void {
-    if (this.pendingBytes === 0 || this.socket === null) return;
-    const written = this.socket.write(this.pending, 0, this.pendingBytes);
-    if (written <= 0) return;
-    this.pending.copyWithin(0, written, this.pendingBytes);
-    this.pendingBytes -= written;
-  }
-
-  completeNext(outcome: number, status: number): void {
-    if (this.inFlight === 0 || !this.engine.protocol.ordered) {
-      this.engine.stray();
-      return;
-    }
-    const slot = this.head & this.mask;
-    this.head = (this.head + 1) >>> 0;
-    this.inFlight--;
-    this.engine.finish(this.plannedMs[slot]!, this.sentMs[slot]!, outcome, status);
-  }
-
-  completeId(requestId: number, outcome: number, status: number): void {
-    const slot = (requestId - 1) & this.mask;
-    if (requestId === 0 || this.slotBusy[slot] !== 1 || this.slotId[slot] !== requestId - 1) {
-      this.engine.stray();
-      return;
-    }
-    this.slotBusy[slot] = 0;
-    this.freeSlots[this.freeCount++] = slot;
-    this.inFlight--;
-    this.engine.finish(this.plannedMs[slot]!, this.sentMs[slot]!, outcome, status);
-  }
-
-  protocolError(): void {
-    this.engine.stray();
-  }
-
-  /** Send time of the oldest outstanding request (Infinity when none). */
-  oldestSentMs(): number {
-    if (this.inFlight === 0) return Infinity;
-    if (this.engine.protocol.ordered) return this.sentMs[this.head & this.mask]!;
-    let oldest = Infinity;
-    for (let slot = 0; slot <= this.mask; slot++)
-      if (this.slotBusy[slot] === 1 && this.sentMs[slot]! < oldest) oldest = this.sentMs[slot]!;
-    return oldest;
-  }
-
-  /** Every outstanding request is lost (counted under `kind`); the slots and codec start over. */
-  loseAll(kind: number): void {
-    const engine = this.engine;
-    if (engine.protocol.ordered) {
-      while (this.inFlight > 0) {
-        const slot = this.head & this.mask;
-        this.head = (this.head + 1) >>> 0;
-        this.inFlight--;
-        engine.lose(this.plannedMs[slot]!, kind);
-      }
-    } else {
-      for (let slot = 0; slot <= this.mask; slot++) {
-        if (this.slotBusy[slot] !== 1) continue;
-        this.slotBusy[slot] = 0;
-        this.freeSlots[this.freeCount++] = slot;
-        this.inFlight--;
-        engine.lose(this.plannedMs[slot]!, kind);
-      }
-    }
-    this.head = this.tail = 0;
-    this.nextSequence = 0;
-    this.pendingBytes = 0;
-    this.codec.reset();
-  }
-}
-
-function repeat(template: Uint8Array, times: number): Uint8Array {
-  const batch = new Uint8Array(template.length * times);
-  for (let i = 0; i < times; i++) batch.set(template, i * template.length);
-  return batch;
-}
-
-const HANDLERS: SocketHandler<LoadConnection> = {
+const HANDLERS: SocketHandler<EngineConnection> = {
   binaryType: "buffer",
   open(socket) {
     socket.data.engine.onOpen(socket.data, socket);
@@ -322,8 +83,10 @@ const HANDLERS: SocketHandler<LoadConnection> = {
   },
 };
 
+type EngineConnection = LoadConnection<LoadEngine>;
+
 /** Runs one thread's share of the load and resolves with its tallies and histograms. */
-export class LoadEngine {
+export class LoadEngine implements ConnectionOwner {
   readonly protocol: LoadProtocol;
   readonly pipeline: number;
   readonly requestBytes: number;
@@ -331,7 +94,8 @@ export class LoadEngine {
   readonly statuses = new Float64Array(STATUS_SLOTS);
   readonly latency = newLatencyHistogram();
   readonly corrected: Histogram | null;
-  private readonly connections: LoadConnection[] = [];
+  private readonly perSecond = new PerSecondCounts();
+  private readonly connections: EngineConnection[] = [];
   private readonly isOpen: boolean;
   private readonly timeoutMs: number;
   /** Requests planned at or after this time are measured (performance.now() ms). */
@@ -344,6 +108,8 @@ export class LoadEngine {
   private stopping = false;
   private finished = false;
   private timer: Timer | null = null;
+  /** When the armed timer fires (performance.now() ms); Infinity when none is armed. */
+  private timerAtMs = Infinity;
   /** Last time a request was sent or resolved (the no-progress guard). */
   lastProgressMs = 0;
   /** Time of the data event being handled (one clock read per chunk, shared by its responses), or of the last send. */
@@ -388,6 +154,7 @@ export class LoadEngine {
     }
     const startMs = performance.now();
     this.measureStartMs = startMs + options.warmupMs;
+    this.perSecond.start(this.measureStartMs);
     if (options.durationMs !== null) this.endMs = this.measureStartMs + options.durationMs;
     if (options.warmupMs === 0) this.tallies[Tally.recording] = 1;
     this.lastProgressMs = startMs;
@@ -411,7 +178,7 @@ export class LoadEngine {
     return done;
   }
 
-  private connect(connection: LoadConnection): Promise<unknown> {
+  private connect(connection: EngineConnection): Promise<unknown> {
     const { host, port } = this.plan.options.target;
     try {
       return Bun.connect({ hostname: host, port, socket: HANDLERS, data: connection }).catch(() => undefined);
@@ -421,7 +188,7 @@ export class LoadEngine {
     }
   }
 
-  onOpen(connection: LoadConnection, socket: Socket<LoadConnection>): void {
+  onOpen(connection: EngineConnection, socket: Socket<EngineConnection>): void {
     if (this.finished) {
       socket.terminate();
       return;
@@ -433,7 +200,7 @@ export class LoadEngine {
     if (this.resolveRun !== null) this.sendMore(connection, performance.now());
   }
 
-  onConnectError(connection: LoadConnection, error: Error): void {
+  onConnectError(connection: EngineConnection, error: Error): void {
     this.tallies[Tally.connectErrors]!++;
     this.lastConnectError = error.message || String(error);
     connection.connectFailures++;
@@ -443,9 +210,12 @@ export class LoadEngine {
     }, RECONNECT_DELAY_MS);
   }
 
-  onData(connection: LoadConnection, chunk: Buffer): void {
+  onData(connection: EngineConnection, chunk: Buffer): void {
     this.nowMs = performance.now();
-    if (this.tallies[Tally.recording] === 1) this.tallies[Tally.bytesRead]! += chunk.length;
+    if (this.tallies[Tally.recording] === 1) {
+      this.tallies[Tally.bytesRead]! += chunk.length;
+      this.perSecond.addBytes(this.nowMs, chunk.length);
+    }
     if (!connection.codec.feed(chunk, connection)) {
       this.reopen(connection, Lost.READ);
       return;
@@ -458,7 +228,7 @@ export class LoadEngine {
     this.sendMore(connection, this.nowMs);
   }
 
-  onClose(connection: LoadConnection): void {
+  onClose(connection: EngineConnection): void {
     connection.socket = null;
     if (this.finished) return;
     this.nowMs = performance.now();
@@ -469,7 +239,7 @@ export class LoadEngine {
   }
 
   /** Closes the connection on purpose: its outstanding requests are lost as `kind`; a new one is opened. */
-  private reopen(connection: LoadConnection, kind: number): void {
+  private reopen(connection: EngineConnection, kind: number): void {
     const socket = connection.socket;
     connection.socket = null;
     connection.loseAll(kind);
@@ -487,8 +257,10 @@ export class LoadEngine {
     tallies[Tally.completed]!++;
     tallies[outcome === Outcome.OK ? Tally.ok : outcome === Outcome.NON_OK ? Tally.nonOk : Tally.mismatch]!++;
     if (status >= 0 && status < STATUS_SLOTS) this.statuses[status]!++;
+    this.perSecond.addRequest(nowMs);
     recordMillis(this.latency, nowMs - sentMs);
-    if (this.corrected !== null) recordMillis(this.corrected, nowMs - plannedMs);
+    // from the plan, or from the send when it left ahead of its plan (SEND_AHEAD_MS)
+    if (this.corrected !== null) recordMillis(this.corrected, nowMs - Math.min(plannedMs, sentMs));
     this.resolved(nowMs);
   }
 
@@ -510,18 +282,26 @@ export class LoadEngine {
     this.lastProgressMs = nowMs;
     this.lastResolvedMs = nowMs;
     if (this.limited && --this.unresolved === 0) this.end(nowMs);
+    // the open model's last answer: the run is over now, not at the next housekeeping tick
+    else if (this.stopping && this.tallies[Tally.inFlight] === 0) this.end(this.endMs);
   }
 
   /** Sends what the model allows on this connection now. */
-  private sendMore(connection: LoadConnection, nowMs: number): void {
+  private sendMore(connection: EngineConnection, nowMs: number): void {
     if (connection.socket === null || this.finished) return;
     this.nowMs = nowMs;
-    if (this.isOpen) this.sendDue(connection, nowMs);
-    else this.topUp(connection, nowMs);
+    if (!this.isOpen) {
+      this.topUp(connection, nowMs);
+      return;
+    }
+    this.sendDue(connection, nowMs);
+    // a response that came after its connection's next send was due (or a new connection) may need an earlier wake-up
+    const dueMs = this.nextDueMs(connection, nowMs);
+    if (dueMs < this.timerAtMs) this.arm(dueMs);
   }
 
   /** Closed model: keep `pipeline` requests in flight. */
-  private topUp(connection: LoadConnection, nowMs: number): void {
+  private topUp(connection: EngineConnection, nowMs: number): void {
     if (this.stopping) return;
     let count = this.pipeline - connection.inFlight;
     if (count <= 0) return;
@@ -537,7 +317,7 @@ export class LoadEngine {
   }
 
   /** Open model: send every request whose planned time has come, up to `pipeline` in flight. */
-  private sendDue(connection: LoadConnection, nowMs: number): void {
+  private sendDue(connection: EngineConnection, nowMs: number): void {
     if (this.stopping || nowMs >= this.endMs) return;
     const schedule = connection.schedule!;
     const tallies = this.tallies;
@@ -545,7 +325,7 @@ export class LoadEngine {
     let measuredCount = 0;
     while (connection.inFlight < this.pipeline) {
       const plannedMs = schedule.plannedMs(connection.nextPlanned);
-      if (plannedMs > nowMs || plannedMs >= this.endMs) break;
+      if (plannedMs > nowMs + SEND_AHEAD_MS || plannedMs >= this.endMs) break;
       const measured = plannedMs >= this.measureStartMs;
       if (measured) {
         if (this.limited) {
@@ -564,7 +344,10 @@ export class LoadEngine {
 
   /** Timer: open-model sends, timeouts, the end of the run. */
   private tick(): void {
+    // also called directly (at the start): a timer armed meanwhile must not start a second chain of ticks
+    if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+    this.timerAtMs = Infinity;
     if (this.finished) return;
     const nowMs = performance.now();
     const tallies = this.tallies;
@@ -594,19 +377,42 @@ export class LoadEngine {
       this.end(this.limited ? this.lastResolvedMs || nowMs : Math.min(nowMs, this.endMs));
       return;
     }
-    let delayMs = HOUSEKEEPING_MS;
+    let wakeMs = nowMs + HOUSEKEEPING_MS;
     if (this.isOpen) {
-      let nextDueMs = Infinity;
+      wakeMs = nowMs + OPEN_TICK_MAX_MS;
+      this.nowMs = nowMs;
       for (const connection of this.connections) {
-        this.sendMore(connection, nowMs);
-        if (connection.socket !== null && connection.inFlight < this.pipeline) {
-          const due = connection.schedule!.plannedMs(connection.nextPlanned);
-          if (due < nextDueMs) nextDueMs = due;
-        }
+        if (connection.socket === null) continue;
+        this.sendDue(connection, nowMs);
+        const dueMs = this.nextDueMs(connection, nowMs);
+        if (dueMs < wakeMs) wakeMs = dueMs;
       }
-      delayMs = Math.max(0, Math.min(OPEN_TICK_MAX_MS, nextDueMs - performance.now()));
     }
-    this.timer = setTimeout(this.tickHandler, delayMs);
+    this.arm(wakeMs);
+  }
+
+  /**
+   * Open model: when this connection's next request is due, or Infinity when nothing will be sent on it by the
+   * timer: no socket, the run is stopping, -n is used up, or it is at its pipeline cap with the send already due
+   * (its next response sends it). A connection at the cap whose next send lies ahead still counts: its response
+   * usually comes back before then, and the send must not wait for the following housekeeping tick.
+   */
+  private nextDueMs(connection: EngineConnection, nowMs: number): number {
+    if (connection.socket === null || this.stopping) return Infinity;
+    if (this.limited && this.unsent === 0) return Infinity;
+    const dueMs = connection.schedule!.plannedMs(connection.nextPlanned);
+    if (dueMs >= this.endMs) return this.endMs;
+    if (connection.inFlight >= this.pipeline && dueMs <= nowMs + SEND_AHEAD_MS) return Infinity;
+    return dueMs;
+  }
+
+  /** (Re)arms the timer to fire at `wakeMs`; sends planned less than SEND_AHEAD_MS later go out with it. */
+  private arm(wakeMs: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timerAtMs = wakeMs;
+    const delayMs = wakeMs - performance.now();
+    // rounded down: it fires at most SEND_AHEAD_MS early, which the send-ahead window covers, never late
+    this.timer = setTimeout(this.tickHandler, delayMs > 0 ? Math.floor(delayMs) : 0);
   }
 
   private end(lastMs: number): void {
@@ -645,6 +451,8 @@ export class LoadEngine {
       latency: this.latency,
       corrected: this.corrected,
       fatal: this.fatal,
+      completedBySecond: this.perSecond.requests,
+      bytesReadBySecond: this.perSecond.bytes,
     };
   }
 }

@@ -6,8 +6,8 @@ export const HIGHEST_MICROS = 60_000_000;
 const SIGNIFICANT_DIGITS = 3;
 
 /**
- * A plain-JS histogram with 32-bit counts: ~45 ns per record under Bun 1.4.5 (the WASM build is ~24 ns but
- * needs explicit destroy(); at 200k req/s the difference is under 0.5 % of a core).
+ * A plain-JS histogram with 32-bit counts. The WASM build records faster but needs an explicit destroy(); what
+ * recording costs the load tester shows in the client CPU column of `bun run bench:loadgen`.
  */
 export function newLatencyHistogram(): Histogram {
   return build({
@@ -35,31 +35,44 @@ export function addEncodedHistogram(into: Histogram, encoded: string): void {
   into.add(decodeFromCompressedBase64(encoded, 32, false));
 }
 
+/** A latency distribution; every field but `count` is in microseconds. */
 export interface LatencySummary {
-  p50: number;
-  p90: number;
-  p99: number;
-  p99_9: number;
-  max: number;
-  min: number;
-  mean: number;
-  stdev: number;
+  p50Micros: number;
+  p90Micros: number;
+  p99Micros: number;
+  p999Micros: number;
+  maxMicros: number;
+  minMicros: number;
+  meanMicros: number;
+  stdevMicros: number;
   count: number;
 }
 
 /** Percentiles in microseconds, as HdrHistogram reports them (highest equivalent value of the bucket). */
 export function summarizeLatency(histogram: Histogram): LatencySummary {
   const count = histogram.totalCount;
-  if (count === 0) return { p50: 0, p90: 0, p99: 0, p99_9: 0, max: 0, min: 0, mean: 0, stdev: 0, count: 0 };
+  if (count === 0) {
+    return {
+      p50Micros: 0,
+      p90Micros: 0,
+      p99Micros: 0,
+      p999Micros: 0,
+      maxMicros: 0,
+      minMicros: 0,
+      meanMicros: 0,
+      stdevMicros: 0,
+      count: 0,
+    };
+  }
   return {
-    p50: histogram.getValueAtPercentile(50),
-    p90: histogram.getValueAtPercentile(90),
-    p99: histogram.getValueAtPercentile(99),
-    p99_9: histogram.getValueAtPercentile(99.9),
-    max: histogram.getValueAtPercentile(100),
-    min: histogram.minNonZeroValue,
-    mean: Math.round(histogram.mean * 10) / 10,
-    stdev: Math.round(histogram.stdDeviation * 10) / 10,
+    p50Micros: histogram.getValueAtPercentile(50),
+    p90Micros: histogram.getValueAtPercentile(90),
+    p99Micros: histogram.getValueAtPercentile(99),
+    p999Micros: histogram.getValueAtPercentile(99.9),
+    maxMicros: histogram.getValueAtPercentile(100),
+    minMicros: histogram.minNonZeroValue,
+    meanMicros: Math.round(histogram.mean * 10) / 10,
+    stdevMicros: Math.round(histogram.stdDeviation * 10) / 10,
     count,
   };
 }

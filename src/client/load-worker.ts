@@ -1,6 +1,7 @@
 // Worker entry for `bun run load --threads T`: runs one thread's share and posts its histograms back encoded.
-import { LoadEngine, type ThreadPlan } from "./engine.ts";
+import { LoadEngine } from "./engine.ts";
 import { encodeHistogram } from "./latency.ts";
+import type { ThreadPlan } from "./plan.ts";
 
 /** Message from the main thread: the plan and the shared tally array this worker writes. */
 export interface WorkerStart {
@@ -14,6 +15,8 @@ export interface WorkerDone {
   latency: string;
   corrected: string | null;
   fatal: string | null;
+  completedBySecond: number[];
+  bytesReadBySecond: number[];
 }
 
 declare const self: Worker;
@@ -26,6 +29,8 @@ self.onmessage = async (event: MessageEvent<WorkerStart>) => {
     latency: encodeHistogram(result.latency),
     corrected: result.corrected === null ? null : encodeHistogram(result.corrected),
     fatal: result.fatal,
+    completedBySecond: result.completedBySecond,
+    bytesReadBySecond: result.bytesReadBySecond,
   };
   self.postMessage(done);
 };

@@ -10,7 +10,7 @@ export async function loadMain(argv: readonly string[]): Promise<number> {
     options = parseLoadArgs(argv);
   } catch (error) {
     if (!(error instanceof LoadUsageError)) throw error;
-    process.stderr.write(`load: ${error.message}\n`);
+    process.stderr.write(`load: ${error.message}\n\n${LOAD_USAGE}`);
     return 2;
   }
   if (options === null) {
@@ -23,7 +23,9 @@ export async function loadMain(argv: readonly string[]): Promise<number> {
     onProgress: showProgress ? (sample) => process.stderr.write(`${formatProgress(sample)}\n`) : undefined,
   });
   process.stdout.write(options.json ? `${JSON.stringify(report, null, 2)}\n` : `${formatReport(report)}\n`);
-  return report.fatal === null ? 0 : 1;
+  if (report.failure === null) return 0;
+  process.stderr.write(`load: ${report.failure}\n`);
+  return 1;
 }
 
 if (import.meta.main) {

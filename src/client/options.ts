@@ -1,4 +1,5 @@
-// Command line of `bun run load`: flags, their defaults (the one place they live) and the parsed target.
+// Command line of `bun run load`: its flags (parsed by node:util parseArgs), their defaults and help, the target.
+import { parseArgs } from "node:util";
 
 /** Which wire protocol the target speaks, from the URL scheme. */
 export type TargetProtocol = "http" | "echo" | "hps";
@@ -35,12 +36,117 @@ export interface LoadOptions {
   sizeBytes: number;
   /** hps: opcode of every request. */
   opcode: number;
+  /** The run fails (exit 1) when errors.total exceeds this share of the attempts, in percent (0-100). */
+  maxErrorRatePercent: number;
   json: boolean;
   progress: boolean;
 }
 
 /** A command line that cannot run; the message names the flag and the fix. */
 export class LoadUsageError extends Error {}
+
+const OPCODES: Record<string, number> = { ping: 0x00, echo: 0x01, hash: 0x02, stats: 0x03 };
+
+/** Defaults of the flags: the one place they live (the usage text quotes them). */
+const DEFAULTS = {
+  connections: 10,
+  pipeline: 1,
+  durationMs: 10_000,
+  threads: 1,
+  warmupMs: 0,
+  timeoutMs: 10_000,
+  method: "GET",
+  sizeBytes: 64,
+  opcode: "ping",
+  maxErrorRatePercent: 0,
+} as const;
+
+interface FlagSpec {
+  short?: string;
+  /** Placeholder of the flag's value in the usage text; a flag without one is a boolean switch. */
+  value?: string;
+  repeatable?: boolean;
+  /** One line per element in the usage text. */
+  help: readonly string[];
+}
+
+/** Every flag, in usage order. parseArgs options and the usage text are both derived from this table. */
+const FLAGS = {
+  connections: { short: "c", value: "N", help: [`connections (default ${DEFAULTS.connections})`] },
+  pipeline: { short: "p", value: "N", help: [`requests in flight per connection (default ${DEFAULTS.pipeline})`] },
+  duration: {
+    short: "d",
+    value: "T",
+    help: [`measured duration, e.g. 10s, 500ms, 1m (default ${DEFAULTS.durationMs / 1000}s unless -n)`],
+  },
+  requests: { short: "n", value: "N", help: ["exact number of measured requests, then stop"] },
+  rate: {
+    short: "R",
+    value: "R",
+    help: [
+      "open model: R requests/s on a fixed schedule, latency corrected",
+      "for coordinated omission (default: closed model)",
+    ],
+  },
+  threads: {
+    short: "t",
+    value: "N",
+    help: [`Bun Workers, each with its share of connections (default ${DEFAULTS.threads})`],
+  },
+  warmup: { short: "w", value: "T", help: [`unrecorded warm-up before measuring (default ${DEFAULTS.warmupMs}s)`] },
+  timeout: { value: "T", help: [`per-request timeout (default ${DEFAULTS.timeoutMs / 1000}s)`] },
+  method: { short: "m", value: "M", help: [`HTTP method (default ${DEFAULTS.method})`] },
+  header: { short: "H", value: '"K: V"', repeatable: true, help: ["extra HTTP request header (repeatable)"] },
+  body: { short: "b", value: "S", help: ["HTTP request body"] },
+  size: { short: "s", value: "N", help: [`echo message / hps payload bytes (default ${DEFAULTS.sizeBytes})`] },
+  opcode: {
+    value: "O",
+    help: [`hps opcode: ping, echo, hash, stats or a number (default ${DEFAULTS.opcode})`],
+  },
+  "max-error-rate": {
+    value: "P",
+    help: [
+      `fail (exit 1) when more than P % of the attempts are errors, non-2xx`,
+      `or non-OK answers included (default ${DEFAULTS.maxErrorRatePercent}: any error fails the run)`,
+    ],
+  },
+  json: { help: ["print the result as JSON on stdout instead of the table"] },
+  progress: { help: ["print the per-second progress line even when stderr is not a TTY"] },
+  help: { short: "h", help: ["this text"] },
+} as const satisfies Record<string, FlagSpec>;
+
+type FlagName = keyof typeof FLAGS;
+type FlagValue<S> = S extends { value: string } ? (S extends { repeatable: true } ? string[] : string) : boolean;
+type FlagValues = { [K in FlagName]?: FlagValue<(typeof FLAGS)[K]> };
+
+const PARSE_OPTIONS = Object.fromEntries(
+  Object.entries(FLAGS).map(([name, spec]: [string, FlagSpec]) => {
+    const option: { type: "string" | "boolean"; short?: string; multiple?: boolean } = {
+      type: spec.value === undefined ? "boolean" : "string",
+    };
+    // parseArgs rejects `short: undefined`: only set what the flag has
+    if (spec.short !== undefined) option.short = spec.short;
+    if (spec.repeatable === true) option.multiple = true;
+    return [name, option];
+  }),
+);
+
+function flagLabel(name: string, spec: FlagSpec): string {
+  const long = `--${name}${spec.value === undefined ? "" : ` ${spec.value}`}`;
+  return spec.short === undefined ? `    ${long}` : `-${spec.short}, ${long}`;
+}
+
+function usageFlags(): string {
+  const entries = Object.entries(FLAGS) as [string, FlagSpec][];
+  const width = Math.max(...entries.map(([name, spec]) => flagLabel(name, spec).length)) + 3;
+  const lines: string[] = [];
+  for (const [name, spec] of entries) {
+    spec.help.forEach((text, i) => {
+      lines.push(`  ${(i === 0 ? flagLabel(name, spec) : "").padEnd(width)}${text}`);
+    });
+  }
+  return lines.join("\n");
+}
 
 export const LOAD_USAGE = `Usage: bun run load [flags] <target>
 
@@ -49,27 +155,12 @@ Targets:
   echo://host:port          raw TCP echo: send --size bytes, expect them back
   hps://host:port           HPS/1 frames: --opcode with a --size byte payload
 
-Flags:
-  -c, --connections N   connections (default 10)
-  -p, --pipeline N      requests in flight per connection (default 1)
-  -d, --duration T      measured duration, e.g. 10s, 500ms, 1m (default 10s unless -n)
-  -n, --requests N      exact number of measured requests, then stop
-  -R, --rate R          open model: R requests/s on a fixed schedule, latency corrected
-                        for coordinated omission (default: closed model)
-  -t, --threads T       Bun Workers, each with its share of connections (default 1)
-  -w, --warmup T        unrecorded warm-up before measuring (default 0s)
-      --timeout T       per-request timeout (default 10s)
-  -m, --method M        HTTP method (default GET)
-  -H, --header "K: V"   extra HTTP request header (repeatable)
-  -b, --body S          HTTP request body
-  -s, --size N          echo message / hps payload bytes (default 64)
-      --opcode O        hps opcode: ping, echo, hash, stats or a number (default ping)
-      --json            print the result as JSON on stdout instead of the table
-      --progress        print the per-second progress line even when stderr is not a TTY
-  -h, --help            this text
-`;
+Flags (a value may also follow "=": --rate=500, -c8):
+${usageFlags()}
 
-const OPCODES: Record<string, number> = { ping: 0x00, echo: 0x01, hash: 0x02, stats: 0x03 };
+Exit status: 0 the run met --max-error-rate; 1 it did not, or it could not run (e.g. no connection);
+2 the command line is wrong.
+`;
 
 /** "10s", "250ms", "1m", "1.5" (seconds) -> milliseconds. */
 export function parseDurationMs(text: string, flag: string): number {
@@ -83,9 +174,32 @@ export function parseDurationMs(text: string, flag: string): number {
 
 function parseCount(text: string, flag: string, min: number): number {
   const value = Number(text);
-  if (!Number.isInteger(value) || value < min)
+  if (!Number.isInteger(value) || value < min || text.trim() === "")
     throw new LoadUsageError(`${flag}: expected an integer >= ${min} (got "${text}")`);
   return value;
+}
+
+/** "0", "0.5", "5%" -> percent in 0..100. */
+function parsePercent(text: string, flag: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*%?$/.exec(text.trim());
+  const value = match ? Number(match[1]) : Number.NaN;
+  if (!(value >= 0 && value <= 100))
+    throw new LoadUsageError(`${flag}: expected a percentage from 0 to 100, e.g. 0, 0.5 or 1% (got "${text}")`);
+  return value;
+}
+
+function parseOpcode(text: string, flag: string): number {
+  const lower = text.toLowerCase();
+  const opcode = OPCODES[lower] ?? (lower.trim() === "" ? Number.NaN : Number(lower));
+  if (!Number.isInteger(opcode) || opcode < 0 || opcode > 255)
+    throw new LoadUsageError(`${flag}: expected ping, echo, hash, stats or 0-255 (got "${text}")`);
+  return opcode;
+}
+
+function parseHeader(text: string, flag: string): [string, string] {
+  const colon = text.indexOf(":");
+  if (colon <= 0 || /[\r\n]/.test(text)) throw new LoadUsageError(`${flag}: expected "Name: value" (got "${text}")`);
+  return [text.slice(0, colon).trim(), text.slice(colon + 1).trim()];
 }
 
 export function parseTarget(url: string): LoadTarget {
@@ -104,131 +218,118 @@ export function parseTarget(url: string): LoadTarget {
   return { protocol, host, port, path: match[4] ?? "/", url };
 }
 
+/** Edit distance, for the did-you-mean hint of an unknown flag. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+/** parseArgs' errors, said the way the rest of this tool says them. */
+function usageError(error: unknown): LoadUsageError {
+  const { code, message } = error as { code?: string; message: string };
+  const quoted = /'([^']+)'/.exec(message)?.[1] ?? "";
+  if (code === "ERR_PARSE_ARGS_UNKNOWN_OPTION") {
+    const flag = quoted.startsWith("-") ? quoted : `-${quoted}`;
+    const name = flag.replace(/^-+/, "");
+    const [closest] = Object.keys(FLAGS)
+      .map((known) => [known, distance(name, known)] as const)
+      .sort((a, b) => a[1] - b[1]);
+    const hint = closest !== undefined && name.length > 1 && closest[1] <= 2 ? `; did you mean --${closest[0]}?` : "";
+    return new LoadUsageError(`unknown flag ${flag}${hint}`);
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && message.endsWith("argument missing")) {
+    return new LoadUsageError(`${quoted.replace(/ <value>$/, "")}: missing value`);
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && message.includes("ambiguous")) {
+    const entry = (Object.entries(FLAGS) as [string, FlagSpec][]).find(([, spec]) => `-${spec.short}` === quoted);
+    const long = entry === undefined ? quoted : `--${entry[0]}`;
+    return new LoadUsageError(
+      `${quoted}: missing value (the next argument is a flag; a value starting with "-" is written ${long}=-VALUE)`,
+    );
+  }
+  if (code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && message.endsWith("does not take an argument")) {
+    return new LoadUsageError(`${quoted}: takes no value`);
+  }
+  return new LoadUsageError(message.replace(/\s*\n\s*/g, " "));
+}
+
 /** Parses argv (without "bun" and the script). Returns null when help was asked for. */
 export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
-  let url: string | null = null;
-  const options: Omit<LoadOptions, "target"> = {
-    connections: 10,
-    pipeline: 1,
-    durationMs: null,
-    totalRequests: null,
-    ratePerSecond: null,
-    threads: 1,
-    warmupMs: 0,
-    timeoutMs: 10_000,
-    method: "GET",
-    headers: [],
-    body: "",
-    sizeBytes: 64,
-    opcode: OPCODES.ping!,
-    json: false,
-    progress: false,
-  };
-  for (let i = 0; i < argv.length; i++) {
-    const raw = argv[i]!;
-    const eq = raw.startsWith("--") ? raw.indexOf("=") : -1;
-    const flag = eq > 0 ? raw.slice(0, eq) : raw;
-    const value = (): string => {
-      if (eq > 0) return raw.slice(eq + 1);
-      const next = argv[++i];
-      if (next === undefined) throw new LoadUsageError(`${flag}: missing value`);
-      return next;
-    };
-    switch (flag) {
-      case "-h":
-      case "--help":
-        return null;
-      case "-c":
-      case "--connections":
-        options.connections = parseCount(value(), flag, 1);
-        break;
-      case "-p":
-      case "--pipeline":
-        options.pipeline = parseCount(value(), flag, 1);
-        break;
-      case "-d":
-      case "--duration":
-        options.durationMs = parseDurationMs(value(), flag);
-        if (options.durationMs <= 0) throw new LoadUsageError(`${flag}: must be more than 0`);
-        break;
-      case "-n":
-      case "--requests":
-        options.totalRequests = parseCount(value(), flag, 1);
-        break;
-      case "-R":
-      case "--rate": {
-        const text = value();
-        const rate = Number(text);
-        if (!(rate > 0)) throw new LoadUsageError(`${flag}: expected requests per second > 0 (got "${text}")`);
-        options.ratePerSecond = rate;
-        break;
-      }
-      case "-t":
-      case "--threads":
-        options.threads = parseCount(value(), flag, 1);
-        break;
-      case "-w":
-      case "--warmup":
-        options.warmupMs = parseDurationMs(value(), flag);
-        break;
-      case "--timeout":
-        options.timeoutMs = parseDurationMs(value(), flag);
-        if (options.timeoutMs <= 0) throw new LoadUsageError(`${flag}: must be more than 0`);
-        break;
-      case "-m":
-      case "--method":
-        options.method = value().toUpperCase();
-        if (!/^[A-Z]+$/.test(options.method))
-          throw new LoadUsageError(`${flag}: expected a method like GET (got "${options.method}")`);
-        break;
-      case "-H":
-      case "--header": {
-        const text = value();
-        const colon = text.indexOf(":");
-        if (colon <= 0 || /[\r\n]/.test(text))
-          throw new LoadUsageError(`${flag}: expected "Name: value" (got "${text}")`);
-        options.headers.push([text.slice(0, colon).trim(), text.slice(colon + 1).trim()]);
-        break;
-      }
-      case "-b":
-      case "--body":
-        options.body = value();
-        break;
-      case "-s":
-      case "--size":
-        options.sizeBytes = parseCount(value(), flag, 0);
-        break;
-      case "--opcode": {
-        const text = value().toLowerCase();
-        const named = OPCODES[text];
-        const opcode = named ?? Number(text);
-        if (!Number.isInteger(opcode) || opcode < 0 || opcode > 255) {
-          throw new LoadUsageError(`${flag}: expected ping, echo, hash, stats or 0-255 (got "${text}")`);
-        }
-        options.opcode = opcode;
-        break;
-      }
-      case "--json":
-        options.json = true;
-        break;
-      case "--progress":
-        options.progress = true;
-        break;
-      default:
-        if (flag.startsWith("-")) throw new LoadUsageError(`unknown flag ${flag} (see --help)`);
-        if (url !== null) throw new LoadUsageError(`one target only (got "${url}" and "${flag}")`);
-        url = flag;
-    }
+  let parsed: ReturnType<typeof parseArgs>;
+  try {
+    parsed = parseArgs({ args: [...argv], options: PARSE_OPTIONS, strict: true, allowPositionals: true, tokens: true });
+  } catch (error) {
+    throw usageError(error);
   }
-  if (url === null) throw new LoadUsageError("missing target URL (see --help)");
-  const target = parseTarget(url);
-  if (options.durationMs === null && options.totalRequests === null) options.durationMs = 10_000;
+  // parseArgs types its values from the options' literal types, which the derived PARSE_OPTIONS no longer carries
+  const values = parsed.values as FlagValues;
+  if (values.help === true) return null;
+  // errors name a flag the way it was typed (-c or --connections)
+  const typed = new Map<string, string>();
+  for (const token of parsed.tokens ?? []) if (token.kind === "option") typed.set(token.name, token.rawName);
+  const flag = (name: FlagName): string => typed.get(name) ?? `--${name}`;
+
+  if (parsed.positionals.length === 0) throw new LoadUsageError("missing target URL");
+  if (parsed.positionals.length > 1)
+    throw new LoadUsageError(`one target only (got ${parsed.positionals.map((p) => `"${p}"`).join(" and ")})`);
+  const target = parseTarget(parsed.positionals[0]!);
+  const count = (name: FlagName, text: string | undefined, fallback: number, min: number): number =>
+    text === undefined ? fallback : parseCount(text, flag(name), min);
+  const duration = (name: FlagName, text: string | undefined, fallback: number): number => {
+    if (text === undefined) return fallback;
+    const ms = parseDurationMs(text, flag(name));
+    if (ms <= 0 && name !== "warmup") throw new LoadUsageError(`${flag(name)}: must be more than 0`);
+    return ms;
+  };
+
+  const totalRequests = values.requests === undefined ? null : parseCount(values.requests, flag("requests"), 1);
+  let ratePerSecond: number | null = null;
+  if (values.rate !== undefined) {
+    ratePerSecond = Number(values.rate);
+    if (!(ratePerSecond > 0 && Number.isFinite(ratePerSecond)))
+      throw new LoadUsageError(`${flag("rate")}: expected requests per second > 0 (got "${values.rate}")`);
+  }
+  const method = (values.method ?? DEFAULTS.method).toUpperCase();
+  if (!/^[A-Z]+$/.test(method))
+    throw new LoadUsageError(`${flag("method")}: expected a method like GET (got "${method}")`);
+  const options: LoadOptions = {
+    target,
+    connections: count("connections", values.connections, DEFAULTS.connections, 1),
+    pipeline: count("pipeline", values.pipeline, DEFAULTS.pipeline, 1),
+    durationMs:
+      values.duration === undefined && totalRequests !== null
+        ? null
+        : duration("duration", values.duration, DEFAULTS.durationMs),
+    totalRequests,
+    ratePerSecond,
+    threads: count("threads", values.threads, DEFAULTS.threads, 1),
+    warmupMs: duration("warmup", values.warmup, DEFAULTS.warmupMs),
+    timeoutMs: duration("timeout", values.timeout, DEFAULTS.timeoutMs),
+    method,
+    headers: (values.header ?? []).map((text) => parseHeader(text, flag("header"))),
+    body: values.body ?? "",
+    sizeBytes: count("size", values.size, DEFAULTS.sizeBytes, 0),
+    opcode: parseOpcode(values.opcode ?? DEFAULTS.opcode, flag("opcode")),
+    maxErrorRatePercent:
+      values["max-error-rate"] === undefined
+        ? DEFAULTS.maxErrorRatePercent
+        : parsePercent(values["max-error-rate"], flag("max-error-rate")),
+    json: values.json === true,
+    progress: values.progress === true,
+  };
   if (options.threads > options.connections) {
     throw new LoadUsageError(
-      `--threads ${options.threads} needs at least as many connections (-c ${options.connections})`,
+      `${flag("threads")} ${options.threads} needs at least as many connections (${flag("connections")} ${options.connections})`,
     );
   }
   if (target.protocol === "echo" && options.sizeBytes < 1)
-    throw new LoadUsageError("--size: echo messages need at least 1 byte");
-  return { target, ...options };
+    throw new LoadUsageError(`${flag("size")}: echo messages need at least 1 byte`);
+  return options;
 }

@@ -1,7 +1,8 @@
 // Human output of the load tester: the progress line and the final table (in the spirit of autocannon).
 import type { LatencySummary } from "./latency.ts";
 import type { LoadOptions } from "./options.ts";
-import type { LoadReport, ProgressSample, RateStats } from "./run.ts";
+import type { RateStats } from "./per-second.ts";
+import type { LoadReport, ProgressSample } from "./run.ts";
 
 /** "850 µs", "12.34 ms", "1.50 s". */
 export function formatMicros(micros: number): string {
@@ -59,14 +60,20 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 function latencyRow(name: string, summary: LatencySummary): string[] {
   return [
     name,
-    ...[summary.p50, summary.p90, summary.p99, summary.p99_9, summary.mean, summary.stdev, summary.max].map(
-      formatMicros,
-    ),
+    ...[
+      summary.p50Micros,
+      summary.p90Micros,
+      summary.p99Micros,
+      summary.p999Micros,
+      summary.meanMicros,
+      summary.stdevMicros,
+      summary.maxMicros,
+    ].map(formatMicros),
   ];
 }
 
 function rateRow(name: string, stats: RateStats, format: (value: number) => string): string[] {
-  return [name, format(stats.min), format(stats.mean), format(stats.max)];
+  return [name, format(stats.min), format(stats.mean), format(stats.stdev), format(stats.max)];
 }
 
 /** Groups status codes into classes: "2xx 1,000  4xx 3" for HTTP, names for HPS/1. */
@@ -87,6 +94,11 @@ function formatStatuses(report: LoadReport): string {
     .join("  ");
 }
 
+function wholeSecondsNote(seconds: number): string {
+  if (seconds === 0) return "(Min, Stdev and Max are per whole second; this run was shorter than one)";
+  return `(Min, Stdev and Max over ${seconds} whole second${seconds === 1 ? "" : "s"}; Mean over the whole run)`;
+}
+
 /** The final table and summary lines. */
 export function formatReport(report: LoadReport): string {
   const latencyRows = [
@@ -96,12 +108,13 @@ export function formatReport(report: LoadReport): string {
   const parts = [
     table(["Stat", "p50", "p90", "p99", "p99.9", "Avg", "Stdev", "Max"], latencyRows),
     table(
-      ["Stat", "Min", "Mean", "Max"],
+      ["Stat", "Min", "Mean", "Stdev", "Max"],
       [
         rateRow("Req/Sec", report.requests.perSecond, formatCount),
         rateRow("Bytes/Sec", report.bytes.readPerSecond, formatBytes),
       ],
     ),
+    wholeSecondsNote(report.requests.perSecond.seconds),
     "",
     `${formatCount(report.requests.completed)} requests in ${report.durationSeconds.toFixed(2)}s, ` +
       `${formatBytes(report.bytes.read)} read, ${formatBytes(report.bytes.written)} written`,
@@ -113,9 +126,12 @@ export function formatReport(report: LoadReport): string {
     `Errors: ${formatCount(e.total)} (connect ${formatCount(e.connect)}, read ${formatCount(e.read)}, timeout ${formatCount(e.timeout)}, ` +
       `${report.protocol === "http" ? "non-2xx" : "non-ok"} ${formatCount(e.nonOk)}, mismatch ${formatCount(e.mismatch)})`,
   );
-  if (report.targetRate !== null) {
+  if (e.total > 0) {
+    parts.push(`Error rate: ${e.ratePercent} % of attempts (--max-error-rate ${report.maxErrorRatePercent} %)`);
+  }
+  if (report.targetRequestsPerSecond !== null) {
     parts.push(
-      `Target ${formatCount(report.targetRate)} req/s; ${formatCount(report.lateSends)} sends later than ${report.lateSendMs} ms`,
+      `Target ${formatCount(report.targetRequestsPerSecond)} req/s; ${formatCount(report.lateSends)} sends later than ${report.lateSendMs} ms`,
     );
   }
   for (const warning of report.warnings) parts.push(`warning: ${warning}`);

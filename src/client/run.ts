@@ -1,19 +1,15 @@
 // Runs a load test: one engine in-process or T Workers, a per-second sampler, and the merged report.
 import type { Histogram } from "hdr-histogram-js";
-import {
-  LATE_SEND_MS,
-  LoadEngine,
-  planThreads,
-  Tally,
-  TALLY_SLOTS,
-  type ThreadPlan,
-  type ThreadResult,
-} from "./engine.ts";
+import { LoadEngine, type ThreadResult } from "./engine.ts";
 import { addEncodedHistogram, newLatencyHistogram, summarizeLatency, type LatencySummary } from "./latency.ts";
 import type { WorkerDone, WorkerStart } from "./load-worker.ts";
 import type { LoadOptions } from "./options.ts";
+import { planThreads, type ThreadPlan } from "./plan.ts";
+import { mergeSeconds, rateStats, type RateStats } from "./per-second.ts";
+import { LATE_SEND_MS, Tally, TALLY_SLOTS } from "./tally.ts";
 
-export const REPORT_SCHEMA = "hps-load/1";
+/** Names the JSON shape below; it changes whenever a field is renamed or changes meaning. */
+export const REPORT_SCHEMA = "hps-load/2";
 /** The open model warns when fewer than this share of the target rate went out. */
 const RATE_SHORTFALL = 0.9;
 /** ... or when more than this share of the sends were late. */
@@ -31,13 +27,10 @@ const FRAME_STATUS_NAMES = [
   "TIMEOUT",
 ];
 
-export interface RateStats {
-  min: number;
-  mean: number;
-  max: number;
-}
-
-/** The result of a run; `--json` prints exactly this (field names are stable; `schema` changes if they do). */
+/**
+ * The result of a run; `--json` prints exactly this. Units are in the names (Micros, Seconds, PerSecond, Percent,
+ * Ms); counts are requests unless said otherwise. The shape is documented with the load tester in the docs.
+ */
 export interface LoadReport {
   schema: typeof REPORT_SCHEMA;
   target: string;
@@ -50,7 +43,7 @@ export interface LoadReport {
   /** Measured seconds: the duration, or until the last of -n requests was answered. */
   durationSeconds: number;
   /** Open model: requests/s asked for; null in the closed model. */
-  targetRate: number | null;
+  targetRequestsPerSecond: number | null;
   requests: {
     /** Measured requests written. */
     sent: number;
@@ -58,15 +51,31 @@ export interface LoadReport {
     completed: number;
     /** Answered with success and the expected bytes. */
     ok: number;
-    /** Per-second samples: min and max over whole seconds, mean = completed / durationSeconds. */
+    /** Completed requests per second: min, max and stdev over the whole seconds, mean = completed / duration. */
     perSecond: RateStats;
   };
+  /** Bytes read and written (measured), and bytes read per second like requests.perSecond. */
   bytes: { read: number; written: number; readPerSecond: RateStats };
-  /** Microseconds from the actual send time. */
+  /** From the actual send time. */
   latency: LatencySummary;
-  /** Open model: microseconds from the planned send time (coordinated-omission corrected); null when closed. */
+  /** Open model: from the planned send time (coordinated-omission corrected); null when closed. */
   latencyCorrected: LatencySummary | null;
-  errors: { connect: number; read: number; timeout: number; nonOk: number; mismatch: number; total: number };
+  errors: {
+    /** Failed connection attempts. */
+    connect: number;
+    /** Requests lost when their connection closed or reset. */
+    read: number;
+    timeout: number;
+    /** Answered with HTTP non-2xx or an HPS/1 status other than OK. */
+    nonOk: number;
+    /** Answers that did not match their request, or bytes that answered none. */
+    mismatch: number;
+    total: number;
+    /** total / (completed + read + timeout + connect), in percent. */
+    ratePercent: number;
+  };
+  /** --max-error-rate: the run fails when errors.ratePercent is above it. */
+  maxErrorRatePercent: number;
   /** Responses by status: HTTP code ("200"), HPS/1 frame status name ("OK", "BUSY"); echo has none. */
   statuses: Record<string, number>;
   /** Open model: sends that left more than lateSendMs after their planned time. */
@@ -75,6 +84,8 @@ export interface LoadReport {
   warnings: string[];
   /** Why the run stopped early, if it did (e.g. nothing could connect). */
   fatal: string | null;
+  /** Why the run failed (exit code 1): it stopped early, or the error rate is above --max-error-rate. */
+  failure: string | null;
 }
 
 export interface ProgressSample {
@@ -97,6 +108,8 @@ interface ThreadHandle {
     latency: Histogram | string;
     corrected: Histogram | string | null;
     fatal: string | null;
+    completedBySecond: number[];
+    bytesReadBySecond: number[];
   }>;
   stop(): void;
 }
@@ -129,27 +142,15 @@ function sumTally(handles: readonly ThreadHandle[], slot: number): number {
 export async function runLoad(options: LoadOptions, hooks: RunHooks = {}): Promise<LoadReport> {
   const plans = planThreads(options);
   const handles = plans.map((plan) => (options.threads === 1 ? startInProcess(plan) : startWorker(plan)));
-  const requestSamples: number[] = [];
-  const byteSamples: number[] = [];
   const startedMs = performance.now();
   let lastMs = startedMs;
-  let lastCompleted = 0;
-  let lastBytes = 0;
   let lastAll = 0;
-  let wasRecording = false;
+  // progress only: the report's per-second figures are counted by the threads themselves, aligned to measuring
   const sampler = setInterval(() => {
     const nowMs = performance.now();
     const seconds = (nowMs - lastMs) / 1000;
-    const completed = sumTally(handles, Tally.completed);
-    const bytes = sumTally(handles, Tally.bytesRead);
     const all = sumTally(handles, Tally.responsesAll);
     const recording = handles.every((h) => h.tallies[Tally.recording] === 1);
-    const running = handles.every((h) => h.tallies[Tally.done] === 0);
-    // the first second after measuring began (warm-up end, worker start-up) is only a baseline: it is partial
-    if (recording && wasRecording && running && seconds > 0) {
-      requestSamples.push((completed - lastCompleted) / seconds);
-      byteSamples.push((bytes - lastBytes) / seconds);
-    }
     hooks.onProgress?.({
       elapsedSeconds: (nowMs - startedMs) / 1000,
       requestsPerSecond: seconds > 0 ? (all - lastAll) / seconds : 0,
@@ -162,10 +163,7 @@ export async function runLoad(options: LoadOptions, hooks: RunHooks = {}): Promi
         sumTally(handles, Tally.mismatch),
       warmingUp: !recording,
     });
-    wasRecording = recording;
     lastMs = nowMs;
-    lastCompleted = completed;
-    lastBytes = bytes;
     lastAll = all;
   }, SAMPLE_INTERVAL_MS);
   let results;
@@ -190,69 +188,48 @@ export async function runLoad(options: LoadOptions, hooks: RunHooks = {}): Promi
     for (let i = 0; i < statusCounts.length; i++) statusCounts[i]! += result.statuses[i]!;
     if (result.fatal !== null && !fatals.includes(result.fatal)) fatals.push(result.fatal);
   }
-  return buildReport(options, handles, latency, corrected, statusCounts, requestSamples, byteSamples, fatals);
+  return buildReport(options, handles, { latency, corrected, statusCounts, fatals, results });
 }
 
-function rateStats(total: number, seconds: number, samples: readonly number[]): RateStats {
-  const mean = seconds > 0 ? total / seconds : 0;
-  if (samples.length === 0) return { min: round(mean), mean: round(mean), max: round(mean) };
-  return { min: round(Math.min(mean, ...samples)), mean: round(mean), max: round(Math.max(mean, ...samples)) };
+/** What the threads reported, merged (histograms, statuses) or side by side (per-second counts). */
+interface Merged {
+  latency: Histogram;
+  corrected: Histogram | null;
+  statusCounts: Float64Array;
+  fatals: string[];
+  results: readonly { completedBySecond: number[]; bytesReadBySecond: number[] }[];
 }
 
-function round(value: number): number {
-  return Math.round(value * 10) / 10;
+function round(value: number, digits = 1): number {
+  const scale = 10 ** digits;
+  return Math.round(value * scale) / scale;
 }
 
-function buildReport(
-  options: LoadOptions,
-  handles: readonly ThreadHandle[],
-  latency: Histogram,
-  corrected: Histogram | null,
-  statusCounts: Float64Array,
-  requestSamples: readonly number[],
-  byteSamples: readonly number[],
-  fatals: string[],
-): LoadReport {
+function buildReport(options: LoadOptions, handles: readonly ThreadHandle[], merged: Merged): LoadReport {
   const tally = (slot: number): number => sumTally(handles, slot);
   let measuredMs = 0;
-  for (const handle of handles) measuredMs = Math.max(measuredMs, handle.tallies[Tally.measuredMs]!);
-  const seconds = measuredMs / 1000;
-  const statuses: Record<string, number> = {};
-  for (let code = 0; code < statusCounts.length; code++) {
-    const count = statusCounts[code]!;
-    if (count === 0) continue;
-    if (options.target.protocol === "hps") statuses[FRAME_STATUS_NAMES[code] ?? String(code)] = count;
-    else if (options.target.protocol === "http") statuses[String(code)] = count;
+  let wholeSeconds = Infinity;
+  for (const handle of handles) {
+    measuredMs = Math.max(measuredMs, handle.tallies[Tally.measuredMs]!);
+    // only seconds every thread measured in full: a thread's last, partial second would read as a slow one
+    wholeSeconds = Math.min(wholeSeconds, Math.floor(handle.tallies[Tally.measuredMs]! / 1000));
   }
-  const errors = {
-    connect: tally(Tally.connectErrors),
-    read: tally(Tally.readErrors),
-    timeout: tally(Tally.timeouts),
-    nonOk: tally(Tally.nonOk),
-    mismatch: tally(Tally.mismatch),
-    total: 0,
-  };
-  errors.total = errors.connect + errors.read + errors.timeout + errors.nonOk + errors.mismatch;
+  const seconds = measuredMs / 1000;
+  const completedBySecond = mergeSeconds(
+    merged.results.map((r) => r.completedBySecond),
+    wholeSeconds,
+  );
+  const bytesBySecond = mergeSeconds(
+    merged.results.map((r) => r.bytesReadBySecond),
+    wholeSeconds,
+  );
+  const errors = countErrors(tally);
   const sent = tally(Tally.sent);
   const lateSends = tally(Tally.lateSends);
-  const warnings: string[] = [];
-  if (options.ratePerSecond !== null && seconds > 0) {
-    const sentRate = sent / seconds;
-    const planned = tally(Tally.planned);
-    if (sentRate < RATE_SHORTFALL * options.ratePerSecond || sent < RATE_SHORTFALL * planned) {
-      warnings.push(
-        `target rate not reached: ${Math.round(sentRate)} of ${options.ratePerSecond} req/s sent (${planned - sent} planned requests never sent); ` +
-          "add connections (-c) or pipeline (-p), or the server is saturated",
-      );
-    }
-    if (lateSends > LATE_SHARE * sent) {
-      warnings.push(
-        `${lateSends} of ${sent} sends left more than ${LATE_SEND_MS} ms after their planned time (latency is measured from the plan)`,
-      );
-    }
-  }
+  const warnings = options.ratePerSecond === null ? [] : openModelWarnings(options.ratePerSecond, tally, seconds);
   if (errors.mismatch > 0) warnings.push(`${errors.mismatch} responses did not match their requests`);
-  for (const fatal of fatals) warnings.push(fatal);
+  for (const fatal of merged.fatals) warnings.push(fatal);
+  const fatal = merged.fatals.length > 0 ? merged.fatals.join("; ") : null;
   const completed = tally(Tally.completed);
   const bytesRead = tally(Tally.bytesRead);
   return {
@@ -264,21 +241,92 @@ function buildReport(
     pipeline: options.pipeline,
     threads: options.threads,
     warmupSeconds: options.warmupMs / 1000,
-    durationSeconds: round(seconds * 100) / 100,
-    targetRate: options.ratePerSecond,
-    requests: { sent, completed, ok: tally(Tally.ok), perSecond: rateStats(completed, seconds, requestSamples) },
+    durationSeconds: round(seconds, 3),
+    targetRequestsPerSecond: options.ratePerSecond,
+    requests: { sent, completed, ok: tally(Tally.ok), perSecond: rateStats(completed, seconds, completedBySecond) },
     bytes: {
       read: bytesRead,
       written: tally(Tally.bytesWritten),
-      readPerSecond: rateStats(bytesRead, seconds, byteSamples),
+      readPerSecond: rateStats(bytesRead, seconds, bytesBySecond),
     },
-    latency: summarizeLatency(latency),
-    latencyCorrected: corrected === null ? null : summarizeLatency(corrected),
+    latency: summarizeLatency(merged.latency),
+    latencyCorrected: merged.corrected === null ? null : summarizeLatency(merged.corrected),
     errors,
-    statuses,
+    maxErrorRatePercent: options.maxErrorRatePercent,
+    statuses: statusNames(options, merged.statusCounts),
     lateSends,
     lateSendMs: LATE_SEND_MS,
     warnings,
-    fatal: fatals.length > 0 ? fatals.join("; ") : null,
+    fatal,
+    failure: fatal !== null ? `the run stopped early: ${fatal}` : errorRateFailure(options, errors),
   };
+}
+
+function statusNames(options: LoadOptions, statusCounts: Float64Array): Record<string, number> {
+  const statuses: Record<string, number> = {};
+  for (let code = 0; code < statusCounts.length; code++) {
+    const count = statusCounts[code]!;
+    if (count === 0) continue;
+    if (options.target.protocol === "hps") statuses[FRAME_STATUS_NAMES[code] ?? String(code)] = count;
+    else if (options.target.protocol === "http") statuses[String(code)] = count;
+  }
+  return statuses;
+}
+
+function countErrors(tally: (slot: number) => number): LoadReport["errors"] {
+  const connect = tally(Tally.connectErrors);
+  const read = tally(Tally.readErrors);
+  const timeout = tally(Tally.timeouts);
+  const nonOk = tally(Tally.nonOk);
+  const mismatch = tally(Tally.mismatch);
+  const total = connect + read + timeout + nonOk + mismatch;
+  // every attempt that could fail: answers (nonOk and most mismatches are among them), lost requests, connects
+  const attempts = tally(Tally.completed) + read + timeout + connect;
+  const ratePercent = total === 0 ? 0 : attempts === 0 ? 100 : Math.min(100, (100 * total) / attempts);
+  return { connect, read, timeout, nonOk, mismatch, total, ratePercent: round(ratePercent, 3) };
+}
+
+/** Why the error rate fails the run, or null when it does not. */
+function errorRateFailure(options: LoadOptions, errors: LoadReport["errors"]): string | null {
+  if (errors.total === 0 || errors.ratePercent <= options.maxErrorRatePercent) return null;
+  const nonOk = options.target.protocol === "http" ? "non-2xx" : "non-OK";
+  const kinds = (
+    [
+      ["connect", errors.connect],
+      ["read", errors.read],
+      ["timeout", errors.timeout],
+      [nonOk, errors.nonOk],
+      ["mismatch", errors.mismatch],
+    ] as const
+  )
+    .filter(([, count]) => count > 0)
+    .map(([name, count]) => `${name} ${count}`)
+    .join(", ");
+  return (
+    `${errors.ratePercent} % of the attempts failed (${kinds}), more than --max-error-rate ` +
+    `${options.maxErrorRatePercent} % allows`
+  );
+}
+
+function openModelWarnings(ratePerSecond: number, tally: (slot: number) => number, seconds: number): string[] {
+  const warnings: string[] = [];
+  if (seconds <= 0) return warnings;
+  const sent = tally(Tally.sent);
+  const sentRate = sent / seconds;
+  const planned = tally(Tally.planned);
+  if (sentRate < RATE_SHORTFALL * ratePerSecond || sent < RATE_SHORTFALL * planned) {
+    warnings.push(
+      `target rate not reached: ${Math.round(sentRate)} of ${ratePerSecond} req/s sent ` +
+        `(${planned - sent} planned requests never sent); add connections (-c) or pipeline (-p), ` +
+        "or the server is saturated",
+    );
+  }
+  const lateSends = tally(Tally.lateSends);
+  if (lateSends > LATE_SHARE * sent) {
+    warnings.push(
+      `${lateSends} of ${sent} sends left more than ${LATE_SEND_MS} ms after their planned time ` +
+        "(latency is measured from the plan)",
+    );
+  }
+  return warnings;
 }

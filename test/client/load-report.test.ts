@@ -7,10 +7,14 @@ import {
   recordMillis,
   summarizeLatency,
 } from "../../src/client/latency.ts";
-import { LoadUsageError, parseDurationMs, parseLoadArgs } from "../../src/client/options.ts";
+import { LOAD_USAGE, LoadUsageError, parseDurationMs, parseLoadArgs } from "../../src/client/options.ts";
 import { formatReport } from "../../src/client/report.ts";
 import { runLoad } from "../../src/client/run.ts";
-import { startHttpServer } from "../helpers/load-servers.ts";
+import { mergeSeconds, rateStats } from "../../src/client/per-second.ts";
+import { OK_RESPONSE, startHttpServer } from "../helpers/load-servers.ts";
+
+const NOT_FOUND = "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n";
+const SERVER_ERROR = "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n";
 
 const CLI = new URL("../../src/client/load.ts", import.meta.url).pathname;
 
@@ -37,17 +41,17 @@ function shape(value: unknown): unknown {
 }
 
 const LATENCY_SHAPE = {
-  p50: "number",
-  p90: "number",
-  p99: "number",
-  p99_9: "number",
-  max: "number",
-  min: "number",
-  mean: "number",
-  stdev: "number",
+  p50Micros: "number",
+  p90Micros: "number",
+  p99Micros: "number",
+  p999Micros: "number",
+  maxMicros: "number",
+  minMicros: "number",
+  meanMicros: "number",
+  stdevMicros: "number",
   count: "number",
 };
-const RATE_SHAPE = { min: "number", mean: "number", max: "number" };
+const RATE_SHAPE = { min: "number", mean: "number", max: "number", stdev: "number", seconds: "number" };
 
 describe("command line", () => {
   test("defaults: 10 connections, pipeline 1, 10 s, closed model", () => {
@@ -88,7 +92,20 @@ describe("command line", () => {
   test.each([
     [["-c", "0", "http://h:1/"], "-c"],
     [["--bogus", "http://h:1/"], "unknown flag --bogus"],
-    [["-t", "4", "-c", "2", "http://h:1/"], "--threads 4"],
+    [["-t", "4", "-c", "2", "http://h:1/"], "-t 4 needs at least as many connections (-c 2)"],
+    [
+      ["--threads=4", "--connections", "2", "http://h:1/"],
+      "--threads 4 needs at least as many connections (--connections 2)",
+    ],
+    [["--conections", "5", "http://h:1/"], "unknown flag --conections; did you mean --connections?"],
+    [["http://h:1/", "-c"], "-c, --connections: missing value"],
+    [["-c", "--json", "http://h:1/"], "-c: missing value"],
+    [["--json=yes", "http://h:1/"], "--json: takes no value"],
+    [["http://h:1/", "http://h:2/"], "one target only"],
+    [["--max-error-rate", "lots", "http://h:1/"], "--max-error-rate: expected a percentage"],
+    [["--max-error-rate", "150", "http://h:1/"], "--max-error-rate: expected a percentage"],
+    [["-d", "0s", "http://h:1/"], "-d: must be more than 0"],
+    [["--duration", "soon", "http://h:1/"], "--duration: expected a duration"],
     [["echo://h"], "needs a port"],
     [["ftp://h:1"], "target"],
     [[], "missing target"],
@@ -103,7 +120,71 @@ describe("command line", () => {
     expect(help.stdout).toContain("Usage: bun run load");
     const bad = await runCli(["-c", "x", "http://127.0.0.1:1/"]);
     expect(bad.exitCode).toBe(2);
-    expect(bad.stderr).toContain("-c: expected an integer");
+    expect(bad.stderr).toStartWith('load: -c: expected an integer >= 1 (got "x")\n');
+    expect(bad.stderr).toContain("Usage: bun run load");
+    expect(bad.stdout).toBe("");
+  });
+
+  test("every short form sets what its long form sets", () => {
+    const short = parseLoadArgs([
+      ...["-c", "4", "-p", "2", "-d", "500ms", "-n", "7", "-R", "50", "-t", "2", "-w", "1s"],
+      ...["-m", "post", "-H", "A: b", "-H", "C:d", "-b", "xyz", "-s", "8", "http://h:1/"],
+    ])!;
+    const long = parseLoadArgs([
+      ...["--connections=4", "--pipeline", "2", "--duration", "500ms", "--requests", "7", "--rate", "50"],
+      ...["--threads", "2", "--warmup=1s", "--method", "post", "--header", "A: b", "--header=C:d", "--body", "xyz"],
+      ...["--size", "8", "http://h:1/"],
+    ])!;
+    expect(short).toEqual(long);
+    expect(short).toMatchObject({
+      connections: 4,
+      pipeline: 2,
+      durationMs: 500,
+      totalRequests: 7,
+      ratePerSecond: 50,
+      threads: 2,
+      warmupMs: 1000,
+      method: "POST",
+      headers: [
+        ["A", "b"],
+        ["C", "d"],
+      ],
+      body: "xyz",
+      sizeBytes: 8,
+      maxErrorRatePercent: 0,
+    });
+    expect(parseLoadArgs(["-c8", "-R1000", "http://h:1/"])).toMatchObject({ connections: 8, ratePerSecond: 1000 });
+    expect(parseLoadArgs(["--max-error-rate", "2.5%", "http://h:1/"])!.maxErrorRatePercent).toBe(2.5);
+    expect(parseLoadArgs(["--", "http://h:1/"])!.target.port).toBe(1);
+  });
+
+  test("every flag --help lists is accepted, and its short form means the same", () => {
+    const SAMPLE: Record<string, string> = {
+      N: "2",
+      T: "1s",
+      R: "100",
+      M: "GET",
+      '"K: V"': "X: y",
+      S: "x",
+      O: "hash",
+      P: "5",
+    };
+    const lines = LOAD_USAGE.split("\n").filter((line) => /^ {2}(-\w, | {4})--/.test(line));
+    expect(lines.length).toBe(17);
+    for (const line of lines) {
+      const [, shortFlag, longFlag, placeholder] = /^ {2}(?:-(\w), | {4})--([a-z-]+)(?: ("[^"]+"|\S+))?/.exec(line)!;
+      const value = placeholder === undefined ? [] : [SAMPLE[placeholder]!];
+      expect(value).not.toContain(undefined);
+      if (longFlag === "help") {
+        expect(parseLoadArgs(["--help"])).toBeNull();
+        expect(parseLoadArgs(["-h"])).toBeNull();
+        continue;
+      }
+      const viaLong = parseLoadArgs([`--${longFlag}`, ...value, "-c", "2", "hps://h:1"]);
+      expect(viaLong).not.toBeNull();
+      if (shortFlag !== undefined)
+        expect(parseLoadArgs([`-${shortFlag}`, ...value, "-c", "2", "hps://h:1"])).toEqual(viaLong);
+    }
   });
 });
 
@@ -123,7 +204,7 @@ describe("output", () => {
       threads: "number",
       warmupSeconds: "number",
       durationSeconds: "number",
-      targetRate: "null",
+      targetRequestsPerSecond: "null",
       requests: { sent: "number", completed: "number", ok: "number", perSecond: RATE_SHAPE },
       bytes: { read: "number", written: "number", readPerSecond: RATE_SHAPE },
       latency: LATENCY_SHAPE,
@@ -135,14 +216,17 @@ describe("output", () => {
         nonOk: "number",
         mismatch: "number",
         total: "number",
+        ratePercent: "number",
       },
+      maxErrorRatePercent: "number",
       statuses: { "200": "number" },
       lateSends: "number",
       lateSendMs: "number",
       warnings: "array",
       fatal: "null",
+      failure: "null",
     });
-    expect(report.schema).toBe("hps-load/1");
+    expect(report.schema).toBe("hps-load/2");
     expect(report.requests.completed).toBe(50);
   });
 
@@ -151,7 +235,7 @@ describe("output", () => {
     const { stdout } = await runCli(["--json", "-c", "1", "-R", "200", "-n", "20", `http://127.0.0.1:${server.port}/`]);
     const report = JSON.parse(stdout);
     expect(report.model).toBe("open");
-    expect(report.targetRate).toBe(200);
+    expect(report.targetRequestsPerSecond).toBe(200);
     expect(shape(report.latencyCorrected)).toEqual(LATENCY_SHAPE);
     expect(report.latencyCorrected.count).toBe(20);
   });
@@ -198,6 +282,70 @@ describe("output", () => {
   });
 });
 
+describe("--max-error-rate", () => {
+  test("a run where every answer is 4xx exits 1 and says why; --max-error-rate 100 accepts it", async () => {
+    using server = startHttpServer(() => ({ bytes: NOT_FOUND }));
+    const url = `http://127.0.0.1:${server.port}/missing`;
+    const [failed, accepted] = await Promise.all([
+      runCli(["-c", "1", "-n", "20", url]),
+      runCli(["-c", "1", "-n", "20", "--max-error-rate", "100", url]),
+    ]);
+    expect(failed.exitCode).toBe(1);
+    expect(failed.stdout).toContain("Responses: 4xx 20");
+    expect(failed.stdout).toContain("Error rate: 100 % of attempts (--max-error-rate 0 %)");
+    expect(failed.stderr).toContain(
+      "load: 100 % of the attempts failed (non-2xx 20), more than --max-error-rate 0 % allows\n",
+    );
+    expect(accepted.exitCode).toBe(0);
+    expect(accepted.stderr).not.toContain("attempts failed");
+  });
+
+  test("the error rate is errors over attempts, compared with the limit", async () => {
+    // every fourth answer is a 500: 25 % of 40
+    using server = startHttpServer((index) => ({ bytes: index % 4 === 3 ? SERVER_ERROR : OK_RESPONSE }));
+    const url = `http://127.0.0.1:${server.port}/`;
+    const under = await runLoad(parseLoadArgs(["-c", "1", "-n", "40", "--max-error-rate", "30%", url])!);
+    expect(under.errors).toMatchObject({ nonOk: 10, total: 10, ratePercent: 25 });
+    expect(under.statuses).toEqual({ "200": 30, "500": 10 });
+    expect(under.maxErrorRatePercent).toBe(30);
+    expect(under.failure).toBeNull();
+    const over = await runLoad(parseLoadArgs(["-c", "1", "-n", "40", "--max-error-rate", "20", url])!);
+    expect(over.failure).toBe("25 % of the attempts failed (non-2xx 10), more than --max-error-rate 20 % allows");
+  });
+
+  test("--json carries the verdict, and the exit code follows it", async () => {
+    using server = startHttpServer(() => ({ bytes: SERVER_ERROR }));
+    const { exitCode, stdout } = await runCli(["--json", "-c", "2", "-n", "10", `http://127.0.0.1:${server.port}/`]);
+    expect(exitCode).toBe(1);
+    const report = JSON.parse(stdout);
+    expect(report.errors.ratePercent).toBe(100);
+    expect(report.maxErrorRatePercent).toBe(0);
+    expect(report.failure).toContain("more than --max-error-rate 0 % allows");
+  });
+});
+
+describe("requests per second", () => {
+  test("Min, Max and Stdev come from the run's whole seconds, not from the mean", async () => {
+    // the first 20 answers take 50 ms each, about the whole first second; then the server answers at once
+    using server = startHttpServer((index) => ({ bytes: OK_RESPONSE, delayMs: index < 20 ? 50 : 0 }));
+    const report = await runLoad(parseLoadArgs(["-c", "1", "-d", "2.5s", `http://127.0.0.1:${server.port}/`])!);
+    const perSecond = report.requests.perSecond;
+    expect(perSecond.seconds).toBe(2);
+    expect(perSecond.min).toBeLessThanOrEqual(21);
+    expect(perSecond.max).toBeGreaterThan(10 * perSecond.min);
+    expect(perSecond.min).toBeLessThan(perSecond.mean);
+    expect(perSecond.stdev).toBeCloseTo((perSecond.max - perSecond.min) / 2, 0);
+    expect(report.bytes.readPerSecond.min).toBeLessThan(report.bytes.readPerSecond.mean);
+    expect(formatReport(report)).toContain("(Min, Stdev and Max over 2 whole seconds; Mean over the whole run)");
+  });
+
+  test("whole seconds of all threads are added index by index; a run under one second has no spread", () => {
+    expect(mergeSeconds([[10, 20, 5], [1, 2], [100]], 2)).toEqual([111, 22]);
+    expect(rateStats(60, 3.5, [10, 20, 30])).toEqual({ min: 10, mean: 17.1, max: 30, stdev: 8.2, seconds: 3 });
+    expect(rateStats(50, 0.5, [])).toEqual({ min: 100, mean: 100, max: 100, stdev: 0, seconds: 0 });
+  });
+});
+
 describe("histograms", () => {
   test("merging encoded per-thread histograms equals recording everything in one", () => {
     const whole = newLatencyHistogram();
@@ -219,8 +367,8 @@ describe("histograms", () => {
     recordMillis(histogram, 0);
     recordMillis(histogram, 120_000);
     const summary = summarizeLatency(histogram);
-    expect(summary.min).toBe(1);
-    expect(summary.max).toBeGreaterThanOrEqual(60_000_000);
-    expect(summary.max).toBeLessThan(60_100_000);
+    expect(summary.minMicros).toBe(1);
+    expect(summary.maxMicros).toBeGreaterThanOrEqual(60_000_000);
+    expect(summary.maxMicros).toBeLessThan(60_100_000);
   });
 });
