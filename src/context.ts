@@ -1,8 +1,10 @@
-// What every listener receives from the server: the configuration and the shared resources.
+// What every listener receives from the server: the configuration and the shared resources, built in one place.
 import type { Config } from "./config/schema.ts";
-import type { Logger } from "./log.ts";
-import type { Admission } from "./net/admission.ts";
-import type { Stats } from "./stats/stats.ts";
+import { Logger } from "./log.ts";
+import { Admission, sharedAddressEntries } from "./net/admission.ts";
+import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
+import { NO_CHANGE, type PreparedChange } from "./reload/two-phase.ts";
+import { Stats } from "./stats/stats.ts";
 
 /**
  * Gauges that live outside the shared counters (pool queue depth, arena bytes in use, tracked IPs),
@@ -20,6 +22,55 @@ export interface ServerContext {
   readonly admission: Admission;
 }
 
+/**
+ * What the listener threads share (server.io_threads > 1): the counters, and the total connection count and
+ * per-address table that make limits and rates span every thread. Sent to each I/O thread at its start.
+ */
+export interface SharedResources {
+  readonly statsBuffer: SharedArrayBuffer;
+  readonly startedAtMs: number;
+  /** The total connection count limits.max_connections applies to; null with one I/O thread. */
+  readonly connections: Int32Array | null;
+  /** Connections per address and rate-limit state; null with one I/O thread. */
+  readonly addresses: SharedAddressTableShare | null;
+}
+
+/**
+ * The context of one listener thread. `shared` null: the main thread, which creates the shared resources (with
+ * several I/O threads, the shared count and table too) and logs to log.file; otherwise an I/O thread, which
+ * attaches to them and logs to stderr (a log file is written by the main thread only). Throws (ENOENT, EACCES, …)
+ * when log.file cannot be opened for appending.
+ */
+export function createContext(
+  config: Config,
+  shared: SharedResources | null,
+): { context: ServerContext; shared: SharedResources } {
+  const logger = new Logger({ level: config.log.level, file: shared === null ? config.log.file : "" });
+  const threaded = config.server.io_threads > 1;
+  const stats = shared === null ? Stats.create() : Stats.attach(shared.statsBuffer, shared.startedAtMs);
+  const connections =
+    shared === null ? (threaded ? new Int32Array(new SharedArrayBuffer(4)) : null) : shared.connections;
+  const addresses =
+    shared === null
+      ? threaded
+        ? SharedAddressTable.create(sharedAddressEntries(config))
+        : null
+      : shared.addresses === null
+        ? null
+        : SharedAddressTable.attach(shared.addresses);
+  const gauges: GaugeRegistry = new Map();
+  const admission = new Admission(config, stats, gauges, connections, addresses);
+  return {
+    context: { config, stats, logger, gauges, admission },
+    shared: shared ?? {
+      statsBuffer: stats.buffer,
+      startedAtMs: stats.startedAtMs,
+      connections,
+      addresses: addresses?.share() ?? null,
+    },
+  };
+}
+
 export interface StopOptions {
   /** true: stop accepting, let in-flight work finish within timeoutMs, then close the rest. false: close now. */
   readonly graceful: boolean;
@@ -35,18 +86,19 @@ export interface Listener {
   /** Reopens the files this listener writes (the access log) by path, after log rotation. */
   reopenLogs?(): Promise<void>;
   /**
-   * First phase of a configuration reload (Server.reload): checks and builds what `context.config` needs (settings
-   * that need a restart keep their running values; stats, logger, gauges and admission are the same objects) and
-   * rejects, changing nothing, when it cannot run. The server then reconfigures the admission and commits.
+   * First phase of a configuration reload (src/reload/two-phase.ts): checks and builds what `context.config` needs
+   * (settings that need a restart keep their running values; stats, logger, gauges and admission are the same
+   * objects) and rejects, changing nothing, when it cannot run. The thread then reconfigures the admission and
+   * commits (see src/reload/thread-steps.ts).
    */
   prepareReconfigure?(context: ServerContext): Promise<PreparedReconfigure>;
 }
 
 /** A reload a listener has prepared: commit swaps it in (synchronously, cannot fail); abort drops it. */
-export interface PreparedReconfigure {
+export interface PreparedReconfigure extends PreparedChange {
   commit(): void;
   abort(): void;
 }
 
 /** Nothing to swap: the settings the listener reads are unchanged. */
-export const UNCHANGED: PreparedReconfigure = Object.freeze({ commit() {}, abort() {} });
+export const UNCHANGED: PreparedReconfigure = NO_CHANGE as PreparedReconfigure;

@@ -1,19 +1,14 @@
 // Extra I/O threads (server.io_threads > 1): each binds the public port with reusePort so the kernel balances connections.
 import type { Config } from "./config/schema.ts";
-import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "./context.ts";
-import { Logger } from "./log.ts";
-import { Admission } from "./net/admission.ts";
-import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
-import { Stats } from "./stats/stats.ts";
+import { createContext, type Listener, type ServerContext, type SharedResources, type StopOptions } from "./context.ts";
+import { threadReloadSteps } from "./reload/thread-steps.ts";
+import { type PreparedAll, type PreparedChange, prepareAll } from "./reload/two-phase.ts";
 
 interface StartMessage {
   kind: "start";
   config: Config;
-  statsBuffer: SharedArrayBuffer;
-  startedAtMs: number;
+  shared: SharedResources;
   poolThreads: number;
-  sharedConnections: Int32Array | null;
-  sharedAddresses: SharedAddressTableShare | null;
 }
 /** Messages from the main thread to an I/O thread. */
 type ToIoThread =
@@ -37,12 +32,10 @@ export interface IoThreads {
   /** Each thread reopens the files its listener writes (the access log). */
   reopenLogs(): Promise<void>;
   /**
-   * A configuration reload in two phases (see Server.reload): every thread prepares (checks and builds; changes
-   * nothing) — on any failure the others abort and this rejects — then commitReload swaps it in on every thread.
+   * First phase of a configuration reload on every thread (src/reload/two-phase.ts): each prepares; when one
+   * cannot, the others abort and this rejects. Committing the result commits every thread.
    */
-  prepareReload(config: Config): Promise<void>;
-  commitReload(): Promise<void>;
-  abortReload(): Promise<void>;
+  prepareReload(config: Config): Promise<PreparedChange>;
 }
 
 export interface IoThreadOptions {
@@ -52,10 +45,13 @@ export interface IoThreadOptions {
   count: number;
   /** Pool workers each thread starts for the custom protocol. */
   poolThreads: number;
-  /** The shared total-connection count (limits.max_connections spans all threads). */
-  sharedConnections: Int32Array | null;
-  /** The shared per-address table (connections per address, rate limits). */
-  sharedAddresses: SharedAddressTable | null;
+  /** What the threads share with the main thread (createContext). */
+  shared: SharedResources;
+}
+
+/** The configuration an I/O thread runs: the main thread's port, shared with reusePort. */
+function threadConfig(config: Config, port: number): Config {
+  return { ...config, server: { ...config.server, port, reuse_port: true } };
 }
 
 /**
@@ -63,32 +59,26 @@ export interface IoThreadOptions {
  * count into the shared Stats, the shared total-connection count and the shared per-address table.
  */
 export async function startIoThreads(context: ServerContext, options: IoThreadOptions): Promise<IoThreads> {
-  const config: Config = {
-    ...context.config,
-    server: { ...context.config.server, port: options.port, reuse_port: true },
-  };
+  const config = threadConfig(context.config, options.port);
   const workers: Worker[] = [];
   try {
     for (let i = 0; i < options.count; i++) {
       const worker = new Worker(new URL("./io-thread.ts", import.meta.url).href);
       workers.push(worker);
-      const start: StartMessage = {
-        kind: "start",
-        config,
-        statsBuffer: context.stats.buffer,
-        startedAtMs: context.stats.startedAtMs,
-        poolThreads: options.poolThreads,
-        sharedConnections: options.sharedConnections,
-        sharedAddresses: options.sharedAddresses?.share() ?? null,
-      };
+      const start: StartMessage = { kind: "start", config, shared: options.shared, poolThreads: options.poolThreads };
       await request(worker, start, "started");
     }
   } catch (error) {
     for (const worker of workers) worker.terminate();
     throw error;
   }
-  const abortAll = async (): Promise<void> => {
-    await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-abort" }, "reload-done")));
+  /** One thread's part of a reload: its prepare, then commit or abort, each a message answered by the thread. */
+  const prepareThread = async (worker: Worker, next: Config): Promise<PreparedChange> => {
+    await request(worker, { kind: "reload-prepare", config: threadConfig(next, options.port) }, "reload-prepared");
+    return {
+      commit: () => request(worker, { kind: "reload-commit" }, "reload-done").catch(() => {}),
+      abort: () => request(worker, { kind: "reload-abort" }, "reload-done").catch(() => {}),
+    };
   };
   return {
     async stop(stopOptions) {
@@ -101,22 +91,14 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
       await Promise.all(workers.map((worker) => request(worker, { kind: "reopen" }, "reopened")));
     },
     async prepareReload(next) {
-      const threadConfig: Config = { ...next, server: { ...next.server, port: options.port, reuse_port: true } };
-      const results = await Promise.allSettled(
-        workers.map((worker) => request(worker, { kind: "reload-prepare", config: threadConfig }, "reload-prepared")),
-      );
-      const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
-      if (failure === undefined) return;
-      await abortAll();
-      const reason: unknown = failure.reason;
-      throw new Error(
-        `an I/O thread cannot apply the configuration: ${reason instanceof Error ? reason.message : String(reason)}`,
-      );
+      try {
+        return await prepareAll(workers.map((worker) => () => prepareThread(worker, next)));
+      } catch (error) {
+        throw new Error(
+          `an I/O thread cannot apply the configuration: ${error instanceof Error ? error.message : String(error)}`,
+        );
+      }
     },
-    async commitReload() {
-      await Promise.allSettled(workers.map((worker) => request(worker, { kind: "reload-commit" }, "reload-done")));
-    },
-    abortReload: abortAll,
   };
 }
 
@@ -144,58 +126,49 @@ async function runInThread(): Promise<void> {
   let listener: Listener | null = null;
   let context: ServerContext | null = null;
   /** A reload this thread has prepared and not yet committed or aborted. */
-  let pending: { next: ServerContext; prepared: PreparedReconfigure } | null = null;
+  let pending: { next: ServerContext; prepared: PreparedAll } | null = null;
   const post = (message: FromIoThread) => postMessage(message);
+  const failed = (error: unknown) => post({ kind: "failed", message: (error as Error).message });
   self.addEventListener("message", async (event: MessageEvent<ToIoThread>) => {
     const message = event.data;
     if (message.kind === "start") {
       try {
-        const stats = Stats.attach(message.statsBuffer, message.startedAtMs);
-        // Threads share stderr; a log file is written by the main thread only.
-        const logger = new Logger({ level: message.config.log.level, file: "" });
-        const gauges = new Map<string, () => Record<string, number>>();
-        const sharedAddresses =
-          message.sharedAddresses === null ? null : SharedAddressTable.attach(message.sharedAddresses);
-        const admission = new Admission(message.config, stats, gauges, message.sharedConnections, sharedAddresses);
-        context = { config: message.config, stats, logger, gauges, admission };
+        context = createContext(message.config, message.shared).context;
         const { startProtocolListener } = await import("./protocol-listener.ts");
         listener = await startProtocolListener(context, message.poolThreads);
         post({ kind: "started", port: listener.port });
       } catch (error) {
-        post({ kind: "failed", message: (error as Error).message });
+        failed(error);
       }
     } else if (message.kind === "reopen") {
       try {
         await listener?.reopenLogs?.();
         post({ kind: "reopened" });
       } catch (error) {
-        post({ kind: "failed", message: (error as Error).message });
+        failed(error);
       }
     } else if (message.kind === "reload-prepare") {
       try {
-        pending?.prepared.abort();
+        await pending?.prepared.abort();
         pending = null;
         if (context !== null && listener !== null) {
           const next: ServerContext = { ...context, config: message.config };
-          const prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
-          pending = { next, prepared };
+          pending = { next, prepared: await prepareAll(threadReloadSteps(listener, next)) };
         }
         post({ kind: "reload-prepared" });
       } catch (error) {
-        post({ kind: "failed", message: (error as Error).message });
+        failed(error);
       }
     } else if (message.kind === "reload-commit") {
       if (pending !== null) {
         const { next, prepared } = pending;
         pending = null;
-        next.logger.setLevel(next.config.log.level);
-        next.admission.reconfigure(next.config);
-        prepared.commit();
+        await prepared.commit();
         context = next;
       }
       post({ kind: "reload-done" });
     } else if (message.kind === "reload-abort") {
-      pending?.prepared.abort();
+      await pending?.prepared.abort();
       pending = null;
       post({ kind: "reload-done" });
     } else if (message.kind === "stop") {

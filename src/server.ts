@@ -1,21 +1,28 @@
-// Server lifecycle: build the shared resources, start the listener for config.protocol, drain on stop.
+// Server lifecycle: check, build the shared resources, start the listener for config.protocol, reload, drain on stop.
 import type { Config } from "./config/schema.ts";
-import { unappliedSettings } from "./config/print.ts";
-import { planReload } from "./config/reload.ts";
-import { UNCHANGED, type Listener, type PreparedReconfigure, type ServerContext, type StopOptions } from "./context.ts";
+import { changedParts, planReload } from "./config/reload.ts";
+import { createContext, type Listener, type ServerContext, type StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
-import { rootProblem } from "./http/root.ts";
 import { startIoThreads } from "./io-thread.ts";
-import { Logger, type PreparedLogTarget } from "./log.ts";
-import { Admission, sharedAddressEntries } from "./net/admission.ts";
-import { SharedAddressTable } from "./net/shared-address-table.ts";
+import type { Logger, PreparedLogTarget } from "./log.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
+import { threadReloadSteps } from "./reload/thread-steps.ts";
+import { NO_CHANGE, type PrepareStep, prepareAll } from "./reload/two-phase.ts";
+import { startupProblems, startupWarnings } from "./startup/checks.ts";
 import { startReporter } from "./stats/report.ts";
-import { Stats } from "./stats/stats.ts";
+import type { Stats } from "./stats/stats.ts";
 
-/** An expected start-up failure (port in use, root missing): main prints its message alone, no stack. */
+/** An expected start-up failure (port in use, root missing): main prints each problem alone, no stack. */
 export class StartupError extends Error {
   override readonly name = "StartupError";
+  /** Each a line naming the setting and what to change. */
+  readonly problems: readonly string[];
+
+  constructor(problems: string | readonly string[]) {
+    const list = typeof problems === "string" ? [problems] : problems;
+    super(list.join("\n"));
+    this.problems = list;
+  }
 }
 
 /** What a configuration reload did: the changed settings, by name ("table.key"). */
@@ -43,9 +50,9 @@ export interface Server {
   /**
    * Applies a newly loaded configuration (SIGHUP): admission, rate limits, the HTTP site and access log, the TCP
    * listener's options and limits, log level, report interval and shutdown timeout change at once; settings read only
-   * at start (src/config/reload.ts) are reported and keep their running values. Rejects, changing nothing, when a
-   * listener cannot take it (an unusable http.root, an access log that cannot be opened, an I/O thread that fails) or
-   * the merged configuration is invalid. Reloads run one at a time.
+   * at start (their reload rule in src/config/schema.ts) are reported and keep their running values. Rejects,
+   * changing nothing, when a listener cannot take it (an unusable http.root, an access log that cannot be opened, an
+   * I/O thread that fails) or the merged configuration is invalid. Reloads run one at a time.
    */
   reload(config: Config): Promise<ReloadReport>;
   [Symbol.asyncDispose](): Promise<void>;
@@ -58,24 +65,11 @@ function withThreadSettings(config: Config): Config {
 
 export async function startServer(requested: Config): Promise<Server> {
   const config = withThreadSettings(requested);
-  const logger = openLogger(config);
-  const stats = Stats.create();
-  const gauges = new Map<string, () => Record<string, number>>();
-  // With several I/O threads the total connection limit is one count in shared memory, and connections per address
-  // and rate limits are kept in one shared table.
-  const threaded = config.server.io_threads > 1;
-  const sharedConnections = threaded ? new Int32Array(new SharedArrayBuffer(4)) : null;
-  const sharedAddresses = threaded ? SharedAddressTable.create(sharedAddressEntries(config)) : null;
-  const admission = new Admission(config, stats, gauges, sharedConnections, sharedAddresses);
-  const context: ServerContext = { config, stats, logger, gauges, admission };
-
-  for (const setting of unappliedSettings(config)) logger.warn(`setting not applied on this runtime: ${setting}`);
-  if (config.server.protocol === "custom" && config.limits.max_request_bytes > config.memory.arena_bytes) {
-    logger.warn(
-      `limits.max_request_bytes (${config.limits.max_request_bytes}) exceeds memory.arena_bytes (${config.memory.arena_bytes}): ` +
-        "pool requests that large will always be answered busy; raise memory.arena_bytes or lower limits.max_request_bytes",
-    );
-  }
+  const problems = await startupProblems(config);
+  if (problems.length > 0) throw new StartupError(problems);
+  const { context, shared } = openContext(config);
+  const { stats, logger } = context;
+  for (const warning of startupWarnings(config)) logger.warn(warning);
 
   const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
   const stopStarted = async (options: StopOptions) => {
@@ -87,18 +81,12 @@ export async function startServer(requested: Config): Promise<Server> {
   let listener: Listener;
   let admin: Listener | null = null;
   try {
-    if (config.server.protocol === "http") await requireDirectory(config.http.root);
+    // Everything is bound before anything says it serves: a port in use fails the start with nothing claimed.
     listener = await listen(config, () => startProtocolListener(context, poolThreads));
     started.push(listener);
     const ioThreads =
       ioThreadCount > 1
-        ? await startIoThreads(context, {
-            port: listener.port,
-            count: ioThreadCount - 1,
-            poolThreads,
-            sharedConnections,
-            sharedAddresses,
-          })
+        ? await startIoThreads(context, { port: listener.port, count: ioThreadCount - 1, poolThreads, shared })
         : null;
     if (ioThreads) started.push(ioThreads);
     let ready = true;
@@ -107,8 +95,9 @@ export async function startServer(requested: Config): Promise<Server> {
       started.push(admin);
     }
     const reporter = startReporter(context);
+    const serving = config.server.protocol === "http" ? ` serving ${config.http.root}` : "";
     logger.info(
-      `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol}` +
+      `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol}${serving}` +
         (ioThreads ? `, ${ioThreadCount} I/O threads)` : ")") +
         (admin ? `, admin on ${config.admin.bind}:${admin.port}` : ""),
     );
@@ -142,51 +131,30 @@ export async function startServer(requested: Config): Promise<Server> {
         logger.info("configuration reload: no setting that applies now has changed");
         return report;
       }
-      for (const setting of unappliedSettings(plan.config)) {
-        if (plan.applied.some((name) => setting.startsWith(`${name} `)))
-          logger.warn(`setting not applied on this runtime: ${setting}`);
-      }
-      // Two phases: every listener (this thread's and the I/O threads') first checks and builds what the new
-      // configuration needs, changing nothing; only when all could, each swaps it in at once. Nothing is rolled back.
+      for (const setting of unappliedWarnings(plan.config, plan.applied)) logger.warn(setting);
+      // Two phases (src/reload/two-phase.ts): this thread's parts and every I/O thread first check and build what
+      // the new configuration needs, changing nothing; only when all could does each swap it in, in this order.
       const next: ServerContext = { ...current, config: plan.config };
-      const logTarget =
-        plan.config.log.file === current.config.log.file ? null : prepareLogTarget(logger, plan.config.log.file);
-      let prepared: PreparedReconfigure;
-      try {
-        prepared = listener.prepareReconfigure ? await listener.prepareReconfigure(next) : UNCHANGED;
-      } catch (error) {
-        logTarget?.abort();
-        throw error;
-      }
-      if (ioThreads !== null) {
-        try {
-          await ioThreads.prepareReload(plan.config);
-        } catch (error) {
-          try {
-            prepared.abort();
-          } finally {
-            logTarget?.abort();
-          }
-          throw error;
-        }
-      }
+      const changed = changedParts(current.config, plan.config);
+      const steps: PrepareStep[] = [
+        () => (changed.has("log-file") ? prepareLogTarget(logger, plan.config.log.file) : NO_CHANGE),
+        ...threadReloadSteps(listener, next),
+        () => ({
+          commit() {
+            current = next;
+            if (changed.has("report-timer")) reporter.reschedule(plan.config.stats.interval_s);
+          },
+          abort() {},
+        }),
+      ];
+      // Last: the I/O threads commit after this thread (whose admission clears shared rate state, once).
+      if (ioThreads !== null) steps.push(() => ioThreads.prepareReload(plan.config));
+      const prepared = await prepareAll(steps);
       if (stopping !== null) {
-        try {
-          prepared.abort();
-        } finally {
-          logTarget?.abort();
-        }
-        await ioThreads?.abortReload();
+        await prepared.abort();
         throw new Error("the server is stopping");
       }
-      await logTarget?.commit();
-      logger.setLevel(plan.config.log.level);
-      admission.reconfigure(plan.config);
-      prepared.commit();
-      const intervalChanged = plan.config.stats.interval_s !== current.config.stats.interval_s;
-      current = next;
-      if (intervalChanged) reporter.reschedule(plan.config.stats.interval_s);
-      await ioThreads?.commitReload();
+      await prepared.commit();
       logger.info(`configuration reloaded: ${plan.applied.join(", ")}`);
       return report;
     };
@@ -228,6 +196,13 @@ export async function startServer(requested: Config): Promise<Server> {
   }
 }
 
+/** Warnings for the settings a reload applies that this runtime cannot honour. */
+function unappliedWarnings(config: Config, applied: readonly string[]): string[] {
+  return startupWarnings(config).filter((warning) =>
+    applied.some((name) => warning.startsWith(`setting not applied on this runtime: ${name} `)),
+  );
+}
+
 /** The reload's new log.file, opened before anything changes: a path that cannot be opened rejects the reload. */
 function prepareLogTarget(logger: Logger, file: string): PreparedLogTarget {
   try {
@@ -237,20 +212,16 @@ function prepareLogTarget(logger: Logger, file: string): PreparedLogTarget {
   }
 }
 
-function openLogger(config: Config): Logger {
+/** The main thread's context; a log.file that cannot be opened (after the check passed: a race) is a StartupError. */
+function openContext(config: Config): ReturnType<typeof createContext> {
   try {
-    return new Logger({ level: config.log.level, file: config.log.file });
+    return createContext(config, null);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
     throw new StartupError(
       `cannot open log.file "${config.log.file}" for appending (${reason}): fix the path or its permissions, or leave log.file empty for stderr`,
     );
   }
-}
-
-async function requireDirectory(path: string): Promise<void> {
-  const problem = await rootProblem(path);
-  if (problem !== null) throw new StartupError(problem);
 }
 
 function listen<T>(config: Config, start: () => Promise<T>): Promise<T> {

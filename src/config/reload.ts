@@ -1,31 +1,35 @@
-// Which settings a running server can take from a reloaded configuration, and the configuration it then runs with.
-import { configSchema, SETTINGS, type Config } from "./schema.ts";
+// What a reload does, derived from each setting's rule in the schema (src/config/reload-rule.ts): which changed
+// settings take effect now, which wait for a restart, and which parts of the running server are built anew.
+import {
+  effectOf,
+  hasPart,
+  type ReloadEffect,
+  type ReloadPart,
+  type RunningShape,
+  withContainers,
+} from "./reload-rule.ts";
+import { type Config, configSchema, SETTINGS, type SettingSpec } from "./schema.ts";
 
 type TableName = keyof typeof SETTINGS;
-type Protocol = Config["server"]["protocol"];
-type SettingList = { readonly [T in TableName]?: "*" | readonly string[] };
+type Values = Record<string, Record<string, unknown>>;
 
-/** Read once at start whatever the protocol: sockets, threads, the admin listener. */
-const READ_AT_START: SettingList = {
-  server: ["protocol", "bind", "port", "backlog", "reuse_port", "io_threads"],
-  admin: "*",
-};
+/** One setting of the schema, by name ("table.key"). */
+interface NamedSetting {
+  readonly table: TableName;
+  readonly key: string;
+  readonly name: string;
+  readonly spec: SettingSpec;
+}
 
-/**
- * Read once at start by the listener of each protocol: Bun.serve's idleTimeout; the pool's workers (and the handlers
- * module loaded into them) and the arena. Everything else is applied by a reload: admission, rate limits, the HTTP
- * site (rebuilt, see src/http/serve.ts), the TCP listener's socket options, write cap, idle timeout, frame limit and
- * max_in_flight (src/tcp/listen.ts), log level and file, report interval and shutdown timeout. Settings a protocol does not
- * use are simply taken (there is nothing to apply them to).
- */
-const READ_AT_START_BY_PROTOCOL: Record<Protocol, SettingList> = {
-  http: { http: ["keepalive_timeout_s"] },
-  echo: {},
-  custom: { custom: ["handlers"], pool: "*", memory: "*" },
-};
-
-/** With several I/O threads, the shared per-address table is sized at start (src/net/shared-address-table.ts). */
-const READ_AT_START_THREADED: SettingList = { rate_limit: ["max_tracked_ips"] };
+/** Every setting, in schema order. */
+const ALL_SETTINGS: readonly NamedSetting[] = (Object.keys(SETTINGS) as TableName[]).flatMap((table) =>
+  Object.entries(SETTINGS[table] as Record<string, SettingSpec>).map(([key, spec]) => ({
+    table,
+    key,
+    name: `${table}.${key}`,
+    spec,
+  })),
+);
 
 export interface ReloadPlan {
   /** What the server runs with after the reload: the new values of live settings, the running values of the rest. */
@@ -36,36 +40,38 @@ export interface ReloadPlan {
   readonly needsRestart: string[];
 }
 
+/** What the rules of a server running `config` depend on. */
+export function shapeOf(config: Config): RunningShape {
+  return { protocol: config.server.protocol, ioThreads: config.server.io_threads };
+}
+
+/** The effect a change of `name` ("table.key") has on a server running `config`. */
+export function reloadEffect(config: Config, name: string): ReloadEffect {
+  const setting = ALL_SETTINGS.find((candidate) => candidate.name === name);
+  if (setting === undefined) throw new Error(`unknown setting ${name}`);
+  return effectOf(setting.spec.reload, shapeOf(config));
+}
+
 /**
  * Compares the running configuration with a newly loaded one. Throws an Error naming the problems when the merged
  * configuration breaks a rule that spans settings (e.g. http.static_routes with a live setting it excludes while a
  * restart-only one keeps its old value).
  */
 export function planReload(running: Config, next: Config): ReloadPlan {
-  const atStart = READ_AT_START_BY_PROTOCOL[running.server.protocol];
-  const threaded = running.server.io_threads > 1;
+  const shape = shapeOf(running);
   const applied: string[] = [];
   const needsRestart: string[] = [];
-  const merged: Record<string, Record<string, unknown>> = {};
-  for (const table of Object.keys(SETTINGS) as TableName[]) {
-    const runningTable = running[table] as Record<string, unknown>;
-    const nextTable = next[table] as Record<string, unknown>;
-    const out: Record<string, unknown> = { ...runningTable };
-    for (const key of Object.keys(SETTINGS[table])) {
-      if (sameValue(runningTable[key], nextTable[key])) continue;
-      const name = `${table}.${key}`;
-      if (
-        isListed(READ_AT_START, table, key) ||
-        isListed(atStart, table, key) ||
-        (threaded && isListed(READ_AT_START_THREADED, table, key))
-      ) {
-        needsRestart.push(name);
-      } else {
-        out[key] = nextTable[key];
-        applied.push(name);
-      }
+  const merged: Values = {};
+  for (const table of Object.keys(SETTINGS)) merged[table] = { ...(running as unknown as Values)[table] };
+  for (const { table, key, name, spec } of ALL_SETTINGS) {
+    const nextValue = (next as unknown as Values)[table]![key];
+    if (sameValue(merged[table]![key], nextValue)) continue;
+    if (effectOf(spec.reload, shape) === "restart") {
+      needsRestart.push(name);
+    } else {
+      merged[table]![key] = nextValue;
+      applied.push(name);
     }
-    merged[table] = out;
   }
   const checked = configSchema.safeParse(merged);
   if (!checked.success) {
@@ -77,9 +83,23 @@ export function planReload(running: Config, next: Config): ReloadPlan {
   return { config: Object.freeze(checked.data) as Config, applied, needsRestart };
 }
 
-function isListed(list: SettingList, table: TableName, key: string): boolean {
-  const keys = list[table];
-  return keys === "*" || keys?.includes(key) === true;
+/**
+ * The parts a server running `before` builds anew to run `after` (a planned configuration: its restart-only
+ * settings are the running ones): those named by the rules of the settings that differ, with the parts containing
+ * them, as far as this server has them.
+ */
+export function changedParts(before: Config, after: Config): ReadonlySet<ReloadPart> {
+  const shape = shapeOf(before);
+  const parts = new Set<ReloadPart>();
+  for (const { table, key, spec } of ALL_SETTINGS) {
+    if (sameValue((before as unknown as Values)[table]![key], (after as unknown as Values)[table]![key])) continue;
+    const effect = effectOf(spec.reload, shape);
+    if (typeof effect === "string") continue;
+    for (const part of effect.rebuild) {
+      if (hasPart(part, shape)) for (const containing of withContainers(part)) parts.add(containing);
+    }
+  }
+  return parts;
 }
 
 /** Settings are primitives or lists of strings. */

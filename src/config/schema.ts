@@ -1,44 +1,37 @@
-// Every setting of hps: its type, range, unit, default and meaning. The single source of defaults.
+// Every setting of hps: its type, range, unit, default, meaning and how a reload treats it. The single source of defaults.
 import { z } from "zod";
+import { PROTOCOLS, type ReloadRule } from "./reload-rule.ts";
+import { type DurationUnit, parseByteSize, parseDuration } from "./units.ts";
 
-/** One setting: its zod schema (with default), a sentence for people, and its unit when it has one. */
+/** One setting: its zod schema (with default), a sentence for people, its unit when it has one, how it reloads. */
 export interface SettingSpec {
   readonly schema: z.ZodType;
   readonly doc: string;
   readonly unit?: string;
+  /** What a configuration reload does when this setting changed (src/config/reload-rule.ts). */
+  readonly reload: ReloadRule;
   /** Present when Bun's APIs give no way to apply the setting; the reason is shown at start-up. */
   readonly notAppliedBecause?: string;
   /** With notAppliedBecause: the value the runtime behaves as if set to; any other value is reported as not applied. */
   readonly runtimeValue?: unknown;
 }
 
-const BYTE_UNITS: Record<string, number> = {
-  b: 1,
-  kb: 1e3,
-  mb: 1e6,
-  gb: 1e9,
-  k: 1024,
-  kib: 1024,
-  m: 1024 ** 2,
-  mib: 1024 ** 2,
-  g: 1024 ** 3,
-  gib: 1024 ** 3,
-};
-
-/** Parses "16 MiB", "64k", "1024" into a byte count; returns NaN when it cannot. */
-export function parseByteSize(text: string): number {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(text);
-  if (!match) return Number.NaN;
-  const factor = match[2] === "" ? 1 : BYTE_UNITS[match[2]!.toLowerCase()];
-  return factor === undefined ? Number.NaN : Math.round(Number(match[1]) * factor);
-}
-
 const byteSize = (min: number, max: number, fallback: number) =>
   z
     .preprocess((v) => (typeof v === "string" ? parseByteSize(v) : v), z.number().int().min(min).max(max))
     .default(fallback);
+/** A duration kept in `unit`; also written "500ms", "10s", "2m", "1h" (src/config/units.ts). */
+const duration = (unit: DurationUnit, number: z.ZodNumber, fallback: number) =>
+  z.preprocess((v) => (typeof v === "string" ? parseDuration(v, unit) : v), number).default(fallback);
+const seconds = (min: number, max: number, fallback: number) =>
+  duration("seconds", z.number().min(min).max(max), fallback);
+const wholeSeconds = (min: number, max: number, fallback: number) =>
+  duration("seconds", z.number().int().min(min).max(max), fallback);
+const wholeMilliseconds = (min: number, max: number, fallback: number) =>
+  duration("milliseconds", z.number().int().min(min).max(max), fallback);
+const wholeMicroseconds = (min: number, max: number, fallback: number) =>
+  duration("microseconds", z.number().int().min(min).max(max), fallback);
 const int = (min: number, max: number, fallback: number) => z.number().int().min(min).max(max).default(fallback);
-const num = (min: number, max: number, fallback: number) => z.number().min(min).max(max).default(fallback);
 const bool = (fallback: boolean) => z.boolean().default(fallback);
 const str = (fallback: string) => z.string().default(fallback);
 const strList = (fallback: string[]) => z.array(z.string()).default(fallback);
@@ -48,45 +41,72 @@ const oneOf = <const T extends readonly [string, ...string[]]>(values: T, fallba
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
+// Reload rules shared by several settings (the vocabulary is in src/config/reload-rule.ts).
+/** Read by the TCP listener (echo, custom) when it opens a connection. */
+const TCP_NEW_CONNECTIONS: ReloadRule = { echo: "new-connections", custom: "new-connections", otherwise: "not-read" };
+/** Read by the TCP listener (echo, custom) for every connection. */
+const TCP_LIVE: ReloadRule = { echo: "live", custom: "live", otherwise: "not-read" };
+/** The worker pool, its arena and its handlers module (custom) are built once at start. */
+const POOL_AT_START: ReloadRule = { custom: "restart", otherwise: "not-read" };
+/** Read by the HTTP site: a change rebuilds it (and its cache). */
+const HTTP_SITE: ReloadRule = { rebuild: ["http-site"] };
+/** Settings of the edge (src/net) that the HTTP request handler also reads. */
+const EDGE_AND_HTTP_HANDLER: ReloadRule = { rebuild: ["http-handler"] };
+
 /** The settings, table by table, in the order server.toml and the README show them. */
 export const SETTINGS = {
   server: {
     protocol: {
-      schema: oneOf(["http", "echo", "custom"] as const, "http"),
+      schema: oneOf(PROTOCOLS, "http"),
       doc: "Protocol spoken on the public port: http (static files), echo (bytes back) or custom (HPS/1 binary frames).",
+      reload: "restart",
     },
     bind: {
       schema: str("0.0.0.0"),
       doc: "Address to listen on; 127.0.0.1 for loopback only, :: for all IPv6 and IPv4.",
+      reload: "restart",
     },
-    port: { schema: int(0, 65535, 8080), doc: "TCP port; 0 picks a free port (tests use it)." },
+    port: { schema: int(0, 65535, 8080), doc: "TCP port; 0 picks a free port (tests use it).", reload: "restart" },
     backlog: {
       schema: int(1, 65535, 512),
       doc: "Listen backlog (pending connections the kernel queues).",
       notAppliedBecause: "Bun.listen and Bun.serve always listen with a backlog of 512",
       runtimeValue: 512,
+      reload: "restart",
     },
     reuse_port: {
       schema: bool(false),
       doc: "Set SO_REUSEPORT so several processes or I/O threads can share the port.",
+      reload: "restart",
     },
     io_threads: {
       schema: int(1, 64, 1),
       doc: "I/O threads that each accept connections on the port (more than 1 turns reuse_port on).",
+      reload: "restart",
     },
     shutdown_timeout_s: {
-      schema: num(0, 3600, 10),
+      schema: seconds(0, 3600, 10),
       doc: "On SIGINT/SIGTERM, how long in-flight work may take to finish before the rest is closed.",
       unit: "seconds",
+      reload: "live",
     },
   },
   tcp: {
-    nodelay: { schema: bool(true), doc: "Disable Nagle's algorithm (TCP_NODELAY) on every connection." },
-    keepalive: { schema: bool(true), doc: "Enable TCP keep-alive probes (SO_KEEPALIVE) on every connection." },
+    nodelay: {
+      schema: bool(true),
+      doc: "Disable Nagle's algorithm (TCP_NODELAY) on every connection.",
+      reload: TCP_NEW_CONNECTIONS,
+    },
+    keepalive: {
+      schema: bool(true),
+      doc: "Enable TCP keep-alive probes (SO_KEEPALIVE) on every connection.",
+      reload: TCP_NEW_CONNECTIONS,
+    },
     keepalive_idle_s: {
-      schema: int(1, 7200, 60),
+      schema: wholeSeconds(1, 7200, 60),
       doc: "Idle time before the first TCP keep-alive probe.",
       unit: "seconds",
+      reload: TCP_NEW_CONNECTIONS,
     },
     cork: {
       schema: bool(false),
@@ -94,6 +114,7 @@ export const SETTINGS = {
       notAppliedBecause:
         "Bun's socket APIs have no TCP_CORK option (Bun batches writes within one event-loop tick itself)",
       runtimeValue: false,
+      reload: "not-read",
     },
     recv_buffer_bytes: {
       schema: byteSize(0, GiB, 0),
@@ -101,6 +122,7 @@ export const SETTINGS = {
       unit: "bytes",
       notAppliedBecause: "Bun's socket APIs have no SO_RCVBUF option",
       runtimeValue: 0,
+      reload: "not-read",
     },
     send_buffer_bytes: {
       schema: byteSize(0, GiB, 0),
@@ -108,193 +130,274 @@ export const SETTINGS = {
       unit: "bytes",
       notAppliedBecause: "Bun's socket APIs have no SO_SNDBUF option",
       runtimeValue: 0,
+      reload: "not-read",
     },
     max_buffered_bytes: {
       schema: byteSize(4096, GiB, 4 * MiB),
       doc: "Bytes queued for a connection that is not reading; past this it is disconnected (echo, custom).",
       unit: "bytes",
+      reload: TCP_LIVE,
     },
   },
   limits: {
     max_connections: {
       schema: int(1, 10_000_000, 10_000),
       doc: "Connections open at once; further ones are refused (TCP: closed at once; HTTP: 503).",
+      reload: "live",
     },
     max_connections_per_ip: {
       schema: int(0, 10_000_000, 0),
       doc: "Connections open at once from one client address; 0 = no limit but max_connections.",
+      reload: "live",
     },
     connection_timeout_s: {
-      schema: num(0, 86_400, 60),
+      schema: seconds(0, 86_400, 60),
       doc: "Idle time after which a TCP connection (echo, custom) is closed; 0 = never.",
       unit: "seconds",
+      reload: TCP_LIVE,
     },
     max_request_bytes: {
       schema: byteSize(16, GiB, MiB),
       doc: "Largest HTTP request body or HPS/1 frame; larger ones get 413 or error frame 2.",
       unit: "bytes",
+      reload: { http: { rebuild: ["http-handler"] }, custom: "new-connections", otherwise: "not-read" },
     },
   },
   http: {
-    root: { schema: str("./public"), doc: "Directory whose files are served; nothing outside it ever is." },
-    index: { schema: str("index.html"), doc: "File served for a directory request (/ and /dir/)." },
+    root: {
+      schema: str("./public"),
+      doc: "Directory whose files are served; nothing outside it ever is.",
+      reload: HTTP_SITE,
+    },
+    index: { schema: str("index.html"), doc: "File served for a directory request (/ and /dir/).", reload: HTTP_SITE },
     pipelining: {
       schema: bool(true),
       doc: "Answer several requests sent in one write, in order (HTTP/1.1 pipelining).",
       notAppliedBecause: "Bun.serve always answers pipelined requests in order and cannot refuse them",
       runtimeValue: true,
+      reload: "not-read",
     },
     keepalive_timeout_s: {
-      schema: int(0, 255, 10),
+      schema: wholeSeconds(0, 255, 10),
       doc: "Idle time before a keep-alive connection is closed (Bun's idleTimeout, at most 255); 0 = never.",
       unit: "seconds",
+      reload: { http: "restart", otherwise: "not-read" },
     },
     max_keepalive_requests: {
       schema: int(0, 10_000_000, 0),
       doc: "Requests served on one connection before it is closed with Connection: close; 0 = unlimited (as Node, Caddy and Bun; nginx uses 1000). A limit costs one getpeername per request.",
+      reload: { rebuild: ["http-connections"] },
     },
     connection_limits: {
       schema: bool(false),
       doc: "Apply limits.max_connections and limits.max_connections_per_ip to HTTP connections (a connection is a peer address and port; one the client drops silently stays counted up to keepalive_timeout_s; costs one getpeername per request).",
+      reload: { rebuild: ["http-connections"] },
     },
     sendfile: {
       schema: bool(true),
       doc: "Send large files with Bun.file (the kernel's sendfile for files of 1 MiB or more) instead of reading them in.",
+      reload: HTTP_SITE,
     },
     dotfiles: {
       schema: oneOf(["deny", "allow"] as const, "deny"),
       doc: "Whether paths with a segment starting with '.' (other than .well-known) are served.",
+      reload: HTTP_SITE,
     },
-    directory_listing: { schema: bool(false), doc: "Serve an HTML listing for a directory without an index file." },
+    directory_listing: {
+      schema: bool(false),
+      doc: "Serve an HTML listing for a directory without an index file.",
+      reload: HTTP_SITE,
+    },
     fallback: {
       schema: str(""),
       doc: "File (relative to root) served for paths with no file, for single-page apps; empty = 404.",
+      reload: HTTP_SITE,
     },
     max_ranges: {
       schema: int(1, 1000, 16),
       doc: "Most ranges honoured in one Range header; more (or overlapping) ranges get the whole file.",
+      reload: HTTP_SITE,
     },
     cache_control: {
       schema: str("public, max-age=0, must-revalidate"),
       doc: "Cache-Control sent with every file; empty = none.",
+      reload: HTTP_SITE,
     },
     immutable_pattern: {
       schema: str(""),
       doc: "Regular expression on the path; matching files get Cache-Control: public, max-age=31536000, immutable.",
+      reload: HTTP_SITE,
     },
     compress: {
       schema: bool(true),
       doc: "Gzip/brotli compressible files on the fly (cached in memory) when the client accepts it and no precompressed sidecar exists.",
+      reload: HTTP_SITE,
     },
-    compress_max_bytes: { schema: byteSize(0, GiB, MiB), doc: "Largest file compressed on the fly.", unit: "bytes" },
+    compress_max_bytes: {
+      schema: byteSize(0, GiB, MiB),
+      doc: "Largest file compressed on the fly.",
+      unit: "bytes",
+      reload: HTTP_SITE,
+    },
     cache_max_file_bytes: {
       schema: byteSize(0, GiB, MiB),
       doc: "Largest file kept in the in-memory response cache.",
       unit: "bytes",
+      reload: HTTP_SITE,
     },
     cache_bytes: {
       schema: byteSize(0, 64 * GiB, 64 * MiB),
       doc: "Total bytes of file content kept in the in-memory cache (least recently used evicted).",
       unit: "bytes",
+      reload: HTTP_SITE,
     },
     cache_revalidate_ms: {
-      schema: int(0, 3_600_000, 1000),
+      schema: wholeMilliseconds(0, 3_600_000, 1000),
       doc: "A cached file is checked against the disk (stat) at most this often; a change is served within this window.",
       unit: "milliseconds",
+      reload: HTTP_SITE,
     },
     static_routes: {
       schema: bool(false),
       doc: "Serve files held in the in-memory cache as Bun static routes: Bun answers GET and HEAD (with If-None-Match/If-Modified-Since 304 and If-Match/If-Unmodified-Since 412) from a prebuilt response, with no JavaScript per request (the fastest mode). Given up for those files: Range is ignored (the whole file, 200, as RFC 9110 allows); their requests are not counted in stats (gauge httpCache.staticRoutes gives how many paths are served so); no access log, rate limit, allow/deny, keep-alive request limit, connection limits or on-the-fly compression, so log.access_log, rate_limit.enabled, net.allow, net.deny, http.max_keepalive_requests, http.connection_limits and http.compress must be off (a start-up error names any that is not). A file with a precompressed sidecar, a file over cache_max_file_bytes, other methods and other paths keep the ordinary path. A timer checks routed files every cache_revalidate_ms (which must be at least 1).",
+      reload: { rebuild: ["http-handler"] },
     },
   },
   custom: {
     max_in_flight: {
       schema: int(1, 65_536, 64),
       doc: "HPS/1 requests one connection may have outstanding; past it the server stops reading that socket.",
+      reload: { custom: "live", otherwise: "not-read" },
     },
     handlers: {
       schema: str(""),
       doc: "Module (path) loaded into every pool worker that implements opcodes 0x80-0xFF; empty = none.",
+      reload: POOL_AT_START,
     },
   },
   pool: {
-    threads: { schema: int(0, 256, 0), doc: "Worker threads for pool operations; 0 = one per CPU core." },
-    max_queue: { schema: int(1, 10_000_000, 4096), doc: "Tasks waiting for a worker; a full queue answers busy." },
+    threads: {
+      schema: int(0, 256, 0),
+      doc: "Worker threads for pool operations; 0 = one per CPU core.",
+      reload: POOL_AT_START,
+    },
+    max_queue: {
+      schema: int(1, 10_000_000, 4096),
+      doc: "Tasks waiting for a worker; a full queue answers busy.",
+      reload: POOL_AT_START,
+    },
     task_timeout_ms: {
-      schema: int(0, 3_600_000, 5000),
+      schema: wholeMilliseconds(0, 3_600_000, 5000),
       doc: "A task running longer (timed from when a worker starts it) fails with timeout and its worker is replaced; 0 = no limit.",
       unit: "milliseconds",
+      reload: POOL_AT_START,
     },
     spin_us: {
-      schema: int(0, 1000, 100),
+      schema: wholeMicroseconds(0, 1000, 100),
       doc: "How long a worker whose tasks have been arriving less than this apart keeps polling its empty ring for the next one before it sleeps; a task that arrives meanwhile needs no cross-thread wake-up (single-task round trips about 2.5x faster). A poll that finds nothing makes the worker skip its next chances to poll (1, 3, 7 ... 63), so sparse traffic costs almost nothing and an idle server nothing. A worker polls only while the workers awake leave a CPU to the main thread (never when the process may use one CPU only) and, with fewer spare CPUs than workers, only after completions that woke the main thread. 0 = never poll.",
       unit: "microseconds",
+      reload: POOL_AT_START,
     },
   },
   memory: {
     arena: {
       schema: bool(true),
       doc: "Keep payload buffers in the shared-memory arena; false uses ordinary allocations.",
+      reload: POOL_AT_START,
     },
     arena_bytes: {
       schema: byteSize(64 * 1024, 16 * GiB, 16 * MiB),
       doc: "Size of the shared-memory arena; also the budget for payloads over 64 KiB (or for all payloads with memory.arena = false).",
       unit: "bytes",
+      reload: POOL_AT_START,
     },
-    debug: { schema: bool(false), doc: "Detect double free and use after free in the arena (slower)." },
+    debug: {
+      schema: bool(false),
+      doc: "Detect double free and use after free in the arena (slower).",
+      reload: POOL_AT_START,
+    },
   },
   rate_limit: {
-    enabled: { schema: bool(false), doc: "Limit requests per client address (token bucket)." },
+    enabled: {
+      schema: bool(false),
+      doc: "Limit requests per client address (token bucket).",
+      reload: { rebuild: ["rate-limiter", "http-handler"] },
+    },
     requests: {
       schema: int(1, 1_000_000_000, 100),
       doc: "Requests allowed per window per client address (the sustained rate).",
+      reload: { rebuild: ["rate-limiter"] },
     },
-    window_s: { schema: num(0.001, 86_400, 1), doc: "Window the requests count is measured over.", unit: "seconds" },
+    window_s: {
+      schema: seconds(0.001, 86_400, 1),
+      doc: "Window the requests count is measured over.",
+      unit: "seconds",
+      reload: { rebuild: ["rate-limiter"] },
+    },
     burst: {
       schema: int(0, 1_000_000_000, 0),
       doc: "Requests a client may send at once above the rate; 0 = same as requests.",
+      reload: { rebuild: ["rate-limiter"] },
     },
     max_tracked_ips: {
       schema: int(1, 100_000_000, 100_000),
       doc: "Client addresses remembered; the least recently seen is forgotten first.",
+      reload: { threaded: "restart", otherwise: { rebuild: ["rate-limiter"] } },
     },
     headers: {
       schema: bool(false),
       doc: "Send RateLimit-Limit/Remaining/Reset headers on admitted HTTP responses too.",
+      reload: EDGE_AND_HTTP_HANDLER,
     },
   },
   net: {
     trusted_proxies: {
       schema: strList([]),
       doc: "CIDRs of proxies whose X-Forwarded-For or PROXY header is believed.",
+      reload: EDGE_AND_HTTP_HANDLER,
     },
     proxy_protocol: {
       schema: bool(false),
       doc: "Expect a PROXY protocol v1/v2 header from trusted proxies on TCP connections (echo, custom).",
+      reload: TCP_NEW_CONNECTIONS,
     },
-    allow: { schema: strList([]), doc: "CIDRs allowed to connect; empty = everyone not denied." },
-    deny: { schema: strList([]), doc: "CIDRs refused at once (checked before allow)." },
+    allow: {
+      schema: strList([]),
+      doc: "CIDRs allowed to connect; empty = everyone not denied.",
+      reload: EDGE_AND_HTTP_HANDLER,
+    },
+    deny: { schema: strList([]), doc: "CIDRs refused at once (checked before allow).", reload: EDGE_AND_HTTP_HANDLER },
   },
   log: {
-    level: { schema: oneOf(["error", "warn", "info", "debug"] as const, "info"), doc: "Least severe level written." },
-    file: { schema: str(""), doc: "Log file; empty = stderr." },
-    access_log: { schema: bool(true), doc: "Write an access log line (Combined Log Format) per HTTP request." },
-    access_file: { schema: str(""), doc: "Access log file; empty = stdout." },
+    level: {
+      schema: oneOf(["error", "warn", "info", "debug"] as const, "info"),
+      doc: "Least severe level written.",
+      reload: "live",
+    },
+    file: { schema: str(""), doc: "Log file; empty = stderr.", reload: { rebuild: ["log-file"] } },
+    access_log: {
+      schema: bool(true),
+      doc: "Write an access log line (Combined Log Format) per HTTP request.",
+      reload: { rebuild: ["http-access-log"] },
+    },
+    access_file: { schema: str(""), doc: "Access log file; empty = stdout.", reload: { rebuild: ["http-access-log"] } },
   },
   stats: {
     interval_s: {
-      schema: num(0, 86_400, 60),
+      schema: seconds(0, 86_400, 60),
       doc: "Print a status report this often; 0 = only on shutdown.",
       unit: "seconds",
+      reload: { rebuild: ["report-timer"] },
     },
   },
   admin: {
     enabled: {
       schema: bool(true),
       doc: "Serve /livez /readyz /stats /status /metrics /dashboard on a separate listener.",
+      reload: "restart",
     },
-    bind: { schema: str("127.0.0.1"), doc: "Address of the admin listener (loopback by default)." },
-    port: { schema: int(0, 65535, 9090), doc: "Port of the admin listener; 0 picks a free port." },
+    bind: { schema: str("127.0.0.1"), doc: "Address of the admin listener (loopback by default).", reload: "restart" },
+    port: { schema: int(0, 65535, 9090), doc: "Port of the admin listener; 0 picks a free port.", reload: "restart" },
   },
 } as const satisfies Record<string, Record<string, SettingSpec>>;
 

@@ -1,5 +1,6 @@
 // The http protocol: Bun.serve wiring — admission, methods, limits, static files, keep-alive, stats, access log.
 import type { Server } from "bun";
+import { changedParts } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
 import {
   UNCHANGED,
@@ -13,7 +14,7 @@ import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts"
 import { Counter, type Stats } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { KeepAliveCounter, type ConnectionState } from "./keepalive.ts";
-import { rootProblem } from "./root.ts";
+import { requireDirectory } from "./root.ts";
 import { RouteTable, type RouteHandler, type StaticRouteSource } from "./routes.ts";
 import { QUERY_NOT_SCANNED, StaticFiles, errorBodyBytes, errorResponse } from "./static.ts";
 
@@ -444,23 +445,19 @@ class HttpSet {
   readonly earlierMisses: number;
 
   /**
-   * `previous`: the running set, when a reload builds this one. Its access log is kept when log.access_log and
-   * log.access_file are unchanged (one log, never closed under a request), and its connection counter when
-   * http.max_keepalive_requests and http.connection_limits are (open connections stay counted). Throws, with
-   * nothing left open, when log.access_file cannot be opened.
+   * `previous`: the running set, when a reload builds this one. What the reload rules of the changed settings
+   * (src/config/schema.ts) do not rebuild is taken over: the site and its cache (part "http-site"), the access log
+   * (one log, never closed under a request; "http-access-log") and the connection counter (open connections stay
+   * counted; "http-connections"). Throws, with nothing left open, when log.access_file cannot be opened.
    */
   constructor(context: ServerContext, previous: HttpSet | null) {
     const { config } = context;
     const http = config.http;
     this.context = context;
-    const before = previous?.context.config;
-    const keepsSite = previous !== null && siteInputs(config) === siteInputs(before!);
+    const changed = previous === null ? null : changedParts(previous.context.config, config);
+    const keepsSite = previous !== null && !changed!.has("http-site");
     this.site = keepsSite ? previous.site : new StaticFiles(http);
-    const keepsLog =
-      previous !== null &&
-      config.log.access_log &&
-      before!.log.access_log &&
-      config.log.access_file === before!.log.access_file;
+    const keepsLog = previous !== null && !changed!.has("http-access-log");
     this.accessLog = keepsLog
       ? previous.accessLog
       : config.log.access_log
@@ -470,10 +467,7 @@ class HttpSet {
     this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
     const countsConnections = http.connection_limits;
     const admission = context.admission;
-    const keepsConnections =
-      previous !== null &&
-      http.max_keepalive_requests === before!.http.max_keepalive_requests &&
-      countsConnections === before!.http.connection_limits;
+    const keepsConnections = previous !== null && !changed!.has("http-connections");
     this.connections = keepsConnections
       ? previous.connections
       : http.max_keepalive_requests > 0 || countsConnections
@@ -580,31 +574,6 @@ function openAccessLog(file: string): AccessLog {
   }
 }
 
-/** The settings the site's cached responses are built from: when none changed, a reload keeps the cache. */
-function siteInputs(config: Config): string {
-  const { max_keepalive_requests, connection_limits, static_routes, keepalive_timeout_s, ...site } = config.http;
-  return JSON.stringify(site);
-}
-
-/** What an HttpSet is built from: when none of it changed, a reload leaves the running set as it is. */
-function setInputs(config: Config): string {
-  return JSON.stringify([
-    config.http,
-    config.limits.max_request_bytes,
-    config.log.access_log,
-    config.log.access_file,
-    config.net,
-    config.rate_limit.enabled,
-    config.rate_limit.headers,
-  ]);
-}
-
-/** Rejects unless `path` is an existing directory (checked before a reload replaces anything). */
-async function requireDirectory(path: string): Promise<void> {
-  const problem = await rootProblem(path);
-  if (problem !== null) throw new Error(problem);
-}
-
 /** The notes a set's settings call for, at start and after a reload. */
 function logNotes(logger: Logger, http: Config["http"]): void {
   if (http.static_routes) {
@@ -639,7 +608,6 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   });
   current.attach(server);
   const port = server.port ?? config.server.port;
-  logger.info(`http: serving ${config.http.root} on ${config.server.bind}:${port}`);
   logNotes(logger, config.http);
 
   let stopped: Promise<void> | null = null;
@@ -662,7 +630,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
    */
   const prepareReconfigure = async (next: ServerContext): Promise<PreparedReconfigure> => {
     if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
-    if (setInputs(next.config) === setInputs(current.context.config)) return UNCHANGED;
+    if (!changedParts(current.context.config, next.config).has("http-handler")) return UNCHANGED;
     await requireDirectory(next.config.http.root);
     const running = current;
     const replacement = new HttpSet(next, running);

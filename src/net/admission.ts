@@ -9,6 +9,7 @@
 // http.keepalive_timeout_s; see src/http/keepalive.ts). Every other HTTP request goes through admitRequest
 // (allow/deny only, when the client address can differ from the one its connection was admitted under, or when
 // connections are not counted) and the rate limiter (takeToken). Every refusal is counted here.
+import { changedParts } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
 import type { GaugeRegistry } from "../context.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
@@ -42,8 +43,8 @@ export class Admission {
   private limiter: AddressRateLimiter | null;
   /** With several I/O threads: per-address state every thread shares (connections per address, rate limits). */
   private readonly sharedAddresses: SharedAddressTable | null;
-  /** The rate_limit table the limiter was made for; reconfigure keeps the limiter when its settings are unchanged. */
-  private rateSettings: RateLimitSettings;
+  /** The configuration the limiter was made for; reconfigure keeps the limiter unless its part must be rebuilt. */
+  private limiterConfig: Config;
   private allow: CidrList;
   private deny: CidrList;
   private trustedProxies: CidrList;
@@ -73,7 +74,7 @@ export class Admission {
       sharedAddresses,
     );
     const rate = config.rate_limit;
-    this.rateSettings = rate;
+    this.limiterConfig = config;
     this.limiter = createLimiter(rate, sharedAddresses);
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
@@ -89,8 +90,8 @@ export class Admission {
    * A reloaded configuration: every decision after this call follows `config`, while what is counted now stays.
    * Open connections stay counted and are released as usual; a limit lowered below the current count refuses new
    * connections until enough have left (nobody is disconnected). The rate limiter, with every address's tokens, is
-   * kept when enabled/requests/window_s/burst/max_tracked_ips are unchanged, otherwise replaced (every address
-   * starts with a full bucket) or dropped. net.proxy_protocol applies to connections opened after the call.
+   * kept unless a changed setting's reload rule rebuilds the "rate-limiter" part (src/config/schema.ts), in which
+   * case it is replaced (every address starts with a full bucket) or dropped. net.proxy_protocol applies to connections opened after the call.
    * With several I/O threads, each thread's Admission must be reconfigured; the shared total is left as it is.
    * Throws (changing nothing) on a malformed CIDR, which a validated Config does not have.
    */
@@ -109,12 +110,12 @@ export class Admission {
     this.proxyProtocol = net.proxy_protocol;
     this.gate.setLimits(config.limits.max_connections, perIpLimit(config.limits));
     const rate = config.rate_limit;
-    if (!sameLimiterSettings(this.rateSettings, rate)) {
+    if (changedParts(this.limiterConfig, config).has("rate-limiter")) {
       // Shared: the thread that created the table (the main thread, which commits first) clears it, once.
       if (this.sharedAddresses?.isCreator === true) this.sharedAddresses.clearRates();
       this.limiter = createLimiter(rate, this.sharedAddresses);
     }
-    this.rateSettings = rate;
+    this.limiterConfig = config;
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
   }
@@ -261,17 +262,6 @@ function createLimiter(rate: RateLimitSettings, shared: SharedAddressTable | nul
 export const SHARED_ADDRESSES_MAX = 1 << 20;
 export function sharedAddressEntries(config: Config): number {
   return Math.min(SHARED_ADDRESSES_MAX, config.limits.max_connections + config.rate_limit.max_tracked_ips);
-}
-
-/** True when a limiter made for `a` is the one `b` would make (rate_limit.headers does not matter to it). */
-function sameLimiterSettings(a: RateLimitSettings, b: RateLimitSettings): boolean {
-  return (
-    a.enabled === b.enabled &&
-    a.requests === b.requests &&
-    a.window_s === b.window_s &&
-    a.burst === b.burst &&
-    a.max_tracked_ips === b.max_tracked_ips
-  );
 }
 
 /** Seconds for a Retry-After header from takeToken's milliseconds (at least 1). */

@@ -1,0 +1,100 @@
+// What start-up checks before it binds a port, in one list: startServer runs it and so does `--check`.
+import { constants } from "node:fs";
+import { access, stat } from "node:fs/promises";
+import { dirname } from "node:path";
+import { unappliedSettings } from "../config/print.ts";
+import type { Config } from "../config/schema.ts";
+import { rootProblem } from "../http/root.ts";
+import { handlersProblem } from "./handlers-probe.ts";
+
+/** One check of a configuration against the machine it is to run on (files, directories, modules). */
+export interface StartupCheck {
+  /** The settings it checks. */
+  readonly settings: string;
+  /** A problem (one line naming the setting and what to change), or null when there is none. */
+  run(config: Config): Promise<string | null>;
+}
+
+/**
+ * Every check start-up makes short of binding ports, in the order they run. A subsystem that needs one (TLS
+ * certificates, upstream groups) adds it here: startServer and `--check` then both make it.
+ */
+export const STARTUP_CHECKS: readonly StartupCheck[] = [
+  {
+    settings: "http.root",
+    run: async (config) => (config.server.protocol === "http" ? await rootProblem(config.http.root) : null),
+  },
+  {
+    settings: "log.file",
+    run: async (config) =>
+      config.log.file === ""
+        ? null
+        : await appendProblem("log.file", config.log.file, "leave log.file empty for stderr"),
+  },
+  {
+    settings: "log.access_file",
+    run: async (config) =>
+      config.server.protocol !== "http" || !config.log.access_log || config.log.access_file === ""
+        ? null
+        : await appendProblem("log.access_file", config.log.access_file, "leave it empty for stdout"),
+  },
+  {
+    settings: "custom.handlers",
+    run: async (config) =>
+      config.server.protocol === "custom" && config.custom.handlers !== ""
+        ? await handlersProblem(config.custom.handlers)
+        : null,
+  },
+];
+
+/** The problems every start-up check finds in `config` (empty: it can start, ports permitting). */
+export async function startupProblems(config: Config): Promise<string[]> {
+  const problems: string[] = [];
+  for (const check of STARTUP_CHECKS) {
+    const problem = await check.run(config);
+    if (problem !== null) problems.push(problem);
+  }
+  return problems;
+}
+
+/** What start-up warns about: settings this runtime cannot apply, and combinations that cannot work well. */
+export function startupWarnings(config: Config): string[] {
+  const warnings = unappliedSettings(config).map((setting) => `setting not applied on this runtime: ${setting}`);
+  if (config.server.protocol === "custom" && config.limits.max_request_bytes > config.memory.arena_bytes) {
+    warnings.push(
+      `limits.max_request_bytes (${config.limits.max_request_bytes}) exceeds memory.arena_bytes (${config.memory.arena_bytes}): ` +
+        "pool requests that large will always be answered busy; raise memory.arena_bytes or lower limits.max_request_bytes",
+    );
+  }
+  return warnings;
+}
+
+/**
+ * Why `file` cannot be opened for appending, without creating it: an existing file must be writable, a new one
+ * needs a writable directory.
+ */
+async function appendProblem(setting: string, file: string, alternative: string): Promise<string | null> {
+  const cannot = (reason: string) =>
+    `cannot open ${setting} "${file}" for appending (${reason}): fix the path or its permissions, or ${alternative}`;
+  try {
+    const info = await stat(file);
+    if (info.isDirectory()) return cannot("it is a directory");
+    await access(file, constants.W_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EACCES" || code === "EPERM") return cannot("permission denied");
+    if (code !== "ENOENT") return cannot((error as Error).message);
+  }
+  const directory = dirname(file);
+  try {
+    if (!(await stat(directory)).isDirectory()) return cannot(`"${directory}" is not a directory`);
+    await access(directory, constants.W_OK | constants.X_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return cannot(`directory "${directory}" does not exist`);
+    if (code === "EACCES" || code === "EPERM") return cannot(`permission denied in "${directory}"`);
+    return cannot((error as Error).message);
+  }
+}
