@@ -1,8 +1,10 @@
 // CLI entry for `bun run server`: parse argv, load the configuration, start, stop on signals.
 import { parseArgs } from "node:util";
-import { ConfigError, loadConfig } from "./config/load.ts";
+import { ConfigError, type LoadedConfig, readConfig } from "./config/load.ts";
 import { configToToml } from "./config/print.ts";
 import { StartupError, startServer } from "./server.ts";
+import { startupProblems, startupWarnings } from "./startup/checks.ts";
+import { versionText } from "./version.ts";
 
 const HELP = `hps — a Bun-native high-performance server (HTTP static files, echo, HPS/1)
 
@@ -13,16 +15,20 @@ Options:
   --set TABLE.KEY=VAL  override one setting; repeatable (e.g. --set limits.max_connections=500)
   --port N             shorthand for --set server.port=N
   --protocol P         shorthand for --set server.protocol=P (http, echo, custom)
-  --check              validate the configuration, print any problems, exit 0 (valid) or 1
+  --check              make every check start-up makes short of binding ports (the settings, http.root, the
+                       log files, the custom.handlers module), say which file was read, exit 0 (ready) or 1
   --print-config       print the effective configuration as TOML and exit
+  -v, --version        print the versions of hps and Bun and the git commit, and exit
   -h, --help           show this help
 
+Values: sizes take units ("16 MiB", "64k"); durations (settings ending in _s, _ms, _us) take a number in the
+        setting's unit or a duration ("500ms", "10s", "2m", "1h").
 Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=9000); --set overrides both.
 Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
          SIGHUP reopens log.file and log.access_file (for logrotate), then reloads the configuration from the same
-         file, environment and options: limits, rate limits, allow/deny lists, the HTTP site and access log, TCP
-         socket options and limits, the log level and the report interval change at once; settings read only at
-         start are named in a warning. A configuration with problems is rejected and the running one kept.
+         file, environment and options. Each setting reloads as docs/configuration.md says (at once, for new
+         connections, or at the next restart, which a warning names); a configuration with problems is rejected
+         and the running one kept.
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -37,6 +43,7 @@ async function main(argv: string[]): Promise<number> {
         protocol: { type: "string" },
         check: { type: "boolean" },
         "print-config": { type: "boolean" },
+        version: { type: "boolean", short: "v" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -50,21 +57,21 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(HELP);
     return 0;
   }
+  if (args.version) {
+    process.stdout.write(versionText());
+    return 0;
+  }
 
   const sets = [...(args.set ?? [])];
   if (args.port !== undefined) sets.push(`server.port=${args.port}`);
   if (args.protocol !== undefined) sets.push(`server.protocol=${args.protocol}`);
 
-  const load = () =>
-    loadConfig({
-      configPath: args.config ?? "server.toml",
-      requireFile: args.config !== undefined,
-      env: process.env,
-      sets,
-    });
-  let config;
+  const configPath = args.config ?? "server.toml";
+  const read = () => readConfig({ configPath, requireFile: args.config !== undefined, env: process.env, sets });
+  const load = async () => (await read()).config;
+  let loaded: LoadedConfig;
   try {
-    config = await load();
+    loaded = await read();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     for (const problem of error.problems) process.stderr.write(`${problem}\n`);
@@ -74,10 +81,8 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
 
-  if (args.check) {
-    process.stdout.write(`${args.config ?? "server.toml"}: configuration is valid\n`);
-    return 0;
-  }
+  const config = loaded.config;
+  if (args.check) return await check(loaded, configPath);
   if (args["print-config"]) {
     process.stdout.write(configToToml(config));
     return 0;
@@ -88,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
     server = await startServer(config);
   } catch (error) {
     if (error instanceof StartupError) {
-      process.stderr.write(`hps: ${error.message}\n`);
+      for (const problem of error.problems) process.stderr.write(`hps: ${problem}\n`);
       return 1;
     }
     throw error;
@@ -143,6 +148,29 @@ async function main(argv: string[]): Promise<number> {
         .catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`));
     });
   });
+}
+
+/**
+ * `--check`: the start-up checks on a loaded configuration. Problems go to stderr (exit 1); warnings too (exit 0);
+ * stdout says which file was read, or that there was none.
+ */
+async function check(loaded: LoadedConfig, configPath: string): Promise<number> {
+  const problems = await startupProblems(loaded.config);
+  for (const problem of problems) process.stderr.write(`${problem}\n`);
+  if (problems.length > 0) {
+    process.stderr.write(
+      `hps: ${problems.length} start-up problem${problems.length === 1 ? "" : "s"}; the server would not start.\n`,
+    );
+    return 1;
+  }
+  for (const warning of startupWarnings(loaded.config)) process.stderr.write(`warning: ${warning}\n`);
+  const overrides = loaded.overrides.length > 0 ? ` (with ${loaded.overrides.join(", ")})` : "";
+  if (loaded.file === null) {
+    process.stdout.write(`no ${configPath} found; using the defaults${overrides}\nconfiguration is valid\n`);
+  } else {
+    process.stdout.write(`${loaded.file}: configuration is valid${overrides}\n`);
+  }
+  return 0;
 }
 
 process.exit(await main(Bun.argv.slice(2)));

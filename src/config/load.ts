@@ -1,7 +1,8 @@
 // Loads the configuration: TOML file < environment (HPS_<TABLE>_<KEY>) < CLI (--set table.key=value), then validates.
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { configSchema, DEFAULT_CONFIG, SETTINGS, type Config } from "./schema.ts";
+import { type Config, configSchema, DEFAULT_CONFIG, SETTINGS, type SettingSpec } from "./schema.ts";
+import { DURATION_SUFFIXES } from "./units.ts";
 
 /** Every problem found in one run, each a sentence a person can act on. */
 export class ConfigError extends Error {
@@ -25,8 +26,19 @@ export interface LoadOptions {
   sets?: readonly string[];
 }
 
+/** A loaded configuration and where it came from. */
+export interface LoadedConfig {
+  readonly config: Config;
+  /** The file read, or null when there was none (all defaults, then the overrides). */
+  readonly file: string | null;
+  /** The overrides applied, in order: HPS_* variables, then `--set table.key=value` assignments. */
+  readonly overrides: readonly string[];
+}
+
 type RawConfig = Record<string, Record<string, unknown>>;
 type SettingKind = "string" | "number" | "boolean" | "list";
+/** Which layer gave each setting its value ("table.key" -> "server.toml", "HPS_SERVER_PORT", "--set server.port=1"). */
+type Origins = Map<string, string>;
 
 const TABLE_NAMES = Object.keys(SETTINGS);
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
@@ -43,30 +55,44 @@ function hasSetting(table: string, key: string): boolean {
 
 /** Reads, merges and validates the configuration. Throws ConfigError listing every problem. */
 export async function loadConfig(options: LoadOptions): Promise<Config> {
+  return (await readConfig(options)).config;
+}
+
+/**
+ * Reads, merges and validates the configuration, and says where it came from. Throws ConfigError listing every
+ * problem, each prefixed by the layer that gave the value (the file, an HPS_* variable, a --set assignment).
+ */
+export async function readConfig(options: LoadOptions): Promise<LoadedConfig> {
   const problems: string[] = [];
   const source = options.configPath;
   const file = Bun.file(source);
+  const origins: Origins = new Map();
+  const found = await file.exists();
   let raw: RawConfig = {};
-  if (await file.exists()) {
+  if (found) {
     raw = parseFile(source, await file.text(), problems);
+    noteOrigins(raw, source, origins);
   } else if (options.requireFile) {
     problems.push(
       `${source}: file not found (create it, or leave out --config to use ${"server.toml"} or the defaults)`,
     );
   }
   checkKnownKeys(raw, source, problems);
-  applyEnv(raw, options.env ?? {}, problems);
-  for (const assignment of options.sets ?? []) applySet(raw, assignment, problems);
-  const config = validate(raw, source, problems);
+  const overrides = applyEnv(raw, options.env ?? {}, origins, problems);
+  for (const assignment of options.sets ?? []) {
+    applySet(raw, assignment, origins, problems);
+    overrides.push(`--set ${assignment}`);
+  }
+  const config = validate(raw, origins, found ? source : "configuration", problems);
   if (problems.length > 0 || config === null) throw new ConfigError(problems);
-  return config;
+  return { config, file: found ? source : null, overrides };
 }
 
 /** Validates an in-memory configuration object (tests, embedding). */
 export function buildConfig(raw: Record<string, Record<string, unknown>>, source = "config"): Config {
   const problems: string[] = [];
   checkKnownKeys(raw, source, problems);
-  const config = validate(raw, source, problems);
+  const config = validate(raw, new Map(), source, problems);
   if (problems.length > 0 || config === null) throw new ConfigError(problems);
   return config;
 }
@@ -76,12 +102,60 @@ function parseFile(path: string, text: string, problems: string[]): RawConfig {
     return parseToml(text) as RawConfig;
   } catch (error) {
     if (error instanceof TomlError) {
-      const reason = error.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
-      problems.push(`${path}:${error.line}:${error.column}: TOML syntax error: ${reason}`);
+      problems.push(tomlProblem(path, text, error));
     } else {
       problems.push(`${path}: cannot be read: ${(error as Error).message}`);
     }
     return {};
+  }
+}
+
+/**
+ * A TOML syntax error as `path:line:column: TOML syntax error: reason`. smol-toml reports a string left open at the
+ * end of its line as a control character (the newline) in a string: that is said as what it is, an unterminated
+ * string, at the column where the string starts.
+ */
+function tomlProblem(path: string, text: string, error: TomlError): string {
+  const reason = error.message.split("\n")[0]!.replace(/^Invalid TOML document: /, "");
+  const lineText = text.split("\n")[error.line - 1] ?? "";
+  const atLineEnd = error.column > lineText.replace(/\r$/, "").length;
+  if (reason === "unfinished string" || (reason.startsWith("control characters") && atLineEnd)) {
+    const opened = openString(lineText);
+    if (opened === null) return `${path}:${error.line}:${error.column}: TOML syntax error: unterminated string`;
+    // A multi-line string (three quotes) may run on; the others must end on the line they start.
+    const where = opened.quote.length === 3 ? "" : " on the same line";
+    return `${path}:${error.line}:${opened.column}: TOML syntax error: unterminated string (close it with ${opened.quote}${where})`;
+  }
+  return `${path}:${error.line}:${error.column}: TOML syntax error: ${reason}`;
+}
+
+/** The string still open at the end of `line`: its 1-based column and opening quote; null when none is. */
+function openString(line: string): { column: number; quote: string } | null {
+  let quote = "";
+  let start = -1;
+  for (let i = 0; i < line.length; i++) {
+    const char = line[i]!;
+    if (quote === "") {
+      if (char === "#") return null;
+      if (char === '"' || char === "'") {
+        quote = line.startsWith(char.repeat(3), i) ? char.repeat(3) : char;
+        start = i;
+        i += quote.length - 1;
+      }
+    } else if (quote === '"' && char === "\\") {
+      i++; // an escape: the next character cannot close the string
+    } else if (line.startsWith(quote, i)) {
+      i += quote.length - 1;
+      quote = "";
+    }
+  }
+  return quote === "" ? null : { column: start + 1, quote };
+}
+
+function noteOrigins(raw: RawConfig, source: string, origins: Origins): void {
+  for (const [table, values] of Object.entries(raw)) {
+    if (typeof values !== "object" || values === null) continue;
+    for (const key of Object.keys(values)) origins.set(`${table}.${key}`, source);
   }
 }
 
@@ -107,7 +181,14 @@ function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): voi
   }
 }
 
-function applyEnv(raw: RawConfig, env: Record<string, string | undefined>, problems: string[]): void {
+/** Applies the HPS_* variables; returns their names. */
+function applyEnv(
+  raw: RawConfig,
+  env: Record<string, string | undefined>,
+  origins: Origins,
+  problems: string[],
+): string[] {
+  const applied: string[] = [];
   for (const [name, text] of Object.entries(env)) {
     if (!name.startsWith("HPS_") || text === undefined) continue;
     const rest = name.slice(4).toLowerCase();
@@ -120,11 +201,14 @@ function applyEnv(raw: RawConfig, env: Record<string, string | undefined>, probl
       problems.push(`environment: unknown setting ${name}${suggest(name, all)}`);
       continue;
     }
-    setValue(raw, table, key, text, `environment ${name}`, problems);
+    setValue(raw, table, key, text, name, problems);
+    origins.set(`${table}.${key}`, name);
+    applied.push(name);
   }
+  return applied;
 }
 
-function applySet(raw: RawConfig, assignment: string, problems: string[]): void {
+function applySet(raw: RawConfig, assignment: string, origins: Origins, problems: string[]): void {
   const equals = assignment.indexOf("=");
   const path = equals < 0 ? assignment : assignment.slice(0, equals);
   const [table = "", key = "", ...extra] = path.trim().split(".");
@@ -134,7 +218,8 @@ function applySet(raw: RawConfig, assignment: string, problems: string[]): void 
     problems.push(`--set ${assignment}: unknown setting ${path}${hint}`);
     return;
   }
-  setValue(raw, table, key, assignment.slice(equals + 1), `--set ${path}`, problems);
+  setValue(raw, table, key, assignment.slice(equals + 1), `--set ${assignment}`, problems);
+  origins.set(`${table}.${key}`, `--set ${assignment}`);
 }
 
 /** Converts override text to the setting's kind; what cannot be converted is left for the schema to reject. */
@@ -144,7 +229,7 @@ function setValue(raw: RawConfig, table: string, key: string, text: string, orig
   switch (kindOf(table, key)) {
     case "number": {
       const value = trimmed === "" ? Number.NaN : Number(trimmed);
-      // Byte sizes also accept "16MiB"; keep the text so the schema can parse it.
+      // Byte sizes and durations also accept "16MiB", "10s"; keep the text so the schema can parse it.
       target[key] = Number.isNaN(value) ? trimmed : value;
       break;
     }
@@ -162,12 +247,25 @@ function setValue(raw: RawConfig, table: string, key: string, text: string, orig
   }
 }
 
-function validate(raw: RawConfig, source: string, problems: string[]): Config | null {
+/** Validates the merged layers; each problem is blamed on the layer that gave the value (else on `fallback`). */
+function validate(raw: RawConfig, origins: Origins, fallback: string, problems: string[]): Config | null {
   const result = configSchema.safeParse(raw);
   if (result.success) return Object.freeze(result.data) as Config;
-  for (const issue of result.error.issues) problems.push(`${source}: ${describeIssue(issue, raw)}`);
+  for (const issue of result.error.issues) {
+    const [table, key] = issue.path as string[];
+    const origin = origins.get(`${table}.${key}`) ?? fallback;
+    problems.push(`${origin}: ${describeIssue(issue, raw)}`);
+  }
   return null;
 }
+
+/** What a number setting also accepts as text, by its unit. */
+const NUMBER_FORMS: Record<string, string> = {
+  bytes: 'a number of bytes or a size like "16 MiB"',
+  seconds: `a number of seconds or a duration like "10s", "500ms", "2m", "1h" (${DURATION_SUFFIXES})`,
+  milliseconds: `a number of milliseconds or a duration like "500ms", "2s", "1m" (${DURATION_SUFFIXES})`,
+  microseconds: `a number of microseconds or a duration like "100us", "1ms" (${DURATION_SUFFIXES})`,
+};
 
 function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
   const [table, key] = issue.path as string[];
@@ -179,13 +277,12 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
   const got = ` (got ${describe(given === undefined && "input" in issue ? issue.input : given)})`;
   const unit =
     table !== undefined && key !== undefined && hasSetting(table, key)
-      ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, { unit?: string }>)[key]!.unit
+      ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.unit
       : undefined;
   const inUnit = unit ? ` ${unit}` : "";
   switch (issue.code) {
     case "invalid_type":
-      if (issue.expected === "number" && typeof given === "string")
-        return `${name} must be a number or a size like "16 MiB"${got}`;
+      if (issue.expected === "number") return `${name} must be ${NUMBER_FORMS[unit ?? ""] ?? "a number"}${got}`;
       return `${name} must be ${article(issue.expected)}${got}`;
     case "too_small":
       return `${name} must be at least ${issue.minimum}${inUnit}${got}`;

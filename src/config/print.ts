@@ -1,10 +1,11 @@
-// Prints a configuration as commented TOML (--print-config, server.toml) and the settings as a Markdown reference.
+// Prints a configuration as commented TOML (--print-config, server.toml) and names the settings Bun cannot apply.
 import { stringify } from "smol-toml";
 import { DEFAULT_CONFIG, SETTINGS, type Config, type SettingSpec } from "./schema.ts";
 
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 
-function tomlValue(value: unknown): string {
+/** A value as TOML writes it (`"text"`, `16777216`, `["a", "b"]`). */
+export function tomlValue(value: unknown): string {
   return stringify({ v: value }).replace(/^v = /, "").trim();
 }
 
@@ -35,25 +36,6 @@ export function configToToml(config: Config, comments = true): string {
     }
   }
   return `${lines.join("\n")}\n`;
-}
-
-/** The settings reference for the README: one Markdown table per TOML table. */
-export function settingsReference(): string {
-  const out: string[] = [];
-  for (const [table, settings] of settingEntries()) {
-    out.push(`#### \`[${table}]\``, "", "| setting | default | unit | meaning |", "| --- | --- | --- | --- |");
-    for (const [key, spec] of settings) {
-      const note = spec.notAppliedBecause
-        ? ` *Only \`${tomlValue(spec.runtimeValue)}\` can be honoured (${spec.notAppliedBecause}); any other value is accepted and reported at start-up as not applied.*`
-        : "";
-      const shown = tomlValue(DEFAULTS[table]![key]).replaceAll("|", "\\|");
-      out.push(
-        `| \`${table}.${key}\` | \`${shown}\` | ${spec.unit ?? ""} | ${spec.doc.replaceAll("|", "\\|")}${note} |`,
-      );
-    }
-    out.push("");
-  }
-  return out.join("\n");
 }
 
 /** Settings whose configured value Bun cannot apply (it behaves as if set to another value), each as "key = value (reason)". */

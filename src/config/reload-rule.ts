@@ -49,7 +49,9 @@ export interface ReloadPartSpec {
   readonly within?: ReloadPart;
   /** The protocols whose servers have this part; all when absent. */
   readonly protocols?: readonly Protocol[];
-  /** What rebuilding it means to a user, completing "a change …". */
+  /** A few words for the settings reference's reload column ("rebuilds the HTTP site"). */
+  readonly label: string;
+  /** What rebuilding it means to a user, in a sentence (the reference's legend). */
   readonly words: string;
 }
 
@@ -60,28 +62,41 @@ export interface ReloadPartSpec {
 export const RELOAD_PARTS: Readonly<Record<ReloadPart, ReloadPartSpec>> = {
   "http-handler": {
     protocols: ["http"],
-    words: "switches HTTP to a new request handler (requests in flight finish with the old settings)",
+    label: "new HTTP handler",
+    words:
+      "HTTP requests that arrive after the reload are answered by a handler built for the new settings; requests in flight finish with the old ones, keep-alive connections stay open",
   },
   "http-site": {
     within: "http-handler",
     protocols: ["http"],
-    words: "rebuilds the HTTP site: its in-memory file cache starts empty",
+    label: "rebuilds the HTTP site",
+    words:
+      "the HTTP site is built anew: a new http.root must be a readable directory or the reload is rejected, and the in-memory file cache starts empty (its hit and miss counters carry on)",
   },
   "http-access-log": {
     within: "http-handler",
     protocols: ["http"],
-    words: "opens the new access log before the switch (one that cannot be opened rejects the reload)",
+    label: "reopens the access log",
+    words:
+      "the new access log is opened before the switch (one that cannot be opened rejects the reload); requests in flight are logged to the log they started with",
   },
   "http-connections": {
     within: "http-handler",
     protocols: ["http"],
-    words: "counts open HTTP keep-alive connections anew from their next request",
+    label: "recounts HTTP connections",
+    words:
+      "open keep-alive connections are counted anew from their next request (otherwise they stay counted under http.connection_limits across reloads)",
   },
-  "rate-limiter": { words: "resets every address's rate-limit state (buckets start full)" },
+  "rate-limiter": {
+    label: "resets rate-limit state",
+    words: "every client address's rate-limit state is dropped: every bucket starts full",
+  },
   "log-file": {
-    words: "opens the new log file (appending) before the switch; one that cannot be opened rejects the reload",
+    label: "opens the new log file",
+    words:
+      "the new log file is opened (appending) before anything changes; one that cannot be opened rejects the reload",
   },
-  "report-timer": { words: "reschedules the periodic status report" },
+  "report-timer": { label: "reschedules the report", words: "the periodic status report is rescheduled" },
 };
 
 /** The shape of a running server that rules depend on. */
