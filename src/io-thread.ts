@@ -92,7 +92,10 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     },
     async prepareReload(next) {
       try {
-        return await prepareAll(workers.map((worker) => () => prepareThread(worker, next)));
+        return await prepareAll(
+          workers.map((worker) => () => prepareThread(worker, next)),
+          "at-once",
+        );
       } catch (error) {
         throw new Error(
           `an I/O thread cannot apply the configuration: ${error instanceof Error ? error.message : String(error)}`,

@@ -132,7 +132,7 @@ export async function startServer(requested: Config): Promise<Server> {
         return report;
       }
       for (const setting of unappliedWarnings(plan.config, plan.applied)) logger.warn(setting);
-      // Two phases (src/reload/two-phase.ts): this thread's parts and every I/O thread first check and build what
+      // Two phases (src/reload/two-phase.ts), in turn: this thread's parts, then every I/O thread, check and build what
       // the new configuration needs, changing nothing; only when all could does each swap it in, in this order.
       const next: ServerContext = { ...current, config: plan.config };
       const changed = changedParts(current.config, plan.config);

@@ -22,22 +22,43 @@ export interface PreparedAll {
 }
 
 /**
- * Runs every step's prepare at once. When all succeed, returns their changes to commit (or abort) together; when one
- * fails, aborts the ones that succeeded and rejects with the first failure (in step order).
+ * How the steps prepare: "in-turn", one after the other, the first failure leaving the rest unasked (a later step
+ * may be dearer, e.g. a message to every I/O thread); "at-once", all together, for peers of one kind (the threads).
  */
-export async function prepareAll(steps: readonly PrepareStep[]): Promise<PreparedAll> {
-  const results = await Promise.allSettled(steps.map((step) => Promise.resolve().then(step)));
+export type PrepareOrder = "in-turn" | "at-once";
+
+/**
+ * Prepares every step. When all succeed, returns their changes to commit (or abort) together; when one fails, aborts
+ * the ones that succeeded (last first) and rejects with the first failure in step order.
+ */
+export async function prepareAll(steps: readonly PrepareStep[], order: PrepareOrder = "in-turn"): Promise<PreparedAll> {
   const prepared: PreparedChange[] = [];
-  for (const result of results) if (result.status === "fulfilled") prepared.push(result.value);
+  let failure: { reason: unknown } | null = null;
+  if (order === "in-turn") {
+    for (const step of steps) {
+      try {
+        prepared.push(await step());
+      } catch (reason) {
+        failure = { reason };
+        break;
+      }
+    }
+  } else {
+    const results = await Promise.allSettled(steps.map((step) => Promise.resolve().then(step)));
+    for (const result of results) {
+      if (result.status === "fulfilled") prepared.push(result.value);
+      else failure ??= { reason: result.reason };
+    }
+  }
   const abortAll = async (): Promise<void> => {
     // Each on its own: one abort that fails does not keep the others from releasing what they built.
-    for (const change of prepared.toReversed())
+    for (const change of prepared.toReversed()) {
       await Promise.resolve()
         .then(() => change.abort())
         .catch(() => {});
+    }
   };
-  const failure = results.find((result): result is PromiseRejectedResult => result.status === "rejected");
-  if (failure !== undefined) {
+  if (failure !== null) {
     await abortAll();
     throw failure.reason;
   }
