@@ -95,7 +95,7 @@ export async function startServer(requested: Config): Promise<Server> {
       started.push(admin);
     }
     const reporter = startReporter(context);
-    const serving = config.server.protocol === "http" ? ` serving ${config.http.root}` : "";
+    const serving = config.server.protocol === "http" ? `, serving ${config.http.root}` : "";
     logger.info(
       `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol}${serving}` +
         (ioThreads ? `, ${ioThreadCount} I/O threads)` : ")") +
