@@ -281,7 +281,7 @@ describe("a handler exception (a bug)", () => {
       this: StaticFiles,
       ...args: Parameters<StaticFiles["respond"]>
     ): Response {
-      if (args[2] === "/explode") throw new Error("injected bug");
+      if (args[0].rawPath === "/explode") throw new Error("injected bug");
       return original.apply(this, args);
     };
     try {

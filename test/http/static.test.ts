@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { Counter } from "../../src/stats/stats.ts";
 import { contentTypeFor, KNOWN_EXTENSION_COUNT } from "../../src/http/mime.ts";
-import { StaticFiles } from "../../src/http/static.ts";
+import { SiteRequest, StaticFiles } from "../../src/http/static.ts";
+import { ResponseSummary } from "../../src/http/status.ts";
 import { testConfig, waitFor } from "../helpers/common.ts";
 import { makeTempDir, rawGet, rawRequest, removeDir, startSite, text, type RunningHttp } from "../helpers/http.ts";
 
@@ -435,17 +436,18 @@ describe("response cache accounting", () => {
     const files = new StaticFiles(
       testConfig({ http: { root: dir, cache_bytes: 8192, cache_max_file_bytes: 8192, compress: true } }).http,
     );
+    const summary = new ResponseSummary();
+    const query = new SiteRequest();
     const get = (path: string, gzip: boolean) => {
       const headers = new Headers(gzip ? { "accept-encoding": "gzip" } : {});
-      const response = files.respond(
-        new Request(`http://t${path}`, { headers }),
-        headers,
-        path,
-        -1,
-        false,
-        performance.now(),
-      );
-      expect(files.status).toBe(200);
+      query.request = new Request(`http://t${path}`, { headers });
+      query.headers = headers;
+      query.rawPath = path;
+      query.queryStart = -1;
+      query.isHead = false;
+      query.nowMs = performance.now();
+      const response = files.respond(query, summary);
+      expect(summary.status).toBe(200);
       return response;
     };
     try {

@@ -1,0 +1,391 @@
+// Per-request logic of the http protocol: admission, methods, limits, the site, keep-alive, counters, access log.
+import type { Server } from "bun";
+import type { ServerContext } from "../context.ts";
+import type { Logger } from "../log.ts";
+import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
+import { Counter, type Stats } from "../stats/stats.ts";
+import type { AccessLog } from "./access-log.ts";
+import type { ConnectionState, KeepAliveCounter } from "./keepalive.ts";
+import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
+import { asksToClose, targetOf } from "./request-rules.ts";
+import type { RouteHandler } from "./routes.ts";
+import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
+import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse } from "./status.ts";
+
+const ALLOW = "GET, HEAD, OPTIONS";
+const CLOSE: Record<string, string> = { Connection: "close" };
+const RETRY_AFTER_CLOSE: Record<string, string> = { "Retry-After": "1", Connection: "close" };
+const ALLOW_HEADERS: Record<string, string> = { Allow: ALLOW };
+
+/**
+ * One request between its admission and its access log line. The synchronous path fills the handler's one object;
+ * a request that waits for its body gets a copy of its own.
+ */
+class Exchange {
+  request: Request | null = null;
+  /** The request target before `?`, as sent (or as Bun routed it). */
+  rawPath = "/";
+  /** Index of the path in request.url; -1 when Bun routed the request and the URL was not scanned. */
+  pathStart = -1;
+  /** Index of `?` in request.url (-1 for none), or QUERY_NOT_SCANNED. */
+  queryStart = QUERY_NOT_SCANNED;
+  /** The client address admission and the access log use ("-" when not needed or not known). */
+  clientAddress = "-";
+  /** The connection as the keep-alive counter tracks it, when it tracks connections. */
+  connection: ConnectionState | null = null;
+  /** The answer closes the connection (it carries Connection: close). */
+  closeConnection = false;
+  startedMs = 0;
+
+  copy(): Exchange {
+    const copy = new Exchange();
+    copy.request = this.request;
+    copy.rawPath = this.rawPath;
+    copy.pathStart = this.pathStart;
+    copy.queryStart = this.queryStart;
+    copy.clientAddress = this.clientAddress;
+    copy.connection = this.connection;
+    copy.closeConnection = this.closeConnection;
+    copy.startedMs = this.startedMs;
+    return copy;
+  }
+}
+
+/**
+ * Per-request logic, built once per configuration (see HttpSet); `fetch` is a bound method, so Bun.serve gets one
+ * function until a reload swaps in another handler.
+ *
+ * Connections (see keepalive.ts): a peer (address, port) seen for the first time is a new connection. When
+ * http.connection_limits is on, it is admitted there (admitConnection: allow/deny, max_connections,
+ * max_connections_per_ip) and its slot is released when the connection is told to close, asks to close, goes away
+ * during a long response, or has been idle past http.keepalive_timeout_s. Per request: allow/deny (admitRequest,
+ * when the client address can change within a connection or connections are not admitted) and the rate limiter.
+ */
+export class HttpHandler {
+  private readonly stats: Stats;
+  private readonly logger: Logger;
+  private readonly site: StaticFiles;
+  private readonly accessLog: AccessLog | null;
+  /** Tracks connections when a keep-alive limit or connection limits need them; null otherwise. */
+  private readonly connections: KeepAliveCounter | null;
+  private readonly admission: Admission;
+  /** http.connection_limits: new connections go through admitConnection. */
+  private readonly countsConnections: boolean;
+  /** net.allow / net.deny are set: checked per request unless the connection's admission already did. */
+  private readonly hasAccessLists: boolean;
+  private readonly rateLimited: boolean;
+  private readonly rateLimitHeaders: boolean;
+  private readonly readsForwardedFor: boolean;
+  private readonly needsPeer: boolean;
+  private readonly maxRequestBytes: number;
+  private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
+  /** The request being handled on the synchronous path (reused: nothing is allocated per request for it). */
+  private readonly exchange = new Exchange();
+  /** What the site asks for, filled per request. */
+  private readonly siteRequest = new SiteRequest();
+  /** Status and body bytes of the answer just built: written by whoever builds it, read by finish() right after. */
+  private readonly summary = new ResponseSummary();
+
+  constructor(
+    context: ServerContext,
+    site: StaticFiles,
+    accessLog: AccessLog | null,
+    connections: KeepAliveCounter | null,
+  ) {
+    const { config } = context;
+    this.stats = context.stats;
+    this.logger = context.logger;
+    this.site = site;
+    this.accessLog = accessLog;
+    this.connections = connections;
+    this.admission = context.admission;
+    this.countsConnections = config.http.connection_limits;
+    this.hasAccessLists = config.net.allow.length > 0 || config.net.deny.length > 0;
+    this.rateLimited = config.rate_limit.enabled;
+    // From the configuration, not the admission: a reload builds this handler before it reconfigures the admission.
+    this.rateLimitHeaders = config.rate_limit.enabled && config.rate_limit.headers;
+    this.readsForwardedFor = config.net.trusted_proxies.length > 0;
+    this.needsPeer = connections !== null || accessLog !== null || this.hasAccessLists || this.rateLimited;
+    this.maxRequestBytes = config.limits.max_request_bytes;
+  }
+
+  /** Every request whose path has no route of its own. */
+  readonly fetch = (request: Request, server: Server<undefined>): Response | Promise<Response> => {
+    const startedMs = performance.now();
+    try {
+      return this.handle(request, server, null, startedMs);
+    } catch (error) {
+      return this.failed(request, server, error, startedMs);
+    }
+  };
+
+  /**
+   * The route handler of one cached path (made once per path, see RouteTable): Bun has matched the path
+   * natively, so the URL is not parsed and the cache key is the same string every time.
+   */
+  routeHandler(rawPath: string): RouteHandler {
+    return (request, server) => {
+      const startedMs = performance.now();
+      try {
+        return this.handle(request, server, rawPath, startedMs);
+      } catch (error) {
+        return this.failed(request, server, error, startedMs);
+      }
+    };
+  }
+
+  /**
+   * One request; `routedPath` is the raw path when Bun routed it here, null when it must be read from the URL.
+   * Synchronous except for a request with a body of unknown length (Transfer-Encoding), which is read first.
+   */
+  private handle(
+    request: Request,
+    server: Server<undefined>,
+    routedPath: string | null,
+    startedMs: number,
+  ): Response | Promise<Response> {
+    const exchange = this.exchange;
+    exchange.request = request;
+    exchange.startedMs = startedMs;
+    exchange.connection = null;
+    exchange.closeConnection = false;
+    // The URL is scanned once: the path start serves the path, the access log's target and the query.
+    if (routedPath !== null) {
+      exchange.rawPath = routedPath;
+      exchange.pathStart = -1;
+      exchange.queryStart = QUERY_NOT_SCANNED;
+    } else {
+      const url = request.url;
+      const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
+      exchange.pathStart = pathStart;
+      if (pathStart < 0) {
+        exchange.rawPath = "/";
+        exchange.queryStart = -1;
+      } else {
+        const queryStart = url.indexOf("?", pathStart);
+        exchange.queryStart = queryStart;
+        exchange.rawPath = queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
+      }
+    }
+    const isHead = request.method === "HEAD";
+    const headers = request.headers;
+
+    // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
+    const peer = this.needsPeer ? server.requestIP(request) : null;
+    const clientAddress =
+      peer === null
+        ? "-"
+        : this.readsForwardedFor
+          ? this.admission.clientAddress(peer.address, headers.get("x-forwarded-for"))
+          : peer.address;
+    exchange.clientAddress = clientAddress;
+    const connections = this.connections;
+    const summary = this.summary;
+    let response: Response;
+    // biome-ignore lint/suspicious/noConfusingLabels: one labelled block gives every refusal a single exit to finish() without a closure per request.
+    answer: {
+      let newConnection = false;
+      if (connections !== null && peer !== null) {
+        exchange.connection = connections.find(peer.address, peer.port, startedMs);
+        if (exchange.connection === null) {
+          newConnection = true;
+          if (this.countsConnections) {
+            const refusal = this.admission.admitConnection(clientAddress);
+            if (refusal !== Refusal.NONE) {
+              // No entry is kept: the connection is closed after this answer.
+              exchange.closeConnection = true;
+              response =
+                refusal === Refusal.DENIED
+                  ? errorAnswer(summary, 403, isHead, CLOSE)
+                  : errorAnswer(summary, 503, isHead, RETRY_AFTER_CLOSE);
+              break answer;
+            }
+          }
+          exchange.connection = connections.open(
+            peer.address,
+            peer.port,
+            clientAddress,
+            this.countsConnections,
+            startedMs,
+          );
+        }
+      }
+      // allow/deny per request unless this connection's admission has just checked this very address.
+      if (
+        this.hasAccessLists &&
+        !(newConnection && this.countsConnections) &&
+        (!this.countsConnections || this.readsForwardedFor) &&
+        this.admission.admitRequest(clientAddress) !== Refusal.NONE
+      ) {
+        response = errorAnswer(summary, 403, isHead, undefined);
+        break answer;
+      }
+      if (this.rateLimited) {
+        const waitMs = this.admission.takeToken(clientAddress, startedMs);
+        if (waitMs !== 0) {
+          const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
+          response = errorAnswer(summary, 429, isHead, {
+            "Retry-After": String(retryAfterSeconds(waitMs)),
+            "RateLimit-Limit": String(limits.limit),
+            "RateLimit-Remaining": String(limits.remaining),
+            "RateLimit-Reset": String(limits.resetSeconds),
+          });
+          break answer;
+        }
+      }
+      const contentLength = headers.get("content-length");
+      if (contentLength !== null) {
+        if (Number(contentLength) > this.maxRequestBytes) {
+          // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
+          this.stats.inc(Counter.requestsTooLarge);
+          exchange.closeConnection = true;
+          response = errorAnswer(summary, 413, isHead, CLOSE);
+          break answer;
+        }
+      } else if (request.body !== null && headers.get("transfer-encoding") !== null) {
+        // (request.body first: Bun gives GET and HEAD no body, whatever they send, and the getter is cheaper than a header lookup.)
+        // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
+        return this.afterBody(exchange.copy(), server);
+      }
+      response = this.answer(exchange, headers);
+    }
+    return this.finish(exchange, response);
+  }
+
+  /** A request with a body of unknown length: read it up to limits.max_request_bytes, then answer (413 when over). */
+  private async afterBody(exchange: Exchange, server: Server<undefined>): Promise<Response> {
+    const request = exchange.request!;
+    try {
+      const verdict = await readBodyWithin(request.body!, this.maxRequestBytes);
+      if (verdict === BODY_WITHIN_LIMIT) return this.finish(exchange, this.answer(exchange, request.headers));
+      // Too large, or the body could not be read (the client went away): the rest is not read; the connection is closed.
+      if (verdict === BODY_TOO_LARGE) this.stats.inc(Counter.requestsTooLarge);
+      const status = verdict === BODY_TOO_LARGE ? 413 : 400;
+      const response = errorAnswer(this.summary, status, request.method === "HEAD", CLOSE);
+      exchange.closeConnection = true;
+      return this.finish(exchange, response);
+    } catch (error) {
+      return this.failed(request, server, error, exchange.startedMs);
+    }
+  }
+
+  /** The answer to an admitted request (GET/HEAD: the site; OPTIONS: 204; others: 405), reported into the summary. */
+  private answer(exchange: Exchange, headers: Headers): Response {
+    const request = exchange.request!;
+    const method = request.method;
+    const isHead = method === "HEAD";
+    const summary = this.summary;
+    let response: Response;
+    if (method === "GET" || isHead) {
+      const query = this.siteRequest;
+      query.request = request;
+      query.headers = headers;
+      query.rawPath = exchange.rawPath;
+      query.queryStart = exchange.queryStart;
+      query.isHead = isHead;
+      query.nowMs = exchange.startedMs;
+      response = this.site.respond(query, summary);
+      query.request = null; // the reused object must not keep the request alive
+      query.headers = null;
+    } else if (method === "OPTIONS") {
+      response = new Response(null, this.optionsInit);
+      summary.set(204, 0);
+    } else {
+      response = errorAnswer(summary, 405, false, ALLOW_HEADERS);
+    }
+    if (this.rateLimitHeaders) {
+      const limits = this.admission.rateLimitHeaders(exchange.clientAddress, exchange.startedMs);
+      response.headers.set("RateLimit-Limit", String(limits.limit));
+      response.headers.set("RateLimit-Remaining", String(limits.remaining));
+      response.headers.set("RateLimit-Reset", String(limits.resetSeconds));
+    }
+    return response;
+  }
+
+  /** Connection bookkeeping, counters and the access log for `response`, whose summary was just reported. */
+  private finish(exchange: Exchange, response: Response): Response {
+    const request = exchange.request!;
+    const { status, bodyBytes } = this.summary;
+    const startedMs = exchange.startedMs;
+    const connection = exchange.connection;
+    if (connection !== null) {
+      const connections = this.connections!;
+      let closeConnection = exchange.closeConnection;
+      if (connections.countRequest(connection, startedMs)) {
+        response.headers.set("Connection", "close");
+        closeConnection = true;
+      } else if (this.countsConnections && !closeConnection && asksToClose(request.headers.get("connection"))) {
+        closeConnection = true; // Bun closes it after this response; its slot goes now
+      }
+      if (closeConnection) connections.forget(connection);
+      else connections.responding(connection, bodyBytes, startedMs, request);
+    }
+    const stats = this.stats;
+    stats.httpStatus(status);
+    stats.add(Counter.bytesWritten, bodyBytes);
+    if (this.accessLog !== null) {
+      const url = request.url;
+      const target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
+      const headers = request.headers;
+      this.accessLog.write(
+        exchange.clientAddress,
+        `${request.method} ${target} HTTP/1.1`,
+        status,
+        bodyBytes,
+        headers.get("referer"),
+        headers.get("user-agent"),
+        performance.timeOrigin + startedMs,
+      );
+    }
+    exchange.request = null; // the reused object must not keep the request alive
+    stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
+    return response;
+  }
+
+  /**
+   * A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client;
+   * counted and logged like every answer.
+   */
+  private failed(request: Request, server: Server<undefined>, error: unknown, startedMs: number): Response {
+    this.logger.error(
+      `http: request handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+    );
+    this.stats.inc(Counter.errorsSystem);
+    let clientAddress = "-";
+    if (this.accessLog !== null) {
+      try {
+        const peer = server.requestIP(request);
+        if (peer !== null)
+          clientAddress = this.readsForwardedFor
+            ? this.admission.clientAddress(peer.address, request.headers.get("x-forwarded-for"))
+            : peer.address;
+      } catch {
+        // The client address stays "-".
+      }
+    }
+    const exchange = this.exchange;
+    exchange.request = request;
+    exchange.clientAddress = clientAddress;
+    exchange.connection = null;
+    exchange.closeConnection = false;
+    exchange.pathStart = -1;
+    exchange.startedMs = startedMs;
+    const response = errorAnswer(this.summary, 500, request.method === "HEAD", undefined);
+    return this.finish(exchange, response);
+  }
+
+  /**
+   * Bun.serve's error handler: only reached by an exception that escaped fetch's own handling (none is expected).
+   * The request is unknown here: counted as a 500 with no duration, logged with "-" for what is not known.
+   */
+  readonly error = (error: Error): Response => {
+    this.logger.error(`http: request failed outside the handler: ${error.stack ?? error.message}`);
+    const stats = this.stats;
+    stats.inc(Counter.errorsSystem);
+    stats.httpStatus(500);
+    stats.add(Counter.bytesWritten, errorBodyBytes(500));
+    this.accessLog?.write("-", "-", 500, errorBodyBytes(500), null, null, Date.now());
+    stats.requestDone(0);
+    return errorResponse(500);
+  };
+}

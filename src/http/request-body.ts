@@ -1,0 +1,26 @@
+// Request bodies of unknown length (Transfer-Encoding): read and discarded up to the size limit.
+
+/** Verdicts of readBodyWithin. */
+export const BODY_WITHIN_LIMIT = 0;
+export const BODY_TOO_LARGE = 1;
+export const BODY_UNREADABLE = 2;
+
+/** Reads a request body and discards it, stopping as soon as it exceeds `maxBytes`. Never throws. */
+export async function readBodyWithin(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<number> {
+  const reader = body.getReader();
+  let totalBytes = 0;
+  try {
+    // Each round consumes a chunk of the body; the loop ends at its end, over the limit, or on an error.
+    for (;;) {
+      const chunk = await reader.read();
+      if (chunk.done) return BODY_WITHIN_LIMIT;
+      totalBytes += chunk.value.byteLength;
+      if (totalBytes > maxBytes) {
+        reader.cancel().catch(() => {}); // the rest is never read; the connection is closed after the 413
+        return BODY_TOO_LARGE;
+      }
+    }
+  } catch {
+    return BODY_UNREADABLE;
+  }
+}
