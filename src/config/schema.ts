@@ -219,18 +219,18 @@ export const SETTINGS = {
       reload: HTTP_SITE,
     },
     cache_control: {
-      schema: str("public, max-age=0, must-revalidate"),
-      doc: "Cache-Control sent with every file; empty = none.",
+      schema: str("no-cache"),
+      doc: "Cache-Control sent with every file; empty = none. The default no-cache lets browsers and caches keep a copy but makes them revalidate it (a 304 when unchanged) before each use, so a changed file is never shown stale.",
       reload: HTTP_SITE,
     },
     immutable_pattern: {
       schema: str(""),
-      doc: "Regular expression on the path; matching files get Cache-Control: public, max-age=31536000, immutable.",
+      doc: "Regular expression on the path; matching files get Cache-Control: max-age=31536000, immutable.",
       reload: HTTP_SITE,
     },
     compress: {
       schema: bool(true),
-      doc: "Gzip/brotli compressible files on the fly (cached in memory) when the client accepts it and no precompressed sidecar exists.",
+      doc: "Compress compressible files on the fly with brotli, zstd or gzip, whichever the client's Accept-Encoding prefers (cached in memory, each with its own ETag), when no precompressed sidecar exists.",
       reload: HTTP_SITE,
     },
     compress_max_bytes: {

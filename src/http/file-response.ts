@@ -16,6 +16,7 @@ import { errorAnswer, type ResponseSummary } from "./status.ts";
 /** Bytes read from a file slice per stream chunk (multipart ranges of a file served from disk). */
 const STREAM_CHUNK_BYTES = 1024 * 1024;
 const encoder = new TextEncoder();
+const VARY: Record<string, string> = { Vary: "Accept-Encoding" };
 
 /** Answers GET/HEAD for a chosen representation; one per site (it holds the multipart boundary and scratch state). */
 export class FileResponder {
@@ -54,17 +55,21 @@ export class FileResponder {
         summary.set(304, 0);
         return cloneResponse(representation.notModifiedResponse);
       }
-      if (verdict !== PRECONDITION_PASS) return errorAnswer(summary, verdict, isHead);
+      // 412 varies with Accept-Encoding like the 200 and 304 (each representation has its own ETag).
+      if (verdict !== PRECONDITION_PASS)
+        return errorAnswer(summary, verdict, isHead, representation.negotiates ? VARY : undefined);
     }
     if (range !== null) {
       const ifRange = headers.get("if-range");
       if (ifRange === null || ifRangeMatches(ifRange, representation.etag, representation.lastModifiedSeconds)) {
         const ranges = parseRange(range, representation.size, this.maxRanges);
         if (ranges === RANGE_UNSATISFIABLE) {
-          return errorAnswer(summary, 416, isHead, {
+          const extra: Record<string, string> = {
             "Content-Range": `bytes */${representation.size}`,
             "Accept-Ranges": "bytes",
-          });
+          };
+          if (representation.negotiates) extra.Vary = "Accept-Encoding"; // each representation has its own size
+          return errorAnswer(summary, 416, isHead, extra);
         }
         if (typeof ranges !== "number") return this.partial(representation, ranges, isHead, summary);
       }

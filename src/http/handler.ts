@@ -7,10 +7,17 @@ import { Counter, type Stats } from "../stats/stats.ts";
 import type { AccessLog } from "./access-log.ts";
 import type { ConnectionState, KeepAliveCounter } from "./keepalive.ts";
 import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
-import { asksToClose, targetOf } from "./request-rules.ts";
+import {
+  MethodKind,
+  asksToClose,
+  isValidHost,
+  methodKind,
+  requestHeadBytesLowerBound,
+  targetOf,
+} from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
 import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
-import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse } from "./status.ts";
+import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse, httpDateNow } from "./status.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
 const CLOSE: Record<string, string> = { Connection: "close" };
@@ -35,6 +42,8 @@ class Exchange {
   connection: ConnectionState | null = null;
   /** The answer closes the connection (it carries Connection: close). */
   closeConnection = false;
+  /** Request body bytes the server read (a Content-Length body within the limit, or a chunked body read here). */
+  bodyBytesRead = 0;
   startedMs = 0;
 
   copy(): Exchange {
@@ -46,6 +55,7 @@ class Exchange {
     copy.clientAddress = this.clientAddress;
     copy.connection = this.connection;
     copy.closeConnection = this.closeConnection;
+    copy.bodyBytesRead = this.bodyBytesRead;
     copy.startedMs = this.startedMs;
     return copy;
   }
@@ -149,6 +159,7 @@ export class HttpHandler {
     exchange.startedMs = startedMs;
     exchange.connection = null;
     exchange.closeConnection = false;
+    exchange.bodyBytesRead = 0;
     // The URL is scanned once: the path start serves the path, the access log's target and the query.
     if (routedPath !== null) {
       exchange.rawPath = routedPath;
@@ -184,6 +195,14 @@ export class HttpHandler {
     let response: Response;
     // biome-ignore lint/suspicious/noConfusingLabels: one labelled block gives every refusal a single exit to finish() without a closure per request.
     answer: {
+      if (peer === null && this.needsPeer) {
+        // Bun has no peer for a request whose connection is already gone: the client reset it after sending the
+        // request and before Bun ran this handler (the peer address went with the socket; Bun keeps no copy, see
+        // docs/upstream/request-ip-after-reset.md). Nothing can be sent: it is counted and logged as nginx's 499.
+        exchange.closeConnection = true;
+        response = errorAnswer(summary, 499, true, CLOSE);
+        break answer;
+      }
       let newConnection = false;
       if (connections !== null && peer !== null) {
         exchange.connection = connections.find(peer.address, peer.port, startedMs);
@@ -210,6 +229,12 @@ export class HttpHandler {
           );
         }
       }
+      if (!isValidHost(headers.get("host"))) {
+        // RFC 9112 §3.2: two Host lines or a Host that is no host[:port] get 400 (Bun 1.4.5 passes them on).
+        exchange.closeConnection = true;
+        response = errorAnswer(summary, 400, isHead, CLOSE);
+        break answer;
+      }
       // allow/deny per request unless this connection's admission has just checked this very address.
       if (
         this.hasAccessLists &&
@@ -235,13 +260,15 @@ export class HttpHandler {
       }
       const contentLength = headers.get("content-length");
       if (contentLength !== null) {
-        if (Number(contentLength) > this.maxRequestBytes) {
+        const declaredBytes = Number(contentLength);
+        if (declaredBytes > this.maxRequestBytes) {
           // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
           this.stats.inc(Counter.requestsTooLarge);
           exchange.closeConnection = true;
           response = errorAnswer(summary, 413, isHead, CLOSE);
           break answer;
         }
+        exchange.bodyBytesRead = declaredBytes; // Bun reads it off the connection to reach the next request
       } else if (request.body !== null && headers.get("transfer-encoding") !== null) {
         // (request.body first: Bun gives GET and HEAD no body, whatever they send, and the getter is cheaper than a header lookup.)
         // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
@@ -256,7 +283,7 @@ export class HttpHandler {
   private async afterBody(exchange: Exchange, server: Server<undefined>): Promise<Response> {
     const request = exchange.request!;
     try {
-      const verdict = await readBodyWithin(request.body!, this.maxRequestBytes);
+      const verdict = await readBodyWithin(request.body!, this.maxRequestBytes, exchange);
       if (verdict === BODY_WITHIN_LIMIT) return this.finish(exchange, this.answer(exchange, request.headers));
       // Too large, or the body could not be read (the client went away): the rest is not read; the connection is closed.
       if (verdict === BODY_TOO_LARGE) this.stats.inc(Counter.requestsTooLarge);
@@ -290,8 +317,10 @@ export class HttpHandler {
     } else if (method === "OPTIONS") {
       response = new Response(null, this.optionsInit);
       summary.set(204, 0);
-    } else {
+    } else if (methodKind(method) === MethodKind.notAllowed) {
       response = errorAnswer(summary, 405, false, ALLOW_HEADERS);
+    } else {
+      response = errorAnswer(summary, 501, false, undefined);
     }
     if (this.rateLimitHeaders) {
       const limits = this.admission.rateLimitHeaders(exchange.clientAddress, exchange.startedMs);
@@ -320,9 +349,15 @@ export class HttpHandler {
       if (closeConnection) connections.forget(connection);
       else connections.responding(connection, bodyBytes, startedMs, request);
     }
+    // HEAD carries the fields GET does (RFC 9110 §9.3.2); Bun 1.4.5 adds Date to a GET but not to a HEAD with a body.
+    if (request.method === "HEAD") response.headers.set("Date", httpDateNow());
     const stats = this.stats;
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
+    stats.add(
+      Counter.bytesRead,
+      requestHeadBytesLowerBound(request, request.headers, exchange.pathStart) + exchange.bodyBytesRead,
+    );
     if (this.accessLog !== null) {
       const url = request.url;
       const target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
@@ -369,6 +404,7 @@ export class HttpHandler {
     exchange.connection = null;
     exchange.closeConnection = false;
     exchange.pathStart = -1;
+    exchange.bodyBytesRead = 0;
     exchange.startedMs = startedMs;
     const response = errorAnswer(this.summary, 500, request.method === "HEAD", undefined);
     return this.finish(exchange, response);

@@ -213,5 +213,7 @@ export function isCompressible(contentType: string): boolean {
   return type.startsWith("text/") || TEXT_LIKE.has(type) || COMPRESSIBLE_EXTRA.has(type);
 }
 
+/** Every extension known (for tests). */
+export const KNOWN_EXTENSIONS: readonly string[] = [...HEADER_BY_EXTENSION.keys()];
 /** Number of extensions known (for tests and the README). */
 export const KNOWN_EXTENSION_COUNT = HEADER_BY_EXTENSION.size;

@@ -1,5 +1,8 @@
 // Request path safety: decode once, refuse anything that could leave the root, hide dotfiles.
 
+/** `%2F` in any case: an encoded `/` (the encoded backslash `%5C` is refused after decoding, with the raw one). */
+const ENCODED_SLASH = /%2f/i;
+
 /** Refusal statuses returned instead of a path. */
 export const PATH_BAD_REQUEST = 400;
 export const PATH_NOT_FOUND = 404;
@@ -7,7 +10,9 @@ export const PATH_NOT_FOUND = 404;
 /**
  * Decodes a request path (the part of the target before `?`) into a clean absolute path such as `/dir/file.txt`
  * (a trailing `/` is kept), or returns a status: 400 for an encoding that is invalid or could escape the root
- * (`..` or `.` segments, NUL and control bytes, backslashes), 404 for a dotfile segment when dotfiles are denied
+ * (`..` or `.` segments, NUL and control bytes, backslashes, and an encoded slash `%2F`: a `/` inside a segment
+ * names no file, and a path that splits differently before and after decoding is how filters are fooled, so it is
+ * refused rather than served as `/`), 404 for a dotfile segment when dotfiles are denied
  * (`.well-known` is always allowed). Empty segments (`//`) collapse. Decoding happens exactly once, so a double
  * encoding such as `%252e%252e` names a literal file `%2e%2e` inside the root (404 when absent), never `..`.
  */
@@ -15,6 +20,7 @@ export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): stri
   if (rawPath.charCodeAt(0) !== 47 /* / */) return PATH_BAD_REQUEST;
   let decoded = rawPath;
   if (rawPath.includes("%")) {
+    if (ENCODED_SLASH.test(rawPath)) return PATH_BAD_REQUEST;
     try {
       decoded = decodeURIComponent(rawPath);
     } catch {

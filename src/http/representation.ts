@@ -9,9 +9,18 @@ import { isInsideRoot } from "./path.ts";
 
 type HttpSettings = Config["http"];
 
-const IMMUTABLE_CACHE_CONTROL = "public, max-age=31536000, immutable";
+/** For http.immutable_pattern; `public` is left out: a response to a request without credentials is shareable anyway. */
+const IMMUTABLE_CACHE_CONTROL = "max-age=31536000, immutable";
 const BROTLI_ON_THE_FLY_QUALITY = 5; // nginx brotli's usual level: about gzip's speed, smaller output
 const GZIP_ON_THE_FLY_LEVEL = 6;
+const ZSTD_ON_THE_FLY_LEVEL = 3; // zstd's own default level, as Caddy uses
+/**
+ * Sent on responses Bun sends from disk with an application/* type. Bun 1.4.5 adds `Content-Disposition:
+ * filename="name"` to a Bun.file body of such a type unless the response has a Content-Disposition of its own, and that
+ * value has no disposition type (invalid per RFC 6266; read as "attachment" by some clients). `inline` is what a
+ * response without the header means (docs/upstream/bun-file-content-disposition.md).
+ */
+const INLINE_DISPOSITION = "inline";
 
 /** Everything one representation is built from (see buildRepresentation). */
 export interface RepresentationSpec {
@@ -42,6 +51,8 @@ export function buildRepresentation(spec: RepresentationSpec): Representation {
   if (cacheControl !== null && cacheControl !== "") headers.set("Cache-Control", cacheControl);
   if (negotiates) headers.set("Vary", "Accept-Encoding");
   if (encoding !== Encoding.identity) headers.set("Content-Encoding", ENCODING_TOKENS[encoding]!);
+  if (body === null && spec.contentType.startsWith("application/"))
+    headers.set("Content-Disposition", INLINE_DISPOSITION);
   const notModified = new Headers();
   notModified.set("ETag", etag);
   notModified.set("Last-Modified", lastModified);
@@ -51,6 +62,7 @@ export function buildRepresentation(spec: RepresentationSpec): Representation {
   const notModifiedInit = { status: 304, headers: notModified };
   return {
     encoding,
+    negotiates,
     size: spec.size,
     body,
     filePath: spec.filePath,
@@ -186,15 +198,7 @@ export class RepresentationBuilder {
   compress(entry: CacheEntry, encoding: number): Representation {
     const identity = entry.variants[Encoding.identity]!;
     const source = identity.body!;
-    const compressed =
-      encoding === Encoding.br
-        ? brotliCompressSync(source, {
-            params: {
-              [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_ON_THE_FLY_QUALITY,
-              [zlibConstants.BROTLI_PARAM_SIZE_HINT]: source.length,
-            },
-          })
-        : gzipSync(source, { level: GZIP_ON_THE_FLY_LEVEL });
+    const compressed = compressBytes(source, encoding);
     if (compressed.length >= source.length) {
       entry.variants[encoding] = identity; // compression does not pay: this encoding is answered with identity
       return identity;
@@ -237,6 +241,20 @@ export class RepresentationBuilder {
     }
     return sidecars;
   }
+}
+
+/** `source` in one of the codings compressed on the fly (br, zstd, gzip). */
+function compressBytes(source: Uint8Array, encoding: number): Uint8Array {
+  if (encoding === Encoding.br) {
+    return brotliCompressSync(source, {
+      params: {
+        [zlibConstants.BROTLI_PARAM_QUALITY]: BROTLI_ON_THE_FLY_QUALITY,
+        [zlibConstants.BROTLI_PARAM_SIZE_HINT]: source.length,
+      },
+    });
+  }
+  if (encoding === Encoding.zstd) return Bun.zstdCompressSync(source, { level: ZSTD_ON_THE_FLY_LEVEL });
+  return gzipSync(source, { level: GZIP_ON_THE_FLY_LEVEL });
 }
 
 /** Whether the file behind a disk-served representation is still the one it was built from. */

@@ -5,8 +5,15 @@ export const BODY_WITHIN_LIMIT = 0;
 export const BODY_TOO_LARGE = 1;
 export const BODY_UNREADABLE = 2;
 
-/** Reads a request body and discards it, stopping as soon as it exceeds `maxBytes`. Never throws. */
-export async function readBodyWithin(body: ReadableStream<Uint8Array>, maxBytes: number): Promise<number> {
+/**
+ * Reads a request body and discards it, stopping as soon as it exceeds `maxBytes`; the bytes read are added to
+ * `count.bodyBytesRead`. Never throws.
+ */
+export async function readBodyWithin(
+  body: ReadableStream<Uint8Array>,
+  maxBytes: number,
+  count: { bodyBytesRead: number },
+): Promise<number> {
   const reader = body.getReader();
   let totalBytes = 0;
   try {
@@ -15,6 +22,7 @@ export async function readBodyWithin(body: ReadableStream<Uint8Array>, maxBytes:
       const chunk = await reader.read();
       if (chunk.done) return BODY_WITHIN_LIMIT;
       totalBytes += chunk.value.byteLength;
+      count.bodyBytesRead += chunk.value.byteLength;
       if (totalBytes > maxBytes) {
         reader.cancel().catch(() => {}); // the rest is never read; the connection is closed after the 413
         return BODY_TOO_LARGE;

@@ -1,4 +1,4 @@
-// What a request says about itself: its target, whether it asks to close the connection.
+// What a request says about itself: its target, its Host, its method's standing, whether it asks to close, its size.
 
 /** The request target (path and query) from Bun's absolute request URL. */
 export function targetOf(url: string): string {
@@ -11,4 +11,73 @@ export function asksToClose(connection: string | null): boolean {
   if (connection === null) return false;
   if (connection.length === 5) return connection.toLowerCase() === "close";
   return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
+}
+
+/** 1 for each byte a Host value may hold: RFC 3986 authority characters (unreserved, sub-delims, %, :, [ ]). */
+const HOST_BYTES = new Uint8Array(128);
+for (const char of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]") {
+  HOST_BYTES[char.charCodeAt(0)] = 1;
+}
+
+/**
+ * Whether a Host field value is one uri-host [":" port] (RFC 9112 §3.2), as far as its bytes go. Bun 1.4.5 joins
+ * repeated Host lines into one value with ", ", and a space is never valid, so two Host lines fail here too. A
+ * missing Host (HTTP/1.0; Bun itself answers 400 to an HTTP/1.1 request without one) and an empty one are valid.
+ */
+export function isValidHost(host: string | null): boolean {
+  if (host === null) return true;
+  for (let i = 0; i < host.length; i++) {
+    const code = host.charCodeAt(i);
+    if (code >= 128 || HOST_BYTES[code] === 0) return false;
+  }
+  return true;
+}
+
+/** How hps treats a request method that reaches it. */
+export const MethodKind = {
+  /** GET, HEAD, OPTIONS: answered. */
+  served: 0,
+  /** Defined by RFC 9110 (or PATCH, RFC 5789) but not allowed on static files: 405 with Allow. */
+  notAllowed: 1,
+  /** Any other method Bun lets through (WebDAV's PROPFIND, PURGE, …): 501 Not Implemented (RFC 9110 §9.1). */
+  notImplemented: 2,
+} as const;
+
+const NOT_ALLOWED = new Set(["POST", "PUT", "DELETE", "CONNECT", "TRACE", "PATCH"]);
+
+export function methodKind(method: string): number {
+  if (method === "GET" || method === "HEAD" || method === "OPTIONS") return MethodKind.served;
+  return NOT_ALLOWED.has(method) ? MethodKind.notAllowed : MethodKind.notImplemented;
+}
+
+/** Bytes of "HTTP/1.1" + CRLF + the two spaces of a request line. */
+const REQUEST_LINE_FIXED_BYTES = 12;
+/** Bytes of "Host: " + CRLF. */
+const HOST_LINE_FIXED_BYTES = 8;
+/** The shortest header field line: a one-character name, a colon and CRLF. */
+const SHORTEST_FIELD_LINE_BYTES = 4;
+/** The empty line that ends the header section. */
+const HEADER_END_BYTES = 2;
+
+/**
+ * A lower bound for the bytes of a request's head, without reading every header (Bun gives no byte count): the
+ * request line and the Host line exactly (both are in Bun's URL), 4 bytes for every other field (the shortest one
+ * possible) and the closing empty line. `pathStart` is the index of the path in request.url, or -1 when not scanned.
+ */
+export function requestHeadBytesLowerBound(request: Request, headers: Headers, pathStart: number): number {
+  const url = request.url;
+  const hostStart = url.indexOf("://") + 3; // 2 when Bun found no usable Host and the URL is the bare target
+  let path = pathStart;
+  if (path < 0) path = hostStart > 2 ? url.indexOf("/", hostStart) : 0;
+  const targetBytes = path < 0 ? 1 : url.length - path;
+  const hostBytes = hostStart > 2 ? (path < 0 ? url.length : path) - hostStart + HOST_LINE_FIXED_BYTES : 0;
+  const otherFields = Math.max(0, headers.count - (hostBytes > 0 ? 1 : 0));
+  return (
+    request.method.length +
+    targetBytes +
+    REQUEST_LINE_FIXED_BYTES +
+    hostBytes +
+    otherFields * SHORTEST_FIELD_LINE_BYTES +
+    HEADER_END_BYTES
+  );
 }

@@ -176,14 +176,14 @@ export class StaticFiles {
     return entry.negotiates ? this.pickVariant(entry, headers.get("accept-encoding")) : entry.variants[0]!;
   }
 
-  /** The representation to send for an Accept-Encoding value; builds br/gzip on the fly when allowed. */
+  /** The representation to send for an Accept-Encoding value; builds br/zstd/gzip on the fly when allowed. */
   private pickVariant(entry: CacheEntry, acceptEncoding: string | null): Representation {
     const order = acceptableEncodings(acceptEncoding);
     for (let i = 0; i < order.length; i++) {
       const encoding = order[i]!;
       const variant = entry.variants[encoding];
       if (variant !== undefined) return variant;
-      if (entry.compressOnTheFly && (encoding === Encoding.br || encoding === Encoding.gzip)) {
+      if (entry.compressOnTheFly && encoding !== Encoding.identity) {
         const built = this.builder.compress(entry, encoding);
         if (built.encoding === encoding) this.cache.grow(entry, built.size);
         return built;

@@ -1,4 +1,4 @@
-// Error answers: small plain-text bodies named by their status, and the result object every answer reports into.
+// Answers' common parts: plain-text error bodies named by their status, the Date value, the summary they report into.
 
 const STATUS_TEXT: Record<number, string> = {
   301: "Moved Permanently",
@@ -9,8 +9,11 @@ const STATUS_TEXT: Record<number, string> = {
   405: "Method Not Allowed",
   412: "Precondition Failed",
   413: "Content Too Large",
+  414: "URI Too Long",
   416: "Range Not Satisfiable",
   431: "Request Header Fields Too Large",
+  /** nginx's status for a client that closed its connection before the answer: never sent, only counted and logged. */
+  499: "Client Closed Request",
   500: "Internal Server Error",
   501: "Not Implemented",
   503: "Service Unavailable",
@@ -44,6 +47,20 @@ export class ResponseSummary {
     this.status = status;
     this.bodyBytes = bodyBytes;
   }
+}
+
+let dateSecond = -1;
+let dateText = "";
+
+/** The Date header value for now (RFC 9110 §5.6.7 IMF-fixdate), formatted once per second. */
+export function httpDateNow(): string {
+  const nowMs = Date.now();
+  const second = Math.floor(nowMs / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(second * 1000).toUTCString();
+  }
+  return dateText;
 }
 
 /** errorResponse, reported into `summary` (no body bytes for HEAD). */

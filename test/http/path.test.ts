@@ -126,6 +126,20 @@ describe("traversal corpus", () => {
   });
 });
 
+describe("encoded slashes", () => {
+  test("%2F (any case) is refused with 400, even where the decoded path names a file", async () => {
+    expect((await rawGet(site.port, "/sub/file.txt")).status).toBe(200);
+    for (const target of ["/sub%2ffile.txt", "/sub%2Ffile.txt", "/%2fsub/file.txt", "/sub%2f"]) {
+      const response = await rawGet(site.port, target);
+      expect([target, response.status]).toEqual([target, 400]);
+    }
+  });
+
+  test("a double-encoded slash is a literal name (decoded once): 404, not the file", async () => {
+    expect((await rawGet(site.port, "/sub%252ffile.txt")).status).toBe(404);
+  });
+});
+
 describe("dotfiles", () => {
   test("deny (default): any segment starting with '.' is 404", async () => {
     for (const target of ["/.env", "/.git/config", "/.git/", "/sub/.hidden", "/%2eenv"]) {
@@ -178,6 +192,9 @@ describe("decodeRequestPath", () => {
       "relative",
       "/a%0ab",
       "/a%7fb",
+      "/a%2fb",
+      "/a%2Fb",
+      "/a%5cb",
     ]) {
       expect(decodeRequestPath(raw, true)).toBe(400);
     }
