@@ -255,7 +255,7 @@ export async function adminStats(adminPort: number): Promise<AdminSnapshot | nul
 /** The parts of the /stats snapshot the stress run reads. */
 export interface AdminSnapshot {
   counters: Record<CounterName, number>;
-  process: { openFds: number; rssBytes: number; pid: number };
+  process: { fileDescriptorsUsed: number; rssBytes: number; pid: number };
   gauges: Record<string, Record<string, number>>;
 }
 

@@ -104,7 +104,7 @@ async function checkHeldConnections(http: Running, target: number, deadlineMs: n
     const held_ =
       opened.opened === target &&
       opened.ok === target &&
-      snapshot.process.openFds >= target &&
+      snapshot.process.fileDescriptorsUsed >= target &&
       report.errors.total === 0 &&
       report.requests.ok > 0 &&
       answeredAgain === target;
@@ -112,7 +112,7 @@ async function checkHeldConnections(http: Running, target: number, deadlineMs: n
       name,
       held: held_,
       detail:
-        `opened ${opened.opened}/${target} (connect failures ${held.connectFailures}), first GET 200 on ${opened.ok}; server fds ${snapshot.process.openFds}; ` +
+        `opened ${opened.opened}/${target} (connect failures ${held.connectFailures}), first GET 200 on ${opened.ok}; server fds ${snapshot.process.fileDescriptorsUsed}; ` +
         `meanwhile 16-conn load: ${Math.round(report.requests.perSecond.mean)} req/s, ${loadErrors(report)}, p99 ${(report.latency.p99Micros / 1000).toFixed(1)} ms; ` +
         `second GET 200 on ${answeredAgain}, still open ${stillOpen}`,
     };
@@ -156,7 +156,7 @@ async function checkHeldFrames(custom: Running, target: number, deadlineMs: numb
         again === target &&
         released,
       detail:
-        `opened ${held.opened}/${target} (connect failures ${held.connectFailures}), PING answered on ${ok}; server open connections ${openGauge}, fds ${during.process.openFds}; ` +
+        `opened ${held.opened}/${target} (connect failures ${held.connectFailures}), PING answered on ${ok}; server open connections ${openGauge}, fds ${during.process.fileDescriptorsUsed}; ` +
         `meanwhile 16-conn HASH load: ${Math.round(report.requests.perSecond.mean)}/s, ${loadErrors(report)}; second PING answered on ${again}; all released after close: ${released}`,
     };
   } finally {
@@ -179,7 +179,8 @@ async function checkChurn(
   const settled = await waitUntil(async () => {
     after = await stats(server);
     return (
-      after.process.openFds <= before.process.openFds + 2 && (kind === "http" || after.counters.activeConnections === 0)
+      after.process.fileDescriptorsUsed <= before.process.fileDescriptorsUsed + 2 &&
+      (kind === "http" || after.counters.activeConnections === 0)
     );
   }, 5000);
   const accepted = after.counters.connectionsAccepted - before.counters.connectionsAccepted;
@@ -189,7 +190,7 @@ async function checkChurn(
     held: result.ok > 0 && result.badExchanges === 0 && result.connectFailures === 0 && settled && counted,
     detail:
       `${result.ok.toLocaleString("en-US")} short connections in ${result.seconds.toFixed(1)} s (${Math.round(result.ok / result.seconds)}/s; asked for ${total.toLocaleString("en-US")}), ` +
-      `bad ${result.badExchanges}, connect failures ${result.connectFailures}; server fds ${before.process.openFds} before, ${after.process.openFds} after` +
+      `bad ${result.badExchanges}, connect failures ${result.connectFailures}; server fds ${before.process.fileDescriptorsUsed} before, ${after.process.fileDescriptorsUsed} after` +
       (kind === "echo" ? `; accepted ${accepted}, open now ${after.counters.activeConnections}` : ""),
   };
 }

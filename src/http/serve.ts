@@ -9,6 +9,7 @@ import {
   type StopOptions,
 } from "../context.ts";
 import type { Logger } from "../log.ts";
+import { startSocketSampling } from "../stats/socket-sampler.ts";
 import { HttpSet } from "./http-set.ts";
 import { requireDirectory } from "./root.ts";
 
@@ -49,6 +50,9 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   });
   current.attach(server);
   const port = server.port ?? config.server.port;
+  // Bun.serve reports no connections: they are counted from the kernel's socket table instead. One sampler sees the
+  // whole process, so with several I/O threads only the main thread's listener runs it.
+  const sampling = Bun.isMainThread ? startSocketSampling(context.stats, port) : null;
   logNotes(logger, config.http);
 
   let stopped: Promise<void> | null = null;
@@ -103,6 +107,8 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
     await server.stop(true);
+    sampling?.sampleNow(); // the last view: connections closed by the stop are counted closed
+    sampling?.stop();
     track(current.release(null)); // releases the admission slots this listener still holds; closes its log
     context.gauges.delete("httpCache");
     await Promise.all(closingLogs);

@@ -321,15 +321,31 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     p.cpuUserSeconds + p.cpuSystemSeconds,
   );
   out.single("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", p.rssBytes);
-  out.single("process_heap_bytes", "gauge", "JavaScript heap in use in bytes.", p.heapUsedBytes);
+  out.single(
+    "process_heap_bytes",
+    "gauge",
+    "Bytes of JavaScript objects in the main thread's heap (JavaScriptCore, process.memoryUsage().heapUsed).",
+    p.jsHeapBytes,
+  );
   out.single(
     "process_start_time_seconds",
     "gauge",
     "Start time of the process since unix epoch in seconds.",
     (Date.now() - process.uptime() * 1000) / 1000,
   );
-  if (p.openFds >= 0) out.single("process_open_fds", "gauge", "Number of open file descriptors.", p.openFds);
-  if (p.maxFds >= 0) out.single("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.maxFds);
+  if (p.fileDescriptorsUsed >= 0) {
+    out.single("process_open_fds", "gauge", "Number of open file descriptors.", p.fileDescriptorsUsed);
+    out.single("hps_file_descriptors_used", "gauge", "File descriptors open now.", p.fileDescriptorsUsed);
+  }
+  if (p.fileDescriptorsLimit >= 0) {
+    out.single("process_max_fds", "gauge", "Maximum number of open file descriptors.", p.fileDescriptorsLimit);
+    out.single(
+      "hps_file_descriptors_limit",
+      "gauge",
+      "Most file descriptors the process may open (the soft RLIMIT_NOFILE).",
+      p.fileDescriptorsLimit,
+    );
+  }
   return out.text();
 }
 

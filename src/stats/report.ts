@@ -60,8 +60,8 @@ export function formatReport(snap: Snapshot): string[] {
   }
   const p = snap.process;
   lines.push(
-    `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)}, heap ${bytes(p.heapUsedBytes)}, ` +
-      `fds ${p.openFds}${p.maxFds > 0 ? `/${p.maxFds}` : ""}`,
+    `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}), ` +
+      `file descriptors ${fileDescriptors(p.fileDescriptorsUsed, p.fileDescriptorsLimit)}`,
   );
   return lines;
 }
@@ -103,6 +103,12 @@ export function startReporter(context: ServerContext): Reporter {
       context.logger.block("info", "final report", formatReport(new SnapshotSampler(context).take()));
     },
   };
+}
+
+/** "23 used of 1,024" (-1 means unknown: no /proc). */
+function fileDescriptors(used: number, limit: number): string {
+  const usedText = used < 0 ? "unknown" : `${count(used)} used`;
+  return limit > 0 ? `${usedText} of ${count(limit)}` : usedText;
 }
 
 function formatLatency(latency: LatencySummary): string {

@@ -21,14 +21,18 @@ export interface ProcessSummary {
   readonly cpuPercent: number;
   readonly cpuUserSeconds: number;
   readonly cpuSystemSeconds: number;
+  /** Resident set size of the whole process (all threads, the JavaScript heaps and everything else). */
   readonly rssBytes: number;
-  readonly heapUsedBytes: number;
-  readonly heapTotalBytes: number;
-  readonly externalBytes: number;
-  /** Open file descriptors (from /proc/self/fd); -1 where /proc is not available. */
-  readonly openFds: number;
-  /** Soft limit on open file descriptors (from /proc/self/limits); -1 when unknown or unlimited. */
-  readonly maxFds: number;
+  /**
+   * Bytes of JavaScript objects in the main thread's heap (JavaScriptCore, as process.memoryUsage().heapUsed reads it),
+   * taken in the same call as rssBytes, of which it is a part. Bun's heapTotal is left out: it is counted another way
+   * and can read less than heapUsed.
+   */
+  readonly jsHeapBytes: number;
+  /** File descriptors open now (entries of /proc/self/fd); -1 where /proc is not available. */
+  readonly fileDescriptorsUsed: number;
+  /** The soft limit on open file descriptors (RLIMIT_NOFILE, from /proc/self/limits); -1 when unknown or unlimited. */
+  readonly fileDescriptorsLimit: number;
 }
 
 export interface Snapshot {
@@ -141,11 +145,9 @@ export class SnapshotSampler {
         cpuUserSeconds: cpu.user / 1e6,
         cpuSystemSeconds: cpu.system / 1e6,
         rssBytes: memory.rss,
-        heapUsedBytes: memory.heapUsed,
-        heapTotalBytes: memory.heapTotal,
-        externalBytes: memory.external,
-        openFds: countOpenFds(),
-        maxFds: maxOpenFds(),
+        jsHeapBytes: memory.heapUsed,
+        fileDescriptorsUsed: countOpenFds(),
+        fileDescriptorsLimit: maxOpenFds(),
       },
       gauges: readGauges(gauges),
     };

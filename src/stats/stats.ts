@@ -106,6 +106,18 @@ export class Stats {
     this.shard[Counter.activeConnections]! -= 1;
   }
 
+  /**
+   * Connections counted by sampling the kernel's sockets instead of by events (the http protocol, see
+   * socket-sampler.ts): `open` now, `opened` and `closed` since the previous sample.
+   */
+  connectionsSampled(open: number, opened: number, closed: number): void {
+    const shard = this.shard;
+    shard[Counter.connectionsAccepted]! += opened;
+    shard[Counter.connectionsClosed]! += closed;
+    shard[Counter.activeConnections] = open;
+    if (open > shard[Counter.maxActiveConnections]!) shard[Counter.maxActiveConnections] = open;
+  }
+
   /** Counts one finished request and its duration. */
   requestDone(micros: number): void {
     const shard = this.shard;

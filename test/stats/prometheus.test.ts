@@ -173,6 +173,14 @@ test("an HTTP server's metrics parse with the real parser, with HELP and TYPE, a
   expect(sampleValue(families, "hps_rate_limiter_tracked_ips")).toBe(12);
   expect(sampleValue(families, "process_resident_memory_bytes")).toBeGreaterThan(1 << 20);
   expect(sampleValue(families, "process_open_fds")).toBeGreaterThanOrEqual(3);
+  expect(sampleValue(families, "hps_file_descriptors_used")).toBe(sampleValue(families, "process_open_fds"));
+  expect(sampleValue(families, "hps_file_descriptors_limit")).toBeGreaterThan(
+    sampleValue(families, "hps_file_descriptors_used"),
+  );
+  expect(sampleValue(families, "process_heap_bytes")).toBeGreaterThan(0);
+  expect(sampleValue(families, "process_heap_bytes")).toBeLessThanOrEqual(
+    sampleValue(families, "process_resident_memory_bytes"),
+  );
   expect(sampleValue(families, "process_cpu_seconds_total")).toBeGreaterThan(0);
 
   // The histogram: all six requests took 150 µs, so they sit in every bucket from le=0.00025 up.
