@@ -4,7 +4,7 @@ import type { Listener, ServerContext, StopOptions } from "../context.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "../stats/prometheus.ts";
 import { formatReport } from "../stats/report.ts";
 import { SnapshotSampler, snapshot } from "../stats/snapshot.ts";
-import { DASHBOARD_HTML } from "./dashboard.ts";
+import { dashboardHtml } from "./dashboard.ts";
 
 export interface AdminOptions {
   /** Whether the server accepts traffic; false from the moment a graceful drain begins (/readyz answers 503). */
@@ -141,7 +141,7 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
       "/status": () => new Response(statusText(context), { headers: TEXT_HEADERS }),
       "/metrics": () =>
         new Response(renderMetrics(context), { headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE } }),
-      "/dashboard": new Response(DASHBOARD_HTML, {
+      "/dashboard": new Response(dashboardHtml(context.config.server.protocol), {
         headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
       }),
       "/events": (request, self) => {

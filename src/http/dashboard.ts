@@ -1,66 +1,14 @@
 // The live dashboard: one self-contained HTML page (no external scripts) drawing canvas charts from /events.
-
-/**
- * Each chart: an id, a title, its unit and the series it draws, each read from a snapshot by a path.
- * Values shown in the big number are the first series'. Kept as data so the page script stays generic.
- */
-const CHARTS = [
-  {
-    id: "rps",
-    title: "Requests / s",
-    unit: "count",
-    series: [{ label: "requests/s", path: "rates.requestsPerSecond", color: "#4f9dff" }],
-  },
-  {
-    id: "latency",
-    title: "Latency (last second)",
-    unit: "micros",
-    series: [
-      { label: "p50", path: "intervalLatency.p50Micros", color: "#48c774" },
-      { label: "p90", path: "intervalLatency.p90Micros", color: "#ffdd57" },
-      { label: "p99", path: "intervalLatency.p99Micros", color: "#ff6b6b" },
-    ],
-  },
-  {
-    id: "connections",
-    title: "Active connections",
-    unit: "count",
-    series: [{ label: "active", path: "counters.activeConnections", color: "#b86bff" }],
-  },
-  {
-    id: "bytes",
-    title: "Bytes / s",
-    unit: "bytes",
-    series: [
-      { label: "written", path: "rates.bytesWrittenPerSecond", color: "#4fd1c5" },
-      { label: "read", path: "rates.bytesReadPerSecond", color: "#f6ad55" },
-    ],
-  },
-  {
-    id: "pool",
-    title: "Pool queue depth",
-    unit: "count",
-    series: [
-      { label: "queued", path: "gauges.pool.queued", color: "#ff9f43" },
-      { label: "running", path: "gauges.pool.running", color: "#54a0ff" },
-    ],
-  },
-  {
-    id: "arena",
-    title: "Arena in use",
-    unit: "bytes",
-    series: [
-      { label: "in use", path: "gauges.arena.bytesInUse", color: "#1dd1a1" },
-      { label: "peak", path: "gauges.arena.peakBytes", color: "#8395a7" },
-    ],
-  },
-] as const;
+import type { Protocol } from "../config/schema.ts";
+import { chartsFor } from "./dashboard-charts.ts";
 
 const PAGE_SCRIPT = String.raw`
 "use strict";
 const CHARTS = __CHARTS__;
 const HISTORY_POINTS = 120;
 const history = new Map(CHARTS.map((chart) => [chart.id, chart.series.map(() => [])]));
+/** Wall-clock time of each point (ms), shared by every chart: one snapshot adds one point to each. */
+const times = [];
 
 function read(snapshot, path) {
   let value = snapshot;
@@ -83,15 +31,24 @@ function format(value, unit) {
   return value >= 100 ? Math.round(value).toLocaleString("en-US") : String(Math.round(value * 10) / 10);
 }
 
+function clock(ms) {
+  const date = new Date(ms);
+  const pad = (n) => String(n).padStart(2, "0");
+  return pad(date.getHours()) + ":" + pad(date.getMinutes()) + ":" + pad(date.getSeconds());
+}
+
 function buildCards() {
   const grid = document.getElementById("charts");
   for (const chart of CHARTS) {
     const card = document.createElement("section");
     card.className = "card";
+    card.id = "card-" + chart.id;
     card.innerHTML =
-      '<header><h2></h2><output id="value-' + chart.id + '">0</output></header>' +
-      '<canvas id="chart-' + chart.id + '" width="480" height="180"></canvas><ul class="legend"></ul>';
+      '<header><h2></h2><output id="value-' + chart.id + '">0</output></header><p class="note"></p>' +
+      '<div class="plot"><canvas id="chart-' + chart.id + '"></canvas></div>' +
+      '<div class="axis"><span></span><span></span><span></span></div><ul class="legend"></ul>';
     card.querySelector("h2").textContent = chart.title;
+    card.querySelector(".note").textContent = chart.note;
     const legend = card.querySelector(".legend");
     chart.series.forEach((series, index) => {
       const item = document.createElement("li");
@@ -104,11 +61,23 @@ function buildCards() {
   }
 }
 
+/** Labels under a chart: the times of its oldest, middle and newest points. */
+function labelAxis(chart) {
+  const spans = document.querySelectorAll("#card-" + chart.id + " .axis span");
+  if (times.length === 0) return;
+  const oldest = times[0], newest = times[times.length - 1];
+  spans[0].textContent = clock(oldest);
+  spans[1].textContent = times.length > 2 ? clock(oldest + (newest - oldest) / 2) : "";
+  spans[2].textContent = clock(newest);
+}
+
 function draw(chart) {
   const canvas = document.getElementById("chart-" + chart.id);
   const ratio = window.devicePixelRatio || 1;
   const cssWidth = canvas.clientWidth || 480, cssHeight = canvas.clientHeight || 180;
-  if (canvas.width !== Math.round(cssWidth * ratio)) { canvas.width = Math.round(cssWidth * ratio); canvas.height = Math.round(cssHeight * ratio); }
+  if (canvas.width !== Math.round(cssWidth * ratio) || canvas.height !== Math.round(cssHeight * ratio)) {
+    canvas.width = Math.round(cssWidth * ratio); canvas.height = Math.round(cssHeight * ratio);
+  }
   const ctx = canvas.getContext("2d");
   ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
   ctx.clearRect(0, 0, cssWidth, cssHeight);
@@ -116,15 +85,14 @@ function draw(chart) {
   let max = 0;
   for (const points of lines) for (const value of points) if (value > max) max = value;
   const top = max > 0 ? max * 1.1 : 1;
-  const left = 4, right = cssWidth - 4, bottom = cssHeight - 16, topY = 14;
+  const left = 4, right = cssWidth - 4, bottom = cssHeight - 4, topY = 16;
   ctx.strokeStyle = "#2a3140"; ctx.lineWidth = 1;
   for (let i = 0; i <= 4; i++) {
     const y = topY + ((bottom - topY) * i) / 4;
     ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(right, y); ctx.stroke();
   }
   ctx.fillStyle = "#8a94a6"; ctx.font = "11px system-ui, sans-serif";
-  ctx.fillText(format(top, chart.unit), left + 2, topY - 3);
-  ctx.fillText(HISTORY_POINTS + " s", right - 34, cssHeight - 3);
+  ctx.fillText(format(top, chart.unit), left + 2, topY - 4);
   const step = (right - left) / (HISTORY_POINTS - 1);
   lines.forEach((points, index) => {
     if (points.length === 0) return;
@@ -138,9 +106,12 @@ function draw(chart) {
     });
     ctx.stroke();
   });
+  labelAxis(chart);
 }
 
 function update(snapshot) {
+  times.push(snapshot.atMs);
+  if (times.length > HISTORY_POINTS) times.shift();
   for (const chart of CHARTS) {
     const lines = history.get(chart.id);
     chart.series.forEach((series, index) => {
@@ -172,31 +143,38 @@ function connect() {
 
 buildCards();
 CHARTS.forEach(draw);
+window.addEventListener("resize", () => CHARTS.forEach(draw));
 connect();
 `;
 
+// The grid fills the window below the header (rows share the height), each chart's plot fills its card.
 const PAGE_STYLE = `
 :root { color-scheme: dark; }
 * { box-sizing: border-box; }
-body { margin: 0; font: 14px/1.4 system-ui, sans-serif; background: #12161f; color: #dfe6f0; }
+html, body { height: 100%; }
+body { margin: 0; display: flex; flex-direction: column; font: 14px/1.4 system-ui, sans-serif; background: #12161f; color: #dfe6f0; }
 body > header { display: flex; align-items: baseline; gap: 16px; padding: 12px 20px; border-bottom: 1px solid #232a38; }
 h1 { font-size: 18px; margin: 0; }
 #summary { color: #8a94a6; flex: 1; }
 #state { font-weight: 600; }
 #state.live { color: #48c774; } #state.down { color: #ff6b6b; }
-#charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 14px; padding: 16px 20px; }
-.card { background: #1a202c; border: 1px solid #232a38; border-radius: 8px; padding: 10px 12px; }
+#charts { flex: 1; display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); grid-auto-rows: minmax(260px, 1fr); gap: 14px; padding: 16px 20px; }
+.card { display: flex; flex-direction: column; min-height: 0; background: #1a202c; border: 1px solid #232a38; border-radius: 8px; padding: 10px 12px; }
 .card header { display: flex; justify-content: space-between; align-items: baseline; }
 h2 { font-size: 13px; font-weight: 600; margin: 0; color: #aab4c5; }
+.note { margin: 2px 0 0; color: #7d8799; font-size: 12px; }
 output { font-size: 20px; font-weight: 700; font-variant-numeric: tabular-nums; }
-canvas { display: block; width: 100%; height: 180px; margin-top: 6px; }
-.legend { list-style: none; display: flex; gap: 14px; margin: 6px 0 0; padding: 0; color: #8a94a6; font-size: 12px; }
+.plot { flex: 1; position: relative; min-height: 100px; margin-top: 6px; }
+canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block; }
+.axis { display: flex; justify-content: space-between; color: #8a94a6; font-size: 11px; font-variant-numeric: tabular-nums; min-height: 15px; }
+.legend { list-style: none; display: flex; gap: 14px; margin: 4px 0 0; padding: 0; color: #8a94a6; font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 3px; vertical-align: middle; margin-right: 4px; }
 .legend b { color: #dfe6f0; font-weight: 600; font-variant-numeric: tabular-nums; }
 `;
 
-/** The whole page; served as is by the admin listener at /dashboard. */
-export const DASHBOARD_HTML = `<!doctype html>
+/** The page for a server speaking `protocol` (only the panels it uses); served as is by the admin listener. */
+export function dashboardHtml(protocol: Protocol): string {
+  return `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -207,7 +185,8 @@ export const DASHBOARD_HTML = `<!doctype html>
 <body>
 <header><h1>hps</h1><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
 <main id="charts"></main>
-<script>${PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(CHARTS))}</script>
+<script>${PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol)))}</script>
 </body>
 </html>
 `;
+}

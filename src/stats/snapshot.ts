@@ -50,8 +50,17 @@ export interface Snapshot {
     readonly connectionsPerSecond: number;
     readonly bytesReadPerSecond: number;
     readonly bytesWrittenPerSecond: number;
+    /** Errors of every kind: protocol (bad input), system (I/O, internal) and timeout. */
     readonly errorsPerSecond: number;
+    /** Connections refused at admission. */
     readonly refusedPerSecond: number;
+    /** Requests refused by the rate limiter. */
+    readonly rateLimitedPerSecond: number;
+    /** HTTP responses by status class (0 for the other protocols). */
+    readonly http2xxPerSecond: number;
+    readonly http3xxPerSecond: number;
+    readonly http4xxPerSecond: number;
+    readonly http5xxPerSecond: number;
   };
   /** Since start (or the last reset). */
   readonly latency: LatencySummary;
@@ -132,6 +141,11 @@ export class SnapshotSampler {
         bytesWrittenPerSecond: perSecond(delta("bytesWritten")),
         errorsPerSecond: perSecond(delta("errorsProtocol") + delta("errorsSystem") + delta("errorsTimeout")),
         refusedPerSecond: perSecond(delta("connectionsRefused")),
+        rateLimitedPerSecond: perSecond(delta("rateLimited")),
+        http2xxPerSecond: perSecond(delta("http2xx")),
+        http3xxPerSecond: perSecond(delta("http3xx")),
+        http4xxPerSecond: perSecond(delta("http4xx")),
+        http5xxPerSecond: perSecond(delta("http5xx")),
       },
       latency: summarize(histogram, counters.requestMicrosSum, exactMaxMicros),
       intervalLatency: summarize(
