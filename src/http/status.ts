@@ -9,7 +9,6 @@ const STATUS_TEXT: Record<number, string> = {
   405: "Method Not Allowed",
   412: "Precondition Failed",
   413: "Content Too Large",
-  414: "URI Too Long",
   416: "Range Not Satisfiable",
   431: "Request Header Fields Too Large",
   /** nginx's status for a client that closed its connection before the answer: never sent, only counted and logged. */
