@@ -24,7 +24,10 @@ export interface Representation {
   readonly fullInit: ResponseInit;
   /** `{ status: 304, headers }` with the validators and caching headers only. */
   readonly notModifiedInit: ResponseInit;
-  /** A full 200 response to clone (cloning copies headers natively, cheaper than new Response: bench/micro/http-response.bench.ts); null when file-backed. */
+  /**
+   * A full 200 response to clone (cloning copies the headers natively, cheaper than a new Response:
+   * bench/micro/http-response.bench.ts); null when file-backed.
+   */
   readonly fullResponse: Response | null;
   /** A 304 response to clone. */
   readonly notModifiedResponse: Response;

@@ -117,7 +117,8 @@ export interface SocketSampling {
 /**
  * Samples the connections on `port` about once a second into `stats` (connections open, peak, accepted and closed;
  * see Stats.connectionsSampled), spacing samples further apart when the tables are so long that sampling would take
- * more than 2 % of a core (the process's CPU time during a sample, other threads' included, counts as its cost). Call from the thread that owns `stats`' shard. Does nothing where /proc is unavailable.
+ * more than 2 % of a core (the process's CPU time during a sample, other threads' included, counts as its cost).
+ * Call from the thread that owns `stats`' shard. Does nothing where /proc is unavailable.
  */
 export function startSocketSampling(
   stats: { connectionsSampled(open: number, opened: number, closed: number): void },
