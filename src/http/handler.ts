@@ -42,6 +42,8 @@ class Exchange {
   connection: ConnectionState | null = null;
   /** The answer closes the connection (it carries Connection: close). */
   closeConnection = false;
+  /** A lower bound for the bytes of the request's head (see requestHeadBytesLowerBound). */
+  headBytes = 0;
   /** Request body bytes the server read (a Content-Length body within the limit, or a chunked body read here). */
   bodyBytesRead = 0;
   startedMs = 0;
@@ -55,6 +57,7 @@ class Exchange {
     copy.clientAddress = this.clientAddress;
     copy.connection = this.connection;
     copy.closeConnection = this.closeConnection;
+    copy.headBytes = this.headBytes;
     copy.bodyBytesRead = this.bodyBytesRead;
     copy.startedMs = this.startedMs;
     return copy;
@@ -178,8 +181,13 @@ export class HttpHandler {
         exchange.rawPath = queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
       }
     }
-    const isHead = request.method === "HEAD";
+    const method = request.method;
+    const isHead = method === "HEAD";
     const headers = request.headers;
+    const host = headers.get("host");
+    // For a request Bun routed, the path stands for the target (the query is not read): still a lower bound.
+    const targetBytes = exchange.pathStart >= 0 ? request.url.length - exchange.pathStart : exchange.rawPath.length;
+    exchange.headBytes = requestHeadBytesLowerBound(method, targetBytes, host, headers.count);
 
     // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
     const peer = this.needsPeer ? server.requestIP(request) : null;
@@ -229,7 +237,7 @@ export class HttpHandler {
           );
         }
       }
-      if (!isValidHost(headers.get("host"))) {
+      if (!isValidHost(host)) {
         // RFC 9112 §3.2: two Host lines or a Host that is no host[:port] get 400 (Bun 1.4.5 passes them on).
         exchange.closeConnection = true;
         response = errorAnswer(summary, 400, isHead, CLOSE);
@@ -354,10 +362,7 @@ export class HttpHandler {
     const stats = this.stats;
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
-    stats.add(
-      Counter.bytesRead,
-      requestHeadBytesLowerBound(request, request.headers, exchange.pathStart) + exchange.bodyBytesRead,
-    );
+    stats.add(Counter.bytesRead, exchange.headBytes + exchange.bodyBytesRead);
     if (this.accessLog !== null) {
       const url = request.url;
       const target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
@@ -404,6 +409,15 @@ export class HttpHandler {
     exchange.connection = null;
     exchange.closeConnection = false;
     exchange.pathStart = -1;
+    const url = request.url;
+    const pathStart = url.indexOf("/", url.indexOf("://") + 3);
+    const targetBytes = pathStart < 0 ? 1 : url.length - pathStart;
+    exchange.headBytes = requestHeadBytesLowerBound(
+      request.method,
+      targetBytes,
+      request.headers.get("host"),
+      request.headers.count,
+    );
     exchange.bodyBytesRead = 0;
     exchange.startedMs = startedMs;
     const response = errorAnswer(this.summary, 500, request.method === "HEAD", undefined);

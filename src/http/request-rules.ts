@@ -61,22 +61,23 @@ const HEADER_END_BYTES = 2;
 
 /**
  * A lower bound for the bytes of a request's head, without reading every header (Bun gives no byte count): the
- * request line and the Host line exactly (both are in Bun's URL), 4 bytes for every other field (the shortest one
- * possible) and the closing empty line. `pathStart` is the index of the path in request.url, or -1 when not scanned.
+ * request line (exact when `targetBytes` is the whole target), the Host line exactly, 4 bytes for every other field
+ * (the shortest one possible) and the closing empty line. `host` is the Host value (null when absent), `fieldCount`
+ * the number of header fields Bun reports.
  */
-export function requestHeadBytesLowerBound(request: Request, headers: Headers, pathStart: number): number {
-  const url = request.url;
-  const hostStart = url.indexOf("://") + 3; // 2 when Bun found no usable Host and the URL is the bare target
-  let path = pathStart;
-  if (path < 0) path = hostStart > 2 ? url.indexOf("/", hostStart) : 0;
-  const targetBytes = path < 0 ? 1 : url.length - path;
-  const hostBytes = hostStart > 2 ? (path < 0 ? url.length : path) - hostStart + HOST_LINE_FIXED_BYTES : 0;
-  const otherFields = Math.max(0, headers.count - (hostBytes > 0 ? 1 : 0));
+export function requestHeadBytesLowerBound(
+  method: string,
+  targetBytes: number,
+  host: string | null,
+  fieldCount: number,
+): number {
+  const hostLineBytes = host === null ? 0 : host.length + HOST_LINE_FIXED_BYTES;
+  const otherFields = Math.max(0, fieldCount - (host === null ? 0 : 1));
   return (
-    request.method.length +
+    method.length +
     targetBytes +
     REQUEST_LINE_FIXED_BYTES +
-    hostBytes +
+    hostLineBytes +
     otherFields * SHORTEST_FIELD_LINE_BYTES +
     HEADER_END_BYTES
   );
