@@ -5,7 +5,8 @@ import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import type { AccessLog } from "./access-log.ts";
-import type { ConnectionState, KeepAliveCounter } from "./keepalive.ts";
+import { Exchange } from "./exchange.ts";
+import type { KeepAliveCounter } from "./keepalive.ts";
 import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
 import {
   MethodKind,
@@ -16,53 +17,13 @@ import {
   targetOf,
 } from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
-import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
+import { SiteRequest, type StaticFiles } from "./static.ts";
 import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse, httpDateNow } from "./status.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
 const CLOSE: Record<string, string> = { Connection: "close" };
 const RETRY_AFTER_CLOSE: Record<string, string> = { "Retry-After": "1", Connection: "close" };
 const ALLOW_HEADERS: Record<string, string> = { Allow: ALLOW };
-
-/**
- * One request between its admission and its access log line. The synchronous path fills the handler's one object;
- * a request that waits for its body gets a copy of its own.
- */
-class Exchange {
-  request: Request | null = null;
-  /** The request target before `?`, as sent (or as Bun routed it). */
-  rawPath = "/";
-  /** Index of the path in request.url; -1 when Bun routed the request and the URL was not scanned. */
-  pathStart = -1;
-  /** Index of `?` in request.url (-1 for none), or QUERY_NOT_SCANNED. */
-  queryStart = QUERY_NOT_SCANNED;
-  /** The client address admission and the access log use ("-" when not needed or not known). */
-  clientAddress = "-";
-  /** The connection as the keep-alive counter tracks it, when it tracks connections. */
-  connection: ConnectionState | null = null;
-  /** The answer closes the connection (it carries Connection: close). */
-  closeConnection = false;
-  /** A lower bound for the bytes of the request's head (see requestHeadBytesLowerBound). */
-  headBytes = 0;
-  /** Request body bytes the server read (a Content-Length body within the limit, or a chunked body read here). */
-  bodyBytesRead = 0;
-  startedMs = 0;
-
-  copy(): Exchange {
-    const copy = new Exchange();
-    copy.request = this.request;
-    copy.rawPath = this.rawPath;
-    copy.pathStart = this.pathStart;
-    copy.queryStart = this.queryStart;
-    copy.clientAddress = this.clientAddress;
-    copy.connection = this.connection;
-    copy.closeConnection = this.closeConnection;
-    copy.headBytes = this.headBytes;
-    copy.bodyBytesRead = this.bodyBytesRead;
-    copy.startedMs = this.startedMs;
-    return copy;
-  }
-}
 
 /**
  * Per-request logic, built once per configuration (see HttpSet); `fetch` is a bound method, so Bun.serve gets one
@@ -158,29 +119,7 @@ export class HttpHandler {
     startedMs: number,
   ): Response | Promise<Response> {
     const exchange = this.exchange;
-    exchange.request = request;
-    exchange.startedMs = startedMs;
-    exchange.connection = null;
-    exchange.closeConnection = false;
-    exchange.bodyBytesRead = 0;
-    // The URL is scanned once: the path start serves the path, the access log's target and the query.
-    if (routedPath !== null) {
-      exchange.rawPath = routedPath;
-      exchange.pathStart = -1;
-      exchange.queryStart = QUERY_NOT_SCANNED;
-    } else {
-      const url = request.url;
-      const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
-      exchange.pathStart = pathStart;
-      if (pathStart < 0) {
-        exchange.rawPath = "/";
-        exchange.queryStart = -1;
-      } else {
-        const queryStart = url.indexOf("?", pathStart);
-        exchange.queryStart = queryStart;
-        exchange.rawPath = queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
-      }
-    }
+    exchange.begin(request, routedPath, startedMs);
     const method = request.method;
     const isHead = method === "HEAD";
     const headers = request.headers;
@@ -188,84 +127,10 @@ export class HttpHandler {
     // For a request Bun routed, the path stands for the target (the query is not read): still a lower bound.
     const targetBytes = exchange.pathStart >= 0 ? request.url.length - exchange.pathStart : exchange.rawPath.length;
     exchange.headBytes = requestHeadBytesLowerBound(method, targetBytes, host, headers.count);
-
     // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
     const peer = this.needsPeer ? server.requestIP(request) : null;
-    const clientAddress =
-      peer === null
-        ? "-"
-        : this.readsForwardedFor
-          ? this.admission.clientAddress(peer.address, headers.get("x-forwarded-for"))
-          : peer.address;
-    exchange.clientAddress = clientAddress;
-    const connections = this.connections;
-    const summary = this.summary;
-    let response: Response;
-    // biome-ignore lint/suspicious/noConfusingLabels: one labelled block gives every refusal a single exit to finish() without a closure per request.
-    answer: {
-      if (peer === null && this.needsPeer) {
-        // Bun has no peer for a request whose connection is already gone: the client reset it after sending the
-        // request and before Bun ran this handler (the peer address went with the socket; Bun keeps no copy, see
-        // docs/upstream/request-ip-after-reset.md). Nothing can be sent: it is counted and logged as nginx's 499.
-        exchange.closeConnection = true;
-        response = errorAnswer(summary, 499, true, CLOSE);
-        break answer;
-      }
-      let newConnection = false;
-      if (connections !== null && peer !== null) {
-        exchange.connection = connections.find(peer.address, peer.port, startedMs);
-        if (exchange.connection === null) {
-          newConnection = true;
-          if (this.countsConnections) {
-            const refusal = this.admission.admitConnection(clientAddress);
-            if (refusal !== Refusal.NONE) {
-              // No entry is kept: the connection is closed after this answer.
-              exchange.closeConnection = true;
-              response =
-                refusal === Refusal.DENIED
-                  ? errorAnswer(summary, 403, isHead, CLOSE)
-                  : errorAnswer(summary, 503, isHead, RETRY_AFTER_CLOSE);
-              break answer;
-            }
-          }
-          exchange.connection = connections.open(
-            peer.address,
-            peer.port,
-            clientAddress,
-            this.countsConnections,
-            startedMs,
-          );
-        }
-      }
-      if (!isValidHost(host)) {
-        // RFC 9112 §3.2: two Host lines or a Host that is no host[:port] get 400 (Bun 1.4.5 passes them on).
-        exchange.closeConnection = true;
-        response = errorAnswer(summary, 400, isHead, CLOSE);
-        break answer;
-      }
-      // allow/deny per request unless this connection's admission has just checked this very address.
-      if (
-        this.hasAccessLists &&
-        !(newConnection && this.countsConnections) &&
-        (!this.countsConnections || this.readsForwardedFor) &&
-        this.admission.admitRequest(clientAddress) !== Refusal.NONE
-      ) {
-        response = errorAnswer(summary, 403, isHead, undefined);
-        break answer;
-      }
-      if (this.rateLimited) {
-        const waitMs = this.admission.takeToken(clientAddress, startedMs);
-        if (waitMs !== 0) {
-          const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
-          response = errorAnswer(summary, 429, isHead, {
-            "Retry-After": String(retryAfterSeconds(waitMs)),
-            "RateLimit-Limit": String(limits.limit),
-            "RateLimit-Remaining": String(limits.remaining),
-            "RateLimit-Reset": String(limits.resetSeconds),
-          });
-          break answer;
-        }
-      }
+    let response = this.refusal(exchange, peer, host, isHead);
+    if (response === null) {
       const contentLength = headers.get("content-length");
       if (contentLength !== null) {
         const declaredBytes = Number(contentLength);
@@ -273,18 +138,99 @@ export class HttpHandler {
           // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
           this.stats.inc(Counter.requestsTooLarge);
           exchange.closeConnection = true;
-          response = errorAnswer(summary, 413, isHead, CLOSE);
-          break answer;
+          response = errorAnswer(this.summary, 413, isHead, CLOSE);
+        } else {
+          exchange.bodyBytesRead = declaredBytes; // Bun reads it off the connection to reach the next request
         }
-        exchange.bodyBytesRead = declaredBytes; // Bun reads it off the connection to reach the next request
       } else if (request.body !== null && headers.get("transfer-encoding") !== null) {
         // (request.body first: Bun gives GET and HEAD no body, whatever they send, and the getter is cheaper than a header lookup.)
         // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
         return this.afterBody(exchange.copy(), server);
       }
-      response = this.answer(exchange, headers);
+      response ??= this.answer(exchange, headers);
     }
     return this.finish(exchange, response);
+  }
+
+  /**
+   * The refusal this request gets before its method and body are looked at, or null when it is admitted: the client
+   * is gone, its connection is over a limit, its Host is malformed, its address is denied, or it is over the rate.
+   * Sets the exchange's client address and connection.
+   */
+  private refusal(
+    exchange: Exchange,
+    peer: { address: string; port: number } | null,
+    host: string | null,
+    isHead: boolean,
+  ): Response | null {
+    const summary = this.summary;
+    if (peer === null) {
+      if (!this.needsPeer) return isValidHost(host) ? null : this.badHost(exchange, isHead);
+      // Bun has no peer for a request whose connection is already gone: the client reset it after sending the
+      // request and before Bun ran this handler (the peer address went with the socket; Bun keeps no copy, see
+      // docs/upstream/request-ip-after-reset.md). Nothing can be sent: it is counted and logged as nginx's 499.
+      exchange.closeConnection = true;
+      return errorAnswer(summary, 499, true, CLOSE);
+    }
+    const startedMs = exchange.startedMs;
+    const clientAddress = this.readsForwardedFor
+      ? this.admission.clientAddress(peer.address, exchange.request!.headers.get("x-forwarded-for"))
+      : peer.address;
+    exchange.clientAddress = clientAddress;
+    const connections = this.connections;
+    let newConnection = false;
+    if (connections !== null) {
+      exchange.connection = connections.find(peer.address, peer.port, startedMs);
+      if (exchange.connection === null) {
+        newConnection = true;
+        if (this.countsConnections) {
+          const refusal = this.admission.admitConnection(clientAddress);
+          if (refusal !== Refusal.NONE) {
+            // No entry is kept: the connection is closed after this answer.
+            exchange.closeConnection = true;
+            return refusal === Refusal.DENIED
+              ? errorAnswer(summary, 403, isHead, CLOSE)
+              : errorAnswer(summary, 503, isHead, RETRY_AFTER_CLOSE);
+          }
+        }
+        exchange.connection = connections.open(
+          peer.address,
+          peer.port,
+          clientAddress,
+          this.countsConnections,
+          startedMs,
+        );
+      }
+    }
+    if (!isValidHost(host)) return this.badHost(exchange, isHead);
+    // allow/deny per request unless this connection's admission has just checked this very address.
+    if (
+      this.hasAccessLists &&
+      !(newConnection && this.countsConnections) &&
+      (!this.countsConnections || this.readsForwardedFor) &&
+      this.admission.admitRequest(clientAddress) !== Refusal.NONE
+    ) {
+      return errorAnswer(summary, 403, isHead, undefined);
+    }
+    if (this.rateLimited) {
+      const waitMs = this.admission.takeToken(clientAddress, startedMs);
+      if (waitMs !== 0) {
+        const limits = this.admission.rateLimitHeaders(clientAddress, startedMs);
+        return errorAnswer(summary, 429, isHead, {
+          "Retry-After": String(retryAfterSeconds(waitMs)),
+          "RateLimit-Limit": String(limits.limit),
+          "RateLimit-Remaining": String(limits.remaining),
+          "RateLimit-Reset": String(limits.resetSeconds),
+        });
+      }
+    }
+    return null;
+  }
+
+  /** RFC 9112 §3.2: two Host lines or a Host that is no host[:port] get 400 and a close (Bun 1.4.5 passes them on). */
+  private badHost(exchange: Exchange, isHead: boolean): Response {
+    exchange.closeConnection = true;
+    return errorAnswer(this.summary, 400, isHead, CLOSE);
   }
 
   /** A request with a body of unknown length: read it up to limits.max_request_bytes, then answer (413 when over). */
