@@ -1,7 +1,14 @@
 // Loads the configuration: TOML file < environment (HPS_<TABLE>_<KEY>) < CLI (--set table.key=value), then validates.
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
-import { type Config, configSchema, DEFAULT_CONFIG, SETTINGS, type SettingSpec } from "./schema.ts";
+import {
+  type Config,
+  configSchema,
+  DEFAULT_CONFIG,
+  type RuleIssueParams,
+  SETTINGS,
+  type SettingSpec,
+} from "./schema.ts";
 import { DURATION_SUFFIXES } from "./units.ts";
 
 /** Every problem found in one run, each a sentence a person can act on. */
@@ -253,7 +260,10 @@ function validate(raw: RawConfig, origins: Origins, fallback: string, problems: 
   if (result.success) return Object.freeze(result.data) as Config;
   for (const issue of result.error.issues) {
     const [table, key] = issue.path as string[];
-    const origin = origins.get(`${table}.${key}`) ?? fallback;
+    // A rule spanning settings whose own setting no layer set is blamed on the layer that set one it compares with.
+    const related = issue.code === "custom" ? ((issue.params as RuleIssueParams | undefined)?.alsoFrom ?? []) : [];
+    const origin =
+      [`${table}.${key}`, ...related].map((name) => origins.get(name)).find((found) => found !== undefined) ?? fallback;
     problems.push(`${origin}: ${describeIssue(issue, raw)}`);
   }
   return null;
@@ -274,7 +284,11 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
     (value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey],
     raw,
   );
-  const got = ` (got ${describe(given === undefined && "input" in issue ? issue.input : given)})`;
+  const fallback = table !== undefined && key !== undefined ? DEFAULTS[table]?.[key] : undefined;
+  const got =
+    given === undefined && fallback !== undefined
+      ? ` (got ${describe(fallback)}, the default)`
+      : ` (got ${describe(given)})`;
   const unit =
     table !== undefined && key !== undefined && hasSetting(table, key)
       ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.unit

@@ -414,26 +414,46 @@ const tables = Object.fromEntries(Object.entries(SETTINGS).map(([name, table]) =
   [K in keyof Settings]: ReturnType<typeof tableSchema<Settings[K]>>;
 };
 
+/**
+ * The settings ("table.key") a rule spanning settings compares besides the one its issue is on: a loader blames the
+ * issue on the layer that set one of them when nothing set the setting itself (src/config/load.ts).
+ */
+export interface RuleIssueParams {
+  readonly alsoFrom: readonly string[];
+}
+
 /** The whole configuration, with the rules that span several settings. */
 export const configSchema = z.object(tables).superRefine((config, ctx) => {
-  if (config.limits.max_connections_per_ip > config.limits.max_connections) {
+  // A setting that failed its own schema has a value no rule can compare (out of range, or not even a number): its
+  // own problem is reported, and the rules it takes part in wait until it is fixed.
+  const valid = (...names: string[]) =>
+    !ctx.issues.some((issue) => names.includes((issue.path ?? []).slice(0, 2).join(".")));
+  if (
+    valid("limits.max_connections_per_ip", "limits.max_connections") &&
+    config.limits.max_connections_per_ip > config.limits.max_connections
+  ) {
     // 0 means "no per-address limit", so only an explicit larger value is a mistake.
     ctx.addIssue({
       code: "custom",
       path: ["limits", "max_connections_per_ip"],
       message: `must be at most limits.max_connections (${config.limits.max_connections})`,
       input: config.limits.max_connections_per_ip,
+      params: { alsoFrom: ["limits.max_connections"] } satisfies RuleIssueParams,
     });
   }
-  if (config.http.cache_max_file_bytes > config.http.cache_bytes) {
+  if (
+    valid("http.cache_max_file_bytes", "http.cache_bytes") &&
+    config.http.cache_max_file_bytes > config.http.cache_bytes
+  ) {
     ctx.addIssue({
       code: "custom",
       path: ["http", "cache_max_file_bytes"],
       message: `must be at most http.cache_bytes (${config.http.cache_bytes})`,
       input: config.http.cache_max_file_bytes,
+      params: { alsoFrom: ["http.cache_bytes"] } satisfies RuleIssueParams,
     });
   }
-  if (config.http.immutable_pattern !== "") {
+  if (valid("http.immutable_pattern") && config.http.immutable_pattern !== "") {
     try {
       new RegExp(config.http.immutable_pattern);
     } catch (error) {
@@ -478,12 +498,18 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
       });
     }
   }
-  if (config.admin.enabled && config.admin.port !== 0 && config.admin.port === config.server.port) {
+  if (
+    valid("admin.enabled", "admin.port", "server.port") &&
+    config.admin.enabled &&
+    config.admin.port !== 0 &&
+    config.admin.port === config.server.port
+  ) {
     ctx.addIssue({
       code: "custom",
       path: ["admin", "port"],
       message: `must differ from server.port (${config.server.port})`,
       input: config.admin.port,
+      params: { alsoFrom: ["server.port", "admin.enabled"] } satisfies RuleIssueParams,
     });
   }
 });

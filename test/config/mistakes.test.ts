@@ -1,0 +1,50 @@
+// What a user gets wrong in a configuration, and what hps says back: one line per mistake, naming the layer as the
+// user wrote it, with no spurious follow-on problems.
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ConfigError, loadConfig } from "../../src/config/load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "hps-config-mistakes-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+const absent = join(dir, "absent.toml");
+
+let fileCount = 0;
+function tomlFile(text: string): string {
+  const path = join(dir, `config-${fileCount++}.toml`);
+  writeFileSync(path, text);
+  return path;
+}
+
+async function problemsOf(promise: Promise<unknown>): Promise<string[]> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof ConfigError) return [...error.problems];
+    throw error;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("rules that span settings", () => {
+  test("a setting out of its own range is one problem, not also a rule it takes part in", async () => {
+    const path = tomlFile("[limits]\nmax_connections = -5\n");
+    expect(await problemsOf(loadConfig({ configPath: path }))).toEqual([
+      `${path}: limits.max_connections must be at least 1 (got -5)`,
+    ]);
+    // A value of the wrong type takes part in no comparison either.
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["http.cache_bytes=lots"] }))).toEqual([
+      '--set http.cache_bytes=lots: http.cache_bytes must be a number of bytes or a size like "16 MiB" (got "lots")',
+    ]);
+  });
+
+  test("a rule with one side at its default is blamed on the layer that set the other, and shows the default", async () => {
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["server.port=9090"] }))).toEqual([
+      "--set server.port=9090: admin.port must differ from server.port (9090) (got 9090, the default)",
+    ]);
+    expect(await problemsOf(loadConfig({ configPath: absent, env: { HPS_HTTP_CACHE_BYTES: "1000" } }))).toEqual([
+      "HPS_HTTP_CACHE_BYTES: http.cache_max_file_bytes must be at most http.cache_bytes (1000) (got 1048576, the default)",
+    ]);
+  });
+});
