@@ -133,6 +133,15 @@ function tomlProblem(path: string, text: string, error: TomlError): string {
     const where = opened.quote.length === 3 ? "" : " on the same line";
     return `${path}:${error.line}:${opened.column}: TOML syntax error: unterminated string (close it with ${opened.quote}${where})`;
   }
+  if (reason.startsWith("trying to redefine")) {
+    // The line smol-toml points at is the second definition: a [table] header or a `key = value`.
+    const definition = lineText.trim();
+    const what = definition.startsWith("[")
+      ? definition.replace(/\].*$/, "]").replace(/\s+/g, "")
+      : definition.split("=")[0]!.trim();
+    if (what !== "")
+      return `${path}:${error.line}:${error.column}: TOML syntax error: ${what} is given twice (${reason})`;
+  }
   return `${path}:${error.line}:${error.column}: TOML syntax error: ${reason}`;
 }
 
@@ -169,7 +178,11 @@ function noteOrigins(raw: RawConfig, source: string, origins: Origins): void {
 function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): void {
   for (const [table, values] of Object.entries(raw)) {
     if (!Object.hasOwn(SETTINGS, table)) {
-      problems.push(`${source}: unknown table [${table}]${suggest(table, TABLE_NAMES)}`);
+      problems.push(
+        typeof values === "object" && values !== null && !Array.isArray(values)
+          ? `${source}: unknown table [${table}]${suggest(table, TABLE_NAMES)}`
+          : outsideTables(source, table, values),
+      );
       delete raw[table];
       continue;
     }
@@ -186,6 +199,19 @@ function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): voi
       }
     }
   }
+}
+
+/** A `key = value` line above every [table] header: the tables that have such a setting. */
+function outsideTables(source: string, key: string, value: unknown): string {
+  const tables = tablesWith(key);
+  const line = `${source}: ${key} = ${describe(value)} is outside any table`;
+  if (tables.length === 0) return `${line}, and no table has a setting of that name`;
+  return `${line}: put it under ${tables.map((table) => `[${table}]`).join(" or ")} (settings live in tables, e.g. [${tables[0]}] ${key})`;
+}
+
+/** The tables that have a setting named `key`. */
+function tablesWith(key: string): string[] {
+  return TABLE_NAMES.filter((table) => hasSetting(table, key));
 }
 
 /** Applies the HPS_* variables; returns their names. */
@@ -219,9 +245,25 @@ function applySet(raw: RawConfig, assignment: string, origins: Origins, problems
   const equals = assignment.indexOf("=");
   const path = equals < 0 ? assignment : assignment.slice(0, equals);
   const [table = "", key = "", ...extra] = path.trim().split(".");
-  if (equals < 0 || extra.length > 0 || !hasSetting(table, key)) {
+  const known = extra.length === 0 && hasSetting(table, key);
+  if (equals < 0 && known) {
+    problems.push(`--set ${assignment}: no value (expected --set ${path.trim()}=value)`);
+    return;
+  }
+  if (path.trim() === "") {
+    problems.push(`--set ${assignment}: no setting name before = (expected --set table.key=value)`);
+    return;
+  }
+  if (equals < 0 || !known) {
     const all = TABLE_NAMES.flatMap((t) => Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `${t}.${k}`));
-    const hint = equals < 0 ? " (expected --set table.key=value)" : suggest(path, all);
+    // A key without its table ("port"): every table that has it; otherwise the closest full name.
+    const tables = path.includes(".") ? [] : tablesWith(path.trim());
+    const hint =
+      tables.length > 0
+        ? ` (did you mean ${tables.map((t) => `${t}.${path.trim()}`).join(" or ")}?)`
+        : equals < 0
+          ? " (expected --set table.key=value)"
+          : suggest(path, all);
     problems.push(`--set ${assignment}: unknown setting ${path}${hint}`);
     return;
   }

@@ -48,3 +48,39 @@ describe("rules that span settings", () => {
     ]);
   });
 });
+
+describe("settings written in the wrong place", () => {
+  test("a setting above every [table] header names the tables that have it", async () => {
+    const path = tomlFile("port = 8080\n[http]\nroot = '.'\n");
+    expect(await problemsOf(loadConfig({ configPath: path }))).toEqual([
+      `${path}: port = 8080 is outside any table: put it under [server] or [admin] (settings live in tables, e.g. [server] port)`,
+    ]);
+    const unknown = tomlFile("colour = 'blue'\n");
+    expect(await problemsOf(loadConfig({ configPath: unknown }))).toEqual([
+      `${unknown}: colour = "blue" is outside any table, and no table has a setting of that name`,
+    ]);
+  });
+
+  test("--set without =value says so (the setting exists); --set with no table suggests the full names", async () => {
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["server.port"] }))).toEqual([
+      "--set server.port: no value (expected --set server.port=value)",
+    ]);
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["port=1"] }))).toEqual([
+      "--set port=1: unknown setting port (did you mean server.port or admin.port?)",
+    ]);
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["=1"] }))).toEqual([
+      "--set =1: no setting name before = (expected --set table.key=value)",
+    ]);
+  });
+
+  test("a key given twice in the file is named", async () => {
+    const path = tomlFile("[server]\nport = 1\nport = 2\n");
+    expect(await problemsOf(loadConfig({ configPath: path }))).toEqual([
+      `${path}:3:1: TOML syntax error: port is given twice (trying to redefine an already defined table or value)`,
+    ]);
+    const table = tomlFile("[server]\nport = 1\n\n[server]\nbind = '::'\n");
+    expect(await problemsOf(loadConfig({ configPath: table }))).toEqual([
+      `${table}:4:2: TOML syntax error: [server] is given twice (trying to redefine an already defined table or value)`,
+    ]);
+  });
+});
