@@ -1,4 +1,5 @@
 // Loads the configuration: TOML file < environment (HPS_<TABLE>_<KEY>) < CLI (--set table.key=value), then validates.
+import { stat } from "node:fs/promises";
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import {
@@ -72,14 +73,14 @@ export async function loadConfig(options: LoadOptions): Promise<Config> {
 export async function readConfig(options: LoadOptions): Promise<LoadedConfig> {
   const problems: string[] = [];
   const source = options.configPath;
-  const file = Bun.file(source);
   const origins: Origins = new Map();
-  const found = await file.exists();
+  const text = await readText(source, problems);
+  const found = text !== null;
   let raw: RawConfig = {};
   if (found) {
-    raw = parseFile(source, await file.text(), problems);
+    raw = parseFile(source, text, problems);
     noteOrigins(raw, source, origins);
-  } else if (options.requireFile) {
+  } else if (options.requireFile && problems.length === 0) {
     problems.push(
       `${source}: file not found (create it, or leave out --config to use ${"server.toml"} or the defaults)`,
     );
@@ -102,6 +103,26 @@ export function buildConfig(raw: Record<string, Record<string, unknown>>, source
   const config = validate(raw, new Map(), source, problems);
   if (problems.length > 0 || config === null) throw new ConfigError(problems);
   return config;
+}
+
+/**
+ * The text of the configuration file; null when there is none (or it cannot be read: the problem is then noted).
+ * Not only regular files: `--config /dev/null` is an empty configuration.
+ */
+async function readText(path: string, problems: string[]): Promise<string | null> {
+  try {
+    if ((await stat(path)).isDirectory()) {
+      problems.push(`${path}: is a directory, not a TOML file (give the path of the file itself)`);
+      return null;
+    }
+    return await Bun.file(path).text();
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT") return null;
+    const reason = code === "EACCES" || code === "EPERM" ? "permission denied" : (error as Error).message;
+    problems.push(`${path}: cannot be read (${reason})`);
+    return null;
+  }
 }
 
 function parseFile(path: string, text: string, problems: string[]): RawConfig {

@@ -4,7 +4,7 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ConfigError, loadConfig } from "../../src/config/load.ts";
+import { ConfigError, loadConfig, readConfig } from "../../src/config/load.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-config-mistakes-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -82,5 +82,19 @@ describe("settings written in the wrong place", () => {
     expect(await problemsOf(loadConfig({ configPath: table }))).toEqual([
       `${table}:4:2: TOML syntax error: [server] is given twice (trying to redefine an already defined table or value)`,
     ]);
+  });
+});
+
+describe("the configuration file itself", () => {
+  test("a directory given as the file is said to be one, not 'not found'", async () => {
+    expect(await problemsOf(loadConfig({ configPath: dir, requireFile: true }))).toEqual([
+      `${dir}: is a directory, not a TOML file (give the path of the file itself)`,
+    ]);
+  });
+
+  test("/dev/null is an empty file: every default", async () => {
+    const loaded = await readConfig({ configPath: "/dev/null", requireFile: true });
+    expect(loaded.file).toBe("/dev/null");
+    expect(loaded.config.server.port).toBe(8080);
   });
 });
