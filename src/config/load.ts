@@ -10,7 +10,7 @@ import {
   SETTINGS,
   type SettingSpec,
 } from "./schema.ts";
-import { DURATION_SUFFIXES } from "./units.ts";
+import { DURATION_SUFFIXES, parseByteSize, parseDuration } from "./units.ts";
 
 /** Every problem found in one run, each a sentence a person can act on. */
 export class ConfigError extends Error {
@@ -347,19 +347,20 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
     (value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey],
     raw,
   );
-  const fallback = table !== undefined && key !== undefined ? DEFAULTS[table]?.[key] : undefined;
-  const got =
-    given === undefined && fallback !== undefined
-      ? ` (got ${describe(fallback)}, the default)`
-      : ` (got ${describe(given)})`;
   const unit =
     table !== undefined && key !== undefined && hasSetting(table, key)
       ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.unit
       : undefined;
+  const fallback = table !== undefined && key !== undefined ? DEFAULTS[table]?.[key] : undefined;
+  const got =
+    given === undefined && fallback !== undefined
+      ? ` (got ${describe(fallback)}, the default)`
+      : ` (got ${describe(given)}${cameTo(given, unit)})`;
   const inUnit = unit ? ` ${unit}` : "";
   switch (issue.code) {
     case "invalid_type":
       if (issue.expected === "number") return `${name} must be ${NUMBER_FORMS[unit ?? ""] ?? "a number"}${got}`;
+      if (issue.expected === "int") return `${name} must be a whole number${unit ? ` of ${unit}` : ""}${got}`;
       return `${name} must be ${article(issue.expected)}${got}`;
     case "too_small":
       return `${name} must be at least ${issue.minimum}${inUnit}${got}`;
@@ -371,9 +372,21 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
       return `${name} ${issue.message}${got}`;
     default:
       if (issue.code === "invalid_format" || issue.message.includes("integer"))
-        return `${name} must be a whole number${got}`;
+        return `${name} must be a whole number${unit ? ` of ${unit}` : ""}${got}`;
       return `${name}: ${issue.message}${got}`;
   }
+}
+
+/** ", which is 1.5 seconds" for a size or duration written with units; "" when there is nothing to add. */
+function cameTo(given: unknown, unit: string | undefined): string {
+  if (typeof given !== "string" || unit === undefined) return "";
+  const value =
+    unit === "bytes"
+      ? parseByteSize(given)
+      : unit === "seconds" || unit === "milliseconds" || unit === "microseconds"
+        ? parseDuration(given, unit)
+        : Number.NaN;
+  return Number.isFinite(value) && String(value) !== given.trim() ? `, which is ${value} ${unit}` : "";
 }
 
 function article(expected: string): string {

@@ -43,8 +43,11 @@ export const DURATION_SUFFIXES = "us, ms, s, m, h, d";
  * d, as nginx and Caddy take them), or a plain number meaning `unit`. Returns NaN when it cannot.
  */
 export function parseDuration(text: string, unit: DurationUnit): number {
-  const trimmed = text.trim();
-  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return Number(trimmed);
+  // A sign is read so that "-1s" is reported as out of range (as -1 is), not as an unknown form.
+  const negative = text.trim().startsWith("-");
+  const trimmed = negative ? text.trim().slice(1) : text.trim();
+  const sign = negative ? -1 : 1;
+  if (/^\d+(?:\.\d+)?$/.test(trimmed)) return sign * Number(trimmed);
   const part = /(\d+(?:\.\d+)?)\s*(us|µs|ms|s|m|h|d)\s*/y;
   let micros = 0;
   let matched = 0;
@@ -56,5 +59,5 @@ export function parseDuration(text: string, unit: DurationUnit): number {
   }
   if (matched === 0) return Number.NaN;
   // Rounded to a nanosecond's worth of the unit: "0.3s" in milliseconds is 300, not 300.00000000000006.
-  return Math.round((micros / MICROS_PER_UNIT[unit]) * 1e9) / 1e9;
+  return (sign * Math.round((micros / MICROS_PER_UNIT[unit]) * 1e9)) / 1e9;
 }

@@ -98,3 +98,28 @@ describe("the configuration file itself", () => {
     expect(loaded.config.server.port).toBe(8080);
   });
 });
+
+describe("durations and sizes out of range", () => {
+  test("a negative duration is out of range, like a negative number (was: 'must be a number of seconds or a duration')", async () => {
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["server.shutdown_timeout_s=-1s"] }))).toEqual([
+      '--set server.shutdown_timeout_s=-1s: server.shutdown_timeout_s must be at least 0 seconds (got "-1s", which is -1 seconds)',
+    ]);
+  });
+
+  test("a whole-number setting names its unit, and the value a duration came to", async () => {
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["tcp.keepalive_idle_s=1500ms"] }))).toEqual([
+      '--set tcp.keepalive_idle_s=1500ms: tcp.keepalive_idle_s must be a whole number of seconds (got "1500ms", which is 1.5 seconds)',
+    ]);
+    expect(await problemsOf(loadConfig({ configPath: absent, sets: ["http.cache_revalidate_ms=1.5"] }))).toEqual([
+      "--set http.cache_revalidate_ms=1.5: http.cache_revalidate_ms must be a whole number of milliseconds (got 1.5)",
+    ]);
+  });
+
+  test("a size or duration over its range shows what it came to", async () => {
+    const path = tomlFile('[http]\ncache_bytes = "128 GiB"\ncache_revalidate_ms = "2h"\n');
+    expect(await problemsOf(loadConfig({ configPath: path }))).toEqual([
+      `${path}: http.cache_bytes must be at most 68719476736 bytes (got "128 GiB", which is 137438953472 bytes)`,
+      `${path}: http.cache_revalidate_ms must be at most 3600000 milliseconds (got "2h", which is 7200000 milliseconds)`,
+    ]);
+  });
+});

@@ -42,7 +42,10 @@ describe("durations", () => {
     expect(parseDuration("100us", "microseconds")).toBe(100);
     expect(parseDuration(" 250 ms ", "microseconds")).toBe(250_000);
     expect(parseDuration("42", "milliseconds")).toBe(42);
-    for (const bad of ["", "soon", "10 sec", "s", "-5s", "1x", "10s junk"]) {
+    // A sign is read, so that the schema's range reports a negative duration as it does a negative number.
+    expect(parseDuration("-5s", "seconds")).toBe(-5);
+    expect(parseDuration("-1.5", "seconds")).toBe(-1.5);
+    for (const bad of ["", "-", "--5s", "soon", "10 sec", "s", "1x", "10s junk"]) {
       expect(parseDuration(bad, "seconds")).toBeNaN();
     }
   });
@@ -79,10 +82,14 @@ describe("durations", () => {
       ),
     );
     expect(problems).toContainEqual(
-      expect.stringContaining('http.cache_revalidate_ms must be at most 3600000 milliseconds (got "2h")'),
+      expect.stringContaining(
+        'http.cache_revalidate_ms must be at most 3600000 milliseconds (got "2h", which is 7200000',
+      ),
     );
     expect(problems).toContainEqual(
-      expect.stringContaining('tcp.keepalive_idle_s must be a whole number (got "500ms")'),
+      expect.stringContaining(
+        'tcp.keepalive_idle_s must be a whole number of seconds (got "500ms", which is 0.5 seconds)',
+      ),
     );
   });
 
