@@ -1,6 +1,6 @@
 // CLI entry for `bun run server`: parse argv, load the configuration, start, stop on signals.
 import { parseArgs } from "node:util";
-import { ConfigError, type LoadedConfig, readConfig } from "./config/load.ts";
+import { ConfigError, type LoadedConfig, readConfig, type SetOverride } from "./config/load.ts";
 import { configToToml } from "./config/print.ts";
 import { StartupError, startServer } from "./server.ts";
 import { startupProblems, startupWarnings } from "./startup/checks.ts";
@@ -62,9 +62,10 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  const sets = [...(args.set ?? [])];
-  if (args.port !== undefined) sets.push(`server.port=${args.port}`);
-  if (args.protocol !== undefined) sets.push(`server.protocol=${args.protocol}`);
+  const sets: SetOverride[] = [...(args.set ?? [])];
+  if (args.port !== undefined) sets.push({ assignment: `server.port=${args.port}`, given: `--port ${args.port}` });
+  if (args.protocol !== undefined)
+    sets.push({ assignment: `server.protocol=${args.protocol}`, given: `--protocol ${args.protocol}` });
 
   const configPath = args.config ?? "server.toml";
   const read = () => readConfig({ configPath, requireFile: args.config !== undefined, env: process.env, sets });

@@ -31,8 +31,14 @@ export interface LoadOptions {
   /** Environment to read HPS_* overrides from. */
   env?: Record<string, string | undefined>;
   /** `table.key=value` overrides from the command line, in order. */
-  sets?: readonly string[];
+  sets?: readonly SetOverride[];
 }
+
+/**
+ * One command-line override: `table.key=value` as --set gives it, or with the words the user typed for it (a
+ * shorthand such as `--port 80`), which name it in problems and in the list of overrides.
+ */
+export type SetOverride = string | { readonly assignment: string; readonly given: string };
 
 /** A loaded configuration and where it came from. */
 export interface LoadedConfig {
@@ -87,9 +93,10 @@ export async function readConfig(options: LoadOptions): Promise<LoadedConfig> {
   }
   checkKnownKeys(raw, source, problems);
   const overrides = applyEnv(raw, options.env ?? {}, origins, problems);
-  for (const assignment of options.sets ?? []) {
-    applySet(raw, assignment, origins, problems);
-    overrides.push(`--set ${assignment}`);
+  for (const set of options.sets ?? []) {
+    const [assignment, given] = typeof set === "string" ? [set, `--set ${set}`] : [set.assignment, set.given];
+    applySet(raw, assignment, given, origins, problems);
+    overrides.push(given);
   }
   const config = validate(raw, origins, found ? source : "configuration", problems);
   if (problems.length > 0 || config === null) throw new ConfigError(problems);
@@ -262,17 +269,18 @@ function applyEnv(
   return applied;
 }
 
-function applySet(raw: RawConfig, assignment: string, origins: Origins, problems: string[]): void {
+/** Applies one `table.key=value`; `given` is how the user wrote it ("--set a.b=1", "--port 80"). */
+function applySet(raw: RawConfig, assignment: string, given: string, origins: Origins, problems: string[]): void {
   const equals = assignment.indexOf("=");
   const path = equals < 0 ? assignment : assignment.slice(0, equals);
   const [table = "", key = "", ...extra] = path.trim().split(".");
   const known = extra.length === 0 && hasSetting(table, key);
   if (equals < 0 && known) {
-    problems.push(`--set ${assignment}: no value (expected --set ${path.trim()}=value)`);
+    problems.push(`${given}: no value (expected --set ${path.trim()}=value)`);
     return;
   }
   if (path.trim() === "") {
-    problems.push(`--set ${assignment}: no setting name before = (expected --set table.key=value)`);
+    problems.push(`${given}: no setting name before = (expected --set table.key=value)`);
     return;
   }
   if (equals < 0 || !known) {
@@ -285,11 +293,11 @@ function applySet(raw: RawConfig, assignment: string, origins: Origins, problems
         : equals < 0
           ? " (expected --set table.key=value)"
           : suggest(path, all);
-    problems.push(`--set ${assignment}: unknown setting ${path}${hint}`);
+    problems.push(`${given}: unknown setting ${path}${hint}`);
     return;
   }
-  setValue(raw, table, key, assignment.slice(equals + 1), `--set ${assignment}`, problems);
-  origins.set(`${table}.${key}`, `--set ${assignment}`);
+  setValue(raw, table, key, assignment.slice(equals + 1), given, problems);
+  origins.set(`${table}.${key}`, given);
 }
 
 /** Converts override text to the setting's kind; what cannot be converted is left for the schema to reject. */

@@ -46,6 +46,17 @@ describe("--check", () => {
     expect(result.stdout).not.toContain("server.toml: configuration is valid");
   });
 
+  test("the shorthands are named as typed: --port and --protocol, not the --set they stand for", async () => {
+    const cwd = folder("shorthands");
+    const bad = await run(["--check", "--port", "abc", "--protocol", "ftp"], cwd);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--port abc: server.port must be a number (got "abc")');
+    expect(bad.stderr).toContain('--protocol ftp: server.protocol must be one of "http", "echo", "custom" (got "ftp")');
+    expect(bad.stderr).not.toContain("--set");
+    const good = await run(["--check", "--port", "9003"], cwd);
+    expect(good.stdout).toBe("no server.toml found; using the defaults (with --port 9003)\nconfiguration is valid\n");
+  });
+
   test("with a file: names it", async () => {
     const cwd = folder("with-file");
     writeFileSync(join(cwd, "server.toml"), "[server]\nport = 9002\n");
