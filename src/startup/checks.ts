@@ -51,8 +51,13 @@ export const STARTUP_CHECKS: readonly StartupCheck[] = [
 export async function startupProblems(config: Config): Promise<string[]> {
   const problems: string[] = [];
   for (const check of STARTUP_CHECKS) {
-    const problem = await check.run(config);
-    if (problem !== null) problems.push(problem);
+    try {
+      const problem = await check.run(config);
+      if (problem !== null) problems.push(problem);
+    } catch (error) {
+      // What a check did not foresee (ELOOP, ENAMETOOLONG, EIO, ...) is still a problem with its setting, not a crash.
+      problems.push(`${check.settings}: cannot be checked (${(error as Error).message})`);
+    }
   }
   return problems;
 }

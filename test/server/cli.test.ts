@@ -1,7 +1,7 @@
 // The command line: --check runs the start-up checks and says what it read, --version, start-up failures before any
 // claim to serve, and a compiled binary that knows its version without the sources on disk.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import packageJson from "../../package.json" with { type: "json" };
@@ -55,6 +55,18 @@ describe("--check", () => {
     expect(bad.stderr).not.toContain("--set");
     const good = await run(["--check", "--port", "9003"], cwd);
     expect(good.stdout).toBe("no server.toml found; using the defaults (with --port 9003)\nconfiguration is valid\n");
+  });
+
+  test("a root the system cannot even look at (a symbolic link loop) is one line naming http.root, not a stack trace", async () => {
+    const cwd = folder("root-loop");
+    symlinkSync("loop-b", join(cwd, "loop-a"));
+    symlinkSync("loop-a", join(cwd, "loop-b"));
+    const result = await run(["--check", "--set", "http.root=loop-a"], cwd);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toBe(
+      "http.root: cannot be checked (ELOOP: too many symbolic links encountered, stat 'loop-a')\n" +
+        "hps: 1 start-up problem; the server would not start.\n",
+    );
   });
 
   test("with a file: names it", async () => {
