@@ -31,6 +31,13 @@ Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exi
          and the running one kept.
 `;
 
+/**
+ * A stop signal this soon after the first is the same request arriving twice: a signal to the process group (systemd's
+ * default KillMode, `timeout`, `kill -TERM -PGID`) reaches the server directly and again through `bun run server`,
+ * which forwards SIGTERM. Only a later one means "exit at once".
+ */
+const DUPLICATE_SIGNAL_MS = 250;
+
 async function main(argv: string[]): Promise<number> {
   let args;
   try {
@@ -102,12 +109,16 @@ async function main(argv: string[]): Promise<number> {
 
   return await new Promise<number>((resolve) => {
     let stopping = false;
+    let stopSignalMs = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       if (stopping) {
+        // The same request delivered twice, not a person asking to exit at once (see DUPLICATE_SIGNAL_MS).
+        if (performance.now() - stopSignalMs < DUPLICATE_SIGNAL_MS) return;
         process.stderr.write(`hps: second ${signal}, exiting now\n`);
         process.exit(130);
       }
       stopping = true;
+      stopSignalMs = performance.now();
       const shutdownTimeoutS = server.context.config.server.shutdown_timeout_s;
       server.logger.info(`${signal} received: draining (up to ${shutdownTimeoutS} s); send it again to exit at once`);
       server
