@@ -2,6 +2,7 @@
 import { tomlValue } from "./print.ts";
 import {
   effectOf,
+  hasPart,
   PROTOCOLS,
   type Protocol,
   RELOAD_PARTS,
@@ -21,9 +22,12 @@ const EFFECT_WORDS = {
   "not-read": "not read",
 } as const satisfies Record<Exclude<ReloadEffect, object>, string>;
 
-function effectWords(effect: ReloadEffect): string {
+/** The words for `effect` in a server speaking `protocol`; a rebuild of parts it does not have is "not read". */
+function effectWords(effect: ReloadEffect, protocol: Protocol): string {
   if (typeof effect === "string") return EFFECT_WORDS[effect];
-  return `at once, ${effect.rebuild.map((part) => RELOAD_PARTS[part].label).join(", ")}`;
+  const parts = effect.rebuild.filter((part) => hasPart(part, { protocol, ioThreads: 1 }));
+  if (parts.length === 0) return EFFECT_WORDS["not-read"];
+  return `at once, ${parts.map((part) => RELOAD_PARTS[part].label).join(", ")}`;
 }
 
 /**
@@ -34,7 +38,7 @@ function effectWords(effect: ReloadEffect): string {
 export function reloadWords(rule: ReloadRule): string {
   const byProtocol = new Map<string, Protocol[]>();
   for (const protocol of PROTOCOLS) {
-    const words = effectWords(effectOf(rule, { protocol, ioThreads: 1 }));
+    const words = effectWords(effectOf(rule, { protocol, ioThreads: 1 }), protocol);
     byProtocol.set(words, [...(byProtocol.get(words) ?? []), protocol]);
   }
   let text: string;
@@ -47,7 +51,7 @@ export function reloadWords(rule: ReloadRule): string {
       .join("; ");
   }
   if (typeof rule === "object" && !("rebuild" in rule) && rule.threaded !== undefined) {
-    text += `; with server.io_threads > 1: ${effectWords(rule.threaded)}`;
+    text += `; with server.io_threads > 1: ${effectWords(rule.threaded, "http")}`;
   }
   return text;
 }

@@ -85,7 +85,7 @@ export const RELOAD_PARTS: Readonly<Record<ReloadPart, ReloadPartSpec>> = {
     protocols: ["http"],
     label: "recounts HTTP connections",
     words:
-      "open keep-alive connections are counted anew from their next request (otherwise they stay counted under http.connection_limits across reloads)",
+      "open keep-alive connections are counted anew, and admitted anew (allow/deny, connection limits), at their next request; otherwise they stay counted under http.connection_limits across reloads",
   },
   "rate-limiter": {
     label: "resets rate-limit state",

@@ -50,8 +50,14 @@ const TCP_LIVE: ReloadRule = { echo: "live", custom: "live", otherwise: "not-rea
 const POOL_AT_START: ReloadRule = { custom: "restart", otherwise: "not-read" };
 /** Read by the HTTP site: a change rebuilds it (and its cache). */
 const HTTP_SITE: ReloadRule = { rebuild: ["http-site"] };
-/** Settings of the edge (src/net) that the HTTP request handler also reads. */
-const EDGE_AND_HTTP_HANDLER: ReloadRule = { rebuild: ["http-handler"] };
+/**
+ * Who is admitted, and as which address (src/net): TCP decides when a connection opens; HTTP per request, except
+ * that a connection counted under http.connection_limits was admitted once, so its count is rebuilt and the next
+ * request of every open connection is admitted anew.
+ */
+const ADMISSION_LISTS: ReloadRule = { http: { rebuild: ["http-connections"] }, otherwise: "new-connections" };
+/** The rate limiter's settings: HTTP requests and HPS/1 frames take tokens; echo has no requests to limit. */
+const RATE_LIMITER: ReloadRule = { echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } };
 
 /** The settings, table by table, in the order server.toml and the README show them. */
 export const SETTINGS = {
@@ -321,40 +327,41 @@ export const SETTINGS = {
     enabled: {
       schema: bool(false),
       doc: "Limit requests per client address (token bucket).",
-      reload: { rebuild: ["rate-limiter", "http-handler"] },
+      reload: { echo: "not-read", otherwise: { rebuild: ["rate-limiter", "http-handler"] } },
     },
     requests: {
       schema: int(1, 1_000_000_000, 100),
       doc: "Requests allowed per window per client address (the sustained rate).",
-      reload: { rebuild: ["rate-limiter"] },
+      reload: RATE_LIMITER,
     },
     window_s: {
       schema: seconds(0.001, 86_400, 1),
       doc: "Window the requests count is measured over.",
       unit: "seconds",
-      reload: { rebuild: ["rate-limiter"] },
+      reload: RATE_LIMITER,
     },
     burst: {
       schema: int(0, 1_000_000_000, 0),
       doc: "Requests a client may send at once above the rate; 0 = same as requests.",
-      reload: { rebuild: ["rate-limiter"] },
+      reload: RATE_LIMITER,
     },
     max_tracked_ips: {
       schema: int(1, 100_000_000, 100_000),
       doc: "Client addresses remembered; the least recently seen is forgotten first.",
-      reload: { threaded: "restart", otherwise: { rebuild: ["rate-limiter"] } },
+      // With several I/O threads it sizes the shared address table (echo included), made at start.
+      reload: { threaded: "restart", echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } },
     },
     headers: {
       schema: bool(false),
       doc: "Send RateLimit-Limit/Remaining/Reset headers on admitted HTTP responses too.",
-      reload: EDGE_AND_HTTP_HANDLER,
+      reload: { http: { rebuild: ["http-handler"] }, otherwise: "not-read" },
     },
   },
   net: {
     trusted_proxies: {
       schema: strList([]),
       doc: "CIDRs of proxies whose X-Forwarded-For or PROXY header is believed.",
-      reload: EDGE_AND_HTTP_HANDLER,
+      reload: ADMISSION_LISTS,
     },
     proxy_protocol: {
       schema: bool(false),
@@ -364,9 +371,9 @@ export const SETTINGS = {
     allow: {
       schema: strList([]),
       doc: "CIDRs allowed to connect; empty = everyone not denied.",
-      reload: EDGE_AND_HTTP_HANDLER,
+      reload: ADMISSION_LISTS,
     },
-    deny: { schema: strList([]), doc: "CIDRs refused at once (checked before allow).", reload: EDGE_AND_HTTP_HANDLER },
+    deny: { schema: strList([]), doc: "CIDRs refused at once (checked before allow).", reload: ADMISSION_LISTS },
   },
   log: {
     level: {

@@ -286,6 +286,24 @@ describe("Server.reload", () => {
     }
   });
 
+  test("a deny list applied by reload refuses the next request of an open keep-alive connection, with or without http.connection_limits", async () => {
+    for (const connection_limits of [false, true]) {
+      const config = testConfig({ http: { root: siteA, connection_limits }, log: { access_log: false } });
+      await using server = await startServer(config);
+      const kept = await keptConnection(server.port);
+      try {
+        expect((await kept.request(GET_PAGE)).status).toBe(200);
+        const report = await server.reload(configWith(config, { net: { deny: ["127.0.0.0/8"] } }));
+        expect(report.applied).toEqual(["net.deny"]);
+        // Counted connections were admitted once, under the old lists: the reload recounts them, so the next request
+        // of this one is admitted anew (refused, and the connection closed); uncounted ones are checked per request.
+        expect((await kept.request(GET_PAGE)).status).toBe(403);
+      } finally {
+        kept.end();
+      }
+    }
+  });
+
   test("echo: a deny list applied by reload closes new connections from that address at once, counted", async () => {
     const config = testConfig({ server: { protocol: "echo" } });
     await using server = await startServer(config);

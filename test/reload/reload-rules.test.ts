@@ -234,10 +234,14 @@ describe("changedParts", () => {
     expect(parts(http, { rate_limit: { enabled: true } })).toEqual(["http-handler", "rate-limiter"]);
     expect(parts(http, { log: { level: "debug" }, limits: { max_connections: 5 } })).toEqual([]);
     const echo = testConfig({ server: { protocol: "echo" } });
+    // Echo has no HTTP parts and no rate limit (it has no requests).
     expect(parts(echo, { http: { cache_control: "x" }, rate_limit: { enabled: true }, log: { file: "/x" } })).toEqual([
       "log-file",
-      "rate-limiter",
     ]);
+    const custom = testConfig({ server: { protocol: "custom" } });
+    expect(parts(custom, { rate_limit: { enabled: true }, net: { deny: ["10.0.0.0/8"] } })).toEqual(["rate-limiter"]);
+    // The access lists and trusted proxies decide how open HTTP connections were admitted: they are recounted.
+    expect(parts(http, { net: { deny: ["10.0.0.0/8"] } })).toEqual(["http-connections", "http-handler"]);
   });
 
   test("with several I/O threads, rate_limit.max_tracked_ips is read at start: it rebuilds nothing", () => {
@@ -257,9 +261,15 @@ describe("the reload column of docs/configuration.md", () => {
   test("each kind of rule in words", () => {
     expect(reloadWords(ruleOf("server.port"))).toBe("restart");
     expect(reloadWords(ruleOf("log.level"))).toBe("at once");
-    expect(reloadWords(ruleOf("http.root"))).toBe("at once, rebuilds the HTTP site");
-    expect(reloadWords(ruleOf("net.allow"))).toBe("at once, new HTTP handler");
-    expect(reloadWords(ruleOf("rate_limit.enabled"))).toBe("at once, resets rate-limit state, new HTTP handler");
+    // A protocol whose servers have none of the parts a rule rebuilds does not read the setting.
+    expect(reloadWords(ruleOf("http.root"))).toBe("http: at once, rebuilds the HTTP site");
+    expect(reloadWords(ruleOf("net.allow"))).toBe(
+      "http: at once, recounts HTTP connections; echo, custom: new connections",
+    );
+    expect(reloadWords(ruleOf("rate_limit.enabled"))).toBe(
+      "http: at once, resets rate-limit state, new HTTP handler; custom: at once, resets rate-limit state",
+    );
+    expect(reloadWords(ruleOf("rate_limit.headers"))).toBe("http: at once, new HTTP handler");
     expect(reloadWords(ruleOf("http.keepalive_timeout_s"))).toBe("http: restart");
     expect(reloadWords(ruleOf("tcp.nodelay"))).toBe("echo, custom: new connections");
     expect(reloadWords(ruleOf("pool.threads"))).toBe("custom: restart");
@@ -268,14 +278,14 @@ describe("the reload column of docs/configuration.md", () => {
       "http: at once, new HTTP handler; custom: new connections",
     );
     expect(reloadWords(ruleOf("rate_limit.max_tracked_ips"))).toBe(
-      "at once, resets rate-limit state; with server.io_threads > 1: restart",
+      "http, custom: at once, resets rate-limit state; with server.io_threads > 1: restart",
     );
   });
 
   test("the generated reference shows each setting's rule in its row", async () => {
     const docs = await Bun.file(join(import.meta.dir, "../..", "docs", "configuration.md")).text();
     expect(docs).toContain("| `server.port` | `8080` |  | restart |");
-    expect(docs).toContain('| `http.root` | `"./public"` |  | at once, rebuilds the HTTP site |');
+    expect(docs).toContain('| `http.root` | `"./public"` |  | http: at once, rebuilds the HTTP site |');
     expect(docs).toContain("| `http.keepalive_timeout_s` | `10` | seconds | http: restart |");
     expect(docs).toContain("- **rebuilds the HTTP site**: ");
   });
