@@ -58,6 +58,8 @@ function table(header: readonly string[], rows: readonly (readonly string[])[]):
 }
 
 function latencyRow(name: string, summary: LatencySummary): string[] {
+  // No answer, no latency: a dash, not a 0 µs that reads as a fast server.
+  if (summary.count === 0) return [name, ...Array<string>(7).fill("–")];
   return [
     name,
     ...[

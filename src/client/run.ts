@@ -231,6 +231,14 @@ function buildReport(options: LoadOptions, handles: readonly ThreadHandle[], mer
   for (const fatal of merged.fatals) warnings.push(fatal);
   const fatal = merged.fatals.length > 0 ? merged.fatals.join("; ") : null;
   const completed = tally(Tally.completed);
+  // Requests still unanswered when a closed-model run ends are neither answers nor errors: a server that accepts
+  // connections and never answers would otherwise pass a run shorter than --timeout with no error at all.
+  const noAnswer =
+    fatal === null && sent > 0 && completed === 0
+      ? `no answer: ${sent} requests sent, none answered within the ${round(seconds, 2)} s measured (the connections ` +
+        `opened; --timeout ${options.timeoutMs / 1000} s is longer than the run)`
+      : null;
+  if (noAnswer !== null) warnings.push(noAnswer);
   const bytesRead = tally(Tally.bytesRead);
   return {
     schema: REPORT_SCHEMA,
@@ -258,7 +266,7 @@ function buildReport(options: LoadOptions, handles: readonly ThreadHandle[], mer
     lateSendMs: LATE_SEND_MS,
     warnings,
     fatal,
-    failure: fatal !== null ? `the run stopped early: ${fatal}` : errorRateFailure(options, errors),
+    failure: fatal !== null ? `the run stopped early: ${fatal}` : (noAnswer ?? errorRateFailure(options, errors)),
   };
 }
 

@@ -313,6 +313,20 @@ describe("--max-error-rate", () => {
     expect(over.failure).toBe("25 % of the attempts failed (non-2xx 10), more than --max-error-rate 20 % allows");
   });
 
+  test("a server that accepts but never answers fails the run, even one shorter than --timeout", async () => {
+    using server = startHttpServer(() => ({ bytes: OK_RESPONSE, delayMs: 5_000 }));
+    const report = await runLoad(parseLoadArgs(["-c", "2", "-d", "300ms", `http://127.0.0.1:${server.port}/`])!);
+    expect(report.requests).toMatchObject({ sent: 2, completed: 0 });
+    expect(report.errors.total).toBe(0);
+    expect(report.failure).toBe(
+      "no answer: 2 requests sent, none answered within the 0.3 s measured (the connections opened; --timeout 10 s is longer than the run)",
+    );
+    const text = formatReport(report);
+    expect(text).toContain("warning: no answer: 2 requests sent");
+    // No answers, no latency: the table says so instead of showing 0 µs.
+    expect(text).toMatch(/│ Latency +│ +– +│ +– +│/);
+  });
+
   test("--json carries the verdict, and the exit code follows it", async () => {
     using server = startHttpServer(() => ({ bytes: SERVER_ERROR }));
     const { exitCode, stdout } = await runCli(["--json", "-c", "2", "-n", "10", `http://127.0.0.1:${server.port}/`]);
