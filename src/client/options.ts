@@ -1,5 +1,6 @@
 // Command line of `bun run load`: its flags (parsed by node:util parseArgs), their defaults and help, the target.
 import { parseArgs } from "node:util";
+import { parseDuration } from "../config/units.ts";
 
 /** Which wire protocol the target speaks, from the URL scheme. */
 export type TargetProtocol = "http" | "echo" | "hps";
@@ -77,7 +78,7 @@ const FLAGS = {
   duration: {
     short: "d",
     value: "T",
-    help: [`measured duration, e.g. 10s, 500ms, 1m (default ${DEFAULTS.durationMs / 1000}s unless -n)`],
+    help: [`measured duration, e.g. 10s, 500ms, 1m30s (default ${DEFAULTS.durationMs / 1000}s unless -n)`],
   },
   requests: { short: "n", value: "N", help: ["exact number of measured requests, then stop"] },
   rate: {
@@ -162,14 +163,15 @@ Exit status: 0 the run met --max-error-rate; 1 it did not, or it could not run (
 2 the command line is wrong.
 `;
 
-/** "10s", "250ms", "1m", "1.5" (seconds) -> milliseconds. */
+/**
+ * "10s", "250ms", "1m", "1h30m" (the forms the server's settings take, src/config/units.ts), or a plain number of
+ * seconds ("1.5") -> milliseconds.
+ */
 export function parseDurationMs(text: string, flag: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!match) throw new LoadUsageError(`${flag}: expected a duration like 10s, 500ms or 1m (got "${text}")`);
-  const value = Number(match[1]);
-  const unit = match[2] ?? "s";
-  const factor = unit === "ms" ? 1 : unit === "s" ? 1000 : unit === "m" ? 60_000 : 3_600_000;
-  return value * factor;
+  const plainSeconds = /^\s*\d+(?:\.\d+)?\s*$/.test(text);
+  const ms = plainSeconds ? Number(text) * 1000 : parseDuration(text, "milliseconds");
+  if (!(ms >= 0)) throw new LoadUsageError(`${flag}: expected a duration like 10s, 500ms or 1m (got "${text}")`);
+  return ms;
 }
 
 function parseCount(text: string, flag: string, min: number): number {

@@ -86,7 +86,12 @@ describe("command line", () => {
     expect(parseDurationMs("250ms", "-d")).toBe(250);
     expect(parseDurationMs("1.5", "-d")).toBe(1500);
     expect(parseDurationMs("2m", "-d")).toBe(120_000);
+    // The forms the server's settings take (src/config/units.ts): one parser, so "1h30m" works in both.
+    expect(parseDurationMs("1h30m", "-d")).toBe(5_400_000);
+    expect(parseDurationMs("1m30s", "-d")).toBe(90_000);
+    expect(parseDurationMs("500us", "-w")).toBe(0.5);
     expect(() => parseDurationMs("soon", "-d")).toThrow(LoadUsageError);
+    expect(() => parseDurationMs("-5s", "--duration=-5s")).toThrow("expected a duration");
   });
 
   test.each([
