@@ -58,6 +58,8 @@ const HTTP_SITE: ReloadRule = { rebuild: ["http-site"] };
 const ADMISSION_LISTS: ReloadRule = { http: { rebuild: ["http-connections"] }, otherwise: "new-connections" };
 /** The rate limiter's settings: HTTP requests and HPS/1 frames take tokens; echo has no requests to limit. */
 const RATE_LIMITER: ReloadRule = { echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } };
+/** The fleet's links, leases and holders are made at start (src/fleet/member.ts). */
+const FLEET_AT_START: ReloadRule = "restart";
 
 /** The settings, table by table, in the order server.toml and the README show them. */
 export const SETTINGS = {
@@ -406,6 +408,40 @@ export const SETTINGS = {
     bind: { schema: str("127.0.0.1"), doc: "Address of the admin listener (loopback by default).", reload: "restart" },
     port: { schema: int(0, 65535, 9090), doc: "Port of the admin listener; 0 picks a free port.", reload: "restart" },
   },
+  fleet: {
+    redis_url: {
+      schema: str(""),
+      doc: "Redis (or Valkey) shared by the instances of a fleet, e.g. redis://10.0.0.5:6379 or rediss://user:secret@host:6380/0: rate limits and limits.max_connections_per_ip then hold across every instance, and each publishes its statistics there. Empty = no fleet: every limit is this instance's own.",
+      reload: FLEET_AT_START,
+    },
+    instance_id: {
+      schema: str(""),
+      doc: "This instance's name in the fleet's statistics; empty = hostname:port. Give each instance its own.",
+      reload: FLEET_AT_START,
+    },
+    sync_interval_ms: {
+      schema: wholeMilliseconds(5, 60_000, 50),
+      doc: "A busy address's token lease is sized to last about this long (so it costs about one Redis call per interval); leases of addresses quiet for two intervals, and connection slots no longer used, are given back this often.",
+      unit: "milliseconds",
+      reload: FLEET_AT_START,
+    },
+    on_redis_down: {
+      schema: oneOf(["local", "allow", "deny"] as const, "local"),
+      doc: "While Redis is unavailable: local = each instance limits on its own (as without a fleet), allow = no rate limit and no per-address connection limit, deny = refuse requests and connections beyond the tokens and slots already leased. Logged once per outage; fleet-wide limits resume by themselves when Redis answers.",
+      reload: FLEET_AT_START,
+    },
+    key_prefix: {
+      schema: str("hps:"),
+      doc: "Prefix of every key hps writes in Redis; fleets sharing one Redis need different prefixes.",
+      reload: FLEET_AT_START,
+    },
+    redis_timeout_ms: {
+      schema: wholeMilliseconds(1, 60_000, 100),
+      doc: "A call to Redis or a connection attempt without an answer this long counts as an outage (on_redis_down applies until Redis answers again). Requests never wait for Redis.",
+      unit: "milliseconds",
+      reload: FLEET_AT_START,
+    },
+  },
 } as const satisfies Record<string, Record<string, SettingSpec>>;
 
 type Settings = typeof SETTINGS;
@@ -505,6 +541,15 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
       });
     }
   }
+  if (valid("fleet.redis_url") && config.fleet.redis_url !== "" && !REDIS_URL.test(config.fleet.redis_url)) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["fleet", "redis_url"],
+      message:
+        "must be a Redis URL such as redis://host:6379, rediss://user:secret@host:6380/0 or redis+unix:///run/redis.sock (or empty for no fleet)",
+      input: config.fleet.redis_url,
+    });
+  }
   if (
     valid("admin.enabled", "admin.port", "server.port") &&
     config.admin.enabled &&
@@ -520,6 +565,9 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
     });
   }
 });
+
+/** The URL schemes Bun's Redis client accepts, followed by something. */
+const REDIS_URL = /^(redis|rediss|valkey|valkeys|redis\+tls|redis\+unix|redis\+tls\+unix):\/\/\S+$/;
 
 /** Loose shape check for a CIDR or plain address; src/net parses it for real. */
 function isCidrText(text: string): boolean {

@@ -15,7 +15,7 @@ import type { GaugeRegistry } from "../context.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import { CidrList, parseAddressInto, unmapIpv4 } from "./cidr.ts";
 import { forwardedClient } from "./client-address.ts";
-import { ConnectionGate, GateResult } from "./connection-gate.ts";
+import { ConnectionGate, GateResult, type ConnectionBudget } from "./connection-gate.ts";
 import { RateLimiter, SharedRateLimiter, type AddressRateLimiter, type RateLimitState } from "./rate-limiter.ts";
 import type { SharedAddressTable } from "./shared-address-table.ts";
 
@@ -27,6 +27,17 @@ export const Refusal = { NONE: 0, DENIED: 1, MAX_CONNECTIONS: 2, PER_IP: 3 } as 
  * A cache hit (~Map.get) is several times cheaper than parsing the address. Cleared when full and by reconfigure.
  */
 const DECISION_CACHE_ENTRIES = 4096;
+
+/**
+ * Where per-address state is kept beyond this instance: a fleet of instances (src/fleet) swaps in its rate limiter
+ * and its connection budget here, and nothing else in the request path changes. Both decide without network waits.
+ */
+export interface AdmissionStores {
+  /** The rate limiter to use, given the one this thread would use alone (the fleet's falls back to it). */
+  rateLimiter(local: AddressRateLimiter, rate: Config["rate_limit"]): AddressRateLimiter;
+  /** limits.max_connections_per_ip across instances; null leaves it to this instance. */
+  readonly connections: ConnectionBudget | null;
+}
 
 /** Answer of rateLimitHeaders when rate limiting is off (nothing to report). */
 const NO_RATE_LIMIT: Readonly<RateLimitState> = Object.freeze({ limit: 0, remaining: 0, resetSeconds: 0 });
@@ -43,6 +54,8 @@ export class Admission {
   private limiter: AddressRateLimiter | null;
   /** With several I/O threads: per-address state every thread shares (connections per address, rate limits). */
   private readonly sharedAddresses: SharedAddressTable | null;
+  /** With a fleet: the stores shared by every instance. */
+  private readonly stores: AdmissionStores | null;
   /** The configuration the limiter was made for; reconfigure keeps the limiter unless its part must be rebuilt. */
   private limiterConfig: Config;
   private allow: CidrList;
@@ -57,6 +70,7 @@ export class Admission {
    * `gauges`: where the "rateLimiter" group { trackedIps } is registered (when given).
    * `sharedConnections`: with several I/O threads, the shared count that limits.max_connections applies to;
    * `sharedAddresses`: the table where they count connections per address and rate limits together.
+   * `stores`: with a fleet (fleet.redis_url), its rate limiter and connection budget.
    */
   constructor(
     config: Config,
@@ -64,18 +78,21 @@ export class Admission {
     gauges?: GaugeRegistry,
     sharedConnections: Int32Array | null = null,
     sharedAddresses: SharedAddressTable | null = null,
+    stores: AdmissionStores | null = null,
   ) {
     this.stats = stats;
     this.sharedAddresses = sharedAddresses;
+    this.stores = stores;
     this.gate = new ConnectionGate(
       config.limits.max_connections,
       perIpLimit(config.limits),
       sharedConnections,
       sharedAddresses,
+      stores?.connections ?? null,
     );
     const rate = config.rate_limit;
     this.limiterConfig = config;
-    this.limiter = createLimiter(rate, sharedAddresses);
+    this.limiter = createLimiter(rate, sharedAddresses, stores);
     this.rateLimitEnabled = rate.enabled;
     this.rateLimitHeadersEnabled = rate.enabled && rate.headers;
     this.allow = new CidrList(config.net.allow);
@@ -113,7 +130,7 @@ export class Admission {
     if (changedParts(this.limiterConfig, config).has("rate-limiter")) {
       // Shared: the thread that created the table (the main thread, which commits first) clears it, once.
       if (this.sharedAddresses?.isCreator === true) this.sharedAddresses.clearRates();
-      this.limiter = createLimiter(rate, this.sharedAddresses);
+      this.limiter = createLimiter(rate, this.sharedAddresses, this.stores);
     }
     this.limiterConfig = config;
     this.rateLimitEnabled = rate.enabled;
@@ -248,11 +265,17 @@ function perIpLimit(limits: Config["limits"]): number {
   return limits.max_connections_per_ip === 0 ? limits.max_connections : limits.max_connections_per_ip;
 }
 
-function createLimiter(rate: RateLimitSettings, shared: SharedAddressTable | null): AddressRateLimiter | null {
+function createLimiter(
+  rate: RateLimitSettings,
+  shared: SharedAddressTable | null,
+  stores: AdmissionStores | null,
+): AddressRateLimiter | null {
   if (!rate.enabled) return null;
-  return shared !== null
-    ? new SharedRateLimiter(shared, rate.requests, rate.window_s, rate.burst)
-    : new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips);
+  const local =
+    shared !== null
+      ? new SharedRateLimiter(shared, rate.requests, rate.window_s, rate.burst)
+      : new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips);
+  return stores === null ? local : stores.rateLimiter(local, rate);
 }
 
 /**

@@ -7,6 +7,29 @@ export const GateResult = { ADMITTED: 0, MAX_CONNECTIONS: 1, PER_IP: 2 } as cons
 /** Addresses with nothing open kept in the table before a sweep (see perIp). */
 export const ZERO_ENTRIES_KEPT = 1024;
 
+/** What a connection budget shared beyond this instance decided about one more connection. */
+export const FleetVerdict = {
+  /** Counted there, and within the limit. */
+  ADMITTED: 0,
+  /** Over the limit; nothing counted. */
+  REFUSED: 1,
+  /** Counted there, but it cannot decide now (its store is unavailable): this instance's own count decides. */
+  LOCAL: 2,
+} as const;
+
+/**
+ * limits.max_connections_per_ip counted across several instances (a fleet, src/fleet/connection-slots.ts). It
+ * decides without waiting on the network; the gate still keeps this instance's own count.
+ */
+export interface ConnectionBudget {
+  /** A FleetVerdict for one more connection from `ip`; ADMITTED and LOCAL must be matched by one leave(ip). */
+  enter(ip: string, maxPerIp: number, nowMs: number): number;
+  leave(ip: string, nowMs: number): void;
+}
+
+/** The shared table's per-address count with no limit of its own (the fleet's budget decided). */
+const NO_LIMIT = 0x7fffffff;
+
 export class ConnectionGate {
   private maxConnections: number;
   private maxPerIp: number;
@@ -25,21 +48,25 @@ export class ConnectionGate {
   private readonly sharedPerIp: SharedAddressTable | null;
   /** Connections per address this thread admitted while the shared table was full (not counted there). */
   private readonly uncounted = new Map<string, number>();
+  /** With a fleet: the per-address budget shared by every instance, asked before this instance's own count. */
+  private readonly budget: ConnectionBudget | null;
 
   /**
    * `sharedTotal`: a one-element Int32Array over a SharedArrayBuffer when several threads share the total limit;
-   * `sharedPerIp`: the table the per-address limit is then counted in.
+   * `sharedPerIp`: the table the per-address limit is then counted in; `budget`: a fleet's per-address budget.
    */
   constructor(
     maxConnections: number,
     maxConnectionsPerIp: number,
     sharedTotal: Int32Array | null = null,
     sharedPerIp: SharedAddressTable | null = null,
+    budget: ConnectionBudget | null = null,
   ) {
     this.maxConnections = maxConnections;
     this.maxPerIp = maxConnectionsPerIp;
     this.sharedTotal = sharedTotal;
     this.sharedPerIp = sharedPerIp;
+    this.budget = budget;
   }
 
   /**
@@ -60,18 +87,30 @@ export class ConnectionGate {
       Atomics.sub(shared, 0, 1);
       return GateResult.MAX_CONNECTIONS;
     }
+    // The fleet's budget first (it counts across instances); this instance's count decides when it cannot.
+    const budget = this.budget;
+    let localLimit = this.maxPerIp;
+    if (budget !== null) {
+      const verdict = budget.enter(ip, this.maxPerIp, performance.now());
+      if (verdict === FleetVerdict.REFUSED) {
+        if (shared !== null) Atomics.sub(shared, 0, 1);
+        return GateResult.PER_IP;
+      }
+      if (verdict === FleetVerdict.ADMITTED) localLimit = NO_LIMIT;
+    }
     const open = this.perIp.get(ip);
     const sharedPerIp = this.sharedPerIp;
     let overPerIp: boolean;
     if (sharedPerIp === null) {
-      overPerIp = open !== undefined && open >= this.maxPerIp;
+      overPerIp = open !== undefined && open >= localLimit;
     } else {
-      const entered = sharedPerIp.enter(ip, this.maxPerIp, performance.now());
+      const entered = sharedPerIp.enter(ip, localLimit, performance.now());
       overPerIp = entered === EnterResult.REFUSED;
       if (entered === EnterResult.UNCOUNTED) this.uncounted.set(ip, (this.uncounted.get(ip) ?? 0) + 1);
     }
     if (overPerIp) {
       if (shared !== null) Atomics.sub(shared, 0, 1);
+      budget?.leave(ip, performance.now());
       return GateResult.PER_IP;
     }
     if (open === undefined) {
@@ -91,6 +130,7 @@ export class ConnectionGate {
     this.perIp.set(ip, open - 1);
     this.total--;
     if (this.sharedTotal !== null) Atomics.sub(this.sharedTotal, 0, 1);
+    this.budget?.leave(ip, performance.now());
     if (this.sharedPerIp !== null) {
       // A connection the full shared table admitted without a count leaves nothing there (it must not take another's).
       const uncounted = this.uncounted.get(ip);
