@@ -1,12 +1,17 @@
 // limits.max_connections_per_ip across the fleet: connection slots per address leased from Redis, decided locally.
 //
 // The fleet keeps, per address, how many slots each holder (an I/O thread of an instance) holds (scripts.ts
-// CONNECTION_SLOTS). This thread records there the connections it has open from the address plus one spare slot, so
-// the next connection is admitted at once; it learns the other holders' total with every answer. A connection that
-// finds no spare slot is admitted on credit, up to its fair share (limit / holders) while the fleet has room as last
-// seen, and recorded with the next call (past the limit if need be: it is open, and it keeps newcomers out until
-// enough close). Once the fleet is full as last seen, newcomers are refused, and the fleet is asked again at most
-// once per sync interval. What is recorded is absolute (connections open now), never a difference, so a key that was
+// CONNECTION_SLOTS). This thread records there the connections it has open from the address plus, while the address
+// is far from its limit, one spare slot, so the next connection is admitted at once; it learns the other holders'
+// total with every answer. A connection that finds no spare slot is admitted on credit within this holder's part of
+// the room the fleet had at its last answer (room / holders: all holders may do so at once; one connection when that
+// answer is older than an interval, so a stale view lets a holder pass the limit by one at most), and recorded with
+// the next call. Closer to the limit, it is refused and the fleet is asked for one of the last slots, which the
+// client's next attempt finds; once the fleet is full as last seen, newcomers are refused and the fleet is asked
+// again at most once per sync interval. A record may pass the limit (connections admitted on credit are open), and
+// then keeps newcomers out until enough close. Before the fleet's first answer about an
+// address, a holder gives credit up to its fair share (limit / holders): so a client already at its limit through
+// some instances that reaches a holder new to it can get up to a fair share more, once. What is recorded is absolute (connections open now), never a difference, so a key that was
 // deleted or a Redis that lost its state is simply written again; holders that died drop out with their heartbeat.
 //
 // While Redis is unavailable, spare slots already leased are still used; the rest is decided by fleet.on_redis_down:
@@ -36,6 +41,8 @@ class Slots {
   queued = false;
   /** In the list of entries whose count changed since the last tick. */
   changed = false;
+  /** A newcomer was refused near the limit: the next call asks for a slot even from the last free ones. */
+  needSlot = false;
   /** Nothing open any more: the next call writes 0 for it, and its answer takes it out of the table. */
   retiring = false;
   inFlight = false;
@@ -94,18 +101,30 @@ export class FleetConnectionBudget implements ConnectionBudget {
       entry.open++;
       return context.onRedisDown === "local" ? FleetVerdict.LOCAL : FleetVerdict.ADMITTED;
     }
-    if (entry.answered && entry.others + entry.open >= maxPerIp) {
-      // Full as last seen: ask again, at most once per interval, whether someone has left.
-      if (nowMs - entry.lastCallMs >= context.syncIntervalMs) this.batcher.add(entry);
-      return this.forgetIfEmpty(entry, FleetVerdict.REFUSED);
-    }
     const share = Math.max(1, Math.floor(maxPerIp / context.holders));
-    if (entry.open - entry.recorded >= share) {
+    if (!entry.answered) return entry.open < share ? this.admitOnCredit(entry) : FleetVerdict.REFUSED;
+    // Credit within this holder's part of the room the fleet had at its last answer (every holder may take its part
+    // at once without passing the limit), or one connection when that answer is older than an interval (others may
+    // have taken the room since): admitted now, recorded with the next call.
+    const roomAtAnswer = maxPerIp - entry.others - entry.recorded;
+    const isFresh = nowMs - entry.lastAnswerMs < context.syncIntervalMs;
+    const creditLimit = isFresh ? Math.floor(roomAtAnswer / context.holders) : Math.min(1, roomAtAnswer);
+    if (entry.open - entry.recorded < creditLimit) return this.admitOnCredit(entry);
+    if (maxPerIp - entry.others - entry.open > 0) {
+      // Near the limit, what another holder did since matters: ask for one of the last slots (the client's next
+      // attempt finds it) rather than admit on a guess.
+      entry.needSlot = true;
       this.batcher.add(entry);
-      return FleetVerdict.REFUSED;
+    } else if (nowMs - entry.lastCallMs >= context.syncIntervalMs) {
+      // Full as last seen: ask again, at most once per interval, whether someone has left.
+      this.batcher.add(entry);
     }
+    return this.forgetIfEmpty(entry, FleetVerdict.REFUSED);
+  }
+
+  private admitOnCredit(entry: Slots): number {
     entry.open++;
-    context.counters[FleetField.creditAdmitted]! += 1;
+    this.context.counters[FleetField.creditAdmitted]! += 1;
     this.batcher.add(entry);
     return FleetVerdict.ADMITTED;
   }
@@ -185,11 +204,13 @@ export class FleetConnectionBudget implements ConnectionBudget {
     const keys: string[] = [this.holdersKey];
     const args: string[] = [this.holderId, String(SLOT_KEY_TTL_MS)];
     const nowMs = performance.now();
+    const reserve = String(this.context.holders);
     for (const entry of batch) {
       keys.push(this.keyPrefix + entry.key);
       const held = entry.retiring ? 0 : entry.open;
       const spare = entry.retiring || held >= entry.limit ? 0 : 1;
-      args.push(String(entry.limit), String(held), String(spare));
+      args.push(String(entry.limit), String(held), String(spare), entry.needSlot ? "0" : reserve);
+      entry.needSlot = false;
       entry.lastCallMs = nowMs;
       entry.inFlight = true;
     }

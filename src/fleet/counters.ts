@@ -76,7 +76,8 @@ export class FleetCounters {
 
   /**
    * Every field over the rows in use: totals and gauges summed, except redisUp (1 only when every thread's link is
-   * up), holders (the largest view) and roundTripMicros (the slowest thread's).
+   * up), outages (each thread's link sees the same ones: the most any saw), holders (the largest view) and
+   * roundTripMicros (the slowest thread's).
    */
   totals(): Record<FleetFieldName, number> {
     const rows = Math.min(Atomics.load(this.header, 0), MAX_ROWS);
@@ -87,7 +88,7 @@ export class FleetCounters {
       for (let row = 0; row < rows; row++) {
         const v = this.all[row * ROW_FLOATS + field]!;
         if (name === "redisUp") value = Math.min(value, v);
-        else if (name === "holders" || name === "roundTripMicros") value = Math.max(value, v);
+        else if (name === "outages" || name === "holders" || name === "roundTripMicros") value = Math.max(value, v);
         else value += v;
       }
       result[name] = value;

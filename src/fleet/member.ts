@@ -1,8 +1,9 @@
 // One thread's place in the fleet: its Redis link, its heartbeat, and the stores it gives admission (src/net).
 //
 // Every I/O thread of every instance is a lease holder of its own: it keeps its own link, leases and slots, so
-// threads never wait on each other. A heartbeat (HEARTBEAT_MS) keeps the holder alive in Redis and tells it how many
-// holders there are, which sets each one's fair share of a burst or a connection budget.
+// threads never wait on each other. A heartbeat (heartbeatTimes) keeps the holder alive in Redis and tells it how many
+// holders there are, which sets each one's fair share of a burst or a connection budget. A holder that stops (a crash,
+// a partition) counts as gone after a few missed heartbeats, and its connection slots with it.
 import { hostname } from "node:os";
 import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
@@ -14,9 +15,18 @@ import { FleetRateLimiter, type LeaseContext, type OnRedisDown } from "./rate-le
 import { RedisLink } from "./redis-link.ts";
 import { HEARTBEAT } from "./scripts.ts";
 
-/** How often a holder says it is alive; it counts as gone HOLDER_TTL_MS after its last word. */
-export const HEARTBEAT_MS = 1000;
-export const HOLDER_TTL_MS = 5000;
+/** How often a holder says it is alive: five sync intervals, within these bounds. */
+const HEARTBEAT_MIN_MS = 100;
+const HEARTBEAT_MAX_MS = 1000;
+/** Heartbeats a holder may miss before it counts as gone (its connection slots no longer count). */
+const HEARTBEATS_MISSED = 5;
+
+/** Milliseconds between a holder's heartbeats, and after its last one until it counts as gone. */
+export function heartbeatTimes(fleet: Config["fleet"]): { intervalMs: number; ttlMs: number } {
+  const intervalMs = Math.min(HEARTBEAT_MAX_MS, Math.max(HEARTBEAT_MIN_MS, 5 * fleet.sync_interval_ms));
+  // Never shorter than a few timeouts: a holder is not declared dead for one slow answer.
+  return { intervalMs, ttlMs: Math.max(HEARTBEATS_MISSED * intervalMs, 4 * fleet.redis_timeout_ms) };
+}
 
 export interface FleetMemberOptions {
   readonly fleet: Config["fleet"];
@@ -50,6 +60,8 @@ export class FleetMember implements LeaseContext, AdmissionStores {
   private tickTimer: Timer | null = null;
   private heartbeatTimer: Timer | null = null;
   private heartbeats = 0;
+  private readonly heartbeatMs: number;
+  private readonly holderTtlMs: number;
   private stopping: Promise<void> | null = null;
 
   constructor(options: FleetMemberOptions) {
@@ -59,6 +71,7 @@ export class FleetMember implements LeaseContext, AdmissionStores {
     this.syncIntervalMs = fleet.sync_interval_ms;
     this.onRedisDown = fleet.on_redis_down;
     this.holdersKey = `${fleet.key_prefix}holders`;
+    ({ intervalMs: this.heartbeatMs, ttlMs: this.holderTtlMs } = heartbeatTimes(fleet));
     const random = crypto.getRandomValues(new Uint32Array(1))[0]!.toString(36);
     this.holderId = `${fleet.instance_id || hostname()}#${process.pid}.${options.threadIndex}.${random}`;
     const logger = options.logger;
@@ -84,7 +97,7 @@ export class FleetMember implements LeaseContext, AdmissionStores {
     this.tickTimer = setInterval(() => this.tick(), this.syncIntervalMs);
     this.heartbeatTimer = setInterval(() => {
       if (this.link.up) void this.heartbeat().catch(() => {}); // a failure took the link down; it retries
-    }, HEARTBEAT_MS);
+    }, this.heartbeatMs);
   }
 
   /** AdmissionStores: the fleet's limiter over `local`; a limiter made before (an older configuration) gives its leases back. */
@@ -129,7 +142,7 @@ export class FleetMember implements LeaseContext, AdmissionStores {
 
   /** Says this holder is alive; learns how many are. A holder Redis did not know (it lost its state) writes its slots again. */
   private async heartbeat(): Promise<void> {
-    const reply = await this.link.run(HEARTBEAT, [this.holdersKey], [this.holderId, String(HOLDER_TTL_MS)]);
+    const reply = await this.link.run(HEARTBEAT, [this.holdersKey], [this.holderId, String(this.holderTtlMs)]);
     const values = Array.isArray(reply) ? reply : [];
     this.holders = Math.max(1, Number(values[0]) || 1);
     this.counters[FleetField.holders] = this.holders;

@@ -6,12 +6,13 @@
 // fleet.sync_interval_ms of the address's traffic, at most its fair share of the burst (capacity / holders), so a hot
 // address costs about one Redis call per interval, whatever its request rate.
 //
-// A request that finds no token (an address seen for the first time, or one whose traffic outran its lease) is
-// admitted on credit, up to the fair share, while the call is out, and the credit is charged to the fleet's bucket
-// with that call, even past empty. So the fleet-wide count stays exact over time; only the first instants of a new
-// address can go past the burst, by at most the credit the holders give together (the burst itself, one time).
-// Once the fleet says the bucket is empty, requests are refused until its next token is due, and then each holder
-// admits one on credit to learn whether it got it. Leases of addresses quiet for two intervals are given back.
+// A request that finds no token is admitted on credit, and the credit is charged to the fleet's bucket with the next
+// call, even past empty: so the fleet-wide count stays exact over time, and what credit lets through early is
+// refused later. An address this holder has not heard the fleet about yet gets credit up to its fair share of the
+// burst (a new client is not kept waiting a round trip); after that, one request at a time. Once the fleet says
+// the bucket is empty, requests are refused until its next token is due, and then each holder admits one on credit
+// to learn whether it got it. How far past the burst the first instants of an address can go is thus bounded by a
+// fair share per holder that meets it at once. Leases of addresses quiet for two intervals are given back.
 //
 // While Redis is unavailable, tokens in hand are still spent (the fleet granted them); the rest is decided by
 // fleet.on_redis_down: this thread's own limiter (local), everyone admitted (allow) or everyone refused (deny).
@@ -70,8 +71,9 @@ class Lease {
   queued = false;
   /** Give the tokens back (the lease is no longer in the table) instead of asking for more. */
   retiring = false;
-  /** What the call in flight asked and charged. */
+  /** What the call in flight asked for, and the credit it charged (still counted against the credit limit). */
   asked = 0;
+  charging = 0;
   prev: Lease | null = null;
   next: Lease | null = null;
 
@@ -146,9 +148,11 @@ export class FleetRateLimiter implements AddressRateLimiter {
     const context = this.context;
     if (!context.link.up) return this.whileDown(key, nowMs);
     if (lease.fleetEmpty && nowMs < lease.emptyUntilMs) return Math.max(1, Math.ceil(lease.emptyUntilMs - nowMs));
-    // Credit: one request to learn whether the fleet's next token is ours, or a fair share before the first answer.
-    const creditLimit = lease.fleetEmpty ? 1 : this.shareTokens();
-    if (lease.credit < creditLimit) {
+    // Credit: a fair share of the burst before the fleet's first answer about the address (so a new client is not
+    // kept waiting), then one request at a time: to learn whether the fleet's next token is ours, or to bridge a
+    // lease that ran out before its top-up came back.
+    const creditLimit = lease.answered ? 1 : this.shareTokens();
+    if (lease.credit + lease.charging < creditLimit) {
       lease.credit++;
       lease.spentSinceCall++;
       context.counters[FleetField.creditAdmitted]! += 1;
@@ -173,14 +177,22 @@ export class FleetRateLimiter implements AddressRateLimiter {
 
   /**
    * Every fleet.sync_interval_ms: leases quiet for two intervals give their tokens back (and charge their credit);
-   * they leave the table. Also publishes this thread's gauges.
+   * they leave the table. One whose bucket the fleet said is empty stays until its next token is due: forgotten
+   * earlier, the address's next request would get a new address's credit. Also publishes this thread's gauges.
    */
   tick(nowMs: number): void {
     const quietBeforeMs = nowMs - 2 * this.context.syncIntervalMs;
     let lease = this.tail;
     while (lease !== null && lease.lastTakeMs < quietBeforeMs) {
       const before = lease.prev;
-      this.retire(lease);
+      if (lease.fleetEmpty && lease.emptyUntilMs > nowMs) {
+        // Looked at again once its bucket has a token (the walk stops at the first lease not quiet by then).
+        lease.lastTakeMs = lease.emptyUntilMs;
+        this.unlink(lease);
+        this.linkAtHead(lease);
+      } else {
+        this.retire(lease);
+      }
       lease = before;
     }
     this.publishGauges();
@@ -243,6 +255,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
         lease.spentSinceCall = 0;
         lease.lastCallMs = nowMs;
       }
+      lease.charging = lease.credit;
       lease.credit = 0;
       lease.asked = want;
       args.push(String(want), String(charge));
@@ -252,7 +265,10 @@ export class FleetRateLimiter implements AddressRateLimiter {
       reply = await this.context.link.run(RATE_LEASE, keys, args);
     } catch {
       // Redis is down now (the link logged and counted it); what was charged may or may not have landed.
-      for (const lease of batch) lease.asked = 0;
+      for (const lease of batch) {
+        lease.asked = 0;
+        lease.charging = 0;
+      }
       return;
     }
     this.apply(batch, reply, performance.now());
@@ -277,6 +293,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
       if (values[3 * i + 2] === 1) counters[FleetField.repairedKeys]! += 1;
       const asked = lease.asked;
       lease.asked = 0;
+      lease.charging = 0;
       if (lease.retiring) {
         // Retired while this call was out: what it was granted goes back too (what it charged stays charged).
         if (granted > 0) {

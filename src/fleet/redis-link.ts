@@ -154,13 +154,20 @@ export class RedisLink {
       connectionTimeout: this.options.timeoutMs,
       enableAutoPipelining: true,
     });
+    let isConnected = false;
     client.onclose = (error: Error) => {
-      if (this.client === client) this.fail(client, `connection closed (${describe(error)})`);
+      // Before it was up, the attempt's own catch says why.
+      if (isConnected && this.client === client) this.fail(client, `connection lost (${describe(error)})`);
     };
     this.client = client;
     try {
-      await this.bounded(client.connect(), client);
+      try {
+        await this.bounded(client.connect(), client);
+      } catch (error) {
+        throw new RedisLinkError(`cannot connect: ${describe(error)}`);
+      }
       if (this.client !== client) return;
+      isConnected = true;
       // Up for the probe only; a failed probe takes it down again through run()/fail().
       this.up = true;
       await (this.options.probe ? this.options.probe(this) : this.command("PING", []));

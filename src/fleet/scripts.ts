@@ -113,10 +113,12 @@ return { redis.call('ZCARD', key), added, repaired }
 /**
  * Connection slots per address (limits.max_connections_per_ip across the fleet).
  * KEYS[1]: the holders sorted set; KEYS[2..]: one hash per address, field = holder id, value = slots it holds.
- * ARGV: holder id, key ttl ms, then per address: limit, held, want.
+ * ARGV: holder id, key ttl ms, then per address: limit, held, want, reserve.
  * `held` (connections this holder has open, admitted already) is recorded as it is, even over the limit; then up to
- * `want` spare slots are added while the fleet's total stays within the limit. Fields of holders no longer alive
- * are dropped. Returns per address: slots recorded for this holder, slots the other holders hold, 1 when repaired.
+ * `want` spare slots are added while `reserve` slots stay free besides (a spare kept ahead of need is for an
+ * address far from its limit: near it, one holder's spare would refuse another holder's client). Fields of holders
+ * no longer alive are dropped. Returns per address: slots recorded for this holder, slots the other holders hold,
+ * 1 when repaired.
  */
 export const CONNECTION_SLOTS = script(
   "connection-slots",
@@ -127,10 +129,11 @@ local ttl = tonumber(ARGV[2])
 local out = {}
 for i = 2, #KEYS do
   local key = KEYS[i]
-  local base = 3 * (i - 1)
+  local base = 4 * (i - 2) + 3
   local limit = tonumber(ARGV[base])
   local held = tonumber(ARGV[base + 1])
   local want = tonumber(ARGV[base + 2])
+  local reserve = tonumber(ARGV[base + 3])
   local fields, repaired = read('HGETALL', key)
   local others = 0
   if fields then
@@ -152,7 +155,7 @@ for i = 2, #KEYS do
   end
   local record = held
   if want > 0 then
-    local free = limit - others - held
+    local free = limit - others - held - reserve
     if free > 0 then record = held + math.min(want, free) end
   end
   if record > 0 then

@@ -85,20 +85,24 @@ async function waitUntilAnswering(process: Subprocess, port: number): Promise<vo
   }
 }
 
-/** Starts redis-server on a free loopback port (retrying another port if one is taken meanwhile). */
-export async function startRedis(): Promise<RedisServer> {
+/**
+ * Starts redis-server on a free loopback port (retrying another port if one is taken meanwhile), or on `port` when
+ * given (a test that points an instance at it before it runs).
+ */
+export async function startRedis(options: { port?: number } = {}): Promise<RedisServer> {
   const binary = requireRedisServer();
   let port = 0;
   let process: Subprocess | null = null;
-  for (let attempt = 0; attempt < 5 && process === null; attempt++) {
-    port = await freePort();
+  const attempts = options.port === undefined ? 5 : 1;
+  for (let attempt = 0; attempt < attempts && process === null; attempt++) {
+    port = options.port ?? (await freePort());
     const candidate = spawnRedis(binary, port);
     try {
       await waitUntilAnswering(candidate, port);
       process = candidate;
     } catch (error) {
       candidate.kill("SIGKILL");
-      if (attempt === 4) throw error;
+      if (attempt === attempts - 1) throw error;
     }
   }
   let current = process!;
