@@ -190,7 +190,8 @@ export function snapshot(context: ServerContext): Snapshot {
   return sampler.take(SHARED_MIN_WINDOW_MS);
 }
 
-function summarize(histogram: LatencyHistogram, sumMicros: number, exactMaxMicros: number): LatencySummary {
+/** Percentiles, mean and max of `histogram` (the fleet view summarizes merged histograms the same way). */
+export function summarize(histogram: LatencyHistogram, sumMicros: number, exactMaxMicros: number): LatencySummary {
   const count = histogram.count();
   if (count === 0)
     return { count: 0, meanMicros: 0, p50Micros: 0, p90Micros: 0, p99Micros: 0, p999Micros: 0, maxMicros: 0 };
