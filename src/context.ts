@@ -1,5 +1,6 @@
 // What every listener receives from the server: the configuration and the shared resources, built in one place.
 import type { Config } from "./config/schema.ts";
+import { createFleet, type Fleet } from "./fleet/fleet.ts";
 import { Logger } from "./log.ts";
 import { Admission, sharedAddressEntries } from "./net/admission.ts";
 import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
@@ -20,6 +21,8 @@ export interface ServerContext {
   readonly gauges: GaugeRegistry;
   /** The edge's decisions (allow/deny, connection limits, rate limit, client address); one per listener thread. */
   readonly admission: Admission;
+  /** With fleet.redis_url: this thread's part of the fleet (its stores are the admission's; started by the thread). */
+  readonly fleet?: Fleet | null;
 }
 
 /**
@@ -33,6 +36,8 @@ export interface SharedResources {
   readonly connections: Int32Array | null;
   /** Connections per address and rate-limit state; null with one I/O thread. */
   readonly addresses: SharedAddressTableShare | null;
+  /** With fleet.redis_url: every thread's fleet counters (src/fleet/counters.ts). */
+  readonly fleetCounters: SharedArrayBuffer | null;
 }
 
 /**
@@ -59,14 +64,17 @@ export function createContext(
         ? null
         : SharedAddressTable.attach(shared.addresses);
   const gauges: GaugeRegistry = new Map();
-  const admission = new Admission(config, stats, gauges, connections, addresses);
+  // With a fleet, rate limits and connections per address are counted across instances (each thread a holder).
+  const fleet = createFleet(config, logger, gauges, shared?.fleetCounters ?? null);
+  const admission = new Admission(config, stats, gauges, connections, addresses, fleet?.member ?? null);
   return {
-    context: { config, stats, logger, gauges, admission },
+    context: { config, stats, logger, gauges, admission, fleet },
     shared: shared ?? {
       statsBuffer: stats.buffer,
       startedAtMs: stats.startedAtMs,
       connections,
       addresses: addresses?.share() ?? null,
+      fleetCounters: fleet?.counters.buffer ?? null,
     },
   };
 }

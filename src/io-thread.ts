@@ -137,6 +137,7 @@ async function runInThread(): Promise<void> {
     if (message.kind === "start") {
       try {
         context = createContext(message.config, message.shared).context;
+        await context.fleet?.start();
         const { startProtocolListener } = await import("./protocol-listener.ts");
         listener = await startProtocolListener(context, message.poolThreads);
         post({ kind: "started", port: listener.port });
@@ -176,6 +177,7 @@ async function runInThread(): Promise<void> {
       post({ kind: "reload-done" });
     } else if (message.kind === "stop") {
       await listener?.stop(message.options);
+      await context?.fleet?.stop();
       await context?.logger.close();
       post({ kind: "stopped" });
     }

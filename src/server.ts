@@ -81,6 +81,8 @@ export async function startServer(requested: Config): Promise<Server> {
   let listener: Listener;
   let admin: Listener | null = null;
   try {
+    // The fleet answers (or is known to be down) before the first connection is admitted.
+    await context.fleet?.start();
     // Everything is bound before anything says it serves: a port in use fails the start with nothing claimed.
     listener = await listen(config, () => startProtocolListener(context, poolThreads));
     started.push(listener);
@@ -95,6 +97,7 @@ export async function startServer(requested: Config): Promise<Server> {
       started.push(admin);
     }
     const reporter = startReporter(context);
+    context.fleet?.publish(context, listener.port);
     const serving = config.server.protocol === "http" ? `, serving ${config.http.root}` : "";
     logger.info(
       `hps listening on ${config.server.bind}:${listener.port} (${config.server.protocol}${serving}` +
@@ -112,6 +115,7 @@ export async function startServer(requested: Config): Promise<Server> {
           timeoutMs: options.timeoutMs ?? current.config.server.shutdown_timeout_s * 1000,
         };
         await Promise.all([listener.stop(full), ioThreads?.stop(full)]);
+        await context.fleet?.stop();
         reporter.stop();
         if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
         await logger.close();
@@ -142,7 +146,10 @@ export async function startServer(requested: Config): Promise<Server> {
         () => ({
           commit() {
             current = next;
-            if (changed.has("report-timer")) reporter.reschedule(plan.config.stats.interval_s);
+            if (changed.has("report-timer")) {
+              reporter.reschedule(plan.config.stats.interval_s);
+              context.fleet?.reschedule(plan.config.stats.interval_s);
+            }
           },
           abort() {},
         }),
@@ -191,6 +198,7 @@ export async function startServer(requested: Config): Promise<Server> {
     };
   } catch (error) {
     await stopStarted({ graceful: false, timeoutMs: 0 });
+    await context.fleet?.stop();
     await logger.close();
     throw error;
   }

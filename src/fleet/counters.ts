@@ -68,10 +68,10 @@ export class FleetCounters {
     return new FleetCounters(buffer);
   }
 
-  /** A row of its own for the calling thread (index it with FleetField). */
-  claimRow(): Float64Array {
+  /** A row of its own for the calling thread (index it with FleetField), and which row it is (0 = the first claimed). */
+  claimRow(): { row: Float64Array; index: number } {
     const index = Math.min(Atomics.add(this.header, 0, 1), MAX_ROWS - 1);
-    return new Float64Array(this.buffer, HEADER_BYTES + index * ROW_FLOATS * 8, ROW_FLOATS);
+    return { row: new Float64Array(this.buffer, HEADER_BYTES + index * ROW_FLOATS * 8, ROW_FLOATS), index };
   }
 
   /**

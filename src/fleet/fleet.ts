@@ -1,8 +1,10 @@
-// The fleet of one instance (fleet.redis_url set): its members (one per I/O thread), its counters, its statistics.
+// One thread's part of the fleet (fleet.redis_url set): its member, the fleet's counters, and, in the main thread, the
+// instance's statistics.
 //
-// startFleet runs in the main thread before anything listens: the member it makes gives admission its stores, so the
-// first request is already counted fleet-wide (or, Redis being unavailable, by fleet.on_redis_down). Each extra I/O
-// thread joins with joinFleet and a member of its own. Once the public port is known, the main thread publishes the
+// createFleet runs where the thread's context is built (src/context.ts), before anything listens: the member it
+// makes gives admission its stores, and start() connects it (bounded) before the thread admits anything, so the
+// first request is already counted fleet-wide (or, Redis being unavailable, by fleet.on_redis_down). The main thread
+// creates the counters every thread then claims a row of; once its public port is known it publishes the
 // instance's statistics under fleet.instance_id (hostname:port by default).
 import { hostname } from "node:os";
 import type { Config } from "../config/schema.ts";
@@ -18,14 +20,18 @@ import { FleetStatsPublisher, readFleetStats } from "./stats-publisher.ts";
 export interface FleetStatsSource {
   /** Rejects (with a reason for people) while Redis is unavailable. */
   read(): Promise<{ view: FleetView; histogram: LatencyHistogram }>;
+  /** Publishes this instance's statistics now, besides every stats.interval_s (resolves when sent or failed). */
+  publishNow(): Promise<void>;
 }
 
 export interface Fleet extends FleetStatsSource {
-  /** The main thread's member: admission's stores (AdmissionStores). */
+  /** This thread's member: admission's stores (AdmissionStores). */
   readonly member: FleetMember;
-  /** Every thread's fleet counters, to hand to the I/O threads. */
+  /** Every thread's fleet counters (the buffer goes to the I/O threads with the other shared resources). */
   readonly counters: FleetCounters;
-  /** Starts publishing this instance's statistics (called once the port is bound). */
+  /** Connects (bounded by fleet.redis_timeout_ms; an unavailable Redis is logged and retried) and starts ticking. */
+  start(): Promise<void>;
+  /** Main thread: starts publishing this instance's statistics (once the public port is known). */
   publish(context: ServerContext, port: number): void;
   /** stats.interval_s changed (a reload). */
   reschedule(statsIntervalSeconds: number): void;
@@ -33,17 +39,26 @@ export interface Fleet extends FleetStatsSource {
   stop(): Promise<void>;
 }
 
-/** The fleet for `config`, or null when fleet.redis_url is empty. Registers the "fleet" gauge group. */
-export async function startFleet(config: Config, logger: Logger, gauges: GaugeRegistry): Promise<Fleet | null> {
+/**
+ * This thread's part of the fleet, or null when fleet.redis_url is empty. `countersBuffer`: null in the main thread
+ * (which creates the counters), else the main thread's (an I/O thread). Registers the "fleet" gauge group.
+ */
+export function createFleet(
+  config: Config,
+  logger: Logger,
+  gauges: GaugeRegistry,
+  countersBuffer: SharedArrayBuffer | null,
+): Fleet | null {
   if (config.fleet.redis_url === "") return null;
-  const counters = FleetCounters.create();
-  const member = new FleetMember({ fleet: config.fleet, logger, counters: counters.claimRow(), threadIndex: 0 });
-  await member.start();
+  const counters = countersBuffer === null ? FleetCounters.create() : FleetCounters.attach(countersBuffer);
+  const { row, index } = counters.claimRow();
+  const member = new FleetMember({ fleet: config.fleet, logger, counters: row, threadIndex: index });
   gauges.set("fleet", () => fleetGauges(counters));
   let publisher: FleetStatsPublisher | null = null;
   return {
     member,
     counters,
+    start: () => member.start(),
     publish(context, port) {
       const instanceId = config.fleet.instance_id || `${hostname()}:${port}`;
       publisher = new FleetStatsPublisher({
@@ -57,6 +72,9 @@ export async function startFleet(config: Config, logger: Logger, gauges: GaugeRe
     reschedule(statsIntervalSeconds) {
       publisher?.reschedule(statsIntervalSeconds);
     },
+    async publishNow() {
+      await publisher?.publish();
+    },
     async read() {
       if (!member.link.up) throw new Error("Redis is unavailable (see hps_fleet_redis_up and the log)");
       return await readFleetStats(member.link, config.fleet.key_prefix);
@@ -66,19 +84,6 @@ export async function startFleet(config: Config, logger: Logger, gauges: GaugeRe
       await member.stop();
     },
   };
-}
-
-/** An extra I/O thread's member of the fleet, counting into the row it claims in `countersBuffer`. */
-export async function joinFleet(
-  config: Config,
-  logger: Logger,
-  countersBuffer: SharedArrayBuffer,
-  threadIndex: number,
-): Promise<FleetMember> {
-  const counters = FleetCounters.attach(countersBuffer).claimRow();
-  const member = new FleetMember({ fleet: config.fleet, logger, counters, threadIndex });
-  await member.start();
-  return member;
 }
 
 /** The "fleet" gauge group: every thread's counters (src/fleet/counters.ts), the round trip in seconds. */

@@ -49,6 +49,8 @@ export class RedisLink {
   /** The URL without its password, for log lines. */
   private readonly shownUrl: string;
   private client: RedisClient | null = null;
+  /** Connected, the probe running: calls may go out, but the link does not count as up yet. */
+  private probing = false;
   private connecting: Promise<void> | null = null;
   private retryTimer: Timer | null = null;
   private retryMs = RETRY_MIN_MS;
@@ -75,7 +77,7 @@ export class RedisLink {
    */
   async run(script: Script, keys: readonly string[], args: readonly string[]): Promise<unknown> {
     const client = this.client;
-    if (!this.up || client === null) throw new RedisLinkError("Redis is unavailable");
+    if (!(this.up || this.probing) || client === null) throw new RedisLinkError("Redis is unavailable");
     const params = [script.sha, String(keys.length), ...keys, ...args];
     const startedMs = performance.now();
     this.counters[FleetField.redisCalls]! += 1;
@@ -168,14 +170,19 @@ export class RedisLink {
       }
       if (this.client !== client) return;
       isConnected = true;
-      // Up for the probe only; a failed probe takes it down again through run()/fail().
-      this.up = true;
-      await (this.options.probe ? this.options.probe(this) : this.command("PING", []));
+      // Calls may go out for the probe only; a failed probe takes the connection down through run()/fail().
+      this.probing = true;
+      try {
+        await (this.options.probe ? this.options.probe(this) : this.command("PING", []));
+      } finally {
+        this.probing = false;
+      }
     } catch (error) {
       this.fail(client, describe(error));
       return;
     }
     if (this.client !== client || this.closed) return;
+    this.up = true;
     this.retryMs = RETRY_MIN_MS;
     this.counters[FleetField.redisUp] = 1;
     if (this.outageSinceMs !== null) {

@@ -38,6 +38,93 @@ class Exposition {
   }
 }
 
+interface GaugeMetric {
+  group: string;
+  key: string;
+  name: string;
+  type: "counter" | "gauge";
+  help: string;
+}
+
+/** The "fleet" group (src/fleet/fleet.ts): exported only when it is there (fleet.redis_url set). */
+const FLEET_METRICS: readonly GaugeMetric[] = (
+  [
+    {
+      key: "redisUp",
+      name: "hps_fleet_redis_up",
+      type: "gauge",
+      help: "1 while every I/O thread's link to Redis answers.",
+    },
+    {
+      key: "redisErrors",
+      name: "hps_fleet_redis_errors_total",
+      type: "counter",
+      help: "Calls to Redis and connection attempts that failed or timed out (fleet.redis_timeout_ms).",
+    },
+    {
+      key: "outages",
+      name: "hps_fleet_redis_outages_total",
+      type: "counter",
+      help: "Times Redis became unavailable (each logged once; fleet.on_redis_down applied meanwhile).",
+    },
+    { key: "redisCalls", name: "hps_fleet_redis_calls_total", type: "counter", help: "Script calls sent to Redis." },
+    {
+      key: "redisRoundTripSeconds",
+      name: "hps_fleet_redis_round_trip_seconds",
+      type: "gauge",
+      help: "Smoothed round trip of a call to Redis (the slowest I/O thread's).",
+    },
+    {
+      key: "creditAdmitted",
+      name: "hps_fleet_credit_admitted_total",
+      type: "counter",
+      help: "Requests and connections admitted before the fleet granted them (charged to the fleet afterwards).",
+    },
+    {
+      key: "fallbackDecisions",
+      name: "hps_fleet_fallback_decisions_total",
+      type: "counter",
+      help: "Rate and connection decisions made by fleet.on_redis_down while Redis was unavailable.",
+    },
+    {
+      key: "rateAddresses",
+      name: "hps_fleet_rate_addresses",
+      type: "gauge",
+      help: "Client addresses this instance holds rate-limit leases for.",
+    },
+    {
+      key: "leasedTokens",
+      name: "hps_fleet_leased_tokens",
+      type: "gauge",
+      help: "Rate-limit tokens leased from the fleet and not yet spent.",
+    },
+    {
+      key: "slotAddresses",
+      name: "hps_fleet_slot_addresses",
+      type: "gauge",
+      help: "Client addresses this instance holds connection slots for.",
+    },
+    {
+      key: "leasedSlots",
+      name: "hps_fleet_leased_slots",
+      type: "gauge",
+      help: "Connection slots recorded for this instance in the fleet (open connections and spares).",
+    },
+    {
+      key: "holders",
+      name: "hps_fleet_holders",
+      type: "gauge",
+      help: "Lease holders alive in the fleet (each I/O thread of each instance).",
+    },
+    {
+      key: "repairedKeys",
+      name: "hps_fleet_repaired_keys_total",
+      type: "counter",
+      help: "Keys under fleet.key_prefix that held a wrong type or value and were replaced.",
+    },
+  ] satisfies Array<Omit<GaugeMetric, "group">>
+).map((metric) => ({ group: "fleet", ...metric }));
+
 /** The gauge groups other modules register, with the metric each key becomes. Missing groups read as 0 so names stay stable. */
 const GAUGE_METRICS: ReadonlyArray<{
   group: string;
@@ -299,9 +386,15 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   for (const metric of GAUGE_METRICS) {
     out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
   }
+  // Fleet metrics only in a fleet: a lone instance reporting "Redis down" would alarm for nothing.
+  const fleet = snap.gauges.fleet;
+  if (fleet !== undefined) {
+    for (const metric of FLEET_METRICS) out.single(metric.name, metric.type, metric.help, fleet[metric.key] ?? 0);
+  }
   // Groups or keys registered by modules this file does not know yet still appear, as gauges.
-  const known = new Set(GAUGE_METRICS.map((metric) => `${metric.group}.${metric.key}`));
-  const usedNames = new Set(GAUGE_METRICS.map((metric) => metric.name));
+  const described = [...GAUGE_METRICS, ...FLEET_METRICS];
+  const known = new Set(described.map((metric) => `${metric.group}.${metric.key}`));
+  const usedNames = new Set(described.map((metric) => metric.name));
   for (const [group, values] of Object.entries(snap.gauges)) {
     for (const [key, value] of Object.entries(values)) {
       const name = `hps_${snakeCase(group)}_${snakeCase(key)}`;

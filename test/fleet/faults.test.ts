@@ -83,11 +83,12 @@ describe("Redis faults", () => {
     expectNoWaits(await load);
     await redis.restart();
     await waitUntilJoined(fleet, 2, 5000);
-    // The restarted Redis knows nothing (state lost): a fresh bucket, shared by both members again.
+    // Shared again: a new address's one bucket lives in the restarted Redis (which lost everything before it).
     const callsBefore = fleet.counters.totals().redisCalls;
-    const { admitted } = await takeFor(fleet, "192.0.2.3", 200);
+    const { admitted } = await takeFor(fleet, "192.0.2.8", 200);
     expect(admitted).toBeLessThan(RATE.requests * 1.6);
     expect(fleet.counters.totals().redisCalls).toBeGreaterThan(callsBefore);
+    expect(await redis.client.send("EXISTS", ["hps:rate:192.0.2.8"])).toBe(1);
     const log = await fleet.log();
     expect(countOf(log, UNAVAILABLE)).toBe(1);
     expect(countOf(log, BACK)).toBe(1);

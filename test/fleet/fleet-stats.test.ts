@@ -32,7 +32,7 @@ async function instance(id: string, keyPrefix: string, statsIntervalSeconds = 0)
   const member = new FleetMember({
     fleet: context.config.fleet,
     logger: Logger.silent(),
-    counters: FleetCounters.create().claimRow(),
+    counters: FleetCounters.create().claimRow().row,
     threadIndex: 0,
   });
   await member.start();

@@ -49,7 +49,7 @@ export async function startMembers(
   const counters = FleetCounters.create();
   const members: TestMember[] = [];
   for (let i = 0; i < count; i++) {
-    const row = counters.claimRow();
+    const { row } = counters.claimRow();
     const member = new FleetMember({ fleet: config.fleet, logger, counters: row, threadIndex: i });
     const rate = config.rate_limit;
     const local = new RateLimiter(rate.requests, rate.window_s, rate.burst, rate.max_tracked_ips);
