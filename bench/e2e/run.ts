@@ -106,6 +106,15 @@ export const CASES: CaseSpec[] = [
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: KiB },
   },
   {
+    // One client address, so one hot lease: the cost of the shared limiter on the request path (docs/fleet.md).
+    id: "http-1k-fleet",
+    title: "HTTP GET 1 KiB file, 64 conns, rate limit shared through Redis vs this instance's own",
+    unit: "req/s",
+    hps: "hps-http-fleet-limited",
+    baselines: ["hps-http-rate-limited"],
+    plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: KiB },
+  },
+  {
     id: "echo-pingpong",
     title: "echo 64 B ping-pong, 64 conns",
     unit: "round trips/s",
@@ -295,6 +304,7 @@ export async function e2eMain(argv: string[]): Promise<number> {
       wwwDir: join(tempDir, "www"),
       serverCore,
       adminPorts: allPorts.slice(serverNames.length),
+      helperCore: length.clientCore,
     };
     if (needsHttp) await writeHttpFiles(env.wwwDir);
 

@@ -1,7 +1,7 @@
 // The servers an end-to-end benchmark compares: hps in each protocol and the baselines (raw Bun, nginx), with how to start each.
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { startChild, type Child } from "./process.ts";
+import { freePorts, startChild, type Child } from "./process.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 15_000;
@@ -11,6 +11,7 @@ export type ServerName =
   | "hps-http"
   | "hps-http-static-routes"
   | "hps-http-rate-limited"
+  | "hps-http-fleet-limited"
   | "hps-echo"
   | "hps-custom"
   | "hps-custom-inline"
@@ -39,6 +40,25 @@ export interface BenchEnv {
   serverCore: number | null;
   /** Ports for the admin listeners of hps instances, taken in order. */
   adminPorts: number[];
+  /** Core for helpers a server needs besides itself (the fleet's redis-server): the load generator's. */
+  helperCore: number | null;
+}
+
+/**
+ * Starts a redis-server (Debian's package) for a fleet benchmark on a free loopback port, pinned to the helpers'
+ * core (its work is not the server's); stopped with every child. Resolves with its URL and process.
+ */
+export async function startBenchRedis(env: BenchEnv, name: string): Promise<{ url: string; child: Child }> {
+  const [port] = freePorts(1);
+  const child = await startChild({
+    name,
+    argv: ["redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+    core: env.helperCore,
+    readyPort: port!,
+    readyTimeoutMs: READY_TIMEOUT_MS,
+    logPath: join(env.tempDir, `${name}.log`),
+  });
+  return { url: `redis://127.0.0.1:${port}`, child };
 }
 
 /** Test files every HTTP server serves: name and size. */
@@ -212,6 +232,22 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
     undefined,
     ["rate_limit.enabled=true", "rate_limit.requests=1000000000", "rate_limit.window_s=1"],
   ),
+  "hps-http-fleet-limited": {
+    name: "hps-http-fleet-limited",
+    description:
+      "hps as hps-http-rate-limited, with the limit shared through Redis (fleet.redis_url; redis-server on the load generator's core)",
+    unavailable:
+      Bun.which("redis-server") === null ? "redis-server is not installed (Debian package redis-server)" : null,
+    async start(env, port) {
+      const redis = await startBenchRedis(env, "hps-http-fleet-limited-redis");
+      return await hps("hps-http-fleet-limited", "http", "", undefined, [
+        "rate_limit.enabled=true",
+        "rate_limit.requests=1000000000",
+        "rate_limit.window_s=1",
+        `fleet.redis_url=${redis.url}`,
+      ]).start(env, port);
+    },
+  },
   "hps-echo": hps("hps-echo", "echo", "hps, protocol echo"),
   "hps-custom": hps(
     "hps-custom",

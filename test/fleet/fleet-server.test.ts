@@ -1,0 +1,74 @@
+// startServer with a fleet, in this process: several I/O threads each hold leases of their own; stats are published.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startServer } from "../../src/server.ts";
+import { testConfig, waitFor } from "../helpers/common.ts";
+import { startRedis, type RedisServer } from "../helpers/redis.ts";
+
+const root = mkdtempSync(join(tmpdir(), "hps-fleet-server-"));
+writeFileSync(join(root, "a.txt"), "fleet\n");
+let redis: RedisServer;
+beforeAll(async () => {
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis.stop();
+  rmSync(root, { recursive: true, force: true });
+});
+
+describe("startServer in a fleet", () => {
+  test("two instances of two I/O threads each: four holders, one rate limit", async () => {
+    const config = (id: string) =>
+      testConfig({
+        server: { io_threads: 2 },
+        http: { root },
+        rate_limit: { enabled: true, requests: 50, window_s: 1 },
+        fleet: { redis_url: redis.url, key_prefix: "srv-threads:", instance_id: id, sync_interval_ms: 20 },
+      });
+    await using a = await startServer(config("a"));
+    await using b = await startServer(config("b"));
+    const holders = () => (a.context.gauges.get("fleet")?.().holders ?? 0) >= 4;
+    await waitFor(holders, 5000, "four holders");
+    expect(a.context.gauges.get("fleet")?.().redisUp).toBe(1);
+    // Many connections, so both threads of each instance see requests (the kernel spreads connections).
+    const deadline = performance.now() + 1000;
+    let ok = 0;
+    await Promise.all(
+      Array.from({ length: 8 }, async (_, client) => {
+        const port = client % 2 === 0 ? a.port : b.port;
+        for (let i = 0; i < 5000 && performance.now() < deadline; i++) {
+          const response = await fetch(`http://127.0.0.1:${port}/a.txt`, { keepalive: false });
+          await response.arrayBuffer();
+          if (response.status === 200) ok++;
+        }
+      }),
+    );
+    // The burst (50) and 50 per second, for about a second; four holders alone would allow four times as much.
+    expect(ok).toBeGreaterThan(60);
+    expect(ok).toBeLessThan(130);
+  });
+
+  test("the instance publishes its statistics, and withdraws them when it stops", async () => {
+    const config = testConfig({
+      http: { root },
+      stats: { interval_s: 1 },
+      fleet: { redis_url: redis.url, key_prefix: "srv-stats:", instance_id: "published-1" },
+    });
+    const server = await startServer(config);
+    try {
+      await waitFor(
+        async () => (await redis.client.send("EXISTS", ["srv-stats:stats:published-1"])) === 1,
+        3000,
+        "the published entry",
+      );
+      const source = server.context.fleet!;
+      await fetch(`http://127.0.0.1:${server.port}/a.txt`).then((response) => response.arrayBuffer());
+      expect((await source.read()).view.instances.map((entry) => entry.id)).toEqual(["published-1"]);
+    } finally {
+      await server.stop();
+    }
+    expect(await redis.client.send("EXISTS", ["srv-stats:stats:published-1"])).toBe(0);
+  });
+});
