@@ -78,26 +78,8 @@ export function mergeFleet(
   const latency = new LatencyHistogram();
   const interval = new LatencyHistogram();
   const counters = Object.fromEntries(COUNTER_NAMES.map((name) => [name, 0])) as Record<CounterName, number>;
-  const rates = {
-    requestsPerSecond: 0,
-    connectionsPerSecond: 0,
-    bytesReadPerSecond: 0,
-    bytesWrittenPerSecond: 0,
-    errorsPerSecond: 0,
-    refusedPerSecond: 0,
-  };
-  const process: { -readonly [K in keyof ProcessSummary]: number } = {
-    pid: 0,
-    cpuPercent: 0,
-    cpuUserSeconds: 0,
-    cpuSystemSeconds: 0,
-    rssBytes: 0,
-    heapUsedBytes: 0,
-    heapTotalBytes: 0,
-    externalBytes: 0,
-    openFds: 0,
-    maxFds: 0,
-  };
+  const rates = zeroRates();
+  const process = zeroProcess();
   const gauges: Record<string, Record<string, number>> = {};
   const protocols = new Set<string>();
   let startedAtMs = Number.POSITIVE_INFINITY;
@@ -111,6 +93,7 @@ export function mergeFleet(
       counters[name] = name === "requestMicrosMax" ? Math.max(counters[name], value) : counters[name] + value;
     }
     for (const key of Object.keys(rates) as Array<keyof typeof rates>) rates[key] += snap.rates[key] ?? 0;
+    // Sums (CPU, memory, descriptors in use and allowed); a -1 (unknown there) adds nothing.
     for (const key of Object.keys(process) as Array<keyof ProcessSummary>) {
       if (key !== "pid") process[key] += Math.max(0, snap.process[key] ?? 0);
     }
@@ -143,6 +126,40 @@ export function mergeFleet(
     .map(({ id, ageSeconds, published }) => ({ id, ageSeconds, snapshot: published.snapshot }))
     .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   return { view: { scope: "fleet", atMs, instances, unreadable, total }, histogram: latency };
+}
+
+type Rates = { -readonly [K in keyof Snapshot["rates"]]: number };
+type Process = { -readonly [K in keyof ProcessSummary]: number };
+
+/** Every rate at 0 (the type makes this list follow Snapshot's). */
+function zeroRates(): Rates {
+  return {
+    requestsPerSecond: 0,
+    connectionsPerSecond: 0,
+    bytesReadPerSecond: 0,
+    bytesWrittenPerSecond: 0,
+    errorsPerSecond: 0,
+    refusedPerSecond: 0,
+    rateLimitedPerSecond: 0,
+    http2xxPerSecond: 0,
+    http3xxPerSecond: 0,
+    http4xxPerSecond: 0,
+    http5xxPerSecond: 0,
+  };
+}
+
+/** The process summary of the sum: every field 0, pid 0 (the sum has none). */
+function zeroProcess(): Process {
+  return {
+    pid: 0,
+    cpuPercent: 0,
+    cpuUserSeconds: 0,
+    cpuSystemSeconds: 0,
+    rssBytes: 0,
+    jsHeapBytes: 0,
+    fileDescriptorsUsed: 0,
+    fileDescriptorsLimit: 0,
+  };
 }
 
 function sparse(counts: ArrayLike<number>): SparseBuckets {

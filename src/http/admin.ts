@@ -1,6 +1,8 @@
 // The admin listener: a small Bun.serve for health, statistics, Prometheus metrics and the live dashboard.
 import type { Server } from "bun";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
+import type { FleetStatsSource } from "../fleet/fleet.ts";
+import { formatFleetMetrics, formatFleetReport } from "../fleet/fleet-report.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "../stats/prometheus.ts";
 import { formatReport } from "../stats/report.ts";
 import { SnapshotSampler, snapshot } from "../stats/snapshot.ts";
@@ -27,17 +29,22 @@ const INDEX_TEXT = `hps admin
   /metrics    Prometheus text format 0.0.4
   /dashboard  live charts
   /events     Server-Sent Events: one snapshot per second
+In a fleet (fleet.redis_url), ?scope=fleet on /stats, /status, /metrics and /events gives every instance and their sum.
 `;
 
-/** Pushes one snapshot a second to every open /events stream; runs only while someone listens. */
+/**
+ * Pushes one event a second to every open /events stream; runs only while someone listens. `produce` makes the
+ * event (a snapshot, or the fleet's view read from Redis); `minAdvanceMs` is the sampling window it may use.
+ */
 class EventBroadcaster {
-  private readonly sampler: SnapshotSampler;
+  private readonly produce: (minAdvanceMs: number) => object | Promise<object>;
   private readonly streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
   private readonly encoder = new TextEncoder();
   private timer: Timer | null = null;
+  private ticking = false;
 
-  constructor(context: ServerContext) {
-    this.sampler = new SnapshotSampler(context);
+  constructor(produce: (minAdvanceMs: number) => object | Promise<object>) {
+    this.produce = produce;
   }
 
   get size(): number {
@@ -52,8 +59,14 @@ class EventBroadcaster {
         this.streams.add(controller);
         // Tell the browser how soon to reconnect, and give the page data at once.
         controller.enqueue(this.encoder.encode(`retry: ${EVENT_INTERVAL_MS}\n`));
-        controller.enqueue(this.message(this.sampler.take(EVENT_INTERVAL_MS)));
-        this.timer ??= setInterval(() => this.tick(), EVENT_INTERVAL_MS);
+        void Promise.resolve(this.produce(EVENT_INTERVAL_MS)).then((event) => {
+          try {
+            controller.enqueue(this.message(event));
+          } catch {
+            // Closed before the first event was ready.
+          }
+        });
+        this.timer ??= setInterval(() => void this.tick(), EVENT_INTERVAL_MS);
       },
       cancel: () => {
         if (own !== null) this.remove(own);
@@ -80,8 +93,16 @@ class EventBroadcaster {
     this.stopTimer();
   }
 
-  private tick(): void {
-    const message = this.message(this.sampler.take());
+  private async tick(): Promise<void> {
+    // A slow producer (Redis) skips ticks rather than piling them up.
+    if (this.ticking) return;
+    this.ticking = true;
+    let message: Uint8Array;
+    try {
+      message = this.message(await this.produce(0));
+    } finally {
+      this.ticking = false;
+    }
     for (const controller of this.streams) {
       try {
         // A client that stopped reading but keeps the socket open must not grow our memory: drop it.
@@ -123,10 +144,55 @@ function statusText(context: ServerContext): string {
   return `${[...head, ...formatReport(snap)].join("\n")}\n`;
 }
 
+/** The fleet's view for /events?scope=fleet; while Redis is unavailable, an event saying so. */
+async function fleetEvent(fleet: FleetStatsSource): Promise<object> {
+  try {
+    return (await fleet.read()).view;
+  } catch (error) {
+    return { scope: "fleet", error: `fleet statistics unavailable: ${(error as Error).message}` };
+  }
+}
+
+/**
+ * Answers from this instance's statistics (no scope, or ?scope=instance) or from the fleet's (?scope=fleet): 404
+ * when the instance is not in a fleet, 503 while Redis is unavailable, 400 for another scope.
+ */
+function scoped(
+  request: Request,
+  fleet: FleetStatsSource | null | undefined,
+  instance: () => Response,
+  fromFleet: (fleet: FleetStatsSource) => Response | Promise<Response>,
+): Response | Promise<Response> {
+  const scope = new URL(request.url).searchParams.get("scope");
+  if (scope === null || scope === "instance") return instance();
+  if (scope !== "fleet") {
+    return new Response(`scope must be instance or fleet (got "${scope}")\n`, { status: 400, headers: TEXT_HEADERS });
+  }
+  if (fleet === null || fleet === undefined) {
+    return new Response("this instance is not in a fleet (fleet.redis_url is empty)\n", {
+      status: 404,
+      headers: TEXT_HEADERS,
+    });
+  }
+  return Promise.resolve()
+    .then(() => fromFleet(fleet))
+    .catch(
+      (error: unknown) =>
+        new Response(`fleet statistics unavailable: ${(error as Error).message}\n`, {
+          status: 503,
+          headers: { ...TEXT_HEADERS, "Retry-After": "1" },
+        }),
+    );
+}
+
 /** Starts the admin listener on config.admin.bind:port. */
 export async function startAdmin(context: ServerContext, options: AdminOptions): Promise<Listener> {
   const { bind, port } = context.config.admin;
-  const events = new EventBroadcaster(context);
+  const sampler = new SnapshotSampler(context);
+  const events = new EventBroadcaster((minAdvanceMs) => sampler.take(minAdvanceMs));
+  const fleet = context.fleet;
+  const fleetEvents = fleet ? new EventBroadcaster(() => fleetEvent(fleet)) : null;
+  const metricsHeaders = { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE };
   const server: Server<undefined> = Bun.serve({
     hostname: bind,
     port,
@@ -137,18 +203,48 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
         options.isReady()
           ? new Response("ready\n", { headers: TEXT_HEADERS })
           : new Response("draining\n", { status: 503, headers: TEXT_HEADERS }),
-      "/stats": () => Response.json(snapshot(context), { headers: NO_STORE }),
-      "/status": () => new Response(statusText(context), { headers: TEXT_HEADERS }),
-      "/metrics": () =>
-        new Response(renderMetrics(context), { headers: { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE } }),
+      "/stats": (request) =>
+        scoped(
+          request,
+          fleet,
+          () => Response.json(snapshot(context), { headers: NO_STORE }),
+          async (source) => Response.json((await source.read()).view, { headers: NO_STORE }),
+        ),
+      "/status": (request) =>
+        scoped(
+          request,
+          fleet,
+          () => new Response(statusText(context), { headers: TEXT_HEADERS }),
+          async (source) =>
+            new Response(`${formatFleetReport((await source.read()).view).join("\n")}\n`, { headers: TEXT_HEADERS }),
+        ),
+      "/metrics": (request) =>
+        scoped(
+          request,
+          fleet,
+          () => new Response(renderMetrics(context), { headers: metricsHeaders }),
+          async (source) => {
+            const { view, histogram } = await source.read();
+            return new Response(formatFleetMetrics(view, histogram), { headers: metricsHeaders });
+          },
+        ),
       "/dashboard": new Response(dashboardHtml(context.config.server.protocol), {
         headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
       }),
-      "/events": (request, self) => {
-        // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
-        self.timeout(request, 0);
-        return events.open();
-      },
+      "/events": (request, self) =>
+        scoped(
+          request,
+          fleet,
+          () => {
+            // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
+            self.timeout(request, 0);
+            return events.open();
+          },
+          () => {
+            self.timeout(request, 0);
+            return fleetEvents!.open();
+          },
+        ),
     },
     fetch() {
       return new Response("not found; see / for the admin endpoints\n", { status: 404, headers: TEXT_HEADERS });
@@ -165,8 +261,9 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
   let stopping: Promise<void> | null = null;
   return {
     port: actualPort,
-    inFlight: () => Math.max(0, server.pendingRequests - events.size),
+    inFlight: () => Math.max(0, server.pendingRequests - events.size - (fleetEvents?.size ?? 0)),
     stop(stopOptions: StopOptions): Promise<void> {
+      fleetEvents?.closeAll();
       stopping ??= stopAdmin(server, events, stopOptions);
       return stopping;
     },

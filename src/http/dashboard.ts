@@ -1,4 +1,5 @@
-// The live dashboard: one self-contained HTML page (no external scripts) drawing canvas charts from /events.
+// The live dashboard: one self-contained HTML page (no external scripts) drawing canvas charts from /events; in a
+// fleet, a second view draws the fleet's sum (/events?scope=fleet) with a table of its instances.
 import type { Protocol } from "../config/schema.ts";
 import { chartsFor } from "./dashboard-charts.ts";
 
@@ -109,7 +110,52 @@ function draw(chart) {
   labelAxis(chart);
 }
 
-function update(snapshot) {
+/** "instance" or "fleet" (the page opened as /dashboard#fleet starts in the fleet's view). */
+let scope = location.hash === "#fleet" ? "fleet" : "instance";
+let source = null;
+
+function update(data) {
+  if (data.scope === "fleet") {
+    if (data.error) { setState(data.error, "down"); return; }
+    setState("live", "live");
+    const total = data.total;
+    drawCharts(total);
+    renderInstances(data.instances);
+    document.getElementById("summary").textContent =
+      "fleet of " + data.instances.length + " \u00b7 " + Math.round(total.counters.requests).toLocaleString("en-US") +
+      " requests \u00b7 " + Math.round(total.counters.activeConnections).toLocaleString("en-US") +
+      " connections \u00b7 " + Math.round(total.counters.rateLimited).toLocaleString("en-US") + " rate limited";
+  } else {
+    drawCharts(data);
+    summarize(data);
+  }
+  document.body.dataset.updates = String(Number(document.body.dataset.updates || "0") + 1);
+}
+
+function renderInstances(instances) {
+  const body = document.querySelector("#instances tbody");
+  body.replaceChildren();
+  for (const entry of instances) {
+    const s = entry.snapshot;
+    const row = document.createElement("tr");
+    for (const text of [
+      entry.id,
+      entry.ageSeconds.toFixed(1) + " s",
+      format(s.rates.requestsPerSecond, "count"),
+      format(s.counters.activeConnections, "count"),
+      format(s.counters.rateLimited, "count"),
+      format(s.latency.p99Micros, "micros"),
+      s.process.cpuPercent.toFixed(1) + " %",
+    ]) {
+      const cell = document.createElement("td");
+      cell.textContent = text;
+      row.appendChild(cell);
+    }
+    body.appendChild(row);
+  }
+}
+
+function drawCharts(snapshot) {
   times.push(snapshot.atMs);
   if (times.length > HISTORY_POINTS) times.shift();
   for (const chart of CHARTS) {
@@ -124,27 +170,57 @@ function update(snapshot) {
     document.getElementById("value-" + chart.id).textContent = format(lines[0][lines[0].length - 1], chart.unit);
     draw(chart);
   }
+}
+
+function summarize(snapshot) {
   const c = snapshot.counters;
   document.getElementById("summary").textContent =
     snapshot.protocol + " \u00b7 up " + Math.floor(snapshot.uptimeSeconds) + " s \u00b7 " +
     Math.round(c.requests).toLocaleString("en-US") + " requests \u00b7 " +
     Math.round(c.connectionsAccepted).toLocaleString("en-US") + " connections \u00b7 cpu " +
     snapshot.process.cpuPercent.toFixed(1) + " % \u00b7 rss " + format(snapshot.process.rssBytes, "bytes");
-  document.body.dataset.updates = String(Number(document.body.dataset.updates || "0") + 1);
+}
+
+function setState(text, className) {
+  const state = document.getElementById("state");
+  state.textContent = text;
+  state.className = className;
 }
 
 function connect() {
-  const state = document.getElementById("state");
-  const events = new EventSource("events");
-  events.onopen = () => { state.textContent = "live"; state.className = "live"; };
-  events.onmessage = (event) => update(JSON.parse(event.data));
-  events.onerror = () => { state.textContent = "reconnecting"; state.className = "down"; };
+  if (source !== null) source.close();
+  times.length = 0;
+  for (const lines of history.values()) for (const points of lines) points.length = 0;
+  document.getElementById("instances").hidden = scope !== "fleet";
+  for (const button of document.querySelectorAll("#scope button")) {
+    button.className = button.dataset.scope === scope ? "on" : "";
+  }
+  source = scope === "fleet" ? new EventSource("events?scope=fleet") : new EventSource("events");
+  source.onopen = () => setState("live", "live");
+  source.onmessage = (event) => update(JSON.parse(event.data));
+  source.onerror = () => setState("reconnecting", "down");
+}
+
+/** The fleet's view is offered only when this instance is in a fleet (/stats?scope=fleet is not a 404). */
+async function offerFleet() {
+  try {
+    const response = await fetch("stats?scope=fleet");
+    if (response.status === 404) { if (scope === "fleet") { scope = "instance"; connect(); } return; }
+  } catch {
+    return;
+  }
+  const nav = document.getElementById("scope");
+  nav.hidden = false;
+  for (const button of nav.querySelectorAll("button")) {
+    button.onclick = () => { scope = button.dataset.scope; location.hash = scope === "fleet" ? "fleet" : ""; connect(); };
+  }
 }
 
 buildCards();
 CHARTS.forEach(draw);
 window.addEventListener("resize", () => CHARTS.forEach(draw));
 connect();
+offerFleet();
 `;
 
 // The grid fills the window below the header (rows share the height), each chart's plot fills its card.
@@ -170,6 +246,12 @@ canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block
 .legend { list-style: none; display: flex; gap: 14px; margin: 4px 0 0; padding: 0; color: #8a94a6; font-size: 12px; }
 .legend i { display: inline-block; width: 10px; height: 3px; vertical-align: middle; margin-right: 4px; }
 .legend b { color: #dfe6f0; font-weight: 600; font-variant-numeric: tabular-nums; }
+#scope button { background: #1a202c; color: #aab4c5; border: 1px solid #2a3140; padding: 3px 10px; cursor: pointer; }
+#scope button.on { background: #2a3140; color: #dfe6f0; }
+#instances { padding: 0 20px 20px; }
+#instances table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+#instances th, #instances td { text-align: right; padding: 4px 8px; border-bottom: 1px solid #232a38; }
+#instances th:first-child, #instances td:first-child { text-align: left; }
 `;
 
 /** The page for a server speaking `protocol` (only the panels it uses); served as is by the admin listener. */
@@ -183,8 +265,9 @@ export function dashboardHtml(protocol: Protocol): string {
 <style>${PAGE_STYLE}</style>
 </head>
 <body>
-<header><h1>hps</h1><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
+<header><h1>hps</h1><nav id="scope" hidden><button data-scope="instance">this instance</button><button data-scope="fleet">fleet</button></nav><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
 <main id="charts"></main>
+<section id="instances" hidden><table><thead><tr><th>instance</th><th>published</th><th>req/s</th><th>connections</th><th>rate limited</th><th>p99</th><th>cpu</th></tr></thead><tbody></tbody></table></section>
 <script>${PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol)))}</script>
 </body>
 </html>
