@@ -11,8 +11,9 @@
 // refused later. An address this holder has not heard the fleet about yet gets credit up to its fair share of the
 // burst (a new client is not kept waiting a round trip); after that, one request at a time. Once the fleet says
 // the bucket is empty, requests are refused until its next token is due, and then each holder admits one on credit
-// to learn whether it got it. How far past the burst the first instants of an address can go is thus bounded by a
-// fair share per holder that meets it at once. Leases of addresses quiet for two intervals are given back.
+// to learn whether it got it (no sooner than a sync interval after its last call: tokens due meanwhile wait in the
+// bucket for it). How far past the burst the first instants of an address can go is thus bounded by a fair share per
+// holder that meets it at once. Leases of addresses quiet for two intervals are given back.
 //
 // While Redis is unavailable, tokens in hand are still spent (the fleet granted them); the rest is decided by
 // fleet.on_redis_down: this thread's own limiter (local), everyone admitted (allow) or everyone refused (deny).
@@ -69,9 +70,12 @@ class Lease {
   fleetEmpty = false;
   emptyUntilMs = 0;
   queued = false;
-  /** Give the tokens back (the lease is no longer in the table) instead of asking for more. */
+  /** The next call gives the tokens back (and charges the credit) instead of asking for more. */
+  givingBack = false;
+  /** Out of the table (a closed limiter): whatever a call in flight grants goes back too. */
   retiring = false;
-  /** What the call in flight asked for, and the credit it charged (still counted against the credit limit). */
+  /** A call about this address is out; what it asked for, and the credit it charged (still counted as credit). */
+  inFlight = false;
   asked = 0;
   charging = 0;
   prev: Lease | null = null;
@@ -130,6 +134,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
   take(key: string, nowMs: number): number {
     let lease = this.leases.get(key);
     if (lease === undefined) {
+      if (!this.context.link.up) return this.whileDown(key, nowMs);
       // A table full of busy addresses: the newcomer is judged by this thread alone rather than evicting one of them.
       if (this.leases.size >= this.maxTracked || this.closed) return this.local.take(key, nowMs);
       lease = this.insert(key, nowMs);
@@ -149,9 +154,9 @@ export class FleetRateLimiter implements AddressRateLimiter {
     if (!context.link.up) return this.whileDown(key, nowMs);
     if (lease.fleetEmpty && nowMs < lease.emptyUntilMs) return Math.max(1, Math.ceil(lease.emptyUntilMs - nowMs));
     // Credit: a fair share of the burst before the fleet's first answer about the address (so a new client is not
-    // kept waiting), then one request at a time: to learn whether the fleet's next token is ours, or to bridge a
-    // lease that ran out before its top-up came back.
-    const creditLimit = lease.answered ? 1 : this.shareTokens();
+    // kept waiting a round trip); half a batch when the lease ran out before its top-up came back though the fleet
+    // had tokens; one request when the fleet's bucket was empty, to learn whether its next token is ours.
+    const creditLimit = !lease.answered ? this.shareTokens() : lease.fleetEmpty ? 1 : Math.max(1, lease.batch >> 1);
     if (lease.credit + lease.charging < creditLimit) {
       lease.credit++;
       lease.spentSinceCall++;
@@ -176,22 +181,33 @@ export class FleetRateLimiter implements AddressRateLimiter {
   }
 
   /**
-   * Every fleet.sync_interval_ms: leases quiet for two intervals give their tokens back (and charge their credit);
-   * they leave the table. One whose bucket the fleet said is empty stays until its next token is due: forgotten
-   * earlier, the address's next request would get a new address's credit. Also publishes this thread's gauges.
+   * Every fleet.sync_interval_ms: leases quiet for two intervals give their tokens back (and charge their credit),
+   * and leave the table once the fleet's bucket, as last seen, is full again. Forgotten earlier, an address over its
+   * limit that pauses would get a new address's credit when it comes back. Nothing is given back while Redis is
+   * unavailable (there is nowhere to give it). Also publishes this thread's gauges.
    */
   tick(nowMs: number): void {
-    const quietBeforeMs = nowMs - 2 * this.context.syncIntervalMs;
+    // While Redis is away there is nowhere to give tokens back to: leases (and what they hold) wait for it.
+    if (!this.context.link.up) {
+      this.publishGauges();
+      return;
+    }
+    const quietMs = 2 * this.context.syncIntervalMs;
     let lease = this.tail;
-    while (lease !== null && lease.lastTakeMs < quietBeforeMs) {
+    while (lease !== null && lease.lastTakeMs < nowMs - quietMs) {
       const before = lease.prev;
-      if (lease.fleetEmpty && lease.emptyUntilMs > nowMs) {
-        // Looked at again once its bucket has a token (the walk stops at the first lease not quiet by then).
-        lease.lastTakeMs = lease.emptyUntilMs;
+      if (lease.tokens > 0 || lease.credit > 0) {
+        lease.givingBack = true;
+        this.batcher.add(lease);
+      }
+      if (lease.fleetTatMs <= nowMs && !lease.queued && !lease.inFlight) {
+        this.unlink(lease);
+        this.leases.delete(lease.key);
+      } else {
+        // Looked at again once its bucket is full as last seen (the walk stops at the first lease not quiet by then).
+        lease.lastTakeMs = Math.max(lease.fleetTatMs, nowMs) - quietMs;
         this.unlink(lease);
         this.linkAtHead(lease);
-      } else {
-        this.retire(lease);
       }
       lease = before;
     }
@@ -246,10 +262,11 @@ export class FleetRateLimiter implements AddressRateLimiter {
       keys.push(this.keyPrefix + lease.key);
       let want = 0;
       let charge = lease.credit;
-      if (lease.retiring) {
+      if (lease.retiring || lease.givingBack) {
         charge -= lease.tokens;
         this.tokensHeld -= lease.tokens;
         lease.tokens = 0;
+        lease.givingBack = false;
       } else {
         want = this.batchSize(lease, nowMs, share);
         lease.spentSinceCall = 0;
@@ -258,6 +275,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
       lease.charging = lease.credit;
       lease.credit = 0;
       lease.asked = want;
+      lease.inFlight = true;
       args.push(String(want), String(charge));
     }
     let reply: unknown;
@@ -266,6 +284,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
     } catch {
       // Redis is down now (the link logged and counted it); what was charged may or may not have landed.
       for (const lease of batch) {
+        lease.inFlight = false;
         lease.asked = 0;
         lease.charging = 0;
       }
@@ -292,6 +311,7 @@ export class FleetRateLimiter implements AddressRateLimiter {
       const debtMs = Math.max(0, Number(values[3 * i + 1]) || 0);
       if (values[3 * i + 2] === 1) counters[FleetField.repairedKeys]! += 1;
       const asked = lease.asked;
+      lease.inFlight = false;
       lease.asked = 0;
       lease.charging = 0;
       if (lease.retiring) {
@@ -312,10 +332,18 @@ export class FleetRateLimiter implements AddressRateLimiter {
       lease.credit -= paid;
       this.tokensHeld += tokens - lease.tokens;
       lease.tokens = tokens;
-      lease.batch = Math.max(asked, 1);
-      lease.fleetEmpty = granted < asked;
-      // The next token is due when the bucket's tat is back within the tolerance of one more request.
-      lease.emptyUntilMs = lease.fleetEmpty ? lease.fleetTatMs + this.intervalMs - this.toleranceMs : 0;
+      if (asked > 0) lease.batch = asked;
+      // Empty: fewer tokens than asked, or none due yet (a bucket in debt, as after credit beyond it).
+      lease.fleetEmpty = granted < asked || lease.fleetTatMs + this.intervalMs - this.toleranceMs > replyMs;
+      // The next token is due when the bucket's tat is back within the tolerance of one more request; asking sooner
+      // than a sync interval after the last call gains nothing (tokens due meanwhile wait in the bucket, and the
+      // next call takes them together), so an address over its limit costs a call per interval, not per token.
+      lease.emptyUntilMs = lease.fleetEmpty
+        ? Math.max(
+            lease.fleetTatMs + this.intervalMs - this.toleranceMs,
+            lease.lastCallMs + this.context.syncIntervalMs,
+          )
+        : 0;
       // Credit still unpaid (the fleet had too few tokens) must reach the fleet: it is what keeps the count exact.
       if (lease.credit > 0 && this.leases.get(lease.key) === lease) this.batcher.add(lease);
     }

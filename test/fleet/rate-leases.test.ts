@@ -20,9 +20,14 @@ const prefix = () => `t${++prefixes}:`;
 
 /**
  * Takes from every member in turn as fast as the event loop lets answers in, for `durationMs`; returns what each
- * admitted. Bounded by time and by `maxTakes` per member.
+ * admitted and how long it ran. Bounded by time and by `maxTakes` per member.
  */
-async function hammer(fleet: TestFleet, key: string, durationMs: number, maxTakes = 5_000_000): Promise<number[]> {
+async function hammerFor(
+  fleet: TestFleet,
+  key: string,
+  durationMs: number,
+  maxTakes = 50_000_000,
+): Promise<{ admitted: number[]; elapsedMs: number }> {
   const admitted = fleet.members.map(() => 0);
   const startedMs = performance.now();
   let takes = 0;
@@ -33,7 +38,11 @@ async function hammer(fleet: TestFleet, key: string, durationMs: number, maxTake
     takes++;
     if (takes % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
-  return admitted;
+  return { admitted, elapsedMs: performance.now() - startedMs };
+}
+
+async function hammer(fleet: TestFleet, key: string, durationMs: number): Promise<number[]> {
+  return (await hammerFor(fleet, key, durationMs)).admitted;
 }
 
 describe("fleet rate limiter", () => {
@@ -43,11 +52,10 @@ describe("fleet rate limiter", () => {
       fleet: { key_prefix: prefix() },
     });
     await waitUntilJoined(fleet);
-    const durationMs = 2000;
-    const admitted = await hammer(fleet, "203.0.113.7", durationMs);
+    const { admitted, elapsedMs } = await hammerFor(fleet, "203.0.113.7", 2000);
     const total = admitted.reduce((sum, n) => sum + n, 0);
     // One bucket: the burst (200) plus 200 per second. Each holder alone would have admitted that much by itself.
-    const expected = 200 + 200 * (durationMs / 1000);
+    const expected = 200 + 200 * (elapsedMs / 1000);
     expect(total).toBeGreaterThan(expected * 0.9);
     expect(total).toBeLessThan(expected * 1.05);
     for (const n of admitted) expect(n).toBeLessThan(expected * 0.7);
@@ -73,6 +81,26 @@ describe("fleet rate limiter", () => {
     }
     expect(sent).toBeGreaterThan(100);
     expect(refused).toBe(0);
+  });
+
+  test("a client that pauses between bursts gets no fresh credit: the fleet remembers its bucket", async () => {
+    await using fleet = await startMembers(2, redis.url, {
+      rate_limit: { requests: 20, window_s: 1, burst: 0 },
+      fleet: { key_prefix: prefix() },
+    });
+    await waitUntilJoined(fleet);
+    let admitted = 0;
+    const startedMs = performance.now();
+    // Bursts of 30 ms, then 200 ms of quiet: long enough for leases to be given back after each burst.
+    while (performance.now() - startedMs < 3000) {
+      for (const count of await hammer(fleet, "192.0.2.66", 30)) admitted += count;
+      await Bun.sleep(200); // the client's pause, not a wait for an event
+    }
+    // The burst (20) and 20 per second. Forgetting the bucket in each pause would hand out new credit each time
+    // (about 1.15 times as much here).
+    const allowed = 20 + (20 * (performance.now() - startedMs)) / 1000;
+    expect(admitted).toBeLessThanOrEqual(allowed * 1.06);
+    expect(admitted).toBeGreaterThan(allowed * 0.8);
   });
 
   test("a refusal says when the fleet's next token is due; the bucket refills at the fleet's rate", async () => {
@@ -114,8 +142,9 @@ describe("fleet rate limiter", () => {
       await fleet.settle();
     }
     await waitFor(() => a!.counters[FleetField.leasedTokens]! > 0, 2000, "a lease in hand");
-    // Quiet for two sync intervals: A gives back what it did not spend.
-    await waitFor(() => a!.limiter.size === 0, 2000, "the quiet lease to be given back");
+    // Quiet for two sync intervals: A gives back what it did not spend (and keeps what it knows of the bucket).
+    await waitFor(() => a!.counters[FleetField.leasedTokens] === 0, 2000, "the quiet lease to be given back");
+    expect(a!.limiter.size).toBe(1);
     await fleet.settle();
     let admitted = 0;
     for (let i = 0; i < 60; i++) {
