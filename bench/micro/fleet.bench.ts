@@ -47,7 +47,7 @@ try {
   const counters = FleetCounters.create();
   const [member, admissionMember] = [0, 1].map(
     (threadIndex) =>
-      new FleetMember({ fleet: config.fleet, logger: Logger.silent(), counters: counters.claimRow(), threadIndex }),
+      new FleetMember({ fleet: config.fleet, logger: Logger.silent(), counters: counters.claimRow().row, threadIndex }),
   ) as [FleetMember, FleetMember];
   await Promise.all([member.start(), admissionMember.start()]);
   const local = new RateLimiter(1_000_000_000, 1, 0, 100_000);

@@ -420,7 +420,7 @@ export const SETTINGS = {
       reload: FLEET_AT_START,
     },
     sync_interval_ms: {
-      schema: wholeMilliseconds(5, 60_000, 50),
+      schema: wholeMilliseconds(1, 60_000, 50),
       doc: "A busy address's token lease is sized to last about this long (so it costs about one Redis call per interval); leases of addresses quiet for two intervals, and connection slots no longer used, are given back this often.",
       unit: "milliseconds",
       reload: FLEET_AT_START,
