@@ -9,11 +9,12 @@
 // A request that finds no token is admitted on credit, and the credit is charged to the fleet's bucket with the next
 // call, even past empty: so the fleet-wide count stays exact over time, and what credit lets through early is
 // refused later. An address this holder has not heard the fleet about yet gets credit up to its fair share of the
-// burst (a new client is not kept waiting a round trip); after that, one request at a time. Once the fleet says
-// the bucket is empty, requests are refused until its next token is due, and then each holder admits one on credit
-// to learn whether it got it (no sooner than a sync interval after its last call: tokens due meanwhile wait in the
-// bucket for it). How far past the burst the first instants of an address can go is thus bounded by a fair share per
-// holder that meets it at once. Leases of addresses quiet for two intervals are given back.
+// burst (a new client is not kept waiting a round trip); after that, up to its part of what the bucket holds as last
+// seen (so a generous limit never refuses while a top-up is out). Once the fleet says the bucket is empty, requests
+// are refused until its next token is due (no sooner than a sync interval after the last call: tokens due meanwhile
+// wait in the bucket), and then each holder admits its part of them on credit. How far past the burst the first
+// instants of an address can go is thus bounded by a fair share per holder that meets it at once. Leases of
+// addresses quiet for two intervals are given back.
 //
 // While Redis is unavailable, tokens in hand are still spent (the fleet granted them); the rest is decided by
 // fleet.on_redis_down: this thread's own limiter (local), everyone admitted (allow) or everyone refused (deny).
@@ -154,9 +155,12 @@ export class FleetRateLimiter implements AddressRateLimiter {
     if (!context.link.up) return this.whileDown(key, nowMs);
     if (lease.fleetEmpty && nowMs < lease.emptyUntilMs) return Math.max(1, Math.ceil(lease.emptyUntilMs - nowMs));
     // Credit: a fair share of the burst before the fleet's first answer about the address (so a new client is not
-    // kept waiting a round trip); half a batch when the lease ran out before its top-up came back though the fleet
-    // had tokens; one request when the fleet's bucket was empty, to learn whether its next token is ours.
-    const creditLimit = !lease.answered ? this.shareTokens() : lease.fleetEmpty ? 1 : Math.max(1, lease.batch >> 1);
+    // kept waiting a round trip); after it, this holder's part of what the bucket holds now as last seen (its tat
+    // then, refilled since; all holders may take their parts at once), and at least one request, to learn whether
+    // the fleet's next token is ours.
+    const creditLimit = lease.answered
+      ? Math.max(1, Math.floor(this.tokensAsLastSeen(lease, nowMs) / context.holders))
+      : this.shareTokens();
     if (lease.credit + lease.charging < creditLimit) {
       lease.credit++;
       lease.spentSinceCall++;
@@ -232,6 +236,12 @@ export class FleetRateLimiter implements AddressRateLimiter {
     return this.batcher.settle();
   }
 
+  /** Tokens the fleet's bucket for `lease` holds at `nowMs`, from its tat at the last answer (refilled since). */
+  private tokensAsLastSeen(lease: Lease, nowMs: number): number {
+    const debtMs = lease.fleetTatMs > nowMs ? lease.fleetTatMs - nowMs : 0;
+    return Math.max(0, Math.floor((this.toleranceMs - debtMs) / this.intervalMs + 1e-9));
+  }
+
   private shareTokens(): number {
     return Math.max(1, Math.floor(this.capacity / this.context.holders));
   }
@@ -293,12 +303,16 @@ export class FleetRateLimiter implements AddressRateLimiter {
     this.apply(batch, reply, performance.now());
   }
 
-  /** Tokens to ask for: about two sync intervals of the address's recent demand, 1 at least, the fair share at most. */
+  /**
+   * Tokens to ask for: the address's recent demand over two sync intervals and a few round trips (the top-up must
+   * come back before the lease runs out), 1 at least, the fair share at most.
+   */
   private batchSize(lease: Lease, nowMs: number, share: number): number {
     if (!lease.answered) return share;
     const elapsedMs = Math.max(1, nowMs - lease.lastCallMs);
     const perMs = lease.spentSinceCall / elapsedMs;
-    const wanted = Math.ceil(perMs * 2 * this.context.syncIntervalMs);
+    const roundTripMs = this.context.counters[FleetField.roundTripMicros]! / 1000;
+    const wanted = Math.ceil(perMs * (2 * this.context.syncIntervalMs + 4 * roundTripMs));
     return Math.min(share, Math.max(1, wanted));
   }
 

@@ -108,7 +108,7 @@ describe("fleet connection slots", () => {
         await survivor.settle();
         return verdict === FleetVerdict.ADMITTED;
       },
-      5000,
+      10_000,
       "the dead holder's slots to lapse",
     );
     await doomed.stop();

@@ -27,18 +27,20 @@ async function hammerFor(
   key: string,
   durationMs: number,
   maxTakes = 50_000_000,
-): Promise<{ admitted: number[]; elapsedMs: number }> {
+): Promise<{ admitted: number[]; refused: number; elapsedMs: number }> {
   const admitted = fleet.members.map(() => 0);
+  let refused = 0;
   const startedMs = performance.now();
   let takes = 0;
   while (performance.now() - startedMs < durationMs && takes < maxTakes) {
     for (let i = 0; i < fleet.members.length; i++) {
       if (fleet.members[i]!.limiter.take(key, performance.now()) === 0) admitted[i]!++;
+      else refused++;
     }
     takes++;
     if (takes % 64 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
-  return { admitted, elapsedMs: performance.now() - startedMs };
+  return { admitted, refused, elapsedMs: performance.now() - startedMs };
 }
 
 async function hammer(fleet: TestFleet, key: string, durationMs: number): Promise<number[]> {
@@ -101,6 +103,24 @@ describe("fleet rate limiter", () => {
     const allowed = 20 + (20 * (performance.now() - startedMs)) / 1000;
     expect(admitted).toBeLessThanOrEqual(allowed * 1.06);
     expect(admitted).toBeGreaterThan(allowed * 0.8);
+  });
+
+  test("a generous limit refuses nothing while Redis answers slowly (within its timeout)", async () => {
+    await using fleet = await startMembers(2, redis.url, {
+      // Far above what this loop can take (a few million a second).
+      rate_limit: { requests: 1_000_000_000, window_s: 1, burst: 0 },
+      fleet: { key_prefix: prefix(), redis_timeout_ms: 500 },
+    });
+    await waitUntilJoined(fleet);
+    await hammer(fleet, "192.0.2.77", 200);
+    // Redis busy for 300 ms: top-ups come back late, but the fleet's bucket is far from empty.
+    const sleeper = redis.client.send("DEBUG", ["SLEEP", "0.3"]);
+    const { admitted, refused } = await hammerFor(fleet, "192.0.2.77", 400);
+    await sleeper;
+    expect(refused).toBe(0);
+    expect(admitted.every((count) => count > 1000)).toBe(true);
+    // Redis never counted as down: every decision was the fleet's.
+    expect(fleet.counters.totals().fallbackDecisions).toBe(0);
   });
 
   test("a refusal says when the fleet's next token is due; the bucket refills at the fleet's rate", async () => {

@@ -30,7 +30,8 @@ export interface TestFleet {
 }
 
 /**
- * `count` members of one fleet on `redisUrl` (fleet.sync_interval_ms 20 unless overridden), started. Each member
+ * `count` members of one fleet on `redisUrl` (fleet.sync_interval_ms 20 and redis_timeout_ms 500 unless overridden),
+ * started. Each member
  * gets its own thread index, so only the first logs outages at warn (as the main thread of an instance does).
  */
 export async function startMembers(
@@ -41,7 +42,8 @@ export async function startMembers(
   const config = testConfig({
     ...overrides,
     rate_limit: { enabled: true, ...overrides.rate_limit },
-    fleet: { redis_url: redisUrl, sync_interval_ms: 20, ...overrides.fleet },
+    // A generous timeout: on a busy machine a call can wait 100 ms for a CPU; the fault tests set their own.
+    fleet: { redis_url: redisUrl, sync_interval_ms: 20, redis_timeout_ms: 500, ...overrides.fleet },
   });
   const directory = mkdtempSync(join(tmpdir(), "hps-fleet-"));
   const logPath = join(directory, "fleet.log");
