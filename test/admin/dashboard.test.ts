@@ -1,80 +1,18 @@
 // The live dashboard in real headless Chromium: the panels a protocol uses, what each measures, live non-zero
 // charts with time labels, and a page the charts fill.
 import { expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ServerContext } from "../../src/context.ts";
 import { startAdmin } from "../../src/http/admin.ts";
 import { chartsFor } from "../../src/http/dashboard-charts.ts";
 import { Logger } from "../../src/log.ts";
 import { Counter, Stats } from "../../src/stats/stats.ts";
+import { CHROMIUM, openInChromium, type BrowserPage } from "../helpers/chromium.ts";
 import { testConfig, waitFor, withAdmission } from "../helpers/common.ts";
 
-const CHROMIUM = Bun.which("chromium") ?? Bun.which("chromium-browser") ?? Bun.which("google-chrome");
 if (CHROMIUM === null) {
   console.warn(
     "dashboard.test.ts: SKIPPING the headless-browser test: no chromium found (install Debian's `chromium`: apt-get install -y chromium)",
   );
-}
-
-/** Minimal Chrome DevTools Protocol client over the page's WebSocket. */
-class DevTools {
-  private nextId = 1;
-  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
-
-  private constructor(private readonly socket: WebSocket) {
-    socket.onmessage = (event) => {
-      const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } };
-      if (message.id === undefined) return;
-      const waiter = this.pending.get(message.id);
-      this.pending.delete(message.id);
-      if (message.error) waiter?.reject(new Error(message.error.message));
-      else waiter?.resolve(message.result);
-    };
-  }
-
-  static async connect(url: string): Promise<DevTools> {
-    const socket = new WebSocket(url);
-    await new Promise<void>((resolve, reject) => {
-      socket.onopen = () => resolve();
-      socket.onerror = () => reject(new Error(`cannot open DevTools socket ${url}`));
-    });
-    return new DevTools(socket);
-  }
-
-  call(method: string, params: Record<string, unknown>, timeoutMs = 10_000): Promise<unknown> {
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(id);
-        reject(new Error(`DevTools ${method} timed out`));
-      }, timeoutMs);
-      this.pending.set(id, {
-        resolve: (value) => {
-          clearTimeout(timer);
-          resolve(value);
-        },
-        reject: (error) => {
-          clearTimeout(timer);
-          reject(error);
-        },
-      });
-      this.socket.send(JSON.stringify({ id, method, params }));
-    });
-  }
-
-  /** Evaluates an expression in the page and returns its JSON value. */
-  async evaluate<T>(expression: string): Promise<T> {
-    const result = (await this.call("Runtime.evaluate", { expression, returnByValue: true })) as {
-      result: { value: T };
-    };
-    return result.result.value;
-  }
-
-  close(): void {
-    this.socket.close();
-  }
 }
 
 interface ChartReading {
@@ -183,25 +121,6 @@ test.skipIf(CHROMIUM === null)(
     });
     for (let i = 0; i < 3; i++) stats.connectionOpened();
 
-    const profile = mkdtempSync(join(tmpdir(), "hps-chromium-"));
-    const browser = Bun.spawn(
-      [
-        CHROMIUM!,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        "--disable-sync",
-        "--disable-quic",
-        `--user-data-dir=${profile}`,
-        "--remote-debugging-port=0",
-        "--window-size=1280,900",
-        `http://127.0.0.1:${httpAdmin.port}/dashboard`,
-      ],
-      { stdout: "ignore", stderr: "ignore" },
-    );
     let isLoadRunning = true;
     const load = (async () => {
       const url = `http://127.0.0.1:${publicServer.port}/`;
@@ -212,44 +131,17 @@ test.skipIf(CHROMIUM === null)(
         await Promise.all(Array.from({ length: 8 }, async () => (await fetch(url)).arrayBuffer()));
       }
     })();
-    let devtools: DevTools | null = null;
+    let page: BrowserPage | null = null;
     try {
-      // Chromium writes "<port>\n<browser path>" here once DevTools listens.
-      const portFile = join(profile, "DevToolsActivePort");
-      let devtoolsPort = 0;
-      await waitFor(
-        () => {
-          if (!existsSync(portFile)) return false;
-          devtoolsPort = Number(readFileSync(portFile, "utf8").split("\n")[0]);
-          return devtoolsPort > 0;
-        },
-        15_000,
-        "chromium to open its DevTools port",
-      );
-      let pageSocketUrl = "";
-      await waitFor(
-        async () => {
-          const targets = (await (await fetch(`http://127.0.0.1:${devtoolsPort}/json/list`)).json()) as {
-            type: string;
-            url: string;
-            webSocketDebuggerUrl: string;
-          }[];
-          pageSocketUrl =
-            targets.find((target) => target.type === "page" && target.url.endsWith("/dashboard"))
-              ?.webSocketDebuggerUrl ?? "";
-          return pageSocketUrl !== "";
-        },
-        10_000,
-        "the dashboard page target",
-      );
-      devtools = await DevTools.connect(pageSocketUrl);
+      page = await openInChromium(`http://127.0.0.1:${httpAdmin.port}/dashboard`);
+      const devtools = page.devtools;
 
       /** Waits until the page shows `count` charts, each with a non-zero value drawn off its floor. */
       const liveReadings = async (count: number): Promise<ChartReading[]> => {
         let readings: ChartReading[] = [];
         const isLive = async (): Promise<boolean> => {
           // Until the page has loaded its script, the expression throws and yields no value.
-          const text = await devtools!.evaluate<string | undefined>(READ_CHARTS);
+          const text = await devtools.evaluate<string | undefined>(READ_CHARTS);
           if (typeof text !== "string") return false;
           readings = JSON.parse(text) as ChartReading[];
           return (
@@ -315,15 +207,11 @@ test.skipIf(CHROMIUM === null)(
       expect(await devtools.evaluate<number>(LOWEST_CARD_BOTTOM)).toBeGreaterThan(0.95);
     } finally {
       isLoadRunning = false;
-      devtools?.close();
-      browser.kill();
-      await Promise.race([browser.exited, Bun.sleep(5000)]);
-      if (browser.exitCode === null) browser.kill("SIGKILL");
+      await page?.close();
       await load;
       publicServer.stop(true);
       await httpAdmin.stop({ graceful: false, timeoutMs: 0 });
       await customAdmin.stop({ graceful: false, timeoutMs: 0 });
-      rmSync(profile, { recursive: true, force: true });
     }
   },
   60_000,
