@@ -71,6 +71,13 @@ export function startupWarnings(config: Config): string[] {
         "pool requests that large will always be answered busy; raise memory.arena_bytes or lower limits.max_request_bytes",
     );
   }
+  const fleet = config.fleet;
+  if (fleet.redis_url !== "" && !config.rate_limit.enabled && config.limits.max_connections_per_ip === 0) {
+    warnings.push(
+      "fleet.redis_url is set, but rate_limit.enabled is false and limits.max_connections_per_ip is 0: the fleet shares " +
+        "only statistics; enable a limit to share it across instances",
+    );
+  }
   return warnings;
 }
 

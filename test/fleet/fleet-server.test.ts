@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startServer } from "../../src/server.ts";
+import { startupWarnings } from "../../src/startup/checks.ts";
 import { testConfig, waitFor } from "../helpers/common.ts";
 import { startRedis, type RedisServer } from "../helpers/redis.ts";
 
@@ -70,5 +71,14 @@ describe("startServer in a fleet", () => {
       await server.stop();
     }
     expect(await redis.client.send("EXISTS", ["srv-stats:stats:published-1"])).toBe(0);
+  });
+
+  test("a fleet with nothing to share but statistics is pointed out at start", () => {
+    const warning = /the fleet shares only statistics/;
+    const fleetOnly = testConfig({ fleet: { redis_url: "redis://127.0.0.1:6379" } });
+    expect(startupWarnings(fleetOnly).some((line) => warning.test(line))).toBe(true);
+    const limited = testConfig({ fleet: { redis_url: "redis://127.0.0.1:6379" }, rate_limit: { enabled: true } });
+    expect(startupWarnings(limited).some((line) => warning.test(line))).toBe(false);
+    expect(startupWarnings(testConfig()).some((line) => warning.test(line))).toBe(false);
   });
 });
