@@ -12,7 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseToolArgs } from "../cli.ts";
 import { median } from "./drivers.ts";
-import { freePorts, runTool, startChild, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
+import { freePorts, portAccepts, runTool, startChild, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
 import { startBenchRedis, type BenchEnv } from "./servers.ts";
 
 const USAGE = `Usage: bun run bench:fleet [options]
@@ -158,6 +158,14 @@ async function runRound(options: RoundOptions, round: number): Promise<RoundResu
   }
   const adminPorts = ports.slice(instances);
   try {
+    // Ready means the public port; the admin listener comes up a moment later.
+    const adminDeadline = Date.now() + READY_TIMEOUT_MS;
+    for (const port of adminPorts) {
+      while (!(await portAccepts(port))) {
+        if (Date.now() > adminDeadline) throw new Error(`admin port ${port} did not open`);
+        await Bun.sleep(25);
+      }
+    }
     if (mode === "fleet") {
       // Every instance must know the others before the load starts (the fair share of a burst depends on it).
       const deadline = Date.now() + READY_TIMEOUT_MS;
