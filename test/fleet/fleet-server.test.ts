@@ -81,4 +81,36 @@ describe("startServer in a fleet", () => {
     expect(startupWarnings(limited).some((line) => warning.test(line))).toBe(false);
     expect(startupWarnings(testConfig()).some((line) => warning.test(line))).toBe(false);
   });
+
+  test("a reload: new rate settings make a new fleet limiter; fleet settings wait for a restart", async () => {
+    const config = testConfig({
+      http: { root },
+      rate_limit: { enabled: true, requests: 3, window_s: 60 },
+      fleet: { redis_url: redis.url, key_prefix: "srv-reload:", sync_interval_ms: 20 },
+    });
+    await using server = await startServer(config);
+    const okOf = async (count: number) => {
+      let ok = 0;
+      for (let i = 0; i < count; i++) {
+        const response = await fetch(`http://127.0.0.1:${server.port}/a.txt`);
+        await response.arrayBuffer();
+        if (response.status === 200) ok++;
+      }
+      return ok;
+    };
+    expect(await okOf(6)).toBe(3);
+    const report = await server.reload(
+      testConfig({
+        http: { root },
+        rate_limit: { enabled: true, requests: 10, window_s: 60 },
+        fleet: { redis_url: redis.url, key_prefix: "srv-reload-other:", sync_interval_ms: 20 },
+      }),
+    );
+    expect(report.applied).toContain("rate_limit.requests");
+    expect(report.needsRestart).toContain("fleet.key_prefix");
+    // A new limiter with the new settings, on the same bucket under the running prefix: it starts, as any holder new
+    // to an address does, with its fair share of the burst (all of it: one holder), then the bucket decides.
+    expect(await okOf(15)).toBe(10);
+    expect(await redis.client.send("EXISTS", ["srv-reload:rate:127.0.0.1"])).toBe(1);
+  });
 });
