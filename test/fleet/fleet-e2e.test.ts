@@ -30,24 +30,31 @@ async function stopAll(instances: readonly HpsProcess[]): Promise<void> {
   await Promise.all(instances.map((instance) => instance.stop()));
 }
 
+/** Keep-alive clients per instance, each sending as fast as its answers come. */
+const CLIENTS_PER_INSTANCE = 4;
+
 /**
- * One keep-alive client per instance, each as fast as its answers come, for `durationMs` (and at most 50,000
- * requests each); returns the 200s and 429s per instance.
+ * CLIENTS_PER_INSTANCE clients per instance for `durationMs` (and at most 50,000 requests each); returns the 200s
+ * and 429s per instance.
  */
 async function hammer(instances: readonly HpsProcess[], durationMs: number) {
   const deadline = performance.now() + durationMs;
   return await Promise.all(
     instances.map(async ({ port }) => {
       const counts = { ok: 0, limited: 0, other: 0, retryAfter: "" };
-      for (let i = 0; i < 50_000 && performance.now() < deadline; i++) {
-        const response = await fetch(`http://127.0.0.1:${port}/1k.bin`);
-        await response.arrayBuffer();
-        if (response.status === 200) counts.ok++;
-        else if (response.status === 429) {
-          counts.limited++;
-          counts.retryAfter = response.headers.get("retry-after") ?? "";
-        } else counts.other++;
-      }
+      await Promise.all(
+        Array.from({ length: CLIENTS_PER_INSTANCE }, async () => {
+          for (let i = 0; i < 50_000 && performance.now() < deadline; i++) {
+            const response = await fetch(`http://127.0.0.1:${port}/1k.bin`);
+            await response.arrayBuffer();
+            if (response.status === 200) counts.ok++;
+            else if (response.status === 429) {
+              counts.limited++;
+              counts.retryAfter = response.headers.get("retry-after") ?? "";
+            } else counts.other++;
+          }
+        }),
+      );
       return counts;
     }),
   );
@@ -66,7 +73,8 @@ describe("a fleet of three processes", () => {
     } finally {
       await stopAll(alone);
     }
-    expect(aloneOk).toBeGreaterThan(allowed * 3 * 0.85);
+    // Each alone admits its own burst and rate: about three times what the fleet admits below.
+    expect(aloneOk).toBeGreaterThan(allowed * 2.2);
 
     const fleet = await startInstances(3, [...limit, `fleet.redis_url=${redis.url}`, "fleet.key_prefix=e2e-rate:"]);
     try {
