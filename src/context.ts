@@ -5,7 +5,7 @@ import { Logger } from "./log.ts";
 import { Admission, sharedAddressEntries } from "./net/admission.ts";
 import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
 import { NO_CHANGE, type PreparedChange } from "./reload/two-phase.ts";
-import { Stats } from "./stats/stats.ts";
+import { Counter, Stats } from "./stats/stats.ts";
 
 /**
  * Gauges that live outside the shared counters (pool queue depth, arena bytes in use, tracked IPs),
@@ -50,9 +50,15 @@ export function createContext(
   config: Config,
   shared: SharedResources | null,
 ): { context: ServerContext; shared: SharedResources } {
-  const logger = new Logger({ level: config.log.level, file: shared === null ? config.log.file : "" });
+  const logger = new Logger({
+    level: config.log.level,
+    file: shared === null ? config.log.file : "",
+    format: config.log.format,
+    maxBufferedBytes: config.log.max_buffered_bytes,
+  });
   const threaded = config.server.io_threads > 1;
   const stats = shared === null ? Stats.create() : Stats.attach(shared.statsBuffer, shared.startedAtMs);
+  logger.countDroppedWith((lines) => stats.add(Counter.logLinesDropped, lines));
   const connections =
     shared === null ? (threaded ? new Int32Array(new SharedArrayBuffer(4)) : null) : shared.connections;
   const addresses =

@@ -1,5 +1,6 @@
 // Extra I/O threads (server.io_threads > 1): each binds the public port with reusePort so the kernel balances connections.
 import type { Config } from "./config/schema.ts";
+import { IO_THREAD_URL } from "./entry-points.ts";
 import { createContext, type Listener, type ServerContext, type SharedResources, type StopOptions } from "./context.ts";
 import { threadReloadSteps } from "./reload/thread-steps.ts";
 import { type PreparedAll, type PreparedChange, prepareAll } from "./reload/two-phase.ts";
@@ -63,7 +64,7 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
   const workers: Worker[] = [];
   try {
     for (let i = 0; i < options.count; i++) {
-      const worker = new Worker(new URL("./io-thread.ts", import.meta.url).href);
+      const worker = new Worker(IO_THREAD_URL.href);
       workers.push(worker);
       const start: StartMessage = { kind: "start", config, shared: options.shared, poolThreads: options.poolThreads };
       await request(worker, start, "started");

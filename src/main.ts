@@ -1,14 +1,20 @@
-// CLI entry for `bun run server`: parse argv, load the configuration, start, stop on signals.
+// CLI entry for `bun run server` and `hps`: parse argv, load the configuration, start, stop on signals; `hps upgrade`.
 import { parseArgs } from "node:util";
 import { ConfigError, type LoadedConfig, readConfig, type SetOverride } from "./config/load.ts";
 import { configToToml } from "./config/print.ts";
-import { StartupError, startServer } from "./server.ts";
+import { notifyServiceManager } from "./host/notify.ts";
+import { DEFAULT_PROBE_URL, probe } from "./probe.ts";
+import { type Server, StartupError, startServer } from "./server.ts";
 import { startupProblems, startupWarnings } from "./startup/checks.ts";
+import { parseUpgradeArgs, runUpgrade, selfCommand, UPGRADE_HELP } from "./upgrade.ts";
 import { versionText } from "./version.ts";
 
 const HELP = `hps — a Bun-native high-performance server (HTTP static files, echo, HPS/1)
 
-Usage: bun run server [options]
+Usage: hps [options]                           start the server (from source: bun run server [options])
+       hps upgrade --pid-file PATH [options]   start a new hps beside the running one, then drain the old one
+                                               (hps upgrade --help for the steps)
+       hps probe [URL]                         GET URL (default ${DEFAULT_PROBE_URL}); exit 0 on 2xx
 
 Options:
   --config PATH        configuration file (default: server.toml if it exists, else built-in defaults)
@@ -29,6 +35,8 @@ Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exi
          file, environment and options. Each setting reloads as docs/configuration.md says (at once, for new
          connections, or at the next restart, which a warning names); a configuration with problems is rejected
          and the running one kept.
+Service managers: with $NOTIFY_SOCKET set (systemd Type=notify), READY=1 is sent once the server listens,
+         RELOADING=1 and READY=1 around a SIGHUP reload, STOPPING=1 when a drain begins.
 `;
 
 /**
@@ -39,6 +47,12 @@ Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exi
 const DUPLICATE_SIGNAL_MS = 250;
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "upgrade") return await upgrade(argv.slice(1));
+  if (argv[0] === "probe") {
+    const result = await probe(argv[1] ?? DEFAULT_PROBE_URL);
+    (result.code === 0 ? process.stdout : process.stderr).write(`${result.line}\n`);
+    return result.code;
+  }
   let args;
   try {
     args = parseArgs({
@@ -96,7 +110,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
 
-  let server;
+  let server: Server;
   try {
     server = await startServer(config);
   } catch (error) {
@@ -106,6 +120,17 @@ async function main(argv: string[]): Promise<number> {
     }
     throw error;
   }
+
+  const notify = (fields: string[]): void => {
+    try {
+      notifyServiceManager(fields);
+    } catch (error) {
+      server.logger.warn((error as Error).message);
+    }
+  };
+  const { protocol, bind } = server.context.config.server;
+  const status = `STATUS=serving ${protocol} on ${bind}:${server.port}`;
+  notify(["READY=1", `MAINPID=${process.pid}`, status]);
 
   return await new Promise<number>((resolve) => {
     let stopping = false;
@@ -119,6 +144,7 @@ async function main(argv: string[]): Promise<number> {
       }
       stopping = true;
       stopSignalMs = performance.now();
+      notify(["STOPPING=1", "STATUS=draining"]);
       const shutdownTimeoutS = server.context.config.server.shutdown_timeout_s;
       server.logger.info(`${signal} received: draining (up to ${shutdownTimeoutS} s); send it again to exit at once`);
       server
@@ -137,6 +163,7 @@ async function main(argv: string[]): Promise<number> {
       hangups = hangups
         .then(async () => {
           if (stopping) return;
+          notify(["RELOADING=1", "STATUS=reloading"]);
           await server
             .reopenLogs()
             .catch((error: unknown) =>
@@ -157,7 +184,10 @@ async function main(argv: string[]): Promise<number> {
             );
           });
         })
-        .catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`));
+        .catch((error: unknown) => server.logger.error(`SIGHUP: ${(error as Error).message}`))
+        .finally(() => {
+          if (!stopping) notify(["READY=1", status]);
+        });
     });
   });
 }
@@ -183,6 +213,26 @@ async function check(loaded: LoadedConfig, configPath: string): Promise<number> 
     process.stdout.write(`${loaded.file}: configuration is valid${overrides}\n`);
   }
   return 0;
+}
+
+/** `hps upgrade`: see src/upgrade.ts. */
+async function upgrade(argv: string[]): Promise<number> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    process.stdout.write(UPGRADE_HELP);
+    return 0;
+  }
+  let parsed;
+  try {
+    parsed = parseUpgradeArgs(argv);
+  } catch (error) {
+    process.stderr.write(`hps upgrade: ${(error as Error).message}\nRun hps upgrade --help for the options.\n`);
+    return 2;
+  }
+  return await runUpgrade({
+    ...parsed,
+    command: selfCommand(),
+    say: (line) => process.stderr.write(`${line}\n`),
+  });
 }
 
 process.exit(await main(Bun.argv.slice(2)));

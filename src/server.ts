@@ -3,6 +3,8 @@ import type { Config } from "./config/schema.ts";
 import { changedParts, planReload } from "./config/reload.ts";
 import { createContext, type Listener, type ServerContext, type StopOptions } from "./context.ts";
 import { startAdmin } from "./http/admin.ts";
+import { applyFileDescriptorLimit } from "./host/fd-limit.ts";
+import { removePidFile, writePidFile } from "./host/pid-file.ts";
 import { startIoThreads } from "./io-thread.ts";
 import type { Logger, PreparedLogTarget } from "./log.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
@@ -70,6 +72,7 @@ export async function startServer(requested: Config): Promise<Server> {
   const { context, shared } = openContext(config);
   const { stats, logger } = context;
   for (const warning of startupWarnings(config)) logger.warn(warning);
+  applyFileDescriptorLimit(config, logger, context.gauges);
 
   const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
   const stopStarted = async (options: StopOptions) => {
@@ -96,6 +99,8 @@ export async function startServer(requested: Config): Promise<Server> {
       admin = await listenAdmin(config, () => startAdmin(context, { isReady: () => ready }));
       started.push(admin);
     }
+    const pidFile = config.server.pid_file;
+    if (pidFile !== "") writeServerPidFile(pidFile);
     const reporter = startReporter(context);
     context.fleet?.publish(context, listener.port);
     const serving = config.server.protocol === "http" ? `, serving ${config.http.root}` : "";
@@ -118,6 +123,7 @@ export async function startServer(requested: Config): Promise<Server> {
         await context.fleet?.stop();
         reporter.stop();
         if (admin) await admin.stop({ graceful: false, timeoutMs: 0 });
+        if (pidFile !== "") removePidFile(pidFile);
         await logger.close();
       })();
       return stopping;
@@ -201,6 +207,17 @@ export async function startServer(requested: Config): Promise<Server> {
     await context.fleet?.stop();
     await logger.close();
     throw error;
+  }
+}
+
+/** Writes server.pid_file, naming the setting when it cannot. */
+function writeServerPidFile(path: string): void {
+  try {
+    writePidFile(path);
+  } catch (error) {
+    throw new StartupError(
+      `cannot write server.pid_file "${path}" (${(error as Error).message}): fix the path or its permissions, or leave it empty`,
+    );
   }
 }
 

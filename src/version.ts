@@ -6,6 +6,8 @@ import packageJson from "../package.json" with { type: "json" };
  * this name with the string; anywhere else it is not defined at all (typeof gives "undefined").
  */
 declare const HPS_BUILD_COMMIT: string | undefined;
+/** When scripts/build.ts built the binary (ISO 8601), defined the same way; not defined otherwise. */
+declare const HPS_BUILD_TIME: string | undefined;
 
 /** The short hash of the commit this code is, or "unknown" outside a build that set it and outside a checkout. */
 export function gitCommit(): string {
@@ -23,7 +25,8 @@ export function gitCommit(): string {
   }
 }
 
-/** The lines `--version` prints. */
+/** The lines `--version` prints (and when the binary was built, for a binary built by `bun run build`). */
 export function versionText(): string {
-  return `hps ${packageJson.version}\nBun ${Bun.version}\ncommit ${gitCommit()}\n`;
+  const built = typeof HPS_BUILD_TIME === "string" && HPS_BUILD_TIME !== "" ? `built ${HPS_BUILD_TIME}\n` : "";
+  return `hps ${packageJson.version}\nBun ${Bun.version}\ncommit ${gitCommit()}\n${built}`;
 }

@@ -92,6 +92,11 @@ export const SETTINGS = {
       doc: "I/O threads that each accept connections on the port (more than 1 turns reuse_port on).",
       reload: "restart",
     },
+    pid_file: {
+      schema: str(""),
+      doc: "File the process id is written to once the server is ready (removed at exit while it still names this process); hps upgrade reads it. Empty = none.",
+      reload: "restart",
+    },
     shutdown_timeout_s: {
       schema: seconds(0, 3600, 10),
       doc: "On SIGINT/SIGTERM, how long in-flight work may take to finish before the rest is closed.",
@@ -384,12 +389,28 @@ export const SETTINGS = {
       reload: "live",
     },
     file: { schema: str(""), doc: "Log file; empty = stderr.", reload: { rebuild: ["log-file"] } },
+    format: {
+      schema: oneOf(["text", "json"] as const, "text"),
+      doc: 'Server log lines: text ("2026-11-26T01:13:39.123Z INFO  message") or json (one object per line: time, level, msg, and lines for a report).',
+      reload: "live",
+    },
     access_log: {
       schema: bool(true),
-      doc: "Write an access log line (Combined Log Format) per HTTP request.",
+      doc: "Write an access log line per HTTP request (format: log.access_format).",
       reload: { rebuild: ["http-access-log"] },
     },
     access_file: { schema: str(""), doc: "Access log file; empty = stdout.", reload: { rebuild: ["http-access-log"] } },
+    access_format: {
+      schema: oneOf(["combined", "json"] as const, "combined"),
+      doc: "Access log lines: combined (nginx's Combined Log Format) or json (one object per line: time, client, method, path, protocol, status, bytes, duration_us, referer, user_agent, and upstream, upstream_status, upstream_duration_us for proxied requests).",
+      reload: { rebuild: ["http-access-log"] },
+    },
+    max_buffered_bytes: {
+      schema: byteSize(64 * 1024, GiB, 4 * MiB),
+      doc: "Log bytes waiting to be written, per log, past which new lines are dropped and counted (logLinesDropped, accessLogLinesDropped) instead of blocking: logs are written by a thread of their own, so a slow disk or a pipe nobody reads never stalls requests. A reload applies it to the server log at once.",
+      unit: "bytes",
+      reload: { rebuild: ["http-access-log"] },
+    },
   },
   stats: {
     interval_s: {

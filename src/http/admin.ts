@@ -196,6 +196,8 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
   const server: Server<undefined> = Bun.serve({
     hostname: bind,
     port,
+    // With server.reuse_port a successor (hps upgrade) binds the admin port while this process drains.
+    reusePort: context.config.server.reuse_port,
     routes: {
       "/": new Response(INDEX_TEXT, { headers: TEXT_HEADERS }),
       "/livez": new Response("ok\n", { headers: TEXT_HEADERS }),

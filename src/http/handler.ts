@@ -4,7 +4,7 @@ import type { ServerContext } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
-import type { AccessLog } from "./access-log.ts";
+import { type AccessLog, newAccessEntry } from "./access-log.ts";
 import { Exchange } from "./exchange.ts";
 import type { KeepAliveCounter } from "./keepalive.ts";
 import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
@@ -59,6 +59,12 @@ export class HttpHandler {
   private readonly siteRequest = new SiteRequest();
   /** Status and body bytes of the answer just built: written by whoever builds it, read by finish() right after. */
   private readonly summary = new ResponseSummary();
+  /** The access log's view of the request being finished (reused: nothing is allocated per request for it). */
+  private readonly logEntry = newAccessEntry();
+  /** A graceful stop has begun: every response closes its connection (see drainKeepAlive in serve.ts). */
+  private draining = false;
+  /** performance.now() of the latest request answered while draining. */
+  private lastDrainRequestMs = 0;
 
   constructor(
     context: ServerContext,
@@ -291,6 +297,11 @@ export class HttpHandler {
     const { status, bodyBytes } = this.summary;
     const startedMs = exchange.startedMs;
     const connection = exchange.connection;
+    if (this.draining) {
+      response.headers.set("Connection", "close");
+      exchange.closeConnection = true;
+      this.lastDrainRequestMs = startedMs;
+    }
     if (connection !== null) {
       const connections = this.connections!;
       let closeConnection = exchange.closeConnection;
@@ -309,22 +320,24 @@ export class HttpHandler {
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
     stats.add(Counter.bytesRead, exchange.headBytes + exchange.bodyBytesRead);
+    const durationMicros = Math.round((performance.now() - startedMs) * 1000);
     if (this.accessLog !== null) {
       const url = request.url;
-      const target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
       const headers = request.headers;
-      this.accessLog.write(
-        exchange.clientAddress,
-        `${request.method} ${target} HTTP/1.1`,
-        status,
-        bodyBytes,
-        headers.get("referer"),
-        headers.get("user-agent"),
-        performance.timeOrigin + startedMs,
-      );
+      const entry = this.logEntry;
+      entry.timeMs = performance.timeOrigin + startedMs;
+      entry.client = exchange.clientAddress;
+      entry.method = request.method;
+      entry.target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
+      entry.status = status;
+      entry.bodyBytes = bodyBytes;
+      entry.durationMicros = durationMicros;
+      entry.referer = headers.get("referer");
+      entry.userAgent = headers.get("user-agent");
+      this.accessLog.write(entry);
     }
     exchange.request = null; // the reused object must not keep the request alive
-    stats.requestDone(Math.round((performance.now() - startedMs) * 1000));
+    stats.requestDone(durationMicros);
     return response;
   }
 
@@ -370,6 +383,17 @@ export class HttpHandler {
     return this.finish(exchange, response);
   }
 
+  /** From now on every response says Connection: close (a graceful stop). */
+  startDraining(nowMs: number): void {
+    this.draining = true;
+    this.lastDrainRequestMs = nowMs;
+  }
+
+  /** performance.now() of the latest request answered since startDraining. */
+  get lastRequestWhileDrainingMs(): number {
+    return this.lastDrainRequestMs;
+  }
+
   /**
    * Bun.serve's error handler: only reached by an exception that escaped fetch's own handling (none is expected).
    * The request is unknown here: counted as a 500 with no duration, logged with "-" for what is not known.
@@ -380,7 +404,13 @@ export class HttpHandler {
     stats.inc(Counter.errorsSystem);
     stats.httpStatus(500);
     stats.add(Counter.bytesWritten, errorBodyBytes(500));
-    this.accessLog?.write("-", "-", 500, errorBodyBytes(500), null, null, Date.now());
+    if (this.accessLog !== null) {
+      const entry = newAccessEntry(); // rare: not worth reusing
+      entry.timeMs = Date.now();
+      entry.status = 500;
+      entry.bodyBytes = errorBodyBytes(500);
+      this.accessLog.write(entry);
+    }
     stats.requestDone(0);
     return errorResponse(500);
   };

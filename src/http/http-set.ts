@@ -2,6 +2,7 @@
 import type { Server } from "bun";
 import { changedParts } from "../config/reload.ts";
 import type { ServerContext } from "../context.ts";
+import { Counter } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
 import { HttpHandler } from "./handler.ts";
 import { KeepAliveCounter } from "./keepalive.ts";
@@ -57,11 +58,7 @@ export class HttpSet {
     const keepsSite = previous !== null && !changed!.has("http-site");
     this.site = keepsSite ? previous.site : new StaticFiles(http);
     const keepsLog = previous !== null && !changed!.has("http-access-log");
-    this.accessLog = keepsLog
-      ? previous.accessLog
-      : config.log.access_log
-        ? openAccessLog(config.log.access_file)
-        : null;
+    this.accessLog = keepsLog ? previous.accessLog : config.log.access_log ? openAccessLog(context) : null;
     const idleTimeoutSeconds = http.keepalive_timeout_s;
     this.forgetAfterMs = idleTimeoutSeconds === 0 ? KEEPALIVE_FORGET_NEVER_MS : idleTimeoutSeconds * 1000;
     const countsConnections = http.connection_limits;
@@ -161,10 +158,23 @@ export class HttpSet {
   }
 }
 
-/** Opens log.access_file, naming the setting when it cannot be. */
-function openAccessLog(file: string): AccessLog {
+/** Opens log.access_file, naming the setting when it cannot be; its dropped lines count in the statistics. */
+function openAccessLog(context: ServerContext): AccessLog {
+  const { log } = context.config;
+  const file = log.access_file;
+  const where = file === "" ? "stdout" : file;
   try {
-    return new AccessLog({ file });
+    return new AccessLog({
+      file,
+      format: log.access_format,
+      maxBufferedBytes: log.max_buffered_bytes,
+      onDropped: (lines) => context.stats.add(Counter.accessLogLinesDropped, lines),
+      onRecovered: (lines) =>
+        context.logger.warn(
+          `access log: ${lines} line${lines === 1 ? " was" : "s were"} dropped: more than ${log.max_buffered_bytes} bytes were waiting to be written to ${where} (log.max_buffered_bytes)`,
+        ),
+      onWriteError: (message) => context.logger.error(`access log: cannot write to ${where}: ${message}`),
+    });
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
     throw new Error(

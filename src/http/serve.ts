@@ -1,4 +1,5 @@
 // The http protocol's listener: Bun.serve with the running HttpSet, reloads swapped in on the same server, stop.
+import type { Server } from "bun";
 import { changedParts } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
 import {
@@ -10,11 +11,20 @@ import {
 } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { startSocketSampling } from "../stats/socket-sampler.ts";
+import type { HttpHandler } from "./handler.ts";
 import { HttpSet } from "./http-set.ts";
 import { requireDirectory } from "./root.ts";
 
 /** How often a graceful stop looks at the requests still in flight. */
 const DRAIN_POLL_MS = 10;
+/**
+ * A graceful stop first keeps serving for up to this long, answering every request with Connection: close, so a
+ * keep-alive client learns on its next response to reconnect (to a successor bound with reuse_port) instead of
+ * having its next request cut by the close of an idle connection. It ends sooner once no request has come for
+ * DRAIN_QUIET_MS (an idle server stops at once). Measured in test/ship/upgrade.test.ts.
+ */
+const DRAIN_KEEPALIVE_MS = 1000;
+const DRAIN_QUIET_MS = 200;
 
 /** The notes a set's settings call for, at start and after a reload. */
 function logNotes(logger: Logger, http: Config["http"]): void {
@@ -27,6 +37,24 @@ function logNotes(logger: Logger, http: Config["http"]): void {
     logger.info(
       "http: limits.max_connections and limits.max_connections_per_ip are not applied to HTTP connections; set http.connection_limits = true to apply them",
     );
+  }
+}
+
+/**
+ * The first phase of a graceful stop: every request, native routes included, goes through `handler`, which answers
+ * with Connection: close; waits until no request came for DRAIN_QUIET_MS, or `maxMs` passed. Bun's stop(false) then
+ * closes only connections whose client has not sent a request for that long (the usual keep-alive idle race), and
+ * no client that keeps sending finds its connection closed under a request.
+ */
+async function drainKeepAlive(server: Server<undefined>, handler: HttpHandler, maxMs: number): Promise<void> {
+  const startedMs = performance.now();
+  handler.startDraining(startedMs);
+  server.reload({ routes: {}, fetch: handler.fetch, error: handler.error });
+  for (;;) {
+    const nowMs = performance.now();
+    if (nowMs - startedMs >= maxMs) return;
+    if (server.pendingRequests === 0 && nowMs - handler.lastRequestWhileDrainingMs >= DRAIN_QUIET_MS) return;
+    await Bun.sleep(DRAIN_POLL_MS);
   }
 }
 
@@ -102,8 +130,10 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const stop = async (options: StopOptions): Promise<void> => {
     current.stopRoutes();
     if (options.graceful) {
-      void server.stop(false);
       const deadline = Date.now() + options.timeoutMs;
+      await drainKeepAlive(server, current.handler, Math.min(DRAIN_KEEPALIVE_MS, options.timeoutMs));
+      // Stops listening and closes idle connections; busy ones close once their response is sent.
+      void server.stop(false);
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
     await server.stop(true);

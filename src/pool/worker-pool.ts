@@ -15,6 +15,7 @@
 import { availableParallelism } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import type { ServerContext, StopOptions } from "../context.ts";
+import { POOL_WORKER_URL } from "../entry-points.ts";
 import { MAIN_THREAD_LOCK_ID, MAX_CLASS_BYTES, createArena, type BufferArena, SlabArena } from "../memory/arena.ts";
 import { Counter } from "../stats/stats.ts";
 import { LatencyHistogram } from "../stats/histogram.ts";
@@ -261,7 +262,7 @@ export class WorkerPool implements OpRunner {
     this.handlersPath = handlers === "" ? "" : resolvePath(process.cwd(), handlers);
     this.spinMicros = options.spinMicros ?? pool.spin_us;
     this.spinCores = options.spinCores ?? availableParallelism() - 1;
-    this.workerUrl = options.workerUrl ?? new URL("./worker.ts", import.meta.url);
+    this.workerUrl = options.workerUrl ?? POOL_WORKER_URL;
     this.loseWakeups = options.loseWakeups ?? false;
     this.arena = options.arena ?? createArena(memory, (message) => context.logger.error(message));
     if (this.threads < 1) throw new Error(`pool.threads must be at least 1 (got ${this.threads})`);

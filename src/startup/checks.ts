@@ -1,5 +1,5 @@
 // What start-up checks before it binds a port, in one list: startServer runs it and so does `--check`.
-import { constants } from "node:fs";
+import { constants, readFileSync } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { unappliedSettings } from "../config/print.ts";
@@ -37,6 +37,10 @@ export const STARTUP_CHECKS: readonly StartupCheck[] = [
       config.server.protocol !== "http" || !config.log.access_log || config.log.access_file === ""
         ? null
         : await appendProblem("log.access_file", config.log.access_file, "leave it empty for stdout"),
+  },
+  {
+    settings: "server.pid_file",
+    run: async (config) => (config.server.pid_file === "" ? null : await pidFileProblem(config.server.pid_file)),
   },
   {
     settings: "custom.handlers",
@@ -78,7 +82,41 @@ export function startupWarnings(config: Config): string[] {
         "only statistics; enable a limit to share it across instances",
     );
   }
+  if (config.server.reuse_port && config.server.pid_file !== "" && readSysctl("net/ipv4/tcp_migrate_req") === "0") {
+    warnings.push(
+      "server.reuse_port with server.pid_file (an upgradable server): net.ipv4.tcp_migrate_req is 0, so a connection " +
+        "still waiting in this process's accept queue when it stops listening is reset instead of handed to the " +
+        "process sharing the port; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1, Linux 5.14 or later)",
+    );
+  }
   return warnings;
+}
+
+/** A value under /proc/sys (trimmed), or null where it cannot be read. */
+function readSysctl(name: string): string | null {
+  try {
+    return readFileSync(`/proc/sys/${name}`, "utf8").trim();
+  } catch {
+    return null;
+  }
+}
+
+/** Why server.pid_file cannot be written: it is written to a temporary file in its directory, then renamed. */
+async function pidFileProblem(file: string): Promise<string | null> {
+  const cannot = (reason: string) =>
+    `cannot write server.pid_file "${file}" (${reason}): fix the path or its permissions, or leave it empty`;
+  const directory = dirname(file);
+  try {
+    if ((await stat(file).catch(() => null))?.isDirectory()) return cannot("it is a directory");
+    if (!(await stat(directory)).isDirectory()) return cannot(`"${directory}" is not a directory`);
+    await access(directory, constants.W_OK | constants.X_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "ENOTDIR") return cannot(`directory "${directory}" does not exist`);
+    if (code === "EACCES" || code === "EPERM") return cannot(`permission denied in "${directory}"`);
+    return cannot((error as Error).message);
+  }
 }
 
 /**

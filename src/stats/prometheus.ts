@@ -383,6 +383,15 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     c.arenaFallbacks,
   );
 
+  out
+    .family(
+      "hps_log_lines_dropped_total",
+      "counter",
+      "Log lines dropped because the log could not keep up (more than log.max_buffered_bytes waiting to be written).",
+    )
+    .sample("hps_log_lines_dropped_total", c.logLinesDropped, { log: "server" })
+    .sample("hps_log_lines_dropped_total", c.accessLogLinesDropped, { log: "access" });
+
   for (const metric of GAUGE_METRICS) {
     out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
   }

@@ -23,7 +23,8 @@ export function formatReport(snap: Snapshot): string[] {
   }
   lines.push(
     `errors: protocol ${count(c.errorsProtocol)}, system ${count(c.errorsSystem)}, timeout ${count(c.errorsTimeout)}; ` +
-      `too large: request ${count(c.requestsTooLarge)}, headers ${count(c.headersTooLarge)}; slow readers cut ${count(c.disconnectedSlowReader)}`,
+      `too large: request ${count(c.requestsTooLarge)}, headers ${count(c.headersTooLarge)}; slow readers cut ${count(c.disconnectedSlowReader)}; ` +
+      `log lines dropped: server ${count(c.logLinesDropped)}, access ${count(c.accessLogLinesDropped)}`,
     `refusals: max connections ${count(c.refusedMaxConnections)}, per ip ${count(c.refusedPerIp)}, denied ${count(c.refusedDenied)}, ` +
       `rate limited ${count(c.rateLimited)}${gaugeSuffix(snap, "rateLimiter", "trackedIps", " (tracking {} ips)")}`,
   );

@@ -47,6 +47,10 @@ export const Counter = {
   arenaFallbacks: 32,
   http304: 33,
   http404: 34,
+  /** server log lines dropped because the log could not keep up (log.max_buffered_bytes) */
+  logLinesDropped: 35,
+  /** access log lines dropped because the log could not keep up (log.max_buffered_bytes) */
+  accessLogLinesDropped: 36,
 } as const;
 export type CounterName = keyof typeof Counter;
 export const COUNTER_NAMES = Object.keys(Counter) as CounterName[];

@@ -1,0 +1,249 @@
+// A log destination that never blocks the event loop: lines are batched in memory and written by this thread's log
+// writer thread; when more than a bound waits (a slow disk, a pipe nobody reads), new lines are dropped and counted.
+import { closeSync, openSync } from "node:fs";
+import { LOG_WRITER_URL } from "../entry-points.ts";
+import type { FromWriter, ToWriter } from "./writer-messages.ts";
+
+export interface LogSinkOptions {
+  /** Bytes waiting to be written (batched or with the writer) past which new lines are dropped. */
+  readonly maxBufferedBytes: number;
+  /** Longest time a line waits in the batch before it goes to the writer. */
+  readonly flushDelayMs: number;
+  /** Counts lines dropped (called each time some are). */
+  readonly onDropped?: (lines: number) => void;
+  /** Called once the sink takes lines again after dropping some, with how many it dropped meanwhile. */
+  readonly onRecovered?: (lines: number) => void;
+  /** A write failed (ENOSPC, EIO, EPIPE): that batch is dropped; called once per distinct message. */
+  readonly onWriteError?: (message: string) => void;
+}
+
+/** Batched characters that send a batch to the writer at once. */
+const BATCH_CHARS = 64 * 1024;
+/** Longest time close waits for the writer to take the last lines (a pipe nobody reads would hold it forever). */
+export const CLOSE_WAIT_MS = 2000;
+
+const encoder = new TextEncoder();
+
+/** The writer thread of this JS thread (main or an I/O thread), started with the first sink that writes. */
+class WriterThread {
+  private readonly worker: Worker;
+  private readonly sinks = new Map<number, LogSink>();
+  private nextSinkId = 1;
+  /** Messages sent and not yet answered: the worker keeps the process alive only while there are some. */
+  private outstanding = 0;
+
+  constructor() {
+    this.worker = new Worker(LOG_WRITER_URL.href);
+    this.worker.unref();
+    this.worker.onmessage = (event: MessageEvent<FromWriter>) => {
+      if (--this.outstanding === 0) this.worker.unref();
+      const message = event.data;
+      const sink = this.sinks.get(message.sink);
+      if (sink === undefined) return;
+      if (message.kind === "written") sink.acknowledged(message.error);
+      else {
+        this.sinks.delete(message.sink);
+        sink.closedByWriter();
+      }
+    };
+  }
+
+  register(sink: LogSink): number {
+    const id = this.nextSinkId++;
+    this.sinks.set(id, sink);
+    return id;
+  }
+
+  unregister(id: number): void {
+    this.sinks.delete(id);
+  }
+
+  send(message: ToWriter): void {
+    if (this.outstanding++ === 0) this.worker.ref();
+    if (message.kind === "write") this.worker.postMessage(message, [message.bytes.buffer as ArrayBuffer]);
+    else this.worker.postMessage(message);
+  }
+}
+
+let writerThread: WriterThread | null = null;
+function writer(): WriterThread {
+  writerThread ??= new WriterThread();
+  return writerThread;
+}
+
+/** Where a sink writes: a file opened for appending, or the process's stdout or stderr. */
+export type LogTarget = { readonly file: string } | { readonly stream: "stdout" | "stderr" };
+
+/** Lines written to one descriptor through the writer thread, at most maxBufferedBytes waiting. */
+export class LogSink {
+  private readonly options: LogSinkOptions;
+  private maxBufferedBytes: number;
+  private readonly fd: number;
+  /** The descriptor is a file this sink opened (closed with it); stdout and stderr are not. */
+  private readonly ownsFd: boolean;
+  private id = 0;
+  private pending = "";
+  private pendingLines = 0;
+  /** Batches with the writer, oldest first: their bytes and lines. */
+  private readonly inFlightBytes: number[] = [];
+  private readonly inFlightLines: number[] = [];
+  private inFlightTotalBytes = 0;
+  private inFlightHead = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private readonly dispatchSoon = () => {
+    this.timer = null;
+    this.dispatch();
+  };
+  /** Batches sent and acknowledged so far; flush waits for the first to reach the second's value at its call. */
+  private sent = 0;
+  private acknowledgedCount = 0;
+  private waiters: Array<{ until: number; resolve: () => void }> = [];
+  private droppedSinceRecovery = 0;
+  private lastError: string | null = null;
+  private closing: Promise<void> | null = null;
+  private resolveClosed: (() => void) | null = null;
+
+  /** Opens `target` (a file for appending: throws ENOENT, EACCES... when it cannot be opened). */
+  constructor(target: LogTarget, options: LogSinkOptions) {
+    this.options = options;
+    this.maxBufferedBytes = options.maxBufferedBytes;
+    if ("file" in target) {
+      this.fd = openSync(target.file, "a");
+      this.ownsFd = true;
+    } else {
+      this.fd = target.stream === "stdout" ? 1 : 2;
+      this.ownsFd = false;
+    }
+  }
+
+  /** Characters batched or with the writer now (the bound applies to this). */
+  get bufferedBytes(): number {
+    return this.pending.length + this.inFlightTotalBytes;
+  }
+
+  /**
+   * Takes `text` (`lines` complete lines) unless that would pass the bound: then drops it, counts it, and returns
+   * false. `urgent` sends the batch at once (errors should reach the disk before a crash that may follow them).
+   */
+  write(text: string, lines: number, urgent: boolean): boolean {
+    if (this.closing !== null) return false;
+    if (this.pending.length + text.length + this.inFlightTotalBytes > this.maxBufferedBytes) {
+      this.droppedSinceRecovery += lines;
+      this.options.onDropped?.(lines);
+      return false;
+    }
+    if (this.droppedSinceRecovery > 0) {
+      const dropped = this.droppedSinceRecovery;
+      this.droppedSinceRecovery = 0;
+      this.options.onRecovered?.(dropped);
+    }
+    this.pending += text;
+    this.pendingLines += lines;
+    if (urgent || this.pending.length >= BATCH_CHARS) this.dispatch();
+    else if (this.timer === null) this.timer = setTimeout(this.dispatchSoon, this.options.flushDelayMs);
+    return true;
+  }
+
+  /** From now on, lines are dropped past `bytes` waiting (a configuration reload). */
+  setMaxBufferedBytes(bytes: number): void {
+    this.maxBufferedBytes = bytes;
+  }
+
+  /** Sends the batch to the writer and waits until everything taken so far is written (or failed). */
+  flush(): Promise<void> {
+    this.dispatch();
+    if (this.acknowledgedCount >= this.sent) return Promise.resolve();
+    return new Promise((resolve) => this.waiters.push({ until: this.sent, resolve }));
+  }
+
+  /**
+   * Writes what is batched, then closes the file (stdout and stderr stay open). Waits at most `waitMs` for the
+   * writer: lines it has not taken by then are left to it (a stuck pipe) and the sink is closed for new lines.
+   */
+  close(waitMs = CLOSE_WAIT_MS): Promise<void> {
+    this.closing ??= (async () => {
+      this.dispatch();
+      if (this.ownsFd && this.acknowledgedCount === this.sent) {
+        // Nothing is with the writer (perhaps never was): no need to start it just to close a file.
+        closeQuietly(this.fd);
+        if (this.id !== 0) writer().unregister(this.id);
+        return;
+      }
+      const done = this.ownsFd
+        ? new Promise<void>((resolve) => {
+            this.resolveClosed = resolve;
+            writer().send({ kind: "close", sink: this.ensureId(), fd: this.fd });
+          })
+        : this.flush();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const gaveUp = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, waitMs);
+      });
+      await Promise.race([done, gaveUp]);
+      clearTimeout(timer);
+      if (!this.ownsFd && this.id !== 0) writer().unregister(this.id);
+    })();
+    return this.closing;
+  }
+
+  /** The writer finished the oldest batch (error: why it could not). */
+  acknowledged(error: string | null): void {
+    const head = this.inFlightHead++;
+    this.inFlightTotalBytes -= this.inFlightBytes[head]!;
+    const lines = this.inFlightLines[head]!;
+    if (this.inFlightHead === this.inFlightBytes.length) {
+      this.inFlightBytes.length = 0;
+      this.inFlightLines.length = 0;
+      this.inFlightHead = 0;
+    }
+    this.acknowledgedCount++;
+    if (error !== null) {
+      this.options.onDropped?.(lines);
+      if (error !== this.lastError) this.options.onWriteError?.(error);
+    }
+    this.lastError = error;
+    if (this.waiters.length > 0) {
+      const done = this.acknowledgedCount;
+      this.waiters = this.waiters.filter((waiter) => {
+        if (waiter.until > done) return true;
+        waiter.resolve();
+        return false;
+      });
+    }
+  }
+
+  /** The writer closed this sink's file (after every write before it). */
+  closedByWriter(): void {
+    this.resolveClosed?.();
+    this.resolveClosed = null;
+  }
+
+  private ensureId(): number {
+    if (this.id === 0) this.id = writer().register(this);
+    return this.id;
+  }
+
+  private dispatch(): void {
+    if (this.timer !== null) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (this.pending === "") return;
+    const bytes = encoder.encode(this.pending);
+    this.inFlightBytes.push(bytes.length);
+    this.inFlightLines.push(this.pendingLines);
+    this.inFlightTotalBytes += bytes.length;
+    this.pending = "";
+    this.pendingLines = 0;
+    this.sent++;
+    writer().send({ kind: "write", sink: this.ensureId(), fd: this.fd, bytes });
+  }
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed.
+  }
+}

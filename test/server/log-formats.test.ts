@@ -1,0 +1,217 @@
+// Log formats (text/JSON server log, combined/JSON access log) and logs that never block: a bounded buffer whose
+// overflow is dropped and counted when the destination is a pipe nobody reads.
+import { afterAll, describe, expect, test } from "bun:test";
+import {
+  closeSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AccessLog, newAccessEntry } from "../../src/http/access-log.ts";
+import { Logger } from "../../src/log.ts";
+import { renderMetrics } from "../../src/stats/prometheus.ts";
+import { snapshot } from "../../src/stats/snapshot.ts";
+import { startSite } from "../helpers/http.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "hps-log-formats-"));
+const root = join(dir, "site");
+mkdirSync(root);
+writeFileSync(join(root, "a.txt"), "hello");
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe("server log", () => {
+  test("json: one object per line with time, level and msg; a report keeps its lines in an array", async () => {
+    const path = join(dir, "server.json.log");
+    const logger = new Logger({ level: "info", file: path, format: "json" });
+    logger.info('started "quoted"\nand a second line');
+    logger.error("broken");
+    logger.block("info", "status", ["a: 1", "b: 2"]);
+    await logger.close();
+    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(lines.length).toBe(3);
+    const [first, second, third] = lines.map((line) => JSON.parse(line));
+    expect(first).toEqual({ time: expect.any(String), level: "info", msg: 'started "quoted"\nand a second line' });
+    expect(new Date(first.time).toISOString()).toBe(first.time);
+    expect(second).toMatchObject({ level: "error", msg: "broken" });
+    expect(third).toMatchObject({ level: "info", msg: "status", lines: ["a: 1", "b: 2"] });
+  });
+
+  test("setFormat switches between lines (a reload)", async () => {
+    const path = join(dir, "switch.log");
+    const logger = new Logger({ level: "info", file: path });
+    logger.info("as text");
+    logger.setFormat("json");
+    logger.info("as json");
+    await logger.close();
+    const [text, json] = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(text).toMatch(/Z INFO {2}as text$/);
+    expect(JSON.parse(json!).msg).toBe("as json");
+  });
+});
+
+describe("access log", () => {
+  test("json: time, client, method, path, protocol, status, bytes, duration_us, referer, user_agent", async () => {
+    const logFile = join(dir, "access.json.log");
+    const site = await startSite(root, { log: { access_log: true, access_file: logFile, access_format: "json" } });
+    await fetch(`${site.base}/a.txt?x=1`, { headers: { Referer: "http://ref.example/", "User-Agent": 'agent "7"' } });
+    await fetch(`${site.base}/missing`, { method: "HEAD" });
+    await site.stop();
+    const [hit, miss] = readFileSync(logFile, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(hit).toEqual({
+      time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      client: "127.0.0.1",
+      method: "GET",
+      path: "/a.txt?x=1",
+      protocol: "HTTP/1.1",
+      status: 200,
+      bytes: 5,
+      duration_us: expect.any(Number),
+      referer: "http://ref.example/",
+      user_agent: 'agent "7"',
+    });
+    expect(Number.isInteger(hit.duration_us) && hit.duration_us >= 0).toBe(true);
+    expect(Math.abs(Date.parse(hit.time) - Date.now())).toBeLessThan(60_000);
+    expect(miss).toMatchObject({ method: "HEAD", path: "/missing", status: 404, bytes: 0, referer: null });
+  });
+
+  test("a proxied request carries the upstream fields (filled by the proxy), an unknown request nulls", async () => {
+    const logFile = join(dir, "access.upstream.log");
+    const log = new AccessLog({ file: logFile, format: "json" });
+    const entry = newAccessEntry();
+    Object.assign(entry, { timeMs: Date.UTC(2026, 10, 26, 1, 2, 3, 456), client: "10.0.0.9", method: "GET" });
+    Object.assign(entry, { target: "/api", status: 502, bodyBytes: 11, durationMicros: 1500 });
+    Object.assign(entry, { upstream: "10.0.0.5:8080", upstreamStatus: 503, upstreamMicros: 1200 });
+    log.write(entry);
+    const unknown = newAccessEntry();
+    unknown.timeMs = Date.UTC(2026, 10, 26, 1, 2, 4);
+    unknown.status = 500;
+    log.write(unknown);
+    await log.close();
+    const [proxied, lost] = readFileSync(logFile, "utf8")
+      .trimEnd()
+      .split("\n")
+      .map((line) => JSON.parse(line));
+    expect(proxied).toMatchObject({
+      time: "2026-11-26T01:02:03.456Z",
+      upstream: "10.0.0.5:8080",
+      upstream_status: 503,
+      upstream_duration_us: 1200,
+    });
+    expect(lost).toMatchObject({ client: "-", method: null, path: null, status: 500 });
+    expect(lost).not.toHaveProperty("upstream");
+  });
+});
+
+/** A FIFO with a reader that reads nothing until told to: writes fill the pipe, then block (on the writer thread). */
+function stuckPipe(name: string): { path: string; startReading(): void; text(): string; close(): void } {
+  const path = join(dir, name);
+  expect(Bun.spawnSync(["mkfifo", path]).exitCode).toBe(0);
+  const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+  const buffer = new Uint8Array(65536);
+  const decoder = new TextDecoder();
+  let received = "";
+  let reader: ReturnType<typeof setInterval> | null = null;
+  const readAvailable = () => {
+    for (;;) {
+      let count: number;
+      try {
+        count = readSync(readFd, buffer);
+      } catch {
+        return; // EAGAIN: nothing at the moment
+      }
+      if (count === 0) return;
+      received += decoder.decode(buffer.subarray(0, count), { stream: true });
+    }
+  };
+  return {
+    path,
+    startReading() {
+      reader ??= setInterval(readAvailable, 2);
+    },
+    /** What the writer has written so far (read now, so nothing written before the call is missed). */
+    text() {
+      readAvailable();
+      return received;
+    },
+    close() {
+      if (reader !== null) clearInterval(reader);
+      closeSync(readFd);
+    },
+  };
+}
+
+describe("a log destination that does not keep up", () => {
+  test("access log to a pipe nobody reads: requests are all answered, the overflow is dropped and counted", async () => {
+    const pipe = stuckPipe("access.fifo");
+    const site = await startSite(root, {
+      log: { access_log: true, access_file: pipe.path, max_buffered_bytes: 64 * 1024 },
+    });
+    try {
+      const longAgent = "x".repeat(1000); // ~1.1 KB per line: the pipe (64 KiB) and the bound (64 KiB) fill fast
+      const requests = 600;
+      for (let i = 0; i < requests; i += 50) {
+        const batch = Array.from({ length: 50 }, () =>
+          fetch(`${site.base}/a.txt`, { headers: { "User-Agent": longAgent } }).then((response) => response.text()),
+        );
+        expect(await Promise.all(batch)).toEqual(Array(50).fill("hello"));
+      }
+      const counters = snapshot(site.context).counters;
+      expect(counters.requests).toBe(requests);
+      // 600 lines of ~1.1 KB cannot fit in 64 KiB of pipe plus 64 KiB of buffer: most were dropped, and counted.
+      expect(counters.accessLogLinesDropped).toBeGreaterThan(requests / 2);
+      expect(counters.accessLogLinesDropped).toBeLessThan(requests);
+      expect(renderMetrics(site.context)).toContain(
+        `hps_log_lines_dropped_total{log="access"} ${counters.accessLogLinesDropped}`,
+      );
+      // Still serving while the log is stuck.
+      expect(await (await fetch(`${site.base}/a.txt`)).text()).toBe("hello");
+      pipe.startReading();
+      await site.stop();
+      // Every line not dropped arrived, whole and in order.
+      const lines = pipe.text().trimEnd().split("\n");
+      expect(lines.length).toBe(requests + 1 - counters.accessLogLinesDropped);
+      for (const line of lines)
+        expect(line).toMatch(/^127\.0\.0\.1 - - \[.*\] "GET \/a\.txt HTTP\/1\.1" 200 5 "-" "(x{1000}|Bun\/[\d.]+)"$/);
+    } finally {
+      pipe.close();
+    }
+  }, 30_000);
+
+  test("server log to a pipe nobody reads: logging returns at once, drops are counted, then reported once it drains", async () => {
+    const pipe = stuckPipe("server.fifo");
+    const logger = new Logger({ level: "info", file: pipe.path, maxBufferedBytes: 64 * 1024 });
+    let dropped = 0;
+    logger.countDroppedWith((lines) => {
+      dropped += lines;
+    });
+    const line = "y".repeat(500);
+    const startedMs = performance.now();
+    for (let i = 0; i < 2000; i++) logger.info(line); // ~1 MB: 16 times the bound
+    const loggingMs = performance.now() - startedMs;
+    expect(dropped).toBeGreaterThan(1000);
+    // Nothing waited for the pipe: the calls cost what formatting costs.
+    expect(loggingMs).toBeLessThan(1000);
+    try {
+      pipe.startReading();
+      await logger.flush(); // what was kept reaches the reader
+      logger.info("after the pipe drained");
+      await logger.close();
+      const text = pipe.text();
+      expect(text).toContain(`WARN  log: ${dropped} lines were dropped: more than 65536 bytes were waiting`);
+      expect(text.trimEnd().split("\n").at(-1)).toMatch(/INFO {2}after the pipe drained$/);
+      expect(text.split("\n").filter((entry) => entry.endsWith(line)).length).toBe(2000 - dropped);
+    } finally {
+      pipe.close();
+    }
+  }, 30_000);
+});
