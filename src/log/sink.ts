@@ -19,6 +19,8 @@ export interface LogSinkOptions {
 
 /** Batched characters that send a batch to the writer at once. */
 const BATCH_CHARS = 64 * 1024;
+/** Acknowledged batches kept at the head of the in-flight lists before they are cut off. */
+const COMPACT_AFTER_BATCHES = 1024;
 /** Longest time close waits for the writer to take the last lines (a pipe nobody reads would hold it forever). */
 export const CLOSE_WAIT_MS = 2000;
 
@@ -194,6 +196,11 @@ export class LogSink {
     if (this.inFlightHead === this.inFlightBytes.length) {
       this.inFlightBytes.length = 0;
       this.inFlightLines.length = 0;
+      this.inFlightHead = 0;
+    } else if (this.inFlightHead >= COMPACT_AFTER_BATCHES) {
+      // A writer that is never quite done (steady traffic) must not grow these lists for ever.
+      this.inFlightBytes.splice(0, this.inFlightHead);
+      this.inFlightLines.splice(0, this.inFlightHead);
       this.inFlightHead = 0;
     }
     this.acknowledgedCount++;
