@@ -82,42 +82,46 @@ async function stopByPidFile(pidFile: string): Promise<void> {
 }
 
 describe("hps upgrade", () => {
-  test("keep-alive clients looping through an upgrade see zero failed requests; the new process serves after", async () => {
-    const args = await serverArgs("zero");
-    const pidFile = join(dir, "zero.pid");
-    await using old = await startHpsProcess({ command: SOURCE_COMMAND, args });
-    await waitFor(() => readPidFile(pidFile) === old.pid, 10_000, "the pid file");
-    const loops = startKeepAliveLoops(old.port, "/", 8);
-    try {
-      await waitFor(() => loops.answered() > 200, 10_000, "the loops to get going");
-      const upgrade = await runUpgrade(pidFile, args);
-      expect(upgrade.output).toContain("done:");
-      expect(upgrade.code).toBe(0);
-      const oldExitedMs = performance.now();
-      const newPid = readPidFile(pidFile);
-      expect(newPid).not.toBeNull();
-      expect(newPid).not.toBe(old.pid);
-      expect(isRunning(old.pid)).toBe(false);
-      expect(old.stderr()).toContain("SIGTERM received: draining");
-      // The loops go on against the new process alone.
-      const answeredAtExit = loops.answered();
-      await waitFor(() => loops.answered() > answeredAtExit + 200, 10_000, "answers from the new process");
-      const result = await loops.stop();
-      expect(result.failures).toEqual([]);
-      expect(result.failed).toBe(0);
-      expect(result.bad).toBe(0);
-      expect(result.answeredAtMs.filter((atMs) => atMs > oldExitedMs).length).toBeGreaterThan(200);
-      // The drain told every keep-alive connection to close (each loop reconnected at least once).
-      expect(result.connections).toBeGreaterThan(8);
-      // The new process took the admin port over too (bound beside the old one's with reuse_port).
-      const adminPort = args.find((arg) => arg.startsWith("admin.port="))!.slice("admin.port=".length);
-      expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
-    } finally {
-      await loops.stop();
-      await stopByPidFile(pidFile);
-    }
-    expect(readPidFile(pidFile)).toBeNull(); // removed by the process it named, at exit
-  }, 90_000);
+  test.each([1, 2])(
+    "keep-alive clients looping through an upgrade see zero failed requests; the new process serves after (server.io_threads = %i)",
+    async (ioThreads) => {
+      const args = [...(await serverArgs(`zero${ioThreads}`)), "--set", `server.io_threads=${ioThreads}`];
+      const pidFile = join(dir, `zero${ioThreads}.pid`);
+      await using old = await startHpsProcess({ command: SOURCE_COMMAND, args });
+      await waitFor(() => readPidFile(pidFile) === old.pid, 10_000, "the pid file");
+      const loops = startKeepAliveLoops(old.port, "/", 8);
+      try {
+        await waitFor(() => loops.answered() > 200, 10_000, "the loops to get going");
+        const upgrade = await runUpgrade(pidFile, args);
+        expect(upgrade.output).toContain("done:");
+        expect(upgrade.code).toBe(0);
+        const oldExitedMs = performance.now();
+        const newPid = readPidFile(pidFile);
+        expect(newPid).not.toBeNull();
+        expect(newPid).not.toBe(old.pid);
+        expect(isRunning(old.pid)).toBe(false);
+        expect(old.stderr()).toContain("SIGTERM received: draining");
+        // The loops go on against the new process alone.
+        const answeredAtExit = loops.answered();
+        await waitFor(() => loops.answered() > answeredAtExit + 200, 10_000, "answers from the new process");
+        const result = await loops.stop();
+        expect(result.failures).toEqual([]);
+        expect(result.failed).toBe(0);
+        expect(result.bad).toBe(0);
+        expect(result.answeredAtMs.filter((atMs) => atMs > oldExitedMs).length).toBeGreaterThan(200);
+        // The drain told every keep-alive connection to close (each loop reconnected at least once).
+        expect(result.connections).toBeGreaterThan(8);
+        // The new process took the admin port over too (bound beside the old one's with reuse_port).
+        const adminPort = args.find((arg) => arg.startsWith("admin.port="))!.slice("admin.port=".length);
+        expect((await fetch(`http://127.0.0.1:${adminPort}/readyz`)).status).toBe(200);
+      } finally {
+        await loops.stop();
+        await stopByPidFile(pidFile);
+      }
+      expect(readPidFile(pidFile)).toBeNull(); // removed by the process it named, at exit
+    },
+    90_000,
+  );
 
   test("a new configuration with problems starts nothing; the old process keeps serving", async () => {
     const args = await serverArgs("bad");
