@@ -1,4 +1,5 @@
 // Levelled logger: one line per event (text or JSON) with a timestamp, to stderr or a file, written off the event loop.
+import { appendFileSync } from "node:fs";
 import { LogSink, type LogTarget } from "./log/sink.ts";
 
 export type LogLevel = "error" | "warn" | "info" | "debug";
@@ -154,7 +155,18 @@ export class Logger {
       text = `${time} ${LEVEL_TEXT[level]} ${body}\n`;
     }
     // Errors go to the writer at once: they must reach the disk even when a crash follows them.
-    this.sink.write(text, 1, level === "error");
+    if (!this.sink.isClosed) this.sink.write(text, 1, level === "error");
+    else this.writeLate(text);
+  }
+
+  /** A line logged after close (something still running at shutdown): appended directly, nothing kept open. */
+  private writeLate(text: string): void {
+    try {
+      if (this.path !== "") appendFileSync(this.path, text);
+      else process.stderr.write(text);
+    } catch {
+      // The file is gone or unwritable: there is nowhere better to put the line.
+    }
   }
 
   private openSink(file: string): LogSink {

@@ -118,6 +118,11 @@ export class LogSink {
     }
   }
 
+  /** close() was called: write() takes nothing from then on. */
+  get isClosed(): boolean {
+    return this.closing !== null;
+  }
+
   /** Characters batched or with the writer now (the bound applies to this). */
   get bufferedBytes(): number {
     return this.pending.length + this.inFlightTotalBytes;
@@ -125,7 +130,7 @@ export class LogSink {
 
   /**
    * Takes `text` (`lines` complete lines) unless that would pass the bound: then drops it, counts it, and returns
-   * false. `urgent` sends the batch at once (errors should reach the disk before a crash that may follow them).
+   * false. After close it takes nothing and returns false (the owner writes such a late line itself). `urgent` sends the batch at once (errors should reach the disk before a crash that may follow them).
    */
   write(text: string, lines: number, urgent: boolean): boolean {
     if (this.closing !== null) return false;

@@ -43,6 +43,17 @@ describe("server log", () => {
     expect(third).toMatchObject({ level: "info", msg: "status", lines: ["a: 1", "b: 2"] });
   });
 
+  test("a line logged after close is appended directly, not lost", async () => {
+    const path = join(dir, "late.log");
+    const logger = new Logger({ level: "info", file: path });
+    logger.info("before close");
+    await logger.close();
+    logger.warn("after close");
+    const lines = readFileSync(path, "utf8").trimEnd().split("\n");
+    expect(lines.length).toBe(2);
+    expect(lines[1]).toMatch(/WARN {2}after close$/);
+  });
+
   test("setFormat switches between lines (a reload)", async () => {
     const path = join(dir, "switch.log");
     const logger = new Logger({ level: "info", file: path });
