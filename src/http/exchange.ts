@@ -1,5 +1,6 @@
 // One HTTP request as the handler carries it from its admission to its access log line.
 import type { ConnectionState } from "./keepalive.ts";
+import { pathStartOf } from "./request-rules.ts";
 import { QUERY_NOT_SCANNED } from "./static.ts";
 
 /**
@@ -44,7 +45,7 @@ export class Exchange {
       return;
     }
     const url = request.url;
-    const pathStart = url.indexOf("/", 8); // after "http://" and at least one host character
+    const pathStart = pathStartOf(url);
     this.pathStart = pathStart;
     if (pathStart < 0) {
       this.rawPath = "/";
@@ -54,6 +55,18 @@ export class Exchange {
       this.queryStart = queryStart;
       this.rawPath = queryStart < 0 ? url.slice(pathStart) : url.slice(pathStart, queryStart);
     }
+  }
+
+  /** Bytes of the target as far as it was read: all of it when the URL was scanned, else the routed path. */
+  targetBytes(): number {
+    return this.pathStart >= 0 ? this.request!.url.length - this.pathStart : this.rawPath.length;
+  }
+
+  /** The request target (path and query), as the access log writes it. */
+  target(): string {
+    const url = this.request!.url;
+    const pathStart = this.pathStart >= 0 ? this.pathStart : pathStartOf(url);
+    return pathStart < 0 ? "/" : url.slice(pathStart);
   }
 
   copy(): Exchange {

@@ -8,14 +8,7 @@ import { type AccessLog, newAccessEntry } from "./access-log.ts";
 import { Exchange } from "./exchange.ts";
 import type { KeepAliveCounter } from "./keepalive.ts";
 import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
-import {
-  MethodKind,
-  asksToClose,
-  isValidHost,
-  methodKind,
-  requestHeadBytesLowerBound,
-  targetOf,
-} from "./request-rules.ts";
+import { MethodKind, asksToClose, isValidHost, methodKind, requestHeadBytesLowerBound } from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
 import { SiteRequest, type StaticFiles } from "./static.ts";
 import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse, httpDateNow } from "./status.ts";
@@ -131,8 +124,7 @@ export class HttpHandler {
     const headers = request.headers;
     const host = headers.get("host");
     // For a request Bun routed, the path stands for the target (the query is not read): still a lower bound.
-    const targetBytes = exchange.pathStart >= 0 ? request.url.length - exchange.pathStart : exchange.rawPath.length;
-    exchange.headBytes = requestHeadBytesLowerBound(method, targetBytes, host, headers.count);
+    exchange.headBytes = requestHeadBytesLowerBound(method, exchange.targetBytes(), host, headers.count);
     // requestIP is the dearest call here (a getpeername system call per request): made once, and only when something needs the peer.
     const peer = this.needsPeer ? server.requestIP(request) : null;
     let response = this.refusal(exchange, peer, host, isHead);
@@ -322,13 +314,12 @@ export class HttpHandler {
     stats.add(Counter.bytesRead, exchange.headBytes + exchange.bodyBytesRead);
     const durationMicros = Math.round((performance.now() - startedMs) * 1000);
     if (this.accessLog !== null) {
-      const url = request.url;
       const headers = request.headers;
       const entry = this.logEntry;
       entry.timeMs = performance.timeOrigin + startedMs;
       entry.client = exchange.clientAddress;
       entry.method = request.method;
-      entry.target = exchange.pathStart >= 0 ? url.slice(exchange.pathStart) : targetOf(url);
+      entry.target = exchange.target();
       entry.status = status;
       entry.bodyBytes = bodyBytes;
       entry.durationMicros = durationMicros;
@@ -363,22 +354,14 @@ export class HttpHandler {
       }
     }
     const exchange = this.exchange;
-    exchange.request = request;
+    exchange.begin(request, null, startedMs);
     exchange.clientAddress = clientAddress;
-    exchange.connection = null;
-    exchange.closeConnection = false;
-    exchange.pathStart = -1;
-    const url = request.url;
-    const pathStart = url.indexOf("/", url.indexOf("://") + 3);
-    const targetBytes = pathStart < 0 ? 1 : url.length - pathStart;
     exchange.headBytes = requestHeadBytesLowerBound(
       request.method,
-      targetBytes,
+      exchange.targetBytes(),
       request.headers.get("host"),
       request.headers.count,
     );
-    exchange.bodyBytesRead = 0;
-    exchange.startedMs = startedMs;
     const response = errorAnswer(this.summary, 500, request.method === "HEAD", undefined);
     return this.finish(exchange, response);
   }

@@ -1,9 +1,13 @@
 // What a request says about itself: its target, its Host, its method's standing, whether it asks to close, its size.
 
-/** The request target (path and query) from Bun's absolute request URL. */
-export function targetOf(url: string): string {
-  const pathStart = url.indexOf("/", 8);
-  return pathStart < 0 ? "/" : url.slice(pathStart);
+/**
+ * Index of the request target's path in Bun's request.url, -1 when it has none. The URL is absolute
+ * ("http://host/path?query") when the request names a host, but only the target ("/path?query") when its Host is
+ * empty or absent (HTTP/1.0), both of which are served.
+ */
+export function pathStartOf(url: string): number {
+  if (url.charCodeAt(0) === 47 /* / */) return 0;
+  return url.indexOf("/", 8); // after "http://" or "https://" and at least one host character
 }
 
 /** Whether a request's Connection header carries the `close` option (RFC 9112 §9.6; a token list, any case). */

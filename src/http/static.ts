@@ -13,6 +13,7 @@ import {
 import { FileResponder } from "./file-response.ts";
 import { LISTING_HEADERS, directoryListing } from "./listing.ts";
 import { decodeRequestPath, isInsideRoot } from "./path.ts";
+import { pathStartOf } from "./request-rules.ts";
 import { RepresentationBuilder, isSameFile } from "./representation.ts";
 import { errorAnswer, type ResponseSummary } from "./status.ts";
 
@@ -280,6 +281,6 @@ export class StaticFiles {
 
 /** The query of a request URL without its `?` ("" when none); `queryStart` as a SiteRequest holds it. */
 function queryOf(url: string, queryStart: number): string {
-  const at = queryStart === QUERY_NOT_SCANNED ? url.indexOf("?", url.indexOf("/", 8)) : queryStart;
+  const at = queryStart === QUERY_NOT_SCANNED ? url.indexOf("?", Math.max(0, pathStartOf(url))) : queryStart;
   return at < 0 ? "" : url.slice(at + 1);
 }

@@ -1,6 +1,6 @@
 // http: what an HTTP linter and a hostile corpus check (issue 14): Host, HEAD fields, dispositions, methods, Vary, zstd.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { KNOWN_EXTENSIONS } from "../../src/http/mime.ts";
 import { waitFor } from "../helpers/common.ts";
@@ -26,6 +26,8 @@ beforeAll(async () => {
   writeFileSync(join(root, "index.html"), "<h1>home</h1>");
   writeFileSync(join(root, "style.css"), css);
   writeFileSync(join(root, "image.png"), new Uint8Array(300).fill(7));
+  mkdirSync(join(root, "deep/er/path"), { recursive: true });
+  for (const target of ["/deep/er/path/file.txt", "/short.txt"]) writeFileSync(join(root, target), `file ${target}`);
   for (const name of ["big.bin", "big.pdf", "big.js", "big.png", "big.json"])
     writeFileSync(join(root, name), new Uint8Array(bigBytes).fill(65));
   site = await startSite(root, { http: { cache_max_file_bytes: 100_000, cache_bytes: 1_000_000 } });
@@ -61,6 +63,21 @@ describe("Host (RFC 9112 §3.2)", () => {
       const response = await rawRequest(site.port, `GET /index.html HTTP/1.1\r\nHost: ${host}\r\n\r\n`);
       expect([host, response.status]).toEqual([host, 200]);
     }
+  });
+
+  test("an empty Host, or none on HTTP/1.0, gets the file the target names (Bun's URL is then only the target)", async () => {
+    // Files no other test asks for: they are not cached, so the URL is read (not a natively routed path).
+    const requests = [
+      ["/deep/er/path/file.txt", "GET /deep/er/path/file.txt HTTP/1.1\r\nHost: \r\n\r\n"],
+      ["/short.txt", "GET /short.txt HTTP/1.0\r\n\r\n"],
+      ["/deep/er/path/file.txt", "GET /deep/er/path/file.txt?v=1 HTTP/1.0\r\n\r\n"],
+    ] as const;
+    for (const [target, request] of requests) {
+      const response = await rawRequest(site.port, request);
+      expect([request, response.status, text(response.body)]).toEqual([request, 200, `file ${target}`]);
+    }
+    const redirect = await rawRequest(site.port, "GET /deep/er?x=1 HTTP/1.1\r\nHost:\r\n\r\n");
+    expect([redirect.status, redirect.headers.get("location")]).toEqual([301, "/deep/er/?x=1"]);
   });
 
   test("a path Bun routes natively (a cached file) checks the Host too", async () => {
