@@ -17,22 +17,50 @@ export function asksToClose(connection: string | null): boolean {
   return /(?:^|,)\s*close\s*(?:,|$)/i.test(connection);
 }
 
-/** 1 for each byte a Host value may hold: RFC 3986 authority characters (unreserved, sub-delims, %, :, [ ]). */
-const HOST_BYTES = new Uint8Array(128);
-for (const char of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=:[]") {
-  HOST_BYTES[char.charCodeAt(0)] = 1;
+/** 1 for each byte of a reg-name, or inside an IP literal's brackets with `:` (RFC 3986: unreserved, sub-delims, %). */
+const HOST_NAME_BYTES = new Uint8Array(128);
+for (const char of "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~%!$&'()*+,;=") {
+  HOST_NAME_BYTES[char.charCodeAt(0)] = 1;
+}
+const COLON = 58;
+const OPEN_BRACKET = 91;
+
+/** Whether a character code may appear in a reg-name (or, with `:`, inside an IP literal's brackets). */
+function isHostNameByte(code: number): boolean {
+  return code < 128 && HOST_NAME_BYTES[code] === 1;
 }
 
 /**
- * Whether a Host field value is one uri-host [":" port] (RFC 9112 §3.2), as far as its bytes go. Bun 1.4.5 joins
- * repeated Host lines into one value with ", ", and a space is never valid, so two Host lines fail here too. A
- * missing Host (HTTP/1.0; Bun itself answers 400 to an HTTP/1.1 request without one) and an empty one are valid.
+ * Whether a Host field value is one uri-host [":" port] (RFC 9112 §3.2, RFC 3986 §3.2.2): a reg-name or an IP
+ * literal in brackets, then optionally a colon and digits. Bun 1.4.5 joins repeated Host lines into one value with
+ * ", ", and a space is never valid, so two Host lines fail here too. A missing Host (HTTP/1.0; Bun itself answers
+ * 400 to an HTTP/1.1 request without one) and an empty one are valid.
  */
 export function isValidHost(host: string | null): boolean {
   if (host === null) return true;
-  for (let i = 0; i < host.length; i++) {
-    const code = host.charCodeAt(i);
-    if (code >= 128 || HOST_BYTES[code] === 0) return false;
+  const length = host.length;
+  let at = 0;
+  if (length > 0 && host.charCodeAt(0) === OPEN_BRACKET) {
+    const close = host.indexOf("]");
+    if (close < 2) return false;
+    for (at = 1; at < close; at++) {
+      const code = host.charCodeAt(at);
+      if (code !== COLON && !isHostNameByte(code)) return false;
+    }
+    at = close + 1;
+  } else {
+    for (; at < length; at++) {
+      const code = host.charCodeAt(at);
+      if (code === COLON) break;
+      if (!isHostNameByte(code)) return false;
+    }
+    if (at === 0 && length > 0) return false; // a port without a host
+  }
+  if (at === length) return true;
+  if (host.charCodeAt(at) !== COLON) return false;
+  for (at++; at < length; at++) {
+    const code = host.charCodeAt(at);
+    if (code < 48 || code > 57) return false;
   }
   return true;
 }
