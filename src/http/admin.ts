@@ -38,13 +38,21 @@ In a fleet (fleet.redis_url), ?scope=fleet on /stats, /status, /metrics and /eve
  */
 class EventBroadcaster {
   private readonly produce: (minAdvanceMs: number) => object | Promise<object>;
+  private readonly restartWindow: (() => void) | null;
   private readonly streams = new Set<ReadableStreamDefaultController<Uint8Array>>();
   private readonly encoder = new TextEncoder();
   private timer: Timer | null = null;
   private ticking = false;
+  /** The last event broadcast (while the broadcast runs): what a viewer joining it gets at once. */
+  private lastMessage: Uint8Array | null = null;
 
-  constructor(produce: (minAdvanceMs: number) => object | Promise<object>) {
+  /**
+   * `restartWindow` starts a new sampling window when the broadcast starts: the first event then waits for the first
+   * tick. Null when `produce` keeps no window of its own (the fleet's view): the first event is made at once.
+   */
+  constructor(produce: (minAdvanceMs: number) => object | Promise<object>, restartWindow: (() => void) | null) {
     this.produce = produce;
+    this.restartWindow = restartWindow;
   }
 
   get size(): number {
@@ -57,15 +65,23 @@ class EventBroadcaster {
       start: (controller) => {
         own = controller;
         this.streams.add(controller);
-        // Tell the browser how soon to reconnect, and give the page data at once.
+        // Tell the browser how soon to reconnect.
         controller.enqueue(this.encoder.encode(`retry: ${EVENT_INTERVAL_MS}\n`));
-        void Promise.resolve(this.produce(EVENT_INTERVAL_MS)).then((event) => {
-          try {
-            controller.enqueue(this.message(event));
-          } catch {
-            // Closed before the first event was ready.
-          }
-        });
+        if (this.lastMessage !== null) {
+          controller.enqueue(this.lastMessage); // joining a running broadcast: its last event, at once
+        } else if (this.restartWindow !== null) {
+          // Nobody was watching: the sampler's window reaches back to the last broadcast (or the start), and rates
+          // over it would be drawn as the last second's. A window starts now; the first tick's event ends it.
+          if (this.timer === null) this.restartWindow();
+        } else {
+          void Promise.resolve(this.produce(EVENT_INTERVAL_MS)).then((event) => {
+            try {
+              controller.enqueue(this.message(event));
+            } catch {
+              // Closed before the first event was ready.
+            }
+          });
+        }
         this.timer ??= setInterval(() => void this.tick(), EVENT_INTERVAL_MS);
       },
       cancel: () => {
@@ -103,6 +119,8 @@ class EventBroadcaster {
     } finally {
       this.ticking = false;
     }
+    if (this.timer === null) return; // every stream closed meanwhile
+    this.lastMessage = message;
     for (const controller of this.streams) {
       try {
         // A client that stopped reading but keeps the socket open must not grow our memory: drop it.
@@ -128,6 +146,7 @@ class EventBroadcaster {
   private stopTimer(): void {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
+    this.lastMessage = null;
   }
 }
 
@@ -189,9 +208,12 @@ function scoped(
 export async function startAdmin(context: ServerContext, options: AdminOptions): Promise<Listener> {
   const { bind, port } = context.config.admin;
   const sampler = new SnapshotSampler(context);
-  const events = new EventBroadcaster((minAdvanceMs) => sampler.take(minAdvanceMs));
+  const events = new EventBroadcaster(
+    (minAdvanceMs) => sampler.take(minAdvanceMs),
+    () => sampler.restart(),
+  );
   const fleet = context.fleet;
-  const fleetEvents = fleet ? new EventBroadcaster(() => fleetEvent(fleet)) : null;
+  const fleetEvents = fleet ? new EventBroadcaster(() => fleetEvent(fleet), null) : null;
   const metricsHeaders = { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE };
   const server: Server<undefined> = Bun.serve({
     hostname: bind,

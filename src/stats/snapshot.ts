@@ -98,6 +98,20 @@ export class SnapshotSampler {
     };
   }
 
+  /** Starts a new window now: the next snapshot's rates and interval latency cover the time from here. */
+  restart(): void {
+    const { stats } = this.context;
+    const cpu = process.cpuUsage();
+    const atMs = Date.now();
+    this.baseline = {
+      atMs,
+      counters: stats.totals(),
+      histogram: stats.latency().counts,
+      cpuMicros: cpu.user + cpu.system,
+      cpuAtMs: atMs,
+    };
+  }
+
   /**
    * A snapshot with rates since the baseline. The baseline moves to now only when it is at least
    * `minAdvanceMs` old, so frequent callers (several people polling /stats) still see rates over a useful window.

@@ -147,7 +147,7 @@ describe("admin endpoints", () => {
     expect(html).not.toMatch(/https?:\/\//i);
   });
 
-  test("/events sends a snapshot at once and then one a second with fresh numbers", async () => {
+  test("/events sends a snapshot a second with fresh numbers", async () => {
     const response = await fetch(`${base}/events`);
     expect(response.headers.get("content-type")).toContain("text/event-stream");
     const events = new EventReader(response);
@@ -166,6 +166,30 @@ describe("admin endpoints", () => {
       await events.cancel();
     }
   });
+});
+
+test("/events rates cover the last second only, even for the first viewer after traffic nobody watched", async () => {
+  const context = adminContext();
+  const admin = await startAdmin(context, { isReady: () => true });
+  const base = `http://127.0.0.1:${admin.port}`;
+  // Traffic while no dashboard is open (before this admin's first viewer): not in any viewer's per-second rates.
+  for (let i = 0; i < 5000; i++) context.stats.requestDone(100);
+  const first = new EventReader(await fetch(`${base}/events`));
+  let second: EventReader | null = null;
+  try {
+    const snapshot = JSON.parse((await first.next())!) as Snapshot;
+    expect(snapshot.counters.requests).toBe(5000);
+    expect(snapshot.rates.requestsPerSecond).toBe(0);
+    expect(snapshot.intervalLatency.count).toBe(0);
+    // A viewer joining a running broadcast gets the last snapshot at once: the same window, not a shorter one.
+    second = new EventReader(await fetch(`${base}/events`));
+    const joined = JSON.parse((await second.next())!) as Snapshot;
+    expect(joined.atMs).toBe(snapshot.atMs);
+  } finally {
+    await first.cancel();
+    await second?.cancel();
+    await admin.stop({ graceful: false, timeoutMs: 0 });
+  }
 });
 
 test("stopping the admin listener ends open event streams and frees the port", async () => {
