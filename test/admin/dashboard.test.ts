@@ -58,7 +58,7 @@ const READ_CHARTS = `(() => {
 })()`;
 
 /** An admin listener for `protocol` over the shared stats and gauges (the gauges of every module, as a custom server has). */
-function adminContext(protocol: "http" | "custom", stats: Stats, arenaBytes: () => number): ServerContext {
+function adminContext(protocol: "http" | "echo" | "custom", stats: Stats, arenaBytes: () => number): ServerContext {
   return withAdmission({
     config: testConfig({ server: { protocol }, admin: { enabled: true, bind: "127.0.0.1", port: 0 } }),
     stats,
@@ -103,6 +103,10 @@ test.skipIf(CHROMIUM === null)(
       adminContext("custom", stats, () => arenaBytes),
       { isReady: () => true },
     );
+    const echoAdmin = await startAdmin(
+      adminContext("echo", stats, () => arenaBytes),
+      { isReady: () => true },
+    );
     // A tiny public server counting into the same Stats, like the real listeners do.
     let served = 0;
     const publicServer = Bun.serve({
@@ -135,6 +139,9 @@ test.skipIf(CHROMIUM === null)(
     try {
       page = await openInChromium(`http://127.0.0.1:${httpAdmin.port}/dashboard`);
       const devtools = page.devtools;
+      // Loaded again with the console watched: every error the page meets from its first request on is seen.
+      await devtools.watchProblems();
+      await devtools.call("Page.navigate", { url: `http://127.0.0.1:${httpAdmin.port}/dashboard` });
 
       /** Waits until the page shows `count` charts, each with a non-zero value drawn off its floor. */
       const liveReadings = async (count: number): Promise<ChartReading[]> => {
@@ -205,6 +212,13 @@ test.skipIf(CHROMIUM === null)(
       expect(byId(customReadings, "pool").value).toBe("5");
       expect(byId(customReadings, "arena").value).toMatch(/B$/);
       expect(await devtools.evaluate<number>(LOWEST_CARD_BOTTOM)).toBeGreaterThan(0.95);
+
+      // And an echo server's: errors, connections and bytes only.
+      await devtools.call("Page.navigate", { url: `http://127.0.0.1:${echoAdmin.port}/dashboard` });
+      const echoReadings = await liveReadings(3);
+      expect(echoReadings.map((reading) => reading.id)).toEqual(["errors", "connections", "bytes"]);
+      // No console error, exception or failed request (such as a favicon) on any page.
+      expect(devtools.problems).toEqual([]);
     } finally {
       isLoadRunning = false;
       await page?.close();
@@ -212,6 +226,7 @@ test.skipIf(CHROMIUM === null)(
       publicServer.stop(true);
       await httpAdmin.stop({ graceful: false, timeoutMs: 0 });
       await customAdmin.stop({ graceful: false, timeoutMs: 0 });
+      await echoAdmin.stop({ graceful: false, timeoutMs: 0 });
     }
   },
   60_000,

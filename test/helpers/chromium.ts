@@ -12,10 +12,32 @@ export class DevTools {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void }>();
 
+  /** Console errors, uncaught exceptions and failed loads the page reported since watchProblems. */
+  readonly problems: string[] = [];
+
   private constructor(private readonly socket: WebSocket) {
     socket.onmessage = (event) => {
-      const message = JSON.parse(String(event.data)) as { id?: number; result?: unknown; error?: { message: string } };
-      if (message.id === undefined) return;
+      const message = JSON.parse(String(event.data)) as {
+        id?: number;
+        method?: string;
+        params?: {
+          entry?: { level: string; text: string; url?: string };
+          exceptionDetails?: { text: string; exception?: { description?: string } };
+          type?: string;
+          args?: unknown[];
+        };
+        result?: unknown;
+        error?: { message: string };
+      };
+      if (message.id === undefined) {
+        const { entry, exceptionDetails, type, args } = message.params ?? {};
+        if (entry?.level === "error") this.problems.push(`${entry.text} ${entry.url ?? ""}`);
+        else if (exceptionDetails !== undefined)
+          this.problems.push(exceptionDetails.exception?.description ?? exceptionDetails.text);
+        else if (message.method === "Runtime.consoleAPICalled" && type === "error")
+          this.problems.push(JSON.stringify(args));
+        return;
+      }
       const waiter = this.pending.get(message.id);
       this.pending.delete(message.id);
       if (message.error) waiter?.reject(new Error(message.error.message));
@@ -51,6 +73,12 @@ export class DevTools {
       });
       this.socket.send(JSON.stringify({ id, method, params }));
     });
+  }
+
+  /** Collects into `problems` what the page reports from now on (reload the page to see its first requests too). */
+  async watchProblems(): Promise<void> {
+    await this.call("Log.enable", {});
+    await this.call("Runtime.enable", {});
   }
 
   /** Evaluates an expression in the page and returns its JSON value. */
