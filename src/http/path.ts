@@ -10,7 +10,7 @@ export const PATH_NOT_FOUND = 404;
 /**
  * Decodes a request path (the part of the target before `?`) into a clean absolute path such as `/dir/file.txt`
  * (a trailing `/` is kept), or returns a status: 400 for an encoding that is invalid or could escape the root
- * (`..` or `.` segments, NUL and control bytes, backslashes, and an encoded slash `%2F`: a `/` inside a segment
+ * (`..` or `.` segments, NUL and control bytes, backslashes, a raw `#`, and an encoded slash `%2F`: a `/` inside a segment
  * names no file, and a path that splits differently before and after decoding is how filters are fooled, so it is
  * refused rather than served as `/`), 404 for a dotfile segment when dotfiles are denied
  * (`.well-known` is always allowed). Empty segments (`//`) collapse. Decoding happens exactly once, so a double
@@ -18,6 +18,8 @@ export const PATH_NOT_FOUND = 404;
  */
 export function decodeRequestPath(rawPath: string, allowDotfiles: boolean): string | number {
   if (rawPath.charCodeAt(0) !== 47 /* / */) return PATH_BAD_REQUEST;
+  // A fragment is never part of a request target (RFC 9112 §3.2); Bun leaves a raw `#` in the URL.
+  if (rawPath.includes("#")) return PATH_BAD_REQUEST;
   let decoded = rawPath;
   if (rawPath.includes("%")) {
     if (ENCODED_SLASH.test(rawPath)) return PATH_BAD_REQUEST;

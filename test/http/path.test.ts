@@ -22,6 +22,7 @@ beforeAll(async () => {
   writeFileSync(join(root, "index.html"), "<h1>home</h1>");
   writeFileSync(join(root, "hello.txt"), "hello");
   writeFileSync(join(root, "100% real.txt"), "percent");
+  writeFileSync(join(root, "hash#name.txt"), "hash");
   mkdirSync(join(root, "sub"));
   writeFileSync(join(root, "sub", "file.txt"), "sub file");
   writeFileSync(join(root, ".env"), "SECRET_ENV=1");
@@ -140,6 +141,21 @@ describe("encoded slashes", () => {
   });
 });
 
+describe("fragments", () => {
+  test("a raw '#' (a fragment: no part of a request target) gets 400, even where the path before it is a file", async () => {
+    expect((await rawGet(site.port, "/hello.txt")).status).toBe(200);
+    for (const target of ["/hello.txt#x", "/hash#name.txt", "/sub#/file.txt"]) {
+      const response = await rawGet(site.port, target);
+      expect([target, response.status]).toEqual([target, 400]);
+    }
+  });
+
+  test("an encoded '#' (%23) names the file, and a '#' after '?' is part of the query", async () => {
+    expect(text((await rawGet(site.port, "/hash%23name.txt")).body)).toBe("hash");
+    expect(text((await rawGet(site.port, "/hello.txt?a#b")).body)).toBe("hello");
+  });
+});
+
 describe("dotfiles", () => {
   test("deny (default): any segment starting with '.' is 404", async () => {
     for (const target of ["/.env", "/.git/config", "/.git/", "/sub/.hidden", "/%2eenv"]) {
@@ -195,6 +211,7 @@ describe("decodeRequestPath", () => {
       "/a%2fb",
       "/a%2Fb",
       "/a%5cb",
+      "/a#b",
     ]) {
       expect(decodeRequestPath(raw, true)).toBe(400);
     }
