@@ -10,6 +10,7 @@ const STATUS_TEXT: Record<number, string> = {
   412: "Precondition Failed",
   413: "Content Too Large",
   416: "Range Not Satisfiable",
+  429: "Too Many Requests",
   431: "Request Header Fields Too Large",
   /** nginx's status for a client that closed its connection before the answer: never sent, only counted and logged. */
   499: "Client Closed Request",

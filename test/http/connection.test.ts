@@ -330,6 +330,7 @@ describe("lifecycle and admission", () => {
         statuses.push(last.status);
       }
       expect(statuses).toEqual([200, 200, 429, 429]);
+      expect(text(last.body)).toBe("429 Too Many Requests\n");
       expect(Number(last.headers.get("retry-after"))).toBeGreaterThanOrEqual(1);
       expect(last.headers.get("ratelimit-remaining")).toBe("0");
       expect(limited.context.stats.total(Counter.rateLimited)).toBe(2);
