@@ -174,11 +174,15 @@ function drawCharts(snapshot) {
 
 function summarize(snapshot) {
   const c = snapshot.counters;
-  document.getElementById("summary").textContent =
-    snapshot.protocol + " \u00b7 up " + Math.floor(snapshot.uptimeSeconds) + " s \u00b7 " +
-    Math.round(c.requests).toLocaleString("en-US") + " requests \u00b7 " +
-    Math.round(c.connectionsAccepted).toLocaleString("en-US") + " connections \u00b7 cpu " +
-    snapshot.process.cpuPercent.toFixed(1) + " % \u00b7 rss " + format(snapshot.process.rssBytes, "bytes");
+  // Totals since start (the panels show rates and what is open now); echo answers no requests, so none are counted.
+  const parts = [snapshot.protocol, "up " + Math.floor(snapshot.uptimeSeconds) + " s"];
+  if (snapshot.protocol !== "echo") parts.push(Math.round(c.requests).toLocaleString("en-US") + " requests");
+  parts.push(
+    Math.round(c.connectionsAccepted).toLocaleString("en-US") + " connections accepted",
+    "cpu " + snapshot.process.cpuPercent.toFixed(1) + " %",
+    "rss " + format(snapshot.process.rssBytes, "bytes"),
+  );
+  document.getElementById("summary").textContent = parts.join(" \u00b7 ");
 }
 
 function setState(text, className) {

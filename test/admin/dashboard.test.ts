@@ -217,6 +217,10 @@ test.skipIf(CHROMIUM === null)(
       await devtools.call("Page.navigate", { url: `http://127.0.0.1:${echoAdmin.port}/dashboard` });
       const echoReadings = await liveReadings(3);
       expect(echoReadings.map((reading) => reading.id)).toEqual(["errors", "connections", "bytes"]);
+      // Its summary has no request count (echo counts none) and says the connections are those accepted.
+      expect(await devtools.evaluate<string>(`document.getElementById("summary").textContent`)).toMatch(
+        /^echo · up \d+ s · [\d,]+ connections accepted · cpu /,
+      );
       // No console error, exception or failed request (such as a favicon) on any page.
       expect(devtools.problems).toEqual([]);
     } finally {
