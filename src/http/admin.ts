@@ -252,7 +252,7 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
             return new Response(formatFleetMetrics(view, histogram), { headers: metricsHeaders });
           },
         ),
-      "/dashboard": new Response(dashboardHtml(context.config.server.protocol), {
+      "/dashboard": new Response(dashboardHtml(context.config.server.protocol, Boolean(fleet)), {
         headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
       }),
       "/events": (request, self) =>

@@ -110,8 +110,10 @@ function draw(chart) {
   labelAxis(chart);
 }
 
-/** "instance" or "fleet" (the page opened as /dashboard#fleet starts in the fleet's view). */
-let scope = location.hash === "#fleet" ? "fleet" : "instance";
+/** Whether this instance is in a fleet (fleet.redis_url), known when the page is built. */
+const IN_FLEET = __IN_FLEET__;
+/** "instance" or "fleet" (in a fleet, the page opened as /dashboard#fleet starts in the fleet's view). */
+let scope = IN_FLEET && location.hash === "#fleet" ? "fleet" : "instance";
 let source = null;
 
 function update(data) {
@@ -205,14 +207,9 @@ function connect() {
   source.onerror = () => setState("reconnecting", "down");
 }
 
-/** The fleet's view is offered only when this instance is in a fleet (/stats?scope=fleet is not a 404). */
-async function offerFleet() {
-  try {
-    const response = await fetch("stats?scope=fleet");
-    if (response.status === 404) { if (scope === "fleet") { scope = "instance"; connect(); } return; }
-  } catch {
-    return;
-  }
+/** The fleet's view is offered only when this instance is in a fleet (elsewhere its endpoints answer 404). */
+function offerFleet() {
+  if (!IN_FLEET) return;
   const nav = document.getElementById("scope");
   nav.hidden = false;
   for (const button of nav.querySelectorAll("button")) {
@@ -258,8 +255,15 @@ canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block
 #instances th:first-child, #instances td:first-child { text-align: left; }
 `;
 
-/** The page for a server speaking `protocol` (only the panels it uses); served as is by the admin listener. */
-export function dashboardHtml(protocol: Protocol): string {
+/**
+ * The page for a server speaking `protocol` (only the panels it uses), with the fleet's view when `inFleet`; served
+ * as is by the admin listener.
+ */
+export function dashboardHtml(protocol: Protocol, inFleet: boolean): string {
+  const script = PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol))).replace(
+    "__IN_FLEET__",
+    String(inFleet),
+  );
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -273,7 +277,7 @@ export function dashboardHtml(protocol: Protocol): string {
 <header><h1>hps</h1><nav id="scope" hidden><button data-scope="instance">this instance</button><button data-scope="fleet">fleet</button></nav><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
 <main id="charts"></main>
 <section id="instances" hidden><table><thead><tr><th>instance</th><th>published</th><th>req/s</th><th>connections</th><th>rate limited</th><th>p99</th><th>cpu</th></tr></thead><tbody></tbody></table></section>
-<script>${PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol)))}</script>
+<script>${script}</script>
 </body>
 </html>
 `;
