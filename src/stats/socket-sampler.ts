@@ -35,7 +35,11 @@ export class PortSocketSampler {
     this.tables = tables;
   }
 
-  /** One sample; null when no table can be read (not Linux, or /proc not mounted). */
+  /**
+   * One sample; null when no table exists (not Linux, or /proc not mounted). Throws when a table exists but cannot
+   * be read now (EMFILE: the process is out of file descriptors): a sample missing a table would count its sockets
+   * closed, so none is taken and the next one counts from the last good one.
+   */
   sample(): SocketSample | null {
     const now = new Set<number>();
     let readable = 0;
@@ -43,8 +47,10 @@ export class PortSocketSampler {
       let text: string;
       try {
         text = readFileSync(table, "latin1");
-      } catch {
-        continue; // tcp6 is absent when IPv6 is disabled
+      } catch (error) {
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code === "ENOENT" || code === "ENOTDIR") continue; // tcp6 is absent when IPv6 is disabled
+        throw error;
       }
       readable++;
       this.collect(text, now);
@@ -118,13 +124,15 @@ export interface SocketSampling {
  * Samples the connections on `port` about once a second into `stats` (connections open, peak, accepted and closed;
  * see Stats.connectionsSampled), spacing samples further apart when the tables are so long that sampling would take
  * more than 2 % of a core (the process's CPU time during a sample, other threads' included, counts as its cost).
- * Call from the thread that owns `stats`' shard. Does nothing where /proc is unavailable.
+ * Call from the thread that owns `stats`' shard. Does nothing where /proc is unavailable; a sample that fails (out of
+ * file descriptors) is tried again a second later. `tables`: the /proc files to read (tests point them elsewhere).
  */
 export function startSocketSampling(
   stats: { connectionsSampled(open: number, opened: number, closed: number): void },
   port: number,
+  tables: readonly string[] = PROC_TABLES,
 ): SocketSampling {
-  const sampler = new PortSocketSampler(port);
+  const sampler = new PortSocketSampler(port, tables);
   let timer: ReturnType<typeof setTimeout> | null = null;
   let stopped = false;
   const run = (): void => {
@@ -133,7 +141,15 @@ export function startSocketSampling(
     if (stopped) return;
     // The cost is CPU time, not wall time: on a busy machine a sample waits for a core without costing more.
     const cpuBefore = process.cpuUsage();
-    const sample = sampler.sample();
+    let sample: SocketSample | null;
+    try {
+      sample = sampler.sample();
+    } catch {
+      // The figures keep the last sample's values until a table can be read again.
+      timer = setTimeout(run, MIN_SAMPLE_INTERVAL_MS);
+      timer.unref();
+      return;
+    }
     if (sample === null) return; // no /proc: nothing to sample, ever
     stats.connectionsSampled(sample.open, sample.opened, sample.closed);
     const cpu = process.cpuUsage(cpuBefore);

@@ -1,9 +1,9 @@
 // HTTP connections and bytes read are counted without per-connection events: the kernel's socket table, sampled.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
-import { PortSocketSampler } from "../../src/stats/socket-sampler.ts";
+import { PortSocketSampler, startSocketSampling } from "../../src/stats/socket-sampler.ts";
 import { Counter } from "../../src/stats/stats.ts";
 import { waitFor } from "../helpers/common.ts";
 import { makeTempDir, rawExchange, removeDir, startSite, type RunningHttp } from "../helpers/http.ts";
@@ -46,6 +46,51 @@ describe("PortSocketSampler", () => {
       expect(sampler.sample()).toEqual({ open: 2, opened: 1, closed: 2 });
       expect(new PortSocketSampler(8080, [join(dir, "absent")]).sample()).toBeNull();
     } finally {
+      removeDir(dir);
+    }
+  });
+});
+
+describe("a socket table that cannot be read for a moment (out of file descriptors)", () => {
+  test("the sample fails instead of counting half the sockets, and the next one counts from the last good one", () => {
+    const dir = makeTempDir("hps-proc-");
+    const tcp = join(dir, "tcp");
+    const tcp6 = join(dir, "tcp6");
+    try {
+      writeFileSync(tcp, TCP_TITLES + tcpLine(1, "0100007F:1F90", "0100007F:C350", "01", 101));
+      writeFileSync(tcp6, TCP_TITLES);
+      const sampler = new PortSocketSampler(8080, [tcp, tcp6]);
+      expect(sampler.sample()).toEqual({ open: 1, opened: 1, closed: 0 });
+      rmSync(tcp6);
+      mkdirSync(tcp6); // reading it fails with EISDIR, as reading any file does with EMFILE
+      expect(() => sampler.sample()).toThrow();
+      rmSync(tcp6, { recursive: true });
+      writeFileSync(tcp6, TCP_TITLES);
+      writeFileSync(tcp, TCP_TITLES + tcpLine(1, "0100007F:1F90", "0100007F:C351", "01", 102));
+      expect(sampler.sample()).toEqual({ open: 1, opened: 1, closed: 1 });
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  test("sampling goes on after a failed sample: the figures follow the sockets again", async () => {
+    const dir = makeTempDir("hps-proc-");
+    const tcp = join(dir, "tcp");
+    const seen: number[] = [];
+    const stats = { connectionsSampled: (open: number) => void seen.push(open) };
+    writeFileSync(tcp, TCP_TITLES + tcpLine(1, "0100007F:1F90", "0100007F:C350", "01", 101));
+    const sampling = startSocketSampling(stats, 8080, [tcp]);
+    try {
+      expect(seen).toEqual([1]);
+      rmSync(tcp);
+      mkdirSync(tcp);
+      sampling.sampleNow(); // fails: nothing is reported, the next sample is still scheduled
+      expect(seen).toEqual([1]);
+      rmSync(tcp, { recursive: true });
+      writeFileSync(tcp, TCP_TITLES);
+      await waitFor(() => seen.at(-1) === 0, 10_000, "a sample after the failed one");
+    } finally {
+      sampling.stop();
       removeDir(dir);
     }
   });
