@@ -1,11 +1,8 @@
 // Operations a pool worker runs: the built-in HASH and the user's handlers module for opcodes 0x80-0xFF.
+import { FIRST_USER_OPCODE, LAST_USER_OPCODE, Opcode } from "../protocol/hps1.ts";
 
 /** A pool operation. The payload view is valid until the returned value (or promise) is settled. */
 export type OpHandler = (payload: Uint8Array) => Uint8Array | Promise<Uint8Array>;
-
-export const OP_HASH = 0x02;
-export const FIRST_USER_OPCODE = 0x80;
-export const LAST_USER_OPCODE = 0xff;
 
 const hashResult = new Uint8Array(32);
 
@@ -17,7 +14,7 @@ function sha256(payload: Uint8Array): Uint8Array {
 
 /** Built-in operations, by opcode. */
 export function builtinOps(): Map<number, OpHandler> {
-  return new Map<number, OpHandler>([[OP_HASH, sha256]]);
+  return new Map<number, OpHandler>([[Opcode.HASH, sha256]]);
 }
 
 /**

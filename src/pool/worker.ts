@@ -25,7 +25,7 @@ import {
   type ToWorker,
   type WorkerInit,
 } from "./channel.ts";
-import { FrameStatus } from "./op-runner.ts";
+import { FrameStatus } from "../protocol/hps1.ts";
 import { builtinOps, loadUserHandlers, type OpHandler } from "./ops.ts";
 
 declare const self: Worker;
@@ -45,7 +45,7 @@ let doorbellOwed = false;
 let doorbellScheduled = false;
 
 /**
- * Polling before sleeping. A sleeping worker costs a cross-thread wake-up (tens of µs on a VM) for its next task; a
+ * Polling before sleeping. A sleeping worker costs a cross-thread wake-up for its next task; a
  * worker still polling costs none. It polls only when the gap before its previous task (ring empty -> next task
  * seen) was within the spin time, so a steady stream or a ping-pong is polled for and sparse traffic is not. A poll
  * that finds nothing makes the worker skip the next 1, 3, 7 ... 63 chances to poll (reset by a poll that finds a
@@ -54,7 +54,7 @@ let doorbellScheduled = false;
  * so with one CPU, or as many workers as cores and all busy, nobody polls. And unless every worker has a spare core
  * of its own, a worker polls only after completions that woke the main thread (which may answer with the next task at
  * once): while the main thread is busy submitting a burst it wakes the workers itself, and a worker chasing that burst
- * task by task would only crowd the cores (two workers, 1024 in flight: 0.42 ms a batch instead of 0.31 ms).
+ * task by task would only crowd the cores (POOL_BENCH_THREADS=2 bun run bench pool, 1024 in flight, shows it).
  */
 let spinMs = 0;
 /** The last completions woke the main thread: it will now run, and may send the next task at once. */

@@ -1,5 +1,6 @@
 // HPS/1 dispatch: decode frames, answer PING/ECHO/STATS inline, hand runner opcodes to the OpRunner, batch the responses.
 import type { ServerContext } from "../context.ts";
+import { copyRange } from "../memory/copy.ts";
 import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { snapshot } from "../stats/snapshot.ts";
@@ -16,8 +17,6 @@ import {
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
 const LARGE_PAYLOAD_BYTES = 64 * 1024;
-/** Payloads up to this size are copied into the batch byte by byte: cheaper than making a view for TypedArray.set (measured: 3.6x at 16 B, break-even near 40 B). */
-const BYTEWISE_COPY_BYTES = 32;
 /** A batch is written out early once it holds this much, so one huge pipelined burst does not grow it without bound. */
 const BATCH_FLUSH_BYTES = 256 * 1024;
 
@@ -372,16 +371,7 @@ export class CustomProtocol {
     const batch = connection.batch;
     writeFrameHeader(batch, offset, payloadBytes, opcode, status, requestId);
     const target = offset + FRAME_HEADER_BYTES;
-    if (payloadBytes <= BYTEWISE_COPY_BYTES) {
-      for (let i = 0; i < payloadBytes; i++) batch[target + i] = bytes[payloadStart + i]!;
-    } else {
-      batch.set(
-        payloadStart === 0 && payloadBytes === bytes.length
-          ? bytes
-          : bytes.subarray(payloadStart, payloadStart + payloadBytes),
-        target,
-      );
-    }
+    copyRange(bytes, payloadStart, payloadBytes, batch, target);
     if (connection.batchBytes >= BATCH_FLUSH_BYTES) {
       this.writer.flushBatch(connection);
       this.recordInline();

@@ -1,5 +1,5 @@
 // HPS/1 codec: the 12-byte frame header, a one-shot encoder and a streaming decoder that never concatenates chunks.
-import { FrameStatus } from "../pool/op-runner.ts";
+import { FrameStatus, Opcode } from "../protocol/hps1.ts";
 
 export const FRAME_HEADER_BYTES = 12;
 export const PROTOCOL_VERSION = 1;
@@ -8,9 +8,8 @@ const LENGTH_COVERED_HEADER_BYTES = 8;
 /** The length field itself. */
 const LENGTH_FIELD_BYTES = 4;
 
-export const Opcode = { PING: 0x00, ECHO: 0x01, HASH: 0x02, STATS: 0x03 } as const;
-/** The status codes live beside the OpRunner interface (the pool uses them without depending on tcp). */
-export { FrameStatus };
+/** The status codes and opcodes are defined once in src/protocol/hps1.ts (the pool uses them without src/tcp). */
+export { FrameStatus, Opcode };
 
 /** Shared empty payload: frames without payload get this view instead of a new one. */
 export const EMPTY_PAYLOAD: Uint8Array = new Uint8Array(0);
@@ -135,7 +134,8 @@ export class FrameDecoder {
       if (this.pendingBytes > 0) return FrameStatus.OK;
     }
     // The loop of pushRanges, with a view per payload. Kept apart on purpose: with push as an adapter over pushRanges,
-    // a process that uses both makes pushRanges' onFrame call site polymorphic (measured: 300 -> 570-650 ns a chunk).
+    // a process that uses both makes pushRanges' onFrame call site polymorphic (about twice as slow a chunk in
+    // bench/micro/frame.bench.ts).
     while (chunkBytes - offset >= FRAME_HEADER_BYTES) {
       const length = readUint32(chunk, offset);
       const verdict = this.checkHeader(length, chunk[offset + 4]!);

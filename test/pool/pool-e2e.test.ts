@@ -1,7 +1,7 @@
 // Worker pool behind the custom protocol, over real sockets: task timeout from start, the budget for large frames.
 import { expect, test } from "bun:test";
 import { HpsClient } from "../../src/client/hps-client.ts";
-import { FrameStatus } from "../../src/pool/op-runner.ts";
+import { FrameStatus } from "../../src/protocol/hps1.ts";
 import { startServer } from "../../src/server.ts";
 import { Counter } from "../../src/stats/stats.ts";
 import { testConfig } from "../helpers/common.ts";

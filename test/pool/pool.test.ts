@@ -2,14 +2,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { ConfigOverrides } from "../../src/config/schema.ts";
 import { Logger } from "../../src/log.ts";
-import { FrameStatus } from "../../src/pool/op-runner.ts";
-import {
-  EARLY_WAKE_TASKS,
-  startWorkerPool,
-  type PoolContext,
-  type WorkerPool,
-  type WorkerPoolOptions,
-} from "../../src/pool/worker-pool.ts";
+import { FrameStatus } from "../../src/protocol/hps1.ts";
+import { startWorkerPoolWithSeams, type PoolTestSeams } from "../../src/pool/test-seams.ts";
+import { EARLY_WAKE_TASKS } from "../../src/pool/wakeups.ts";
+import { startWorkerPool, type PoolContext, type WorkerPool } from "../../src/pool/worker-pool.ts";
 import { renderMetrics } from "../../src/stats/prometheus.ts";
 import { Counter, Stats } from "../../src/stats/stats.ts";
 import { FrameStatus as TcpFrameStatus } from "../../src/tcp/frame.ts";
@@ -65,9 +61,9 @@ function filled(length: number, seed: number): Uint8Array {
   return bytes;
 }
 
-async function start(overrides: ConfigOverrides = {}, options: WorkerPoolOptions = {}) {
+async function start(overrides: ConfigOverrides = {}, seams: PoolTestSeams = {}) {
   const context = makeContext(overrides);
-  const pool = await startWorkerPool(context, options);
+  const pool = await startWorkerPoolWithSeams(context, seams);
   return { context, pool, collector: new Collector() };
 }
 
@@ -315,7 +311,7 @@ describe("wake-ups", () => {
   test("a worker polls its empty ring between closely spaced tasks: a chain needs (almost) no wake-ups; the poll after it misses", async () => {
     // A 50 ms poll window: wider than any turn-around here, so every poll in the chain must find its task.
     const context = testContext({ pool: { threads: 1, task_timeout_ms: 0 }, custom: { handlers: HANDLERS } });
-    const pool = await startWorkerPool(context, { spinMicros: 50_000, spinCores: 1 });
+    const pool = await startWorkerPoolWithSeams(context, { spinMicros: 50_000, spinCores: 1 });
     try {
       const gauges = context.gauges.get("pool")!;
       const chainLength = 200;
@@ -592,7 +588,7 @@ describe("timeouts, start-up, shutdown, modes", () => {
   test("workers that die during start-up make start fail instead of looping", async () => {
     const context = makeContext({ pool: { threads: 2 } });
     const workerUrl = new URL("../fixtures/pool-worker-dies.ts", import.meta.url);
-    await expect(startWorkerPool(context, { workerUrl })).rejects.toThrow(/died during start-up 3 times/);
+    await expect(startWorkerPoolWithSeams(context, { workerUrl })).rejects.toThrow(/died during start-up 3 times/);
     expect(context.gauges.has("pool")).toBe(false);
     expect(context.gauges.has("arena")).toBe(false);
   });

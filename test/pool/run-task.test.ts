@@ -1,6 +1,6 @@
 // WorkerPool.runTask: the promise form of run, with an abort signal and a timeout.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { FrameStatus } from "../../src/pool/op-runner.ts";
+import { FrameStatus } from "../../src/protocol/hps1.ts";
 import { startWorkerPool, type WorkerPool } from "../../src/pool/worker-pool.ts";
 import { testContext } from "../helpers/common.ts";
 
