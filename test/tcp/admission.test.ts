@@ -1,4 +1,5 @@
-// TCP listener admission: refusal answers (HPS/1 error frames, echo close) and PROXY protocol v1/v2 from trusted proxies.
+// TCP listener admission: refusal answers (HPS/1 error frames, echo close) and their counters, per-request limits,
+// and PROXY protocol v1/v2 from trusted proxies.
 import { describe, expect, test } from "bun:test";
 import type { ConfigOverrides } from "../../src/config/schema.ts";
 import { ProxyHeaderReader, ProxyParse } from "../../src/net/proxy-protocol.ts";
@@ -86,15 +87,69 @@ describe("refused connections", () => {
     expect(tcp.stats.total(Counter.activeConnections)).toBe(0);
   });
 
-  test("echo over a limit: closed at once without a byte", async () => {
+  test("echo over max_connections: closed at once without a byte, counted; the admitted one still echoes", async () => {
     await using tcp = await server("echo", { limits: { max_connections: 1, max_connections_per_ip: 1 } });
     const admitted = await rawConnect(tcp.port);
     await waitFor(() => tcp.stats.total(Counter.connectionsAccepted) === 1, 5000, "first connection");
     const refused = await rawConnect(tcp.port);
     await waitFor(() => refused.isClosed(), 5000, "refused connection closed");
     expect(refused.received().length).toBe(0);
+    expect(tcp.stats.total(Counter.connectionsRefused)).toBe(1);
     expect(tcp.stats.total(Counter.refusedMaxConnections)).toBe(1);
+    admitted.socket.write("ping");
+    await waitFor(() => admitted.received().length === 4, 5000, "the echo");
+    expect(text(admitted.received())).toBe("ping");
     admitted.socket.end();
+  });
+
+  test("echo over max_connections_per_ip: refused and counted as per-IP; closing one makes room again", async () => {
+    await using tcp = await server("echo", { limits: { max_connections: 100, max_connections_per_ip: 2 } });
+    const open = [await rawConnect(tcp.port), await rawConnect(tcp.port)];
+    await waitFor(() => tcp.stats.total(Counter.connectionsAccepted) === 2, 5000, "two connections");
+    const refused = await rawConnect(tcp.port);
+    await waitFor(() => refused.isClosed(), 5000, "the refused connection to be closed");
+    expect(tcp.stats.total(Counter.refusedPerIp)).toBe(1);
+    open[0]!.socket.end();
+    await waitFor(() => tcp.stats.total(Counter.connectionsClosed) === 1, 5000, "the close");
+    const again = await rawConnect(tcp.port);
+    again.socket.write("x");
+    await waitFor(() => again.received().length === 1, 5000, "the echo on the new connection");
+    again.socket.end();
+    open[1]!.socket.end();
+  });
+
+  test("echo from a denied address: closed at once and counted, never accepted", async () => {
+    await using tcp = await server("echo", { net: { deny: ["127.0.0.1/32"] } });
+    const refused = await rawConnect(tcp.port);
+    await waitFor(() => refused.isClosed(), 5000, "the denied connection to be closed");
+    expect(tcp.stats.total(Counter.refusedDenied)).toBe(1);
+    expect(tcp.stats.total(Counter.connectionsAccepted)).toBe(0);
+  });
+});
+
+describe("limits on admitted HPS/1 connections", () => {
+  test("over the rate: status 5 per request and the connection stays open", async () => {
+    await using tcp = await server("custom", { rate_limit: { enabled: true, requests: 2, window_s: 60 } });
+    const client = await rawConnect(tcp.port);
+    for (let id = 1; id <= 4; id++) client.socket.write(ping(id));
+    await waitFor(() => client.frames().length === 4, 5000, "four answers");
+    expect(statuses(client).sort((a, b) => a[0]! - b[0]!)).toEqual([
+      [1, FrameStatus.OK],
+      [2, FrameStatus.OK],
+      [3, FrameStatus.RATE_LIMITED],
+      [4, FrameStatus.RATE_LIMITED],
+    ]);
+    expect(client.isClosed()).toBe(false);
+    expect(tcp.stats.total(Counter.rateLimited)).toBe(2);
+    client.socket.end();
+  });
+
+  test("an idle connection with half a frame is cut at connection_timeout_s and counted as timed out", async () => {
+    await using tcp = await server("custom", { limits: { connection_timeout_s: 0.3 } });
+    const client = await rawConnect(tcp.port);
+    client.socket.write(ping(1).subarray(0, 5));
+    await waitFor(() => client.isClosed(), 5000, "the idle connection to be cut");
+    expect(tcp.stats.total(Counter.connectionsTimedOut)).toBe(1);
   });
 });
 
