@@ -6,6 +6,7 @@ import {
   type Config,
   configSchema,
   DEFAULT_CONFIG,
+  REMOVED_SETTINGS,
   type RuleIssueParams,
   SETTINGS,
   type SettingSpec,
@@ -222,7 +223,12 @@ function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): voi
     const keys = Object.keys(SETTINGS[table as keyof typeof SETTINGS]);
     for (const key of Object.keys(values)) {
       if (!keys.includes(key)) {
-        problems.push(`${source}: unknown setting ${table}.${key}${suggest(key, keys, `${table}.`)}`);
+        const removed = REMOVED_SETTINGS[`${table}.${key}`];
+        problems.push(
+          removed === undefined
+            ? `${source}: unknown setting ${table}.${key}${suggest(key, keys, `${table}.`)}`
+            : `${source}: ${table}.${key} ${removed}`,
+        );
         delete values[key];
       }
     }
@@ -259,7 +265,12 @@ function applyEnv(
       const all = TABLE_NAMES.flatMap((t) =>
         Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `HPS_${t}_${k}`.toUpperCase()),
       );
-      problems.push(`environment: unknown setting ${name}${suggest(name, all)}`);
+      const removed = table === undefined ? undefined : REMOVED_SETTINGS[`${table}.${key}`];
+      problems.push(
+        removed === undefined
+          ? `environment: unknown setting ${name}${suggest(name, all)}`
+          : `environment ${name}: ${table}.${key} ${removed}`,
+      );
       continue;
     }
     setValue(raw, table, key, text, name, problems);
@@ -293,7 +304,10 @@ function applySet(raw: RawConfig, assignment: string, given: string, origins: Or
         : equals < 0
           ? " (expected --set table.key=value)"
           : suggest(path, all);
-    problems.push(`${given}: unknown setting ${path}${hint}`);
+    const removed = REMOVED_SETTINGS[path.trim()];
+    problems.push(
+      removed === undefined ? `${given}: unknown setting ${path}${hint}` : `${given}: ${path.trim()} ${removed}`,
+    );
     return;
   }
   setValue(raw, table, key, assignment.slice(equals + 1), given, problems);

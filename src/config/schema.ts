@@ -145,10 +145,16 @@ export const SETTINGS = {
       runtimeValue: 0,
       reload: "not-read",
     },
-    max_buffered_bytes: {
-      schema: byteSize(4096, GiB, 4 * MiB),
-      doc: "Bytes queued for a connection that is not reading; past this it is disconnected (echo, custom).",
+    write_high_water_bytes: {
+      schema: byteSize(4096, GiB, 256 * 1024),
+      doc: "Output a connection may have waiting for the kernel (echo, custom); above it the server stops reading that socket until the output is back under half of it, so TCP flow control slows the client instead of memory growing.",
       unit: "bytes",
+      reload: TCP_LIVE,
+    },
+    send_timeout_s: {
+      schema: seconds(0, 86_400, 30),
+      doc: "A connection whose waiting output makes no progress (the client reads nothing) for this long is disconnected, counted as disconnectedSlowReader (echo, custom); 0 = never.",
+      unit: "seconds",
       reload: TCP_LIVE,
     },
   },
@@ -285,6 +291,13 @@ export const SETTINGS = {
     handlers: {
       schema: str(""),
       doc: "Module (path) loaded into every pool worker that implements opcodes 0x80-0xFF; empty = none.",
+      reload: POOL_AT_START,
+    },
+    max_response_bytes: {
+      schema: byteSize(1, GiB, 16 * MiB),
+      doc: "Largest result a handler (opcodes 0x80-0xFF) may return; a larger one is answered with status 6 and a message instead.",
+      unit: "bytes",
+      // The pool's workers read it when they start.
       reload: POOL_AT_START,
     },
   },
@@ -464,6 +477,15 @@ export const SETTINGS = {
     },
   },
 } as const satisfies Record<string, Record<string, SettingSpec>>;
+
+/**
+ * Settings that existed in an earlier version, by "table.key": naming one is an error that says what replaced it
+ * (a setting whose meaning changed is not silently mapped onto its successor).
+ */
+export const REMOVED_SETTINGS: Readonly<Record<string, string>> = {
+  "tcp.max_buffered_bytes":
+    "was removed: a connection is no longer cut when its output queue grows; the server stops reading it above tcp.write_high_water_bytes and disconnects a client that reads nothing for tcp.send_timeout_s. Use those two settings instead",
+};
 
 type Settings = typeof SETTINGS;
 type TableShape<T extends Record<string, SettingSpec>> = { [K in keyof T]: T[K]["schema"] };

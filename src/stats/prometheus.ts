@@ -364,7 +364,7 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   out.single(
     "hps_slow_reader_disconnects_total",
     "counter",
-    "Connections closed because they did not read and their queue passed tcp.max_buffered_bytes.",
+    "Connections closed because their waiting output made no progress for tcp.send_timeout_s (the client read nothing).",
     c.disconnectedSlowReader,
   );
 

@@ -1,7 +1,7 @@
-// Per-connection state for Bun.listen sockets: a pooled object with a capped write queue and a response batch buffer.
+// Per-connection state for Bun.listen sockets: a pooled object with its write queue, response batch buffer and
+// read-pause state.
 import type { Socket } from "bun";
 import type { ProxyHeaderReader } from "../net/proxy-protocol.ts";
-import { Counter, type Stats } from "../stats/stats.ts";
 import type { FrameDecoder } from "./frame.ts";
 
 /** A listener socket; `data` is undefined for a connection refused at open. */
@@ -39,10 +39,24 @@ export class ConnectionState {
   batch: Uint8Array = EMPTY;
   batchBytes = 0;
 
+  /** The socket is paused (socket.pause()): the server reads nothing from it until resumed. */
+  isReadPaused = false;
+  /**
+   * Output waiting passed tcp.write_high_water_bytes and is not back under the low-water mark yet: reading stays
+   * paused until a drain brings it there (see WriteQueue).
+   */
+  isOutputFull = false;
+  /** The listener's idle clock at the last write progress (or when the queue started to hold bytes): the send timeout. */
+  lastWriteTick = 0;
+
   /** HPS/1 only: the streaming decoder (kept across reuse) and requests handed to the runner and not answered yet. */
   decoder: FrameDecoder | null = null;
   inFlight = 0;
-  isReadPaused = false;
+  /**
+   * HPS/1: framing was lost (FrameStatus.BAD_FRAME or TOO_LARGE; 0 = no). Reading stopped; the answers of requests in
+   * flight are still sent, then the connection-level error frame, then the connection closes.
+   */
+  failure = 0;
   /** Queued in the protocol's list of paused connections whose held frames are decoded at the end of this tick. */
   isResumeScheduled = false;
   /** Queued in the protocol's list of connections whose batch must be written at the end of this tick. */
@@ -94,7 +108,10 @@ export class ConnectionState {
     if (this.batch.length > KEPT_BATCH_BYTES) this.batch = EMPTY;
     this.decoder?.reset();
     this.inFlight = 0;
+    this.failure = 0;
     this.isReadPaused = false;
+    this.isOutputFull = false;
+    this.lastWriteTick = 0;
     this.isResumeScheduled = false;
     this.isFlushScheduled = false;
     this.isInData = false;
@@ -170,125 +187,16 @@ export class ConnectionPool {
   }
 }
 
-/**
- * The write path shared by echo and HPS/1: write now when nothing is queued, queue what the kernel did not take,
- * and disconnect a peer whose queue passes `maxBufferedBytes`.
- */
-export class WriteQueue {
-  private readonly stats: Stats;
-  /** tcp.max_buffered_bytes; a configuration reload sets it (it applies to every connection's next write). */
-  maxBufferedBytes: number;
-
-  constructor(stats: Stats, maxBufferedBytes: number) {
-    this.stats = stats;
-    this.maxBufferedBytes = maxBufferedBytes;
-  }
-
-  /**
-   * Sends `view`. `isStable`: the bytes stay unchanged after this call (a chunk from a data event), so a queued
-   * remainder can be a view; otherwise the remainder is copied. Returns false when the connection was closed.
-   */
-  send(connection: ConnectionState, view: Uint8Array, isStable: boolean): boolean {
-    const socket = connection.socket;
-    if (socket === null || connection.isClosed) return false;
-    if (connection.queuedBytes === 0) {
-      const taken = socket.write(view);
-      if (taken === view.length) {
-        this.stats.add(Counter.bytesWritten, taken);
-        return true;
-      }
-      if (taken < 0) return false;
-      this.stats.add(Counter.bytesWritten, taken);
-      const rest = view.subarray(taken);
-      connection.pushQueued(isStable ? rest : rest.slice());
-    } else {
-      connection.pushQueued(isStable ? view : view.slice());
-    }
-    return this.checkCap(connection, socket);
-  }
-
-  /** Writes the connection's batch buffer (responses built in this event) and empties it. */
-  flushBatch(connection: ConnectionState): boolean {
-    const bytes = connection.batchBytes;
-    if (bytes === 0) return true;
-    connection.batchBytes = 0;
-    const socket = connection.socket;
-    if (socket === null || connection.isClosed) return false;
-    const batch = connection.batch;
-    if (connection.queuedBytes === 0) {
-      const taken = socket.write(batch, 0, bytes);
-      if (taken === bytes) {
-        this.stats.add(Counter.bytesWritten, taken);
-        return true;
-      }
-      if (taken < 0) return false;
-      this.stats.add(Counter.bytesWritten, taken);
-      connection.pushQueued(batch.slice(taken, bytes));
-    } else {
-      connection.pushQueued(batch.slice(0, bytes));
-    }
-    return this.checkCap(connection, socket);
-  }
-
-  /** On drain: writes what is queued, in order. Returns true when the queue is now empty. */
-  drain(connection: ConnectionState): boolean {
-    const socket = connection.socket;
-    if (socket === null || connection.isClosed) return false;
-    const written = connection.writeQueued(socket);
-    if (written > 0) this.stats.add(Counter.bytesWritten, written);
-    return connection.queuedBytes === 0;
-  }
-
-  private checkCap(connection: ConnectionState, socket: TcpSocket): boolean {
-    if (connection.queuedBytes <= this.maxBufferedBytes) return true;
-    this.stats.inc(Counter.disconnectedSlowReader);
-    connection.isClosed = true;
-    socket.terminate();
-    return false;
-  }
+/** Stops reading the socket (idempotent); TCP flow control then slows the client. */
+export function pauseReading(connection: ConnectionState): void {
+  if (connection.isReadPaused || connection.socket === null) return;
+  connection.isReadPaused = true;
+  connection.socket.pause();
 }
 
-/**
- * Connections to handle once each at the end of this tick (one microtask for the whole batch). `flag` marks a listed
- * connection so it is listed once; an entry whose connection closed, or was closed and reused, is skipped (its flag
- * is cleared by the reset on reuse).
- */
-export class EndOfTickBatch {
-  private readonly connections: ConnectionState[] = [];
-  private readonly generations: number[] = [];
-  private isQueued = false;
-  private readonly flag: "isResumeScheduled" | "isFlushScheduled";
-  private readonly handle: (connection: ConnectionState) => void;
-  private readonly runAll = (): void => this.run();
-
-  constructor(flag: "isResumeScheduled" | "isFlushScheduled", handle: (connection: ConnectionState) => void) {
-    this.flag = flag;
-    this.handle = handle;
-  }
-
-  add(connection: ConnectionState): void {
-    if (connection[this.flag]) return;
-    connection[this.flag] = true;
-    this.connections.push(connection);
-    this.generations.push(connection.generation);
-    if (!this.isQueued) {
-      this.isQueued = true;
-      queueMicrotask(this.runAll);
-    }
-  }
-
-  private run(): void {
-    this.isQueued = false;
-    const connections = this.connections;
-    const generations = this.generations;
-    // Bounded: a connection is listed at most once until its entry is handled (its flag).
-    for (let i = 0; i < connections.length; i++) {
-      const connection = connections[i]!;
-      if (connection.generation !== generations[i] || connection.isClosed) continue;
-      connection[this.flag] = false;
-      this.handle(connection);
-    }
-    connections.length = 0;
-    generations.length = 0;
-  }
+/** Reads the socket again (idempotent). */
+export function resumeReading(connection: ConnectionState): void {
+  if (!connection.isReadPaused || connection.socket === null) return;
+  connection.isReadPaused = false;
+  connection.socket.resume();
 }

@@ -5,7 +5,8 @@ import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { snapshot } from "../stats/snapshot.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
-import { EndOfTickBatch, type ConnectionState, type WriteQueue } from "./connection.ts";
+import { type ConnectionState, pauseReading, resumeReading } from "./connection.ts";
+import { EndOfTickBatch } from "./end-of-tick.ts";
 import {
   EMPTY_PAYLOAD,
   FRAME_HEADER_BYTES,
@@ -14,6 +15,7 @@ import {
   writeFrameHeader,
   type FrameRangeHandler,
 } from "./frame.ts";
+import type { WriteQueue } from "./write-queue.ts";
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
 const LARGE_PAYLOAD_BYTES = 64 * 1024;
@@ -52,6 +54,7 @@ export class CustomProtocol {
   private readonly admission: Admission;
   private tooLargeMessage: Uint8Array;
   private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
+  private readonly shuttingDownMessage = textEncoder.encode("server shutting down");
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
@@ -88,10 +91,15 @@ export class CustomProtocol {
     this.tooLargeMessage = tooLargeMessage(options.maxFrameBytes);
     this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => {
       this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
-      // Only runner requests stay outstanding (inline answers are in the batch already): at the limit, decode no
-      // further; the decoder keeps the rest of the chunk until responses drain (settleReading, continueHeld).
+      // At max_in_flight runner requests (inline answers are in the batch already), or with more output waiting than
+      // the high-water mark, decode no further: the decoder keeps the rest of the chunk until there is room again
+      // (settleReading, continueHeld), so one chunk cannot make the server hold more than one frame's answer past it.
       const connection = this.current!;
-      if (connection.inFlight >= this.maxInFlight) connection.decoder!.stop();
+      if (
+        connection.inFlight >= this.maxInFlight ||
+        connection.queuedBytes + connection.batchBytes > this.writer.highWater
+      )
+        connection.decoder!.stop();
     };
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
     this.toFlush = new EndOfTickBatch("isFlushScheduled", (connection) => {
@@ -118,8 +126,9 @@ export class CustomProtocol {
 
   /** One data event: decode complete frames up to max_in_flight, answer what is inline, write the batch, pause at the limit. */
   onData(connection: ConnectionState, chunk: Uint8Array): void {
-    // Framing was lost and the error frame is on its way: nothing after it means anything (and is not counted again).
-    if (connection.closeWhenFlushed) return;
+    // Framing was lost (reading stopped, but a chunk may have been read already): nothing after it means anything,
+    // and it is not counted again.
+    if (connection.failure !== 0) return;
     this.eventStartMs = performance.now();
     this.current = connection;
     const status = connection.decoder!.pushRanges(chunk, this.onFrame);
@@ -139,13 +148,7 @@ export class CustomProtocol {
    * the frames its decoder kept, as a data event would, and resumes reading once none are left and there is room.
    */
   continueHeld(connection: ConnectionState): void {
-    if (
-      connection.isClosed ||
-      connection.closeWhenFlushed ||
-      !connection.isReadPaused ||
-      connection.inFlight >= this.maxInFlight
-    )
-      return;
+    if (connection.isClosed || !connection.isReadPaused || this.mustWait(connection)) return;
     const decoder = connection.decoder!;
     if (decoder.heldBytes() > 0) {
       this.eventStartMs = performance.now();
@@ -164,41 +167,68 @@ export class CustomProtocol {
   }
 
   /**
-   * After decoding: reading stays paused while max_in_flight runner requests are outstanding or frames are held
-   * undecoded; held frames with room for them are decoded at the end of this tick; otherwise reading goes on.
+   * A drain brought the connection's output back under the low-water mark (called by the listener): held frames
+   * are decoded, or reading resumes, at the end of this tick.
+   */
+  onOutputDrained(connection: ConnectionState): void {
+    if (connection.isReadPaused) this.toResume.add(connection);
+  }
+
+  /**
+   * At the shutdown deadline: every request of `connection` still running is answered now with status 7 "server
+   * shutting down" (its late result, if any, is dropped), then the batch is written. Returns the requests answered.
+   */
+  answerRunningAtShutdown(connection: ConnectionState): number {
+    if (connection.isClosed || connection.inFlight === 0) return 0;
+    let answered = 0;
+    const generation = connection.generation;
+    for (let token = 0; token < this.entryConnection.length; token++) {
+      if (this.entryConnection[token] !== connection || this.entryGeneration[token] !== generation) continue;
+      // Its done, when it comes, sees a generation no connection has and only frees the entry.
+      this.entryGeneration[token] = -1;
+      connection.inFlight--;
+      answered++;
+      this.appendFrame(
+        connection,
+        this.entryOpcode[token]!,
+        FrameStatus.TIMEOUT,
+        this.entryRequestId[token]!,
+        this.shuttingDownMessage,
+        true,
+      );
+    }
+    if (connection.failure !== 0 && connection.inFlight === 0) this.sendFailure(connection);
+    else this.writer.flushBatch(connection);
+    return answered;
+  }
+
+  /** Reading must wait: framing was lost, the output is over the high-water mark, or max_in_flight requests are out. */
+  private mustWait(connection: ConnectionState): boolean {
+    return connection.failure !== 0 || connection.isOutputFull || connection.inFlight >= this.maxInFlight;
+  }
+
+  /**
+   * After decoding: reading stays paused while it must wait (mustWait) or frames are held undecoded; held frames
+   * with room for them are decoded at the end of this tick (in a microtask, never inside a runner's done, which may
+   * run inside another connection's event); otherwise reading goes on.
    */
   private settleReading(connection: ConnectionState): void {
     if (connection.isClosed) return;
-    const isAtLimit = connection.inFlight >= this.maxInFlight;
-    if (isAtLimit || connection.decoder!.heldBytes() > 0) {
-      if (!connection.isReadPaused) {
-        connection.isReadPaused = true;
-        connection.socket!.pause();
-      }
-      if (!isAtLimit) this.scheduleResume(connection);
+    const mustWait = this.mustWait(connection);
+    if (mustWait || connection.decoder!.heldBytes() > 0) {
+      pauseReading(connection);
+      if (!mustWait) this.toResume.add(connection);
       return;
     }
-    if (connection.isReadPaused) {
-      connection.isReadPaused = false;
-      connection.socket!.resume();
-    }
+    resumeReading(connection);
   }
 
-  /** A paused connection got room below max_in_flight: read on, or first decode what its decoder holds. */
-  private resumeReading(connection: ConnectionState): void {
+  /** A paused connection may have room again (an answer went out): read on, or first decode what its decoder holds. */
+  private afterRoom(connection: ConnectionState): void {
     // Inside a data event or held decoding, settleReading decides when it ends.
-    if (connection.isInData) return;
-    if (connection.decoder!.heldBytes() === 0) {
-      connection.isReadPaused = false;
-      connection.socket!.resume();
-      return;
-    }
-    this.scheduleResume(connection);
-  }
-
-  /** Held frames are decoded in a microtask, never inside a runner's done (which may run inside another connection's event). */
-  private scheduleResume(connection: ConnectionState): void {
-    this.toResume.add(connection);
+    if (connection.isInData || this.mustWait(connection)) return;
+    if (connection.decoder!.heldBytes() === 0) resumeReading(connection);
+    else this.toResume.add(connection);
   }
 
   /** One request frame; its payload is bytes[payloadStart, payloadStart + payloadBytes), valid during this call. */
@@ -328,7 +358,13 @@ export class CustomProtocol {
     connection.inFlight--;
     if (connection.isClosed) return;
     this.appendFrame(connection, opcode, status, requestId, result, false);
-    if (connection.isReadPaused && connection.inFlight < this.maxInFlight) this.resumeReading(connection);
+    if (connection.failure !== 0) {
+      // The last answer owed before the connection-level error frame: send both now, then close.
+      if (connection.inFlight === 0) this.sendFailure(connection);
+      else if (!connection.isInData) this.toFlush.add(connection);
+      return;
+    }
+    if (connection.isReadPaused) this.afterRoom(connection);
     if (!connection.isInData) this.toFlush.add(connection);
   }
 
@@ -383,13 +419,24 @@ export class CustomProtocol {
     return textEncoder.encode(JSON.stringify(snapshot(this.context)));
   }
 
-  /** Framing lost: answer with a connection-level error frame (request id 0), then close once it is written. */
+  /**
+   * Framing lost: reading stops for good; the requests already accepted finish (bounded by pool.task_timeout_ms) and
+   * their answers go out in order, then the connection-level error frame (request id 0), then the connection closes.
+   */
   private failConnection(connection: ConnectionState, status: number): void {
     this.stats.inc(Counter.errorsProtocol);
     if (status === FrameStatus.TOO_LARGE) this.stats.inc(Counter.requestsTooLarge);
     if (connection.isClosed) return;
-    const message = status === FrameStatus.TOO_LARGE ? this.tooLargeMessage : this.badFrameMessage;
-    this.appendFrame(connection, 0, status, 0, message, true);
+    connection.failure = status;
+    pauseReading(connection);
+    if (connection.inFlight === 0) this.sendFailure(connection);
+    else this.writer.flushBatch(connection); // the inline answers of the frames before the bad one
+  }
+
+  /** Writes the connection-level error frame after everything owed, then closes once it is written. */
+  private sendFailure(connection: ConnectionState): void {
+    const message = connection.failure === FrameStatus.TOO_LARGE ? this.tooLargeMessage : this.badFrameMessage;
+    this.appendFrame(connection, 0, connection.failure, 0, message, true);
     this.writer.flushBatch(connection);
     if (connection.isClosed) return;
     connection.closeWhenFlushed = true;

@@ -1,6 +1,7 @@
 // Echo protocol: every chunk read is written back as is, in order; what the kernel does not take waits in the write queue.
 import { Counter, type Stats } from "../stats/stats.ts";
-import type { ConnectionState, TcpSocket, WriteQueue } from "./connection.ts";
+import type { ConnectionState, TcpSocket } from "./connection.ts";
+import type { WriteQueue } from "./write-queue.ts";
 
 /** The listener's idle clock: a tick counter advanced by the idle sweep, read on every event instead of a system clock. */
 export interface IdleClock {

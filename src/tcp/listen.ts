@@ -1,4 +1,5 @@
-// Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection state, idle sweep, write queue, graceful stop.
+// Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection
+// state, flow control (write queue, read pauses), the idle and send-timeout sweep, graceful stop.
 import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Listener, PreparedReconfigure, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, type Admission } from "../net/admission.ts";
@@ -6,12 +7,13 @@ import { unmapIpv4 } from "../net/cidr.ts";
 import { ProxyHeaderReader, ProxyParse } from "../net/proxy-protocol.ts";
 import type { OpRunner } from "../pool/op-runner.ts";
 import { Counter } from "../stats/stats.ts";
-import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from "./connection.ts";
+import { ConnectionPool, resumeReading, type ConnectionState, type TcpSocket } from "./connection.ts";
 import { CustomProtocol } from "./custom.ts";
 import { createEchoDataHandler, type IdleClock } from "./echo.ts";
 import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
+import { WriteQueue } from "./write-queue.ts";
 
-/** The idle sweep runs about this many times per idle timeout, so a connection closes within 1.25x the timeout. */
+/** The sweep runs about this many times per timeout (idle, send), so a connection closes within 1.25x the timeout. */
 const SWEEPS_PER_TIMEOUT = 4;
 const MIN_SWEEP_MS = 5;
 const MAX_SWEEP_MS = 1000;
@@ -42,21 +44,23 @@ class TcpServer {
   private readonly writer: WriteQueue;
   private readonly custom: CustomProtocol | null;
   private readonly clock: IdleClock = { tick: 0 };
+  /** Sweep periods after which an idle connection closes (limits.connection_timeout_s); 0 = never. */
   private idleTicks = 0;
+  /** Sweep periods without write progress after which a connection with output waiting is cut (tcp.send_timeout_s); 0 = never. */
+  private sendTicks = 0;
   private sweepMs = MAX_SWEEP_MS;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
   private isDraining = false;
   private isStopped = false;
   private drained: (() => void) | null = null;
-  private peakQueuedBytes = 0;
 
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
     this.admission = context.admission;
     const config = context.config;
-    this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
-    this.setIdleTimeout(config.limits.connection_timeout_s);
+    this.writer = new WriteQueue(context.stats, this.clock, config.tcp.write_high_water_bytes);
+    this.setTimeouts(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
     this.custom =
       config.server.protocol === "custom"
         ? new CustomProtocol({
@@ -246,7 +250,11 @@ class TcpServer {
     const connection = socket.data;
     if (connection === undefined) return;
     connection.lastActiveTick = this.clock.tick;
-    this.writer.drain(connection);
+    if (this.writer.drain(connection)) {
+      // Back under the low-water mark: read again (HPS/1 first decodes what it kept, in order).
+      if (this.custom === null) resumeReading(connection);
+      else this.custom.onOutputDrained(connection);
+    }
     this.afterActivity(connection);
   };
 
@@ -291,7 +299,6 @@ class TcpServer {
    * (peer half-closed, graceful stop, error frame sent), and tells a graceful stop when everything finished.
    */
   private readonly afterActivity = (connection: ConnectionState): void => {
-    if (connection.queuedBytes > this.peakQueuedBytes) this.peakQueuedBytes = connection.queuedBytes;
     const socket = connection.socket;
     if (socket !== null && !connection.isClosed && connection.queuedBytes === 0 && connection.batchBytes === 0) {
       // Idle also means no frames kept undecoded while reading was paused: a peer that half-closed gets every answer.
@@ -310,9 +317,9 @@ class TcpServer {
 
   /**
    * A configuration reload (nothing to check first): socket options and the frame limit apply to connections opened
-   * from now on; tcp.max_buffered_bytes, custom.max_in_flight and the idle timeout to every connection. A connection
-   * idle across a change of limits.connection_timeout_s is timed in sweep periods of both values, so it may close up
-   * to one old period early or late once.
+   * from now on; tcp.write_high_water_bytes, tcp.send_timeout_s, custom.max_in_flight and the idle timeout to every
+   * connection. A connection idle (or stalled) across a change of a timeout is timed in sweep periods of both values,
+   * so it may close up to one old period early or late once.
    */
   private prepareReconfigure(next: ServerContext): PreparedReconfigure {
     return {
@@ -320,40 +327,68 @@ class TcpServer {
         if (this.isStopped) return;
         const config = next.config;
         this.context = next;
-        this.writer.maxBufferedBytes = config.tcp.max_buffered_bytes;
+        this.writer.setHighWater(config.tcp.write_high_water_bytes);
         this.custom?.setLimits(config.custom.max_in_flight, config.limits.max_request_bytes);
         const before = this.sweepMs;
-        const wasSweeping = this.idleTicks > 0;
-        this.setIdleTimeout(config.limits.connection_timeout_s);
-        if (this.sweepMs !== before || wasSweeping !== this.idleTicks > 0) this.scheduleSweeps();
+        const wasSweeping = this.isSweeping();
+        this.setTimeouts(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
+        if (this.sweepMs !== before || wasSweeping !== this.isSweeping()) this.scheduleSweeps();
       },
       abort: () => {},
     };
   }
 
-  private setIdleTimeout(connectionTimeoutSeconds: number): void {
+  /** The sweep period serves the shorter of the two timeouts (0 = never, for either). */
+  private setTimeouts(connectionTimeoutSeconds: number, sendTimeoutSeconds: number): void {
     const idleMs = connectionTimeoutSeconds * 1000;
-    this.sweepMs = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, idleMs / SWEEPS_PER_TIMEOUT));
+    const sendMs = sendTimeoutSeconds * 1000;
+    const shortestMs = Math.min(idleMs > 0 ? idleMs : Infinity, sendMs > 0 ? sendMs : Infinity);
+    this.sweepMs =
+      shortestMs === Infinity
+        ? MAX_SWEEP_MS
+        : Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, shortestMs / SWEEPS_PER_TIMEOUT));
     this.idleTicks = idleMs > 0 ? Math.ceil(idleMs / this.sweepMs) : 0;
+    this.sendTicks = sendMs > 0 ? Math.ceil(sendMs / this.sweepMs) : 0;
   }
 
-  /** (Re)starts the idle sweep at sweepMs, or stops it when connections never time out. */
+  private isSweeping(): boolean {
+    return this.idleTicks > 0 || this.sendTicks > 0;
+  }
+
+  /** (Re)starts the sweep at sweepMs, or stops it when connections never time out. */
   private scheduleSweeps(): void {
     if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
-    if (this.idleTicks === 0) return;
+    if (!this.isSweeping()) return;
     this.sweepTimer = setInterval(this.sweep, this.sweepMs);
     this.sweepTimer.unref();
   }
 
+  /**
+   * Every sweep period: a connection with output waiting is not idle (it waits for its client to read) and is cut
+   * only when its output made no progress for tcp.send_timeout_s (disconnectedSlowReader); any other connection
+   * closes after limits.connection_timeout_s without a read or drain, unless requests are in flight.
+   */
   private readonly sweep = (): void => {
     const tick = ++this.clock.tick;
     const open = this.pool.open;
     const idleTicks = this.idleTicks;
+    const sendTicks = this.sendTicks;
     // Backwards: closing swaps the last open connection into this index, which was already visited.
     for (let i = open.length - 1; i >= 0; i--) {
       const connection = open[i]!;
-      if (tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0 || connection.isClosed) continue;
+      if (connection.isClosed) continue;
+      if (connection.queuedBytes > 0) {
+        if (sendTicks === 0 || tick - connection.lastWriteTick < sendTicks) continue;
+        this.context.stats.inc(Counter.disconnectedSlowReader);
+        this.context.logger.debug(
+          `tcp: ${connection.remoteAddress} read nothing of ${connection.queuedBytes} bytes for tcp.send_timeout_s; disconnecting`,
+        );
+        connection.isClosed = true;
+        connection.socket?.terminate();
+        continue;
+      }
+      if (idleTicks === 0 || tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0) continue;
       this.context.stats.inc(Counter.connectionsTimedOut);
       connection.isClosed = true;
       connection.socket?.end();
@@ -363,18 +398,21 @@ class TcpServer {
   private readonly gauges = (): Record<string, number> => {
     let queuedBytes = 0;
     let pausedReads = 0;
+    let outputFull = 0;
     let decoderBufferBytes = 0;
     for (const connection of this.pool.open) {
       queuedBytes += connection.queuedBytes;
       if (connection.isReadPaused) pausedReads++;
+      if (connection.isOutputFull) outputFull++;
       if (connection.decoder !== null) decoderBufferBytes += connection.decoder.capacityBytes();
     }
     return {
       openConnections: this.pool.open.length,
       inFlight: this.custom?.inFlight() ?? 0,
       queuedBytes,
-      peakQueuedBytes: this.peakQueuedBytes,
+      peakQueuedBytes: this.writer.peakQueuedBytes,
       pausedReads,
+      outputFull,
       decoderBufferBytes,
     };
   };
@@ -426,6 +464,12 @@ class TcpServer {
       this.drained = null;
     }
     this.isDraining = true;
+    // The deadline passed (or no grace was given): every request still running gets its frame (status 7, "server
+    // shutting down") before its connection closes, so a client can tell an unfinished request from a lost answer.
+    if (this.custom !== null) {
+      const open = this.pool.open;
+      for (let i = open.length - 1; i >= 0; i--) this.custom.answerRunningAtShutdown(open[i]!);
+    }
     listener.stop(true);
     for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
     if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");

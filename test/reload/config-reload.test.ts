@@ -115,7 +115,7 @@ describe("planReload", () => {
       memory: { arena_bytes: 1 << 20 },
       custom: { max_in_flight: 8, handlers: "./examples/handlers.ts" },
       limits: { max_request_bytes: 4096, connection_timeout_s: 5 },
-      tcp: { nodelay: false, max_buffered_bytes: 1 << 20 },
+      tcp: { nodelay: false, write_high_water_bytes: 1 << 20, send_timeout_s: 5 },
     };
     const plan = planReload(configWith(custom, {}), configWith(custom, changes));
     expect(plan.needsRestart.sort()).toEqual(["custom.handlers", "memory.arena_bytes", "pool.threads"]);
@@ -123,8 +123,9 @@ describe("planReload", () => {
       "custom.max_in_flight",
       "limits.connection_timeout_s",
       "limits.max_request_bytes",
-      "tcp.max_buffered_bytes",
       "tcp.nodelay",
+      "tcp.send_timeout_s",
+      "tcp.write_high_water_bytes",
     ]);
     expect(plan.config.pool.threads).toBe(configWith(custom, {}).pool.threads);
     expect(plan.config.custom.max_in_flight).toBe(8);
@@ -380,10 +381,10 @@ describe("Server.reload of the TCP listener", () => {
     }
   });
 
-  test("echo: tcp.max_buffered_bytes lowered cuts a client that does not read at the new cap", async () => {
-    const config = testConfig({ server: { protocol: "echo" }, tcp: { max_buffered_bytes: 64 << 20 } });
+  test("echo: tcp.send_timeout_s lowered cuts a client that reads nothing after the new timeout", async () => {
+    const config = testConfig({ server: { protocol: "echo" }, tcp: { send_timeout_s: 3600 } });
     await using server = await startServer(config);
-    await server.reload(configWith(config, { tcp: { max_buffered_bytes: 1 << 20 } }));
+    await server.reload(configWith(config, { tcp: { send_timeout_s: 0.3 } }));
     const before = server.stats.total(Counter.disconnectedSlowReader);
     const socket = connect({ host: "127.0.0.1", port: server.port });
     socket.on("error", () => {});
@@ -398,7 +399,7 @@ describe("Server.reload of the TCP listener", () => {
       await waitFor(
         () => server.stats.total(Counter.disconnectedSlowReader) > before,
         5000,
-        "the slow reader cut at the new cap",
+        "the slow reader cut after the new timeout",
       );
     } finally {
       socket.destroy();
