@@ -309,7 +309,7 @@ export const SETTINGS = {
     },
     max_queue: {
       schema: int(1, 10_000_000, 4096),
-      doc: "Tasks waiting for a worker; a full queue answers busy.",
+      doc: "Tasks accepted but not yet started by a worker (waiting in the pool's queue or in a worker's ring); past it a new task is answered busy (status 4) at once.",
       reload: POOL_AT_START,
     },
     task_timeout_ms: {

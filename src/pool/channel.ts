@@ -78,6 +78,8 @@ export interface WorkerInit {
   readonly spinCores: number;
   /** Worker indexes in use (0 .. workerCount - 1): the WORKER_AWAKE words to count. */
   readonly workerCount: number;
+  /** custom.max_response_bytes: a user handler's larger result is answered with status 6 instead. */
+  readonly maxResultBytes: number;
 }
 
 /** A task whose payload is not in the arena (too large for a slot, or `memory.arena = false`). */

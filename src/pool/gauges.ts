@@ -13,6 +13,8 @@ import type { WorkerSet } from "./workers.ts";
 /** The parts whose numbers the gauges read. */
 export interface GaugeSources {
   readonly tasks: TaskTable;
+  /** Tasks no worker has started yet (what pool.max_queue bounds). */
+  notStarted(): number;
   readonly workers: WorkerSet;
   readonly mainControl: Int32Array;
   readonly waker: Waker;
@@ -52,7 +54,7 @@ function poolGauges(sources: GaugeSources): Record<string, number> {
     if (Atomics.load(slot.control, WORKER_SLEEPING) === 1) sleepingWorkers++;
   }
   return {
-    queued: tasks.waiting.length,
+    queued: sources.notStarted(),
     running: tasks.running,
     busyWorkers,
     workers: workerCount,

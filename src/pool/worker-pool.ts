@@ -8,7 +8,7 @@
 // measurement (bench/micro/pool.bench.ts).
 //
 // pool.max_queue bounds the tasks not yet started by a worker, wherever they wait (the pool's queue or a worker's
-// ring); past it, when the arena is exhausted, and when a payload over 64 KiB (ordinary memory, sent by message) would
+// ring, whose capacity is an internal detail); past it, when the arena is exhausted, and when a payload over 64 KiB (ordinary memory, sent by message) would
 // pass the arena's budget for those (memory.arena_bytes, held until the task finishes), `run` answers busy at once,
 // before it returns. pool.task_timeout_ms counts from when a worker starts a task (see watchdog.ts).
 import { availableParallelism } from "node:os";
@@ -110,6 +110,7 @@ export class WorkerPool implements OpRunner {
         handlersPath: custom.handlers === "" ? "" : resolvePath(process.cwd(), custom.handlers),
         spinMicros: seams.spinMicros ?? pool.spin_us,
         spinCores: seams.spinCores ?? availableParallelism() - 1,
+        maxResultBytes: custom.max_response_bytes,
         mainControl: this.mainControl,
         arena: this.arena,
       },
@@ -152,6 +153,7 @@ export class WorkerPool implements OpRunner {
     const started = this.workers.start();
     this.unregisterGauges = registerPoolGauges(this.context.gauges, {
       tasks: this.tasks,
+      notStarted: () => this.notStarted(),
       workers: this.workers,
       mainControl: this.mainControl,
       waker: this.waker,
@@ -228,12 +230,12 @@ export class WorkerPool implements OpRunner {
       return;
     }
     const tasks = this.tasks;
-    const target = tasks.waiting.length === 0 ? this.dispatcher.leastLoaded() : null;
-    if (target === null && tasks.waiting.length >= this.maxQueue) {
+    if (this.isQueueFull()) {
       stats.inc(Counter.poolRejected);
       done(token, FrameStatus.BUSY, QUEUE_FULL);
       return;
     }
+    const target = tasks.waiting.length === 0 ? this.dispatcher.leastLoaded() : null;
     const arena = this.arena;
     const handle = arena.alloc(length);
     if (handle === null) {
@@ -252,6 +254,21 @@ export class WorkerPool implements OpRunner {
     const slot = tasks.open(token, done, opcode, handle, length, performance.now());
     if (target !== null) this.dispatcher.send(slot, target);
     else tasks.enqueue(slot, false);
+  }
+
+  /**
+   * pool.max_queue tasks are waiting to be started, in the queue or in workers' rings. Tasks out (queued or handed to
+   * a worker) bound that from above, so the workers' shared words are read only when that bound reaches the limit.
+   */
+  private isQueueFull(): boolean {
+    const tasks = this.tasks;
+    if (tasks.waiting.length + tasks.running < this.maxQueue) return false;
+    return this.notStarted() >= this.maxQueue;
+  }
+
+  /** Tasks no worker has started yet: the queue, plus those in rings (or sent by message) not taken yet. */
+  notStarted(): number {
+    return this.tasks.waiting.length + this.dispatcher.unstartedInWorkers();
   }
 
   /** Calls `done` for a finished task and frees what it held. `resultHandle` is a second arena slot to free, or -1. */

@@ -25,7 +25,7 @@ import {
   type ToWorker,
   type WorkerInit,
 } from "./channel.ts";
-import { FrameStatus } from "../protocol/hps1.ts";
+import { FIRST_USER_OPCODE, FrameStatus } from "../protocol/hps1.ts";
 import { builtinOps, loadUserHandlers, type OpHandler } from "./ops.ts";
 
 declare const self: Worker;
@@ -63,6 +63,8 @@ let spinCores = 0;
 /** As many spare cores as workers: polling never competes with the main thread or another worker. */
 let everyWorkerHasACore = false;
 let workerCount = 0;
+/** custom.max_response_bytes: the largest result a user handler may answer with. */
+let maxResultBytes = 0;
 /** This worker's WORKER_AWAKE word in mainControl. */
 let awakeIndex = 0;
 /** The drain loop waits for a wake-up (a message task running now sets the awake word only while it runs). */
@@ -110,6 +112,7 @@ async function init(message: WorkerInit): Promise<void> {
     spinMs = message.spinMicros / 1000;
     spinCores = message.spinCores;
     workerCount = message.workerCount;
+    maxResultBytes = message.maxResultBytes;
     everyWorkerHasACore = workerCount <= spinCores;
     awakeIndex = WORKER_AWAKE_BASE + message.workerIndex;
     postMessage({ type: "ready", opcodes });
@@ -252,16 +255,22 @@ function runRingTask(slot: number, generation: number, opcode: number, handle: n
     completeError(slot, generation, handle, FrameStatus.INTERNAL, errorText(error));
     return;
   }
-  if (result instanceof Uint8Array) complete(slot, generation, handle, FrameStatus.OK, result);
+  if (result instanceof Uint8Array) completeWith(slot, generation, handle, opcode, result);
   else settleLater(slot, generation, handle, opcode, result);
+}
+
+/** A handler's (sync or settled) value: the result, or status 6 when it is not bytes or is over the response limit. */
+function completeWith(slot: number, generation: number, handle: number, opcode: number, value: unknown): void {
+  const problem = resultProblem(opcode, value);
+  if (problem === null) complete(slot, generation, handle, FrameStatus.OK, value as Uint8Array);
+  else completeError(slot, generation, handle, FrameStatus.INTERNAL, problem);
 }
 
 /** Async handlers: one closure per task is the price of a promise. */
 function settleLater(slot: number, generation: number, handle: number, opcode: number, result: unknown): void {
   Promise.resolve(result).then(
     (value) => {
-      if (value instanceof Uint8Array) complete(slot, generation, handle, FrameStatus.OK, value);
-      else completeError(slot, generation, handle, FrameStatus.INTERNAL, notBytes(opcode, value));
+      completeWith(slot, generation, handle, opcode, value);
       ringDoorbellSoon();
     },
     (error: unknown) => {
@@ -333,18 +342,19 @@ function runMessageHandler(task: TaskMessage): void {
     return;
   }
   if (result instanceof Uint8Array) {
-    reply(task, FrameStatus.OK, result);
+    replyWith(task, result);
     return;
   }
   Promise.resolve(result).then(
-    (value: unknown) =>
-      reply(
-        task,
-        value instanceof Uint8Array ? FrameStatus.OK : FrameStatus.INTERNAL,
-        value instanceof Uint8Array ? value : encoder.encode(notBytes(task.opcode, value)),
-      ),
+    (value: unknown) => replyWith(task, value),
     (error: unknown) => reply(task, FrameStatus.INTERNAL, encoder.encode(errorText(error))),
   );
+}
+
+function replyWith(task: TaskMessage, value: unknown): void {
+  const problem = resultProblem(task.opcode, value);
+  if (problem === null) reply(task, FrameStatus.OK, value as Uint8Array);
+  else reply(task, FrameStatus.INTERNAL, encoder.encode(problem));
 }
 
 function reply(task: TaskMessage, status: number, payload: Uint8Array): void {
@@ -356,6 +366,14 @@ function errorText(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-function notBytes(opcode: number, value: unknown): string {
-  return `handler 0x${opcode.toString(16)} returned ${value === null ? "null" : typeof value}, not a Uint8Array`;
+/** Why a handler's value cannot be its answer (not bytes, or a user handler's result over the limit), or null. */
+function resultProblem(opcode: number, value: unknown): string | null {
+  const name = `handler 0x${opcode.toString(16)}`;
+  if (!(value instanceof Uint8Array)) {
+    return `${name} returned ${value === null ? "null" : typeof value}, not a Uint8Array`;
+  }
+  if (value.length > maxResultBytes && opcode >= FIRST_USER_OPCODE) {
+    return `${name} returned ${value.length} bytes, more than custom.max_response_bytes (${maxResultBytes})`;
+  }
+  return null;
 }

@@ -29,6 +29,7 @@ export interface WorkerSettings {
   readonly handlersPath: string;
   readonly spinMicros: number;
   readonly spinCores: number;
+  readonly maxResultBytes: number;
   readonly mainControl: Int32Array;
   readonly arena: BufferArena;
 }
@@ -138,6 +139,7 @@ export class WorkerSet {
       spinMicros: settings.spinMicros,
       spinCores: settings.spinCores,
       workerCount: settings.threads,
+      maxResultBytes: settings.maxResultBytes,
     };
     worker.postMessage(init);
     worker.unref();

@@ -138,7 +138,7 @@ const GAUGE_METRICS: ReadonlyArray<{
     key: "queued",
     name: "hps_pool_queued_tasks",
     type: "gauge",
-    help: "Tasks waiting in the worker pool queue.",
+    help: "Tasks accepted by the worker pool and not yet started by a worker (bounded by pool.max_queue).",
   },
   {
     group: "pool",

@@ -1,10 +1,12 @@
-// Worker pool behind the custom protocol, over real sockets: task timeout from start, the budget for large frames.
+// Worker pool behind the custom protocol, over real sockets: task timeout from start, the budget for large frames,
+// pool.max_queue over the rings.
 import { expect, test } from "bun:test";
 import { HpsClient } from "../../src/client/hps-client.ts";
 import { FrameStatus } from "../../src/protocol/hps1.ts";
 import { startServer } from "../../src/server.ts";
 import { Counter } from "../../src/stats/stats.ts";
-import { testConfig } from "../helpers/common.ts";
+import { encodeFrame } from "../../src/tcp/frame.ts";
+import { rawConnect, testConfig, waitFor, type RawFrame } from "../helpers/common.ts";
 
 const HANDLERS = new URL("../fixtures/pool-handlers.ts", import.meta.url).pathname;
 
@@ -56,4 +58,35 @@ test("large frames past the payload budget (memory.arena_bytes) are answered bus
   const after = await client.request(0x87, busyFor(0, 250_000));
   expect(after.status).toBe(FrameStatus.OK);
   expect(after.payload.length).toBe(250_000);
+});
+
+test("pool.threads = 1, pool.max_queue = 3, 40 synchronous tasks at once: at most 1 + 3 run, the rest are answered busy within 50 ms", async () => {
+  await using server = await startServer(
+    testConfig({
+      server: { protocol: "custom" },
+      pool: { threads: 1, max_queue: 3, task_timeout_ms: 0 },
+      custom: { handlers: HANDLERS },
+    }),
+  );
+  const client = await rawConnect(server.port);
+  const tasks = 40;
+  const sentMs = performance.now();
+  client.socket.write(
+    Buffer.concat(Array.from({ length: tasks }, (_, i) => encodeFrame(0x87, 0, i + 1, busyFor(150)))),
+  );
+  const isBusy = (frame: RawFrame) => frame.status === FrameStatus.BUSY;
+  await waitFor(() => client.frames().filter(isBusy).length >= tasks - 4, 5000, "the busy answers");
+  const busyWithinMs = performance.now() - sentMs;
+  await waitFor(() => client.frames().length === tasks, 10_000, "every answer");
+  const frames = client.frames();
+  const completed = frames.filter((frame) => frame.status === FrameStatus.OK);
+  expect(completed.length).toBeLessThanOrEqual(1 + 3);
+  expect(completed.length + frames.filter(isBusy).length).toBe(tasks);
+  expect(new TextDecoder().decode(frames.find(isBusy)!.payload)).toContain("queue full");
+  // Every busy answer came before the first task (150 ms) finished, and within 50 ms of the write.
+  const firstCompleted = frames.findIndex((frame) => frame.status === FrameStatus.OK);
+  expect(frames.slice(0, firstCompleted).every(isBusy)).toBe(true);
+  expect(busyWithinMs).toBeLessThan(50);
+  expect(server.stats.total(Counter.poolRejected)).toBe(tasks - completed.length);
+  client.socket.end();
 });

@@ -444,21 +444,30 @@ describe("wake-ups", () => {
 });
 
 describe("busy answers", () => {
-  test("a full queue answers busy at once, counted", async () => {
-    const { context, pool, collector } = await start({ pool: { threads: 1, max_queue: 4, task_timeout_ms: 0 } });
+  test("pool.max_queue bounds the tasks not started yet, rings included: past it busy at once, counted", async () => {
+    const { context, pool, collector } = await start({
+      pool: { threads: 1, max_queue: 4, task_timeout_ms: 0 },
+      custom: { handlers: HANDLERS },
+    });
     try {
+      const gauges = context.gauges.get("pool")!;
+      const first = collector.submit(pool, 0x87, busyFor(150));
+      await waitFor(() => gauges().queued === 0 && gauges().running === 1, 2000, "the worker to start the first task");
+      // The worker is busy: 4 more wait (in its ring, not the pool's queue), the next 3 are refused at once.
       const tokens: number[] = [];
-      // One worker holds 1024 tasks in its ring, the queue 4 more; everything is submitted before any completes.
-      for (let i = 0; i < 1024 + 4 + 3; i++) tokens.push(collector.submit(pool, 0x02, filled(10, i)));
+      for (let i = 0; i < 4 + 3; i++) tokens.push(collector.submit(pool, 0x02, filled(10, i)));
       const rejectedNow = [...collector.replies.values()];
       expect(rejectedNow.length).toBe(3);
       for (const reply of rejectedNow) {
-        expect(reply.status).toBe(4);
+        expect(reply.status).toBe(FrameStatus.BUSY);
         expect(decoder.decode(reply.payload)).toContain("queue full");
       }
-      expect(context.gauges.get("pool")!().queued).toBe(4);
+      expect(gauges().queued).toBe(4);
       expect(context.stats.total(Counter.poolRejected)).toBe(3);
-      for (let i = 0; i < 1028; i++) expect((await collector.result(tokens[i]!)).status).toBe(0);
+      expect((await collector.result(first)).status).toBe(0);
+      for (let i = 0; i < 4; i++) expect((await collector.result(tokens[i]!)).payload).toEqual(sha256(filled(10, i)));
+      // Room again once they ran.
+      expect((await collector.result(collector.submit(pool, 0x02, filled(10, 99)))).status).toBe(0);
     } finally {
       await pool.stop({ graceful: false, timeoutMs: 0 });
     }
