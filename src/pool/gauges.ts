@@ -61,6 +61,7 @@ function poolGauges(sources: GaugeSources): Record<string, number> {
     wakeups: sources.waker.wakeups,
     doorbells: sources.completions.doorbells,
     lostWakeups: sources.watchdog.lostWakeups,
+    terminatingWorkers: workers.terminating,
     sleepingWorkers,
     awakeWorkers,
     spins,

@@ -27,6 +27,12 @@ export class WorkerSlot {
   unwoken = 0;
   /** SUB_HEAD at the watchdog's last look (see PoolWatchdog.rewakeStalled). */
   headAtLastCheck = -1;
+  /**
+   * When the pool terminated this worker for running too long (performance.now()), 0 otherwise. terminate() stops
+   * JavaScript at once but not a native call in progress (a large fill, hash or compression): the thread runs on
+   * until that call returns, and its close event says when.
+   */
+  terminatedAtMs = 0;
   constructor(
     readonly index: number,
     readonly worker: Worker,

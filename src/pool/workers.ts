@@ -18,6 +18,8 @@ import { WorkerState, WorkerSlot } from "./worker-slot.ts";
 
 /** Worker deaths before it reports ready, in a row, after which the pool gives up (start-up fails, or the slot stays empty). */
 const MAX_START_FAILURES = 3;
+/** A terminated worker whose thread outlives terminate() by this much is reported (it was inside a native call). */
+const TERMINATION_REPORT_MS = 100;
 
 const encoder = new TextEncoder();
 const NO_WORKERS = encoder.encode("internal: no pool worker is running");
@@ -53,6 +55,8 @@ export class WorkerSet {
   /** Ring polls (and polls that found a task) of workers that are gone; live workers count in their control block. */
   retiredSpins = 0;
   retiredSpinCatches = 0;
+  /** Workers terminated for running too long whose thread has not exited yet (still in a native call). */
+  terminating = 0;
   private readonly settings: WorkerSettings;
   private readonly host: WorkerSetHost;
   private readonly userOpcodes = new Uint8Array(256);
@@ -90,6 +94,8 @@ export class WorkerSet {
 
   /** Terminates `worker` (hung: it ran a task too long), fails its started tasks with `status`, starts a replacement. */
   replace(worker: WorkerSlot, status: number, message: Uint8Array): void {
+    worker.terminatedAtMs = performance.now();
+    this.terminating++;
     worker.worker.terminate();
     this.retire(worker, status, message);
     this.spawn(worker.index);
@@ -118,6 +124,10 @@ export class WorkerSet {
           : (event.message.split("\n").find((line) => line.startsWith("error:")) ?? event.message);
     });
     worker.addEventListener("close", (event: Event) => {
+      if (slot.terminatedAtMs > 0) {
+        this.onTerminatedExit(slot);
+        return;
+      }
       const code = (event as CloseEvent).code;
       this.onWorkerGone(
         slot,
@@ -143,6 +153,18 @@ export class WorkerSet {
     };
     worker.postMessage(init);
     worker.unref();
+  }
+
+  /** A worker the pool terminated has really stopped: says how long its thread ran on (a native call cannot be cut). */
+  private onTerminatedExit(slot: WorkerSlot): void {
+    this.terminating--;
+    const ranOnMs = performance.now() - slot.terminatedAtMs;
+    slot.terminatedAtMs = 0;
+    if (ranOnMs >= TERMINATION_REPORT_MS) {
+      this.host.logger.warn(
+        `pool: worker ${slot.index}, terminated for running too long, kept its thread busy ${Math.round(ranOnMs)} ms more (a native call cannot be interrupted; its replacement was serving meanwhile)`,
+      );
+    }
   }
 
   private onMessage(slot: WorkerSlot, message: FromWorker): void {

@@ -543,6 +543,29 @@ describe("timeouts, start-up, shutdown, modes", () => {
     }
   });
 
+  test("a worker stuck in a native call is answered 7 at the timeout and replaced at once; its thread is counted until it exits", async () => {
+    const { context, pool, collector } = await start({
+      pool: { threads: 1, task_timeout_ms: 100 },
+      custom: { handlers: HANDLERS },
+    });
+    try {
+      const gauges = context.gauges.get("pool")!;
+      const stuck = collector.submit(pool, 0x8c, new Uint8Array([12])); // a 192 MiB fill, one native call
+      const reply = await collector.result(stuck, 5000);
+      expect(reply.status).toBe(FrameStatus.TIMEOUT);
+      // The replacement serves while the old thread may still be inside its call.
+      expect(await collector.result(collector.submit(pool, 0x80, new Uint8Array([1, 2])), 5000)).toEqual({
+        status: 0,
+        payload: new Uint8Array([2, 1]),
+      });
+      await waitFor(() => gauges().terminatingWorkers === 0, 20_000, "the stuck thread to exit");
+      expect(gauges().workers).toBe(1);
+      expect(context.stats.total(Counter.poolTimedOut)).toBe(1);
+    } finally {
+      await pool.stop({ graceful: false, timeoutMs: 0 });
+    }
+  }, 30_000);
+
   test("pool.task_timeout_ms times a task from when its worker starts it: waiting behind others does not count", async () => {
     // 24 tasks of 25 ms pipelined on one worker: the last waits ~575 ms in the ring, yet each runs far below 250 ms.
     const { context, pool, collector } = await start({
