@@ -24,4 +24,10 @@ export interface OpRunner {
   handles(opcode: number): boolean;
   /** Tasks queued or running now. */
   pending(): number;
+  /**
+   * Optional: true while a new task would be answered busy at once (the runner's queue is full, or it is stopping).
+   * The protocol then reads past a connection's max_in_flight, so that frames it would otherwise hold unread until
+   * a task finishes get their busy answer now.
+   */
+  isSaturated?(): boolean;
 }

@@ -174,6 +174,10 @@ export class WorkerPool implements OpRunner {
     return this.tasks.waiting.length + this.tasks.running;
   }
 
+  isSaturated(): boolean {
+    return this.isStopping || this.isQueueFull();
+  }
+
   /** Opcodes 0x80-0xFF the handlers module implements. */
   userOpcodeList(): number[] {
     return this.workers.userOpcodeList();

@@ -61,6 +61,8 @@ export class ConnectionState {
   isResumeScheduled = false;
   /** Queued in the protocol's list of connections whose batch must be written at the end of this tick. */
   isFlushScheduled = false;
+  /** HPS/1: in the protocol's list of connections that stopped reading at max_in_flight. */
+  isWaitingAtLimit = false;
 
   /** Inside a data event: a close that happens meanwhile is finished by the data handler, not the close handler. */
   isInData = false;
@@ -114,6 +116,7 @@ export class ConnectionState {
     this.lastWriteTick = 0;
     this.isResumeScheduled = false;
     this.isFlushScheduled = false;
+    this.isWaitingAtLimit = false;
     this.isInData = false;
     this.isClosed = false;
     this.isCloseDeferred = false;

@@ -19,6 +19,8 @@ import type { WriteQueue } from "./write-queue.ts";
 
 /** Payloads at least this large are written as their own view after the batched header instead of being copied. */
 const LARGE_PAYLOAD_BYTES = 64 * 1024;
+/** The list of connections waiting at their in-flight limit is compacted when it reaches this length (or twice the live ones). */
+const MIN_COMPACT_ENTRIES = 64;
 /** A batch is written out early once it holds this much, so one huge pipelined burst does not grow it without bound. */
 const BATCH_FLUSH_BYTES = 256 * 1024;
 
@@ -55,6 +57,9 @@ export class CustomProtocol {
   private tooLargeMessage: Uint8Array;
   private readonly badFrameMessage = textEncoder.encode("bad frame: version must be 1 and the length field at least 8");
   private readonly shuttingDownMessage = textEncoder.encode("server shutting down");
+  private readonly inFlightBusyMessage = textEncoder.encode(
+    "busy: pool queue full (and custom.max_in_flight requests of this connection are running)",
+  );
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
@@ -76,6 +81,10 @@ export class CustomProtocol {
   private readonly toFlush: EndOfTickBatch;
   /** Paused connections whose decoder holds frames and that dropped below max_in_flight: decoded at the end of this tick. */
   private readonly toResume: EndOfTickBatch;
+  /** Connections that stopped reading at max_in_flight (woken by a busy answer: see isAtInFlightLimit). */
+  private readonly waitingAtLimit: ConnectionState[] = [];
+  private readonly waitingGenerations: number[] = [];
+  private compactWaitingAt = MIN_COMPACT_ENTRIES;
 
   readonly onFrame: FrameRangeHandler;
   private readonly onDone: OpDone;
@@ -95,10 +104,7 @@ export class CustomProtocol {
       // the high-water mark, decode no further: the decoder keeps the rest of the chunk until there is room again
       // (settleReading, continueHeld), so one chunk cannot make the server hold more than one frame's answer past it.
       const connection = this.current!;
-      if (
-        connection.inFlight >= this.maxInFlight ||
-        connection.queuedBytes + connection.batchBytes > this.writer.highWater
-      )
+      if (this.isAtInFlightLimit(connection) || connection.queuedBytes + connection.batchBytes > this.writer.highWater)
         connection.decoder!.stop();
     };
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
@@ -204,7 +210,55 @@ export class CustomProtocol {
 
   /** Reading must wait: framing was lost, the output is over the high-water mark, or max_in_flight requests are out. */
   private mustWait(connection: ConnectionState): boolean {
-    return connection.failure !== 0 || connection.isOutputFull || connection.inFlight >= this.maxInFlight;
+    return connection.failure !== 0 || connection.isOutputFull || this.isAtInFlightLimit(connection);
+  }
+
+  /**
+   * max_in_flight runner requests are out, and the runner would take another (when it would not, the frames after
+   * the limit are read and answered busy at once rather than held until one of those requests finishes).
+   */
+  private isAtInFlightLimit(connection: ConnectionState): boolean {
+    return connection.inFlight >= this.maxInFlight && this.runner.isSaturated?.() !== true;
+  }
+
+  /**
+   * Lists a connection that stopped reading at its in-flight limit, once. Entries of connections closed since stay
+   * until the list is compacted, which happens when it has doubled: it holds at most twice the open connections.
+   */
+  private addWaitingAtLimit(connection: ConnectionState): void {
+    if (connection.isWaitingAtLimit) return;
+    const waiting = this.waitingAtLimit;
+    const generations = this.waitingGenerations;
+    if (waiting.length >= this.compactWaitingAt) {
+      let kept = 0;
+      for (let i = 0; i < waiting.length; i++) {
+        const listed = waiting[i]!;
+        if (listed.generation !== generations[i] || !listed.isWaitingAtLimit) continue;
+        waiting[kept] = listed;
+        generations[kept++] = generations[i]!;
+      }
+      waiting.length = kept;
+      generations.length = kept;
+      this.compactWaitingAt = Math.max(MIN_COMPACT_ENTRIES, 2 * kept);
+    }
+    connection.isWaitingAtLimit = true;
+    waiting.push(connection);
+    generations.push(connection.generation);
+  }
+
+  /** The runner answered busy: connections waiting at their in-flight limit read on now (their frames get busy too). */
+  private wakeWaitingAtLimit(): void {
+    const waiting = this.waitingAtLimit;
+    const generations = this.waitingGenerations;
+    for (let i = 0; i < waiting.length; i++) {
+      const connection = waiting[i]!;
+      // Skipped: closed and reused since (the reset cleared its flag).
+      if (connection.generation !== generations[i] || !connection.isWaitingAtLimit) continue;
+      connection.isWaitingAtLimit = false;
+      this.toResume.add(connection);
+    }
+    waiting.length = 0;
+    generations.length = 0;
   }
 
   /**
@@ -218,6 +272,7 @@ export class CustomProtocol {
     if (mustWait || connection.decoder!.heldBytes() > 0) {
       pauseReading(connection);
       if (!mustWait) this.toResume.add(connection);
+      else if (connection.failure === 0 && !connection.isOutputFull) this.addWaitingAtLimit(connection);
       return;
     }
     resumeReading(connection);
@@ -280,6 +335,13 @@ export class CustomProtocol {
         return;
     }
     if (this.runner.handles(opcode)) {
+      if (connection.inFlight >= this.maxInFlight) {
+        // Read past the limit because the runner was saturated: answered busy without adding to what is out.
+        this.unrecordedFrames++;
+        this.stats.inc(Counter.poolRejected);
+        this.appendFrame(connection, opcode, FrameStatus.BUSY, requestId, this.inFlightBusyMessage, true);
+        return;
+      }
       if (this.runner.runRange !== undefined) {
         // The runner copies the range before returning: no view of the chunk, nothing to keep.
         this.runner.runRange(
@@ -358,6 +420,7 @@ export class CustomProtocol {
     connection.inFlight--;
     if (connection.isClosed) return;
     this.appendFrame(connection, opcode, status, requestId, result, false);
+    if (status === FrameStatus.BUSY && this.waitingAtLimit.length > 0) this.wakeWaitingAtLimit();
     if (connection.failure !== 0) {
       // The last answer owed before the connection-level error frame: send both now, then close.
       if (connection.inFlight === 0) this.sendFailure(connection);

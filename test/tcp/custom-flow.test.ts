@@ -12,6 +12,8 @@ import { rawConnect, testConfig, waitFor, type RawClient } from "../helpers/comm
 const HANDLERS = new URL("../fixtures/pool-handlers.ts", import.meta.url).pathname;
 /** The fixture's handler answering with a result of the size its payload names (4 bytes, big-endian). */
 const SIZED_RESULT = 0x8b;
+/** The fixture's handler that is busy payload[0] ms, then echoes. */
+const BUSY_FOR_MS = 0x87;
 /** The fixture's handler that never returns. */
 const HANG = 0x83;
 const MiB = 1024 * 1024;
@@ -151,6 +153,42 @@ describe("answers owed before a connection-level error", () => {
       [1, FrameStatus.TIMEOUT],
       [0, FrameStatus.BAD_FRAME],
     ]);
+  });
+});
+
+describe("busy answers are never held", () => {
+  test("frames held at custom.max_in_flight are answered busy as soon as the pool is full, not when a task ends", async () => {
+    await using server = await startServer(
+      testConfig({
+        server: { protocol: "custom" },
+        pool: { threads: 1, max_queue: 2, task_timeout_ms: 0 },
+        custom: { handlers: HANDLERS, max_in_flight: 2 },
+      }),
+    );
+    const slowTask = (requestId: number) => encodeFrame(BUSY_FOR_MS, 0, requestId, new Uint8Array([250]));
+    // A: two tasks accepted (its limit; the pool still has room), four frames held unread behind them.
+    const first = await rawConnect(server.port);
+    first.socket.write(Buffer.concat([1, 2, 3, 4, 5, 6].map(slowTask)));
+    const tcp = server.context.gauges.get("tcp")!;
+    await waitFor(() => tcp().inFlight === 2 && tcp().pausedReads === 1, 5000, "A at its in-flight limit");
+    // B fills the pool: its second task is refused, which wakes A; A's held frames are answered busy at once.
+    const second = await rawConnect(server.port);
+    const sentMs = performance.now();
+    second.socket.write(Buffer.concat([11, 12].map(slowTask)));
+    await waitFor(() => first.frames().length === 4, 5000, "A's held frames answered");
+    expect(performance.now() - sentMs).toBeLessThan(200); // a task takes 250 ms: none had finished
+    expect(answers(first)).toEqual([3, 4, 5, 6].map((id) => [id, FrameStatus.BUSY]));
+    expect(answers(second)).toEqual([[12, FrameStatus.BUSY]]);
+    // The tasks accepted before are answered in time; A reads on afterwards.
+    await waitFor(() => first.frames().length === 6 && second.frames().length === 2, 5000, "the accepted tasks");
+    expect(answers(first).slice(4)).toEqual([
+      [1, FrameStatus.OK],
+      [2, FrameStatus.OK],
+    ]);
+    first.socket.write(encodeFrame(Opcode.PING, 0, 7));
+    await waitFor(() => first.frames().length === 7, 5000, "a PING after");
+    first.socket.end();
+    second.socket.end();
   });
 });
 
