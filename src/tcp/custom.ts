@@ -1,28 +1,16 @@
 // HPS/1 dispatch: decode frames, answer PING/ECHO/STATS inline, hand runner opcodes to the OpRunner, batch the responses.
 import type { ServerContext } from "../context.ts";
-import { copyRange } from "../memory/copy.ts";
 import type { Admission } from "../net/admission.ts";
 import type { OpDone, OpRunner } from "../pool/op-runner.ts";
 import { snapshot } from "../stats/snapshot.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import { type ConnectionState, pauseReading, resumeReading } from "./connection.ts";
 import { EndOfTickBatch } from "./end-of-tick.ts";
-import {
-  EMPTY_PAYLOAD,
-  FRAME_HEADER_BYTES,
-  FrameStatus,
-  Opcode,
-  writeFrameHeader,
-  type FrameRangeHandler,
-} from "./frame.ts";
+import { EMPTY_PAYLOAD, FrameStatus, Opcode, type FrameRangeHandler } from "./frame.ts";
+import { LimitWaiters } from "./limit-waiters.ts";
+import { ResponseWriter } from "./responses.ts";
+import { RunningRequests } from "./running-requests.ts";
 import type { WriteQueue } from "./write-queue.ts";
-
-/** Payloads at least this large are written as their own view after the batched header instead of being copied. */
-const LARGE_PAYLOAD_BYTES = 64 * 1024;
-/** The list of connections waiting at their in-flight limit is compacted when it reaches this length (or twice the live ones). */
-const MIN_COMPACT_ENTRIES = 64;
-/** A batch is written out early once it holds this much, so one huge pipelined burst does not grow it without bound. */
-const BATCH_FLUSH_BYTES = 256 * 1024;
 
 const textEncoder = new TextEncoder();
 
@@ -63,28 +51,18 @@ export class CustomProtocol {
 
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
-  /** When the current data event began (performance.now()): every frame of the chunk arrived then; also the rate limiter's clock. */
-  private eventStartMs = 0;
-  /** Frames answered inline in this event whose responses have not been written yet, so their latency is not recorded yet. */
-  private unrecordedFrames = 0;
-
-  /** Requests on the runner, indexed by token; an index is reused only after its `done`. */
-  private readonly entryConnection: (ConnectionState | null)[] = [];
-  private readonly entryGeneration: number[] = [];
-  private readonly entryRequestId: number[] = [];
-  private readonly entryOpcode: number[] = [];
-  private readonly entryStartMs: number[] = [];
-  private readonly freeEntries: number[] = [];
-  private runningTotal = 0;
+  /** Batching of answers, and the latency of inline ones (its eventStartMs is also the rate limiter's clock). */
+  private readonly responses: ResponseWriter;
+  /** Requests on the runner, by token. */
+  private readonly running = new RunningRequests();
 
   /** Connections with responses from the runner waiting to be written at the end of this tick. */
   private readonly toFlush: EndOfTickBatch;
   /** Paused connections whose decoder holds frames and that dropped below max_in_flight: decoded at the end of this tick. */
   private readonly toResume: EndOfTickBatch;
   /** Connections that stopped reading at max_in_flight (woken by a busy answer: see isAtInFlightLimit). */
-  private readonly waitingAtLimit: ConnectionState[] = [];
-  private readonly waitingGenerations: number[] = [];
-  private compactWaitingAt = MIN_COMPACT_ENTRIES;
+  private readonly waitingAtLimit = new LimitWaiters();
+  private readonly wakeWaiting = (connection: ConnectionState) => this.toResume.add(connection);
 
   readonly onFrame: FrameRangeHandler;
   private readonly onDone: OpDone;
@@ -98,6 +76,7 @@ export class CustomProtocol {
     this.context = options.context;
     this.admission = options.admission;
     this.tooLargeMessage = tooLargeMessage(options.maxFrameBytes);
+    this.responses = new ResponseWriter(options.stats, options.writer);
     this.onFrame = (opcode, _status, requestId, bytes, payloadStart, payloadBytes) => {
       this.handleFrame(opcode, requestId, bytes, payloadStart, payloadBytes);
       // At max_in_flight runner requests (inline answers are in the batch already), or with more output waiting than
@@ -127,7 +106,7 @@ export class CustomProtocol {
 
   /** Requests handed to the runner and not answered yet, over all connections (including ones closed meanwhile). */
   inFlight(): number {
-    return this.runningTotal;
+    return this.running.total;
   }
 
   /** One data event: decode complete frames up to max_in_flight, answer what is inline, write the batch, pause at the limit. */
@@ -135,17 +114,17 @@ export class CustomProtocol {
     // Framing was lost (reading stopped, but a chunk may have been read already): nothing after it means anything,
     // and it is not counted again.
     if (connection.failure !== 0) return;
-    this.eventStartMs = performance.now();
+    this.responses.eventStartMs = performance.now();
     this.current = connection;
     const status = connection.decoder!.pushRanges(chunk, this.onFrame);
     this.current = null;
     if (status !== FrameStatus.OK) {
       this.failConnection(connection, status);
-      this.recordInline();
+      this.responses.recordInline();
       return;
     }
     if (!connection.isClosed) this.writer.flushBatch(connection);
-    this.recordInline();
+    this.responses.recordInline();
     this.settleReading(connection);
   }
 
@@ -157,17 +136,17 @@ export class CustomProtocol {
     if (connection.isClosed || !connection.isReadPaused || this.mustWait(connection)) return;
     const decoder = connection.decoder!;
     if (decoder.heldBytes() > 0) {
-      this.eventStartMs = performance.now();
+      this.responses.eventStartMs = performance.now();
       this.current = connection;
       const status = decoder.resume(this.onFrame);
       this.current = null;
       if (status !== FrameStatus.OK) {
         this.failConnection(connection, status);
-        this.recordInline();
+        this.responses.recordInline();
         return;
       }
       if (!connection.isClosed) this.writer.flushBatch(connection);
-      this.recordInline();
+      this.responses.recordInline();
     }
     this.settleReading(connection);
   }
@@ -186,23 +165,17 @@ export class CustomProtocol {
    */
   answerRunningAtShutdown(connection: ConnectionState): number {
     if (connection.isClosed || connection.inFlight === 0) return 0;
-    let answered = 0;
-    const generation = connection.generation;
-    for (let token = 0; token < this.entryConnection.length; token++) {
-      if (this.entryConnection[token] !== connection || this.entryGeneration[token] !== generation) continue;
-      // Its done, when it comes, sees a generation no connection has and only frees the entry.
-      this.entryGeneration[token] = -1;
-      connection.inFlight--;
-      answered++;
-      this.appendFrame(
+    const running = this.running;
+    const answered = running.answerEarly(connection, (token) =>
+      this.responses.appendFrame(
         connection,
-        this.entryOpcode[token]!,
+        running.opcode[token]!,
         FrameStatus.TIMEOUT,
-        this.entryRequestId[token]!,
+        running.requestId[token]!,
         this.shuttingDownMessage,
         true,
-      );
-    }
+      ),
+    );
     if (connection.failure !== 0 && connection.inFlight === 0) this.sendFailure(connection);
     else this.writer.flushBatch(connection);
     return answered;
@@ -222,46 +195,6 @@ export class CustomProtocol {
   }
 
   /**
-   * Lists a connection that stopped reading at its in-flight limit, once. Entries of connections closed since stay
-   * until the list is compacted, which happens when it has doubled: it holds at most twice the open connections.
-   */
-  private addWaitingAtLimit(connection: ConnectionState): void {
-    if (connection.isWaitingAtLimit) return;
-    const waiting = this.waitingAtLimit;
-    const generations = this.waitingGenerations;
-    if (waiting.length >= this.compactWaitingAt) {
-      let kept = 0;
-      for (let i = 0; i < waiting.length; i++) {
-        const listed = waiting[i]!;
-        if (listed.generation !== generations[i] || !listed.isWaitingAtLimit) continue;
-        waiting[kept] = listed;
-        generations[kept++] = generations[i]!;
-      }
-      waiting.length = kept;
-      generations.length = kept;
-      this.compactWaitingAt = Math.max(MIN_COMPACT_ENTRIES, 2 * kept);
-    }
-    connection.isWaitingAtLimit = true;
-    waiting.push(connection);
-    generations.push(connection.generation);
-  }
-
-  /** The runner answered busy: connections waiting at their in-flight limit read on now (their frames get busy too). */
-  private wakeWaitingAtLimit(): void {
-    const waiting = this.waitingAtLimit;
-    const generations = this.waitingGenerations;
-    for (let i = 0; i < waiting.length; i++) {
-      const connection = waiting[i]!;
-      // Skipped: closed and reused since (the reset cleared its flag).
-      if (connection.generation !== generations[i] || !connection.isWaitingAtLimit) continue;
-      connection.isWaitingAtLimit = false;
-      this.toResume.add(connection);
-    }
-    waiting.length = 0;
-    generations.length = 0;
-  }
-
-  /**
    * After decoding: reading stays paused while it must wait (mustWait) or frames are held undecoded; held frames
    * with room for them are decoded at the end of this tick (in a microtask, never inside a runner's done, which may
    * run inside another connection's event); otherwise reading goes on.
@@ -272,7 +205,7 @@ export class CustomProtocol {
     if (mustWait || connection.decoder!.heldBytes() > 0) {
       pauseReading(connection);
       if (!mustWait) this.toResume.add(connection);
-      else if (connection.failure === 0 && !connection.isOutputFull) this.addWaitingAtLimit(connection);
+      else if (connection.failure === 0 && !connection.isOutputFull) this.waitingAtLimit.add(connection);
       return;
     }
     resumeReading(connection);
@@ -297,10 +230,10 @@ export class CustomProtocol {
     const connection = this.current!;
     if (connection.isClosed) return;
     if (this.admission.rateLimitEnabled) {
-      const waitMs = this.admission.takeToken(connection.remoteAddress, this.eventStartMs);
+      const waitMs = this.admission.takeToken(connection.remoteAddress, this.responses.eventStartMs);
       if (waitMs > 0) {
-        this.unrecordedFrames++;
-        this.appendFrame(
+        this.responses.unrecordedFrames++;
+        this.responses.appendFrame(
           connection,
           opcode,
           FrameStatus.RATE_LIMITED,
@@ -313,12 +246,12 @@ export class CustomProtocol {
     }
     switch (opcode) {
       case Opcode.PING:
-        this.unrecordedFrames++;
-        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, EMPTY_PAYLOAD, true);
+        this.responses.unrecordedFrames++;
+        this.responses.appendFrame(connection, opcode, FrameStatus.OK, requestId, EMPTY_PAYLOAD, true);
         return;
       case Opcode.ECHO:
-        this.unrecordedFrames++;
-        this.appendRange(
+        this.responses.unrecordedFrames++;
+        this.responses.appendRange(
           connection,
           opcode,
           FrameStatus.OK,
@@ -330,16 +263,16 @@ export class CustomProtocol {
         );
         return;
       case Opcode.STATS:
-        this.unrecordedFrames++;
-        this.appendFrame(connection, opcode, FrameStatus.OK, requestId, this.statsPayload(), true);
+        this.responses.unrecordedFrames++;
+        this.responses.appendFrame(connection, opcode, FrameStatus.OK, requestId, this.statsPayload(), true);
         return;
     }
     if (this.runner.handles(opcode)) {
       if (connection.inFlight >= this.maxInFlight) {
         // Read past the limit because the runner was saturated: answered busy without adding to what is out.
-        this.unrecordedFrames++;
+        this.responses.unrecordedFrames++;
         this.stats.inc(Counter.poolRejected);
-        this.appendFrame(connection, opcode, FrameStatus.BUSY, requestId, this.inFlightBusyMessage, true);
+        this.responses.appendFrame(connection, opcode, FrameStatus.BUSY, requestId, this.inFlightBusyMessage, true);
         return;
       }
       if (this.runner.runRange !== undefined) {
@@ -349,7 +282,7 @@ export class CustomProtocol {
           bytes,
           payloadStart,
           payloadBytes,
-          this.openEntry(connection, opcode, requestId),
+          this.running.open(connection, opcode, requestId),
           this.onDone,
         );
         return;
@@ -362,8 +295,8 @@ export class CustomProtocol {
       this.dispatch(connection, opcode, requestId, payload);
       return;
     }
-    this.unrecordedFrames++;
-    this.appendFrame(
+    this.responses.unrecordedFrames++;
+    this.responses.appendFrame(
       connection,
       opcode,
       FrameStatus.UNKNOWN_OPCODE,
@@ -373,54 +306,27 @@ export class CustomProtocol {
     );
   }
 
-  /**
-   * Records the latency of the inline frames whose responses were just written: from the start of their data event
-   * (when all of them arrived) to now. Responses are batched, so every frame of a chunk waits for the write that
-   * carries it; that wait is its latency, and one clock read covers every frame in the write.
-   */
-  private recordInline(): void {
-    const frames = this.unrecordedFrames;
-    if (frames === 0) return;
-    this.unrecordedFrames = 0;
-    const micros = (performance.now() - this.eventStartMs) * 1000;
-    for (let i = 0; i < frames; i++) this.stats.requestDone(micros);
-  }
-
   private dispatch(connection: ConnectionState, opcode: number, requestId: number, payload: Uint8Array): void {
-    this.runner.run(opcode, payload, this.openEntry(connection, opcode, requestId), this.onDone);
-  }
-
-  /** Records a request about to go to the runner; returns its token. */
-  private openEntry(connection: ConnectionState, opcode: number, requestId: number): number {
-    const token = this.freeEntries.length > 0 ? this.freeEntries.pop()! : this.entryConnection.length;
-    this.entryConnection[token] = connection;
-    this.entryGeneration[token] = connection.generation;
-    this.entryRequestId[token] = requestId;
-    this.entryOpcode[token] = opcode;
-    this.entryStartMs[token] = performance.now();
-    connection.inFlight++;
-    this.runningTotal++;
-    return token;
+    this.runner.run(opcode, payload, this.running.open(connection, opcode, requestId), this.onDone);
   }
 
   private handleDone(token: number, status: number, result: Uint8Array): void {
-    const connection = this.entryConnection[token];
+    const running = this.running;
+    const connection = running.connection[token];
     if (connection === null || connection === undefined) return; // a runner calling done twice: ignore the second
-    const generation = this.entryGeneration[token]!;
-    const requestId = this.entryRequestId[token]!;
-    const opcode = this.entryOpcode[token]!;
-    this.stats.requestDone((performance.now() - this.entryStartMs[token]!) * 1000);
-    this.entryConnection[token] = null;
-    this.freeEntries.push(token);
-    this.runningTotal--;
+    const generation = running.generation[token]!;
+    const requestId = running.requestId[token]!;
+    const opcode = running.opcode[token]!;
+    this.stats.requestDone((performance.now() - running.startMs[token]!) * 1000);
+    running.release(token);
     if (connection.generation !== generation) {
       this.afterActivity(connection); // stale: only lets a graceful stop notice the finished task
       return;
     }
     connection.inFlight--;
     if (connection.isClosed) return;
-    this.appendFrame(connection, opcode, status, requestId, result, false);
-    if (status === FrameStatus.BUSY && this.waitingAtLimit.length > 0) this.wakeWaitingAtLimit();
+    this.responses.appendFrame(connection, opcode, status, requestId, result, false);
+    if (status === FrameStatus.BUSY && this.waitingAtLimit.length > 0) this.waitingAtLimit.wakeAll(this.wakeWaiting);
     if (connection.failure !== 0) {
       // The last answer owed before the connection-level error frame: send both now, then close.
       if (connection.inFlight === 0) this.sendFailure(connection);
@@ -429,52 +335,6 @@ export class CustomProtocol {
     }
     if (connection.isReadPaused) this.afterRoom(connection);
     if (!connection.isInData) this.toFlush.add(connection);
-  }
-
-  /** Header into the batch; small payloads copied after it, large ones written as their own view. */
-  private appendFrame(
-    connection: ConnectionState,
-    opcode: number,
-    status: number,
-    requestId: number,
-    payload: Uint8Array,
-    isStable: boolean,
-  ): void {
-    this.appendRange(connection, opcode, status, requestId, payload, 0, payload.length, isStable);
-  }
-
-  /** appendFrame for a payload given as bytes[payloadStart, payloadStart + payloadBytes). */
-  private appendRange(
-    connection: ConnectionState,
-    opcode: number,
-    status: number,
-    requestId: number,
-    bytes: Uint8Array,
-    payloadStart: number,
-    payloadBytes: number,
-    isStable: boolean,
-  ): void {
-    if (payloadBytes >= LARGE_PAYLOAD_BYTES) {
-      // reserve first: it may replace connection.batch, which must be read after it.
-      const headerOffset = connection.reserve(FRAME_HEADER_BYTES);
-      writeFrameHeader(connection.batch, headerOffset, payloadBytes, opcode, status, requestId);
-      const payload =
-        payloadStart === 0 && payloadBytes === bytes.length
-          ? bytes
-          : bytes.subarray(payloadStart, payloadStart + payloadBytes);
-      if (this.writer.flushBatch(connection)) this.writer.send(connection, payload, isStable);
-      this.recordInline();
-      return;
-    }
-    const offset = connection.reserve(FRAME_HEADER_BYTES + payloadBytes);
-    const batch = connection.batch;
-    writeFrameHeader(batch, offset, payloadBytes, opcode, status, requestId);
-    const target = offset + FRAME_HEADER_BYTES;
-    copyRange(bytes, payloadStart, payloadBytes, batch, target);
-    if (connection.batchBytes >= BATCH_FLUSH_BYTES) {
-      this.writer.flushBatch(connection);
-      this.recordInline();
-    }
   }
 
   /** The STATS answer: the admin /stats snapshot as JSON (a few KiB; built only for STATS, off the PING/ECHO path). */
@@ -499,7 +359,7 @@ export class CustomProtocol {
   /** Writes the connection-level error frame after everything owed, then closes once it is written. */
   private sendFailure(connection: ConnectionState): void {
     const message = connection.failure === FrameStatus.TOO_LARGE ? this.tooLargeMessage : this.badFrameMessage;
-    this.appendFrame(connection, 0, connection.failure, 0, message, true);
+    this.responses.appendFrame(connection, 0, connection.failure, 0, message, true);
     this.writer.flushBatch(connection);
     if (connection.isClosed) return;
     connection.closeWhenFlushed = true;

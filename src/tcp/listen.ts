@@ -11,12 +11,8 @@ import { ConnectionPool, resumeReading, type ConnectionState, type TcpSocket } f
 import { CustomProtocol } from "./custom.ts";
 import { createEchoDataHandler, type IdleClock } from "./echo.ts";
 import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
+import { ConnectionSweeper } from "./sweep.ts";
 import { WriteQueue } from "./write-queue.ts";
-
-/** The sweep runs about this many times per timeout (idle, send), so a connection closes within 1.25x the timeout. */
-const SWEEPS_PER_TIMEOUT = 4;
-const MIN_SWEEP_MS = 5;
-const MAX_SWEEP_MS = 1000;
 
 /** Index of the "shutting down" frame in refusalFrames, after the Refusal codes. */
 const REFUSED_DRAINING = 4;
@@ -43,13 +39,8 @@ class TcpServer {
   private readonly pool = new ConnectionPool();
   private readonly writer: WriteQueue;
   private readonly custom: CustomProtocol | null;
-  private readonly clock: IdleClock = { tick: 0 };
-  /** Sweep periods after which an idle connection closes (limits.connection_timeout_s); 0 = never. */
-  private idleTicks = 0;
-  /** Sweep periods without write progress after which a connection with output waiting is cut (tcp.send_timeout_s); 0 = never. */
-  private sendTicks = 0;
-  private sweepMs = MAX_SWEEP_MS;
-  private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly clock: IdleClock;
+  private readonly sweeper: ConnectionSweeper;
   private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
   private isDraining = false;
   private isStopped = false;
@@ -59,8 +50,9 @@ class TcpServer {
     this.context = context;
     this.admission = context.admission;
     const config = context.config;
+    this.sweeper = new ConnectionSweeper(this.pool.open, context.stats, context.logger);
+    this.clock = this.sweeper.clock;
     this.writer = new WriteQueue(context.stats, this.clock, config.tcp.write_high_water_bytes);
-    this.setTimeouts(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
     this.custom =
       config.server.protocol === "custom"
         ? new CustomProtocol({
@@ -118,7 +110,7 @@ class TcpServer {
       },
     };
     this.listener = Bun.listen(options);
-    this.scheduleSweeps();
+    this.sweeper.configure(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
     this.context.gauges.set("tcp", this.gauges);
     const port = this.listener.port;
     return {
@@ -329,71 +321,11 @@ class TcpServer {
         this.context = next;
         this.writer.setHighWater(config.tcp.write_high_water_bytes);
         this.custom?.setLimits(config.custom.max_in_flight, config.limits.max_request_bytes);
-        const before = this.sweepMs;
-        const wasSweeping = this.isSweeping();
-        this.setTimeouts(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
-        if (this.sweepMs !== before || wasSweeping !== this.isSweeping()) this.scheduleSweeps();
+        this.sweeper.configure(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
       },
       abort: () => {},
     };
   }
-
-  /** The sweep period serves the shorter of the two timeouts (0 = never, for either). */
-  private setTimeouts(connectionTimeoutSeconds: number, sendTimeoutSeconds: number): void {
-    const idleMs = connectionTimeoutSeconds * 1000;
-    const sendMs = sendTimeoutSeconds * 1000;
-    const shortestMs = Math.min(idleMs > 0 ? idleMs : Infinity, sendMs > 0 ? sendMs : Infinity);
-    this.sweepMs =
-      shortestMs === Infinity
-        ? MAX_SWEEP_MS
-        : Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, shortestMs / SWEEPS_PER_TIMEOUT));
-    this.idleTicks = idleMs > 0 ? Math.ceil(idleMs / this.sweepMs) : 0;
-    this.sendTicks = sendMs > 0 ? Math.ceil(sendMs / this.sweepMs) : 0;
-  }
-
-  private isSweeping(): boolean {
-    return this.idleTicks > 0 || this.sendTicks > 0;
-  }
-
-  /** (Re)starts the sweep at sweepMs, or stops it when connections never time out. */
-  private scheduleSweeps(): void {
-    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
-    this.sweepTimer = null;
-    if (!this.isSweeping()) return;
-    this.sweepTimer = setInterval(this.sweep, this.sweepMs);
-    this.sweepTimer.unref();
-  }
-
-  /**
-   * Every sweep period: a connection with output waiting is not idle (it waits for its client to read) and is cut
-   * only when its output made no progress for tcp.send_timeout_s (disconnectedSlowReader); any other connection
-   * closes after limits.connection_timeout_s without a read or drain, unless requests are in flight.
-   */
-  private readonly sweep = (): void => {
-    const tick = ++this.clock.tick;
-    const open = this.pool.open;
-    const idleTicks = this.idleTicks;
-    const sendTicks = this.sendTicks;
-    // Backwards: closing swaps the last open connection into this index, which was already visited.
-    for (let i = open.length - 1; i >= 0; i--) {
-      const connection = open[i]!;
-      if (connection.isClosed) continue;
-      if (connection.queuedBytes > 0) {
-        if (sendTicks === 0 || tick - connection.lastWriteTick < sendTicks) continue;
-        this.context.stats.inc(Counter.disconnectedSlowReader);
-        this.context.logger.debug(
-          `tcp: ${connection.remoteAddress} read nothing of ${connection.queuedBytes} bytes for tcp.send_timeout_s; disconnecting`,
-        );
-        connection.isClosed = true;
-        connection.socket?.terminate();
-        continue;
-      }
-      if (idleTicks === 0 || tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0) continue;
-      this.context.stats.inc(Counter.connectionsTimedOut);
-      connection.isClosed = true;
-      connection.socket?.end();
-    }
-  };
 
   private readonly gauges = (): Record<string, number> => {
     let queuedBytes = 0;
@@ -439,7 +371,7 @@ class TcpServer {
   private async stop(options: StopOptions): Promise<void> {
     if (this.isStopped) return;
     this.isStopped = true;
-    if (this.sweepTimer !== null) clearInterval(this.sweepTimer);
+    this.sweeper.stop();
     const listener = this.listener!;
     if (options.graceful) {
       this.isDraining = true;
