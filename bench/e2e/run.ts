@@ -147,6 +147,23 @@ export const CASES: CaseSpec[] = [
     },
   },
   {
+    // How tcp.write_high_water_bytes was chosen: the same stream against the ends of its 64 KiB - 1 MiB range.
+    id: "echo-stream-high-water",
+    title: "echo 64 KiB chunks streamed (8 in flight), 8 conns: write high-water mark default vs 64 KiB and 1 MiB",
+    unit: "MB/s",
+    hps: "hps-echo",
+    baselines: ["hps-echo-hwm-64k", "hps-echo-hwm-1m", "bun-echo"],
+    plan: {
+      kind: "load",
+      scheme: "echo",
+      connections: 8,
+      pipeline: 8,
+      sizeBytes: 64 * KiB,
+      opcode: null,
+      unit: "MB/s",
+    },
+  },
+  {
     id: "custom-ping",
     title: "HPS/1 PING pipelined ×64, 16 conns",
     unit: "frames/s",

@@ -13,6 +13,8 @@ export type ServerName =
   | "hps-http-rate-limited"
   | "hps-http-fleet-limited"
   | "hps-echo"
+  | "hps-echo-hwm-64k"
+  | "hps-echo-hwm-1m"
   | "hps-custom"
   | "hps-custom-inline"
   | "bun-http-static"
@@ -217,6 +219,20 @@ http {
 }
 
 export const SERVERS: Record<ServerName, ServerSpec> = {
+  "hps-echo-hwm-64k": hps(
+    "hps-echo-hwm-64k",
+    "echo",
+    "hps, protocol echo, tcp.write_high_water_bytes = 64 KiB",
+    undefined,
+    ["tcp.write_high_water_bytes=65536"],
+  ),
+  "hps-echo-hwm-1m": hps(
+    "hps-echo-hwm-1m",
+    "echo",
+    "hps, protocol echo, tcp.write_high_water_bytes = 1 MiB",
+    undefined,
+    ["tcp.write_high_water_bytes=1048576"],
+  ),
   "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
   "hps-http-static-routes": hps(
     "hps-http-static-routes",
