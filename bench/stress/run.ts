@@ -223,8 +223,11 @@ async function checkSlowReadersHttp(http: Running): Promise<CheckResult> {
   }
 }
 
+/** tcp.send_timeout_s of the stress run's echo server. */
+const ECHO_SEND_TIMEOUT_S = 2;
+
 async function checkSlowReaderEcho(echo: Running): Promise<CheckResult> {
-  const name = "slow reader (echo client that never reads)";
+  const name = "slow reader (echo client that never reads: its sends block, cut after tcp.send_timeout_s)";
   const before = await stats(echo);
   const socket = netConnect({ host: "127.0.0.1", port: echo.port });
   socket.pause();
@@ -251,11 +254,13 @@ async function checkSlowReaderEcho(echo: Running): Promise<CheckResult> {
     );
     const other = await exchange(echo.port, Buffer.from("still-here"), 2000, (received) => received.length >= 10);
     const after = await stats(echo);
+    // Flow control: the server stopped reading, so the client's sends blocked long before the 256 MiB it offered.
+    const blocked = writtenBytes < 64 * 2 ** 20;
     return {
       name,
-      held: cut && other.received.toString() === "still-here",
+      held: cut && blocked && other.received.toString() === "still-here",
       detail:
-        `client wrote ${(writtenBytes / 2 ** 20).toFixed(0)} MiB without reading; ${closed ? "disconnected" : "NOT disconnected"}, ` +
+        `client wrote ${(writtenBytes / 2 ** 20).toFixed(0)} MiB without reading (${blocked ? "then its sends blocked" : "its sends NEVER blocked"}); ${closed ? "disconnected" : "NOT disconnected"}, ` +
         `disconnectedSlowReader ${before.counters.disconnectedSlowReader} → ${after.counters.disconnectedSlowReader}; another client echoed ${JSON.stringify(other.received.toString())}`,
     };
   } finally {
@@ -714,7 +719,8 @@ async function main(argv: string[]): Promise<number> {
     };
     const [http, echo, custom, rated] = await Promise.all([
       start("hps-http", 0, ["server.protocol=http", `http.root=${www}`, "http.keepalive_timeout_s=120"]),
-      start("hps-echo", 1, ["server.protocol=echo"]),
+      // A short send timeout: the never-reading client below is cut within the check's time.
+      start("hps-echo", 1, ["server.protocol=echo", `tcp.send_timeout_s=${ECHO_SEND_TIMEOUT_S}`]),
       start("hps-custom", 2, [
         "server.protocol=custom",
         `custom.handlers=${HANDLERS}`,
