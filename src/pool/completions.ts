@@ -28,6 +28,18 @@ const MAX_PUMP_ROUNDS = 16;
 /** Answers a task: `resultHandle` is a second arena slot holding the result (freed after `done`), or -1. */
 export type FinishTask = (slot: number, status: number, result: Uint8Array, resultHandle: number) => void;
 
+export interface CompletionDrainParts {
+  /** The shared word the main thread sleeps on (MAIN_SLEEPING) and the workers' awake words. */
+  readonly mainControl: Int32Array;
+  /** The pool's workers, by index (the array is shared: replacements appear in it). */
+  readonly workers: readonly WorkerSlot[];
+  readonly tasks: TaskTable;
+  readonly arena: BufferArena;
+  readonly finish: FinishTask;
+  /** Hands queued tasks to workers with room (after a drain made some). */
+  readonly dispatchQueued: () => void;
+}
+
 export class CompletionDrain {
   /** Notifications of completions received (gauge: with wake-ups, the batch size). */
   doorbells = 0;
@@ -56,20 +68,13 @@ export class CompletionDrain {
     this.pump();
   };
 
-  constructor(
-    mainControl: Int32Array,
-    workers: readonly WorkerSlot[],
-    tasks: TaskTable,
-    arena: BufferArena,
-    finish: FinishTask,
-    dispatchQueued: () => void,
-  ) {
-    this.mainControl = mainControl;
-    this.workers = workers;
-    this.tasks = tasks;
-    this.arena = arena;
-    this.finish = finish;
-    this.dispatchQueued = dispatchQueued;
+  constructor(parts: CompletionDrainParts) {
+    this.mainControl = parts.mainControl;
+    this.workers = parts.workers;
+    this.tasks = parts.tasks;
+    this.arena = parts.arena;
+    this.finish = parts.finish;
+    this.dispatchQueued = parts.dispatchQueued;
   }
 
   /** Drains every live worker's completion ring; returns how many tasks finished. */

@@ -126,14 +126,14 @@ export class WorkerPool implements OpRunner {
       MAIN_THREAD_LOCK_ID + 1,
     );
     const slots = this.workers.slots;
-    this.completions = new CompletionDrain(
-      this.mainControl,
-      slots,
+    this.completions = new CompletionDrain({
+      mainControl: this.mainControl,
+      workers: slots,
       tasks,
-      this.arena,
-      this.finishTask,
-      this.dispatchQueued,
-    );
+      arena: this.arena,
+      finish: this.finishTask,
+      dispatchQueued: this.dispatchQueued,
+    });
     this.waker = new Waker(this.completions, seams.loseWakeups !== true);
     this.dispatcher = new TaskDispatcher(tasks, this.arena, slots, this.waker);
     this.watchdog = new PoolWatchdog(
