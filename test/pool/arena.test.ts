@@ -102,7 +102,7 @@ describe("SlabArena", () => {
       expect(whole.every((h) => h !== null)).toBe(true);
       expect(arena.alloc(MAX_CLASS_BYTES)).toBeNull();
     }
-  });
+  }, 30_000); // CPU-bound: several seconds on a loaded machine
 
   test("exhaustion returns null (counted as a failure), never throws", () => {
     const arena = newArena(2);
