@@ -320,6 +320,35 @@ describe("echo", () => {
     await waitFor(() => tcp().queuedBytes === 0 && tcp().openConnections === 0, 5000, "everything released");
   }, 30_000);
 
+  test("a reload's tcp.write_high_water_bytes applies to open connections' next writes", async () => {
+    const context = echoContext({ tcp: { write_high_water_bytes: 4 * 1024 * 1024 } });
+    await using server = await startTcp(context, new InlineRunner());
+    const lowerMarkBytes = 64 * 1024;
+    const stalled = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      socket: { open: (socket) => socket.pause(), data: () => {} },
+    });
+    stalled.pause();
+    const next = {
+      ...context,
+      config: testConfig({ ...context.config, tcp: { write_high_water_bytes: lowerMarkBytes } }),
+    };
+    (await server.prepareReconfigure!(next)).commit();
+    const tcp = context.gauges.get("tcp")!;
+    const chunk = patternBytes(64 * 1024, 5);
+    const serverStopped = () => {
+      // Bounded: the kernel takes a finite amount before a write returns short.
+      for (let i = 0; i < 4096 && stalled.write(chunk) === chunk.length; i++);
+      return tcp().outputFull === 1;
+    };
+    await waitFor(serverStopped, 10_000, "the server to stop reading");
+    // Stopped at the new mark (at the old one the queue would have passed 4 MiB first).
+    expect(tcp().queuedBytes).toBeGreaterThan(lowerMarkBytes);
+    expect(tcp().queuedBytes).toBeLessThanOrEqual(lowerMarkBytes + MAX_READ_BYTES);
+    stalled.terminate();
+  });
+
   test("half-close: what was sent before FIN comes back, then the server closes", async () => {
     const context = echoContext();
     await using server = await startTcp(context, new InlineRunner());
