@@ -269,9 +269,11 @@ export class CustomProtocol {
     }
     if (this.runner.handles(opcode)) {
       if (connection.inFlight >= this.maxInFlight) {
-        // Read past the limit because the runner was saturated: answered busy without adding to what is out.
+        // Read past the limit because the runner was saturated: answered busy without adding to what is out (and,
+        // as for a busy answer from the runner, connections waiting at their limit read on).
         this.responses.unrecordedFrames++;
         this.stats.inc(Counter.poolRejected);
+        if (this.waitingAtLimit.length > 0) this.waitingAtLimit.wakeAll(this.wakeWaiting);
         this.responses.appendFrame(connection, opcode, FrameStatus.BUSY, requestId, this.inFlightBusyMessage, true);
         return;
       }
