@@ -14,7 +14,7 @@ export type ServerName =
   | "hps-http-fleet-limited"
   | "hps-echo"
   | "hps-echo-hwm-64k"
-  | "hps-echo-hwm-1m"
+  | "hps-echo-hwm-256k"
   | "hps-custom"
   | "hps-custom-inline"
   | "bun-http-static"
@@ -226,12 +226,12 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
     undefined,
     ["tcp.write_high_water_bytes=65536"],
   ),
-  "hps-echo-hwm-1m": hps(
-    "hps-echo-hwm-1m",
+  "hps-echo-hwm-256k": hps(
+    "hps-echo-hwm-256k",
     "echo",
-    "hps, protocol echo, tcp.write_high_water_bytes = 1 MiB",
+    "hps, protocol echo, tcp.write_high_water_bytes = 256 KiB",
     undefined,
-    ["tcp.write_high_water_bytes=1048576"],
+    ["tcp.write_high_water_bytes=262144"],
   ),
   "hps-http": hps("hps-http", "http", "hps, protocol http (bun run server), access log off"),
   "hps-http-static-routes": hps(

@@ -146,7 +146,7 @@ export const SETTINGS = {
       reload: "not-read",
     },
     write_high_water_bytes: {
-      schema: byteSize(4096, GiB, 256 * 1024),
+      schema: byteSize(4096, GiB, MiB),
       doc: "Output a connection may have waiting for the kernel (echo, custom); above it the server stops reading that socket until the output is back under half of it, so TCP flow control slows the client instead of memory growing.",
       unit: "bytes",
       reload: TCP_LIVE,

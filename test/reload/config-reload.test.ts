@@ -115,7 +115,7 @@ describe("planReload", () => {
       memory: { arena_bytes: 1 << 20 },
       custom: { max_in_flight: 8, handlers: "./examples/handlers.ts" },
       limits: { max_request_bytes: 4096, connection_timeout_s: 5 },
-      tcp: { nodelay: false, write_high_water_bytes: 1 << 20, send_timeout_s: 5 },
+      tcp: { nodelay: false, write_high_water_bytes: 2 << 20, send_timeout_s: 5 },
     };
     const plan = planReload(configWith(custom, {}), configWith(custom, changes));
     expect(plan.needsRestart.sort()).toEqual(["custom.handlers", "memory.arena_bytes", "pool.threads"]);
