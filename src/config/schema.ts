@@ -313,7 +313,11 @@ export const SETTINGS = {
       doc: "PEM file with the certificate, followed by its intermediate certificates (the chain); the default certificate when no tls.certificates entry matches the client's server name.",
       reload: TLS_CERTIFICATES,
     },
-    key_file: { schema: str(""), doc: "PEM file with the unencrypted private key of cert_file.", reload: TLS_CERTIFICATES },
+    key_file: {
+      schema: str(""),
+      doc: "PEM file with the unencrypted private key of cert_file.",
+      reload: TLS_CERTIFICATES,
+    },
     ca_file: {
       schema: str(""),
       doc: "PEM file with the certificate authorities that client certificates must chain to (client_auth).",

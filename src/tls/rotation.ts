@@ -144,3 +144,14 @@ export function servedListener(server: Server<undefined>): RotatedListener {
     close: () => server.stop(true),
   };
 }
+
+/**
+ * Throws Bun's EADDRINUSE when another socket holds `hostname:port`. A TLS listener binds with SO_REUSEPORT (so it can
+ * rotate), which would let it share the port silently with another process that also set it: bind once without
+ * the option first, so a second server on the same port is still refused at start.
+ */
+export function requirePortFree(hostname: string, port: number): void {
+  if (port === 0) return;
+  const probe = Bun.listen({ hostname, port, socket: { data() {} } });
+  probe.stop(true);
+}

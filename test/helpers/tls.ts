@@ -210,3 +210,31 @@ export async function presentedSerial(port: number, serverName: string | null): 
   if (pem === undefined) return "";
   return (await run(["openssl", "x509", "-noout", "-serial"], pem)).trim().replace(/^serial=/, "");
 }
+
+export interface CommandResult {
+  readonly exitCode: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs a command to completion, whatever its exit status (bounded: killed after `timeoutMs`). */
+export async function runAny(command: string[], input?: string, timeoutMs = 15_000): Promise<CommandResult> {
+  const child = Bun.spawn(command, {
+    stdin: input === undefined ? "ignore" : new Blob([input]),
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const timer = setTimeout(() => child.kill(), timeoutMs);
+  const [stdout, stderr, exitCode] = await Promise.all([
+    new Response(child.stdout).text(),
+    new Response(child.stderr).text(),
+    child.exited,
+  ]);
+  clearTimeout(timer);
+  return { exitCode, stdout, stderr };
+}
+
+/** curl against a test server: -s, a bounded time, the CA given; `args` come last. */
+export function curl(caFile: string, args: string[]): Promise<CommandResult> {
+  return runAny(["curl", "-sS", "--max-time", "10", "--cacert", caFile, ...args]);
+}
