@@ -734,6 +734,20 @@ function tlsRules(
       if (entry[key] === "") issue(["tls", "certificates", index, key], "must name a PEM file", "");
     }
   });
+  if (config.server.protocol !== "http" && tls.certificates.length > 0) {
+    issue(
+      ["tls", "certificates"],
+      `needs server.protocol = "http": Bun.listen, which serves "${config.server.protocol}", takes one certificate (docs/upstream/listen-sni.md)`,
+      `${tls.certificates.length} entries`,
+    );
+  }
+  if (config.server.protocol !== "http" && tls.enabled && config.net.proxy_protocol) {
+    issue(
+      ["net", "proxy_protocol"],
+      "cannot be used with tls.enabled: the PROXY header comes before the TLS handshake, and Bun's TLS listener reads TLS from the first byte",
+      true,
+    );
+  }
   const needsTls = (path: [string, string], active: boolean, value: unknown) => {
     if (active && !tls.enabled) {
       issue(path, "needs tls.enabled = true (and tls.cert_file / tls.key_file)", value, ["tls.enabled"]);

@@ -1,5 +1,5 @@
 // Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection state, idle sweep, write queue, graceful stop.
-import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
+import type { TCPSocketListener, TCPSocketListenOptions, TLSOptions } from "bun";
 import type { Listener, PreparedReconfigure, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, type Admission } from "../net/admission.ts";
 import { unmapIpv4 } from "../net/cidr.ts";
@@ -10,6 +10,15 @@ import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from
 import { CustomProtocol } from "./custom.ts";
 import { createEchoDataHandler, type IdleClock } from "./echo.ts";
 import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
+import { steersRotations } from "../http/listeners.ts";
+import {
+  ClientCertificate,
+  clientCertificateVerdict,
+  classifyHandshakeError,
+  HandshakeFailure,
+} from "../tls/handshake.ts";
+import { requirePortFree, Rotation, type RotatedListener } from "../tls/rotation.ts";
+import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
 
 /** The idle sweep runs about this many times per idle timeout, so a connection closes within 1.25x the timeout. */
 const SWEEPS_PER_TIMEOUT = 4;
@@ -21,6 +30,21 @@ const REFUSED_DRAINING = 4;
 
 /** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
 type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
+type SocketListener = TCPSocketListener<ConnectionState | undefined>;
+
+/** The RotatedListener view of a Bun.listen listener (its sockets are closed by the server, from its pool). */
+function listenedListener(listener: SocketListener): RotatedListener {
+  return {
+    stopAccepting: () => {
+      listener.stop(false);
+      return Promise.resolve();
+    },
+    close: () => {
+      listener.stop(true);
+      return Promise.resolve();
+    },
+  };
+}
 
 export interface TcpListener extends Listener, AsyncDisposable {
   /** Connections open on this listener now. */
@@ -45,7 +69,10 @@ class TcpServer {
   private idleTicks = 0;
   private sweepMs = MAX_SWEEP_MS;
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
-  private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
+  private listener: SocketListener | null = null;
+  /** With TLS: the listeners of the port, rotated when the certificates change. */
+  private rotation: Rotation<SocketListener> | null = null;
+  private tls: TlsState | null;
   private isDraining = false;
   private isStopped = false;
   private drained: (() => void) | null = null;
@@ -54,6 +81,7 @@ class TcpServer {
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
     this.admission = context.admission;
+    this.tls = context.tls ?? null;
     const config = context.config;
     this.writer = new WriteQueue(context.stats, config.tcp.max_buffered_bytes);
     this.setIdleTimeout(config.limits.connection_timeout_s);
@@ -80,7 +108,7 @@ class TcpServer {
     }
   }
 
-  start(): TcpListener {
+  async start(): Promise<TcpListener> {
     const config = this.context.config;
     if (config.server.protocol !== "echo" && config.server.protocol !== "custom") {
       throw new Error(
@@ -111,12 +139,37 @@ class TcpServer {
         end: this.onEnd,
         close: this.onClose,
         error: this.onError,
+        ...(this.tls === null ? {} : { handshake: this.onHandshake }),
       },
     };
-    this.listener = Bun.listen(options);
+    if (this.tls === null) {
+      if (config.tls.enabled) throw new Error("tcp: tls.enabled but no certificates were loaded");
+      this.listener = Bun.listen(options);
+    } else {
+      // TLS listeners bind with reusePort so new certificates can be served by a new listener (src/tls/rotation.ts).
+      if (steersRotations(config)) requirePortFree(config.server.bind, config.server.port);
+      this.rotation = await Rotation.start<SocketListener>({
+        tls: tlsOptions(this.tls),
+        port: config.server.port,
+        // Bun.listen takes one certificate (no SNI table; the schema refuses tls.certificates for echo and custom).
+        open: (tls: TLSOptions[], port: number) =>
+          Bun.listen({ ...options, port, reusePort: true, tls: tls[0]! } as ListenOptions),
+        portOf: (listener) => listener.port,
+        wrap: listenedListener,
+        // Bun.listen exposes its socket's descriptor at run time, though its type does not say so.
+        descriptorOf: (listener) => (listener as unknown as { fd?: number }).fd ?? null,
+        steer: steersRotations(config),
+      });
+      this.listener = this.rotation.active;
+    }
     this.scheduleSweeps();
     this.context.gauges.set("tcp", this.gauges);
     const port = this.listener.port;
+    if (this.tls !== null) {
+      this.context.logger.info(
+        `tcp: ${config.server.protocol} over TLS on ${config.server.bind}:${port} (client certificates: ${config.tls.client_auth})`,
+      );
+    }
     return {
       port,
       inFlight: () => this.custom?.inFlight() ?? 0,
@@ -158,6 +211,7 @@ class TcpServer {
     ) {
       connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
     }
+    connection.isHandshaking = this.tls !== null;
     if (awaitsProxyHeader) {
       connection.proxyReader = new ProxyHeaderReader();
     } else {
@@ -180,12 +234,55 @@ class TcpServer {
     return true;
   }
 
-  /** Answers a refused connection (error frame for HPS/1, nothing for echo) and closes it. */
+  /**
+   * Answers a refused connection (error frame for HPS/1, nothing for echo) and closes it. Over TLS the refusal comes
+   * before the handshake (which is not spent on a refused client, as nginx's stream limits do), so no frame can be
+   * read by the client: the connection is just closed.
+   */
   private refuse(socket: TcpSocket, frame: Uint8Array | undefined): void {
     // A fresh socket's send buffer takes a few dozen bytes whole; end() sends them, then FIN.
-    if (frame !== undefined) socket.write(frame);
+    if (frame !== undefined && this.tls === null) socket.write(frame);
     socket.end();
   }
+
+  /**
+   * TLS listeners: the handshake finished or failed. A failure is counted by reason (Bun closes the socket); a client
+   * certificate that tls.client_auth does not accept closes the connection and is counted too.
+   */
+  private readonly onHandshake = (socket: TcpSocket, success: boolean, authorizationError: Error | null): void => {
+    const connection = socket.data;
+    if (connection === undefined || connection.isClosed) return;
+    connection.isHandshaking = false;
+    const stats = this.context.stats;
+    if (!success) {
+      const reason = classifyHandshakeError(authorizationError);
+      stats.inc(reason);
+      this.context.logger.debug(
+        `tls: handshake with ${connection.remoteAddress} failed: ${authorizationError?.message ?? "unknown reason"}`,
+      );
+      return;
+    }
+    const hasPeerCertificate = authorizationError !== null && hasCertificate(socket);
+    const verdict = clientCertificateVerdict(
+      this.context.config.tls.client_auth,
+      authorizationError,
+      hasPeerCertificate,
+    );
+    if (verdict !== ClientCertificate.ACCEPTED) {
+      stats.inc(
+        verdict === ClientCertificate.MISSING
+          ? HandshakeFailure.noClientCertificate
+          : HandshakeFailure.badClientCertificate,
+      );
+      this.context.logger.debug(
+        `tls: client certificate of ${connection.remoteAddress} refused: ${authorizationError?.message ?? "none sent"}`,
+      );
+      connection.isClosed = true;
+      socket.end();
+      return;
+    }
+    stats.inc(Counter.tlsHandshakes);
+  };
 
   /**
    * Reads the PROXY header of a connection from a trusted proxy (possibly across chunks), then admits the client
@@ -320,6 +417,17 @@ class TcpServer {
         if (this.isStopped) return;
         const config = next.config;
         this.context = next;
+        const nextTls = next.tls ?? null;
+        if (this.rotation !== null && nextTls !== null && !sameTls(this.tls, nextTls)) {
+          this.tls = nextTls;
+          this.rotation.rotate(tlsOptions(nextTls)).then(
+            () => next.logger.info("tcp: new certificates served to new connections"),
+            (error: unknown) =>
+              next.logger.error(
+                `tcp: cannot open a listener with the new certificates (${(error as Error).message}); the running ones stay`,
+              ),
+          );
+        }
         this.writer.maxBufferedBytes = config.tcp.max_buffered_bytes;
         this.custom?.setLimits(config.custom.max_in_flight, config.limits.max_request_bytes);
         const before = this.sweepMs;
@@ -355,6 +463,7 @@ class TcpServer {
       const connection = open[i]!;
       if (tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0 || connection.isClosed) continue;
       this.context.stats.inc(Counter.connectionsTimedOut);
+      if (connection.isHandshaking) this.context.stats.inc(HandshakeFailure.timeout);
       connection.isClosed = true;
       connection.socket?.end();
     }
@@ -405,7 +514,8 @@ class TcpServer {
     const listener = this.listener!;
     if (options.graceful) {
       this.isDraining = true;
-      listener.stop(false);
+      if (this.rotation !== null) this.rotation.stopAccepting();
+      else listener.stop(false);
       const finished = new Promise<void>((resolve) => {
         this.drained = resolve;
       });
@@ -426,8 +536,15 @@ class TcpServer {
       this.drained = null;
     }
     this.isDraining = true;
-    listener.stop(true);
+    if (this.rotation !== null) await this.rotation.close();
+    else listener.stop(true);
     for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
     if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");
   }
+}
+
+/** Whether the client sent a certificate (Bun gives an empty object, or nothing, when it did not). */
+function hasCertificate(socket: TcpSocket): boolean {
+  const certificate = socket.getPeerCertificate() as { raw?: unknown } | undefined | null;
+  return certificate !== undefined && certificate !== null && certificate.raw !== undefined;
 }

@@ -34,6 +34,11 @@ interface LoadedLibc {
 /** The socket calls, or null where they cannot be made (not Linux, no FFI); undefined until first use. */
 let libc: LoadedLibc | null | undefined;
 
+/** Loads the socket calls once (bun:ffi); null where they cannot be made. The functions below need it loaded. */
+export async function loadSteering(): Promise<boolean> {
+  return (await loadLibc()) !== null;
+}
+
 async function loadLibc(): Promise<LoadedLibc | null> {
   if (libc !== undefined) return libc;
   libc = null;
@@ -59,9 +64,9 @@ async function loadLibc(): Promise<LoadedLibc | null> {
  * there is not exactly one. Every open descriptor is asked (one getsockopt each), which costs a few milliseconds with
  * thousands of connections open: done once per start and rotation.
  */
-export async function listenerDescriptor(port: number, known: ReadonlySet<number>): Promise<number | null> {
-  const c = await loadLibc();
-  if (c === null) return null;
+export function listenerDescriptor(port: number, known: ReadonlySet<number>): number | null {
+  const c = libc;
+  if (c === null || c === undefined) return null;
   let names: string[];
   try {
     names = readdirSync("/proc/self/fd");
@@ -88,9 +93,9 @@ function isListeningOn(calls: Libc, ptr: (view: ArrayBufferView) => number, fd: 
 }
 
 /** Sends every new connection on the port of `fd`'s reuseport group to the socket at `index` (join order). */
-export async function steerNewConnections(fd: number, index: number): Promise<boolean> {
-  const c = await loadLibc();
-  if (c === null) return false;
+export function steerNewConnections(fd: number, index: number): boolean {
+  const c = libc;
+  if (c === null || c === undefined) return false;
   const filter = new DataView(new ArrayBuffer(8)); // struct sock_filter { u16 code; u8 jt; u8 jf; u32 k; }
   filter.setUint16(0, BPF_RET_K, true);
   filter.setUint32(4, index, true);
@@ -101,17 +106,17 @@ export async function steerNewConnections(fd: number, index: number): Promise<bo
 }
 
 /** Removes the steering program: new connections are shared by hash again. */
-export async function stopSteering(fd: number): Promise<void> {
-  const c = await loadLibc();
-  if (c === null) return;
+export function stopSteering(fd: number): void {
+  const c = libc;
+  if (c === null || c === undefined) return;
   const unused = new Int32Array(1);
   c.calls.setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, c.ptr(unused), 4);
 }
 
 /** Connections accepted by the kernel and not yet by the process on listening socket `fd`; -1 when unknown. */
-export async function acceptQueueLength(fd: number): Promise<number> {
-  const c = await loadLibc();
-  if (c === null) return -1;
+export function acceptQueueLength(fd: number): number {
+  const c = libc;
+  if (c === null || c === undefined) return -1;
   const info = new Uint8Array(TCP_INFO_BYTES);
   const length = new Uint32Array([TCP_INFO_BYTES]);
   if (c.calls.getsockopt(fd, IPPROTO_TCP, TCP_INFO, c.ptr(info), c.ptr(length)) !== 0) return -1;
