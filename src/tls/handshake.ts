@@ -1,6 +1,6 @@
 // TLS handshakes on Bun.listen sockets (echo, custom): the client-certificate decision and failures counted by reason.
 import type { Config } from "../config/schema.ts";
-import { Counter } from "../stats/stats.ts";
+import { Counter, type CounterName } from "../stats/stats.ts";
 
 /** Why a handshake failed; each reason has its own counter (hps_tls_handshake_failures_total{reason}). */
 export const HandshakeFailure = {
@@ -24,16 +24,16 @@ export const HandshakeFailure = {
 /** The counter slot of a failure reason. */
 export type HandshakeFailureCounter = (typeof HandshakeFailure)[keyof typeof HandshakeFailure];
 
-/** Reason labels for /metrics, in the order of HandshakeFailure. */
-export const HANDSHAKE_FAILURE_LABELS: ReadonlyArray<readonly [string, HandshakeFailureCounter]> = [
-  ["not_tls", HandshakeFailure.notTls],
-  ["protocol_version", HandshakeFailure.protocolVersion],
-  ["no_shared_cipher", HandshakeFailure.noSharedCipher],
-  ["no_client_certificate", HandshakeFailure.noClientCertificate],
-  ["bad_client_certificate", HandshakeFailure.badClientCertificate],
-  ["closed", HandshakeFailure.closed],
-  ["timeout", HandshakeFailure.timeout],
-  ["other", HandshakeFailure.other],
+/** Reason labels for /metrics and reports, with the counter each reads, in the order of HandshakeFailure. */
+export const HANDSHAKE_FAILURE_LABELS: ReadonlyArray<readonly [string, CounterName]> = [
+  ["not_tls", "tlsFailedNotTls"],
+  ["protocol_version", "tlsFailedProtocolVersion"],
+  ["no_shared_cipher", "tlsFailedNoSharedCipher"],
+  ["no_client_certificate", "tlsFailedNoClientCertificate"],
+  ["bad_client_certificate", "tlsFailedBadClientCertificate"],
+  ["closed", "tlsFailedClosed"],
+  ["timeout", "tlsFailedTimeout"],
+  ["other", "tlsFailedOther"],
 ];
 
 /** Error codes and reason strings BoringSSL and Bun report for a failed handshake, by what they mean. */
