@@ -183,8 +183,13 @@ describe("HTTPS", () => {
       limits: { max_request_bytes: 100 },
     });
     await withSite(overrides, async (site) => {
-      const tooLarge = await versionAndStatus(site, "/", ["--http2", "-X", "POST", "--data-binary", "x".repeat(200)]);
-      expect(tooLarge).toBe("2 413");
+      // nghttp, not curl: the server answers before reading the body and ends the stream with RST_STREAM(NO_ERROR)
+      // (RFC 9113 §8.1), which curl 7.88 reports as a framing error now and then although the answer arrived whole.
+      const body = join(ca.dir, "body.bin");
+      writeFileSync(body, "x".repeat(200));
+      const tooLarge = await runAny(["nghttp", "-v", "-d", body, `${site.base}/`]);
+      expect(tooLarge.stdout).toMatch(/recv \(stream_id=\d+\) :status: 413/);
+      expect(tooLarge.stdout).toMatch(/recv RST_STREAM frame [^\n]*\n\s*\(error_code=NO_ERROR/);
       const statuses: string[] = [];
       for (let i = 0; i < 3; i++) statuses.push(await versionAndStatus(site, "/", ["--http2"]));
       expect(statuses).toEqual(["2 200", "2 429", "2 429"]);
