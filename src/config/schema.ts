@@ -14,6 +14,11 @@ export interface SettingSpec {
   readonly notAppliedBecause?: string;
   /** With notAppliedBecause: the value the runtime behaves as if set to; any other value is reported as not applied. */
   readonly runtimeValue?: unknown;
+  /**
+   * A list of tables ([[table.key]] blocks, the last setting of its table): set in the file only (the environment and
+   * --set refuse it), shown in server.toml as `example` when empty.
+   */
+  readonly tableList?: { readonly example: readonly string[] };
 }
 
 const byteSize = (min: number, max: number, fallback: number) =>
@@ -357,6 +362,14 @@ export const SETTINGS = {
         .default([]),
       doc: "More certificates, chosen by the server name a client asks for (SNI), one [[tls.certificates]] table each with server_name (a host name, or *.example.com for one label), cert_file and key_file; set in the file only.",
       reload: TLS_CERTIFICATES,
+      tableList: {
+        example: [
+          "# [[tls.certificates]]",
+          '# server_name = "www.example.com"',
+          '# cert_file = "/etc/hps/www.example.com/fullchain.pem"',
+          '# key_file = "/etc/hps/www.example.com/privkey.pem"',
+        ],
+      },
     },
   },
   custom: {
@@ -738,7 +751,7 @@ function tlsRules(
     issue(
       ["tls", "certificates"],
       `needs server.protocol = "http": Bun.listen, which serves "${config.server.protocol}", takes one certificate (docs/upstream/listen-sni.md)`,
-      `${tls.certificates.length} entries`,
+      tls.certificates,
     );
   }
   if (config.server.protocol !== "http" && tls.enabled && config.net.proxy_protocol) {
