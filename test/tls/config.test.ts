@@ -134,8 +134,8 @@ describe("the file", () => {
     }
     expect(message).toBe(
       [
-        "environment HPS_TLS_CERTIFICATES: tls.certificates is set in the configuration file only, as [[tls.certificates]] tables",
-        "--set tls.certificates: tls.certificates is set in the configuration file only, as [[tls.certificates]] tables",
+        "HPS_TLS_CERTIFICATES: tls.certificates is set in the configuration file only, as [[tls.certificates]] tables",
+        "--set tls.certificates=y: tls.certificates is set in the configuration file only, as [[tls.certificates]] tables",
       ].join("\n"),
     );
   });
@@ -165,7 +165,7 @@ describe("--check", () => {
     expect(bad.stderr).toContain(
       `tls.key_file "${ca.keyFile}" does not match the certificate in tls.cert_file "${cert.certFile}"`,
     );
-    expect(bad.stderr).toContain("hps: 1 certificate problem; nothing would start.");
+    expect(bad.stderr).toContain("hps: 1 start-up problem; the server would not start.");
     const good = await runAny(["bun", main, "--check", ...set(`tls.key_file=${cert.keyFile}`)]);
     expect(good.exitCode).toBe(0);
     expect(good.stdout).toContain(`default certificate (${cert.certFile}): CN=localhost; names: localhost, 127.0.0.1;`);
