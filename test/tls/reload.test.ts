@@ -6,7 +6,7 @@ import type { Config, ConfigOverrides } from "../../src/config/schema.ts";
 import { StartupError, startServer } from "../../src/server.ts";
 import { HpsClient } from "../../src/client/hps-client.ts";
 import { FrameStatus, Opcode } from "../../src/tcp/frame.ts";
-import { testConfig } from "../helpers/common.ts";
+import { testConfig, waitFor } from "../helpers/common.ts";
 import { makeTempDir, removeDir } from "../helpers/http.ts";
 import { issueLocalhost, makeTestCa, presentedSerial, type IssuedCertificate, type TestCa } from "../helpers/tls.ts";
 
@@ -163,4 +163,28 @@ describe("certificate reload (custom)", () => {
     });
     expect((await after.request(Opcode.PING)).status).toBe(FrameStatus.OK);
   });
+});
+
+describe("certificate reload with several I/O threads", () => {
+  test("every thread serves the renewed pair to new connections", async () => {
+    const live = livePaths();
+    install(first, live);
+    const config = configFor(live, { server: { io_threads: 2 } });
+    await using server = await startServer(config);
+    const serials = async () => {
+      const seen = new Set<string>();
+      // The kernel spreads new connections over both threads' listeners; enough of them reach each one.
+      for (let i = 0; i < 8; i++) seen.add(await presentedSerial(server.port, "localhost"));
+      return [...seen];
+    };
+    expect(await serials()).toEqual([first.serial]);
+    install(second, live);
+    let report: Awaited<ReturnType<typeof server.reload>> | null = null;
+    // Not `expect(...).resolves` with I/O threads (docs/upstream/expect-settles-worker-message.md).
+    await server.reload(config).then((value) => void (report = value));
+    expect(report!.certificatesChanged).toBe(true);
+    await waitFor(async () => (await serials()).join() === second.serial, 10_000, "every thread on the new pair");
+    const response = await fetch(`https://127.0.0.1:${server.port}/`, { tls: { ca: ca.cert } });
+    expect(await response.text()).toBe("hi\n");
+  }, 30_000);
 });
