@@ -1,6 +1,7 @@
 // The certificates of one configuration: the default pair, the SNI table ([[tls.certificates]]) and the client CAs.
 import { X509Certificate } from "node:crypto";
 import { readFile } from "node:fs/promises";
+import { createSecureContext } from "node:tls";
 import type { Config } from "../config/schema.ts";
 import { CertificateError, isoDate, loadCertificatePair, type CertificatePair } from "./certificate-pair.ts";
 import { CERTIFICATE_LABEL, pemBlocks } from "./pem.ts";
@@ -72,9 +73,22 @@ export async function loadCertificateSet(tls: TlsSettings, nowMs = Date.now()): 
     named.push({ serverName, pair });
   }
   const clientCa = tls.client_auth === "none" ? null : await attempt(() => readClientCa(tls.ca_file, nowMs, warnings));
+  const ciphers = cipherProblem(tls.ciphers);
+  if (ciphers !== null) problems.push(ciphers);
   if (problems.length > 0 || defaultPair === null) throw new CertificateSetError(problems);
   for (const pair of [defaultPair, ...named.map((entry) => entry.pair)]) warnings.push(...pair.warnings);
   return { defaultPair, named, clientCa, warnings };
+}
+
+/** Why tls.ciphers cannot be used (BoringSSL matches no suite to it), or null. */
+function cipherProblem(ciphers: string): string | null {
+  if (ciphers === "") return null;
+  try {
+    createSecureContext({ ciphers });
+    return null;
+  } catch (error) {
+    return `tls.ciphers "${ciphers}" names no cipher suite this TLS library knows (${(error as Error).message}): use OpenSSL syntax such as ECDHE+AESGCM, or leave it empty`;
+  }
 }
 
 /** Whether the leaf certificate is valid for `serverName` (a wildcard name is tried with a stand-in label). */

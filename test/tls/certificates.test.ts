@@ -232,6 +232,17 @@ describe("a certificate set", () => {
   });
 });
 
+test("a cipher list that matches nothing is a problem of the set, named", async () => {
+  let problems: readonly string[] = [];
+  try {
+    await loadCertificateSet(tlsSettings({ ciphers: "NOT-A-CIPHER" }));
+  } catch (error) {
+    problems = (error as CertificateSetError).problems;
+  }
+  expect(problems).toHaveLength(1);
+  expect(problems[0]).toStartWith('tls.ciphers "NOT-A-CIPHER" names no cipher suite this TLS library knows (');
+});
+
 describe("listener options", () => {
   test("one entry per certificate; protocol settings in every entry", async () => {
     const tls = tlsSettings({
