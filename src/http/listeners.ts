@@ -2,7 +2,7 @@
 import type { Server, TLSOptions } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { ServerContext } from "../context.ts";
-import { requirePortFree, Rotation, servedListener } from "../tls/rotation.ts";
+import { requirePortFree, Rotation, servedListener, steersRotations } from "../tls/rotation.ts";
 import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
 import type { RouteValue } from "./routes.ts";
 
@@ -175,12 +175,4 @@ export class HttpListeners {
     const tcp = this.tcp;
     await Promise.all([tcp instanceof Rotation ? tcp.close() : tcp?.stop(true), this.http3?.stop(true)]);
   }
-}
-
-/**
- * Whether rotations may steer new connections: only when the port is this listener's alone (no other I/O thread or
- * process shares it), since the steering program picks a socket by its place in the port's group.
- */
-export function steersRotations(config: Config): boolean {
-  return !config.server.reuse_port && config.server.io_threads === 1;
 }

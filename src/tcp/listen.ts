@@ -10,14 +10,8 @@ import { ConnectionPool, WriteQueue, type ConnectionState, type TcpSocket } from
 import { CustomProtocol } from "./custom.ts";
 import { createEchoDataHandler, type IdleClock } from "./echo.ts";
 import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
-import { steersRotations } from "../http/listeners.ts";
-import {
-  ClientCertificate,
-  clientCertificateVerdict,
-  classifyHandshakeError,
-  HandshakeFailure,
-} from "../tls/handshake.ts";
-import { requirePortFree, Rotation, type RotatedListener } from "../tls/rotation.ts";
+import { createHandshakeHandler, HandshakeFailure } from "../tls/handshake.ts";
+import { listenedListener, requirePortFree, Rotation, steersRotations } from "../tls/rotation.ts";
 import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
 
 /** The idle sweep runs about this many times per idle timeout, so a connection closes within 1.25x the timeout. */
@@ -31,20 +25,6 @@ const REFUSED_DRAINING = 4;
 /** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
 type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
 type SocketListener = TCPSocketListener<ConnectionState | undefined>;
-
-/** The RotatedListener view of a Bun.listen listener (its sockets are closed by the server, from its pool). */
-function listenedListener(listener: SocketListener): RotatedListener {
-  return {
-    stopAccepting: () => {
-      listener.stop(false);
-      return Promise.resolve();
-    },
-    close: () => {
-      listener.stop(true);
-      return Promise.resolve();
-    },
-  };
-}
 
 export interface TcpListener extends Listener, AsyncDisposable {
   /** Connections open on this listener now. */
@@ -180,6 +160,9 @@ class TcpServer {
     };
   }
 
+  /** TLS listeners: counts the handshake or its failure, and applies tls.client_auth (src/tls/handshake.ts). */
+  private readonly onHandshake = createHandshakeHandler<ConnectionState | undefined>(() => this.context);
+
   private readonly onOpen = (socket: TcpSocket): void => {
     const config = this.context.config;
     if (this.isDraining) {
@@ -244,45 +227,6 @@ class TcpServer {
     if (frame !== undefined && this.tls === null) socket.write(frame);
     socket.end();
   }
-
-  /**
-   * TLS listeners: the handshake finished or failed. A failure is counted by reason (Bun closes the socket); a client
-   * certificate that tls.client_auth does not accept closes the connection and is counted too.
-   */
-  private readonly onHandshake = (socket: TcpSocket, success: boolean, authorizationError: Error | null): void => {
-    const connection = socket.data;
-    if (connection === undefined || connection.isClosed) return;
-    connection.isHandshaking = false;
-    const stats = this.context.stats;
-    if (!success) {
-      const reason = classifyHandshakeError(authorizationError);
-      stats.inc(reason);
-      this.context.logger.debug(
-        `tls: handshake with ${connection.remoteAddress} failed: ${authorizationError?.message ?? "unknown reason"}`,
-      );
-      return;
-    }
-    const hasPeerCertificate = authorizationError !== null && hasCertificate(socket);
-    const verdict = clientCertificateVerdict(
-      this.context.config.tls.client_auth,
-      authorizationError,
-      hasPeerCertificate,
-    );
-    if (verdict !== ClientCertificate.ACCEPTED) {
-      stats.inc(
-        verdict === ClientCertificate.MISSING
-          ? HandshakeFailure.noClientCertificate
-          : HandshakeFailure.badClientCertificate,
-      );
-      this.context.logger.debug(
-        `tls: client certificate of ${connection.remoteAddress} refused: ${authorizationError?.message ?? "none sent"}`,
-      );
-      connection.isClosed = true;
-      socket.end();
-      return;
-    }
-    stats.inc(Counter.tlsHandshakes);
-  };
 
   /**
    * Reads the PROXY header of a connection from a trusted proxy (possibly across chunks), then admits the client
@@ -541,10 +485,4 @@ class TcpServer {
     for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
     if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");
   }
-}
-
-/** Whether the client sent a certificate (Bun gives an empty object, or nothing, when it did not). */
-function hasCertificate(socket: TcpSocket): boolean {
-  const certificate = socket.getPeerCertificate() as { raw?: unknown } | undefined | null;
-  return certificate !== undefined && certificate !== null && certificate.raw !== undefined;
 }

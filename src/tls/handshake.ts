@@ -1,6 +1,8 @@
 // TLS handshakes on Bun.listen sockets (echo, custom): the client-certificate decision and failures counted by reason.
+import type { Socket } from "bun";
 import type { Config } from "../config/schema.ts";
-import { Counter, type CounterName } from "../stats/stats.ts";
+import type { Logger } from "../log.ts";
+import { Counter, type CounterName, type Stats } from "../stats/stats.ts";
 
 /** Why a handshake failed; each reason has its own counter (hps_tls_handshake_failures_total{reason}). */
 export const HandshakeFailure = {
@@ -73,4 +75,63 @@ export function clientCertificateVerdict(
   if (clientAuth === "none" || authorizationError === null) return ClientCertificate.ACCEPTED;
   if (!hasPeerCertificate) return clientAuth === "require" ? ClientCertificate.MISSING : ClientCertificate.ACCEPTED;
   return ClientCertificate.INVALID;
+}
+
+/** What the handshake handler reads and marks on a connection (the TCP listener's connection state). */
+export interface HandshakeConnection {
+  isClosed: boolean;
+  isHandshaking: boolean;
+  readonly remoteAddress: string;
+}
+
+/** What the handshake handler needs from the running server (read per handshake: a reload replaces it). */
+export interface HandshakeContext {
+  readonly config: Config;
+  readonly stats: Stats;
+  readonly logger: Logger;
+}
+
+/**
+ * The `handshake` handler of a TLS Bun.listen listener: a failure is counted by reason (Bun closes the socket); a
+ * client certificate that tls.client_auth does not accept closes the connection and is counted too; a success is
+ * counted as a handshake.
+ */
+export function createHandshakeHandler<Data extends HandshakeConnection | undefined>(
+  current: () => HandshakeContext,
+): (socket: Socket<Data>, success: boolean, authorizationError: Error | null) => void {
+  return (socket, success, authorizationError) => {
+    const connection = socket.data;
+    if (connection === undefined || connection.isClosed) return;
+    connection.isHandshaking = false;
+    const { config, stats, logger } = current();
+    if (!success) {
+      stats.inc(classifyHandshakeError(authorizationError));
+      logger.debug(
+        `tls: handshake with ${connection.remoteAddress} failed: ${authorizationError?.message ?? "unknown reason"}`,
+      );
+      return;
+    }
+    const hasPeerCertificate = authorizationError !== null && hasCertificate(socket);
+    const verdict = clientCertificateVerdict(config.tls.client_auth, authorizationError, hasPeerCertificate);
+    if (verdict !== ClientCertificate.ACCEPTED) {
+      stats.inc(
+        verdict === ClientCertificate.MISSING
+          ? HandshakeFailure.noClientCertificate
+          : HandshakeFailure.badClientCertificate,
+      );
+      logger.debug(
+        `tls: client certificate of ${connection.remoteAddress} refused: ${authorizationError?.message ?? "none sent"}`,
+      );
+      connection.isClosed = true;
+      socket.end();
+      return;
+    }
+    stats.inc(Counter.tlsHandshakes);
+  };
+}
+
+/** Whether the client sent a certificate (Bun gives an empty object, or nothing, when it did not). */
+function hasCertificate(socket: Socket<unknown>): boolean {
+  const certificate = socket.getPeerCertificate() as { raw?: unknown } | undefined | null;
+  return certificate !== undefined && certificate !== null && certificate.raw !== undefined;
 }

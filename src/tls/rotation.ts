@@ -7,6 +7,7 @@
 // thread, server.reuse_port not asked for) new connections are steered to the new listener first and the old one is
 // closed only once its accept queue is empty, so the swap resets nothing (src/tls/reuseport-steering.ts).
 import type { Server, TLSOptions } from "bun";
+import type { Config } from "../config/schema.ts";
 import {
   acceptQueueLength,
   listenerDescriptor,
@@ -173,6 +174,20 @@ function descriptorOf<T>(options: RotationOptions<T>, listener: T, port: number,
     : options.descriptorOf(listener, port, known);
 }
 
+/** The RotatedListener view of a Bun.listen listener (its sockets are closed by the server that owns them). */
+export function listenedListener(listener: { stop(closeActiveConnections?: boolean): void }): RotatedListener {
+  return {
+    stopAccepting: () => {
+      listener.stop(false);
+      return Promise.resolve();
+    },
+    close: () => {
+      listener.stop(true);
+      return Promise.resolve();
+    },
+  };
+}
+
 /** The RotatedListener view of a Bun.serve server. */
 export function servedListener(server: Server<undefined>): RotatedListener {
   return {
@@ -190,4 +205,12 @@ export function requirePortFree(hostname: string, port: number): void {
   if (port === 0) return;
   const probe = Bun.listen({ hostname, port, socket: { data() {} } });
   probe.stop(true);
+}
+
+/**
+ * Whether rotations may steer new connections: only when the port is the listener's alone (no other I/O thread or
+ * process shares it), since the steering program picks a socket by its place in the port's group.
+ */
+export function steersRotations(config: Config): boolean {
+  return !config.server.reuse_port && config.server.io_threads === 1;
 }
