@@ -672,7 +672,7 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
       input: config.fleet.redis_url,
     });
   }
-  tlsRules(config, ctx, valid);
+  tlsRules(config, ctx);
   if (
     valid("admin.enabled", "admin.port", "server.port") &&
     config.admin.enabled &&
@@ -697,15 +697,14 @@ type RuleContext = z.core.$RefinementCtx<z.output<z.ZodObject<typeof tables>>>;
 const SERVER_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
 
 /** Rules between [tls] and the settings that need it (the files themselves are checked by src/tls at start and reload). */
-function tlsRules(
-  config: z.output<z.ZodObject<typeof tables>>,
-  ctx: RuleContext,
-  valid: (...names: string[]) => boolean,
-): void {
+function tlsRules(config: z.output<z.ZodObject<typeof tables>>, ctx: RuleContext): void {
+  // A setting that failed its own schema takes part in no rule (as in configSchema); the issues these rules add
+  // themselves do not count, so several entries of tls.certificates are each checked.
+  const ownProblems = ctx.issues.map((existing) => (existing.path ?? []).slice(0, 2).join("."));
   /** An issue on `path` from a rule that also compares `alsoFrom` (see RuleIssueParams). */
   const issue = (path: (string | number)[], message: string, input: unknown, alsoFrom: string[] = []) => {
     const names = [path.slice(0, 2).join("."), ...alsoFrom];
-    if (!valid(...names)) return;
+    if (names.some((name) => ownProblems.includes(name))) return;
     ctx.addIssue({ code: "custom", path, message, input, params: { alsoFrom } satisfies RuleIssueParams });
   };
   const tls = config.tls;

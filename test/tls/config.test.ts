@@ -38,11 +38,11 @@ const TLS_ON = { enabled: true, cert_file: "c.pem", key_file: "k.pem" };
 describe("rules", () => {
   test("tls.enabled needs both files; client certificates need ca_file", () => {
     expect(problemsOf({ tls: { enabled: true } })).toEqual([
-      "config: tls.cert_file must name a PEM file when tls.enabled = true (got nothing)",
-      "config: tls.key_file must name a PEM file when tls.enabled = true (got nothing)",
+      'config: tls.cert_file must name a PEM file when tls.enabled = true (got "", the default)',
+      'config: tls.key_file must name a PEM file when tls.enabled = true (got "", the default)',
     ]);
     expect(problemsOf({ tls: { ...TLS_ON, client_auth: "require" } })).toEqual([
-      'config: tls.ca_file must name the PEM file of the CAs that sign client certificates when tls.client_auth = "require" (got nothing)',
+      'config: tls.ca_file must name the PEM file of the CAs that sign client certificates when tls.client_auth = "require" (got "", the default)',
     ]);
   });
 
