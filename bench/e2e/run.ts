@@ -130,7 +130,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTPS GET 1 KiB file, 64 conns (HTTP/1.1 keep-alive)",
     unit: "req/s",
     hps: "hps-https",
-    baselines: ["nginx-https", "bun-https-static"],
+    baselines: ["nginx-https", "bun-https-static", "hps-https-static-routes"],
     plan: {
       kind: "wrk",
       scheme: "https",
@@ -155,7 +155,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTP/2 GET 1 KiB file, 10 conns × 10 streams (h2load)",
     unit: "req/s",
     hps: "hps-https",
-    baselines: ["nginx-https", "bun-https-static"],
+    baselines: ["nginx-https", "bun-https-static", "hps-https-static-routes"],
     plan: { kind: "h2load", path: "/1k.bin", connections: 10, streams: 10, unit: "req/s", minBodyBytes: KiB },
   },
   {

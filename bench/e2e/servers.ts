@@ -23,6 +23,7 @@ export type ServerName =
   | "nginx-nopush-off"
   | "nginx-sendfile-off"
   | "hps-https"
+  | "hps-https-static-routes"
   | "hps-https-h3"
   | "hps-https-h3-tcp"
   | "bun-https-static"
@@ -105,6 +106,7 @@ export async function makeBenchCertificate(tempDir: string): Promise<{ certFile:
 /** The servers that need the benchmark certificate. */
 export const TLS_SERVERS: ReadonlySet<ServerName> = new Set([
   "hps-https",
+  "hps-https-static-routes",
   "hps-https-h3",
   "hps-https-h3-tcp",
   "bun-https-static",
@@ -385,6 +387,13 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
     "hps, protocol http over TLS with HTTP/2 (ordinary request path: conditionals, ranges, stats; access log off)",
     undefined,
     (env) => tlsSets(env),
+  ),
+  "hps-https-static-routes": hps(
+    "hps-https-static-routes",
+    "http",
+    "hps over TLS with HTTP/2 and http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
+    undefined,
+    (env) => [...tlsSets(env), "http.static_routes=true", "http.compress=false"],
   ),
   "hps-https-h3": hps(
     "hps-https-h3",
