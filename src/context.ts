@@ -6,6 +6,7 @@ import { Admission, sharedAddressEntries } from "./net/admission.ts";
 import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-address-table.ts";
 import { NO_CHANGE, type PreparedChange } from "./reload/two-phase.ts";
 import { Counter, Stats } from "./stats/stats.ts";
+import type { TlsState } from "./tls/tls-state.ts";
 
 /**
  * Gauges that live outside the shared counters (pool queue depth, arena bytes in use, tracked IPs),
@@ -23,6 +24,11 @@ export interface ServerContext {
   readonly admission: Admission;
   /** With fleet.redis_url: this thread's part of the fleet (its stores are the admission's; started by the thread). */
   readonly fleet?: Fleet | null;
+  /**
+   * The certificates and settings TLS listeners use (tls.enabled): read by the server at start and on every reload.
+   * Absent or null: listeners are plain.
+   */
+  readonly tls?: TlsState | null;
 }
 
 /**
@@ -44,11 +50,12 @@ export interface SharedResources {
  * The context of one listener thread. `shared` null: the main thread, which creates the shared resources (with
  * several I/O threads, the shared count and table too) and logs to log.file; otherwise an I/O thread, which
  * attaches to them and logs to stderr (a log file is written by the main thread only). Throws (ENOENT, EACCES, …)
- * when log.file cannot be opened for appending.
+ * when log.file cannot be opened for appending. `tls`: the certificates the main thread read (tls.enabled).
  */
 export function createContext(
   config: Config,
   shared: SharedResources | null,
+  tls: TlsState | null = null,
 ): { context: ServerContext; shared: SharedResources } {
   const logger = new Logger({
     level: config.log.level,
@@ -74,7 +81,7 @@ export function createContext(
   const fleet = createFleet(config, logger, gauges, shared?.fleetCounters ?? null);
   const admission = new Admission(config, stats, gauges, connections, addresses, fleet?.member ?? null);
   return {
-    context: { config, stats, logger, gauges, admission, fleet },
+    context: { config, stats, logger, gauges, admission, fleet, tls },
     shared: shared ?? {
       statsBuffer: stats.buffer,
       startedAtMs: stats.startedAtMs,
@@ -106,6 +113,8 @@ export interface Listener {
    * commits (see src/reload/thread-steps.ts).
    */
   prepareReconfigure?(context: ServerContext): Promise<PreparedReconfigure>;
+  /** Serves new certificates to new connections (a listener outside the reload's two phases: the admin listener). */
+  applyTls?(state: TlsState): Promise<void>;
 }
 
 /** A reload a listener has prepared: commit swaps it in (synchronously, cannot fail); abort drops it. */

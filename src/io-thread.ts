@@ -4,19 +4,23 @@ import { IO_THREAD_URL } from "./entry-points.ts";
 import { createContext, type Listener, type ServerContext, type SharedResources, type StopOptions } from "./context.ts";
 import { threadReloadSteps } from "./reload/thread-steps.ts";
 import { type PreparedAll, type PreparedChange, prepareAll } from "./reload/two-phase.ts";
+import type { TlsState } from "./tls/tls-state.ts";
 
 interface StartMessage {
   kind: "start";
   config: Config;
   shared: SharedResources;
   poolThreads: number;
+  /** The certificates the main thread read (threads never read certificate files themselves). */
+  tls: TlsState | null;
 }
 /** Messages from the main thread to an I/O thread. */
 type ToIoThread =
   | StartMessage
   | { kind: "stop"; options: StopOptions }
   | { kind: "reopen" }
-  | { kind: "reload-prepare"; config: Config }
+  /** tls: the certificates the reload read; absent: the thread keeps the ones it runs with. */
+  | { kind: "reload-prepare"; config: Config; tls?: TlsState | null }
   | { kind: "reload-commit" }
   | { kind: "reload-abort" };
 /** Messages from an I/O thread to the main thread. */
@@ -36,7 +40,7 @@ export interface IoThreads {
    * First phase of a configuration reload on every thread (src/reload/two-phase.ts): each prepares; when one
    * cannot, the others abort and this rejects. Committing the result commits every thread.
    */
-  prepareReload(config: Config): Promise<PreparedChange>;
+  prepareReload(config: Config, tls?: TlsState | null): Promise<PreparedChange>;
 }
 
 export interface IoThreadOptions {
@@ -66,7 +70,13 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     for (let i = 0; i < options.count; i++) {
       const worker = new Worker(IO_THREAD_URL.href);
       workers.push(worker);
-      const start: StartMessage = { kind: "start", config, shared: options.shared, poolThreads: options.poolThreads };
+      const start: StartMessage = {
+        kind: "start",
+        config,
+        shared: options.shared,
+        poolThreads: options.poolThreads,
+        tls: context.tls ?? null,
+      };
       await request(worker, start, "started");
     }
   } catch (error) {
@@ -74,8 +84,9 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     throw error;
   }
   /** One thread's part of a reload: its prepare, then commit or abort, each a message answered by the thread. */
-  const prepareThread = async (worker: Worker, next: Config): Promise<PreparedChange> => {
-    await request(worker, { kind: "reload-prepare", config: threadConfig(next, options.port) }, "reload-prepared");
+  const prepareThread = async (worker: Worker, next: Config, tls?: TlsState | null): Promise<PreparedChange> => {
+    const message: ToIoThread = { kind: "reload-prepare", config: threadConfig(next, options.port), tls };
+    await request(worker, message, "reload-prepared");
     return {
       commit: () => request(worker, { kind: "reload-commit" }, "reload-done").catch(() => {}),
       abort: () => request(worker, { kind: "reload-abort" }, "reload-done").catch(() => {}),
@@ -91,10 +102,10 @@ export async function startIoThreads(context: ServerContext, options: IoThreadOp
     async reopenLogs() {
       await Promise.all(workers.map((worker) => request(worker, { kind: "reopen" }, "reopened")));
     },
-    async prepareReload(next) {
+    async prepareReload(next, tls) {
       try {
         return await prepareAll(
-          workers.map((worker) => () => prepareThread(worker, next)),
+          workers.map((worker) => () => prepareThread(worker, next, tls)),
           "at-once",
         );
       } catch (error) {
@@ -137,7 +148,7 @@ async function runInThread(): Promise<void> {
     const message = event.data;
     if (message.kind === "start") {
       try {
-        context = createContext(message.config, message.shared).context;
+        context = createContext(message.config, message.shared, message.tls).context;
         await context.fleet?.start();
         const { startProtocolListener } = await import("./protocol-listener.ts");
         listener = await startProtocolListener(context, message.poolThreads);
@@ -157,7 +168,8 @@ async function runInThread(): Promise<void> {
         await pending?.prepared.abort();
         pending = null;
         if (context !== null && listener !== null) {
-          const next: ServerContext = { ...context, config: message.config };
+          const tls = message.tls === undefined ? context.tls : message.tls;
+          const next: ServerContext = { ...context, config: message.config, tls };
           pending = { next, prepared: await prepareAll(threadReloadSteps(listener, next)) };
         }
         post({ kind: "reload-prepared" });

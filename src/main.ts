@@ -7,6 +7,9 @@ import { DEFAULT_PROBE_URL, probe } from "./probe.ts";
 import { type Server, StartupError, startServer } from "./server.ts";
 import { startupProblems, startupWarnings } from "./startup/checks.ts";
 import { parseUpgradeArgs, runUpgrade, selfCommand, UPGRADE_HELP } from "./upgrade.ts";
+import { describeCertificate } from "./tls/certificate-pair.ts";
+import { certificatesOf } from "./tls/certificate-set.ts";
+import { loadTlsState } from "./tls/tls-state.ts";
 import { versionText } from "./version.ts";
 
 const HELP = `hps — a Bun-native high-performance server (HTTP static files, echo, HPS/1)
@@ -22,7 +25,8 @@ Options:
   --port N             shorthand for --set server.port=N
   --protocol P         shorthand for --set server.protocol=P (http, echo, custom)
   --check              make every check start-up makes short of binding ports (the settings, http.root, the
-                       log files, the custom.handlers module), say which file was read, exit 0 (ready) or 1
+                       log files, the custom.handlers module, the [tls] certificate files), say which file was
+                       read, exit 0 (ready) or 1
   --print-config       print the effective configuration as TOML and exit
   -v, --version        print the versions of hps and Bun and the git commit, and exit
   -h, --help           show this help
@@ -33,8 +37,9 @@ Environment: HPS_<TABLE>_<KEY>=value overrides the file (e.g. HPS_SERVER_PORT=90
 Signals: SIGINT/SIGTERM drain in-flight work (server.shutdown_timeout_s) and exit 0; a second signal exits at once.
          SIGHUP reopens log.file and log.access_file (for logrotate), then reloads the configuration from the same
          file, environment and options. Each setting reloads as docs/configuration.md says (at once, for new
-         connections, or at the next restart, which a warning names); a configuration with problems is rejected
-         and the running one kept.
+         connections, or at the next restart, which a warning names); the [tls] certificate files are read again
+         (new connections get the new ones); a configuration or certificate with problems is rejected and the
+         running one kept.
 Service managers: with $NOTIFY_SOCKET set (systemd Type=notify), READY=1 is sent once the server listens,
          RELOADING=1 and READY=1 around a SIGHUP reload, STOPPING=1 when a drain begins.
 `;
@@ -206,6 +211,15 @@ async function check(loaded: LoadedConfig, configPath: string): Promise<number> 
     return 1;
   }
   for (const warning of startupWarnings(loaded.config)) process.stderr.write(`warning: ${warning}\n`);
+  // What the certificates say about themselves (the check above has read them).
+  const tls = await loadTlsState(loaded.config);
+  if (tls !== null) {
+    for (const { serverName, pair } of certificatesOf(tls.certificates)) {
+      const which = serverName === "" ? "default certificate" : `certificate for ${serverName}`;
+      process.stdout.write(`${which} (${pair.source.certFile}): ${describeCertificate(pair.summary)}\n`);
+    }
+    for (const warning of tls.certificates.warnings) process.stderr.write(`warning: ${warning}\n`);
+  }
   const overrides = loaded.overrides.length > 0 ? ` (with ${loaded.overrides.join(", ")})` : "";
   if (loaded.file === null) {
     process.stdout.write(`no ${configPath} found; using the defaults${overrides}\nconfiguration is valid\n`);

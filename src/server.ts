@@ -10,22 +10,14 @@ import type { Logger, PreparedLogTarget } from "./log.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
 import { threadReloadSteps } from "./reload/thread-steps.ts";
 import { NO_CHANGE, type PrepareStep, prepareAll } from "./reload/two-phase.ts";
+import { StartupError, withListenErrors } from "./listen-errors.ts";
 import { startupProblems, startupWarnings } from "./startup/checks.ts";
 import { startReporter } from "./stats/report.ts";
 import type { Stats } from "./stats/stats.ts";
+import { CertificateSetError } from "./tls/certificate-set.ts";
+import { expiryGauges, loadTlsState, logCertificates, sameTls, type TlsState } from "./tls/tls-state.ts";
 
-/** An expected start-up failure (port in use, root missing): main prints each problem alone, no stack. */
-export class StartupError extends Error {
-  override readonly name = "StartupError";
-  /** Each a line naming the setting and what to change. */
-  readonly problems: readonly string[];
-
-  constructor(problems: string | readonly string[]) {
-    const list = typeof problems === "string" ? [problems] : problems;
-    super(list.join("\n"));
-    this.problems = list;
-  }
-}
+export { StartupError } from "./listen-errors.ts";
 
 /** What a configuration reload did: the changed settings, by name ("table.key"). */
 export interface ReloadReport {
@@ -33,6 +25,8 @@ export interface ReloadReport {
   readonly applied: string[];
   /** Read only at start: they keep their running values until the next start. */
   readonly needsRestart: string[];
+  /** The certificate or key files (tls.enabled) read anew differ from the running ones: listeners serve the new ones. */
+  readonly certificatesChanged: boolean;
 }
 
 export interface Server {
@@ -69,10 +63,12 @@ export async function startServer(requested: Config): Promise<Server> {
   const config = withThreadSettings(requested);
   const problems = await startupProblems(config);
   if (problems.length > 0) throw new StartupError(problems);
-  const { context, shared } = openContext(config);
+  const tls = await loadTlsAtStart(config);
+  const { context, shared } = openContext(config, tls);
   const { stats, logger } = context;
   for (const warning of startupWarnings(config)) logger.warn(warning);
   applyFileDescriptorLimit(config, logger, context.gauges);
+  if (tls !== null) logCertificates(logger, tls);
 
   const started: Array<{ stop(options: StopOptions): Promise<void> }> = [];
   const stopStarted = async (options: StopOptions) => {
@@ -111,6 +107,7 @@ export async function startServer(requested: Config): Promise<Server> {
     );
 
     let current = context;
+    context.gauges.set("tlsCertificateExpiry", () => expiryGauges(current.tls ?? null));
     let stopping: Promise<void> | null = null;
     const stop = (options: Partial<StopOptions> = {}) => {
       stopping ??= (async () => {
@@ -131,20 +128,23 @@ export async function startServer(requested: Config): Promise<Server> {
     const applyReload = async (requestedNext: Config): Promise<ReloadReport> => {
       if (stopping !== null) throw new Error("the server is stopping");
       const plan = planReload(current.config, withThreadSettings(requestedNext));
-      const report: ReloadReport = { applied: plan.applied, needsRestart: plan.needsRestart };
+      // The certificate files are read on every reload, whether or not the configuration changed (renewed in place).
+      const nextTls = await loadTlsForReload(plan.config);
+      const certificatesChanged = !sameTls(current.tls ?? null, nextTls);
+      const report: ReloadReport = { applied: plan.applied, needsRestart: plan.needsRestart, certificatesChanged };
       if (plan.needsRestart.length > 0) {
         logger.warn(
           `configuration reload: changed but read only at start (running values kept until a restart): ${plan.needsRestart.join(", ")}`,
         );
       }
-      if (plan.applied.length === 0) {
-        logger.info("configuration reload: no setting that applies now has changed");
+      if (plan.applied.length === 0 && !certificatesChanged) {
+        logger.info("configuration reload: no setting that applies now has changed, nor the certificates");
         return report;
       }
       for (const setting of unappliedWarnings(plan.config, plan.applied)) logger.warn(setting);
       // Two phases (src/reload/two-phase.ts), in turn: this thread's parts, then every I/O thread, check and build what
       // the new configuration needs, changing nothing; only when all could does each swap it in, in this order.
-      const next: ServerContext = { ...current, config: plan.config };
+      const next: ServerContext = { ...current, config: plan.config, tls: nextTls };
       const changed = changedParts(current.config, plan.config);
       const steps: PrepareStep[] = [
         () => (changed.has("log-file") ? prepareLogTarget(logger, plan.config.log.file) : NO_CHANGE),
@@ -161,14 +161,19 @@ export async function startServer(requested: Config): Promise<Server> {
         }),
       ];
       // Last: the I/O threads commit after this thread (whose admission clears shared rate state, once).
-      if (ioThreads !== null) steps.push(() => ioThreads.prepareReload(plan.config));
+      if (ioThreads !== null) steps.push(() => ioThreads.prepareReload(plan.config, nextTls));
       const prepared = await prepareAll(steps);
       if (stopping !== null) {
         await prepared.abort();
         throw new Error("the server is stopping");
       }
       await prepared.commit();
-      logger.info(`configuration reloaded: ${plan.applied.join(", ")}`);
+      if (certificatesChanged && nextTls !== null) {
+        logCertificates(logger, nextTls);
+        await admin?.applyTls?.(nextTls);
+      }
+      const what = [...plan.applied, ...(certificatesChanged ? ["the certificates"] : [])];
+      logger.info(`configuration reloaded: ${what.join(", ")}`);
       return report;
     };
     let reloading: Promise<unknown> = Promise.resolve();
@@ -237,10 +242,30 @@ function prepareLogTarget(logger: Logger, file: string): PreparedLogTarget {
   }
 }
 
-/** The main thread's context; a log.file that cannot be opened (after the check passed: a race) is a StartupError. */
-function openContext(config: Config): ReturnType<typeof createContext> {
+/** The certificates at start; every problem with them is a StartupError (nothing starts). */
+async function loadTlsAtStart(config: Config): Promise<TlsState | null> {
   try {
-    return createContext(config, null);
+    return await loadTlsState(config);
+  } catch (error) {
+    if (!(error instanceof CertificateSetError)) throw error;
+    throw new StartupError(error.problems);
+  }
+}
+
+/** The certificates for a reload; every problem rejects it (the running certificates stay), each named. */
+async function loadTlsForReload(config: Config): Promise<TlsState | null> {
+  try {
+    return await loadTlsState(config);
+  } catch (error) {
+    if (!(error instanceof CertificateSetError)) throw error;
+    throw new Error(`certificates not reloaded: ${error.problems.join("; ")}`);
+  }
+}
+
+/** The main thread's context; a log.file that cannot be opened (after the check passed: a race) is a StartupError. */
+function openContext(config: Config, tls: TlsState | null): ReturnType<typeof createContext> {
+  try {
+    return createContext(config, null, tls);
   } catch (error) {
     const reason = (error as NodeJS.ErrnoException).code === "EACCES" ? "permission denied" : (error as Error).message;
     throw new StartupError(
@@ -255,29 +280,4 @@ function listen<T>(config: Config, start: () => Promise<T>): Promise<T> {
 
 function listenAdmin<T>(config: Config, start: () => Promise<T>): Promise<T> {
   return withListenErrors(`${config.admin.bind}:${config.admin.port}`, "admin.port (or admin.enabled = false)", start);
-}
-
-async function withListenErrors<T>(where: string, setting: string, start: () => Promise<T>): Promise<T> {
-  try {
-    return await start();
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const message = (error as Error).message ?? "";
-    if (code === "EADDRINUSE" || /in use/i.test(message)) {
-      throw new StartupError(
-        `cannot listen on ${where}: address already in use — stop the other process or choose another port with ${setting}`,
-      );
-    }
-    if (code === "EACCES" || /permission denied|EACCES/i.test(message)) {
-      throw new StartupError(
-        `cannot listen on ${where}: permission denied — ports below 1024 need root or CAP_NET_BIND_SERVICE; choose another with ${setting}`,
-      );
-    }
-    if (code === "EADDRNOTAVAIL" || /not available/i.test(message)) {
-      throw new StartupError(
-        `cannot listen on ${where}: address not available on this machine — check server.bind / admin.bind`,
-      );
-    }
-    throw error;
-  }
 }

@@ -1,7 +1,8 @@
 // Baseline: raw Bun.serve with a route handler per file that returns a clone of a ready Response (JS per request, nothing else).
 // The ceiling of any design that runs JavaScript per request (stats, keep-alive, access log) over native routes;
 // it sends the same response headers as hps (type, validators, Accept-Ranges, nosniff, Cache-Control).
-// Usage: bun bench/baselines/bun-http-clone.ts --port 9000 --root ./public   (prints the port)
+// Usage: bun bench/baselines/bun-http-clone.ts --port 9000 --root ./public [--cert C.pem --key K.pem [--http2]]
+// (prints the port). With --cert and --key it serves HTTPS; --http2 offers HTTP/2 by ALPN too.
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 
@@ -11,6 +12,9 @@ const argument = (name: string, fallback: string) => {
 };
 const port = Number(argument("--port", "0"));
 const root = argument("--root", "./public");
+const certFile = argument("--cert", "");
+const keyFile = argument("--key", "");
+const http2 = process.argv.includes("--http2");
 /** Files larger than this are left out (the ready Response holds the whole body in memory). */
 const MAX_FILE_BYTES = 512 * 1024 * 1024;
 
@@ -36,6 +40,8 @@ const server = Bun.serve({
   hostname: "127.0.0.1",
   port,
   development: false,
+  ...(certFile === "" ? {} : { tls: { cert: Bun.file(certFile), key: Bun.file(keyFile) } }),
+  http2,
   routes,
   fetch: () => new Response("Not Found", { status: 404 }),
 });

@@ -59,7 +59,14 @@ async function main(argv: string[]): Promise<number> {
   stopChildrenOnSignals();
   try {
     const [port] = freePorts(1) as [number];
-    const env: BenchEnv = { tempDir, wwwDir: join(tempDir, "www"), serverCore: 0, adminPorts: [], helperCore: 1 };
+    const env: BenchEnv = {
+      tempDir,
+      wwwDir: join(tempDir, "www"),
+      serverCore: 0,
+      adminPorts: [],
+      helperCore: 1,
+      tls: null,
+    };
     await writeHttpFiles(env.wwwDir);
     const nginx = await SERVERS.nginx.start(env, port);
     const results = plans.map(() => [] as Measurement[]);

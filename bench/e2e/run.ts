@@ -4,7 +4,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { drive, median, type DriverPlan, type Measurement, type RunLength, type Unit } from "./drivers.ts";
 import { ensurePackages, freePorts, runTool, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
-import { NGINX_BIN, SERVERS, writeHttpFiles, type BenchEnv, type ServerName } from "./servers.ts";
+import {
+  makeBenchCertificate,
+  NGINX_BIN,
+  SERVERS,
+  TLS_SERVERS,
+  writeHttpFiles,
+  type BenchEnv,
+  type ServerName,
+} from "./servers.ts";
 import { parseToolArgs } from "../cli.ts";
 
 const USAGE = `Usage: bun run bench:e2e [options]
@@ -32,6 +40,8 @@ export interface CaseSpec {
   hps: ServerName;
   baselines: ServerName[];
   plan: DriverPlan;
+  /** A baseline driven differently (the same server over another protocol); others get `plan`. */
+  baselinePlans?: Partial<Record<ServerName, DriverPlan>>;
 }
 
 const KiB = 1024;
@@ -113,6 +123,59 @@ export const CASES: CaseSpec[] = [
     hps: "hps-http-fleet-limited",
     baselines: ["hps-http-rate-limited"],
     plan: { kind: "wrk", path: "/1k.bin", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: KiB },
+  },
+  {
+    // Issue 15: HTTPS with keep-alive (wrk resumes nothing after the first handshake of each connection).
+    id: "https-1k",
+    title: "HTTPS GET 1 KiB file, 64 conns (HTTP/1.1 keep-alive)",
+    unit: "req/s",
+    hps: "hps-https",
+    baselines: ["nginx-https", "bun-https-static", "hps-https-static-routes"],
+    plan: {
+      kind: "wrk",
+      scheme: "https",
+      path: "/1k.bin",
+      connections: 64,
+      pipeline: 1,
+      unit: "req/s",
+      minBodyBytes: KiB,
+    },
+  },
+  {
+    // Full handshakes: openssl s_time -new starts a new session each time (no ticket, no session id).
+    id: "tls-handshakes",
+    title: "TLS full handshakes (no resumption), 32 clients at a time",
+    unit: "handshakes/s",
+    hps: "hps-https",
+    baselines: ["nginx-https", "bun-https-static"],
+    plan: { kind: "handshakes", processes: 32, unit: "handshakes/s" },
+  },
+  {
+    id: "h2-1k",
+    title: "HTTP/2 GET 1 KiB file, 10 conns × 10 streams (h2load)",
+    unit: "req/s",
+    hps: "hps-https",
+    baselines: ["nginx-https", "bun-https-static", "hps-https-static-routes"],
+    plan: { kind: "h2load", path: "/1k.bin", connections: 10, streams: 10, unit: "req/s", minBodyBytes: KiB },
+  },
+  {
+    // Bun's fetch is the one client here that speaks HTTP/3; the same client over HTTP/2 is the comparison.
+    id: "h3-1k",
+    title: "HTTP/3 vs HTTP/2 GET 1 KiB, 100 requests in flight (Bun's fetch)",
+    unit: "req/s",
+    hps: "hps-https-h3",
+    baselines: ["hps-https-h3-tcp"],
+    plan: { kind: "fetch", protocol: "http3", path: "/1k.bin", inFlight: 100, unit: "req/s", minBodyBytes: KiB },
+    baselinePlans: {
+      "hps-https-h3-tcp": {
+        kind: "fetch",
+        protocol: "http2",
+        path: "/1k.bin",
+        inFlight: 100,
+        unit: "req/s",
+        minBodyBytes: KiB,
+      },
+    },
   },
   {
     id: "echo-pingpong",
@@ -295,15 +358,22 @@ export async function e2eMain(argv: string[]): Promise<number> {
     return 2;
   }
 
-  const needsHttp = cases.some((spec) => spec.plan.kind === "wrk" || spec.plan.scheme === "http");
-  await ensurePackages(
-    needsHttp
+  const needsHttp = cases.some((spec) => spec.plan.kind !== "load" || spec.plan.scheme === "http");
+  const needsTls = cases.some((spec) => [spec.hps, ...spec.baselines].some((name) => TLS_SERVERS.has(name)));
+  await ensurePackages([
+    ...(needsHttp
       ? [
           { command: "wrk", pkg: "wrk" },
           { command: "nginx", pkg: "nginx" },
         ]
-      : [],
-  );
+      : []),
+    ...(needsTls
+      ? [
+          { command: "openssl", pkg: "openssl" },
+          { command: "h2load", pkg: "nghttp2-client" },
+        ]
+      : []),
+  ]);
 
   const tempDir = mkdtempSync(join(tmpdir(), "hps-bench-"));
   // nginx workers run as another user: they must be able to reach the files.
@@ -324,6 +394,7 @@ export async function e2eMain(argv: string[]): Promise<number> {
       serverCore,
       adminPorts: allPorts.slice(serverNames.length),
       helperCore: length.clientCore,
+      tls: needsTls ? await makeBenchCertificate(tempDir) : null,
     };
     if (needsHttp) await writeHttpFiles(env.wwwDir);
 
@@ -380,7 +451,8 @@ export async function e2eMain(argv: string[]): Promise<number> {
           if (!child.isRunning) throw new Error(`${variant.server} died:\n${child.logTail()}`);
           const cpuBefore = child.cpuSeconds();
           const startedMs = performance.now();
-          const measurement = await drive(spec.plan, ports.get(variant.server)!, length);
+          const plan = spec.baselinePlans?.[variant.server] ?? spec.plan;
+          const measurement = await drive(plan, ports.get(variant.server)!, length);
           measurement.serverCpuPercent =
             (100 * (child.cpuSeconds() - cpuBefore)) / ((performance.now() - startedMs) / 1000);
           variant.rounds.push(measurement);

@@ -1,5 +1,5 @@
 // The servers an end-to-end benchmark compares: hps in each protocol and the baselines (raw Bun, nginx), with how to start each.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePorts, startChild, type Child } from "./process.ts";
 
@@ -23,7 +23,13 @@ export type ServerName =
   | "bun-echo"
   | "nginx"
   | "nginx-nopush-off"
-  | "nginx-sendfile-off";
+  | "nginx-sendfile-off"
+  | "hps-https"
+  | "hps-https-static-routes"
+  | "hps-https-h3"
+  | "hps-https-h3-tcp"
+  | "bun-https-static"
+  | "nginx-https";
 
 export interface ServerSpec {
   name: ServerName;
@@ -44,6 +50,8 @@ export interface BenchEnv {
   adminPorts: number[];
   /** Core for helpers a server needs besides itself (the fleet's redis-server): the load generator's. */
   helperCore: number | null;
+  /** The certificate every TLS server uses (made at run time, see makeBenchCertificate); null before it is made. */
+  tls: { certFile: string; keyFile: string } | null;
 }
 
 /**
@@ -61,6 +69,56 @@ export async function startBenchRedis(env: BenchEnv, name: string): Promise<{ ur
     logPath: join(env.tempDir, `${name}.log`),
   });
   return { url: `redis://127.0.0.1:${port}`, child };
+}
+
+/**
+ * A self-signed EC P-256 certificate for 127.0.0.1 and localhost (the curve and kind a real site uses most), made
+ * with openssl in the run's temporary directory.
+ */
+export async function makeBenchCertificate(tempDir: string): Promise<{ certFile: string; keyFile: string }> {
+  const certFile = join(tempDir, "bench.pem");
+  const keyFile = join(tempDir, "bench.key");
+  const argv = [
+    "openssl",
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    keyFile,
+    "-out",
+    certFile,
+    "-days",
+    "2",
+    "-subj",
+    "/CN=localhost",
+    "-addext",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+  ];
+  const proc = Bun.spawn(argv, { stdout: "ignore", stderr: "pipe" });
+  if ((await proc.exited) !== 0)
+    throw new Error(`openssl could not make the benchmark certificate: ${await new Response(proc.stderr).text()}`);
+  chmodSync(keyFile, 0o644); // nginx workers run as another user
+  return { certFile, keyFile };
+}
+
+/** The servers that need the benchmark certificate. */
+export const TLS_SERVERS: ReadonlySet<ServerName> = new Set([
+  "hps-https",
+  "hps-https-static-routes",
+  "hps-https-h3",
+  "hps-https-h3-tcp",
+  "bun-https-static",
+  "nginx-https",
+]);
+
+/** --set arguments that turn TLS on with the benchmark certificate. */
+function tlsSets(env: BenchEnv): string[] {
+  if (env.tls === null) throw new Error("the benchmark certificate was not made");
+  return ["tls.enabled=true", `tls.cert_file=${env.tls.certFile}`, `tls.key_file=${env.tls.keyFile}`];
 }
 
 /** Test files every HTTP server serves: name and size. */
@@ -129,7 +187,7 @@ function hps(
   protocol: "http" | "echo" | "custom",
   description: string,
   script?: string,
-  extraSets: readonly string[] = [],
+  extraSets: readonly string[] | ((env: BenchEnv) => string[]) = [],
 ): ServerSpec {
   return {
     name,
@@ -138,7 +196,7 @@ function hps(
     start: (env, port) =>
       startChild({
         name,
-        argv: hpsArgv(env, port, protocol, script, extraSets),
+        argv: hpsArgv(env, port, protocol, script, typeof extraSets === "function" ? extraSets(env) : extraSets),
         core: env.serverCore,
         readyPort: port,
         readyTimeoutMs: READY_TIMEOUT_MS,
@@ -149,7 +207,13 @@ function hps(
 }
 
 /** A raw-Bun baseline script from bench/baselines/, started with `--port N --root DIR` (HTTP) or `--port N` (echo). */
-function bunBaseline(name: ServerName, file: string, description: string, withRoot: boolean): ServerSpec {
+function bunBaseline(
+  name: ServerName,
+  file: string,
+  description: string,
+  withRoot: boolean,
+  withTls = false,
+): ServerSpec {
   const path = join(REPO, "bench/baselines", file);
   return {
     name,
@@ -158,7 +222,14 @@ function bunBaseline(name: ServerName, file: string, description: string, withRo
     start: (env, port) =>
       startChild({
         name,
-        argv: ["bun", path, "--port", String(port), ...(withRoot ? ["--root", env.wwwDir] : [])],
+        argv: [
+          "bun",
+          path,
+          "--port",
+          String(port),
+          ...(withRoot ? ["--root", env.wwwDir] : []),
+          ...(withTls && env.tls !== null ? ["--cert", env.tls.certFile, "--key", env.tls.keyFile, "--http2"] : []),
+        ],
         core: env.serverCore,
         readyPort: port,
         readyTimeoutMs: READY_TIMEOUT_MS,
@@ -170,8 +241,14 @@ function bunBaseline(name: ServerName, file: string, description: string, withRo
 
 export const NGINX_BIN = existsSync("/usr/sbin/nginx") ? "/usr/sbin/nginx" : "nginx";
 
-/** nginx as BENCHMARKS.md configures it, with `sendfile`/`tcp_nopush` as given. */
-function nginx(name: ServerName, sendfile: boolean, tcpNopush: boolean, description: string): ServerSpec {
+/** nginx as BENCHMARKS.md configures it, with `sendfile`/`tcp_nopush` as given; with `tls`, `listen … ssl http2`. */
+function nginx(
+  name: ServerName,
+  sendfile: boolean,
+  tcpNopush: boolean,
+  description: string,
+  withTls = false,
+): ServerSpec {
   return {
     name,
     description,
@@ -180,7 +257,7 @@ function nginx(name: ServerName, sendfile: boolean, tcpNopush: boolean, descript
       const prefix = join(env.tempDir, name);
       mkdirSync(join(prefix, "logs"), { recursive: true });
       const conf = join(prefix, "nginx.conf");
-      writeFileSync(conf, nginxConfig(prefix, env.wwwDir, port, sendfile, tcpNopush));
+      writeFileSync(conf, nginxConfig(prefix, env.wwwDir, port, sendfile, tcpNopush, withTls ? env.tls : null));
       return startChild({
         name,
         argv: [NGINX_BIN, "-p", prefix, "-c", conf, "-g", "daemon off;"],
@@ -193,7 +270,24 @@ function nginx(name: ServerName, sendfile: boolean, tcpNopush: boolean, descript
   };
 }
 
-export function nginxConfig(prefix: string, root: string, port: number, sendfile: boolean, tcpNopush: boolean): string {
+export function nginxConfig(
+  prefix: string,
+  root: string,
+  port: number,
+  sendfile: boolean,
+  tcpNopush: boolean,
+  tls: { certFile: string; keyFile: string } | null = null,
+): string {
+  // nginx 1.22 syntax. keepalive_requests (HTTP/1.1 and HTTP/2 alike) lifted from 1000: hps sets no such limit, and
+  // h2load does not reconnect a connection nginx ends, nor does reconnecting cost the same as not.
+  const listen =
+    tls === null
+      ? `listen 127.0.0.1:${port};`
+      : `listen 127.0.0.1:${port} ssl http2;
+    ssl_certificate ${tls.certFile};
+    ssl_certificate_key ${tls.keyFile};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    keepalive_requests 100000000;`;
   const user = process.getuid?.() === 0 ? "user root;\n" : "";
   return `${user}worker_processes 1;
 pid ${join(prefix, "nginx.pid")};
@@ -211,7 +305,7 @@ http {
   uwsgi_temp_path ${join(prefix, "uwsgi")};
   scgi_temp_path ${join(prefix, "scgi")};
   server {
-    listen 127.0.0.1:${port};
+    ${listen}
     root ${root};
   }
 }
@@ -296,6 +390,48 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
   ),
   "bun-echo": bunBaseline("bun-echo", "bun-echo.ts", "raw Bun.listen echo (bench/baselines/bun-echo.ts)", false),
   nginx: nginx("nginx", true, true, "nginx, worker_processes 1, sendfile on, tcp_nopush on, open_file_cache"),
+  "nginx-https": nginx(
+    "nginx-https",
+    true,
+    true,
+    "nginx as above with `listen … ssl http2`, ssl_protocols TLSv1.2 TLSv1.3, the same certificate, keepalive_requests unlimited",
+    true,
+  ),
+  "hps-https": hps(
+    "hps-https",
+    "http",
+    "hps, protocol http over TLS with HTTP/2 (ordinary request path: conditionals, ranges, stats; access log off)",
+    undefined,
+    (env) => tlsSets(env),
+  ),
+  "hps-https-static-routes": hps(
+    "hps-https-static-routes",
+    "http",
+    "hps over TLS with HTTP/2 and http.static_routes = true (cached files as Bun static routes, no per-request JS; http.compress = false, access log off)",
+    undefined,
+    (env) => [...tlsSets(env), "http.static_routes=true", "http.compress=false"],
+  ),
+  "hps-https-h3": hps(
+    "hps-https-h3",
+    "http",
+    "hps over TLS with http.http3 = true, driven over HTTP/3 by Bun's fetch",
+    undefined,
+    (env) => [...tlsSets(env), "http.http3=true"],
+  ),
+  "hps-https-h3-tcp": hps(
+    "hps-https-h3-tcp",
+    "http",
+    "the same hps (http.http3 = true), driven over HTTP/2 by Bun's fetch",
+    undefined,
+    (env) => [...tlsSets(env), "http.http3=true"],
+  ),
+  "bun-https-static": bunBaseline(
+    "bun-https-static",
+    "bun-http-static.ts",
+    "raw Bun.serve over TLS with HTTP/2, files as prebuilt static routes",
+    true,
+    true,
+  ),
   "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),
   "nginx-sendfile-off": nginx(
     "nginx-sendfile-off",

@@ -83,6 +83,25 @@ const HANDLERS: SocketHandler<EngineConnection> = {
   },
 };
 
+/**
+ * https:// targets: a TLS client socket takes no application bytes before its handshake, so a connection counts as
+ * open once the handshake is done (and its certificate verified, unless --insecure); a failed one is a connect error.
+ */
+const TLS_HANDLERS: SocketHandler<EngineConnection> = {
+  ...HANDLERS,
+  open() {},
+  handshake(socket, success, authorizationError) {
+    const connection = socket.data;
+    const verify = connection.engine.verifiesCertificates;
+    if (success && (authorizationError === null || !verify)) {
+      connection.engine.onOpen(connection, socket);
+      return;
+    }
+    connection.engine.onConnectError(connection, authorizationError ?? new Error("TLS handshake failed"));
+    socket.terminate();
+  },
+};
+
 type EngineConnection = LoadConnection<LoadEngine>;
 
 /** Runs one thread's share of the load and resolves with its tallies and histograms. */
@@ -119,6 +138,10 @@ export class LoadEngine implements ConnectionOwner {
   private lastConnectError = "";
   private resolveRun: ((result: ThreadResult) => void) | null = null;
   private readonly tickHandler = (): void => this.tick();
+  /** https://: a server certificate that does not verify fails the connection (no --insecure). */
+  readonly verifiesCertificates: boolean;
+  /** https://: connects whose handshake has not ended yet, with what settles them. */
+  private readonly handshakes = new Map<EngineConnection, () => void>();
 
   constructor(
     private readonly plan: ThreadPlan,
@@ -132,6 +155,7 @@ export class LoadEngine implements ConnectionOwner {
     this.isOpen = options.ratePerSecond !== null;
     this.corrected = this.isOpen ? newLatencyHistogram() : null;
     this.timeoutMs = options.timeoutMs;
+    this.verifiesCertificates = options.tls?.rejectUnauthorized !== false;
     this.limited = plan.totalRequests !== null;
     this.unsent = plan.totalRequests ?? 0;
     this.unresolved = plan.totalRequests ?? 0;
@@ -180,15 +204,31 @@ export class LoadEngine implements ConnectionOwner {
 
   private connect(connection: EngineConnection): Promise<unknown> {
     const { host, port } = this.plan.options.target;
+    const tls = this.plan.options.tls;
     try {
-      return Bun.connect({ hostname: host, port, socket: HANDLERS, data: connection }).catch(() => undefined);
+      if (tls === null) {
+        return Bun.connect({ hostname: host, port, socket: HANDLERS, data: connection }).catch(() => undefined);
+      }
+      // Over TLS the connection is ready (or failed) when its handshake ends, after Bun.connect resolves.
+      const handshaken = new Promise<void>((resolve) => this.handshakes.set(connection, resolve));
+      return Bun.connect({ hostname: host, port, socket: TLS_HANDLERS, data: connection, tls }).then(
+        () => handshaken,
+        () => this.settleHandshake(connection),
+      );
     } catch (error) {
       this.onConnectError(connection, error as Error);
       return Promise.resolve();
     }
   }
 
+  /** https://: the connect of `connection` is over (handshake done or failed). */
+  private settleHandshake(connection: EngineConnection): void {
+    this.handshakes.get(connection)?.();
+    this.handshakes.delete(connection);
+  }
+
   onOpen(connection: EngineConnection, socket: Socket<EngineConnection>): void {
+    this.settleHandshake(connection);
     if (this.finished) {
       socket.terminate();
       return;
@@ -201,6 +241,7 @@ export class LoadEngine implements ConnectionOwner {
   }
 
   onConnectError(connection: EngineConnection, error: Error): void {
+    this.settleHandshake(connection);
     this.tallies[Tally.connectErrors]!++;
     this.lastConnectError = error.message || String(error);
     connection.connectFailures++;

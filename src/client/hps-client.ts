@@ -1,5 +1,5 @@
 // HPS/1 client over Bun.connect: pipelined requests matched by request id, per-request timeouts, errors to every pending request.
-import type { Socket } from "bun";
+import type { Socket, TLSOptions } from "bun";
 import { FrameDecoder, encodeFrame } from "../tcp/frame.ts";
 
 export interface HpsResponse {
@@ -12,6 +12,11 @@ export interface HpsConnectOptions {
   timeoutMs?: number;
   /** Largest response length field accepted; absent = anything the 32-bit field can carry. */
   maxResponseBytes?: number;
+  /**
+   * Speak TLS (the server has tls.enabled): true verifies the server against the system's CAs; an object gives Bun's
+   * options (`ca` for a private CA, `cert`/`key` for a client certificate, `serverName`, `rejectUnauthorized`).
+   */
+  tls?: boolean | TLSOptions;
 }
 
 interface PendingRequest {
@@ -72,6 +77,7 @@ export class HpsClient implements Disposable {
     const connecting = Bun.connect({
       hostname: host,
       port,
+      ...(options.tls === undefined || options.tls === false ? {} : { tls: options.tls }),
       socket: {
         binaryType: "uint8array",
         data: (_socket, chunk) => client.onData(chunk),

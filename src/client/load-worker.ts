@@ -1,4 +1,5 @@
 // Worker entry for `bun run load --threads T`: runs one thread's share and posts its histograms back encoded.
+import { FetchEngine } from "./fetch-engine.ts";
 import { LoadEngine } from "./engine.ts";
 import { encodeHistogram } from "./latency.ts";
 import type { ThreadPlan } from "./plan.ts";
@@ -22,7 +23,9 @@ export interface WorkerDone {
 declare const self: Worker;
 
 self.onmessage = async (event: MessageEvent<WorkerStart>) => {
-  const engine = new LoadEngine(event.data.plan, new Float64Array(event.data.tallies));
+  const { plan } = event.data;
+  const tallies = new Float64Array(event.data.tallies);
+  const engine = plan.options.http2 ? new FetchEngine(plan, tallies) : new LoadEngine(plan, tallies);
   const result = await engine.run();
   const done: WorkerDone = {
     statuses: Array.from(result.statuses),

@@ -1,5 +1,7 @@
 // Command line of `bun run load`: its flags (parsed by node:util parseArgs), their defaults and help, the target.
+import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
+import type { TLSOptions } from "bun";
 import { parseDuration } from "../config/units.ts";
 
 /** Which wire protocol the target speaks, from the URL scheme. */
@@ -11,6 +13,8 @@ export interface LoadTarget {
   port: number;
   /** HTTP only: path with query, e.g. "/index.html?x=1". */
   path: string;
+  /** https:// (HTTP over TLS). */
+  tls: boolean;
   /** The URL as given, for the report. */
   url: string;
 }
@@ -41,6 +45,10 @@ export interface LoadOptions {
   maxErrorRatePercent: number;
   json: boolean;
   progress: boolean;
+  /** https://: Bun's TLS client options (--cacert, --cert/--key, --insecure); null for plain targets. */
+  tls: TLSOptions | null;
+  /** --http2: HTTP/2 through Bun's fetch (fetch-engine.ts) instead of HTTP/1.1 on raw sockets. */
+  http2: boolean;
 }
 
 /** A command line that cannot run; the message names the flag and the fix. */
@@ -111,6 +119,11 @@ const FLAGS = {
       `or non-OK answers included (default ${DEFAULTS.maxErrorRatePercent}: any error fails the run)`,
     ],
   },
+  http2: { help: ["https:// only: HTTP/2 through Bun's fetch; -c x -p requests in flight (closed model)"] },
+  cacert: { value: "FILE", help: ["https:// only: PEM file of the CA that signed the server's certificate"] },
+  cert: { value: "FILE", help: ["https:// only: client certificate (PEM), with --key"] },
+  key: { value: "FILE", help: ["https:// only: the client certificate's private key (PEM)"] },
+  insecure: { help: ["https:// only: do not verify the server's certificate"] },
   json: { help: ["print the result as JSON on stdout instead of the table"] },
   progress: { help: ["print the per-second progress line even when stderr is not a TTY"] },
   help: { short: "h", help: ["this text"] },
@@ -153,6 +166,7 @@ export const LOAD_USAGE = `Usage: bun run load [flags] <target>
 
 Targets:
   http://host:port/path     HTTP/1.1 keep-alive GET (or -m) over raw sockets
+  https://host:port/path    the same over TLS (verified against the system CAs, or --cacert); --http2 for HTTP/2
   echo://host:port          raw TCP echo: send --size bytes, expect them back
   hps://host:port           HPS/1 frames: --opcode with a --size byte payload
 
@@ -205,19 +219,45 @@ function parseHeader(text: string, flag: string): [string, string] {
 }
 
 export function parseTarget(url: string): LoadTarget {
-  const match = /^(http|echo|hps):\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/.exec(url);
+  const match = /^(https?|echo|hps):\/\/(\[[^\]]+\]|[^/:]+)(?::(\d+))?(\/.*)?$/.exec(url);
   if (!match)
     throw new LoadUsageError(
-      `target: expected http://host:port/path, echo://host:port or hps://host:port (got "${url}")`,
+      `target: expected http(s)://host:port/path, echo://host:port or hps://host:port (got "${url}")`,
     );
-  const protocol = match[1] as TargetProtocol;
+  const tls = match[1] === "https";
+  const protocol = (tls ? "http" : match[1]) as TargetProtocol;
   const rawHost = match[2]!;
   const host = rawHost.startsWith("[") ? rawHost.slice(1, -1) : rawHost;
   if (match[3] === undefined && protocol !== "http")
     throw new LoadUsageError(`target: ${protocol}:// needs a port (got "${url}")`);
-  const port = match[3] === undefined ? 80 : Number(match[3]);
+  const port = match[3] === undefined ? (tls ? 443 : 80) : Number(match[3]);
   if (!(port > 0 && port < 65536)) throw new LoadUsageError(`target: port must be 1-65535 (got "${url}")`);
-  return { protocol, host, port, path: match[4] ?? "/", url };
+  return { protocol, host, port, path: match[4] ?? "/", url, tls };
+}
+
+/** Bun's TLS client options from --cacert, --cert/--key and --insecure (files read now: a missing one is a usage error). */
+function tlsOptions(values: FlagValues, host: string, flag: (name: FlagName) => string): TLSOptions {
+  const read = (name: "cacert" | "cert" | "key"): string | undefined => {
+    const path = values[name];
+    if (path === undefined) return undefined;
+    try {
+      return readFileSync(path, "utf8");
+    } catch (error) {
+      throw new LoadUsageError(`${flag(name)}: cannot read "${path}" (${(error as Error).message})`);
+    }
+  };
+  if ((values.cert === undefined) !== (values.key === undefined)) {
+    throw new LoadUsageError(`${flag(values.cert === undefined ? "key" : "cert")}: --cert and --key go together`);
+  }
+  const ca = read("cacert");
+  const cert = read("cert");
+  const key = read("key");
+  return {
+    serverName: host,
+    ...(ca === undefined ? {} : { ca }),
+    ...(cert === undefined ? {} : { cert, key }),
+    ...(values.insecure === true ? { rejectUnauthorized: false } : {}),
+  };
 }
 
 /** Edit distance, for the did-you-mean hint of an unknown flag. */
@@ -325,7 +365,18 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions | null {
         : parsePercent(values["max-error-rate"], flag("max-error-rate")),
     json: values.json === true,
     progress: values.progress === true,
+    tls: target.tls ? tlsOptions(values, target.host, flag) : null,
+    http2: values.http2 === true,
   };
+  if (!target.tls) {
+    const tlsFlag = (["http2", "cacert", "cert", "key", "insecure"] as const).find(
+      (name) => values[name] !== undefined,
+    );
+    if (tlsFlag !== undefined) throw new LoadUsageError(`${flag(tlsFlag)}: needs an https:// target`);
+  }
+  if (options.http2 && options.ratePerSecond !== null) {
+    throw new LoadUsageError(`${flag("http2")}: the open model (${flag("rate")}) is not available over HTTP/2`);
+  }
   if (options.threads > options.connections) {
     throw new LoadUsageError(
       `${flag("threads")} ${options.threads} needs at least as many connections (${flag("connections")} ${options.connections})`,

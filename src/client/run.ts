@@ -1,5 +1,6 @@
 // Runs a load test: one engine in-process or T Workers, a per-second sampler, and the merged report.
 import type { Histogram } from "hdr-histogram-js";
+import { FetchEngine } from "./fetch-engine.ts";
 import { LoadEngine, type ThreadResult } from "./engine.ts";
 import { addEncodedHistogram, newLatencyHistogram, summarizeLatency, type LatencySummary } from "./latency.ts";
 import type { WorkerDone, WorkerStart } from "./load-worker.ts";
@@ -116,7 +117,8 @@ interface ThreadHandle {
 
 function startInProcess(plan: ThreadPlan): ThreadHandle {
   const tallies = new Float64Array(TALLY_SLOTS);
-  const done = new LoadEngine(plan, tallies).run().then((result: ThreadResult) => result);
+  const engine = plan.options.http2 ? new FetchEngine(plan, tallies) : new LoadEngine(plan, tallies);
+  const done = engine.run().then((result: ThreadResult) => result);
   return { tallies, done, stop() {} };
 }
 

@@ -316,6 +316,10 @@ function applySet(raw: RawConfig, assignment: string, given: string, origins: Or
 
 /** Converts override text to the setting's kind; what cannot be converted is left for the schema to reject. */
 function setValue(raw: RawConfig, table: string, key: string, text: string, origin: string, problems: string[]): void {
+  if ((SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.tableList !== undefined) {
+    problems.push(`${origin}: ${table}.${key} is set in the configuration file only, as [[${table}.${key}]] tables`);
+    return;
+  }
   const target = (raw[table] ??= {});
   const trimmed = text.trim();
   switch (kindOf(table, key)) {

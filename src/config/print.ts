@@ -32,10 +32,23 @@ export function configToToml(config: Config, comments = true): string {
             `# Only ${tomlValue(spec.runtimeValue)} can be honoured on this runtime: ${spec.notAppliedBecause}.`,
           );
       }
-      lines.push(`${key} = ${tomlValue(values[table]![key])}`);
+      lines.push(...assignment(spec, table, key, values[table]![key]));
     }
   }
   return `${lines.join("\n")}\n`;
+}
+
+/**
+ * `key = value`, or for a list of tables (SettingSpec.tableList) one `[[table.key]]` block per entry; an empty one is
+ * shown as its commented example (`key = []` would forbid adding the blocks below it).
+ */
+function assignment(spec: SettingSpec, table: string, key: string, value: unknown): string[] {
+  if (spec.tableList === undefined || !Array.isArray(value)) return [`${key} = ${tomlValue(value)}`];
+  if (value.length === 0) return [...spec.tableList.example];
+  return value.flatMap((entry: Record<string, unknown>) => [
+    `[[${table}.${key}]]`,
+    ...Object.entries(entry).map(([name, item]) => `${name} = ${tomlValue(item)}`),
+  ]);
 }
 
 /** Settings whose configured value Bun cannot apply (it behaves as if set to another value), each as "key = value (reason)". */

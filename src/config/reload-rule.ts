@@ -41,7 +41,8 @@ export type ReloadPart =
   | "http-connections"
   | "rate-limiter"
   | "log-file"
-  | "report-timer";
+  | "report-timer"
+  | "tls-certificates";
 
 /** A part of a running server that a reload builds anew when one of its settings changed. */
 export interface ReloadPartSpec {
@@ -97,6 +98,11 @@ export const RELOAD_PARTS: Readonly<Record<ReloadPart, ReloadPartSpec>> = {
       "the new log file is opened (appending) before anything changes; one that cannot be opened rejects the reload",
   },
   "report-timer": { label: "reschedules the report", words: "the periodic status report is rescheduled" },
+  "tls-certificates": {
+    label: "serves new certificates",
+    words:
+      "the certificate files are read again (on every reload, changed or not) and checked; new connections handshake with them and the new TLS settings while open ones keep theirs; a pair that cannot be used rejects the reload",
+  },
 };
 
 /** The shape of a running server that rules depend on. */

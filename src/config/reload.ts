@@ -102,8 +102,8 @@ export function changedParts(before: Config, after: Config): ReadonlySet<ReloadP
   return parts;
 }
 
-/** Settings are primitives or lists of strings. */
+/** Settings are primitives, lists of strings or lists of tables (tls.certificates). */
 function sameValue(a: unknown, b: unknown): boolean {
-  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((item, i) => item === b[i]);
+  if (Array.isArray(a) && Array.isArray(b)) return JSON.stringify(a) === JSON.stringify(b);
   return a === b;
 }

@@ -14,6 +14,11 @@ export interface SettingSpec {
   readonly notAppliedBecause?: string;
   /** With notAppliedBecause: the value the runtime behaves as if set to; any other value is reported as not applied. */
   readonly runtimeValue?: unknown;
+  /**
+   * A list of tables ([[table.key]] blocks, the last setting of its table): set in the file only (the environment and
+   * --set refuse it), shown in server.toml as `example` when empty.
+   */
+  readonly tableList?: { readonly example: readonly string[] };
 }
 
 const byteSize = (min: number, max: number, fallback: number) =>
@@ -60,6 +65,10 @@ const ADMISSION_LISTS: ReloadRule = { http: { rebuild: ["http-connections"] }, o
 const RATE_LIMITER: ReloadRule = { echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } };
 /** The fleet's links, leases and holders are made at start (src/fleet/member.ts). */
 const FLEET_AT_START: ReloadRule = "restart";
+/** The shape of the HTTP listener (its servers and ports), set when it binds. */
+const HTTP_LISTENER_AT_START: ReloadRule = { http: "restart", otherwise: "not-read" };
+/** Read into every TLS listener's contexts: a change (or new files) rotates the listeners (src/tls/rotation.ts). */
+const TLS_CERTIFICATES: ReloadRule = { rebuild: ["tls-certificates"] };
 
 /** The settings, table by table, in the order server.toml and the README show them. */
 export const SETTINGS = {
@@ -281,6 +290,93 @@ export const SETTINGS = {
       doc: "Serve files held in the in-memory cache as Bun static routes: Bun answers GET and HEAD (with If-None-Match/If-Modified-Since 304 and If-Match/If-Unmodified-Since 412) from a prebuilt response, with no JavaScript per request (the fastest mode). Given up for those files: Range is ignored (the whole file, 200, as RFC 9110 allows); their requests are not counted in stats (gauge httpCache.staticRoutes gives how many paths are served so); no access log, rate limit, allow/deny, keep-alive request limit, connection limits or on-the-fly compression, so log.access_log, rate_limit.enabled, net.allow, net.deny, http.max_keepalive_requests, http.connection_limits and http.compress must be off (a start-up error names any that is not). A file with a precompressed sidecar, a file over cache_max_file_bytes, other methods and other paths keep the ordinary path. A timer checks routed files every cache_revalidate_ms (which must be at least 1).",
       reload: { rebuild: ["http-handler"] },
     },
+    http2: {
+      schema: bool(true),
+      doc: "Serve HTTP/2 too: with TLS, offered to clients by ALPN (h2); without TLS, to clients that open with the HTTP/2 preface (prior-knowledge h2c). HTTP/1.1 is always served.",
+      reload: HTTP_LISTENER_AT_START,
+    },
+    http3: {
+      schema: bool(false),
+      doc: "Serve HTTP/3 (QUIC, experimental in Bun) on the same port number over UDP, and advertise it with Alt-Svc on HTTP/1.1 and HTTP/2 responses; needs tls.enabled.",
+      reload: HTTP_LISTENER_AT_START,
+    },
+    redirect_port: {
+      schema: int(0, 65535, 0),
+      doc: "When set (and tls.enabled), a plain-HTTP listener on this port (same server.bind) answers every request with 308 to the https:// URL (path and query kept), except /.well-known/acme-challenge/ which is served from http.root for ACME clients; 0 = none.",
+      reload: HTTP_LISTENER_AT_START,
+    },
+    hsts_max_age_s: {
+      schema: wholeSeconds(0, 100_000_000, 0),
+      doc: "When > 0 (needs tls.enabled), every HTTPS response carries Strict-Transport-Security: max-age=<this>; 0 = not sent.",
+      unit: "seconds",
+      // Part of every prebuilt response of the site.
+      reload: HTTP_SITE,
+    },
+  },
+  tls: {
+    enabled: {
+      schema: bool(false),
+      doc: "Speak TLS on the public port, whatever server.protocol is (HTTPS, echo over TLS, HPS/1 over TLS).",
+      reload: "restart",
+    },
+    cert_file: {
+      schema: str(""),
+      doc: "PEM file with the certificate, followed by its intermediate certificates (the chain); the default certificate when no tls.certificates entry matches the client's server name.",
+      reload: TLS_CERTIFICATES,
+    },
+    key_file: {
+      schema: str(""),
+      doc: "PEM file with the unencrypted private key of cert_file.",
+      reload: TLS_CERTIFICATES,
+    },
+    ca_file: {
+      schema: str(""),
+      doc: "PEM file with the certificate authorities that client certificates must chain to (client_auth).",
+      reload: TLS_CERTIFICATES,
+    },
+    client_auth: {
+      schema: oneOf(["none", "request", "require"] as const, "none"),
+      doc: "Client certificates (mutual TLS): none; request (ask; a client without one is served, one whose certificate does not verify against ca_file is refused; echo and custom only); require (a client without a certificate that verifies against ca_file is refused).",
+      reload: TLS_CERTIFICATES,
+    },
+    min_version: {
+      schema: oneOf(["1.2", "1.3"] as const, "1.2"),
+      doc: "Oldest TLS version accepted; older clients are refused during the handshake (TLS 1.0 and 1.1 are never accepted).",
+      reload: TLS_CERTIFICATES,
+    },
+    ciphers: {
+      schema: str(""),
+      doc: "TLS 1.2 cipher suites in OpenSSL syntax (e.g. ECDHE+AESGCM); empty = Bun's defaults. TLS 1.3 suites are fixed by BoringSSL and always offered.",
+      reload: TLS_CERTIFICATES,
+    },
+    session_tickets: {
+      schema: bool(true),
+      doc: "Give clients session tickets so they can resume a session without a full handshake.",
+      reload: TLS_CERTIFICATES,
+    },
+    certificates: {
+      schema: z
+        .array(
+          z
+            .object({
+              server_name: z.string(),
+              cert_file: z.string(),
+              key_file: z.string(),
+            })
+            .strict(),
+        )
+        .default([]),
+      doc: "More certificates, chosen by the server name a client asks for (SNI), one [[tls.certificates]] table each with server_name (a host name, or *.example.com for one label), cert_file and key_file; set in the file only.",
+      reload: TLS_CERTIFICATES,
+      tableList: {
+        example: [
+          "# [[tls.certificates]]",
+          '# server_name = "www.example.com"',
+          '# cert_file = "/etc/hps/www.example.com/fullchain.pem"',
+          '# key_file = "/etc/hps/www.example.com/privkey.pem"',
+        ],
+      },
+    },
   },
   custom: {
     max_in_flight: {
@@ -441,6 +537,11 @@ export const SETTINGS = {
     },
     bind: { schema: str("127.0.0.1"), doc: "Address of the admin listener (loopback by default).", reload: "restart" },
     port: { schema: int(0, 65535, 9090), doc: "Port of the admin listener; 0 picks a free port.", reload: "restart" },
+    tls: {
+      schema: bool(false),
+      doc: "Serve the admin listener over HTTPS with the [tls] certificates and settings (needs tls.enabled); it stays plain HTTP otherwise.",
+      reload: "restart",
+    },
   },
   fleet: {
     redis_url: {
@@ -593,6 +694,7 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
       input: config.fleet.redis_url,
     });
   }
+  tlsRules(config, ctx);
   if (
     valid("admin.enabled", "admin.port", "server.port") &&
     config.admin.enabled &&
@@ -611,6 +713,104 @@ export const configSchema = z.object(tables).superRefine((config, ctx) => {
 
 /** The URL schemes Bun's Redis client accepts, followed by something. */
 const REDIS_URL = /^(redis|rediss|valkey|valkeys|redis\+tls|redis\+unix|redis\+tls\+unix):\/\/\S+$/;
+type RuleContext = z.core.$RefinementCtx<z.output<z.ZodObject<typeof tables>>>;
+
+/** A host name a client may ask for by SNI: labels of letters, digits and hyphens, optionally "*." for one label. */
+const SERVER_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/i;
+
+/** Rules between [tls] and the settings that need it (the files themselves are checked by src/tls at start and reload). */
+function tlsRules(config: z.output<z.ZodObject<typeof tables>>, ctx: RuleContext): void {
+  // A setting that failed its own schema takes part in no rule (as in configSchema); the issues these rules add
+  // themselves do not count, so several entries of tls.certificates are each checked.
+  const ownProblems = ctx.issues.map((existing) => (existing.path ?? []).slice(0, 2).join("."));
+  /** An issue on `path` from a rule that also compares `alsoFrom` (see RuleIssueParams). */
+  const issue = (path: (string | number)[], message: string, input: unknown, alsoFrom: string[] = []) => {
+    const names = [path.slice(0, 2).join("."), ...alsoFrom];
+    if (names.some((name) => ownProblems.includes(name))) return;
+    ctx.addIssue({ code: "custom", path, message, input, params: { alsoFrom } satisfies RuleIssueParams });
+  };
+  const tls = config.tls;
+  if (tls.enabled) {
+    const also = ["tls.enabled"];
+    if (tls.cert_file === "") issue(["tls", "cert_file"], "must name a PEM file when tls.enabled = true", "", also);
+    if (tls.key_file === "") issue(["tls", "key_file"], "must name a PEM file when tls.enabled = true", "", also);
+  }
+  if (tls.client_auth !== "none" && tls.ca_file === "") {
+    issue(
+      ["tls", "ca_file"],
+      `must name the PEM file of the CAs that sign client certificates when tls.client_auth = "${tls.client_auth}"`,
+      "",
+      ["tls.client_auth"],
+    );
+  }
+  if (tls.enabled && tls.client_auth === "request" && config.server.protocol === "http") {
+    issue(
+      ["tls", "client_auth"],
+      'cannot be "request" with server.protocol = "http": Bun.serve does not tell the server whether an offered certificate verified (docs/upstream/serve-tls-visibility.md), so an invalid one could not be refused; use "require" or "none"',
+      "request",
+      ["tls.enabled", "server.protocol"],
+    );
+  }
+  const seen = new Set<string>();
+  tls.certificates.forEach((entry, index) => {
+    const name = entry.server_name.toLowerCase();
+    if (!SERVER_NAME.test(name)) {
+      issue(
+        ["tls", "certificates", index, "server_name"],
+        'must be a host name such as "example.com" or "*.example.com"',
+        entry.server_name,
+      );
+    } else if (seen.has(name)) {
+      issue(["tls", "certificates", index, "server_name"], "is given twice in [[tls.certificates]]", entry.server_name);
+    }
+    seen.add(name);
+    for (const key of ["cert_file", "key_file"] as const) {
+      if (entry[key] === "") issue(["tls", "certificates", index, key], "must name a PEM file", "");
+    }
+  });
+  if (config.server.protocol !== "http" && tls.certificates.length > 0) {
+    issue(
+      ["tls", "certificates"],
+      `needs server.protocol = "http": Bun.listen, which serves "${config.server.protocol}", takes one certificate (docs/upstream/listen-sni.md)`,
+      tls.certificates,
+    );
+  }
+  if (config.server.protocol !== "http" && tls.enabled && config.net.proxy_protocol) {
+    issue(
+      ["net", "proxy_protocol"],
+      "cannot be used with tls.enabled: the PROXY header comes before the TLS handshake, and Bun's TLS listener reads TLS from the first byte",
+      true,
+    );
+  }
+  const needsTls = (path: [string, string], active: boolean, value: unknown) => {
+    if (active && !tls.enabled) {
+      issue(path, "needs tls.enabled = true (and tls.cert_file / tls.key_file)", value, ["tls.enabled"]);
+    }
+  };
+  needsTls(["http", "http3"], config.http.http3, true);
+  needsTls(["http", "redirect_port"], config.http.redirect_port !== 0, config.http.redirect_port);
+  needsTls(["http", "hsts_max_age_s"], config.http.hsts_max_age_s > 0, config.http.hsts_max_age_s);
+  needsTls(["admin", "tls"], config.admin.enabled && config.admin.tls, true);
+  if (config.server.protocol !== "http") {
+    for (const key of ["http3", "redirect_port", "hsts_max_age_s"] as const) {
+      const value = config.http[key];
+      if (value !== false && value !== 0) {
+        issue(["http", key], `applies to server.protocol = "http" only (it is "${config.server.protocol}")`, value, [
+          "server.protocol",
+        ]);
+      }
+    }
+  }
+  const redirectPort = config.http.redirect_port;
+  if (redirectPort !== 0) {
+    if (redirectPort === config.server.port) {
+      issue(["http", "redirect_port"], "must differ from server.port", redirectPort, ["server.port"]);
+    }
+    if (config.admin.enabled && redirectPort === config.admin.port) {
+      issue(["http", "redirect_port"], "must differ from admin.port", redirectPort, ["admin.port", "admin.enabled"]);
+    }
+  }
+}
 
 /** Loose shape check for a CIDR or plain address; src/net parses it for real. */
 function isCidrText(text: string): boolean {

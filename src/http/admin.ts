@@ -1,11 +1,13 @@
 // The admin listener: a small Bun.serve for health, statistics, Prometheus metrics and the live dashboard.
-import type { Server } from "bun";
+import type { Server, TLSOptions } from "bun";
 import type { Listener, ServerContext, StopOptions } from "../context.ts";
 import type { FleetStatsSource } from "../fleet/fleet.ts";
 import { formatFleetMetrics, formatFleetReport } from "../fleet/fleet-report.ts";
 import { PROMETHEUS_CONTENT_TYPE, renderMetrics } from "../stats/prometheus.ts";
 import { formatReport } from "../stats/report.ts";
 import { SnapshotSampler, snapshot } from "../stats/snapshot.ts";
+import { requirePortFree, Rotation, servedListener } from "../tls/rotation.ts";
+import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
 import { dashboardHtml } from "./dashboard.ts";
 
 export interface AdminOptions {
@@ -215,83 +217,122 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
   const fleet = context.fleet;
   const fleetEvents = fleet ? new EventBroadcaster(() => fleetEvent(fleet), null) : null;
   const metricsHeaders = { "Content-Type": PROMETHEUS_CONTENT_TYPE, ...NO_STORE };
-  const server: Server<undefined> = Bun.serve({
-    hostname: bind,
-    port,
-    // With server.reuse_port a successor (hps upgrade) binds the admin port while this process drains.
-    reusePort: context.config.server.reuse_port,
-    routes: {
-      "/": new Response(INDEX_TEXT, { headers: TEXT_HEADERS }),
-      "/livez": new Response("ok\n", { headers: TEXT_HEADERS }),
-      "/readyz": () =>
-        options.isReady()
-          ? new Response("ready\n", { headers: TEXT_HEADERS })
-          : new Response("draining\n", { status: 503, headers: TEXT_HEADERS }),
-      "/stats": (request) =>
-        scoped(
-          request,
-          fleet,
-          () => Response.json(snapshot(context), { headers: NO_STORE }),
-          async (source) => Response.json((await source.read()).view, { headers: NO_STORE }),
-        ),
-      "/status": (request) =>
-        scoped(
-          request,
-          fleet,
-          () => new Response(statusText(context), { headers: TEXT_HEADERS }),
-          async (source) =>
-            new Response(`${formatFleetReport((await source.read()).view).join("\n")}\n`, { headers: TEXT_HEADERS }),
-        ),
-      "/metrics": (request) =>
-        scoped(
-          request,
-          fleet,
-          () => new Response(renderMetrics(context), { headers: metricsHeaders }),
-          async (source) => {
-            const { view, histogram } = await source.read();
-            return new Response(formatFleetMetrics(view, histogram), { headers: metricsHeaders });
-          },
-        ),
-      "/dashboard": new Response(dashboardHtml(context.config.server.protocol, Boolean(fleet)), {
-        headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
-      }),
-      "/events": (request, self) =>
-        scoped(
-          request,
-          fleet,
-          () => {
-            // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
-            self.timeout(request, 0);
-            return events.open();
-          },
-          () => {
-            self.timeout(request, 0);
-            return fleetEvents!.open();
-          },
-        ),
-    },
-    fetch() {
-      return new Response("not found; see / for the admin endpoints\n", { status: 404, headers: TEXT_HEADERS });
-    },
-    error(error) {
-      context.logger.error(`admin: ${error.message}`);
-      return new Response("internal error\n", { status: 500, headers: TEXT_HEADERS });
-    },
-  });
+  // The handlers are built per server: admin.tls rotates servers on new certificates (src/tls/rotation.ts).
+  const open = (tls: TLSOptions[] | undefined, listenPort: number): Server<undefined> =>
+    Bun.serve({
+      hostname: bind,
+      port: listenPort,
+      // With server.reuse_port a successor (hps upgrade) binds the admin port while this process drains; with TLS,
+      // the next admin server does on a certificate reload.
+      reusePort: context.config.server.reuse_port || tls !== undefined,
+      ...(tls === undefined ? {} : { tls }),
+      routes: {
+        "/": new Response(INDEX_TEXT, { headers: TEXT_HEADERS }),
+        "/livez": new Response("ok\n", { headers: TEXT_HEADERS }),
+        "/readyz": () =>
+          options.isReady()
+            ? new Response("ready\n", { headers: TEXT_HEADERS })
+            : new Response("draining\n", { status: 503, headers: TEXT_HEADERS }),
+        "/stats": (request) =>
+          scoped(
+            request,
+            fleet,
+            () => Response.json(snapshot(context), { headers: NO_STORE }),
+            async (source) => Response.json((await source.read()).view, { headers: NO_STORE }),
+          ),
+        "/status": (request) =>
+          scoped(
+            request,
+            fleet,
+            () => new Response(statusText(context), { headers: TEXT_HEADERS }),
+            async (source) =>
+              new Response(`${formatFleetReport((await source.read()).view).join("\n")}\n`, { headers: TEXT_HEADERS }),
+          ),
+        "/metrics": (request) =>
+          scoped(
+            request,
+            fleet,
+            () => new Response(renderMetrics(context), { headers: metricsHeaders }),
+            async (source) => {
+              const { view, histogram } = await source.read();
+              return new Response(formatFleetMetrics(view, histogram), { headers: metricsHeaders });
+            },
+          ),
+        "/dashboard": new Response(dashboardHtml(context.config.server.protocol, Boolean(fleet)), {
+          headers: { "Content-Type": "text/html; charset=utf-8", ...NO_STORE },
+        }),
+        "/events": (request, self) =>
+          scoped(
+            request,
+            fleet,
+            () => {
+              // The stream lives as long as the browser tab; it writes every second, but never let idleness cut it.
+              self.timeout(request, 0);
+              return events.open();
+            },
+            () => {
+              self.timeout(request, 0);
+              return fleetEvents!.open();
+            },
+          ),
+      },
+      fetch() {
+        return new Response("not found; see / for the admin endpoints\n", { status: 404, headers: TEXT_HEADERS });
+      },
+      error(error) {
+        context.logger.error(`admin: ${error.message}`);
+        return new Response("internal error\n", { status: 500, headers: TEXT_HEADERS });
+      },
+    });
+  // admin.tls: the [tls] certificates, rotated on reload like the public listener's.
+  let tlsState = context.config.admin.tls ? (context.tls ?? null) : null;
+  let rotation: Rotation<Server<undefined>> | null = null;
+  let server: Server<undefined>;
+  if (tlsState !== null) {
+    const steer = !context.config.server.reuse_port;
+    if (steer) requirePortFree(bind, port);
+    rotation = await Rotation.start({
+      tls: tlsOptions(tlsState),
+      port,
+      open,
+      portOf: (started) => started.port!,
+      wrap: servedListener,
+      steer,
+    });
+    server = rotation.active;
+  } else {
+    server = open(undefined, port);
+  }
   const actualPort = server.port;
   if (actualPort === undefined) throw new Error(`admin listener on ${bind}:${port} has no port`);
-  context.logger.info(`admin listening on http://${bind.includes(":") ? `[${bind}]` : bind}:${actualPort}/`);
+  const scheme = tlsState === null ? "http" : "https";
+  context.logger.info(`admin listening on ${scheme}://${bind.includes(":") ? `[${bind}]` : bind}:${actualPort}/`);
 
   let stopping: Promise<void> | null = null;
   return {
     port: actualPort,
-    inFlight: () => Math.max(0, server.pendingRequests - events.size - (fleetEvents?.size ?? 0)),
+    inFlight: () => {
+      let pending = 0;
+      for (const each of rotation === null ? [server] : rotation.all()) pending += each.pendingRequests;
+      return Math.max(0, pending - events.size - (fleetEvents?.size ?? 0));
+    },
     stop(stopOptions: StopOptions): Promise<void> {
       fleetEvents?.closeAll();
-      stopping ??= stopAdmin(server, events, stopOptions);
+      stopping ??= rotation === null ? stopAdmin(server, events, stopOptions) : stopRotation(rotation, events);
       return stopping;
     },
+    async applyTls(next: TlsState) {
+      if (rotation === null || sameTls(tlsState, next)) return;
+      tlsState = next;
+      await rotation.rotate(tlsOptions(next));
+    },
   };
+}
+
+/** A TLS admin listener stops at once: its only long requests are event streams, closed first. */
+async function stopRotation(rotation: Rotation<Server<undefined>>, events: EventBroadcaster): Promise<void> {
+  events.closeAll();
+  await rotation.close();
 }
 
 async function stopAdmin(server: Server<undefined>, events: EventBroadcaster, options: StopOptions): Promise<void> {

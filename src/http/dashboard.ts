@@ -185,12 +185,30 @@ function summarize(snapshot) {
     "rss " + format(snapshot.process.rssBytes, "bytes"),
   );
   document.getElementById("summary").textContent = parts.join(" \u00b7 ");
+  showCertificates(snapshot);
 }
 
 function setState(text, className) {
   const state = document.getElementById("state");
   state.textContent = text;
   state.className = className;
+}
+
+// Days until each TLS certificate expires (gauge tlsCertificateExpiry: server name -> notAfter, Unix seconds;
+// "*" is the default certificate), highlighted when one is two weeks away or less.
+function showCertificates(snapshot) {
+  const line = document.getElementById("certificates");
+  const expiry = snapshot.gauges.tlsCertificateExpiry;
+  const names = expiry ? Object.keys(expiry) : [];
+  line.hidden = names.length === 0;
+  if (names.length === 0) return;
+  let soonest = Infinity;
+  line.textContent = "certificates: " + names.map((name) => {
+    const days = Math.floor((expiry[name] * 1000 - snapshot.atMs) / 86400000);
+    soonest = Math.min(soonest, days);
+    return (name === "*" ? "default" : name) + " expires in " + days + (days === 1 ? " day" : " days");
+  }).join(" \u00b7 ");
+  line.className = soonest < 14 ? "soon" : "";
 }
 
 function connect() {
@@ -235,6 +253,7 @@ h1 { font-size: 18px; margin: 0; }
 #summary { color: #8a94a6; flex: 1; }
 #state { font-weight: 600; }
 #state.live { color: #48c774; } #state.down { color: #ff6b6b; }
+#certificates { padding: 6px 20px 0; color: #8a94a6; } #certificates.soon { color: #ffdd57; font-weight: 600; }
 #charts { flex: 1; display: grid; grid-template-columns: repeat(auto-fit, minmax(360px, 1fr)); grid-auto-rows: minmax(260px, 1fr); gap: 14px; padding: 16px 20px; }
 .card { display: flex; flex-direction: column; min-height: 0; background: #1a202c; border: 1px solid #232a38; border-radius: 8px; padding: 10px 12px; }
 .card header { display: flex; justify-content: space-between; align-items: baseline; }
@@ -275,6 +294,7 @@ export function dashboardHtml(protocol: Protocol, inFleet: boolean): string {
 </head>
 <body>
 <header><h1>hps</h1><nav id="scope" hidden><button data-scope="instance">this instance</button><button data-scope="fleet">fleet</button></nav><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
+<div id="certificates" hidden></div>
 <main id="charts"></main>
 <section id="instances" hidden><table><thead><tr><th>instance</th><th>published</th><th>req/s</th><th>connections</th><th>rate limited</th><th>p99</th><th>cpu</th></tr></thead><tbody></tbody></table></section>
 <script>${script}</script>

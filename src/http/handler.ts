@@ -1,5 +1,6 @@
 // Per-request logic of the http protocol: admission, methods, limits, the site, keep-alive, counters, access log.
 import type { Server } from "bun";
+import type { Config } from "../config/schema.ts";
 import type { ServerContext } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
@@ -14,6 +15,25 @@ import { SiteRequest, type StaticFiles } from "./static.ts";
 import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse, httpDateNow } from "./status.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
+/** Alt-Svc advertises HTTP/3 for a day (clients fall back to TCP by themselves when UDP is blocked). */
+const ALT_SVC_MAX_AGE_S = 86_400;
+
+/** Headers every response of the public listener carries: Strict-Transport-Security (HTTPS) and Alt-Svc (HTTP/3). */
+export function responseHeadersFor(config: Config, publicPort: number): Array<readonly [string, string]> {
+  const headers: Array<readonly [string, string]> = [];
+  if (config.tls.enabled && config.http.hsts_max_age_s > 0) {
+    headers.push(["Strict-Transport-Security", `max-age=${config.http.hsts_max_age_s}`]);
+  }
+  if (config.tls.enabled && config.http.http3) {
+    headers.push(["Alt-Svc", `h3=":${publicPort}"; ma=${ALT_SVC_MAX_AGE_S}`]);
+  }
+  return headers;
+}
+
+/** Sets each header the response does not have (the site's responses carry them already; refusals do not). */
+function addMissing(headers: Headers, wanted: ReadonlyArray<readonly [string, string]>): void {
+  for (const [name, value] of wanted) if (!headers.has(name)) headers.set(name, value);
+}
 const CLOSE: Record<string, string> = { Connection: "close" };
 const RETRY_AFTER_CLOSE: Record<string, string> = { "Retry-After": "1", Connection: "close" };
 const ALLOW_HEADERS: Record<string, string> = { Allow: ALLOW };
@@ -45,7 +65,11 @@ export class HttpHandler {
   private readonly readsForwardedFor: boolean;
   private readonly needsPeer: boolean;
   private readonly maxRequestBytes: number;
-  private readonly optionsInit: ResponseInit = { status: 204, headers: { Allow: ALLOW } };
+  private readonly optionsInit: ResponseInit;
+  /** The protocol the access log names: HTTP/3.0 on the HTTP/3 server; HTTP/1.1 on TCP (see docs/tls.md). */
+  private readonly protocolLabel: string;
+  /** Headers every response carries (Strict-Transport-Security, Alt-Svc); null when there are none. */
+  private readonly responseHeaders: ReadonlyArray<readonly [string, string]> | null;
   /** The request being handled on the synchronous path (reused: nothing is allocated per request for it). */
   private readonly exchange = new Exchange();
   /** What the site asks for, filled per request. */
@@ -64,8 +88,13 @@ export class HttpHandler {
     site: StaticFiles,
     accessLog: AccessLog | null,
     connections: KeepAliveCounter | null,
+    protocolLabel = "HTTP/1.1",
+    responseHeaders: ReadonlyArray<readonly [string, string]> = [],
   ) {
     const { config } = context;
+    this.protocolLabel = protocolLabel;
+    this.responseHeaders = responseHeaders.length === 0 ? null : responseHeaders;
+    this.optionsInit = { status: 204, headers: [["Allow", ALLOW], ...responseHeaders] as [string, string][] };
     this.stats = context.stats;
     this.logger = context.logger;
     this.site = site;
@@ -288,6 +317,8 @@ export class HttpHandler {
     const request = exchange.request!;
     const { status, bodyBytes } = this.summary;
     const startedMs = exchange.startedMs;
+    const responseHeaders = this.responseHeaders;
+    if (responseHeaders !== null) addMissing(response.headers, responseHeaders);
     const connection = exchange.connection;
     if (this.draining) {
       response.headers.set("Connection", "close");
@@ -319,6 +350,7 @@ export class HttpHandler {
       entry.timeMs = performance.timeOrigin + startedMs;
       entry.client = exchange.clientAddress;
       entry.method = request.method;
+      entry.protocol = this.protocolLabel;
       entry.target = exchange.target();
       entry.status = status;
       entry.bodyBytes = bodyBytes;

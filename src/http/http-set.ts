@@ -1,12 +1,11 @@
 // The objects built from one configuration (site, access log, connection counter, handler, routes) and their swap.
-import type { Server } from "bun";
 import { changedParts } from "../config/reload.ts";
 import type { ServerContext } from "../context.ts";
 import { Counter } from "../stats/stats.ts";
 import { AccessLog } from "./access-log.ts";
-import { HttpHandler } from "./handler.ts";
+import { HttpHandler, responseHeadersFor } from "./handler.ts";
 import { KeepAliveCounter } from "./keepalive.ts";
-import { RouteTable, type StaticRouteSource } from "./routes.ts";
+import { RouteTable, type RouteValue, type StaticRouteSource } from "./routes.ts";
 import { StaticFiles } from "./static.ts";
 
 /** Idle connections are forgotten by the keep-alive counter after this when keepalive_timeout_s is 0 (never). */
@@ -26,6 +25,16 @@ const MAX_ROUTES = 4096;
 /** Delay before new cached paths get their routes: a burst of new paths costs one server.reload. */
 const ROUTES_RELOAD_DELAY_MS = 50;
 
+/** Where a set serves: the listener's servers (src/http/listeners.ts), given handlers and routes by reload(). */
+export interface ServeTarget {
+  reload(handlers: {
+    routes: Record<string, RouteValue>;
+    fetch: HttpHandler["fetch"];
+    error: HttpHandler["error"];
+  }): void;
+  readonly pendingRequests: number;
+}
+
 /**
  * Everything built from one configuration: the site and its caches, the access log, the connection counter, the
  * handler, the native routes and the sweep of idle connections. A reload builds a new set (taking over what its
@@ -36,6 +45,8 @@ export class HttpSet {
   readonly accessLog: AccessLog | null;
   readonly connections: KeepAliveCounter | null;
   readonly handler: HttpHandler;
+  /** The HTTP/3 server's handler (the same work, logged as HTTP/3.0); null without http.http3. */
+  readonly http3Handler: HttpHandler | null;
   readonly context: ServerContext;
   private readonly forgetAfterMs: number;
   private routes: RouteTable | null = null;
@@ -50,13 +61,14 @@ export class HttpSet {
    * (one log, never closed under a request; "http-access-log") and the connection counter (open connections stay
    * counted; "http-connections"). Throws, with nothing left open, when log.access_file cannot be opened.
    */
-  constructor(context: ServerContext, previous: HttpSet | null) {
+  constructor(context: ServerContext, previous: HttpSet | null, publicPort: number) {
     const { config } = context;
     const http = config.http;
     this.context = context;
     const changed = previous === null ? null : changedParts(previous.context.config, config);
+    const headers = responseHeadersFor(config, publicPort);
     const keepsSite = previous !== null && !changed!.has("http-site");
-    this.site = keepsSite ? previous.site : new StaticFiles(http);
+    this.site = keepsSite ? previous.site : new StaticFiles(http, headers);
     const keepsLog = previous !== null && !changed!.has("http-access-log");
     this.accessLog = keepsLog ? previous.accessLog : config.log.access_log ? openAccessLog(context) : null;
     const idleTimeoutSeconds = http.keepalive_timeout_s;
@@ -74,7 +86,10 @@ export class HttpSet {
             RESPONSE_TIMING,
           )
         : null;
-    this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections);
+    this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections, "HTTP/1.1", headers);
+    this.http3Handler = http.http3
+      ? new HttpHandler(context, this.site, this.accessLog, this.connections, "HTTP/3.0", headers)
+      : null;
     // A site taken over keeps counting in its own counters; a new one starts from the previous totals.
     this.earlierHits = previous === null ? 0 : keepsSite ? previous.earlierHits : previous.cacheCounts().hits;
     this.earlierMisses = previous === null ? 0 : keepsSite ? previous.earlierMisses : previous.cacheCounts().misses;
@@ -84,7 +99,7 @@ export class HttpSet {
    * Starts what works on the server once this set's handler serves there: the sweep, route rebuilds (each a
    * server.reload with this set's handler) and the httpCache gauge.
    */
-  attach(server: Server<undefined>): void {
+  attach(server: ServeTarget): void {
     const { site, handler, connections } = this;
     const http = this.context.config.http;
     // Sweeps read pendingRequests (the responses still being sent) to end the busy time of long responses.
@@ -107,7 +122,7 @@ export class HttpSet {
     const routes = new RouteTable({
       makeHandler: (rawPath) => handler.routeHandler(rawPath),
       currentPaths: () => site.cachedPaths(),
-      apply: (table) => void server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
+      apply: (table) => server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
       staticSource,
       maxRoutes: MAX_ROUTES,
       delayMs: ROUTES_RELOAD_DELAY_MS,

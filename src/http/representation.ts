@@ -37,6 +37,8 @@ export interface RepresentationSpec {
   etag: string;
   lastModifiedSeconds: number;
   lastModified: string;
+  /** Headers every response of the listener carries (Strict-Transport-Security, Alt-Svc). */
+  responseHeaders: ReadonlyArray<readonly [string, string]>;
 }
 
 /** A representation with its prebuilt headers and responses; `spec` is read, never kept (callers reuse it). */
@@ -58,6 +60,10 @@ export function buildRepresentation(spec: RepresentationSpec): Representation {
   notModified.set("Last-Modified", lastModified);
   if (cacheControl !== null && cacheControl !== "") notModified.set("Cache-Control", cacheControl);
   if (negotiates) notModified.set("Vary", "Accept-Encoding");
+  for (const [name, value] of spec.responseHeaders) {
+    headers.set(name, value);
+    notModified.set(name, value);
+  }
   const fullInit = { status: 200, headers };
   const notModifiedInit = { status: 304, headers: notModified };
   return {
@@ -106,11 +112,18 @@ export class RepresentationBuilder {
     etag: "",
     lastModifiedSeconds: 0,
     lastModified: "",
+    responseHeaders: [],
   };
 
-  constructor(settings: HttpSettings, realRoot: string) {
+  /** `responseHeaders`: part of every representation's prebuilt headers (see responseHeadersFor in handler.ts). */
+  constructor(
+    settings: HttpSettings,
+    realRoot: string,
+    responseHeaders: ReadonlyArray<readonly [string, string]> = [],
+  ) {
     this.settings = settings;
     this.realRoot = realRoot;
+    this.spec.responseHeaders = responseHeaders;
     this.immutablePattern = settings.immutable_pattern === "" ? null : new RegExp(settings.immutable_pattern);
   }
 

@@ -1,4 +1,4 @@
-// The http protocol's listener: Bun.serve with the running HttpSet, reloads swapped in on the same server, stop.
+// The http protocol's listener: its servers with the running HttpSet, reloads swapped in on them, new certificates, stop.
 import type { Server } from "bun";
 import { changedParts } from "../config/reload.ts";
 import type { Config } from "../config/schema.ts";
@@ -12,8 +12,12 @@ import {
 import type { Logger } from "../log.ts";
 import { startSocketSampling } from "../stats/socket-sampler.ts";
 import type { HttpHandler } from "./handler.ts";
-import { HttpSet } from "./http-set.ts";
+import { withListenErrors } from "../listen-errors.ts";
+import { HttpSet, type ServeTarget } from "./http-set.ts";
+import { HttpListeners } from "./listeners.ts";
+import { startRedirect } from "./redirect.ts";
 import { requireDirectory } from "./root.ts";
+import type { RouteValue } from "./routes.ts";
 
 /** How often a graceful stop looks at the requests still in flight. */
 const DRAIN_POLL_MS = 10;
@@ -46,7 +50,7 @@ function logNotes(logger: Logger, http: Config["http"]): void {
  * closes only connections whose client has not sent a request for that long (the usual keep-alive idle race), and
  * no client that keeps sending finds its connection closed under a request.
  */
-async function drainKeepAlive(server: Server<undefined>, handler: HttpHandler, maxMs: number): Promise<void> {
+async function drainKeepAlive(server: ServeTarget, handler: HttpHandler, maxMs: number): Promise<void> {
   const startedMs = performance.now();
   handler.startDraining(startedMs);
   server.reload({ routes: {}, fetch: handler.fetch, error: handler.error });
@@ -58,26 +62,49 @@ async function drainKeepAlive(server: Server<undefined>, handler: HttpHandler, m
   }
 }
 
-/** Starts the public HTTP listener for `protocol = "http"`. */
+/** Starts the public HTTP listener for `protocol = "http"` (HTTPS, HTTP/2 and HTTP/3 as configured). */
 export async function startHttp(context: ServerContext): Promise<Listener> {
   const { config, logger } = context;
-  let current = new HttpSet(context, null);
-
-  const server = Bun.serve({
-    hostname: config.server.bind,
-    port: config.server.port,
-    reusePort: config.server.reuse_port,
-    development: false,
-    idleTimeout: config.http.keepalive_timeout_s,
-    // Bodies are never kept: a Content-Length over limits.max_request_bytes gets a counted 413 from the handler, and a
-    // body of unknown length is read up to the limit there. Bun's own limit would answer 413 before any JavaScript runs, uncounted.
-    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    routes: {},
-    fetch: current.handler.fetch,
-    error: current.handler.error,
-  });
+  const server = await HttpListeners.start(context);
+  const port = server.port;
+  let current: HttpSet;
+  try {
+    current = new HttpSet(context, null, port);
+  } catch (error) {
+    await server.close();
+    throw error;
+  }
+  const serve = (set: HttpSet, routes: Record<string, RouteValue>) => {
+    server.reload({ routes, fetch: set.handler.fetch, error: set.handler.error });
+    if (set.http3Handler !== null) {
+      server.reloadHttp3({ routes: {}, fetch: set.http3Handler.fetch, error: set.http3Handler.error });
+    }
+  };
+  serve(current, {});
   current.attach(server);
-  const port = server.port ?? config.server.port;
+  let redirect: Server<undefined> | null = null;
+  if (config.tls.enabled && config.http.redirect_port !== 0) {
+    try {
+      redirect = await withListenErrors(
+        `${config.server.bind}:${config.http.redirect_port}`,
+        "http.redirect_port",
+        async () =>
+          startRedirect(config, {
+            httpsPort: port,
+            accessLog: () => current.accessLog,
+            context: () => current.context,
+          }),
+      );
+    } catch (error) {
+      current.release(null);
+      await server.close();
+      throw error;
+    }
+    logger.info(
+      `http: redirecting http://${config.server.bind}:${redirect.port} to https:// (ACME challenges from ${config.http.root})`,
+    );
+  }
+  if (config.tls.enabled) logger.info(`http: HTTPS on ${config.server.bind}:${port}${protocolsOf(config)}`);
   // Bun.serve reports no connections: they are counted from the kernel's socket table instead. One sampler sees the
   // whole process, so with several I/O threads only the main thread's listener runs it.
   const sampling = Bun.isMainThread ? startSocketSampling(context.stats, port) : null;
@@ -99,30 +126,48 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
 
   /**
    * First phase of a reload: checks the new root and builds the new set (opening a new access log if it needs one);
-   * nothing running changes, and a failure rejects here. Commit swaps it in synchronously.
+   * nothing running changes, and a failure rejects here. Commit swaps it in synchronously, and when the reload read
+   * new certificates (next.tls), starts serving them to new connections (HttpListeners.applyTls).
    */
   const prepareReconfigure = async (next: ServerContext): Promise<PreparedReconfigure> => {
     if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
-    if (!changedParts(current.context.config, next.config).has("http-handler")) return UNCHANGED;
-    await requireDirectory(next.config.http.root);
+    const nextTls = next.tls ?? null;
+    const tlsChanges = server.tlsChanges(nextTls);
+    const setChanges = changedParts(current.context.config, next.config).has("http-handler");
+    if (!setChanges && !tlsChanges) return UNCHANGED;
+    let replacement: HttpSet | null = null;
+    if (setChanges) {
+      await requireDirectory(next.config.http.root);
+      replacement = new HttpSet(next, current, port);
+    }
     const running = current;
-    const replacement = new HttpSet(next, running);
     return {
       commit() {
         if (stopped !== null || current !== running) {
-          replacement.discard(running);
+          replacement?.discard(running);
           return;
         }
-        // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
-        server.reload({ routes: {}, fetch: replacement.handler.fetch, error: replacement.handler.error });
-        current = replacement;
-        track(running.release(replacement));
-        replacement.attach(server);
-        next.logger.info(`http: configuration applied: serving ${next.config.http.root}`);
-        logNotes(next.logger, next.config.http);
+        if (replacement !== null) {
+          // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
+          serve(replacement, {});
+          current = replacement;
+          track(running.release(replacement));
+          replacement.attach(server);
+          next.logger.info(`http: configuration applied: serving ${next.config.http.root}`);
+          logNotes(next.logger, next.config.http);
+        }
+        if (tlsChanges && nextTls !== null) {
+          server.applyTls(nextTls).then(
+            () => next.logger.info("http: new certificates served to new connections"),
+            (error: unknown) =>
+              next.logger.error(
+                `http: cannot open a listener with the new certificates (${(error as Error).message}); the running ones stay`,
+              ),
+          );
+        }
       },
       abort() {
-        replacement.discard(running);
+        replacement?.discard(running);
       },
     };
   };
@@ -133,10 +178,11 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
       const deadline = Date.now() + options.timeoutMs;
       await drainKeepAlive(server, current.handler, Math.min(DRAIN_KEEPALIVE_MS, options.timeoutMs));
       // Stops listening and closes idle connections; busy ones close once their response is sent.
-      void server.stop(false);
+      server.stopAccepting();
+      void redirect?.stop(false);
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
-    await server.stop(true);
+    await Promise.all([server.close(), redirect?.stop(true)]);
     sampling?.sampleNow(); // the last view: connections closed by the stop are counted closed
     sampling?.stop();
     track(current.release(null)); // releases the admission slots this listener still holds; closes its log
@@ -152,4 +198,12 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     },
     prepareReconfigure,
   };
+}
+
+/** ", HTTP/2, HTTP/3" as configured, for the start-up line of a TLS listener. */
+function protocolsOf(config: Config): string {
+  const extra: string[] = [];
+  if (config.http.http2) extra.push("HTTP/2");
+  if (config.http.http3) extra.push("HTTP/3 (UDP)");
+  return extra.length === 0 ? " (HTTP/1.1)" : ` (HTTP/1.1, ${extra.join(", ")})`;
 }

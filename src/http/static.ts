@@ -72,8 +72,11 @@ export class StaticFiles {
   private readonly responder: FileResponder;
   private readonly target: FileTarget = { cacheKey: "", realPath: "", requestPath: "", decodedPath: "" };
 
-  /** Throws when http.root does not exist (at start-up, never per request). */
-  constructor(settings: HttpSettings) {
+  /**
+   * Throws when http.root does not exist (at start-up, never per request). `responseHeaders` are part of every file
+   * response (Strict-Transport-Security, Alt-Svc).
+   */
+  constructor(settings: HttpSettings, responseHeaders: ReadonlyArray<readonly [string, string]> = []) {
     this.settings = settings;
     try {
       this.realRoot = realpathSync(settings.root);
@@ -83,7 +86,7 @@ export class StaticFiles {
       );
     }
     this.allowDotfiles = settings.dotfiles === "allow";
-    this.builder = new RepresentationBuilder(settings, this.realRoot);
+    this.builder = new RepresentationBuilder(settings, this.realRoot, responseHeaders);
     this.responder = new FileResponder(settings);
     this.cache = new FileCache({
       maxBytes: settings.cache_bytes,

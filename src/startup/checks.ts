@@ -5,6 +5,8 @@ import { dirname } from "node:path";
 import { unappliedSettings } from "../config/print.ts";
 import type { Config } from "../config/schema.ts";
 import { rootProblem } from "../http/root.ts";
+import { CertificateSetError } from "../tls/certificate-set.ts";
+import { loadTlsState } from "../tls/tls-state.ts";
 import { handlersProblem } from "./handlers-probe.ts";
 
 /** One check of a configuration against the machine it is to run on (files, directories, modules). */
@@ -41,6 +43,19 @@ export const STARTUP_CHECKS: readonly StartupCheck[] = [
   {
     settings: "server.pid_file",
     run: async (config) => (config.server.pid_file === "" ? null : await pidFileProblem(config.server.pid_file)),
+  },
+  {
+    // Every problem with the certificate files at once, one line each (src/tls/certificate-set.ts).
+    settings: "tls.cert_file, tls.key_file, tls.ca_file, tls.certificates",
+    run: async (config) => {
+      try {
+        await loadTlsState(config);
+        return null;
+      } catch (error) {
+        if (error instanceof CertificateSetError) return error.problems.join("\n");
+        throw error;
+      }
+    },
   },
   {
     settings: "custom.handlers",

@@ -1,6 +1,7 @@
 // Prometheus text exposition (format 0.0.4) of every counter, gauge, the latency histogram and process metrics.
 import type { ServerContext } from "../context.ts";
 import type { LatencyHistogram } from "./histogram.ts";
+import { HANDSHAKE_FAILURE_LABELS } from "../tls/handshake.ts";
 import { snapshot, type Snapshot } from "./snapshot.ts";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -391,6 +392,7 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     )
     .sample("hps_log_lines_dropped_total", c.logLinesDropped, { log: "server" })
     .sample("hps_log_lines_dropped_total", c.accessLogLinesDropped, { log: "access" });
+  tlsMetrics(out, snap);
 
   for (const metric of GAUGE_METRICS) {
     out.single(metric.name, metric.type, metric.help, snap.gauges[metric.group]?.[metric.key] ?? 0);
@@ -404,6 +406,9 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   const described = [...GAUGE_METRICS, ...FLEET_METRICS];
   const known = new Set(described.map((metric) => `${metric.group}.${metric.key}`));
   const usedNames = new Set(described.map((metric) => metric.name));
+  for (const serverName of Object.keys(snap.gauges[TLS_EXPIRY_GROUP] ?? {})) {
+    known.add(`${TLS_EXPIRY_GROUP}.${serverName}`);
+  }
   for (const [group, values] of Object.entries(snap.gauges)) {
     for (const [key, value] of Object.entries(values)) {
       const name = `hps_${snakeCase(group)}_${snakeCase(key)}`;
@@ -449,6 +454,36 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
     );
   }
   return out.text();
+}
+
+/** The gauge group the server registers with the certificates' expiry (src/tls/tls-state.ts, expiryGauges). */
+const TLS_EXPIRY_GROUP = "tlsCertificateExpiry";
+
+/** TLS: handshakes and their failures by reason (echo, custom), and each certificate's expiry. */
+function tlsMetrics(out: Exposition, snap: Snapshot): void {
+  const c = snap.counters;
+  out.single(
+    "hps_tls_handshakes_total",
+    "counter",
+    "TLS handshakes completed on echo and custom listeners (Bun.serve does not report the HTTP listener's).",
+    c.tlsHandshakes,
+  );
+  out.family(
+    "hps_tls_handshake_failures_total",
+    "counter",
+    "TLS handshakes that failed on echo and custom listeners, by reason (Bun.serve does not report the HTTP listener's).",
+  );
+  for (const [reason, counter] of HANDSHAKE_FAILURE_LABELS) {
+    out.sample("hps_tls_handshake_failures_total", c[counter], { reason });
+  }
+  out.family(
+    "hps_tls_certificate_expiry_seconds",
+    "gauge",
+    'When each served certificate expires (notAfter), Unix seconds; server_name "*" is the default certificate.',
+  );
+  for (const [serverName, seconds] of Object.entries(snap.gauges[TLS_EXPIRY_GROUP] ?? {})) {
+    out.sample("hps_tls_certificate_expiry_seconds", seconds, { server_name: serverName });
+  }
 }
 
 function formatLabels(labels: Labels | undefined): string {

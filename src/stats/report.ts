@@ -1,5 +1,6 @@
 // The human status report: a compact block to the log every stats.interval_s and a final one on shutdown.
 import type { ServerContext } from "../context.ts";
+import { HANDSHAKE_FAILURE_LABELS } from "../tls/handshake.ts";
 import { SnapshotSampler, type LatencySummary, type Snapshot } from "./snapshot.ts";
 
 /** Lines of the status report for one snapshot (the log, /status and `bun run stats` all show these). */
@@ -51,8 +52,10 @@ export function formatReport(snap: Snapshot): string[] {
       `http cache: ${count(cache.entries ?? 0)} files, ${bytes(cache.bytes ?? 0)}, ${count(cache.hits ?? 0)} hits, ${count(cache.misses ?? 0)} misses`,
     );
   }
+  lines.push(...tlsLines(snap));
   for (const [group, values] of Object.entries(snap.gauges)) {
     if (group === "pool" || group === "arena" || group === "httpCache" || group === "rateLimiter") continue;
+    if (group === "tlsCertificateExpiry") continue;
     lines.push(
       `${group}: ${Object.entries(values)
         .map(([key, value]) => `${key} ${count(value)}`)
@@ -64,6 +67,29 @@ export function formatReport(snap: Snapshot): string[] {
     `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}), ` +
       `file descriptors ${fileDescriptors(p.fileDescriptorsUsed, p.fileDescriptorsLimit)}`,
   );
+  return lines;
+}
+
+/** TLS handshakes (echo, custom) and days to each certificate's expiry; nothing when TLS is off. */
+function tlsLines(snap: Snapshot): string[] {
+  const c = snap.counters;
+  const expiry = snap.gauges.tlsCertificateExpiry ?? {};
+  const lines: string[] = [];
+  const failed = HANDSHAKE_FAILURE_LABELS.map(([reason, counter]) => [reason, c[counter]] as const);
+  if (c.tlsHandshakes > 0 || failed.some(([, value]) => value > 0)) {
+    lines.push(
+      `tls: ${count(c.tlsHandshakes)} handshakes; failed: ${failed.map(([reason, value]) => `${reason.replaceAll("_", " ")} ${count(value)}`).join(", ")}`,
+    );
+  }
+  const names = Object.keys(expiry);
+  if (names.length > 0) {
+    const parts = names.map((name) => {
+      const days = Math.floor((expiry[name]! * 1000 - snap.atMs) / 86_400_000);
+      const date = new Date(expiry[name]! * 1000).toISOString().slice(0, 10);
+      return `${name === "*" ? "default" : name} expires in ${days} day${days === 1 ? "" : "s"} (${date})`;
+    });
+    lines.push(`certificates: ${parts.join(", ")}`);
+  }
   return lines;
 }
 

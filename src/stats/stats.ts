@@ -51,6 +51,17 @@ export const Counter = {
   logLinesDropped: 35,
   /** access log lines dropped because the log could not keep up (log.max_buffered_bytes) */
   accessLogLinesDropped: 36,
+  /** TLS handshakes completed on echo and custom listeners (Bun.serve does not report its handshakes) */
+  tlsHandshakes: 37,
+  /** TLS handshakes that failed, by reason (src/tls/handshake.ts); echo and custom listeners only */
+  tlsFailedNotTls: 38,
+  tlsFailedProtocolVersion: 39,
+  tlsFailedNoSharedCipher: 40,
+  tlsFailedNoClientCertificate: 41,
+  tlsFailedBadClientCertificate: 42,
+  tlsFailedClosed: 43,
+  tlsFailedTimeout: 44,
+  tlsFailedOther: 45,
 } as const;
 export type CounterName = keyof typeof Counter;
 export const COUNTER_NAMES = Object.keys(Counter) as CounterName[];

@@ -27,6 +27,8 @@ export class ConnectionState {
   proxyReader: ProxyHeaderReader | null = null;
   /** Value of the listener's idle clock at the last read or drain. */
   lastActiveTick = 0;
+  /** TLS listeners: the handshake is still going on (an idle cut then counts as a stalled handshake). */
+  isHandshaking = false;
   /** Position in the pool's list of open states (for swap-removal). */
   openIndex = -1;
 
@@ -102,6 +104,7 @@ export class ConnectionState {
     this.socket = null;
     this.remoteAddress = "";
     this.isAdmitted = false;
+    this.isHandshaking = false;
     this.proxyReader = null;
     this.queue.length = 0;
     this.queueHead = 0;

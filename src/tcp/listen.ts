@@ -1,6 +1,6 @@
-// Bun.listen wiring for echo and HPS/1: admission (after a PROXY header from trusted proxies), pooled connection
-// state, flow control (write queue, read pauses), the idle and send-timeout sweep, graceful stop.
-import type { TCPSocketListener, TCPSocketListenOptions } from "bun";
+// Bun.listen wiring for echo and HPS/1 (plain or TLS): admission (after a PROXY header from trusted proxies), pooled
+// connection state, flow control (write queue, read pauses), the idle and send-timeout sweep, graceful stop.
+import type { TCPSocketListener, TCPSocketListenOptions, TLSOptions } from "bun";
 import type { Listener, PreparedReconfigure, ServerContext, StopOptions } from "../context.ts";
 import { Refusal, type Admission } from "../net/admission.ts";
 import { unmapIpv4 } from "../net/cidr.ts";
@@ -13,12 +13,16 @@ import { createEchoDataHandler, type IdleClock } from "./echo.ts";
 import { EMPTY_PAYLOAD, FrameDecoder, FrameStatus, encodeFrame } from "./frame.ts";
 import { ConnectionSweeper } from "./sweep.ts";
 import { WriteQueue } from "./write-queue.ts";
+import { createHandshakeHandler } from "../tls/handshake.ts";
+import { listenedListener, requirePortFree, Rotation, steersRotations } from "../tls/rotation.ts";
+import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
 
 /** Index of the "shutting down" frame in refusalFrames, after the Refusal codes. */
 const REFUSED_DRAINING = 4;
 
 /** Bun.listen accepts reusePort (it sets SO_REUSEPORT + SO_REUSEADDR) although its listen options type omits it. */
 type ListenOptions = TCPSocketListenOptions<ConnectionState | undefined> & { reusePort: boolean };
+type SocketListener = TCPSocketListener<ConnectionState | undefined>;
 
 export interface TcpListener extends Listener, AsyncDisposable {
   /** Connections open on this listener now. */
@@ -41,7 +45,10 @@ class TcpServer {
   private readonly custom: CustomProtocol | null;
   private readonly clock: IdleClock;
   private readonly sweeper: ConnectionSweeper;
-  private listener: TCPSocketListener<ConnectionState | undefined> | null = null;
+  private listener: SocketListener | null = null;
+  /** With TLS: the listeners of the port, rotated when the certificates change. */
+  private rotation: Rotation<SocketListener> | null = null;
+  private tls: TlsState | null;
   private isDraining = false;
   private isStopped = false;
   private drained: (() => void) | null = null;
@@ -49,6 +56,7 @@ class TcpServer {
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
     this.admission = context.admission;
+    this.tls = context.tls ?? null;
     const config = context.config;
     this.sweeper = new ConnectionSweeper(this.pool.open, context.stats, context.logger);
     this.clock = this.sweeper.clock;
@@ -76,7 +84,7 @@ class TcpServer {
     }
   }
 
-  start(): TcpListener {
+  async start(): Promise<TcpListener> {
     const config = this.context.config;
     if (config.server.protocol !== "echo" && config.server.protocol !== "custom") {
       throw new Error(
@@ -107,12 +115,37 @@ class TcpServer {
         end: this.onEnd,
         close: this.onClose,
         error: this.onError,
+        ...(this.tls === null ? {} : { handshake: this.onHandshake }),
       },
     };
-    this.listener = Bun.listen(options);
+    if (this.tls === null) {
+      if (config.tls.enabled) throw new Error("tcp: tls.enabled but no certificates were loaded");
+      this.listener = Bun.listen(options);
+    } else {
+      // TLS listeners bind with reusePort so new certificates can be served by a new listener (src/tls/rotation.ts).
+      if (steersRotations(config)) requirePortFree(config.server.bind, config.server.port);
+      this.rotation = await Rotation.start<SocketListener>({
+        tls: tlsOptions(this.tls),
+        port: config.server.port,
+        // Bun.listen takes one certificate (no SNI table; the schema refuses tls.certificates for echo and custom).
+        open: (tls: TLSOptions[], port: number) =>
+          Bun.listen({ ...options, port, reusePort: true, tls: tls[0]! } as ListenOptions),
+        portOf: (listener) => listener.port,
+        wrap: listenedListener,
+        // Bun.listen exposes its socket's descriptor at run time, though its type does not say so.
+        descriptorOf: (listener) => (listener as unknown as { fd?: number }).fd ?? null,
+        steer: steersRotations(config),
+      });
+      this.listener = this.rotation.active;
+    }
     this.sweeper.configure(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
     this.context.gauges.set("tcp", this.gauges);
     const port = this.listener.port;
+    if (this.tls !== null) {
+      this.context.logger.info(
+        `tcp: ${config.server.protocol} over TLS on ${config.server.bind}:${port} (client certificates: ${config.tls.client_auth})`,
+      );
+    }
     return {
       port,
       inFlight: () => this.custom?.inFlight() ?? 0,
@@ -122,6 +155,9 @@ class TcpServer {
       [Symbol.asyncDispose]: () => this.stop({ graceful: false, timeoutMs: 0 }),
     };
   }
+
+  /** TLS listeners: counts the handshake or its failure, and applies tls.client_auth (src/tls/handshake.ts). */
+  private readonly onHandshake = createHandshakeHandler<ConnectionState | undefined>(() => this.context);
 
   private readonly onOpen = (socket: TcpSocket): void => {
     const config = this.context.config;
@@ -154,6 +190,7 @@ class TcpServer {
     ) {
       connection.decoder = new FrameDecoder(config.limits.max_request_bytes);
     }
+    connection.isHandshaking = this.tls !== null;
     if (awaitsProxyHeader) {
       connection.proxyReader = new ProxyHeaderReader();
     } else {
@@ -176,10 +213,14 @@ class TcpServer {
     return true;
   }
 
-  /** Answers a refused connection (error frame for HPS/1, nothing for echo) and closes it. */
+  /**
+   * Answers a refused connection (error frame for HPS/1, nothing for echo) and closes it. Over TLS the refusal comes
+   * before the handshake (which is not spent on a refused client, as nginx's stream limits do), so no frame can be
+   * read by the client: the connection is just closed.
+   */
   private refuse(socket: TcpSocket, frame: Uint8Array | undefined): void {
     // A fresh socket's send buffer takes a few dozen bytes whole; end() sends them, then FIN.
-    if (frame !== undefined) socket.write(frame);
+    if (frame !== undefined && this.tls === null) socket.write(frame);
     socket.end();
   }
 
@@ -319,6 +360,17 @@ class TcpServer {
         if (this.isStopped) return;
         const config = next.config;
         this.context = next;
+        const nextTls = next.tls ?? null;
+        if (this.rotation !== null && nextTls !== null && !sameTls(this.tls, nextTls)) {
+          this.tls = nextTls;
+          this.rotation.rotate(tlsOptions(nextTls)).then(
+            () => next.logger.info("tcp: new certificates served to new connections"),
+            (error: unknown) =>
+              next.logger.error(
+                `tcp: cannot open a listener with the new certificates (${(error as Error).message}); the running ones stay`,
+              ),
+          );
+        }
         this.writer.setHighWater(config.tcp.write_high_water_bytes);
         this.custom?.setLimits(config.custom.max_in_flight, config.limits.max_request_bytes);
         this.sweeper.configure(config.limits.connection_timeout_s, config.tcp.send_timeout_s);
@@ -375,7 +427,8 @@ class TcpServer {
     const listener = this.listener!;
     if (options.graceful) {
       this.isDraining = true;
-      listener.stop(false);
+      if (this.rotation !== null) this.rotation.stopAccepting();
+      else listener.stop(false);
       const finished = new Promise<void>((resolve) => {
         this.drained = resolve;
       });
@@ -402,7 +455,8 @@ class TcpServer {
       const open = this.pool.open;
       for (let i = open.length - 1; i >= 0; i--) this.custom.answerRunningAtShutdown(open[i]!);
     }
-    listener.stop(true);
+    if (this.rotation !== null) await this.rotation.close();
+    else listener.stop(true);
     for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
     if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");
   }

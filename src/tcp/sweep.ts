@@ -3,6 +3,7 @@
 // connections with, so no event reads a system clock.
 import type { Logger } from "../log.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
+import { HandshakeFailure } from "../tls/handshake.ts";
 import type { ConnectionState } from "./connection.ts";
 import type { IdleClock } from "./echo.ts";
 
@@ -93,6 +94,7 @@ export class ConnectionSweeper {
       }
       if (idleTicks === 0 || tick - connection.lastActiveTick < idleTicks || connection.inFlight > 0) continue;
       this.stats.inc(Counter.connectionsTimedOut);
+      if (connection.isHandshaking) this.stats.inc(HandshakeFailure.timeout);
       connection.isClosed = true;
       connection.socket?.end();
     }

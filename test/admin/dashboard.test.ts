@@ -76,6 +76,14 @@ function adminContext(protocol: "http" | "echo" | "custom", stats: Stats, arenaB
           capacityBytes: 1 << 24,
         }),
       ],
+      // What the server registers with tls.enabled: notAfter of each certificate, Unix seconds (half a day of slack).
+      [
+        "tlsCertificateExpiry",
+        () => ({
+          "*": Math.floor((Date.now() + 41.5 * 86_400_000) / 1000),
+          "soon.test": Math.floor((Date.now() + 3.5 * 86_400_000) / 1000),
+        }),
+      ],
     ]),
   });
 }
@@ -196,6 +204,11 @@ test.skipIf(CHROMIUM === null)(
       expect(await devtools.evaluate<string>(`document.getElementById("summary").textContent`)).toMatch(
         /^http · up \d+ s · [\d,]+ requests/,
       );
+      // TLS certificates: days to expiry, the closest highlighted.
+      expect(await devtools.evaluate<string>(`document.getElementById("certificates").textContent`)).toBe(
+        "certificates: default expires in 41 days · soon.test expires in 3 days",
+      );
+      expect(await devtools.evaluate<string>(`document.getElementById("certificates").className`)).toBe("soon");
 
       // The same browser on a custom server's dashboard: the pool and arena panels, no HTTP status panel.
       await devtools.call("Page.navigate", { url: `http://127.0.0.1:${customAdmin.port}/dashboard` });

@@ -70,6 +70,7 @@ describe("command line", () => {
       port: 8080,
       path: "/x",
       url: "http://localhost:8080/x",
+      tls: false,
     });
   });
 
@@ -173,11 +174,20 @@ describe("command line", () => {
       S: "x",
       O: "hash",
       P: "5",
+      FILE: import.meta.path, // any readable file: the options only read it
+    };
+    // https:// only; --cert and --key go together.
+    const TLS_FLAGS: Record<string, string[]> = {
+      http2: [],
+      cacert: [],
+      cert: ["--key", import.meta.path],
+      key: ["--cert", import.meta.path],
+      insecure: [],
     };
     const lines = LOAD_USAGE.split("\n").filter((line) => /^ {2}(-\w, | {4})--/.test(line));
-    expect(lines.length).toBe(17);
+    expect(lines.length).toBe(22);
     for (const line of lines) {
-      const [, shortFlag, longFlag, placeholder] = /^ {2}(?:-(\w), | {4})--([a-z-]+)(?: ("[^"]+"|\S+))?/.exec(line)!;
+      const [, shortFlag, longFlag, placeholder] = /^ {2}(?:-(\w), | {4})--([a-z0-9-]+)(?: ("[^"]+"|\S+))?/.exec(line)!;
       const value = placeholder === undefined ? [] : [SAMPLE[placeholder]!];
       expect(value).not.toContain(undefined);
       if (longFlag === "help") {
@@ -185,10 +195,12 @@ describe("command line", () => {
         expect(parseLoadArgs(["-h"])).toBeNull();
         continue;
       }
-      const viaLong = parseLoadArgs([`--${longFlag}`, ...value, "-c", "2", "hps://h:1"]);
+      const tlsFlag = TLS_FLAGS[longFlag!];
+      const target = tlsFlag === undefined ? ["hps://h:1"] : [...tlsFlag, "https://h:1/"];
+      const viaLong = parseLoadArgs([`--${longFlag}`, ...value, "-c", "2", ...target]);
       expect(viaLong).not.toBeNull();
       if (shortFlag !== undefined)
-        expect(parseLoadArgs([`-${shortFlag}`, ...value, "-c", "2", "hps://h:1"])).toEqual(viaLong);
+        expect(parseLoadArgs([`-${shortFlag}`, ...value, "-c", "2", ...target])).toEqual(viaLong);
     }
   });
 });

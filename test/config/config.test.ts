@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { ConfigError, buildConfig, loadConfig } from "../../src/config/load.ts";
 import { configToToml, unappliedSettings } from "../../src/config/print.ts";
 import { generatedSection } from "../../src/config/update-docs.ts";
-import { SETTINGS, configSchema } from "../../src/config/schema.ts";
+import { SETTINGS, configSchema, type SettingSpec } from "../../src/config/schema.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -209,8 +209,10 @@ describe("printing", () => {
     expect(fromFile).toEqual(configSchema.parse({}));
     for (const key of ALL_KEYS) {
       const [table, name] = key.split(".") as [keyof typeof SETTINGS, string];
-      expect(text).toContain(`\n${name} = `);
-      const doc = (SETTINGS[table] as Record<string, { doc: string }>)[name]!.doc;
+      const spec = (SETTINGS[table] as Record<string, SettingSpec>)[name]!;
+      // A list of tables is shown as a commented [[table.key]] example (`key = []` would forbid the blocks).
+      expect(text).toContain(spec.tableList === undefined ? `\n${name} = ` : `\n# [[${table}.${name}]]\n`);
+      const doc = spec.doc;
       expect(text).toContain(`# ${doc}`);
     }
   });

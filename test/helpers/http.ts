@@ -8,6 +8,7 @@ import { startHttp } from "../../src/http/serve.ts";
 import { Logger } from "../../src/log.ts";
 import { Admission } from "../../src/net/admission.ts";
 import { Stats } from "../../src/stats/stats.ts";
+import { loadTlsState } from "../../src/tls/tls-state.ts";
 import { testConfig } from "./common.ts";
 
 export function makeTempDir(prefix: string): string {
@@ -35,13 +36,15 @@ export async function startSite(
   const config = testConfig({ ...overrides, http: { root, ...overrides.http } });
   const stats = Stats.create();
   const gauges = new Map();
-  const context: ServerContext = { config, stats, logger, gauges, admission: new Admission(config, stats, gauges) };
+  const tls = await loadTlsState(config);
+  const admission = new Admission(config, stats, gauges);
+  const context: ServerContext = { config, stats, logger, gauges, admission, tls };
   const listener = await startHttp(context);
   return {
     listener,
     context,
     port: listener.port,
-    base: `http://127.0.0.1:${listener.port}`,
+    base: `${tls === null ? "http" : "https"}://127.0.0.1:${listener.port}`,
     stop: () => listener.stop({ graceful: false, timeoutMs: 0 }),
   };
 }
