@@ -1,0 +1,479 @@
+// One proxied HTTP request: pick a server, get a connection, send the request (streaming its body), turn the response
+// into a Response for Bun.serve (whole when it arrived at once, else streamed with flow control), retry what may be
+// retried, and answer 502/503/504 when the servers fail.
+import { errorResponse } from "../http/static.ts";
+import type { UpstreamGroup } from "./group.ts";
+import { ConnectFailure, type Exchange, Lost, type LostReason, UpstreamConnection } from "./http-connection.ts";
+import { responseHeaders } from "./http-headers.ts";
+import type { UpstreamServer } from "./server.ts";
+import { Field } from "./stats.ts";
+
+/** The request as the proxy sends it (built once; a retry sends the same bytes). */
+export interface OutgoingRequest {
+  /** The request head for the server (see requestHead). */
+  readonly head: string | Uint8Array;
+  /** The body: bytes (a small body, read before the first attempt), a stream to relay, or null. */
+  readonly body: Promise<Uint8Array> | ReadableStream<Uint8Array> | null;
+  /** A streamed body goes out with chunked framing (its length is unknown). */
+  readonly isChunked: boolean;
+  /** Safe to send twice (RFC 9110 §9.2.2): a failed attempt may be retried on another server. */
+  readonly isIdempotent: boolean;
+  /** The response has no body whatever its headers say. */
+  readonly isHead: boolean;
+  /** ip_hash's key: the client address. */
+  readonly clientKey: string;
+  /** A streamed body longer than this is cut off (limits.max_request_bytes). */
+  readonly maxBodyBytes: number;
+}
+
+/** Bytes of response body the stream buffers for a slow client before the server is paused. */
+const STREAM_HIGH_WATER_BYTES = 256 * 1024;
+const RETRY_AFTER_SECONDS = "1";
+const NO_SERVER_HEADERS: Record<string, string> = { "Retry-After": RETRY_AFTER_SECONDS };
+const EMPTY: readonly UpstreamServer[] = [];
+
+/** How an exchange ended, for stats and the access log. */
+export const Outcome = {
+  PENDING: 0,
+  /** The server's response was passed on (complete, or streaming). */
+  RESPONDED: 1,
+  /** hps answered 502, 503 or 504 itself. */
+  ANSWERED: 2,
+  /** The client went away or its body failed: nothing more is owed to it. */
+  ABANDONED: 3,
+} as const;
+
+export class ProxyExchange implements Exchange {
+  private readonly group: UpstreamGroup;
+  private readonly request: OutgoingRequest;
+  /** The request body as sent: a small one is read into bytes first, so a retry can send it again. */
+  private body: Uint8Array | ReadableStream<Uint8Array> | null = null;
+  private resolve: (response: Response) => void = () => {};
+  /** Servers tried and failed, for retries (allocated on the first retry only). */
+  private exclude: readonly UpstreamServer[] = EMPTY;
+  private retriesLeft: number;
+  /** A pooled connection found closed by its server was replaced once already. */
+  private hasReplacedStale = false;
+  private connection: UpstreamConnection | null = null;
+
+  /** The server of the current (last) attempt. */
+  server: UpstreamServer | null = null;
+  private statsSlot = -1;
+  /** The status answered (the server's, or hps's 502/503/504); 0 before. */
+  status = 0;
+  outcome: number = Outcome.PENDING;
+  readonly startedMs: number;
+  /** Milliseconds from the start until the response head arrived (or hps answered). */
+  headerMs = 0;
+  /** Response body bytes passed to the client so far (all of them once the response is complete). */
+  bodyBytes = 0;
+
+  private statusText = "";
+  private rawHeaders: string[] = [];
+  private keepAlive = false;
+  private isHeadSeen = false;
+  private isComplete = false;
+  /** The whole request (head and body) reached the socket. */
+  private isRequestSent = false;
+  private isResolved = false;
+  /** Body chunks that arrived before the Response was made. */
+  private early: Uint8Array[] | null = null;
+  private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
+  private isReadingPaused = false;
+  /** Resolves the body pump's wait for the socket to drain. */
+  private wakeWriter: (() => void) | null = null;
+
+  constructor(group: UpstreamGroup, request: OutgoingRequest, startedMs = performance.now()) {
+    this.group = group;
+    this.request = request;
+    this.retriesLeft = group.settings.retries;
+    this.startedMs = startedMs;
+  }
+
+  /** Runs the exchange; settles with the server's response or hps's own answer (never rejects). */
+  run(): Promise<Response> {
+    return new Promise<Response>((resolve) => {
+      this.resolve = resolve;
+      const body = this.request.body;
+      if (!(body instanceof Promise)) {
+        this.body = body;
+        this.attempt();
+        return;
+      }
+      body.then(
+        (bytes) => {
+          this.body = bytes;
+          this.attempt();
+        },
+        () => this.abandon(400),
+      );
+    });
+  }
+
+  /** Picks a server not tried yet and sends the request there (or answers 503/502 when none is left). */
+  private attempt(): void {
+    const group = this.group;
+    const server = group.pick(this.request.clientKey, this.exclude);
+    if (server === null) {
+      // Nothing tried: no server was available (503). Tried and failed: the last failure answers (502).
+      if (this.exclude.length === 0) this.answer(503, group.noServerSlot, Field.answered503, NO_SERVER_HEADERS);
+      else this.answer(502, this.statsSlot, Field.answered502, undefined);
+      return;
+    }
+    const member = group.member(server);
+    this.server = server;
+    this.statsSlot = member.statsSlot;
+    server.inFlight += 1;
+    const pooled = member.pool.take();
+    if (pooled !== null) {
+      this.send(pooled);
+      return;
+    }
+    this.connect(server);
+  }
+
+  private connect(server: UpstreamServer): void {
+    const member = this.group.member(server);
+    UpstreamConnection.open(server, member.pool, this.group.settings.connect_timeout_s * 1000).then(
+      (connection) => this.send(connection),
+      (failure: unknown) => this.connectFailed(server, failure),
+    );
+  }
+
+  private connectFailed(server: UpstreamServer, failure: unknown): void {
+    const isTimeout = failure instanceof ConnectFailure && failure.code === "timeout";
+    this.group.stats.add(this.statsSlot, isTimeout ? Field.connectTimeouts : Field.connectFailures, 1);
+    // Nothing was sent: any request may go to another server.
+    this.failedOn(server, true);
+  }
+
+  /** The attempt on `server` failed; retries on another server when allowed, else answers 502. */
+  private failedOn(server: UpstreamServer, mayRetry: boolean): void {
+    const group = this.group;
+    if (server.health.failed(performance.now())) group.stats.add(this.statsSlot, Field.ejections, 1);
+    group.finished(server);
+    if (mayRetry && this.retriesLeft > 0) {
+      this.retriesLeft -= 1;
+      group.stats.add(this.statsSlot, Field.retries, 1);
+      this.exclude = [...this.exclude, server];
+      this.attempt();
+      return;
+    }
+    this.answer(502, this.statsSlot, Field.answered502, undefined);
+  }
+
+  private send(connection: UpstreamConnection): void {
+    this.connection = connection;
+    connection.begin(this, this.group.settings.read_timeout_s);
+    const head = this.request.head;
+    const body = this.body;
+    if (body === null) {
+      this.isRequestSent = connection.write(head);
+      return;
+    }
+    if (body instanceof Uint8Array) {
+      this.isRequestSent = connection.write(joinHead(head, body));
+      return;
+    }
+    if (connection.write(head)) void this.pumpBody(connection, body);
+    else this.wakeWriter = () => void this.pumpBody(connection, body);
+  }
+
+  /** Relays a streamed request body, waiting for the socket to drain whenever it is full. */
+  private async pumpBody(connection: UpstreamConnection, body: ReadableStream<Uint8Array>): Promise<void> {
+    const { isChunked, maxBodyBytes } = this.request;
+    let reader: ReturnType<typeof body.getReader>;
+    try {
+      reader = body.getReader();
+    } catch {
+      this.abandon(400);
+      return;
+    }
+    let sentBytes = 0;
+    try {
+      for (;;) {
+        const chunk = await reader.read();
+        if (this.connection !== connection || this.isComplete) {
+          void reader.cancel().catch(() => {});
+          return;
+        }
+        if (chunk.done) break;
+        const bytes = chunk.value;
+        if (bytes.byteLength === 0) continue;
+        sentBytes += bytes.byteLength;
+        if (sentBytes > maxBodyBytes) {
+          void reader.cancel().catch(() => {});
+          this.abandon(413);
+          return;
+        }
+        if (!connection.write(isChunked ? chunkOf(bytes) : bytes)) await this.writable();
+        if (this.connection !== connection) return;
+      }
+      if (isChunked && !connection.write(LAST_CHUNK)) await this.writable();
+      if (this.connection !== connection) return;
+      this.isRequestSent = true;
+    } catch {
+      // The client's body failed (it went away mid-upload): the server gets no more; nothing is owed.
+      this.abandon(400);
+    }
+  }
+
+  private writable(): Promise<void> {
+    return new Promise((resolve) => {
+      this.wakeWriter = resolve;
+    });
+  }
+
+  onWritable(): void {
+    const wake = this.wakeWriter;
+    if (wake === null) {
+      this.isRequestSent = true; // the head (and buffered body) has gone out
+      return;
+    }
+    this.wakeWriter = null;
+    wake();
+  }
+
+  // Response events.
+
+  onHead(status: number, statusText: string, headers: string[], keepAlive: boolean, upgrade: boolean): boolean {
+    if (status < 200) return false; // 100 Continue, 103 Early Hints: interim, not passed on; the final one follows
+    if (upgrade) {
+      // Upgrade was not asked for (the WebSocket path has its own relay): not a response hps can pass on.
+      this.lost(Lost.BAD_RESPONSE);
+      this.connection?.abort();
+      return true;
+    }
+    this.isHeadSeen = true;
+    this.status = status;
+    this.statusText = statusText;
+    this.rawHeaders = headers;
+    this.keepAlive = keepAlive;
+    this.headerMs = performance.now() - this.startedMs;
+    return this.request.isHead;
+  }
+
+  onBody(chunk: Uint8Array): void {
+    this.bodyBytes += chunk.byteLength;
+    const controller = this.controller;
+    if (controller === null) {
+      (this.early ??= []).push(chunk);
+      return;
+    }
+    controller.enqueue(chunk);
+    if (!this.isReadingPaused && controller.desiredSize !== null && controller.desiredSize <= 0) {
+      this.isReadingPaused = true;
+      this.connection?.pauseReading(true, 0);
+    }
+  }
+
+  onComplete(): void {
+    if (!this.isHeadSeen) return; // the end of an interim (1xx) response
+    this.isComplete = true;
+    const connection = this.connection!;
+    this.connection = null;
+    connection.release(this.keepAlive && this.isRequestSent);
+    if (this.isReadingPaused) this.isReadingPaused = false;
+    this.succeeded();
+    if (!this.isResolved) {
+      this.respond(this.wholeResponse());
+      return;
+    }
+    this.controller?.close();
+  }
+
+  onParsed(): void {
+    // The head is in but not the whole body: the response starts now and its body streams.
+    if (this.isHeadSeen && !this.isResolved && !this.isComplete) this.respond(this.streamingResponse());
+  }
+
+  onLost(reason: LostReason, _detail: string): void {
+    this.lost(reason);
+  }
+
+  private lost(reason: LostReason): void {
+    const connection = this.connection;
+    this.connection = null;
+    const server = this.server!;
+    const stats = this.group.stats;
+    const wake = this.wakeWriter;
+    this.wakeWriter = null;
+    wake?.();
+    if (this.isResolved) {
+      // Mid-body: the client's response is cut short (Bun closes its connection), the server counts as failed.
+      stats.add(this.statsSlot, reason === Lost.TIMEOUT ? Field.readTimeouts : Field.lost, 1);
+      if (server.health.failed(performance.now())) stats.add(this.statsSlot, Field.ejections, 1);
+      this.group.finished(server);
+      this.controller?.error(new Error(`upstream ${server.address} failed mid-response`));
+      return;
+    }
+    const canReplay = this.request.isIdempotent && !(this.body instanceof ReadableStream);
+    if (
+      reason === Lost.CLOSED &&
+      connection !== null &&
+      connection.responses > 0 &&
+      connection.receivedBytes === 0 &&
+      canReplay &&
+      !this.hasReplacedStale
+    ) {
+      // A pooled connection the server had closed while idle: the same server, a fresh connection, no failure.
+      this.hasReplacedStale = true;
+      stats.add(this.statsSlot, Field.staleRetries, 1);
+      this.connect(server);
+      return;
+    }
+    if (reason === Lost.TIMEOUT) {
+      stats.add(this.statsSlot, Field.readTimeouts, 1);
+      if (server.health.failed(performance.now())) stats.add(this.statsSlot, Field.ejections, 1);
+      this.group.finished(server);
+      this.answer(504, this.statsSlot, Field.answered504, undefined);
+      return;
+    }
+    stats.add(this.statsSlot, reason === Lost.BAD_RESPONSE ? Field.badResponses : Field.lost, 1);
+    this.isHeadSeen = false;
+    this.early = null;
+    this.bodyBytes = 0;
+    this.failedOn(server, canReplay && reason === Lost.CLOSED);
+  }
+
+  /** The response came back: counted, and the server's failures forgotten. */
+  private succeeded(): void {
+    const server = this.server!;
+    server.health.succeeded();
+    this.group.stats.response(this.statsSlot, this.status, Math.round((performance.now() - this.startedMs) * 1000));
+    this.group.finished(server);
+  }
+
+  private wholeResponse(): Response {
+    const early = this.early;
+    this.early = null;
+    const body = early === null ? null : early.length === 1 ? early[0]! : Buffer.concat(early);
+    const headers = responseHeaders(this.rawHeaders, this.request.isHead || !hasBody(this.status));
+    return new Response(body, { status: this.status, statusText: this.statusText, headers });
+  }
+
+  private streamingResponse(): Response {
+    const headers = responseHeaders(this.rawHeaders, true);
+    const stream = new ReadableStream<Uint8Array>(new BodySource(this), {
+      highWaterMark: STREAM_HIGH_WATER_BYTES,
+      size: byteLengthOf,
+    });
+    return new Response(stream, { status: this.status, statusText: this.statusText, headers });
+  }
+
+  // The streamed body (see BodySource).
+
+  /** The stream is ready: the chunks that came with the head go first. */
+  bodyStarted(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.controller = controller;
+    const early = this.early;
+    this.early = null;
+    if (early !== null) for (const chunk of early) controller.enqueue(chunk);
+    if (this.isComplete) controller.close();
+  }
+
+  /** The client took data: the server may send more. */
+  bodyPulled(): void {
+    if (!this.isReadingPaused) return;
+    this.isReadingPaused = false;
+    this.connection?.pauseReading(false, this.group.settings.read_timeout_s);
+  }
+
+  /** The client went away mid-response: the connection cannot be reused (the rest of the body is unread). */
+  bodyCancelled(): void {
+    if (this.isComplete) return;
+    const connection = this.connection;
+    this.connection = null;
+    this.isComplete = true;
+    connection?.abort();
+    this.outcome = Outcome.ABANDONED;
+    this.group.finished(this.server!);
+  }
+
+  private respond(response: Response): void {
+    this.isResolved = true;
+    this.outcome = Outcome.RESPONDED;
+    this.resolve(response);
+  }
+
+  /** hps answers itself (no server available, all failed, timed out). */
+  private answer(status: number, slot: number, field: number, headers: Record<string, string> | undefined): void {
+    this.status = status;
+    this.headerMs = performance.now() - this.startedMs;
+    this.group.stats.add(slot, field, 1);
+    this.isResolved = true;
+    this.isComplete = true;
+    this.outcome = Outcome.ANSWERED;
+    this.resolve(errorResponse(status, headers));
+  }
+
+  /** The client's side failed (its body broke off, or was too long): the attempt stops; the connection is dropped. */
+  private abandon(status: number): void {
+    const connection = this.connection;
+    this.connection = null;
+    connection?.abort();
+    if (this.server !== null && !this.isComplete) this.group.finished(this.server);
+    this.isComplete = true;
+    if (this.isResolved) {
+      this.controller?.error(new Error("request body failed"));
+      return;
+    }
+    this.status = status;
+    this.isResolved = true;
+    this.outcome = Outcome.ABANDONED;
+    this.resolve(errorResponse(status, CLOSE));
+  }
+}
+
+const CLOSE: Record<string, string> = { Connection: "close" };
+const LAST_CHUNK = "0\r\n\r\n";
+
+function byteLengthOf(chunk: Uint8Array | undefined): number {
+  return chunk === undefined ? 0 : chunk.byteLength;
+}
+
+/** Whether a response with this status may carry a body (RFC 9110 §6.4.1). */
+function hasBody(status: number): boolean {
+  return status !== 204 && status !== 304 && status >= 200;
+}
+
+/** One chunk of chunked transfer coding: size line, data, CRLF (one buffer, so one write). */
+function chunkOf(bytes: Uint8Array): Uint8Array {
+  const sizeLine = `${bytes.byteLength.toString(16)}\r\n`;
+  const out = Buffer.allocUnsafe(sizeLine.length + bytes.byteLength + 2);
+  out.write(sizeLine, 0, "latin1");
+  out.set(bytes, sizeLine.length);
+  out[out.length - 2] = 0x0d;
+  out[out.length - 1] = 0x0a;
+  return out;
+}
+
+/** The head and a small body in one buffer, so they go out in one write. */
+function joinHead(head: string | Uint8Array, body: Uint8Array): Uint8Array {
+  const headBytes = typeof head === "string" ? Buffer.from(head, "latin1") : head;
+  const out = Buffer.allocUnsafe(headBytes.byteLength + body.byteLength);
+  out.set(headBytes, 0);
+  out.set(body, headBytes.byteLength);
+  return out;
+}
+
+/** The source of a streamed response body: Bun pulls as the client reads; the exchange pushes as the server sends. */
+class BodySource implements Bun.UnderlyingSource<Uint8Array> {
+  private readonly exchange: ProxyExchange;
+
+  constructor(exchange: ProxyExchange) {
+    this.exchange = exchange;
+  }
+
+  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
+    this.exchange.bodyStarted(controller);
+  }
+
+  pull(): void {
+    this.exchange.bodyPulled();
+  }
+
+  cancel(): void {
+    this.exchange.bodyCancelled();
+  }
+}

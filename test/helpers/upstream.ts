@@ -1,0 +1,118 @@
+// Test helpers for upstreams: group settings with test defaults, Bun backends, and a bare proxy front.
+import type { Server } from "bun";
+import { UpstreamGroup } from "../../src/upstream/group.ts";
+import { proxyExchange } from "../../src/upstream/http-proxy.ts";
+import { UpstreamStats } from "../../src/upstream/stats.ts";
+import type { ServerSettings, UpstreamSettings } from "../../src/upstream/types.ts";
+
+/** Group settings for tests: the schema's defaults except shorter timeouts; servers as "host:port" or objects. */
+export function upstreamSettings(
+  servers: readonly (string | Partial<ServerSettings>)[],
+  overrides: Partial<UpstreamSettings> = {},
+): UpstreamSettings {
+  return {
+    name: "app",
+    strategy: "round_robin",
+    keepalive_connections: 64,
+    keepalive_timeout_s: 60,
+    connect_timeout_s: 2,
+    read_timeout_s: 30,
+    retries: 1,
+    max_fails: 3,
+    fail_timeout_s: 10,
+    health_check_path: "",
+    health_check_interval_s: 5,
+    ...overrides,
+    servers: servers.map((server) =>
+      typeof server === "string"
+        ? { address: server, weight: 1, max_connections: 0 }
+        : { address: "", weight: 1, max_connections: 0, ...server },
+    ),
+  };
+}
+
+/** A Bun.serve backend on 127.0.0.1:0 that counts the TCP connections it saw (by peer port). */
+export interface Backend {
+  readonly server: Server<undefined>;
+  readonly address: string;
+  readonly port: number;
+  /** Distinct client ports seen: connections the proxy opened. */
+  readonly peerPorts: Set<number>;
+  requests: number;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export function startBackend(
+  fetch: (request: Request, server: Server<undefined>) => Response | Promise<Response>,
+  options: { port?: number; idleTimeout?: number } = {},
+): Backend {
+  const peerPorts = new Set<number>();
+  const backend: Backend = {
+    server: null as unknown as Server<undefined>,
+    address: "",
+    port: 0,
+    peerPorts,
+    requests: 0,
+    stop: async () => void (await backend.server.stop(true)),
+    [Symbol.asyncDispose]: () => backend.stop(),
+  };
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: options.port ?? 0,
+    idleTimeout: options.idleTimeout ?? 10,
+    fetch(request, srv) {
+      backend.requests += 1;
+      const peer = srv.requestIP(request);
+      if (peer !== null) peerPorts.add(peer.port);
+      return fetch(request, srv);
+    },
+  });
+  Object.assign(backend, { server, address: `127.0.0.1:${server.port}`, port: server.port });
+  return backend;
+}
+
+/** A minimal front: every request is proxied to `group` (the real routes and edge come with the http listener). */
+export interface ProxyFront {
+  readonly group: UpstreamGroup;
+  readonly stats: UpstreamStats;
+  readonly base: string;
+  readonly port: number;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export function startProxyFront(settings: UpstreamSettings, maxRequestBytes = 1024 * 1024): ProxyFront {
+  const stats = UpstreamStats.create();
+  const group = new UpstreamGroup(settings, stats);
+  const server = Bun.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    maxRequestBodySize: Number.MAX_SAFE_INTEGER,
+    fetch(request, srv) {
+      const url = request.url;
+      const target = url.slice(url.indexOf("/", 8));
+      const peer = srv.requestIP(request)?.address ?? "127.0.0.1";
+      const client = {
+        peerAddress: peer,
+        isTrustedPeer: false,
+        scheme: "http",
+        clientAddress: request.headers.get("x-test-client") ?? peer,
+        maxRequestBytes,
+      };
+      return proxyExchange(group, request, target, client, performance.now()).run();
+    },
+  });
+  const front: ProxyFront = {
+    group,
+    stats,
+    base: `http://127.0.0.1:${server.port}`,
+    port: server.port as number,
+    stop: async () => {
+      group.stop();
+      await server.stop(true);
+    },
+    [Symbol.asyncDispose]: () => front.stop(),
+  };
+  return front;
+}
