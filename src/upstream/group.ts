@@ -5,6 +5,7 @@ import type { UpstreamConnection } from "./http-connection.ts";
 import { ConnectionPool } from "./pool.ts";
 import { UpstreamServer } from "./server.ts";
 import { Field, NO_SERVER, type UpstreamStats } from "./stats.ts";
+import type { TimeoutSweep } from "./timeouts.ts";
 import type { UpstreamSettings } from "./types.ts";
 
 /** A server of a group with what the group keeps for it. */
@@ -23,18 +24,24 @@ export class UpstreamGroup {
   /** The servers requests may go to, in configuration order. */
   servers: UpstreamServer[] = [];
   private readonly members = new Map<UpstreamServer, Member>();
-  /** Removed by a reload, still finishing requests: closed when the last one ends. */
-  private readonly leaving = new Set<Member>();
   private balancer: Balancer;
   readonly stats: UpstreamStats;
+  /** Idle and read timeouts of this thread's upstream connections. */
+  readonly sweep: TimeoutSweep;
   /** Slot counting answers given when no server was available. */
   readonly noServerSlot: number;
   private readonly onStatsFull: () => void;
 
-  constructor(settings: UpstreamSettings, stats: UpstreamStats, onStatsFull: () => void = () => {}) {
+  constructor(
+    settings: UpstreamSettings,
+    stats: UpstreamStats,
+    sweep: TimeoutSweep,
+    onStatsFull: () => void = () => {},
+  ) {
     this.name = settings.name;
     this.settings = settings;
     this.stats = stats;
+    this.sweep = sweep;
     this.onStatsFull = onStatsFull;
     this.balancer = makeBalancer(settings.strategy);
     this.noServerSlot = stats.slotOf(settings.name, NO_SERVER, onStatsFull);
@@ -134,11 +141,9 @@ export class UpstreamGroup {
     const member = this.members.get(server)!;
     member.pool.stop();
     if (server.inFlight === 0) this.forget(member);
-    else this.leaving.add(member);
   }
 
   private forget(member: Member): void {
-    this.leaving.delete(member);
     this.members.delete(member.server);
     // The same address may be back in the group already (removed, then added again): its slot stays present.
     for (const other of this.members.values()) if (other.statsSlot === member.statsSlot) return;

@@ -4,6 +4,7 @@ import type { Socket, SocketHandler } from "bun";
 import type { ConnectionPool, Poolable } from "./pool.ts";
 import { ResponseParser, type ResponseEvents } from "./response-parser.ts";
 import type { UpstreamServer } from "./server.ts";
+import type { Timed, TimeoutSweep } from "./timeouts.ts";
 
 /** Why a connection was lost in the middle of an exchange. */
 export const Lost = {
@@ -38,9 +39,13 @@ export class ConnectFailure extends Error {
   }
 }
 
-export class UpstreamConnection implements Poolable, ResponseEvents {
+export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
   readonly server: UpstreamServer;
   private readonly pool: ConnectionPool<UpstreamConnection>;
+  private readonly sweep: TimeoutSweep;
+  lastActivityMs = 0;
+  timeoutMs = Number.POSITIVE_INFINITY;
+  sweepIndex = -1;
   private readonly parser: ResponseParser;
   private socket: Socket<UpstreamConnection> | null = null;
   private exchange: Exchange | null = null;
@@ -57,9 +62,10 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   /** Connect timed out before the socket opened: the socket is closed as soon as it does. */
   private isAbandoned = false;
 
-  private constructor(server: UpstreamServer, pool: ConnectionPool<UpstreamConnection>) {
+  private constructor(server: UpstreamServer, pool: ConnectionPool<UpstreamConnection>, sweep: TimeoutSweep) {
     this.server = server;
     this.pool = pool;
+    this.sweep = sweep;
     this.parser = new ResponseParser(this);
   }
 
@@ -70,9 +76,10 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   static open(
     server: UpstreamServer,
     pool: ConnectionPool<UpstreamConnection>,
+    sweep: TimeoutSweep,
     timeoutMs: number,
   ): Promise<UpstreamConnection> {
-    const connection = new UpstreamConnection(server, pool);
+    const connection = new UpstreamConnection(server, pool, sweep);
     server.connections += 1;
     return new Promise((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -93,6 +100,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
           }
           connection.socket = socket;
           socket.setNoDelay(true);
+          connection.lastActivityMs = connection.sweep.nowMs;
+          connection.sweep.track(connection);
           resolve(connection);
         },
         (error: unknown) => {
@@ -110,7 +119,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   begin(exchange: Exchange, readTimeoutSeconds: number): void {
     this.exchange = exchange;
     this.receivedBytes = 0;
-    this.socket!.timeout(readTimeoutSeconds);
+    this.timeoutMs = readTimeoutSeconds === 0 ? Number.POSITIVE_INFINITY : readTimeoutSeconds * 1000;
+    this.lastActivityMs = this.sweep.nowMs;
   }
 
   /**
@@ -120,6 +130,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   write(data: Uint8Array | string): boolean {
     const socket = this.socket;
     if (socket === null || this.isClosed) return false;
+    this.lastActivityMs = this.sweep.nowMs;
     const written = socket.write(data);
     const total = typeof data === "string" ? Buffer.byteLength(data, "latin1") : data.byteLength;
     if (written === total) return true;
@@ -133,12 +144,13 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   pauseReading(isPaused: boolean, readTimeoutSeconds: number): void {
     const socket = this.socket;
     if (socket === null || this.isClosed) return;
+    this.lastActivityMs = this.sweep.nowMs;
     if (isPaused) {
       socket.pause();
-      socket.timeout(0);
+      this.timeoutMs = Number.POSITIVE_INFINITY;
     } else {
       socket.resume();
-      socket.timeout(readTimeoutSeconds);
+      this.timeoutMs = readTimeoutSeconds === 0 ? Number.POSITIVE_INFINITY : readTimeoutSeconds * 1000;
     }
   }
 
@@ -164,7 +176,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   }
 
   startIdle(idleTimeoutSeconds: number): void {
-    this.socket!.timeout(idleTimeoutSeconds);
+    this.timeoutMs = idleTimeoutSeconds * 1000;
+    this.lastActivityMs = this.sweep.nowMs;
   }
 
   close(): void {
@@ -198,6 +211,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
       return;
     }
     this.receivedBytes += chunk.byteLength;
+    this.lastActivityMs = this.sweep.nowMs;
     const problem = this.parser.execute(chunk);
     if (problem !== null) {
       this.lose(Lost.BAD_RESPONSE, problem);
@@ -211,6 +225,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   handleDrain(): void {
     const unwritten = this.unwritten;
     if (unwritten === null) return;
+    this.lastActivityMs = this.sweep.nowMs;
     const written = this.socket!.write(unwritten);
     if (written < 0) return;
     if (written < unwritten.byteLength) {
@@ -221,7 +236,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
     this.exchange?.onWritable();
   }
 
-  handleTimeout(): void {
+  /** The sweep found the connection idle too long: a response overdue (read_timeout_s), or an idle pooled one. */
+  onIdleTimeout(): void {
     if (this.exchange !== null) this.lose(Lost.TIMEOUT, `no byte for ${this.server.address} within read_timeout_s`);
     this.socket?.terminate();
   }
@@ -251,6 +267,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
   private markClosed(): void {
     if (this.isClosed) return;
     this.isClosed = true;
+    this.sweep.untrack(this);
     this.server.connections -= 1;
     this.pool.remove(this);
     this.unwritten = null;
@@ -262,7 +279,6 @@ export class UpstreamConnection implements Poolable, ResponseEvents {
 const HANDLERS: SocketHandler<UpstreamConnection> = {
   data: (socket, chunk) => socket.data.handleData(chunk),
   drain: (socket) => socket.data.handleDrain(),
-  timeout: (socket) => socket.data.handleTimeout(),
   error: (socket, error) => socket.data.handleError(error),
   close: (socket) => socket.data.handleClose(),
   connectError: () => {}, // the connect promise rejects; UpstreamConnection.open reports it

@@ -134,7 +134,8 @@ export class ProxyExchange implements Exchange {
 
   private connect(server: UpstreamServer): void {
     const member = this.group.member(server);
-    UpstreamConnection.open(server, member.pool, this.group.settings.connect_timeout_s * 1000).then(
+    const group = this.group;
+    UpstreamConnection.open(server, member.pool, group.sweep, group.settings.connect_timeout_s * 1000).then(
       (connection) => this.send(connection),
       (failure: unknown) => this.connectFailed(server, failure),
     );

@@ -3,6 +3,7 @@ import type { Server } from "bun";
 import { UpstreamGroup } from "../../src/upstream/group.ts";
 import { proxyExchange } from "../../src/upstream/http-proxy.ts";
 import { UpstreamStats } from "../../src/upstream/stats.ts";
+import { TimeoutSweep } from "../../src/upstream/timeouts.ts";
 import type { ServerSettings, UpstreamSettings } from "../../src/upstream/types.ts";
 
 /** Group settings for tests: the schema's defaults except shorter timeouts; servers as "host:port" or objects. */
@@ -84,7 +85,8 @@ export interface ProxyFront {
 
 export function startProxyFront(settings: UpstreamSettings, maxRequestBytes = 1024 * 1024): ProxyFront {
   const stats = UpstreamStats.create();
-  const group = new UpstreamGroup(settings, stats);
+  const sweep = new TimeoutSweep();
+  const group = new UpstreamGroup(settings, stats, sweep);
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -111,8 +113,65 @@ export function startProxyFront(settings: UpstreamSettings, maxRequestBytes = 10
     stop: async () => {
       group.stop();
       await server.stop(true);
+      sweep.stop();
     },
     [Symbol.asyncDispose]: () => front.stop(),
   };
   return front;
+}
+
+/** A scripted raw-TCP backend: `onRequest` gets each request head (and the socket) and writes whatever it likes. */
+export interface RawBackend {
+  readonly address: string;
+  readonly port: number;
+  /** Connections accepted so far. */
+  connections: number;
+  /** Request heads received, in order. */
+  readonly heads: string[];
+  stop(): void;
+  [Symbol.dispose](): void;
+}
+
+export function startRawBackend(
+  onRequest: (head: string, socket: import("bun").Socket<{ buffer: string; served: number }>, served: number) => void,
+): RawBackend {
+  const backend: RawBackend = {
+    address: "",
+    port: 0,
+    connections: 0,
+    heads: [],
+    stop: () => listener.stop(true),
+    [Symbol.dispose]: () => backend.stop(),
+  };
+  const listener = Bun.listen<{ buffer: string; served: number }>({
+    hostname: "127.0.0.1",
+    port: 0,
+    socket: {
+      open(socket) {
+        backend.connections += 1;
+        socket.data = { buffer: "", served: 0 };
+      },
+      data(socket, chunk) {
+        socket.data.buffer += Buffer.from(chunk).toString("latin1");
+        for (;;) {
+          const end = socket.data.buffer.indexOf("\r\n\r\n");
+          if (end < 0) return;
+          const head = socket.data.buffer.slice(0, end + 4);
+          socket.data.buffer = socket.data.buffer.slice(end + 4);
+          backend.heads.push(head);
+          onRequest(head, socket, socket.data.served++);
+        }
+      },
+    },
+  });
+  Object.assign(backend, { address: `127.0.0.1:${listener.port}`, port: listener.port });
+  return backend;
+}
+
+/** A port on 127.0.0.1 where nothing listens (bound, then closed). */
+export function closedPort(): number {
+  const listener = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = listener.port;
+  listener.stop(true);
+  return port;
 }
