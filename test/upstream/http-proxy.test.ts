@@ -1,6 +1,5 @@
 // The HTTP proxy core against real backends: bodies both ways, headers, keep-alive reuse, failures and their answers.
 import { describe, expect, test } from "bun:test";
-import { Field } from "../../src/upstream/stats.ts";
 import { waitFor } from "../helpers/common.ts";
 import { closedPort, startBackend, startProxyFront, startRawBackend, upstreamSettings } from "../helpers/upstream.ts";
 
