@@ -31,6 +31,8 @@ export class UpstreamGroup {
   /** Slot counting answers given when no server was available. */
   readonly noServerSlot: number;
   private readonly onStatsFull: () => void;
+  /** Told when health changes a server's state (logged by Upstreams). */
+  onHealthChange: (server: UpstreamServer, change: string) => void = () => {};
 
   constructor(
     settings: UpstreamSettings,
@@ -85,6 +87,28 @@ export class UpstreamGroup {
     for (const removed of byAddress.values()) this.removeServer(removed);
     this.servers = next;
     for (const server of next) server.currentWeight = 0;
+  }
+
+  /**
+   * A request to `server` failed (no connection, lost, timed out): counted by passive health, which may eject it.
+   * `slot` is the server's stats slot.
+   */
+  serverFailed(server: UpstreamServer, slot: number): void {
+    if (!server.health.failed(performance.now())) return;
+    this.stats.add(slot, Field.ejections, 1);
+    const { max_fails, fail_timeout_s } = this.settings;
+    this.onHealthChange(
+      server,
+      `ejected for ${fail_timeout_s} s after ${max_fails} failures within ${fail_timeout_s} s`,
+    );
+  }
+
+  /** An active check's verdict on `server`; a change of state is reported. */
+  checked(server: UpstreamServer, isHealthy: boolean, detail: string): void {
+    const wasUp = server.health.isUp(performance.now());
+    server.health.checked(isHealthy);
+    if (isHealthy && !wasUp) this.onHealthChange(server, `back up (health check: ${detail})`);
+    else if (!isHealthy && wasUp) this.onHealthChange(server, `down (health check: ${detail})`);
   }
 
   /** A request or connection to `server` ended; a removed server leaves once nothing is in flight. */

@@ -7,9 +7,9 @@ export const HealthState = { UP: 0, EJECTED: 1, CHECK_FAILED: 2 } as const;
 export class ServerHealth {
   private maxFails: number;
   private failTimeoutMs: number;
-  /** Failures counted in the window that started at windowStartMs. */
+  /** Failures counted (see failed). */
   private fails = 0;
-  private windowStartMs = 0;
+  private lastFailureMs = Number.NEGATIVE_INFINITY;
   /** Passive ejection: no requests before this time. */
   private ejectedUntilMs = 0;
   /** The last active check failed (cleared by the next one that passes). */
@@ -40,25 +40,29 @@ export class ServerHealth {
 
   /**
    * A request to the server failed (could not connect, the connection broke before a response, or the response timed
-   * out). The max_fails-th failure within fail_timeout_s ejects it for fail_timeout_s; after that one more failure,
-   * still inside the window, ejects it again at once. max_fails = 0 never ejects. Returns true when this ejected it.
+   * out). The max_fails-th failure within fail_timeout_s of the one before ejects it for fail_timeout_s. Once it is
+   * back, the failures are remembered until a response succeeds: its first request is a trial, and a failure ejects
+   * it again at once (nginx's max_fails semantics). max_fails = 0 never ejects. Returns true when this ejected it.
    */
   failed(nowMs: number): boolean {
     if (this.maxFails === 0) return false;
-    if (nowMs - this.windowStartMs > this.failTimeoutMs) {
-      this.fails = 0;
-      this.windowStartMs = nowMs;
-    }
+    if (this.fails < this.maxFails && nowMs - this.lastFailureMs > this.failTimeoutMs) this.fails = 0;
     this.fails += 1;
-    if (this.fails < this.maxFails || nowMs < this.ejectedUntilMs) return false;
+    this.lastFailureMs = nowMs;
+    if (this.fails < this.maxFails) return false;
+    const wasEjected = nowMs < this.ejectedUntilMs;
     this.ejectedUntilMs = nowMs + this.failTimeoutMs;
+    if (wasEjected) return false; // a request already in flight when it was ejected: the ejection is extended
     this.ejections += 1;
     return true;
   }
 
-  /** A response came back: the failures counted so far are forgotten. */
-  succeeded(): void {
-    this.fails = 0;
+  /**
+   * A response came back. Failures are forgotten once a response succeeds more than fail_timeout_s after the last
+   * failure: a server failing every other request is still ejected.
+   */
+  succeeded(nowMs: number): void {
+    if (this.fails > 0 && nowMs - this.lastFailureMs > this.failTimeoutMs) this.fails = 0;
   }
 
   /** An active check answered: passed brings the server back at once (ending an ejection too); failed takes it out. */

@@ -61,6 +61,12 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
   private errorCode = "";
   /** Connect timed out before the socket opened: the socket is closed as soon as it does. */
   private isAbandoned = false;
+  /**
+   * Inside parser.execute: Bun runs a socket's close handler synchronously within end()/terminate(), which parser
+   * callbacks can reach (a response with Connection: close releases the connection), and the parser must not be
+   * finished or freed under its own execute.
+   */
+  private isParsing = false;
 
   private constructor(server: UpstreamServer, pool: ConnectionPool<UpstreamConnection>, sweep: TimeoutSweep) {
     this.server = server;
@@ -212,7 +218,13 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     }
     this.receivedBytes += chunk.byteLength;
     this.lastActivityMs = this.sweep.nowMs;
+    this.isParsing = true;
     const problem = this.parser.execute(chunk);
+    this.isParsing = false;
+    if (this.isClosed) {
+      this.parser.close();
+      return;
+    }
     if (problem !== null) {
       this.lose(Lost.BAD_RESPONSE, problem);
       this.socket?.terminate();
@@ -249,7 +261,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
   handleClose(): void {
     if (this.isClosed) return;
     const exchange = this.exchange;
-    if (exchange !== null && this.receivedBytes > 0) {
+    if (exchange !== null && this.receivedBytes > 0 && !this.isParsing) {
       // A body that runs until the connection closes is complete now; anything else is cut short.
       const problem = this.parser.finish();
       if (problem !== null && this.exchange === exchange) this.lose(Lost.BAD_RESPONSE, problem);
@@ -271,7 +283,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     this.server.connections -= 1;
     this.pool.remove(this);
     this.unwritten = null;
-    this.parser.close();
+    if (!this.isParsing) this.parser.close(); // else handleData closes it once execute returns
   }
 }
 

@@ -151,7 +151,7 @@ export class ProxyExchange implements Exchange {
   /** The attempt on `server` failed; retries on another server when allowed, else answers 502. */
   private failedOn(server: UpstreamServer, mayRetry: boolean): void {
     const group = this.group;
-    if (server.health.failed(performance.now())) group.stats.add(this.statsSlot, Field.ejections, 1);
+    group.serverFailed(server, this.statsSlot);
     group.finished(server);
     if (mayRetry && this.retriesLeft > 0) {
       this.retriesLeft -= 1;
@@ -303,7 +303,7 @@ export class ProxyExchange implements Exchange {
     if (this.isResolved) {
       // Mid-body: the client's response is cut short (Bun closes its connection), the server counts as failed.
       stats.add(this.statsSlot, reason === Lost.TIMEOUT ? Field.readTimeouts : Field.lost, 1);
-      if (server.health.failed(performance.now())) stats.add(this.statsSlot, Field.ejections, 1);
+      this.group.serverFailed(server, this.statsSlot);
       this.group.finished(server);
       this.controller?.error(new Error(`upstream ${server.address} failed mid-response`));
       return;
@@ -325,7 +325,7 @@ export class ProxyExchange implements Exchange {
     }
     if (reason === Lost.TIMEOUT) {
       stats.add(this.statsSlot, Field.readTimeouts, 1);
-      if (server.health.failed(performance.now())) stats.add(this.statsSlot, Field.ejections, 1);
+      this.group.serverFailed(server, this.statsSlot);
       this.group.finished(server);
       this.answer(504, this.statsSlot, Field.answered504, undefined);
       return;
@@ -340,7 +340,7 @@ export class ProxyExchange implements Exchange {
   /** The response came back: counted, and the server's failures forgotten. */
   private succeeded(): void {
     const server = this.server!;
-    server.health.succeeded();
+    server.health.succeeded(performance.now());
     this.group.stats.response(this.statsSlot, this.status, Math.round((performance.now() - this.startedMs) * 1000));
     this.group.finished(server);
   }

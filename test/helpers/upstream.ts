@@ -1,9 +1,10 @@
 // Test helpers for upstreams: group settings with test defaults, Bun backends, and a bare proxy front.
 import type { Server } from "bun";
-import { UpstreamGroup } from "../../src/upstream/group.ts";
+import { Logger } from "../../src/log.ts";
+import type { UpstreamGroup } from "../../src/upstream/group.ts";
 import { proxyExchange } from "../../src/upstream/http-proxy.ts";
 import { UpstreamStats } from "../../src/upstream/stats.ts";
-import { TimeoutSweep } from "../../src/upstream/timeouts.ts";
+import { Upstreams } from "../../src/upstream/upstreams.ts";
 import type { ServerSettings, UpstreamSettings } from "../../src/upstream/types.ts";
 
 /** Group settings for tests: the schema's defaults except shorter timeouts; servers as "host:port" or objects. */
@@ -75,6 +76,7 @@ export function startBackend(
 
 /** A minimal front: every request is proxied to `group` (the real routes and edge come with the http listener). */
 export interface ProxyFront {
+  readonly upstreams: Upstreams;
   readonly group: UpstreamGroup;
   readonly stats: UpstreamStats;
   readonly base: string;
@@ -83,10 +85,14 @@ export interface ProxyFront {
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export function startProxyFront(settings: UpstreamSettings, maxRequestBytes = 1024 * 1024): ProxyFront {
+export function startProxyFront(
+  settings: UpstreamSettings,
+  maxRequestBytes = 1024 * 1024,
+  logger: Logger = Logger.silent(),
+): ProxyFront {
   const stats = UpstreamStats.create();
-  const sweep = new TimeoutSweep();
-  const group = new UpstreamGroup(settings, stats, sweep);
+  const upstreams = new Upstreams([settings], { stats, logger, publishesGauges: false });
+  const group = upstreams.group(settings.name)!;
   const server = Bun.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -106,14 +112,14 @@ export function startProxyFront(settings: UpstreamSettings, maxRequestBytes = 10
     },
   });
   const front: ProxyFront = {
+    upstreams,
     group,
     stats,
     base: `http://127.0.0.1:${server.port}`,
     port: server.port as number,
     stop: async () => {
-      group.stop();
+      upstreams.stop();
       await server.stop(true);
-      sweep.stop();
     },
     [Symbol.asyncDispose]: () => front.stop(),
   };
