@@ -4,6 +4,7 @@ import { Logger } from "../../src/log.ts";
 import type { UpstreamGroup } from "../../src/upstream/group.ts";
 import { proxyExchange } from "../../src/upstream/http-proxy.ts";
 import { UpstreamStats } from "../../src/upstream/stats.ts";
+import { TcpProxySession } from "../../src/upstream/tcp-proxy.ts";
 import { Upstreams } from "../../src/upstream/upstreams.ts";
 import type { ServerSettings, UpstreamSettings } from "../../src/upstream/types.ts";
 
@@ -180,4 +181,63 @@ export function closedPort(): number {
   const port = listener.port;
   listener.stop(true);
   return port;
+}
+
+/** A minimal raw-TCP front: every connection is relayed to `settings`' group by a TcpProxySession. */
+export interface TcpProxyFront {
+  readonly upstreams: Upstreams;
+  readonly group: UpstreamGroup;
+  readonly port: number;
+  /** Sessions still open. */
+  sessions(): number;
+  stop(): void;
+  [Symbol.dispose](): void;
+}
+
+export function startTcpProxyFront(settings: UpstreamSettings, sendProxyHeader = false): TcpProxyFront {
+  const stats = UpstreamStats.create();
+  const upstreams = new Upstreams([settings], { stats, logger: Logger.silent(), publishesGauges: false });
+  const group = upstreams.group(settings.name)!;
+  let open = 0;
+  const listener = Bun.listen<TcpProxySession | null>({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    data: null,
+    socket: {
+      binaryType: "uint8array",
+      open(socket) {
+        open += 1;
+        const session = new TcpProxySession(group, socket, {
+          clientAddress: socket.remoteAddress,
+          clientPort: socket.remotePort,
+          localAddress: socket.localAddress,
+          localPort: socket.localPort,
+          sendProxyHeader,
+          onBytes: () => {},
+          onDone: () => {
+            open -= 1;
+          },
+        });
+        socket.data = session;
+        session.start();
+      },
+      data: (socket, chunk) => socket.data?.fromClient(chunk),
+      drain: (socket) => socket.data?.clientDrained(),
+      end: (socket) => socket.data?.clientEnded(),
+      close: (socket) => socket.data?.clientClosed(),
+    },
+  });
+  const front: TcpProxyFront = {
+    upstreams,
+    group,
+    port: listener.port,
+    sessions: () => open,
+    stop: () => {
+      upstreams.stop();
+      listener.stop(true);
+    },
+    [Symbol.dispose]: () => front.stop(),
+  };
+  return front;
 }

@@ -1,0 +1,201 @@
+// The raw TCP proxy core: relaying both ways with backpressure, half-close, PROXY v2 headers, retries.
+import { describe, expect, test } from "bun:test";
+import type { Socket } from "bun";
+import { parseProxyHeader, ProxyParse } from "../../src/net/proxy-protocol.ts";
+import { proxyV2Header } from "../../src/upstream/proxy-header.ts";
+import { waitFor } from "../helpers/common.ts";
+import { closedPort, startTcpProxyFront, upstreamSettings } from "../helpers/upstream.ts";
+
+/** An echo server that resends what it could not write on drain and, when the client ends, ends after flushing. */
+function startEchoBackend(onConnection: (first: Uint8Array) => void = () => {}) {
+  type State = { pending: Uint8Array[]; ended: boolean; first: boolean };
+  const stats = { connections: 0 };
+  const flush = (socket: Socket<State>) => {
+    const state = socket.data;
+    while (state.pending.length > 0) {
+      const chunk = state.pending[0]!;
+      const written = socket.write(chunk);
+      if (written < chunk.byteLength) {
+        state.pending[0] = chunk.subarray(Math.max(0, written));
+        return;
+      }
+      state.pending.shift();
+    }
+    if (state.ended) socket.end();
+  };
+  const listener = Bun.listen<State>({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open(socket) {
+        stats.connections += 1;
+        socket.data = { pending: [], ended: false, first: true };
+      },
+      data(socket, chunk) {
+        if (socket.data.first) {
+          socket.data.first = false;
+          onConnection(chunk.slice());
+        }
+        socket.data.pending.push(chunk.slice());
+        flush(socket);
+      },
+      drain: flush,
+      end(socket) {
+        socket.data.ended = true;
+        flush(socket);
+      },
+    },
+  });
+  return { listener, address: `127.0.0.1:${listener.port}`, stats, [Symbol.dispose]: () => listener.stop(true) };
+}
+
+/** Connects, writes `payload` (then FIN when `end`), and collects the reply until the other side closes. */
+async function exchange(port: number, payload: Uint8Array, end = true): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let done: () => void = () => {};
+  const closed = new Promise<void>((resolve) => (done = resolve));
+  let offset = 0;
+  const pump = (socket: Socket<undefined>) => {
+    while (offset < payload.byteLength) {
+      const written = socket.write(payload.subarray(offset, offset + 256 * 1024));
+      if (written <= 0) return;
+      offset += written;
+    }
+    if (end) socket.shutdown();
+  };
+  await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open: pump,
+      drain: pump,
+      data: (_socket, chunk) => void chunks.push(chunk.slice()),
+      end: (socket) => socket.end(),
+      close: () => done(),
+    },
+  });
+  await closed;
+  return Buffer.concat(chunks);
+}
+
+function pattern(size: number): Uint8Array {
+  const bytes = new Uint8Array(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + (i >> 9)) & 0xff;
+  return bytes;
+}
+
+describe("tcp proxy", () => {
+  test("relays a stream both ways intact, and passes the client's FIN on", async () => {
+    using backend = startEchoBackend();
+    using front = startTcpProxyFront(upstreamSettings([backend.address]));
+    const payload = pattern(16 * 1024 * 1024 + 13);
+    const reply = await exchange(front.port, payload);
+    expect(reply.byteLength).toBe(payload.byteLength);
+    expect(Buffer.compare(reply, payload)).toBe(0);
+    await waitFor(() => front.sessions() === 0, 5000, "the session to end");
+    await waitFor(() => front.group.servers[0]!.connections === 0, 5000, "the server connection to close");
+    expect(front.group.servers[0]!.inFlight).toBe(0);
+  });
+
+  test("spreads connections by the group's strategy (round robin)", async () => {
+    using a = startEchoBackend();
+    using b = startEchoBackend();
+    using front = startTcpProxyFront(upstreamSettings([a.address, b.address]));
+    for (let i = 0; i < 6; i++) expect(await exchange(front.port, new Uint8Array([i]))).toEqual(new Uint8Array([i]));
+    expect(a.stats.connections).toBe(3);
+    expect(b.stats.connections).toBe(3);
+  });
+
+  test("sends a PROXY v2 header naming the client first, when asked", async () => {
+    let first = new Uint8Array(0);
+    using backend = startEchoBackend((bytes) => {
+      first = bytes;
+    });
+    using front = startTcpProxyFront(upstreamSettings([backend.address]), true);
+    const reply = await exchange(front.port, new TextEncoder().encode("hello"));
+    const header = parseProxyHeader(first);
+    expect(header.result).toBe(ProxyParse.OK);
+    expect(header.address).toBe("127.0.0.1");
+    expect(header.port).toBeGreaterThan(0);
+    // The echo returns the header too: what follows it is the client's bytes.
+    expect(new TextDecoder().decode(reply.subarray(header.headerBytes))).toBe("hello");
+  });
+
+  test("a server that refuses: the next one takes the connection; none left: the client is closed", async () => {
+    using backend = startEchoBackend();
+    const dead = `127.0.0.1:${closedPort()}`;
+    using front = startTcpProxyFront(upstreamSettings([dead, backend.address], { max_fails: 0 }));
+    for (let i = 0; i < 2; i++) expect(await exchange(front.port, new Uint8Array([7]))).toEqual(new Uint8Array([7]));
+    using lonely = startTcpProxyFront(upstreamSettings([dead], { max_fails: 0 }));
+    expect((await exchange(lonely.port, new Uint8Array([1]))).byteLength).toBe(0);
+    await waitFor(() => lonely.sessions() === 0, 5000, "the session to end");
+  });
+
+  test("a client that stops reading pauses the server: what the proxy holds stays bounded", async () => {
+    let sentBytes = 0;
+    const piece = new Uint8Array(256 * 1024);
+    const flood = Bun.listen<undefined>({
+      hostname: "127.0.0.1",
+      port: 0,
+      socket: {
+        open(socket) {
+          const push = () => {
+            while (sentBytes < 512 * 1024 * 1024) {
+              const written = socket.write(piece);
+              if (written > 0) sentBytes += written;
+              if (written < piece.byteLength) return;
+            }
+          };
+          socket.data = undefined;
+          (socket as unknown as { push: () => void }).push = push;
+          push();
+        },
+        drain(socket) {
+          (socket as unknown as { push: () => void }).push();
+        },
+        data() {},
+      },
+    });
+    try {
+      using front = startTcpProxyFront(upstreamSettings([`127.0.0.1:${flood.port}`]));
+      const client = await Bun.connect({ hostname: "127.0.0.1", port: front.port, socket: { data() {} } });
+      client.pause();
+      await waitFor(() => sentBytes > 1024 * 1024, 5000, "the flood to start");
+      let previous = -1;
+      await waitFor(
+        async () => {
+          await Bun.sleep(200);
+          const settled = sentBytes === previous;
+          previous = sentBytes;
+          return settled;
+        },
+        10_000,
+        "the server to be paused",
+      );
+      expect(sentBytes).toBeLessThan(64 * 1024 * 1024);
+      client.terminate();
+      await waitFor(() => front.sessions() === 0, 5000, "the session to end");
+    } finally {
+      flood.stop(true);
+    }
+  });
+});
+
+describe("PROXY v2 header", () => {
+  test("IPv4, IPv6 and mixed ends round-trip through the parser", () => {
+    const v4 = parseProxyHeader(proxyV2Header("192.0.2.7", 51000, "10.0.0.1", 443));
+    expect([v4.result, v4.address, v4.port]).toEqual([ProxyParse.OK, "192.0.2.7", 51000]);
+    const v6 = parseProxyHeader(proxyV2Header("2001:db8::5", 40000, "::1", 8080));
+    expect([v6.result, v6.address, v6.port]).toEqual([ProxyParse.OK, "2001:db8::5", 40000]);
+    const mapped = parseProxyHeader(proxyV2Header("::ffff:192.0.2.9", 1234, "127.0.0.1", 80));
+    expect([mapped.address, mapped.port]).toEqual(["192.0.2.9", 1234]);
+    const mixed = parseProxyHeader(proxyV2Header("192.0.2.9", 1234, "::1", 80));
+    expect(mixed.address).toBe("::ffff:192.0.2.9");
+    const unknown = parseProxyHeader(proxyV2Header("not an address", 1, "::1", 2));
+    expect([unknown.result, unknown.address]).toEqual([ProxyParse.OK, null]);
+  });
+});
