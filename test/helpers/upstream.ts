@@ -6,6 +6,7 @@ import { proxyExchange } from "../../src/upstream/http-proxy.ts";
 import { UpstreamStats } from "../../src/upstream/stats.ts";
 import { TcpProxySession } from "../../src/upstream/tcp-proxy.ts";
 import { Upstreams } from "../../src/upstream/upstreams.ts";
+import { isWebSocketUpgrade, WEBSOCKET_RELAY, WebSocketRelay } from "../../src/upstream/websocket.ts";
 import type { ServerSettings, UpstreamSettings } from "../../src/upstream/types.ts";
 
 /** Group settings for tests: the schema's defaults except shorter timeouts; servers as "host:port" or objects. */
@@ -94,11 +95,11 @@ export function startProxyFront(
   const stats = UpstreamStats.create();
   const upstreams = new Upstreams([settings], { stats, logger, publishesGauges: false });
   const group = upstreams.group(settings.name)!;
-  const server = Bun.serve({
+  const server = Bun.serve<WebSocketRelay>({
     hostname: "127.0.0.1",
     port: 0,
     maxRequestBodySize: Number.MAX_SAFE_INTEGER,
-    fetch(request, srv) {
+    async fetch(request, srv) {
       const url = request.url;
       const target = url.slice(url.indexOf("/", 8));
       const peer = srv.requestIP(request)?.address ?? "127.0.0.1";
@@ -109,8 +110,17 @@ export function startProxyFront(
         clientAddress: request.headers.get("x-test-client") ?? peer,
         maxRequestBytes,
       };
+      if (isWebSocketUpgrade(request)) {
+        const relay = await WebSocketRelay.open(group, request, target, client, client.clientAddress);
+        if (typeof relay === "number") return new Response(null, { status: relay });
+        const headers = relay.protocol === "" ? undefined : { "Sec-WebSocket-Protocol": relay.protocol };
+        if (srv.upgrade(request, { data: relay, headers })) return undefined as unknown as Response;
+        relay.abandon();
+        return new Response(null, { status: 400 });
+      }
       return proxyExchange(group, request, target, client, performance.now()).run();
     },
+    websocket: WEBSOCKET_RELAY,
   });
   const front: ProxyFront = {
     upstreams,

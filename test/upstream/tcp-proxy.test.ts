@@ -74,7 +74,7 @@ async function exchange(port: number, payload: Uint8Array, end = true): Promise<
       open: pump,
       drain: pump,
       data: (_socket, chunk) => void chunks.push(chunk.slice()),
-      end: (socket) => socket.end(),
+      end: (socket) => void socket.end(),
       close: () => done(),
     },
   });
@@ -111,7 +111,7 @@ describe("tcp proxy", () => {
   });
 
   test("sends a PROXY v2 header naming the client first, when asked", async () => {
-    let first = new Uint8Array(0);
+    let first: Uint8Array = new Uint8Array(0);
     using backend = startEchoBackend((bytes) => {
       first = bytes;
     });
