@@ -5,6 +5,7 @@ import { bench, do_not_optimize, group, run, summary } from "mitata";
 import { Logger } from "../../src/log.ts";
 import { BodyFraming, requestHead, responseHeaders } from "../../src/upstream/http-headers.ts";
 import { proxyExchange } from "../../src/upstream/http-proxy.ts";
+import { NativeResponseParser } from "../../src/upstream/native-parser.ts";
 import { ResponseParser } from "../../src/upstream/response-parser.ts";
 import { UpstreamStats } from "../../src/upstream/stats.ts";
 import { Upstreams } from "../../src/upstream/upstreams.ts";
@@ -16,95 +17,48 @@ const NGINX_HELLO = Buffer.from(
 );
 const BODY_CHUNK = new Uint8Array(64 * 1024);
 
-/**
- * The hand-written alternative: status line and headers decoded as latin1, Content-Length bodies handed on as
- * views of the received bytes (no copy). Chunked bodies and every error case are left out: it is the best a small
- * parser could do, for comparison only.
- */
-class HandParser {
-  status = 0;
-  headers: string[] = [];
-  private bodyLeft = -1;
-  onComplete: () => void = () => {};
-  onBody: (chunk: Uint8Array) => void = () => {};
-
-  execute(data: Uint8Array): void {
-    let offset = 0;
-    if (this.bodyLeft < 0) {
-      const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).latin1Slice();
-      const end = text.indexOf("\r\n\r\n");
-      if (end < 0) throw new Error("partial head not handled in this comparison");
-      this.status = Number(text.slice(9, 12));
-      const headers: string[] = [];
-      let lineStart = text.indexOf("\r\n") + 2;
-      let length = 0;
-      while (lineStart < end) {
-        const lineEnd = text.indexOf("\r\n", lineStart);
-        const colon = text.indexOf(":", lineStart);
-        const name = text.slice(lineStart, colon);
-        const value = text.slice(colon + 1, lineEnd).trim();
-        headers.push(name, value);
-        if (name.length === 14 && name.toLowerCase() === "content-length") length = Number(value);
-        lineStart = lineEnd + 2;
-      }
-      this.headers = headers;
-      this.bodyLeft = length;
-      offset = end + 4;
-    }
-    const take = Math.min(this.bodyLeft, data.byteLength - offset);
-    if (take > 0) this.onBody(data.subarray(offset, offset + take));
-    this.bodyLeft -= take;
-    if (this.bodyLeft === 0) {
-      this.bodyLeft = -1;
-      this.onComplete();
-    }
-  }
-}
-
 let sink = 0;
-const native = new ResponseParser({
-  onHead: (status, _text, headers) => {
+const counting = {
+  onHead: (status: number, _text: string, headers: string[]) => {
     sink += status + headers.length;
     return false;
   },
-  onBody: (chunk) => {
+  onBody: (chunk: Uint8Array) => {
     sink += chunk.byteLength;
   },
   onComplete: () => {
     sink += 1;
   },
-});
-const hand = new HandParser();
-hand.onBody = (chunk) => {
-  sink += chunk.byteLength;
 };
-hand.onComplete = () => {
-  sink += hand.status + hand.headers.length;
-};
-const nativeBody = new ResponseParser({
-  onHead: () => false,
-  onBody: (chunk) => {
-    sink += chunk.byteLength;
-  },
-  onComplete: () => {},
-});
-nativeBody.execute(Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${1 << 40}\r\n\r\n`));
-const handBody = new HandParser();
-handBody.execute(Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${2 ** 50}\r\n\r\n`));
-handBody.onBody = (chunk) => {
-  sink += chunk.byteLength;
-};
+const native = new NativeResponseParser(counting);
+const ours = new ResponseParser(counting);
+// Parsers in the middle of a body that never ends: every chunk is body.
+const endlessHead = Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${2 ** 50}\r\n\r\n`);
+const nativeBody = new NativeResponseParser(counting);
+nativeBody.execute(endlessHead);
+const oursBody = new ResponseParser(counting);
+oursBody.execute(endlessHead);
+const CHUNKED = Buffer.from(
+  "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+    '1a\r\n{"items":[1,2,3,4,5,6,7]}\r\n4\r\n...]\r\n0\r\n\r\n',
+);
 
 summary(() => {
   group("parse a small response (nginx's hello, 170 bytes)", () => {
     bench("native llhttp (process.binding http_parser)", () => native.execute(NGINX_HELLO));
-    bench("hand-written", () => hand.execute(NGINX_HELLO));
+    bench("hps ResponseParser", () => ours.execute(NGINX_HELLO));
+  });
+});
+summary(() => {
+  group("parse a small chunked response", () => {
+    bench("native llhttp (process.binding http_parser)", () => native.execute(CHUNKED));
+    bench("hps ResponseParser", () => ours.execute(CHUNKED));
   });
 });
 summary(() => {
   group("parse a 64 KiB body chunk", () => {
     bench("native llhttp (copies each body piece)", () => nativeBody.execute(BODY_CHUNK));
-    bench("hand-written (a view of the chunk)", () => handBody.execute(BODY_CHUNK));
+    bench("hps ResponseParser (a view of the chunk)", () => oursBody.execute(BODY_CHUNK));
   });
 });
 

@@ -1,108 +1,372 @@
-// HTTP/1.1 response parsing for upstream connections: Bun's native llhttp binding, typed.
+// HTTP/1.1 response parser for upstream connections (RFC 9112): status line, header fields, and the body framed by
+// Content-Length, chunked coding or the connection's close; response after response on one connection.
 //
-// process.binding("http_parser") is the parser behind node:http in Bun (llhttp, the parser Node ships). It is not a
-// documented Bun API, so its shape is checked once here; everything else goes through ResponseParser.
+// Measured against Bun's native llhttp binding (native-parser.ts, bench/micro/upstream.bench.ts): this one makes no
+// native-to-JavaScript calls per event and hands body bytes on as views of the received chunk instead of copies; it
+// is checked against llhttp response for response in test/upstream/response-parser.test.ts. It is strict where
+// framing is at stake (RFC 9112 §6.3): conflicting Content-Length values, a malformed chunk size, a folded or
+// malformed header line, or a head over MAX_HEAD_BYTES are errors, and the connection is not reused.
 
-/** What the parser reports; `this` is unused (handlers are bound to their connection once). */
+/** What the parser reports. */
 export interface ResponseEvents {
   /**
    * The status line and headers are in. `headers` alternates names and values (latin1 strings, as sent). Return
    * true when the response has no body whatever its headers say (the answer to HEAD).
    */
   onHead(status: number, statusText: string, headers: string[], keepAlive: boolean, upgrade: boolean): boolean;
-  /** A piece of the body (chunked framing removed). The parser hands over a fresh buffer each time. */
+  /** A piece of the body (chunked framing removed): a view of the received bytes, valid as long as they are. */
   onBody(chunk: Uint8Array): void;
   /** The response is complete. */
   onComplete(): void;
 }
 
-interface NativeParser {
-  initialize(kind: number, resource: object): void;
-  execute(data: Uint8Array): number | Error;
-  finish(): undefined | Error;
-  close(): void;
-  [slot: number]: unknown;
-}
+/** Why bytes are not an acceptable response (a sentence for the log); null when they are. */
+export type ParseError = string | null;
 
-interface NativeParserClass {
-  new (): NativeParser;
-  RESPONSE: number;
-  kOnHeadersComplete: number;
-  kOnBody: number;
-  kOnMessageComplete: number;
-}
+/** Longest status line and header section accepted (nginx's large_client_header_buffers is 4 × 8 KiB). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+/** Longest chunk-size line (with extensions) accepted. */
+const MAX_CHUNK_LINE_BYTES = 4096;
+/** Hex digits in a chunk size: 13 keep it exact (2^52). */
+const MAX_CHUNK_SIZE_DIGITS = 13;
 
-/** Loaded on first use, so a missing binding is one clear error at start-up (see checkParserAvailable). */
-let nativeClass: NativeParserClass | null = null;
+const CR = 13;
+const LF = 10;
 
-function loadNative(): NativeParserClass {
-  if (nativeClass !== null) return nativeClass;
-  // biome-ignore lint/suspicious/noExplicitAny: process.binding is untyped in bun-types; the shape is checked below.
-  const binding = (process as any).binding?.("http_parser") as { HTTPParser?: NativeParserClass } | undefined;
-  const candidate = binding?.HTTPParser;
-  if (
-    candidate === undefined ||
-    typeof candidate !== "function" ||
-    typeof candidate.kOnHeadersComplete !== "number" ||
-    typeof candidate.prototype.execute !== "function"
-  ) {
-    throw new Error('this Bun has no process.binding("http_parser").HTTPParser, which the HTTP proxy needs');
-  }
-  nativeClass = candidate;
-  return candidate;
-}
+const State = {
+  /** Waiting for (the rest of) a status line and header section. */
+  HEAD: 0,
+  /** Content-Length body: `remaining` bytes to come. */
+  LENGTH: 1,
+  /** Chunked: reading a chunk-size line. */
+  CHUNK_SIZE: 2,
+  /** Chunked: `remaining` bytes of chunk data to come. */
+  CHUNK_DATA: 3,
+  /** Chunked: the CRLF after chunk data. */
+  CHUNK_DATA_END: 4,
+  /** Chunked: trailer fields after the last chunk, until an empty line. */
+  TRAILERS: 5,
+  /** Body delimited by the connection's close. */
+  UNTIL_CLOSE: 6,
+  /** A 101 response: what follows belongs to another protocol. */
+  UPGRADED: 7,
+  /** An error was reported; nothing more is parsed. */
+  FAILED: 8,
+} as const;
 
-/** Throws a clear error when the runtime lacks the native parser (called when an upstream is configured). */
-export function checkParserAvailable(): void {
-  loadNative();
-}
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
-/** Why parsing failed: the parser's error code and reason, e.g. "HPE_INVALID_CONSTANT: Expected HTTP/". */
-export type ParseError = string;
-
-/** One connection's response parser; it parses response after response on the same connection. */
 export class ResponseParser {
-  private readonly native: NativeParser;
+  private readonly events: ResponseEvents;
+  private state: number = State.HEAD;
+  /** Bytes still to come in the current length-delimited body or chunk. */
+  private remaining = 0;
+  /** An incomplete head or chunk-size/trailer line carried over from earlier chunks (latin1 text). */
+  private pending = "";
+  private isClosed = false;
 
   constructor(events: ResponseEvents) {
-    const Native = loadNative();
-    const native = new Native();
-    native.initialize(Native.RESPONSE, {});
-    native[Native.kOnHeadersComplete] = (
-      _versionMajor: number,
-      _versionMinor: number,
-      headers: string[],
-      _method: unknown,
-      _url: unknown,
-      status: number,
-      statusText: string,
-      upgrade: boolean,
-      keepAlive: boolean,
-    ) => (events.onHead(status, statusText, headers, keepAlive, upgrade) ? 1 : 0);
-    native[Native.kOnBody] = (chunk: Uint8Array) => events.onBody(chunk);
-    native[Native.kOnMessageComplete] = () => events.onComplete();
-    this.native = native;
+    this.events = events;
   }
 
   /** Parses the bytes received; the events fire during the call. Returns null, or why the bytes are not HTTP. */
-  execute(data: Uint8Array): ParseError | null {
-    const result = this.native.execute(data);
-    return typeof result === "number" ? null : describe(result);
+  execute(data: Uint8Array): ParseError {
+    let offset = 0;
+    const length = data.byteLength;
+    while (offset < length && !this.isClosed) {
+      switch (this.state) {
+        case State.HEAD: {
+          const next = this.readHead(data, offset);
+          if (typeof next === "string") return this.fail(next);
+          if (next < 0) return null; // the head continues in the next chunk
+          offset = next;
+          break;
+        }
+        case State.LENGTH: {
+          const take = Math.min(this.remaining, length - offset);
+          this.remaining -= take;
+          this.events.onBody(data.subarray(offset, offset + take));
+          offset += take;
+          if (this.remaining === 0) this.complete();
+          break;
+        }
+        case State.CHUNK_DATA: {
+          const take = Math.min(this.remaining, length - offset);
+          this.remaining -= take;
+          this.events.onBody(data.subarray(offset, offset + take));
+          offset += take;
+          if (this.remaining === 0) this.state = State.CHUNK_DATA_END;
+          break;
+        }
+        case State.CHUNK_SIZE:
+        case State.CHUNK_DATA_END:
+        case State.TRAILERS: {
+          const next = this.readChunkLine(data, offset);
+          if (typeof next === "string") return this.fail(next);
+          if (next < 0) return null;
+          offset = next;
+          break;
+        }
+        case State.UNTIL_CLOSE:
+          this.events.onBody(offset === 0 ? data : data.subarray(offset));
+          return null;
+        case State.UPGRADED:
+          return null; // not ours to read (the proxy never asks for an upgrade on a pooled connection)
+        default:
+          return "bytes after a malformed response";
+      }
+    }
+    return null;
   }
 
-  /** The connection ended: completes a response whose body runs until close, or says why it is cut short. */
-  finish(): ParseError | null {
-    const result = this.native.finish();
-    return result === undefined ? null : describe(result);
+  /** The connection ended: completes a body that runs until close, or says why the response is cut short. */
+  finish(): ParseError {
+    if (this.isClosed) return null;
+    switch (this.state) {
+      case State.UNTIL_CLOSE:
+        this.complete();
+        return null;
+      case State.HEAD:
+        return this.pending === "" ? null : "the connection closed in the middle of a response head";
+      case State.UPGRADED:
+      case State.FAILED:
+        return null;
+      default:
+        return "the connection closed before the response body was complete";
+    }
   }
 
+  /** Stops parsing for good (what is left of an execute call is ignored). */
   close(): void {
-    this.native.close();
+    this.isClosed = true;
+  }
+
+  /**
+   * Reads a head from data[offset...] (after what is pending). Returns the offset just after it once it is complete
+   * and reported, -1 when more bytes are needed (kept pending), or an error. Only the head's bytes are decoded.
+   */
+  private readHead(data: Uint8Array, offset: number): number | string {
+    let start = offset;
+    if (this.pending === "") {
+      // Stray line breaks before a response are tolerated (RFC 9112 §2.2).
+      while (start < data.byteLength && (data[start] === CR || data[start] === LF)) start++;
+      if (start === data.byteLength) return -1;
+      if (data[start] !== 0x48 /* H */) return "not an HTTP/1.x response";
+    }
+    const end = this.findHeadEnd(data, start);
+    if (end < 0) {
+      this.pending += latin1(data, start);
+      if (this.pending.length > MAX_HEAD_BYTES) return `a response head over ${MAX_HEAD_BYTES} bytes`;
+      if (!this.pending.startsWith("HTTP/1.".slice(0, this.pending.length))) return "not an HTTP/1.x response";
+      return -1;
+    }
+    // `end` is just after CRLF CRLF; it may lie before `start` when the terminator began in the pending bytes.
+    const head =
+      end - 4 >= start ? this.pending + latin1(data, start, end - 4) : this.pending.slice(0, end - 4 - start);
+    this.pending = "";
+    if (head.length > MAX_HEAD_BYTES) return `a response head over ${MAX_HEAD_BYTES} bytes`;
+    const problem = this.parseHead(head);
+    if (problem !== null) return problem;
+    return end;
+  }
+
+  /**
+   * Where CRLF CRLF ends in data[start...], counting a terminator that began in the pending bytes (the result is
+   * then start + up to 3); -1 when there is none yet.
+   */
+  private findHeadEnd(data: Uint8Array, start: number): number {
+    const pending = this.pending;
+    if (pending.length > 0) {
+      const carried = pending.slice(-3);
+      const joined = carried + latin1(data, start, Math.min(start + 3, data.byteLength));
+      const at = joined.indexOf("\r\n\r\n");
+      if (at >= 0) return start + at + 4 - carried.length;
+    }
+    for (let i = data.indexOf(CR, start); i >= 0 && i + 3 < data.byteLength; i = data.indexOf(CR, i + 1)) {
+      if (data[i + 1] === LF && data[i + 2] === CR && data[i + 3] === LF) return i + 4;
+    }
+    return -1;
+  }
+
+  /** Parses a complete head (without its final CRLF CRLF), reports it and sets up the body. */
+  private parseHead(head: string): string | null {
+    const lineEnd = head.indexOf("\r\n");
+    const statusLine = lineEnd < 0 ? head : head.slice(0, lineEnd);
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    if (
+      statusLine.length < 12 ||
+      !statusLine.startsWith("HTTP/1.") ||
+      statusLine.charCodeAt(8) !== 32 ||
+      (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)
+    ) {
+      return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
+    }
+    const minor = statusLine.charCodeAt(7) - 48;
+    const status = Number(statusLine.slice(9, 12));
+    if ((minor !== 0 && minor !== 1) || !/^[1-9]\d\d$/.test(statusLine.slice(9, 12))) {
+      return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
+    }
+    const statusText = statusLine.length > 13 ? statusLine.slice(13) : "";
+    const headers: string[] = [];
+    let contentLength = -1;
+    let isChunked = false;
+    let hasTransferEncoding = false;
+    let connectionClose = false;
+    let connectionKeepAlive = false;
+    let connectionUpgrade = false;
+    let at = lineEnd < 0 ? head.length : lineEnd + 2;
+    while (at < head.length) {
+      let next = head.indexOf("\r\n", at);
+      if (next < 0) next = head.length;
+      const first = head.charCodeAt(at);
+      if (first === 32 || first === 9) return "a folded header line (obs-fold)";
+      const colon = head.indexOf(":", at);
+      if (colon < 0 || colon > next) return "a header line without a colon";
+      const name = head.slice(at, colon);
+      if (!TOKEN.test(name)) return `a malformed header name: ${JSON.stringify(name.slice(0, 40))}`;
+      const value = trimOws(head.slice(colon + 1, next));
+      if (/[\0\r\n]/.test(value)) return "a header value with a NUL, CR or LF";
+      headers.push(name, value);
+      switch (name.length) {
+        case 14:
+          if (name.toLowerCase() === "content-length") {
+            const parsed = parseContentLength(value);
+            if (parsed < 0) return `an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`;
+            if (contentLength >= 0 && contentLength !== parsed) return "conflicting Content-Length values";
+            contentLength = parsed;
+          }
+          break;
+        case 17:
+          if (name.toLowerCase() === "transfer-encoding") {
+            hasTransferEncoding = true;
+            // Only the final coding decides the framing (RFC 9112 §6.3): chunked last, or read until close.
+            const codings = value.toLowerCase().split(",");
+            isChunked = codings[codings.length - 1]!.trim() === "chunked";
+          }
+          break;
+        case 10:
+          if (name.toLowerCase() === "connection") {
+            for (const option of value.toLowerCase().split(",")) {
+              const token = option.trim();
+              if (token === "close") connectionClose = true;
+              else if (token === "keep-alive") connectionKeepAlive = true;
+              else if (token === "upgrade") connectionUpgrade = true;
+            }
+          }
+          break;
+      }
+      at = next + 2;
+    }
+    const isUpgrade = status === 101 && connectionUpgrade;
+    // With Transfer-Encoding, Content-Length is ignored and the connection must not be reused (RFC 9112 §6.1).
+    let keepAlive = minor === 1 ? !connectionClose : connectionKeepAlive && !connectionClose;
+    if (hasTransferEncoding && contentLength >= 0) keepAlive = false;
+    if (hasTransferEncoding && !isChunked) keepAlive = false;
+    if (contentLength < 0 && !hasTransferEncoding) keepAlive = keepAlive && !hasBodyByStatus(status);
+    const skipBody = this.events.onHead(status, statusText, headers, keepAlive, isUpgrade);
+    if (this.isClosed) return null;
+    if (isUpgrade) {
+      this.state = State.UPGRADED;
+      this.events.onComplete();
+      return null;
+    }
+    if (skipBody || !hasBodyByStatus(status)) {
+      this.complete();
+      return null;
+    }
+    if (hasTransferEncoding) {
+      this.state = isChunked ? State.CHUNK_SIZE : State.UNTIL_CLOSE;
+    } else if (contentLength >= 0) {
+      if (contentLength === 0) this.complete();
+      else {
+        this.state = State.LENGTH;
+        this.remaining = contentLength;
+      }
+    } else {
+      this.state = State.UNTIL_CLOSE;
+    }
+    return null;
+  }
+
+  /**
+   * Reads one line of chunked framing (a chunk size, the CRLF after data, or a trailer line) from data[offset...].
+   * Returns the offset after it, -1 when the line continues in the next chunk, or an error.
+   */
+  private readChunkLine(data: Uint8Array, offset: number): number | string {
+    let end = offset;
+    const length = data.byteLength;
+    while (end < length && data[end] !== LF) end++;
+    if (end === length) {
+      this.pending += latin1(data, offset);
+      if (this.pending.length > MAX_CHUNK_LINE_BYTES) return "a chunk-size or trailer line too long";
+      return -1;
+    }
+    let line = this.pending + latin1(data, offset, end);
+    this.pending = "";
+    if (line.charCodeAt(line.length - 1) !== CR) return "chunked framing with a bare LF";
+    line = line.slice(0, -1);
+    const next = end + 1;
+    switch (this.state) {
+      case State.CHUNK_DATA_END:
+        if (line !== "") return "chunk data longer than its size";
+        this.state = State.CHUNK_SIZE;
+        return next;
+      case State.TRAILERS:
+        if (line === "") this.complete();
+        return next;
+      default: {
+        const semicolon = line.indexOf(";");
+        const digits = trimOws(semicolon < 0 ? line : line.slice(0, semicolon));
+        if (digits.length === 0 || digits.length > MAX_CHUNK_SIZE_DIGITS || !/^[0-9a-fA-F]+$/.test(digits)) {
+          return `an invalid chunk size: ${JSON.stringify(line.slice(0, 40))}`;
+        }
+        const size = Number.parseInt(digits, 16);
+        if (size === 0) this.state = State.TRAILERS;
+        else {
+          this.state = State.CHUNK_DATA;
+          this.remaining = size;
+        }
+        return next;
+      }
+    }
+  }
+
+  private complete(): void {
+    this.state = State.HEAD;
+    this.remaining = 0;
+    this.events.onComplete();
+  }
+
+  private fail(reason: string): string {
+    this.state = State.FAILED;
+    this.pending = "";
+    return reason;
   }
 }
 
-function describe(error: Error): string {
-  const code = (error as Error & { code?: string }).code;
-  const reason = (error as Error & { reason?: string }).reason;
-  return `${code ?? "parse error"}: ${reason ?? error.message}`;
+/** 1xx, 204 and 304 responses never have a body (RFC 9110 §6.4.1); the answer to HEAD is decided by the caller. */
+function hasBodyByStatus(status: number): boolean {
+  return status >= 200 && status !== 204 && status !== 304;
+}
+
+/** Content-Length as a number: digits only (a list of equal values is one value); -1 when invalid. */
+function parseContentLength(value: string): number {
+  if (/^\d{1,15}$/.test(value)) return Number(value);
+  // "5, 5" (a field repeated by an intermediary) is the same length, RFC 9110 §8.6.
+  const parts = value.split(",").map((part) => part.trim());
+  if (parts.length < 2 || !parts.every((part) => /^\d{1,15}$/.test(part) && part === parts[0])) return -1;
+  return Number(parts[0]);
+}
+
+function trimOws(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++;
+  while (end > start && (text.charCodeAt(end - 1) === 32 || text.charCodeAt(end - 1) === 9)) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+/** Bytes as a latin1 string (one char per byte). */
+function latin1(data: Uint8Array, start: number, end = data.byteLength): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1", start, end);
 }

@@ -3,7 +3,6 @@
 import type { Logger } from "../log.ts";
 import { checkServer } from "./active-health.ts";
 import { UpstreamGroup } from "./group.ts";
-import { checkParserAvailable } from "./response-parser.ts";
 import type { UpstreamStats } from "./stats.ts";
 import { TimeoutSweep } from "./timeouts.ts";
 import type { UpstreamSettings } from "./types.ts";
@@ -30,7 +29,6 @@ export class Upstreams {
   constructor(settings: readonly UpstreamSettings[], options: UpstreamsOptions) {
     this.stats = options.stats;
     this.logger = options.logger;
-    if (settings.length > 0) checkParserAvailable();
     for (const group of settings) this.add(group);
     if (options.publishesGauges) {
       this.gaugeTimer = setInterval(() => this.publishGauges(), GAUGE_PUBLISH_MS);
@@ -55,7 +53,6 @@ export class Upstreams {
    * requests first), changed ones are reconfigured in place (see UpstreamGroup.reconfigure).
    */
   reconfigure(settings: readonly UpstreamSettings[]): void {
-    if (settings.length > 0) checkParserAvailable();
     const names = new Set(settings.map((group) => group.name));
     for (const [name, group] of this.groups) {
       if (names.has(name)) continue;
