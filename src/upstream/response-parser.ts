@@ -25,6 +25,8 @@ export type ParseError = string | null;
 
 /** Longest status line and header section accepted (nginx's large_client_header_buffers is 4 × 8 KiB). */
 export const MAX_HEAD_BYTES = 64 * 1024;
+/** Bytes decoded first when looking for the end of a head. */
+const HEAD_PROBE_BYTES = 8192;
 /** Longest chunk-size line (with extensions) accepted. */
 const MAX_CHUNK_LINE_BYTES = 4096;
 /** Hex digits in a chunk size: 13 keep it exact (2^52). */
@@ -54,7 +56,22 @@ const State = {
   FAILED: 8,
 } as const;
 
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** Header lines from lastIndex on: token ":" value, CRLF between lines (the head's final CRLF CRLF is cut off). */
+const FIELD_LINES = /(?:[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[^\0\r\n]*(?:\r\n(?=.)|$))*/sy;
+
+/** Says what is wrong with the header line at `at` (where FIELD_LINES stopped). */
+function describeFieldLine(head: string, at: number): string {
+  let lineStart = head.lastIndexOf("\r\n", at - 1);
+  lineStart = lineStart < 0 ? 0 : lineStart + 2;
+  const first = head.charCodeAt(lineStart);
+  if (first === 32 || first === 9) return "a folded header line (obs-fold)";
+  const lineEnd = head.indexOf("\r\n", lineStart);
+  const line = head.slice(lineStart, lineEnd < 0 ? head.length : lineEnd);
+  const colon = line.indexOf(":");
+  if (colon < 0) return "a header line without a colon";
+  if (/[\0\r\n]/.test(line)) return "a header value with a NUL, CR or LF";
+  return `a malformed header name: ${JSON.stringify(line.slice(0, Math.min(colon, 40)))}`;
+}
 
 export class ResponseParser {
   private readonly events: ResponseEvents;
@@ -153,39 +170,44 @@ export class ResponseParser {
       if (start === data.byteLength) return -1;
       if (data[start] !== 0x48 /* H */) return "not an HTTP/1.x response";
     }
-    const end = this.findHeadEnd(data, start);
+    // The head is searched for in text: most heads fit in the first HEAD_PROBE_BYTES, so a large first chunk of body
+    // is not decoded just to find where the head ends.
+    const probeEnd = Math.min(data.byteLength, start + HEAD_PROBE_BYTES);
+    let text = latin1(data, start, probeEnd);
+    let end = this.headEnd(text);
+    if (end < 0 && probeEnd < data.byteLength) {
+      text = latin1(data, start);
+      end = this.headEnd(text);
+    }
     if (end < 0) {
-      this.pending += latin1(data, start);
+      this.pending += text;
       if (this.pending.length > MAX_HEAD_BYTES) return `a response head over ${MAX_HEAD_BYTES} bytes`;
       if (!this.pending.startsWith("HTTP/1.".slice(0, this.pending.length))) return "not an HTTP/1.x response";
       return -1;
     }
-    // `end` is just after CRLF CRLF; it may lie before `start` when the terminator began in the pending bytes.
-    const head =
-      end - 4 >= start ? this.pending + latin1(data, start, end - 4) : this.pending.slice(0, end - 4 - start);
+    // `end` counts from `start` and lies just after CRLF CRLF; it is below 4 when the terminator began in what was
+    // pending.
+    const head = end >= 4 ? this.pending + text.slice(0, end - 4) : this.pending.slice(0, end - 4);
     this.pending = "";
     if (head.length > MAX_HEAD_BYTES) return `a response head over ${MAX_HEAD_BYTES} bytes`;
     const problem = this.parseHead(head);
     if (problem !== null) return problem;
-    return end;
+    return start + end;
   }
 
   /**
-   * Where CRLF CRLF ends in data[start...], counting a terminator that began in the pending bytes (the result is
-   * then start + up to 3); -1 when there is none yet.
+   * Where CRLF CRLF ends in `text` (the decoded bytes after what is pending), counting a terminator that began in
+   * the pending bytes; -1 when there is none yet.
    */
-  private findHeadEnd(data: Uint8Array, start: number): number {
+  private headEnd(text: string): number {
     const pending = this.pending;
     if (pending.length > 0) {
       const carried = pending.slice(-3);
-      const joined = carried + latin1(data, start, Math.min(start + 3, data.byteLength));
-      const at = joined.indexOf("\r\n\r\n");
-      if (at >= 0) return start + at + 4 - carried.length;
+      const at = (carried + text.slice(0, 3)).indexOf("\r\n\r\n");
+      if (at >= 0) return at + 4 - carried.length;
     }
-    for (let i = data.indexOf(CR, start); i >= 0 && i + 3 < data.byteLength; i = data.indexOf(CR, i + 1)) {
-      if (data[i + 1] === LF && data[i + 2] === CR && data[i + 3] === LF) return i + 4;
-    }
-    return -1;
+    const at = text.indexOf("\r\n\r\n");
+    return at < 0 ? -1 : at + 4;
   }
 
   /** Parses a complete head (without its final CRLF CRLF), reports it and sets up the body. */
@@ -215,17 +237,16 @@ export class ResponseParser {
     let connectionKeepAlive = false;
     let connectionUpgrade = false;
     let at = lineEnd < 0 ? head.length : lineEnd + 2;
+    // Every header line checked at once (one compiled regex run): a token name, a colon, no NUL or bare CR/LF.
+    FIELD_LINES.lastIndex = at;
+    FIELD_LINES.test(head);
+    if (FIELD_LINES.lastIndex !== head.length) return describeFieldLine(head, FIELD_LINES.lastIndex);
     while (at < head.length) {
       let next = head.indexOf("\r\n", at);
       if (next < 0) next = head.length;
-      const first = head.charCodeAt(at);
-      if (first === 32 || first === 9) return "a folded header line (obs-fold)";
       const colon = head.indexOf(":", at);
-      if (colon < 0 || colon > next) return "a header line without a colon";
       const name = head.slice(at, colon);
-      if (!TOKEN.test(name)) return `a malformed header name: ${JSON.stringify(name.slice(0, 40))}`;
       const value = trimOws(head.slice(colon + 1, next));
-      if (/[\0\r\n]/.test(value)) return "a header value with a NUL, CR or LF";
       headers.push(name, value);
       switch (name.length) {
         case 14:
@@ -246,7 +267,12 @@ export class ResponseParser {
           break;
         case 10:
           if (name.toLowerCase() === "connection") {
-            for (const option of value.toLowerCase().split(",")) {
+            const lower = value.toLowerCase();
+            if (lower === "keep-alive") {
+              connectionKeepAlive = true;
+              break;
+            }
+            for (const option of lower.split(",")) {
               const token = option.trim();
               if (token === "close") connectionClose = true;
               else if (token === "keep-alive") connectionKeepAlive = true;
@@ -359,6 +385,13 @@ function parseContentLength(value: string): number {
 }
 
 function trimOws(text: string): string {
+  const length = text.length;
+  // The usual shape, one space after the colon and none at the end, without a loop.
+  if (length > 1 && text.charCodeAt(0) === 32) {
+    const second = text.charCodeAt(1);
+    const last = text.charCodeAt(length - 1);
+    if (second !== 32 && second !== 9 && last !== 32 && last !== 9) return text.slice(1);
+  }
   let start = 0;
   let end = text.length;
   while (start < end && (text.charCodeAt(start) === 32 || text.charCodeAt(start) === 9)) start++;
@@ -366,7 +399,12 @@ function trimOws(text: string): string {
   return start === 0 && end === text.length ? text : text.slice(start, end);
 }
 
+/** Buffer's latin1Slice: Bun has it on every Buffer (socket reads are Buffers) but its types leave it out. */
+type Latin1Sliceable = Uint8Array & { latin1Slice?: (start: number, end: number) => string };
+
 /** Bytes as a latin1 string (one char per byte). */
 function latin1(data: Uint8Array, start: number, end = data.byteLength): string {
+  const slice = (data as Latin1Sliceable).latin1Slice;
+  if (slice !== undefined) return slice.call(data, start, end);
   return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString("latin1", start, end);
 }
