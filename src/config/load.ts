@@ -2,6 +2,7 @@
 import { stat } from "node:fs/promises";
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
+import { LIST_NAMES, LISTS, type ListSpec, listPath } from "./lists.ts";
 import {
   type Config,
   configSchema,
@@ -56,6 +57,8 @@ type SettingKind = "string" | "number" | "boolean" | "list";
 type Origins = Map<string, string>;
 
 const TABLE_NAMES = Object.keys(SETTINGS);
+/** What an override that names a list is told: lists are written in the file only. */
+const LIST_OVERRIDE_HINT = "arrays of tables are set in the configuration file only";
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 
 function kindOf(table: string, key: string): SettingKind {
@@ -199,13 +202,44 @@ function openString(line: string): { column: number; quote: string } | null {
 
 function noteOrigins(raw: RawConfig, source: string, origins: Origins): void {
   for (const [table, values] of Object.entries(raw)) {
-    if (typeof values !== "object" || values === null) continue;
+    if (typeof values !== "object" || values === null || Array.isArray(values)) continue;
     for (const key of Object.keys(values)) origins.set(`${table}.${key}`, source);
   }
 }
 
+/** The list at the top of the file or inside `table` with this key, if any. */
+function listAt(table: string | null, key: string): ListSpec | undefined {
+  return LIST_NAMES.map((name) => LISTS[name] as ListSpec).find((list) => list.table === table && list.key === key);
+}
+
+/**
+ * An array of tables ([[upstreams]], [[http.routes]]): it must be one, and each element may only use the list's
+ * fields. Returns false (the caller drops the value) when it is not an array of tables.
+ */
+function checkListKeys(list: ListSpec, value: unknown, source: string, problems: string[]): boolean {
+  const name = listPath(list);
+  if (!Array.isArray(value) || value.some((item) => typeof item !== "object" || item === null || Array.isArray(item))) {
+    problems.push(`${source}: ${name} must be an array of tables ([[${name}]] sections), got ${describe(value)}`);
+    return false;
+  }
+  const fields = Object.keys(list.fields);
+  value.forEach((element: Record<string, unknown>, index) => {
+    for (const key of Object.keys(element)) {
+      if (fields.includes(key)) continue;
+      problems.push(`${source}: unknown setting ${name}[${index}].${key}${suggest(key, fields, `${name}[${index}].`)}`);
+      delete element[key];
+    }
+  });
+  return true;
+}
+
 function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): void {
   for (const [table, values] of Object.entries(raw)) {
+    const topList = listAt(null, table);
+    if (topList !== undefined) {
+      if (!checkListKeys(topList, values, source, problems)) delete raw[table];
+      continue;
+    }
     if (!Object.hasOwn(SETTINGS, table)) {
       problems.push(
         typeof values === "object" && values !== null && !Array.isArray(values)
@@ -222,6 +256,11 @@ function checkKnownKeys(raw: RawConfig, source: string, problems: string[]): voi
     }
     const keys = Object.keys(SETTINGS[table as keyof typeof SETTINGS]);
     for (const key of Object.keys(values)) {
+      const list = listAt(table, key);
+      if (list !== undefined) {
+        if (!checkListKeys(list, values[key], source, problems)) delete values[key];
+        continue;
+      }
       if (!keys.includes(key)) {
         const removed = REMOVED_SETTINGS[`${table}.${key}`];
         problems.push(
@@ -261,6 +300,15 @@ function applyEnv(
     const rest = name.slice(4).toLowerCase();
     const table = TABLE_NAMES.filter((t) => rest.startsWith(`${t}_`)).sort((a, b) => b.length - a.length)[0];
     const key = table === undefined ? "" : rest.slice(table.length + 1);
+    const list = LIST_NAMES.map((n) => LISTS[n] as ListSpec).find((l) =>
+      rest.startsWith(listPath(l).replace(".", "_")),
+    );
+    if (list !== undefined) {
+      problems.push(
+        `environment: ${name}: ${listPath(list)} cannot be set from the environment (${LIST_OVERRIDE_HINT})`,
+      );
+      continue;
+    }
     if (table === undefined || !hasSetting(table, key)) {
       const all = TABLE_NAMES.flatMap((t) =>
         Object.keys(SETTINGS[t as keyof typeof SETTINGS]).map((k) => `HPS_${t}_${k}`.toUpperCase()),
@@ -285,6 +333,11 @@ function applySet(raw: RawConfig, assignment: string, given: string, origins: Or
   const equals = assignment.indexOf("=");
   const path = equals < 0 ? assignment : assignment.slice(0, equals);
   const [table = "", key = "", ...extra] = path.trim().split(".");
+  const list = listAt(null, table.replace(/\[.*$/, "")) ?? listAt(table, key.replace(/\[.*$/, ""));
+  if (list !== undefined) {
+    problems.push(`${given}: ${listPath(list)} cannot be set on the command line (${LIST_OVERRIDE_HINT})`);
+    return;
+  }
   const known = extra.length === 0 && hasSetting(table, key);
   if (equals < 0 && known) {
     problems.push(`${given}: no value (expected --set ${path.trim()}=value)`);
@@ -366,18 +419,38 @@ const NUMBER_FORMS: Record<string, string> = {
   microseconds: `a number of microseconds or a duration like "100us", "1ms" (${DURATION_SUFFIXES})`,
 };
 
+/** A setting's path as people write it: "server.port", "upstreams[1].servers[0]", "http.routes[0].path_prefix". */
+export function settingPath(path: readonly PropertyKey[]): string {
+  let text = "";
+  for (const part of path) {
+    if (typeof part === "number") text += `[${part}]`;
+    else text += text === "" ? String(part) : `.${String(part)}`;
+  }
+  return text;
+}
+
+/** The unit of the setting or list field at `path`, if it has one. */
+function unitAt(path: readonly PropertyKey[]): string | undefined {
+  const [table, key] = path as string[];
+  if (table !== undefined && key !== undefined && hasSetting(table, key)) {
+    return (SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.unit;
+  }
+  const field = path.findLast((part) => typeof part === "string") as string | undefined;
+  const list = listAt(null, String(table)) ?? listAt(String(table), String(key));
+  return field === undefined ? undefined : (list?.fields[field] as { unit?: string } | undefined)?.unit;
+}
+
 function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
-  const [table, key] = issue.path as string[];
-  const name = issue.path.join(".");
+  const name = settingPath(issue.path);
   const given = issue.path.reduce<unknown>(
     (value, part) => (value as Record<PropertyKey, unknown> | undefined)?.[part as PropertyKey],
     raw,
   );
-  const unit =
-    table !== undefined && key !== undefined && hasSetting(table, key)
-      ? (SETTINGS[table as keyof typeof SETTINGS] as Record<string, SettingSpec>)[key]!.unit
-      : undefined;
-  const fallback = table !== undefined && key !== undefined ? DEFAULTS[table]?.[key] : undefined;
+  const [table, key] = issue.path as string[];
+  const unit = unitAt(issue.path);
+  // A setting left at its default (a rule across settings blamed it); a list's elements have no such default.
+  const fallback =
+    issue.path.length === 2 && table !== undefined && key !== undefined ? DEFAULTS[table]?.[key] : undefined;
   const got =
     given === undefined && fallback !== undefined
       ? ` (got ${describe(fallback)}, the default)`
@@ -385,6 +458,10 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
   const inUnit = unit ? ` ${unit}` : "";
   switch (issue.code) {
     case "invalid_type":
+      if (given === undefined && issue.path.some((part) => typeof part === "number")) return `${name} is required`;
+      if (issue.expected === "array" && issue.path.at(-1) === "servers")
+        return `${name} must be a list of servers like ["127.0.0.1:9001"]${got}`;
+      if (issue.expected === "object" && typeof issue.path.at(-1) === "number") return `${name} must be a table${got}`;
       if (issue.expected === "number") return `${name} must be ${NUMBER_FORMS[unit ?? ""] ?? "a number"}${got}`;
       if (issue.expected === "int") return `${name} must be a whole number${unit ? ` of ${unit}` : ""}${got}`;
       return `${name} must be ${article(issue.expected)}${got}`;
@@ -396,6 +473,12 @@ function describeIssue(issue: z.core.$ZodIssue, raw: RawConfig): string {
       return `${name} must be one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}${got}`;
     case "custom":
       return `${name} ${issue.message}${got}`;
+    case "unrecognized_keys": {
+      const hint = issue.path.includes("servers")
+        ? ' (a server is "host:port" or { address, weight, max_connections })'
+        : "";
+      return `${name}: unknown ${issue.keys.length === 1 ? "key" : "keys"} ${issue.keys.join(", ")}${hint}`;
+    }
     default:
       if (issue.code === "invalid_format" || issue.message.includes("integer"))
         return `${name} must be a whole number${unit ? ` of ${unit}` : ""}${got}`;

@@ -10,6 +10,7 @@ import {
   type ReloadPart,
   type ReloadRule,
 } from "./reload-rule.ts";
+import { LIST_NAMES, LISTS, type ListSpec, listPath } from "./lists.ts";
 import { DEFAULT_CONFIG, SETTINGS, type SettingSpec } from "./schema.ts";
 
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
@@ -98,5 +99,32 @@ export function settingsReference(): string {
     }
     out.push("");
   }
+  for (const name of LIST_NAMES) out.push(...listReference(LISTS[name]));
   return out.join("\n");
+}
+
+/** One array of tables: what an element is, how a change reloads, its fields, and an example. */
+function listReference(list: ListSpec): string[] {
+  const name = listPath(list);
+  const out = [
+    `### \`[[${name}]]\``,
+    "",
+    `${list.doc} Any number of them (none by default). Reload: ${reloadWords(list.reload)}.`,
+    "",
+    "| field | default | unit | meaning |",
+    "| --- | --- | --- | --- |",
+  ];
+  for (const [key, field] of Object.entries(list.fields)) {
+    const shown = field.isRequired
+      ? "required"
+      : `\`${tomlValue(field.schema.parse(undefined)).replaceAll("|", "\\|")}\``;
+    out.push(`| \`${name}[].${key}\` | ${shown} | ${field.unit ?? ""} | ${field.doc.replaceAll("|", "\\|")} |`);
+  }
+  out.push("", "```toml");
+  for (const example of list.example) {
+    out.push(`[[${name}]]`);
+    for (const [key, value] of Object.entries(example)) out.push(`${key} = ${tomlValue(value)}`);
+  }
+  out.push("```", "");
+  return out;
 }

@@ -2,7 +2,7 @@
 // can rebuild. planReload, the listeners' rebuild decisions and the settings reference are derived from it.
 
 /** The protocols a server can speak (server.protocol). */
-export const PROTOCOLS = ["http", "echo", "custom"] as const;
+export const PROTOCOLS = ["http", "echo", "custom", "tcp_proxy"] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
 
 /**
@@ -42,7 +42,8 @@ export type ReloadPart =
   | "rate-limiter"
   | "log-file"
   | "report-timer"
-  | "tls-certificates";
+  | "tls-certificates"
+  | "upstreams";
 
 /** A part of a running server that a reload builds anew when one of its settings changed. */
 export interface ReloadPartSpec {
@@ -102,6 +103,12 @@ export const RELOAD_PARTS: Readonly<Record<ReloadPart, ReloadPartSpec>> = {
     label: "serves new certificates",
     words:
       "the certificate files are read again (on every reload, changed or not) and checked; new connections handshake with them and the new TLS settings while open ones keep theirs; a pair that cannot be used rejects the reload",
+  },
+  upstreams: {
+    protocols: ["http", "tcp_proxy"],
+    label: "reconfigures the upstream groups",
+    words:
+      "upstream groups are changed in place: a server added gets requests at once; a server removed gets no new ones, finishes those in flight and then its connections close; servers that stay keep their pooled connections and failure counts; a new group starts, a removed one stops once its requests are done",
   },
 };
 

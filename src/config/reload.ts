@@ -8,6 +8,7 @@ import {
   type RunningShape,
   withContainers,
 } from "./reload-rule.ts";
+import { LIST_NAMES, LISTS, type ListSpec, listPath, listValue } from "./lists.ts";
 import { type Config, configSchema, SETTINGS, type SettingSpec } from "./schema.ts";
 
 type TableName = keyof typeof SETTINGS;
@@ -31,10 +32,16 @@ const ALL_SETTINGS: readonly NamedSetting[] = (Object.keys(SETTINGS) as TableNam
   })),
 );
 
+/** Every array of tables ([[upstreams]], [[http.routes]]), by name ("upstreams", "http.routes"). */
+const ALL_LISTS: readonly { readonly name: string; readonly spec: ListSpec }[] = LIST_NAMES.map((name) => ({
+  name: listPath(LISTS[name]),
+  spec: LISTS[name],
+}));
+
 export interface ReloadPlan {
   /** What the server runs with after the reload: the new values of live settings, the running values of the rest. */
   readonly config: Config;
-  /** Changed settings ("table.key") that take effect now. */
+  /** Changed settings ("table.key", or a list such as "upstreams") that take effect now. */
   readonly applied: string[];
   /** Changed settings that keep their running values until a restart. */
   readonly needsRestart: string[];
@@ -47,7 +54,7 @@ export function shapeOf(config: Config): RunningShape {
 
 /** The effect a change of `name` ("table.key") has on a server running `config`. */
 export function reloadEffect(config: Config, name: string): ReloadEffect {
-  const setting = ALL_SETTINGS.find((candidate) => candidate.name === name);
+  const setting = ALL_SETTINGS.find((candidate) => candidate.name === name) ?? ALL_LISTS.find((l) => l.name === name);
   if (setting === undefined) throw new Error(`unknown setting ${name}`);
   return effectOf(setting.spec.reload, shapeOf(config));
 }
@@ -63,6 +70,22 @@ export function planReload(running: Config, next: Config): ReloadPlan {
   const needsRestart: string[] = [];
   const merged: Values = {};
   for (const table of Object.keys(SETTINGS)) merged[table] = { ...(running as unknown as Values)[table] };
+  const mergedLists: Record<string, unknown> = {};
+  for (const { name, spec } of ALL_LISTS) {
+    const before = listValue(running, spec);
+    const after = listValue(next, spec);
+    let value = before;
+    if (!sameValue(before, after)) {
+      if (effectOf(spec.reload, shape) === "restart") {
+        needsRestart.push(name);
+      } else {
+        value = after;
+        applied.push(name);
+      }
+    }
+    if (spec.table === null) mergedLists[spec.key] = value;
+    else merged[spec.table]![spec.key] = value;
+  }
   for (const { table, key, name, spec } of ALL_SETTINGS) {
     const nextValue = (next as unknown as Values)[table]![key];
     if (sameValue(merged[table]![key], nextValue)) continue;
@@ -73,7 +96,7 @@ export function planReload(running: Config, next: Config): ReloadPlan {
       applied.push(name);
     }
   }
-  const checked = configSchema.safeParse(merged);
+  const checked = configSchema.safeParse({ ...merged, ...mergedLists });
   if (!checked.success) {
     const problems = checked.error.issues.map((issue) => `${issue.path.join(".") || "config"}: ${issue.message}`);
     throw new Error(
@@ -99,10 +122,19 @@ export function changedParts(before: Config, after: Config): ReadonlySet<ReloadP
       if (hasPart(part, shape)) for (const containing of withContainers(part)) parts.add(containing);
     }
   }
+  for (const { spec } of ALL_LISTS) {
+    if (sameValue(listValue(before, spec), listValue(after, spec))) continue;
+    const effect = effectOf(spec.reload, shape);
+    if (typeof effect === "string") continue;
+    for (const part of effect.rebuild) {
+      if (hasPart(part, shape)) for (const containing of withContainers(part)) parts.add(containing);
+    }
+  }
   return parts;
 }
 
-/** Settings are primitives, lists of strings or lists of tables (tls.certificates). */
+/** Settings are primitives, lists of strings or lists of tables (tls.certificates, [[upstreams]]): equal when they
+ * print the same. */
 function sameValue(a: unknown, b: unknown): boolean {
   if (Array.isArray(a) && Array.isArray(b)) return JSON.stringify(a) === JSON.stringify(b);
   return a === b;

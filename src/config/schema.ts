@@ -1,7 +1,20 @@
 // Every setting of hps: its type, range, unit, default, meaning and how a reload treats it. The single source of defaults.
 import { z } from "zod";
+import {
+  bool,
+  byteSize,
+  int,
+  oneOf,
+  seconds,
+  str,
+  strList,
+  wholeMicroseconds,
+  wholeMilliseconds,
+  wholeSeconds,
+} from "./kinds.ts";
+import { checkLists } from "./list-rules.ts";
+import { LISTS, listSchema } from "./lists.ts";
 import { PROTOCOLS, type ReloadRule } from "./reload-rule.ts";
-import { type DurationUnit, parseByteSize, parseDuration } from "./units.ts";
 
 /** One setting: its zod schema (with default), a sentence for people, its unit when it has one, how it reloads. */
 export interface SettingSpec {
@@ -21,36 +34,23 @@ export interface SettingSpec {
   readonly tableList?: { readonly example: readonly string[] };
 }
 
-const byteSize = (min: number, max: number, fallback: number) =>
-  z
-    .preprocess((v) => (typeof v === "string" ? parseByteSize(v) : v), z.number().int().min(min).max(max))
-    .default(fallback);
-/** A duration kept in `unit`; also written "500ms", "10s", "2m", "1h" (src/config/units.ts). */
-const duration = (unit: DurationUnit, number: z.ZodNumber, fallback: number) =>
-  z.preprocess((v) => (typeof v === "string" ? parseDuration(v, unit) : v), number).default(fallback);
-const seconds = (min: number, max: number, fallback: number) =>
-  duration("seconds", z.number().min(min).max(max), fallback);
-const wholeSeconds = (min: number, max: number, fallback: number) =>
-  duration("seconds", z.number().int().min(min).max(max), fallback);
-const wholeMilliseconds = (min: number, max: number, fallback: number) =>
-  duration("milliseconds", z.number().int().min(min).max(max), fallback);
-const wholeMicroseconds = (min: number, max: number, fallback: number) =>
-  duration("microseconds", z.number().int().min(min).max(max), fallback);
-const int = (min: number, max: number, fallback: number) => z.number().int().min(min).max(max).default(fallback);
-const bool = (fallback: boolean) => z.boolean().default(fallback);
-const str = (fallback: string) => z.string().default(fallback);
-const strList = (fallback: string[]) => z.array(z.string()).default(fallback);
-const oneOf = <const T extends readonly [string, ...string[]]>(values: T, fallback: T[number]) =>
-  z.enum(values).default(fallback as never);
-
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 
 // Reload rules shared by several settings (the vocabulary is in src/config/reload-rule.ts).
-/** Read by the TCP listener (echo, custom) when it opens a connection. */
-const TCP_NEW_CONNECTIONS: ReloadRule = { echo: "new-connections", custom: "new-connections", otherwise: "not-read" };
-/** Read by the TCP listener (echo, custom) for every connection. */
-const TCP_LIVE: ReloadRule = { echo: "live", custom: "live", otherwise: "not-read" };
+/** Read by the TCP listeners (echo, custom, tcp_proxy) when they open a connection. */
+const TCP_NEW_CONNECTIONS: ReloadRule = {
+  echo: "new-connections",
+  custom: "new-connections",
+  tcp_proxy: "new-connections",
+  otherwise: "not-read",
+};
+/** Read by the TCP listeners (echo, custom, tcp_proxy) for every connection. */
+const TCP_LIVE: ReloadRule = { echo: "live", custom: "live", tcp_proxy: "live", otherwise: "not-read" };
+/** Read by the echo and HPS/1 listener for every connection (the TCP proxy holds one read per direction instead). */
+const ECHO_CUSTOM_LIVE: ReloadRule = { echo: "live", custom: "live", otherwise: "not-read" };
+/** Read by the TCP proxy when it opens a connection. */
+const PROXY_NEW_CONNECTIONS: ReloadRule = { tcp_proxy: "new-connections", otherwise: "not-read" };
 /** The worker pool, its arena and its handlers module (custom) are built once at start. */
 const POOL_AT_START: ReloadRule = { custom: "restart", otherwise: "not-read" };
 /** Read by the HTTP site: a change rebuilds it (and its cache). */
@@ -62,7 +62,7 @@ const HTTP_SITE: ReloadRule = { rebuild: ["http-site"] };
  */
 const ADMISSION_LISTS: ReloadRule = { http: { rebuild: ["http-connections"] }, otherwise: "new-connections" };
 /** The rate limiter's settings: HTTP requests and HPS/1 frames take tokens; echo has no requests to limit. */
-const RATE_LIMITER: ReloadRule = { echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } };
+const RATE_LIMITER: ReloadRule = { echo: "not-read", tcp_proxy: "not-read", otherwise: { rebuild: ["rate-limiter"] } };
 /** The fleet's links, leases and holders are made at start (src/fleet/member.ts). */
 const FLEET_AT_START: ReloadRule = "restart";
 /** The shape of the HTTP listener (its servers and ports), set when it binds. */
@@ -75,7 +75,7 @@ export const SETTINGS = {
   server: {
     protocol: {
       schema: oneOf(PROTOCOLS, "http"),
-      doc: "Protocol spoken on the public port: http (static files), echo (bytes back) or custom (HPS/1 binary frames).",
+      doc: "Protocol spoken on the public port: http (static files, and routes to upstreams), echo (bytes back), custom (HPS/1 binary frames) or tcp_proxy (raw TCP relayed to proxy.upstream).",
       reload: "restart",
     },
     bind: {
@@ -158,13 +158,13 @@ export const SETTINGS = {
       schema: byteSize(4096, GiB, MiB),
       doc: "Output a connection may have waiting for the kernel (echo, custom); above it the server stops reading that socket until the output is back under half of it, so TCP flow control slows the client instead of memory growing.",
       unit: "bytes",
-      reload: TCP_LIVE,
+      reload: ECHO_CUSTOM_LIVE,
     },
     send_timeout_s: {
       schema: seconds(0, 86_400, 30),
       doc: "A connection whose waiting output makes no progress (the client reads nothing) for this long is disconnected, counted as disconnectedSlowReader (echo, custom); 0 = never.",
       unit: "seconds",
-      reload: TCP_LIVE,
+      reload: ECHO_CUSTOM_LIVE,
     },
   },
   limits: {
@@ -180,7 +180,7 @@ export const SETTINGS = {
     },
     connection_timeout_s: {
       schema: seconds(0, 86_400, 60),
-      doc: "Idle time after which a TCP connection (echo, custom) is closed; 0 = never.",
+      doc: "Idle time after which a TCP connection (echo, custom, tcp_proxy) is closed; 0 = never.",
       unit: "seconds",
       reload: TCP_LIVE,
     },
@@ -397,6 +397,18 @@ export const SETTINGS = {
       reload: POOL_AT_START,
     },
   },
+  proxy: {
+    upstream: {
+      schema: str(""),
+      doc: 'With server.protocol = "tcp_proxy": the [[upstreams]] group every connection is relayed to (required then).',
+      reload: PROXY_NEW_CONNECTIONS,
+    },
+    send_proxy_protocol: {
+      schema: bool(false),
+      doc: 'With server.protocol = "tcp_proxy": start each connection to a server with a PROXY protocol v2 header naming the client.',
+      reload: PROXY_NEW_CONNECTIONS,
+    },
+  },
   pool: {
     threads: {
       schema: int(0, 256, 0),
@@ -443,7 +455,7 @@ export const SETTINGS = {
     enabled: {
       schema: bool(false),
       doc: "Limit requests per client address (token bucket).",
-      reload: { echo: "not-read", otherwise: { rebuild: ["rate-limiter", "http-handler"] } },
+      reload: { echo: "not-read", tcp_proxy: "not-read", otherwise: { rebuild: ["rate-limiter", "http-handler"] } },
     },
     requests: {
       schema: int(1, 1_000_000_000, 100),
@@ -465,7 +477,12 @@ export const SETTINGS = {
       schema: int(1, 100_000_000, 100_000),
       doc: "Client addresses remembered; the least recently seen is forgotten first.",
       // With several I/O threads it sizes the shared address table (echo included), made at start.
-      reload: { threaded: "restart", echo: "not-read", otherwise: { rebuild: ["rate-limiter"] } },
+      reload: {
+        threaded: "restart",
+        echo: "not-read",
+        tcp_proxy: "not-read",
+        otherwise: { rebuild: ["rate-limiter"] },
+      },
     },
     headers: {
       schema: bool(false),
@@ -481,7 +498,7 @@ export const SETTINGS = {
     },
     proxy_protocol: {
       schema: bool(false),
-      doc: "Expect a PROXY protocol v1/v2 header from trusted proxies on TCP connections (echo, custom).",
+      doc: "Expect a PROXY protocol v1/v2 header from trusted proxies on TCP connections (echo, custom, tcp_proxy).",
       reload: TCP_NEW_CONNECTIONS,
     },
     allow: {
@@ -609,107 +626,120 @@ export interface RuleIssueParams {
   readonly alsoFrom: readonly string[];
 }
 
+/** The http table with its list of routes ([[http.routes]]). */
+const httpTable = z
+  .object({
+    ...(Object.fromEntries(Object.entries(SETTINGS.http).map(([key, spec]) => [key, spec.schema])) as TableShape<
+      Settings["http"]
+    >),
+    routes: listSchema(LISTS["http.routes"]),
+  })
+  .prefault({} as never);
+
 /** The whole configuration, with the rules that span several settings. */
-export const configSchema = z.object(tables).superRefine((config, ctx) => {
-  // A setting that failed its own schema has a value no rule can compare (out of range, or not even a number): its
-  // own problem is reported, and the rules it takes part in wait until it is fixed.
-  const valid = (...names: string[]) =>
-    !ctx.issues.some((issue) => names.includes((issue.path ?? []).slice(0, 2).join(".")));
-  if (
-    valid("limits.max_connections_per_ip", "limits.max_connections") &&
-    config.limits.max_connections_per_ip > config.limits.max_connections
-  ) {
-    // 0 means "no per-address limit", so only an explicit larger value is a mistake.
-    ctx.addIssue({
-      code: "custom",
-      path: ["limits", "max_connections_per_ip"],
-      message: `must be at most limits.max_connections (${config.limits.max_connections})`,
-      input: config.limits.max_connections_per_ip,
-      params: { alsoFrom: ["limits.max_connections"] } satisfies RuleIssueParams,
-    });
-  }
-  if (
-    valid("http.cache_max_file_bytes", "http.cache_bytes") &&
-    config.http.cache_max_file_bytes > config.http.cache_bytes
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["http", "cache_max_file_bytes"],
-      message: `must be at most http.cache_bytes (${config.http.cache_bytes})`,
-      input: config.http.cache_max_file_bytes,
-      params: { alsoFrom: ["http.cache_bytes"] } satisfies RuleIssueParams,
-    });
-  }
-  if (valid("http.immutable_pattern") && config.http.immutable_pattern !== "") {
-    try {
-      new RegExp(config.http.immutable_pattern);
-    } catch (error) {
+export const configSchema = z
+  .object({ ...tables, http: httpTable, upstreams: listSchema(LISTS.upstreams) })
+  .superRefine((config, ctx) => {
+    checkLists(config, ctx);
+    // A setting that failed its own schema has a value no rule can compare (out of range, or not even a number): its
+    // own problem is reported, and the rules it takes part in wait until it is fixed.
+    const valid = (...names: string[]) =>
+      !ctx.issues.some((issue) => names.includes((issue.path ?? []).slice(0, 2).join(".")));
+    if (
+      valid("limits.max_connections_per_ip", "limits.max_connections") &&
+      config.limits.max_connections_per_ip > config.limits.max_connections
+    ) {
+      // 0 means "no per-address limit", so only an explicit larger value is a mistake.
       ctx.addIssue({
         code: "custom",
-        path: ["http", "immutable_pattern"],
-        message: `must be a valid regular expression (${(error as Error).message})`,
-        input: config.http.immutable_pattern,
+        path: ["limits", "max_connections_per_ip"],
+        message: `must be at most limits.max_connections (${config.limits.max_connections})`,
+        input: config.limits.max_connections_per_ip,
+        params: { alsoFrom: ["limits.max_connections"] } satisfies RuleIssueParams,
       });
     }
-  }
-  for (const key of ["trusted_proxies", "allow", "deny"] as const) {
-    config.net[key].forEach((cidr, index) => {
-      if (!isCidrText(cidr)) {
+    if (
+      valid("http.cache_max_file_bytes", "http.cache_bytes") &&
+      config.http.cache_max_file_bytes > config.http.cache_bytes
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["http", "cache_max_file_bytes"],
+        message: `must be at most http.cache_bytes (${config.http.cache_bytes})`,
+        input: config.http.cache_max_file_bytes,
+        params: { alsoFrom: ["http.cache_bytes"] } satisfies RuleIssueParams,
+      });
+    }
+    if (valid("http.immutable_pattern") && config.http.immutable_pattern !== "") {
+      try {
+        new RegExp(config.http.immutable_pattern);
+      } catch (error) {
         ctx.addIssue({
           code: "custom",
-          path: ["net", key, index],
-          message: "must be an IPv4 or IPv6 address or CIDR like 10.0.0.0/8 or fd00::/8",
-          input: cidr,
+          path: ["http", "immutable_pattern"],
+          message: `must be a valid regular expression (${(error as Error).message})`,
+          input: config.http.immutable_pattern,
         });
       }
-    });
-  }
-  if (config.http.static_routes) {
-    // Static routes run no JavaScript per request, so every per-request feature must be off (never silently skipped).
-    const conflicts: string[] = [];
-    if (config.log.access_log) conflicts.push("log.access_log = true");
-    if (config.rate_limit.enabled) conflicts.push("rate_limit.enabled = true");
-    if (config.http.max_keepalive_requests > 0)
-      conflicts.push(`http.max_keepalive_requests = ${config.http.max_keepalive_requests}`);
-    if (config.http.connection_limits) conflicts.push("http.connection_limits = true");
-    if (config.net.allow.length > 0) conflicts.push("net.allow (not empty)");
-    if (config.net.deny.length > 0) conflicts.push("net.deny (not empty)");
-    if (config.http.compress) conflicts.push("http.compress = true");
-    if (config.http.cache_revalidate_ms === 0) conflicts.push("http.cache_revalidate_ms = 0");
-    if (conflicts.length > 0) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["http", "static_routes"],
-        message: `cannot be true with ${conflicts.join(", ")}: static routes run no JavaScript per request, so nothing could log, admit, count connections, choose an encoding or check the disk per request; turn them off (cache_revalidate_ms must be at least 1) or set http.static_routes = false`,
-        input: true,
+    }
+    for (const key of ["trusted_proxies", "allow", "deny"] as const) {
+      config.net[key].forEach((cidr, index) => {
+        if (!isCidrText(cidr)) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["net", key, index],
+            message: "must be an IPv4 or IPv6 address or CIDR like 10.0.0.0/8 or fd00::/8",
+            input: cidr,
+          });
+        }
       });
     }
-  }
-  if (valid("fleet.redis_url") && config.fleet.redis_url !== "" && !REDIS_URL.test(config.fleet.redis_url)) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["fleet", "redis_url"],
-      message:
-        "must be a Redis URL such as redis://host:6379, rediss://user:secret@host:6380/0 or redis+unix:///run/redis.sock (or empty for no fleet)",
-      input: config.fleet.redis_url,
-    });
-  }
-  tlsRules(config, ctx);
-  if (
-    valid("admin.enabled", "admin.port", "server.port") &&
-    config.admin.enabled &&
-    config.admin.port !== 0 &&
-    config.admin.port === config.server.port
-  ) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["admin", "port"],
-      message: `must differ from server.port (${config.server.port})`,
-      input: config.admin.port,
-      params: { alsoFrom: ["server.port", "admin.enabled"] } satisfies RuleIssueParams,
-    });
-  }
-});
+    if (config.http.static_routes) {
+      // Static routes run no JavaScript per request, so every per-request feature must be off (never silently skipped).
+      const conflicts: string[] = [];
+      if (config.log.access_log) conflicts.push("log.access_log = true");
+      if (config.rate_limit.enabled) conflicts.push("rate_limit.enabled = true");
+      if (config.http.max_keepalive_requests > 0)
+        conflicts.push(`http.max_keepalive_requests = ${config.http.max_keepalive_requests}`);
+      if (config.http.connection_limits) conflicts.push("http.connection_limits = true");
+      if (config.net.allow.length > 0) conflicts.push("net.allow (not empty)");
+      if (config.net.deny.length > 0) conflicts.push("net.deny (not empty)");
+      if (config.http.compress) conflicts.push("http.compress = true");
+      if (config.http.cache_revalidate_ms === 0) conflicts.push("http.cache_revalidate_ms = 0");
+      if (conflicts.length > 0) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["http", "static_routes"],
+          message: `cannot be true with ${conflicts.join(", ")}: static routes run no JavaScript per request, so nothing could log, admit, count connections, choose an encoding or check the disk per request; turn them off (cache_revalidate_ms must be at least 1) or set http.static_routes = false`,
+          input: true,
+        });
+      }
+    }
+    if (valid("fleet.redis_url") && config.fleet.redis_url !== "" && !REDIS_URL.test(config.fleet.redis_url)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["fleet", "redis_url"],
+        message:
+          "must be a Redis URL such as redis://host:6379, rediss://user:secret@host:6380/0 or redis+unix:///run/redis.sock (or empty for no fleet)",
+        input: config.fleet.redis_url,
+      });
+    }
+    tlsRules(config, ctx);
+    if (
+      valid("admin.enabled", "admin.port", "server.port") &&
+      config.admin.enabled &&
+      config.admin.port !== 0 &&
+      config.admin.port === config.server.port
+    ) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["admin", "port"],
+        message: `must differ from server.port (${config.server.port})`,
+        input: config.admin.port,
+        params: { alsoFrom: ["server.port", "admin.enabled"] } satisfies RuleIssueParams,
+      });
+    }
+  });
 
 /** The URL schemes Bun's Redis client accepts, followed by something. */
 const REDIS_URL = /^(redis|rediss|valkey|valkeys|redis\+tls|redis\+unix|redis\+tls\+unix):\/\/\S+$/;

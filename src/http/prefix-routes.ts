@@ -4,15 +4,10 @@
 // (percent-decoded, empty segments merged; Bun has already resolved dot segments), so "/%61pi/x" cannot slip past a
 // route for "/api/". The target sent upstream is the client's own, minus the prefix when strip_prefix is set.
 
-/** One [[http.routes]] entry as the schema validates it. */
-export interface RouteSettings {
-  readonly path_prefix: string;
-  /** The upstream group's name; "" when the route serves files from `root`. */
-  readonly upstream: string;
-  /** The document root; "" when the route proxies to `upstream`. */
-  readonly root: string;
-  readonly strip_prefix: boolean;
-}
+import type { Config } from "../config/schema.ts";
+
+/** One [[http.routes]] entry as the schema validates it: `upstream` or `root` is set (src/config/lists.ts). */
+export type RouteSettings = Config["http"]["routes"][number];
 
 /** A route matched for one request, and the target (path and query) its answerer should see. */
 export interface RouteMatch<T> {

@@ -1,5 +1,5 @@
 // One server of an upstream group: its address and weight, what is in flight to it, its health.
-import { parseHostPort } from "./address.ts";
+import { parseHostPort } from "../config/host-port.ts";
 import { ServerHealth } from "./health.ts";
 import type { ServerSettings, UpstreamSettings } from "./types.ts";
 

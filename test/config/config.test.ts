@@ -142,7 +142,7 @@ describe("errors name the key, the expected form and the value", () => {
     expect(problems).toContainEqual(expect.stringContaining("limits.max_connections must be at least 1 (got -5)"));
     expect(problems).toContainEqual(expect.stringContaining('server.port must be a number (got "eighty")'));
     expect(problems).toContainEqual(
-      expect.stringContaining('server.protocol must be one of "http", "echo", "custom" (got "ftp")'),
+      expect.stringContaining('server.protocol must be one of "http", "echo", "custom", "tcp_proxy" (got "ftp")'),
     );
     expect(problems).toContainEqual(
       expect.stringContaining("http.keepalive_timeout_s must be at most 255 seconds (got 300)"),
@@ -174,7 +174,7 @@ describe("errors name the key, the expected form and the value", () => {
     expect(problems).toContainEqual(
       expect.stringContaining("limits.max_connections_per_ip must be at most limits.max_connections (10) (got 20)"),
     );
-    expect(problems).toContainEqual(expect.stringContaining("net.allow.0 must be an IPv4 or IPv6 address or CIDR"));
+    expect(problems).toContainEqual(expect.stringContaining("net.allow[0] must be an IPv4 or IPv6 address or CIDR"));
   });
 
   test("all problems are reported in one run", async () => {

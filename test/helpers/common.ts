@@ -19,7 +19,11 @@ export function testConfig(overrides: ConfigOverrides = {}): Config {
   const merged: Record<string, Record<string, unknown>> = {};
   for (const source of [base, overrides]) {
     for (const [table, values] of Object.entries(source)) {
-      merged[table] = { ...merged[table], ...(values as Record<string, unknown>) };
+      // Arrays of tables ([[upstreams]]) replace; tables merge key by key.
+      merged[table] =
+        Array.isArray(values) || Array.isArray(merged[table])
+          ? (values as unknown as Record<string, unknown>)
+          : { ...merged[table], ...(values as Record<string, unknown>) };
     }
   }
   return configSchema.parse(merged);

@@ -27,7 +27,10 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function configWith(base: ConfigOverrides, changes: ConfigOverrides): Config {
   const merged: Record<string, object> = {};
   for (const table of new Set([...Object.keys(base), ...Object.keys(changes)])) {
-    merged[table] = { ...(base as Record<string, object>)[table], ...(changes as Record<string, object>)[table] };
+    const before = (base as Record<string, object>)[table];
+    const change = (changes as Record<string, object>)[table];
+    // Arrays of tables ([[upstreams]]) replace; tables merge key by key.
+    merged[table] = Array.isArray(before) || Array.isArray(change) ? (change ?? before)! : { ...before, ...change };
   }
   return configSchema.parse(merged);
 }

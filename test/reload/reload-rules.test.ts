@@ -271,7 +271,7 @@ describe("the reload column of docs/configuration.md", () => {
     );
     expect(reloadWords(ruleOf("rate_limit.headers"))).toBe("http: at once, new HTTP handler");
     expect(reloadWords(ruleOf("http.keepalive_timeout_s"))).toBe("http: restart");
-    expect(reloadWords(ruleOf("tcp.nodelay"))).toBe("echo, custom: new connections");
+    expect(reloadWords(ruleOf("tcp.nodelay"))).toBe("echo, custom, tcp_proxy: new connections");
     expect(reloadWords(ruleOf("pool.threads"))).toBe("custom: restart");
     expect(reloadWords(ruleOf("tcp.cork"))).toBe("not read");
     expect(reloadWords(ruleOf("limits.max_request_bytes"))).toBe(

@@ -1,4 +1,4 @@
-// Server addresses of upstream groups: "host:port" or "[ipv6]:port", parsed once when a group is built.
+// "host:port" or "[ipv6]:port" (upstream servers): checked by the schema, parsed when an upstream group is built.
 
 export interface HostPort {
   /** Host name or IP address (an IPv6 address without its brackets). */
