@@ -7,6 +7,7 @@ import { SharedAddressTable, type SharedAddressTableShare } from "./net/shared-a
 import { NO_CHANGE, type PreparedChange } from "./reload/two-phase.ts";
 import { Counter, Stats } from "./stats/stats.ts";
 import type { TlsState } from "./tls/tls-state.ts";
+import { UpstreamStats } from "./upstream/stats.ts";
 
 /**
  * Gauges that live outside the shared counters (pool queue depth, arena bytes in use, tracked IPs),
@@ -29,6 +30,11 @@ export interface ServerContext {
    * Absent or null: listeners are plain.
    */
   readonly tls?: TlsState | null;
+  /**
+   * Per upstream server counters, shared by every thread (src/upstream/stats.ts). Built by createContext; a context
+   * made by hand (tests) may leave it out, and a listener that proxies then counts into statistics of its own.
+   */
+  readonly upstreamStats?: UpstreamStats;
 }
 
 /**
@@ -44,6 +50,8 @@ export interface SharedResources {
   readonly addresses: SharedAddressTableShare | null;
   /** With fleet.redis_url: every thread's fleet counters (src/fleet/counters.ts). */
   readonly fleetCounters: SharedArrayBuffer | null;
+  /** Per upstream server counters (UpstreamStats), a shard per I/O thread. */
+  readonly upstreamStatsBuffer: SharedArrayBuffer;
 }
 
 /**
@@ -80,14 +88,17 @@ export function createContext(
   // With a fleet, rate limits and connections per address are counted across instances (each thread a holder).
   const fleet = createFleet(config, logger, gauges, shared?.fleetCounters ?? null);
   const admission = new Admission(config, stats, gauges, connections, addresses, fleet?.member ?? null);
+  const upstreamStats =
+    shared === null ? UpstreamStats.create(config.server.io_threads) : UpstreamStats.attach(shared.upstreamStatsBuffer);
   return {
-    context: { config, stats, logger, gauges, admission, fleet, tls },
+    context: { config, stats, logger, gauges, admission, fleet, tls, upstreamStats },
     shared: shared ?? {
       statsBuffer: stats.buffer,
       startedAtMs: stats.startedAtMs,
       connections,
       addresses: addresses?.share() ?? null,
       fleetCounters: fleet?.counters.buffer ?? null,
+      upstreamStatsBuffer: upstreamStats.buffer,
     },
   };
 }

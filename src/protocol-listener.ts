@@ -5,6 +5,7 @@ import { startHttp } from "./http/serve.ts";
 import type { OpDone, OpRunner } from "./pool/op-runner.ts";
 import { startWorkerPool } from "./pool/worker-pool.ts";
 import { startTcp } from "./tcp/listen.ts";
+import { startTcpProxy } from "./upstream/tcp-proxy-listener.ts";
 
 /** The echo protocol never dispatches to a pool: this runner claims no opcode. */
 const NO_POOL: OpRunner = {
@@ -23,6 +24,7 @@ export async function startProtocolListener(context: ServerContext, poolThreads 
   const config = context.config;
   if (config.server.protocol === "http") return await startHttp(context);
   if (config.server.protocol === "echo") return await startTcp(context, NO_POOL);
+  if (config.server.protocol === "tcp_proxy") return await startTcpProxy(context);
   const pool = await startWorkerPool(context, poolThreads > 0 ? { threads: poolThreads } : {});
   let tcp: Listener;
   try {

@@ -64,8 +64,7 @@ export const NO_SERVER = "-";
 
 const MAX_SLOTS = 256;
 const NAME_BYTES = 256;
-const MAX_SHARDS = 65;
-const HEADER_INT32S = 4; // [0] lock, [1] slots used, [2] shards used
+const HEADER_INT32S = 4; // [0] lock, [1] slots used, [2] shards taken, [3] shards in the buffer
 const NAMES_OFFSET = HEADER_INT32S * 4;
 const SHARDS_OFFSET = NAMES_OFFSET + MAX_SLOTS * NAME_BYTES; // a multiple of 8
 const SHARD_FLOATS = MAX_SLOTS * FIELDS;
@@ -97,12 +96,20 @@ export class UpstreamStats {
     this.buffer = buffer;
     this.header = new Int32Array(buffer, 0, HEADER_INT32S);
     this.names = new Uint8Array(buffer, NAMES_OFFSET, MAX_SLOTS * NAME_BYTES);
-    const index = Math.min(Atomics.add(this.header, 2, 1), MAX_SHARDS - 1);
+    // Out of shards (a thread more than the buffer was made for): share the last one, as src/stats/stats.ts does.
+    const index = Math.min(Atomics.add(this.header, 2, 1), this.shardCount() - 1);
     this.shard = new Float64Array(buffer, SHARDS_OFFSET + index * SHARD_FLOATS * 8, SHARD_FLOATS);
   }
 
-  static create(): UpstreamStats {
-    return new UpstreamStats(new SharedArrayBuffer(SHARDS_OFFSET + MAX_SHARDS * SHARD_FLOATS * 8));
+  /** New statistics with a shard for each of `threads` writing threads (server.io_threads). */
+  static create(threads = 1): UpstreamStats {
+    const buffer = new SharedArrayBuffer(SHARDS_OFFSET + threads * SHARD_FLOATS * 8);
+    new Int32Array(buffer, 0, HEADER_INT32S)[3] = threads;
+    return new UpstreamStats(buffer);
+  }
+
+  private shardCount(): number {
+    return Atomics.load(this.header, 3);
   }
 
   /** Joins statistics created in another thread; this thread gets a shard of its own. */
@@ -162,8 +169,8 @@ export class UpstreamStats {
   /** Every registered pair's numbers summed over the threads (gauges of threads that dropped the server excluded). */
   read(): ServerNumbers[] {
     const used = Math.min(Atomics.load(this.header, 1), MAX_SLOTS);
-    const shards = Math.min(Atomics.load(this.header, 2), MAX_SHARDS);
-    const all = new Float64Array(this.buffer, SHARDS_OFFSET, MAX_SHARDS * SHARD_FLOATS);
+    const shards = Math.min(Atomics.load(this.header, 2), this.shardCount());
+    const all = new Float64Array(this.buffer, SHARDS_OFFSET, this.shardCount() * SHARD_FLOATS);
     const result: ServerNumbers[] = [];
     const fieldNames = Object.keys(Field) as (keyof typeof Field)[];
     for (let slot = 0; slot < used; slot++) {

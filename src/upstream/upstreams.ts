@@ -1,5 +1,6 @@
 // Every upstream group of one I/O thread: built from [[upstreams]], looked up by name (routes, the TCP proxy),
 // reconfigured by a reload, health-checked, and stopped.
+import type { Config } from "../config/schema.ts";
 import type { Logger } from "../log.ts";
 import { checkServer } from "./active-health.ts";
 import { UpstreamGroup } from "./group.ts";
@@ -9,6 +10,17 @@ import type { UpstreamSettings } from "./types.ts";
 
 /** How often threads that do not read the stats write their gauges into them. */
 const GAUGE_PUBLISH_MS = 1000;
+
+/**
+ * The groups a server running `config` sends to: those its routes name (http) or proxy.upstream (tcp_proxy), in the
+ * order of [[upstreams]]. The others are not started (no connections, no health checks); start-up warns about them.
+ */
+export function usedUpstreams(config: Config): UpstreamSettings[] {
+  const names = new Set<string>();
+  if (config.server.protocol === "http") for (const route of config.http.routes) names.add(route.upstream);
+  if (config.server.protocol === "tcp_proxy") names.add(config.proxy.upstream);
+  return config.upstreams.filter((group) => names.has(group.name));
+}
 
 export interface UpstreamsOptions {
   readonly stats: UpstreamStats;

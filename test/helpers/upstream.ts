@@ -1,5 +1,5 @@
 // Test helpers for upstreams: group settings with test defaults, Bun backends, and a bare proxy front.
-import type { Server } from "bun";
+import type { Server, Socket } from "bun";
 import { Logger } from "../../src/log.ts";
 import type { UpstreamGroup } from "../../src/upstream/group.ts";
 import { proxyExchange } from "../../src/upstream/http-proxy.ts";
@@ -250,4 +250,80 @@ export function startTcpProxyFront(settings: UpstreamSettings, sendProxyHeader =
     [Symbol.dispose]: () => front.stop(),
   };
   return front;
+}
+
+/** An echo server that resends what it could not write on drain and, when the client ends, ends after flushing. */
+export function startEchoBackend(onConnection: (first: Uint8Array) => void = () => {}) {
+  type State = { pending: Uint8Array[]; ended: boolean; first: boolean };
+  const stats = { connections: 0 };
+  const flush = (socket: Socket<State>) => {
+    const state = socket.data;
+    while (state.pending.length > 0) {
+      const chunk = state.pending[0]!;
+      const written = socket.write(chunk);
+      if (written < chunk.byteLength) {
+        state.pending[0] = chunk.subarray(Math.max(0, written));
+        return;
+      }
+      state.pending.shift();
+    }
+    if (state.ended) socket.end();
+  };
+  const listener = Bun.listen<State>({
+    hostname: "127.0.0.1",
+    port: 0,
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open(socket) {
+        stats.connections += 1;
+        socket.data = { pending: [], ended: false, first: true };
+      },
+      data(socket, chunk) {
+        if (socket.data.first) {
+          socket.data.first = false;
+          onConnection(chunk.slice());
+        }
+        socket.data.pending.push(chunk.slice());
+        flush(socket);
+      },
+      drain: flush,
+      end(socket) {
+        socket.data.ended = true;
+        flush(socket);
+      },
+    },
+  });
+  return { listener, address: `127.0.0.1:${listener.port}`, stats, [Symbol.dispose]: () => listener.stop(true) };
+}
+
+/** Connects, writes `payload` (then FIN when `end`), and collects the reply until the other side closes. */
+export async function tcpExchange(port: number, payload: Uint8Array, end = true): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  let done: () => void = () => {};
+  const closed = new Promise<void>((resolve) => (done = resolve));
+  let offset = 0;
+  const pump = (socket: Socket<undefined>) => {
+    while (offset < payload.byteLength) {
+      const written = socket.write(payload.subarray(offset, offset + 256 * 1024));
+      if (written <= 0) return;
+      offset += written;
+    }
+    if (end) socket.shutdown();
+  };
+  await Bun.connect({
+    hostname: "127.0.0.1",
+    port,
+    allowHalfOpen: true,
+    socket: {
+      binaryType: "uint8array",
+      open: pump,
+      drain: pump,
+      data: (_socket, chunk) => void chunks.push(chunk.slice()),
+      end: (socket) => void socket.end(),
+      close: () => done(),
+    },
+  });
+  await closed;
+  return Buffer.concat(chunks);
 }
