@@ -139,12 +139,14 @@ export class UpstreamGroup {
     return this.members.values();
   }
 
-  /** Closes every idle connection; busy ones close when their exchange ends. */
+  /** Closes every idle connection; busy ones close when their exchange ends. The group leaves the stats. */
   stop(): void {
     for (const member of this.members.values()) {
       member.pool.stop();
       member.server.isRemoved = true;
+      this.stats.set(member.statsSlot, Field.present, 0);
     }
+    this.stats.set(this.noServerSlot, Field.present, 0);
   }
 
   private addServer(server: UpstreamServer, append = true): UpstreamServer {

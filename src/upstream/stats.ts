@@ -91,6 +91,8 @@ export class UpstreamStats {
   private readonly shard: Float64Array;
   private readonly slots = new Map<string, number>();
   private isFullReported = false;
+  /** Called before every read: this thread's groups write their gauges (other threads publish on a timer). */
+  private readonly refreshers = new Set<() => void>();
 
   private constructor(buffer: SharedArrayBuffer) {
     this.buffer = buffer;
@@ -166,8 +168,15 @@ export class UpstreamStats {
     shard[offset + Field.bucket0 + bucket]! += 1;
   }
 
+  /** Runs `refresh` before every read on this thread; returns how to stop it. */
+  onRead(refresh: () => void): () => void {
+    this.refreshers.add(refresh);
+    return () => this.refreshers.delete(refresh);
+  }
+
   /** Every registered pair's numbers summed over the threads (gauges of threads that dropped the server excluded). */
   read(): ServerNumbers[] {
+    for (const refresh of this.refreshers) refresh();
     const used = Math.min(Atomics.load(this.header, 1), MAX_SLOTS);
     const shards = Math.min(Atomics.load(this.header, 2), this.shardCount());
     const all = new Float64Array(this.buffer, SHARDS_OFFSET, this.shardCount() * SHARD_FLOATS);

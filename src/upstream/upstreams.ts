@@ -36,12 +36,16 @@ export class Upstreams {
   private readonly checks = new Map<string, HealthChecks>();
   private readonly logger: Logger;
   private readonly gaugeTimer: ReturnType<typeof setInterval> | null = null;
+  private readonly stopRefreshing: () => void;
   private isStopped = false;
 
   constructor(settings: readonly UpstreamSettings[], options: UpstreamsOptions) {
     this.stats = options.stats;
     this.logger = options.logger;
     for (const group of settings) this.add(group);
+    // This thread's gauges are written before its own reads; for reads on other threads (the admin listener runs on
+    // the main thread), on a timer.
+    this.stopRefreshing = this.stats.onRead(() => this.publishGauges());
     if (options.publishesGauges) {
       this.gaugeTimer = setInterval(() => this.publishGauges(), GAUGE_PUBLISH_MS);
       this.gaugeTimer.unref();
@@ -102,6 +106,7 @@ export class Upstreams {
     if (this.isStopped) return;
     this.isStopped = true;
     if (this.gaugeTimer !== null) clearInterval(this.gaugeTimer);
+    this.stopRefreshing();
     for (const checks of this.checks.values()) checks.stop();
     this.checks.clear();
     for (const group of this.groups.values()) group.stop();
