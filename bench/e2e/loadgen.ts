@@ -66,6 +66,7 @@ async function main(argv: string[]): Promise<number> {
       adminPorts: [],
       helperCore: 1,
       tls: null,
+      backends: null,
     };
     await writeHttpFiles(env.wwwDir);
     const nginx = await SERVERS.nginx.start(env, port);

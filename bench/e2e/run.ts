@@ -13,6 +13,7 @@ import {
   type BenchEnv,
   type ServerName,
 } from "./servers.ts";
+import { PROXY_LARGE_FILE, isProxyServer, startProxyBackends } from "./proxy-servers.ts";
 import { parseToolArgs } from "../cli.ts";
 
 const USAGE = `Usage: bun run bench:e2e [options]
@@ -229,6 +230,48 @@ export const CASES: CaseSpec[] = [
     },
   },
   {
+    // Issue 16: the reverse proxy's per-request cost, both proxies in front of the same nginx backend.
+    id: "proxy-hello",
+    title: "HTTP proxy, 5-byte responses, 64 conns (keep-alive both sides)",
+    unit: "req/s",
+    hps: "hps-proxy",
+    baselines: ["nginx-proxy"],
+    plan: { kind: "wrk", path: "/hello", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: 5 },
+  },
+  {
+    id: "proxy-64m",
+    title: "HTTP proxy, 64 MiB responses, 4 conns, read by bun run load",
+    unit: "GB/s",
+    hps: "hps-proxy",
+    baselines: ["nginx-proxy"],
+    plan: {
+      kind: "load",
+      scheme: "http",
+      path: `/${PROXY_LARGE_FILE.name}`,
+      connections: 4,
+      pipeline: 1,
+      sizeBytes: 0,
+      opcode: null,
+      unit: "GB/s",
+    },
+  },
+  {
+    id: "tcp-proxy-stream",
+    title: "TCP proxy to an echo, 64 KiB chunks streamed (8 in flight), 8 conns",
+    unit: "MB/s",
+    hps: "hps-tcp-proxy",
+    baselines: ["nginx-stream"],
+    plan: {
+      kind: "load",
+      scheme: "echo",
+      connections: 8,
+      pipeline: 8,
+      sizeBytes: 64 * KiB,
+      opcode: null,
+      unit: "MB/s",
+    },
+  },
+  {
     id: "custom-ping",
     title: "HPS/1 PING pipelined ×64, 16 conns",
     unit: "frames/s",
@@ -385,18 +428,29 @@ export async function e2eMain(argv: string[]): Promise<number> {
   };
   try {
     const serverNames = [...new Set(cases.flatMap((spec) => [spec.hps, ...spec.baselines]))];
-    // One call, so no port is handed out twice: a public port per server, then admin ports for the hps instances.
-    const allPorts = freePorts(serverNames.length * 2);
+    const needsBackends = serverNames.some(isProxyServer);
+    // One call, so no port is handed out twice: a public port per server, admin ports for the hps instances, then
+    // the proxy cases' two backends.
+    const allPorts = freePorts(serverNames.length * 2 + 2);
     const ports = new Map<ServerName, number>(serverNames.map((name, i) => [name, allPorts[i]!]));
     const env: BenchEnv = {
       tempDir,
       wwwDir: join(tempDir, "www"),
       serverCore,
-      adminPorts: allPorts.slice(serverNames.length),
+      adminPorts: allPorts.slice(serverNames.length, serverNames.length * 2),
       helperCore: length.clientCore,
       tls: needsTls ? await makeBenchCertificate(tempDir) : null,
+      backends: null,
     };
     if (needsHttp) await writeHttpFiles(env.wwwDir);
+    if (needsBackends) {
+      await writeHttpFiles(env.wwwDir, [PROXY_LARGE_FILE]);
+      // On the load generator's core: the proxy's core serves the proxy alone.
+      env.backends = await startProxyBackends(tempDir, env.wwwDir, length.clientCore, [
+        allPorts[serverNames.length * 2]!,
+        allPorts[serverNames.length * 2 + 1]!,
+      ]);
+    }
 
     const machine = await machineDescription();
     const totalRuns = cases.reduce((n, spec) => n + 1 + spec.baselines.length, 0) * rounds;

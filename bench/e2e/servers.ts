@@ -2,6 +2,7 @@
 import { chmodSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { freePorts, startChild, type Child } from "./process.ts";
+import { PROXY_SERVERS, type ProxyBackends, type ProxyServerName } from "./proxy-servers.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname;
 const READY_TIMEOUT_MS = 15_000;
@@ -29,7 +30,8 @@ export type ServerName =
   | "hps-https-h3"
   | "hps-https-h3-tcp"
   | "bun-https-static"
-  | "nginx-https";
+  | "nginx-https"
+  | ProxyServerName;
 
 export interface ServerSpec {
   name: ServerName;
@@ -52,6 +54,8 @@ export interface BenchEnv {
   helperCore: number | null;
   /** The certificate every TLS server uses (made at run time, see makeBenchCertificate); null before it is made. */
   tls: { certFile: string; keyFile: string } | null;
+  /** The backends the proxy cases send to (bench/e2e/proxy-servers.ts); null when no proxy case runs. */
+  backends: ProxyBackends | null;
 }
 
 /**
@@ -132,7 +136,10 @@ export const HTTP_FILES = [
 export const BENCH_POOL_THREADS = 1;
 
 /** Writes the test files (a fixed pseudo-random pattern: incompressible, identical for every server). */
-export async function writeHttpFiles(wwwDir: string): Promise<void> {
+export async function writeHttpFiles(
+  wwwDir: string,
+  files: readonly { name: string; bytes: number }[] = HTTP_FILES,
+): Promise<void> {
   mkdirSync(wwwDir, { recursive: true, mode: 0o755 });
   const block = new Uint8Array(1024 * 1024);
   let state = 0x12345678;
@@ -140,7 +147,7 @@ export async function writeHttpFiles(wwwDir: string): Promise<void> {
     state = (state * 1103515245 + 12345) >>> 0;
     block[i] = state >>> 24;
   }
-  for (const file of HTTP_FILES) {
+  for (const file of files) {
     const path = join(wwwDir, file.name);
     if (file.bytes <= block.length) {
       writeFileSync(path, block.subarray(0, file.bytes), { mode: 0o644 });
@@ -312,6 +319,20 @@ http {
 `;
 }
 
+/** A proxy of bench/e2e/proxy-servers.ts, started once the run has started the backends. */
+function proxy(name: ProxyServerName, unavailable: string | null = null): ServerSpec {
+  const spec = PROXY_SERVERS[name];
+  return {
+    name,
+    description: spec.description,
+    unavailable,
+    start: (env, port) => {
+      if (env.backends === null) throw new Error(`${name} needs the proxy backends, which this run did not start`);
+      return spec.start({ ...env, backends: env.backends }, port);
+    },
+  };
+}
+
 export const SERVERS: Record<ServerName, ServerSpec> = {
   "hps-echo-hwm-64k": hps(
     "hps-echo-hwm-64k",
@@ -433,6 +454,15 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
     true,
   ),
   "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),
+  "hps-proxy": proxy("hps-proxy"),
+  "nginx-proxy": proxy("nginx-proxy"),
+  "hps-tcp-proxy": proxy("hps-tcp-proxy"),
+  "nginx-stream": proxy(
+    "nginx-stream",
+    existsSync("/usr/lib/nginx/modules/ngx_stream_module.so")
+      ? null
+      : "nginx's stream module is missing (Debian package libnginx-mod-stream)",
+  ),
   "nginx-sendfile-off": nginx(
     "nginx-sendfile-off",
     false,
