@@ -112,8 +112,8 @@ function unitHash(clientHash: number, serverSeed: number): number {
 
 /**
  * The power of two choices: two different candidates drawn at random (in proportion to weight), and the one with
- * fewer requests in flight per unit of weight gets the request. Nearly as even as least_conn, without a scan that
- * every request contends on, and without herding onto one server that just became least loaded.
+ * fewer requests in flight per unit of weight gets the request; on a tie, the one whose recent responses were faster.
+ * Nearly as even as least_conn, without herding onto one server that just became least loaded.
  */
 export class RandomTwoChoices implements Balancer {
   private readonly random: () => number;
@@ -136,7 +136,10 @@ export class RandomTwoChoices implements Balancer {
     const first = this.draw(servers, exclude, nowMs, totalWeight, null);
     if (candidates === 1) return first;
     const second = this.draw(servers, exclude, nowMs, totalWeight - first.weight, first);
-    return second.inFlight * first.weight < first.inFlight * second.weight ? second : first;
+    const secondLoad = second.inFlight * first.weight;
+    const firstLoad = first.inFlight * second.weight;
+    if (secondLoad !== firstLoad) return secondLoad < firstLoad ? second : first;
+    return second.responseMicrosAverage < first.responseMicrosAverage ? second : first;
   }
 
   /** One candidate other than `skip`, drawn in proportion to weight (`totalWeight` is theirs, without skip's). */

@@ -340,8 +340,11 @@ export class ProxyExchange implements Exchange {
   /** The response came back: counted, and the server's failures forgotten. */
   private succeeded(): void {
     const server = this.server!;
-    server.health.succeeded(performance.now());
-    this.group.stats.response(this.statsSlot, this.status, Math.round((performance.now() - this.startedMs) * 1000));
+    const nowMs = performance.now();
+    const micros = Math.round((nowMs - this.startedMs) * 1000);
+    server.health.succeeded(nowMs);
+    server.responded(micros);
+    this.group.stats.response(this.statsSlot, this.status, micros);
     this.group.finished(server);
   }
 

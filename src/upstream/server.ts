@@ -3,6 +3,9 @@ import { parseHostPort } from "../config/host-port.ts";
 import { ServerHealth } from "./health.ts";
 import type { ServerSettings, UpstreamSettings } from "./types.ts";
 
+/** Weight of the newest response time in the moving average. */
+const RESPONSE_AVERAGE_WEIGHT = 0.2;
+
 export class UpstreamServer {
   /** As configured ("127.0.0.1:9001"): the server's name in stats and logs. */
   readonly address: string;
@@ -20,6 +23,8 @@ export class UpstreamServer {
   idleConnections = 0;
   /** Smooth weighted round robin's running weight (see balancer.ts). */
   currentWeight = 0;
+  /** Moving average of HTTP response times (random_two breaks ties of in-flight load with it), microseconds. */
+  responseMicrosAverage = 0;
   /** This server's seed for rendezvous hashing: from its address, so it never depends on the other servers. */
   readonly hashSeed: number;
   /** A reload removed it from its group: it gets nothing new; its connections close as their requests finish. */
@@ -35,6 +40,11 @@ export class UpstreamServer {
     this.maxConnections = settings.max_connections;
     this.health = new ServerHealth(group.max_fails, group.fail_timeout_s);
     this.hashSeed = hashString(settings.address, 0x5bd1e995);
+  }
+
+  /** Folds one response time into responseMicrosAverage (exponentially weighted, recent responses count most). */
+  responded(micros: number): void {
+    this.responseMicrosAverage += (micros - this.responseMicrosAverage) * RESPONSE_AVERAGE_WEIGHT;
   }
 
   /** Whether a new request (or TCP connection) may go to this server now. */
