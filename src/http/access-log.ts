@@ -165,7 +165,11 @@ export class AccessLog {
     await this.sink.close();
   }
 
-  /** `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"` */
+  /**
+   * `$remote_addr - - [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"`; a proxied
+   * request adds the server that answered and the time its response head took, in seconds (as nginx's
+   * `"$upstream_addr" $upstream_header_time`).
+   */
   private combinedLine(entry: AccessEntry): string {
     const second = Math.floor(entry.timeMs / 1000);
     if (second !== this.timeSecond) {
@@ -175,7 +179,9 @@ export class AccessLog {
     const request = entry.method === "-" ? "-" : escapeLogValue(`${entry.method} ${entry.target} ${entry.protocol}`);
     const referer = entry.referer === null ? "-" : escapeLogValue(entry.referer);
     const userAgent = entry.userAgent === null ? "-" : escapeLogValue(entry.userAgent);
-    return `${entry.client} - - [${this.timeText}] "${request}" ${entry.status} ${entry.bodyBytes} "${referer}" "${userAgent}"\n`;
+    const upstream =
+      entry.upstream === null ? "" : ` "${entry.upstream}" ${(entry.upstreamMicros / 1_000_000).toFixed(3)}`;
+    return `${entry.client} - - [${this.timeText}] "${request}" ${entry.status} ${entry.bodyBytes} "${referer}" "${userAgent}"${upstream}\n`;
   }
 
   /** One JSON object per line; strings escaped by JSON.stringify, absent headers as null. */

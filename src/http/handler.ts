@@ -4,14 +4,23 @@ import type { Config } from "../config/schema.ts";
 import type { ServerContext } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { Refusal, retryAfterSeconds, type Admission } from "../net/admission.ts";
+import { unmapIpv4 } from "../net/cidr.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
+import type { UpstreamGroup } from "../upstream/group.ts";
+import type { ProxyExchange, ProxyOwner } from "../upstream/http-exchange.ts";
+import { type ClientSide, proxyExchange } from "../upstream/http-proxy.ts";
+import type { Upstreams } from "../upstream/upstreams.ts";
+import { isWebSocketUpgrade } from "../upstream/websocket.ts";
 import { type AccessLog, newAccessEntry } from "./access-log.ts";
 import { Exchange } from "./exchange.ts";
+import type { RouteTarget } from "./http-routes.ts";
 import type { KeepAliveCounter } from "./keepalive.ts";
+import type { PrefixRoutes } from "./prefix-routes.ts";
+import { answerWebSocket, type WebSocketOutcome } from "./proxy-answer.ts";
 import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
 import { MethodKind, asksToClose, isValidHost, methodKind, requestHeadBytesLowerBound } from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
-import { SiteRequest, type StaticFiles } from "./static.ts";
+import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
 import { ResponseSummary, errorAnswer, errorBodyBytes, errorResponse, httpDateNow } from "./status.ts";
 
 const ALLOW = "GET, HEAD, OPTIONS";
@@ -48,7 +57,7 @@ const ALLOW_HEADERS: Record<string, string> = { Allow: ALLOW };
  * during a long response, or has been idle past http.keepalive_timeout_s. Per request: allow/deny (admitRequest,
  * when the client address can change within a connection or connections are not admitted) and the rate limiter.
  */
-export class HttpHandler {
+export class HttpHandler implements ProxyOwner {
   private readonly stats: Stats;
   private readonly logger: Logger;
   private readonly site: StaticFiles;
@@ -65,6 +74,10 @@ export class HttpHandler {
   private readonly readsForwardedFor: boolean;
   private readonly needsPeer: boolean;
   private readonly maxRequestBytes: number;
+  /** [[http.routes]]: prefixes answered by an upstream group or a site of their own; null without routes. */
+  private readonly routes: PrefixRoutes<RouteTarget> | null;
+  /** The listener's upstream groups, which the routes name. */
+  private readonly upstreams: Upstreams;
   private readonly optionsInit: ResponseInit;
   /** The protocol the access log names: HTTP/3.0 on the HTTP/3 server; HTTP/1.1 on TCP (see docs/tls.md). */
   private readonly protocolLabel: string;
@@ -82,16 +95,27 @@ export class HttpHandler {
   private draining = false;
   /** performance.now() of the latest request answered while draining. */
   private lastDrainRequestMs = 0;
+  /** The request target a matched route sends upstream (set by routeOf, read at once by proxied). */
+  private target = "";
+  /** What a proxied request's exchange is told about its client (filled per request, read at once). */
+  private readonly client: ClientSide;
 
   constructor(
     context: ServerContext,
     site: StaticFiles,
     accessLog: AccessLog | null,
     connections: KeepAliveCounter | null,
+    routes: PrefixRoutes<RouteTarget> | null,
+    upstreams: Upstreams,
     protocolLabel = "HTTP/1.1",
     responseHeaders: ReadonlyArray<readonly [string, string]> = [],
   ) {
     const { config } = context;
+    this.routes = routes;
+    this.upstreams = upstreams;
+    // How the client reached hps, for X-Forwarded-Proto: this listener's scheme.
+    const scheme = config.tls.enabled ? "https" : "http";
+    this.client = { peerAddress: "", isTrustedPeer: false, scheme, clientAddress: "", maxRequestBytes: 0 };
     this.protocolLabel = protocolLabel;
     this.responseHeaders = responseHeaders.length === 0 ? null : responseHeaders;
     this.optionsInit = { status: 204, headers: [["Allow", ALLOW], ...responseHeaders] as [string, string][] };
@@ -107,7 +131,9 @@ export class HttpHandler {
     // From the configuration, not the admission: a reload builds this handler before it reconfigures the admission.
     this.rateLimitHeaders = config.rate_limit.enabled && config.rate_limit.headers;
     this.readsForwardedFor = config.net.trusted_proxies.length > 0;
-    this.needsPeer = connections !== null || accessLog !== null || this.hasAccessLists || this.rateLimited;
+    // A proxied request names its client in X-Forwarded-For: every request needs the peer once a route proxies.
+    this.needsPeer =
+      connections !== null || accessLog !== null || this.hasAccessLists || this.rateLimited || routes?.proxies === true;
     this.maxRequestBytes = config.limits.max_request_bytes;
   }
 
@@ -158,6 +184,10 @@ export class HttpHandler {
     const peer = this.needsPeer ? server.requestIP(request) : null;
     let response = this.refusal(exchange, peer, host, isHead);
     if (response === null) {
+      // [[http.routes]]: the longest matching prefix answers, after the edge's checks above. A natively routed path is
+      // never under a route (such paths get no native route, see HttpSet.attach).
+      const route = this.routes === null || routedPath !== null ? null : this.routeOf(exchange);
+      const group = route === null || route.upstream === "" ? null : this.upstreams.group(route.upstream)!;
       const contentLength = headers.get("content-length");
       if (contentLength !== null) {
         const declaredBytes = Number(contentLength);
@@ -169,14 +199,82 @@ export class HttpHandler {
         } else {
           exchange.bodyBytesRead = declaredBytes; // Bun reads it off the connection to reach the next request
         }
-      } else if (request.body !== null && headers.get("transfer-encoding") !== null) {
+      } else if (group === null && request.body !== null && headers.get("transfer-encoding") !== null) {
         // (request.body first: Bun gives GET and HEAD no body, whatever they send, and the getter is cheaper than a header lookup.)
-        // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering.
+        // A body of unknown length (Transfer-Encoding, chunked): read up to the limit before answering. (A proxied
+        // one is streamed to the server and cut off at the limit instead.)
         return this.afterBody(exchange.copy(), server);
       }
-      response ??= this.answer(exchange, headers);
+      if (response === null && group !== null) return this.proxied(exchange.copy(), server, group, peer!);
+      response ??= this.answer(exchange, headers, route?.site ?? this.site);
     }
     return this.finish(exchange, response);
+  }
+
+  /** The route for the exchange's path, or null; a route's own site answers for the path after strip_prefix. */
+  private routeOf(exchange: Exchange): RouteTarget | null {
+    const url = exchange.request!.url;
+    const query = exchange.queryStart < 0 ? "" : url.slice(exchange.queryStart);
+    const match = this.routes!.match(exchange.rawPath, query);
+    if (match === null) return null;
+    this.target = match.target;
+    if (match.route.site !== null) {
+      // The site reads the path from the exchange: the route's path, its query left to the site to find.
+      const end = match.target.indexOf("?");
+      exchange.rawPath = end < 0 ? match.target : match.target.slice(0, end);
+      exchange.queryStart = QUERY_NOT_SCANNED;
+    }
+    return match.route;
+  }
+
+  /**
+   * A request a route sends to an upstream group: its ProxyExchange settles when the server's response head arrives
+   * (or hps answers 502/503/504) and tells proxyDone, which counts and logs it like every answer.
+   */
+  private proxied(
+    exchange: Exchange,
+    server: Server<undefined>,
+    group: UpstreamGroup,
+    peer: { address: string },
+  ): Promise<Response> {
+    const request = exchange.request!;
+    const client = this.client;
+    client.peerAddress = unmapIpv4(peer.address);
+    client.isTrustedPeer = this.readsForwardedFor && this.admission.isTrustedProxy(client.peerAddress);
+    client.clientAddress = exchange.clientAddress;
+    client.maxRequestBytes = this.maxRequestBytes;
+    if (isWebSocketUpgrade(request)) return this.upgraded(exchange, server, group);
+    const proxy = proxyExchange(group, request, this.target, client, exchange.startedMs);
+    proxy.owner = this;
+    proxy.ownerData = exchange;
+    return proxy.run();
+  }
+
+  /** A proxied request settled: counted and logged with the server that answered and its time. */
+  proxyDone(proxy: ProxyExchange, response: Response): Response {
+    const exchange = proxy.ownerData as Exchange;
+    try {
+      this.summary.set(proxy.status, proxy.bodyBytes);
+      if (proxy.status === 413) this.stats.inc(Counter.requestsTooLarge);
+      return this.finish(exchange, response, proxy.server?.address ?? "-", proxy.status, proxy.headerMs);
+    } catch (error) {
+      return this.failed(exchange.request!, null, error, exchange.startedMs);
+    }
+  }
+
+  /** A WebSocket upgrade on a proxied route (src/http/proxy-answer.ts); counted and logged once it is decided. */
+  private async upgraded(exchange: Exchange, server: Server<undefined>, group: UpstreamGroup): Promise<Response> {
+    const request = exchange.request!;
+    const outcome: WebSocketOutcome = { status: 0, upstreamAddress: "-", upstreamMs: 0 };
+    let response: Response | undefined;
+    try {
+      response = await answerWebSocket(group, request, server, this.target, this.client, exchange.startedMs, outcome);
+    } catch (error) {
+      return this.failed(request, server, error, exchange.startedMs);
+    }
+    this.summary.set(outcome.status, 0);
+    // Upgraded, there is no Response: Bun.serve takes `undefined` once server.upgrade() has answered.
+    return this.finish(exchange, response!, outcome.upstreamAddress, outcome.status, outcome.upstreamMs);
   }
 
   /**
@@ -278,7 +376,7 @@ export class HttpHandler {
   }
 
   /** The answer to an admitted request (GET/HEAD: the site; OPTIONS: 204; others: 405), reported into the summary. */
-  private answer(exchange: Exchange, headers: Headers): Response {
+  private answer(exchange: Exchange, headers: Headers, site: StaticFiles = this.site): Response {
     const request = exchange.request!;
     const method = request.method;
     const isHead = method === "HEAD";
@@ -292,7 +390,7 @@ export class HttpHandler {
       query.queryStart = exchange.queryStart;
       query.isHead = isHead;
       query.nowMs = exchange.startedMs;
-      response = this.site.respond(query, summary);
+      response = site.respond(query, summary);
       query.request = null; // the reused object must not keep the request alive
       query.headers = null;
     } else if (method === "OPTIONS") {
@@ -312,16 +410,27 @@ export class HttpHandler {
     return response;
   }
 
-  /** Connection bookkeeping, counters and the access log for `response`, whose summary was just reported. */
-  private finish(exchange: Exchange, response: Response): Response {
+  /**
+   * Connection bookkeeping, counters and the access log for `response`, whose summary was just reported.
+   * `upstream` (with its status and `upstreamMs`): the server that answered a proxied request ("-" when none was
+   * reached), for the access log.
+   */
+  private finish(
+    exchange: Exchange,
+    response: Response,
+    upstream: string | null = null,
+    upstreamStatus = 0,
+    upstreamMs = 0,
+  ): Response {
     const request = exchange.request!;
     const { status, bodyBytes } = this.summary;
     const startedMs = exchange.startedMs;
     const responseHeaders = this.responseHeaders;
-    if (responseHeaders !== null) addMissing(response.headers, responseHeaders);
+    // (An upgraded WebSocket has no Response: Bun has answered it, and keeps the connection as the socket.)
+    if (responseHeaders !== null && response !== undefined) addMissing(response.headers, responseHeaders);
     const connection = exchange.connection;
     if (this.draining) {
-      response.headers.set("Connection", "close");
+      response?.headers.set("Connection", "close");
       exchange.closeConnection = true;
       this.lastDrainRequestMs = startedMs;
     }
@@ -329,7 +438,7 @@ export class HttpHandler {
       const connections = this.connections!;
       let closeConnection = exchange.closeConnection;
       if (connections.countRequest(connection, startedMs)) {
-        response.headers.set("Connection", "close");
+        response?.headers.set("Connection", "close");
         closeConnection = true;
       } else if (this.countsConnections && !closeConnection && asksToClose(request.headers.get("connection"))) {
         closeConnection = true; // Bun closes it after this response; its slot goes now
@@ -338,7 +447,7 @@ export class HttpHandler {
       else connections.responding(connection, bodyBytes, startedMs, request);
     }
     // HEAD carries the fields GET does (RFC 9110 §9.3.2); Bun 1.4.5 adds Date to a GET but not to a HEAD with a body.
-    if (request.method === "HEAD") response.headers.set("Date", httpDateNow());
+    if (request.method === "HEAD") response?.headers.set("Date", httpDateNow());
     const stats = this.stats;
     stats.httpStatus(status);
     stats.add(Counter.bytesWritten, bodyBytes);
@@ -357,6 +466,9 @@ export class HttpHandler {
       entry.durationMicros = durationMicros;
       entry.referer = headers.get("referer");
       entry.userAgent = headers.get("user-agent");
+      entry.upstream = upstream;
+      entry.upstreamStatus = upstreamStatus;
+      entry.upstreamMicros = Math.round(upstreamMs * 1000);
       this.accessLog.write(entry);
     }
     exchange.request = null; // the reused object must not keep the request alive
@@ -368,7 +480,7 @@ export class HttpHandler {
    * A handler exception (a bug): 500 with a plain body, the error logged, never a stack trace to the client;
    * counted and logged like every answer.
    */
-  private failed(request: Request, server: Server<undefined>, error: unknown, startedMs: number): Response {
+  private failed(request: Request, server: Server<undefined> | null, error: unknown, startedMs: number): Response {
     this.logger.error(
       `http: request handler failed: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
     );
@@ -376,7 +488,8 @@ export class HttpHandler {
     let clientAddress = "-";
     if (this.accessLog !== null) {
       try {
-        const peer = server.requestIP(request);
+        // (null: a proxied request settling, long after Bun called the handler; its address is not asked again.)
+        const peer = server?.requestIP(request) ?? null;
         if (peer !== null)
           clientAddress = this.readsForwardedFor
             ? this.admission.clientAddress(peer.address, request.headers.get("x-forwarded-for"))

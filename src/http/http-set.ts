@@ -2,9 +2,12 @@
 import { changedParts } from "../config/reload.ts";
 import type { ServerContext } from "../context.ts";
 import { Counter } from "../stats/stats.ts";
+import type { Upstreams } from "../upstream/upstreams.ts";
 import { AccessLog } from "./access-log.ts";
 import { HttpHandler, responseHeadersFor } from "./handler.ts";
+import { buildRoutes, releaseRoutes, type RouteTarget } from "./http-routes.ts";
 import { KeepAliveCounter } from "./keepalive.ts";
+import type { PrefixRoutes } from "./prefix-routes.ts";
 import { RouteTable, type RouteValue, type StaticRouteSource } from "./routes.ts";
 import { StaticFiles } from "./static.ts";
 
@@ -42,6 +45,8 @@ export interface ServeTarget {
  */
 export class HttpSet {
   readonly site: StaticFiles;
+  /** [[http.routes]] (null without any): built anew with the handler. */
+  readonly prefixRoutes: PrefixRoutes<RouteTarget> | null;
   readonly accessLog: AccessLog | null;
   readonly connections: KeepAliveCounter | null;
   readonly handler: HttpHandler;
@@ -61,7 +66,7 @@ export class HttpSet {
    * (one log, never closed under a request; "http-access-log") and the connection counter (open connections stay
    * counted; "http-connections"). Throws, with nothing left open, when log.access_file cannot be opened.
    */
-  constructor(context: ServerContext, previous: HttpSet | null, publicPort: number) {
+  constructor(context: ServerContext, previous: HttpSet | null, publicPort: number, upstreams: Upstreams) {
     const { config } = context;
     const http = config.http;
     this.context = context;
@@ -86,10 +91,12 @@ export class HttpSet {
             RESPONSE_TIMING,
           )
         : null;
-    this.handler = new HttpHandler(context, this.site, this.accessLog, this.connections, "HTTP/1.1", headers);
-    this.http3Handler = http.http3
-      ? new HttpHandler(context, this.site, this.accessLog, this.connections, "HTTP/3.0", headers)
-      : null;
+    const prefixRoutes = buildRoutes(config);
+    this.prefixRoutes = prefixRoutes;
+    const handlerFor = (protocolLabel: string) =>
+      new HttpHandler(context, this.site, this.accessLog, this.connections, prefixRoutes, upstreams, protocolLabel, headers);
+    this.handler = handlerFor("HTTP/1.1");
+    this.http3Handler = http.http3 ? handlerFor("HTTP/3.0") : null;
     // A site taken over keeps counting in its own counters; a new one starts from the previous totals.
     this.earlierHits = previous === null ? 0 : keepsSite ? previous.earlierHits : previous.cacheCounts().hits;
     this.earlierMisses = previous === null ? 0 : keepsSite ? previous.earlierMisses : previous.cacheCounts().misses;
@@ -119,9 +126,14 @@ export class HttpSet {
           revalidateMs: http.cache_revalidate_ms,
         }
       : null;
+    // A cached path under a [[http.routes]] prefix (cached before a reload added the route) must reach the handler.
+    const prefixRoutes = this.prefixRoutes;
     const routes = new RouteTable({
       makeHandler: (rawPath) => handler.routeHandler(rawPath),
-      currentPaths: () => site.cachedPaths(),
+      currentPaths: () =>
+        prefixRoutes === null
+          ? site.cachedPaths()
+          : [...site.cachedPaths()].filter((rawPath) => prefixRoutes.match(rawPath, "") === null),
       apply: (table) => server.reload({ routes: table, fetch: handler.fetch, error: handler.error }),
       staticSource,
       maxRoutes: MAX_ROUTES,
@@ -164,11 +176,13 @@ export class HttpSet {
     this.sweepTimer = null;
     if (successor?.connections !== this.connections) this.connections?.clear();
     if (successor?.site !== this.site) this.site.clear();
+    releaseRoutes(this.prefixRoutes);
     return this.accessLog === null || successor?.accessLog === this.accessLog ? null : this.accessLog.close();
   }
 
   /** A set built for a reload that does not happen: closes what it opened that the running set does not share. */
   discard(running: HttpSet): void {
+    releaseRoutes(this.prefixRoutes);
     if (this.accessLog !== null && this.accessLog !== running.accessLog) void this.accessLog.close();
   }
 }

@@ -1,9 +1,10 @@
 // The Bun.serve servers of the public HTTP port: HTTP/1.1 (+ HTTP/2) over TCP, rotated on a TLS reload, and HTTP/3.
-import type { Server, TLSOptions } from "bun";
+import type { Server, TLSOptions, WebSocketHandler } from "bun";
 import type { Config } from "../config/schema.ts";
 import type { ServerContext } from "../context.ts";
 import { requirePortFree, Rotation, servedListener, steersRotations } from "../tls/rotation.ts";
 import { sameTls, tlsOptions, type TlsState } from "../tls/tls-state.ts";
+import { WEBSOCKET_RELAY } from "../upstream/websocket.ts";
 import type { RouteValue } from "./routes.ts";
 
 /** What a server answers with; swapped by reload() without restarting it. */
@@ -90,6 +91,9 @@ export class HttpListeners {
       http2: config.http.http2,
       ...(tls === undefined ? {} : { tls }),
       ...this.handlers,
+      // A proxied route relays WebSocket upgrades (src/upstream/websocket.ts); nothing else upgrades. The server is
+      // typed by its handlers (Server<undefined>); the relay is the data of the only sockets that exist.
+      websocket: WEBSOCKET_RELAY as unknown as WebSocketHandler<undefined>,
     });
   }
 

@@ -33,6 +33,15 @@ export class PrefixRoutes<T> {
     return this.entries.length;
   }
 
+  /** Whether any route proxies (the handler then needs every request's peer, for X-Forwarded-For). */
+  get proxies(): boolean {
+    return this.entries.some((entry) => entry.settings.upstream !== "");
+  }
+
+  forEach(visit: (route: T) => void): void {
+    for (const entry of this.entries) visit(entry.route);
+  }
+
   /**
    * The route for `rawPath` (the target before `?`, as Bun gives it) or null when none matches. `query` is the
    * target from `?` on ("" for none). The returned object is reused by the next call.

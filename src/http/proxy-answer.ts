@@ -4,7 +4,7 @@ import type { Server } from "bun";
 import type { UpstreamGroup } from "../upstream/group.ts";
 import { type ClientSide, proxyExchange } from "../upstream/http-proxy.ts";
 import { isWebSocketUpgrade, WebSocketRelay } from "../upstream/websocket.ts";
-import { errorResponse } from "./static.ts";
+import { errorResponse } from "./status.ts";
 
 /** What the handler logs and counts for a proxied request. */
 export interface ProxyOutcome {

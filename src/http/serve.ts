@@ -11,6 +11,8 @@ import {
 } from "../context.ts";
 import type { Logger } from "../log.ts";
 import { startSocketSampling } from "../stats/socket-sampler.ts";
+import { UpstreamStats } from "../upstream/stats.ts";
+import { Upstreams, usedUpstreams } from "../upstream/upstreams.ts";
 import type { HttpHandler } from "./handler.ts";
 import { withListenErrors } from "../listen-errors.ts";
 import { HttpSet, type ServeTarget } from "./http-set.ts";
@@ -67,10 +69,17 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
   const { config, logger } = context;
   const server = await HttpListeners.start(context);
   const port = server.port;
+  // The upstream groups outlive the handler sets: a reload changes them in place (pools and health are kept).
+  const upstreams = new Upstreams(usedUpstreams(config), {
+    stats: context.upstreamStats ?? UpstreamStats.create(),
+    logger,
+    publishesGauges: true,
+  });
   let current: HttpSet;
   try {
-    current = new HttpSet(context, null, port);
+    current = new HttpSet(context, null, port, upstreams);
   } catch (error) {
+    upstreams.stop();
     await server.close();
     throw error;
   }
@@ -97,6 +106,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
       );
     } catch (error) {
       current.release(null);
+      upstreams.stop();
       await server.close();
       throw error;
     }
@@ -133,12 +143,15 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
     if (stopped !== null) throw new Error("http: the listener is stopping; the new configuration was not applied");
     const nextTls = next.tls ?? null;
     const tlsChanges = server.tlsChanges(nextTls);
-    const setChanges = changedParts(current.context.config, next.config).has("http-handler");
-    if (!setChanges && !tlsChanges) return UNCHANGED;
+    const changed = changedParts(current.context.config, next.config);
+    const setChanges = changed.has("http-handler");
+    const upstreamsChange = changed.has("upstreams");
+    if (!setChanges && !tlsChanges && !upstreamsChange) return UNCHANGED;
     let replacement: HttpSet | null = null;
     if (setChanges) {
       await requireDirectory(next.config.http.root);
-      replacement = new HttpSet(next, current, port);
+      for (const route of next.config.http.routes) if (route.root !== "") await requireDirectory(route.root);
+      replacement = new HttpSet(next, current, port, upstreams);
     }
     const running = current;
     return {
@@ -147,6 +160,8 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
           replacement?.discard(running);
           return;
         }
+        // The groups first: the new routes may name a group this reload adds.
+        if (upstreamsChange) upstreams.reconfigure(usedUpstreams(next.config));
         if (replacement !== null) {
           // Requests from here on reach the new handler; natively routed paths of the old set are dropped with its routes.
           serve(replacement, {});
@@ -183,6 +198,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
       while (server.pendingRequests > 0 && Date.now() < deadline) await Bun.sleep(DRAIN_POLL_MS);
     }
     await Promise.all([server.close(), redirect?.stop(true)]);
+    upstreams.stop();
     sampling?.sampleNow(); // the last view: connections closed by the stop are counted closed
     sampling?.stop();
     track(current.release(null)); // releases the admission slots this listener still holds; closes its log

@@ -16,7 +16,9 @@ const STATUS_TEXT: Record<number, string> = {
   499: "Client Closed Request",
   500: "Internal Server Error",
   501: "Not Implemented",
+  502: "Bad Gateway",
   503: "Service Unavailable",
+  504: "Gateway Timeout",
 };
 
 /** A small plain-text error response (never a stack trace). `extra` headers are added to the defaults. */

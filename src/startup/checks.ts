@@ -7,7 +7,14 @@ import type { Config } from "../config/schema.ts";
 import { rootProblem } from "../http/root.ts";
 import { CertificateSetError } from "../tls/certificate-set.ts";
 import { loadTlsState } from "../tls/tls-state.ts";
+import { usedUpstreams } from "../upstream/upstreams.ts";
 import { handlersProblem } from "./handlers-probe.ts";
+
+/** Groups of [[upstreams]] the protocol running would never send to. */
+function unusedUpstreams(config: Config): string[] {
+  const used = new Set(usedUpstreams(config).map((group) => group.name));
+  return config.upstreams.map((group) => group.name).filter((name) => !used.has(name));
+}
 
 /** One check of a configuration against the machine it is to run on (files, directories, modules). */
 export interface StartupCheck {
@@ -25,6 +32,18 @@ export const STARTUP_CHECKS: readonly StartupCheck[] = [
   {
     settings: "http.root",
     run: async (config) => (config.server.protocol === "http" ? await rootProblem(config.http.root) : null),
+  },
+  {
+    settings: "http.routes[].root",
+    run: async (config) => {
+      if (config.server.protocol !== "http") return null;
+      for (const [index, route] of config.http.routes.entries()) {
+        if (route.root === "") continue;
+        const problem = await rootProblem(route.root);
+        if (problem !== null) return problem.replaceAll("http.root", `http.routes[${index}].root`);
+      }
+      return null;
+    },
   },
   {
     settings: "log.file",
@@ -102,6 +121,11 @@ export function startupWarnings(config: Config): string[] {
       "server.reuse_port with server.pid_file (an upgradable server): net.ipv4.tcp_migrate_req is 0, so a connection " +
         "still waiting in this process's accept queue when it stops listening is reset instead of handed to the " +
         "process sharing the port; set it to 1 (sysctl -w net.ipv4.tcp_migrate_req=1, Linux 5.14 or later)",
+    );
+  }
+  for (const unused of unusedUpstreams(config)) {
+    warnings.push(
+      `upstreams: ${unused} is not used (no http.routes entry names it${config.server.protocol === "tcp_proxy" ? " and proxy.upstream is another group" : ""}); it is not started`,
     );
   }
   return warnings;

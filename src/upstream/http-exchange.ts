@@ -1,7 +1,7 @@
 // One proxied HTTP request: pick a server, get a connection, send the request (streaming its body), turn the response
 // into a Response for Bun.serve (whole when it arrived at once, else streamed with flow control), retry what may be
 // retried, and answer 502/503/504 when the servers fail.
-import { errorResponse } from "../http/static.ts";
+import { errorResponse } from "../http/status.ts";
 import type { UpstreamGroup } from "./group.ts";
 import { ConnectFailure, type Exchange, Lost, type LostReason, UpstreamConnection } from "./http-connection.ts";
 import { responseHeaders } from "./http-headers.ts";

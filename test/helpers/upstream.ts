@@ -327,3 +327,70 @@ export async function tcpExchange(port: number, payload: Uint8Array, end = true)
   await closed;
   return Buffer.concat(chunks);
 }
+
+/** nginx as a backend (Debian package nginx): files under `root`, and `location = /hello` answering "hello". */
+export interface NginxBackend {
+  readonly address: string;
+  readonly port: number;
+  stop(): Promise<void>;
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+export async function startNginxBackend(root: string, prefix: string): Promise<NginxBackend> {
+  const { mkdirSync, writeFileSync } = await import("node:fs");
+  const { join } = await import("node:path");
+  const port = closedPort();
+  mkdirSync(join(prefix, "logs"), { recursive: true });
+  const user = process.getuid?.() === 0 ? "user root;\n" : "";
+  const temp = ["client_body", "proxy", "fastcgi", "uwsgi", "scgi"]
+    .map((kind) => `  ${kind}_temp_path ${join(prefix, kind)};`)
+    .join("\n");
+  writeFileSync(
+    join(prefix, "nginx.conf"),
+    `${user}worker_processes 1;
+pid ${join(prefix, "nginx.pid")};
+error_log ${join(prefix, "logs/error.log")} warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  default_type application/octet-stream;
+${temp}
+  server {
+    listen 127.0.0.1:${port};
+    root ${root};
+    location = /hello { return 200 "hello from nginx"; }
+  }
+}
+`,
+  );
+  const proc = Bun.spawn(["/usr/sbin/nginx", "-p", prefix, "-c", join(prefix, "nginx.conf"), "-g", "daemon off;"], {
+    stdout: "ignore",
+    stderr: "pipe",
+  });
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ready = await Bun.connect({ hostname: "127.0.0.1", port, socket: { data() {} } }).then(
+      (socket) => {
+        socket.end();
+        return true;
+      },
+      () => false,
+    );
+    if (ready) break;
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      proc.kill();
+      throw new Error(`nginx did not start on port ${port}: ${await new Response(proc.stderr).text()}`);
+    }
+    await Bun.sleep(20);
+  }
+  const backend: NginxBackend = {
+    address: `127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      proc.kill("SIGQUIT");
+      await proc.exited;
+    },
+    [Symbol.asyncDispose]: () => backend.stop(),
+  };
+  return backend;
+}
