@@ -2,6 +2,7 @@
 import type { ServerContext } from "../context.ts";
 import type { LatencyHistogram } from "./histogram.ts";
 import { HANDSHAKE_FAILURE_LABELS } from "../tls/handshake.ts";
+import { upstreamMetrics } from "../upstream/metrics.ts";
 import { snapshot, type Snapshot } from "./snapshot.ts";
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -280,7 +281,8 @@ const GAUGE_METRICS: ReadonlyArray<{
 
 /** The /metrics body for the running server. */
 export function renderMetrics(context: ServerContext): string {
-  return formatMetrics(snapshot(context), context.stats.latency());
+  const upstreams = context.upstreamStats === undefined ? "" : upstreamMetrics(context.upstreamStats);
+  return formatMetrics(snapshot(context), context.stats.latency()) + upstreams;
 }
 
 /** Formats a snapshot and the merged latency histogram as Prometheus text format 0.0.4. */

@@ -1,6 +1,7 @@
 // The human status report: a compact block to the log every stats.interval_s and a final one on shutdown.
 import type { ServerContext } from "../context.ts";
 import { HANDSHAKE_FAILURE_LABELS } from "../tls/handshake.ts";
+import { upstreamReportLines } from "../upstream/metrics.ts";
 import { SnapshotSampler, type LatencySummary, type Snapshot } from "./snapshot.ts";
 
 /** Lines of the status report for one snapshot (the log, /status and `bun run stats` all show these). */
@@ -62,6 +63,7 @@ export function formatReport(snap: Snapshot): string[] {
         .join(", ")}`,
     );
   }
+  lines.push(...upstreamReportLines(snap.upstreams));
   const p = snap.process;
   lines.push(
     `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}), ` +

@@ -1,6 +1,7 @@
 // Point-in-time snapshot of all statistics as a plain object: counters, interval rates, latency, process, gauges.
 import { readdirSync, readFileSync } from "node:fs";
 import type { ServerContext } from "../context.ts";
+import { type UpstreamServerSnapshot, upstreamSnapshot } from "../upstream/metrics.ts";
 import { LatencyHistogram } from "./histogram.ts";
 import type { CounterName, Stats } from "./stats.ts";
 
@@ -69,6 +70,8 @@ export interface Snapshot {
   readonly process: ProcessSummary;
   /** Every gauge group registered in context.gauges, read now. */
   readonly gauges: Record<string, Record<string, number>>;
+  /** Each server of the upstream groups running now (src/upstream/metrics.ts); empty without any. */
+  readonly upstreams: UpstreamServerSnapshot[];
 }
 
 /** What a snapshot is measured against: counters, histogram and CPU at an earlier moment. */
@@ -178,6 +181,7 @@ export class SnapshotSampler {
         fileDescriptorsLimit: maxOpenFds(),
       },
       gauges: readGauges(gauges),
+      upstreams: this.context.upstreamStats === undefined ? [] : upstreamSnapshot(this.context.upstreamStats),
     };
 
     if (atMs - previous.atMs >= minAdvanceMs) {

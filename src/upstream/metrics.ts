@@ -200,26 +200,25 @@ export function upstreamMetrics(stats: UpstreamStats): string {
   return `${out.join("\n")}\n`;
 }
 
-/** A line for the periodic report: each group's servers up of all, and what failed. */
-export function upstreamReportLine(stats: UpstreamStats): string | null {
-  const servers = presentServers(stats).filter((numbers) => numbers.server !== NO_SERVER);
-  if (servers.length === 0) return null;
-  const groups = new Map<string, { up: number; all: number; failed: number; answered: number }>();
-  for (const numbers of presentServers(stats)) {
-    const entry = groups.get(numbers.upstream) ?? { up: 0, all: 0, failed: 0, answered: 0 };
-    const c = numbers.counters;
-    if (numbers.server !== NO_SERVER) {
+/** Lines for the periodic report: per group, its servers up of all, failed attempts and answers hps gave instead. */
+export function upstreamReportLines(servers: readonly UpstreamServerSnapshot[]): string[] {
+  const groups = new Map<string, { up: number; all: number; inFlight: number; failed: number; answered: number }>();
+  for (const server of servers) {
+    const entry = groups.get(server.upstream) ?? { up: 0, all: 0, inFlight: 0, failed: 0, answered: 0 };
+    if (server.server !== NO_SERVER) {
       entry.all += 1;
-      if (numbers.health === 0) entry.up += 1;
-      entry.failed += c.connectFailures + c.connectTimeouts + c.lost + c.readTimeouts + c.badResponses;
+      if (server.state === "up") entry.up += 1;
+      entry.inFlight += server.inFlight;
+      const f = server.failures;
+      entry.failed += f.connectFailed + f.connectTimedOut + f.lost + f.readTimedOut + f.badResponse;
     }
-    entry.answered += c.answered502 + c.answered503 + c.answered504;
-    groups.set(numbers.upstream, entry);
+    entry.answered += server.answered["502"] + server.answered["503"] + server.answered["504"];
+    groups.set(server.upstream, entry);
   }
-  const parts = [...groups].map(
-    ([name, g]) => `${name} ${g.up}/${g.all} up, ${g.failed} failed attempts, ${g.answered} answered by hps`,
+  return [...groups].map(
+    ([name, g]) =>
+      `upstream ${name}: ${g.up}/${g.all} servers up, ${g.inFlight} in flight, ${g.failed} failed attempts, ${g.answered} answered by hps (502/503/504)`,
   );
-  return `upstreams: ${parts.join("; ")}`;
 }
 
 /** The pairs of the groups running now (gauges refreshed on this thread first). */
