@@ -2,6 +2,7 @@
 // fleet, a second view draws the fleet's sum (/events?scope=fleet) with a table of its instances.
 import type { Protocol } from "../config/schema.ts";
 import { chartsFor } from "./dashboard-charts.ts";
+import { UPSTREAM_PANEL, UPSTREAM_PANEL_STYLE, upstreamRowsHtml } from "./dashboard-upstreams.ts";
 
 const PAGE_SCRIPT = String.raw`
 "use strict";
@@ -186,6 +187,10 @@ function summarize(snapshot) {
   );
   document.getElementById("summary").textContent = parts.join(" \u00b7 ");
   showCertificates(snapshot);
+  const upstreams = snapshot.upstreams || [];
+  const panel = document.getElementById("upstreams");
+  panel.hidden = upstreams.length === 0;
+  if (upstreams.length > 0) panel.querySelector("tbody").innerHTML = upstreamRowsHtml(upstreams);
 }
 
 function setState(text, className) {
@@ -240,6 +245,8 @@ CHARTS.forEach(draw);
 window.addEventListener("resize", () => CHARTS.forEach(draw));
 connect();
 offerFleet();
+// Last: events arrive after the script has run, so update() finds it defined (src/http/dashboard-upstreams.ts).
+const upstreamRowsHtml = __UPSTREAM_ROWS__;
 `;
 
 // The grid fills the window below the header (rows share the height), each chart's plot fills its card.
@@ -279,10 +286,9 @@ canvas { position: absolute; inset: 0; width: 100%; height: 100%; display: block
  * as is by the admin listener.
  */
 export function dashboardHtml(protocol: Protocol, inFleet: boolean): string {
-  const script = PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol))).replace(
-    "__IN_FLEET__",
-    String(inFleet),
-  );
+  const script = PAGE_SCRIPT.replace("__CHARTS__", JSON.stringify(chartsFor(protocol)))
+    .replace("__IN_FLEET__", String(inFleet))
+    .replace("__UPSTREAM_ROWS__", () => upstreamRowsHtml.toString());
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -290,13 +296,14 @@ export function dashboardHtml(protocol: Protocol, inFleet: boolean): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>hps dashboard</title>
 <link rel="icon" href="data:,">
-<style>${PAGE_STYLE}</style>
+<style>${PAGE_STYLE}${UPSTREAM_PANEL_STYLE}</style>
 </head>
 <body>
 <header><h1>hps</h1><nav id="scope" hidden><button data-scope="instance">this instance</button><button data-scope="fleet">fleet</button></nav><span id="summary">waiting for data…</span><span id="state">connecting</span></header>
 <div id="certificates" hidden></div>
 <main id="charts"></main>
 <section id="instances" hidden><table><thead><tr><th>instance</th><th>published</th><th>req/s</th><th>connections</th><th>rate limited</th><th>p99</th><th>cpu</th></tr></thead><tbody></tbody></table></section>
+${UPSTREAM_PANEL}
 <script>${script}</script>
 </body>
 </html>
