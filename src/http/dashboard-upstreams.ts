@@ -6,7 +6,7 @@ import type { UpstreamServerSnapshot } from "../upstream/metrics.ts";
  * its body) and in tests.
  */
 export function upstreamRowsHtml(servers: readonly UpstreamServerSnapshot[]): string {
-  const escape = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
+  const escapeHtml = (text: string) => text.replace(/[&<>"']/g, (char) => `&#${char.charCodeAt(0)};`);
   const number = (value: number) => Math.round(value).toLocaleString("en-US");
   let html = "";
   for (const server of servers) {
@@ -15,8 +15,8 @@ export function upstreamRowsHtml(servers: readonly UpstreamServerSnapshot[]): st
     const answered = server.answered["502"] + server.answered["503"] + server.answered["504"];
     const r = server.responses;
     html +=
-      `<tr data-state="${escape(server.state)}"><td>${escape(server.upstream)}</td><td>${escape(server.server)}</td>` +
-      `<td class="state">${escape(server.state)}</td><td>${number(server.inFlight)}</td>` +
+      `<tr data-state="${escapeHtml(server.state)}"><td>${escapeHtml(server.upstream)}</td><td>${escapeHtml(server.server)}</td>` +
+      `<td class="state">${escapeHtml(server.state)}</td><td>${number(server.inFlight)}</td>` +
       `<td>${number(server.connectionsActive)} / ${number(server.connectionsIdle)}</td>` +
       `<td>${number(r["2xx"])}</td><td>${number(r["3xx"])}</td><td>${number(r["4xx"])}</td><td>${number(r["5xx"])}</td>` +
       `<td>${number(failed)}</td><td>${number(answered)}</td>` +
