@@ -21,7 +21,7 @@ export interface ProxyBackends {
   readonly children: readonly Child[];
 }
 
-export type ProxyServerName = "hps-proxy" | "nginx-proxy" | "hps-tcp-proxy" | "nginx-stream";
+export type ProxyServerName = "hps-proxy" | "nginx-proxy" | "bun-proxy" | "hps-tcp-proxy" | "nginx-stream";
 
 /** Where a proxy's files go, its admin port (hps) and the core it is pinned to. */
 export interface ProxyEnv {
@@ -196,6 +196,28 @@ ${nginxTempPaths(prefix)}
   }
 }
 `;
+      }),
+  },
+  "bun-proxy": {
+    name: "bun-proxy",
+    description:
+      "raw Bun proxy (bench/baselines/bun-proxy.ts): pooled Bun.connect, request line and Host only, Content-Length responses passed back; the ceiling hps's proxy adds its features to",
+    start: (env, port) =>
+      startChild({
+        name: "bun-proxy",
+        argv: [
+          "bun",
+          join(REPO, "bench/baselines/bun-proxy.ts"),
+          "--port",
+          String(port),
+          "--upstream",
+          `127.0.0.1:${env.backends.httpPort}`,
+        ],
+        core: env.serverCore,
+        readyPort: port,
+        readyTimeoutMs: READY_TIMEOUT_MS,
+        cwd: REPO,
+        logPath: join(env.tempDir, "bun-proxy.log"),
       }),
   },
   "hps-tcp-proxy": {

@@ -235,7 +235,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTP proxy, 5-byte responses, 64 conns (keep-alive both sides)",
     unit: "req/s",
     hps: "hps-proxy",
-    baselines: ["nginx-proxy"],
+    baselines: ["nginx-proxy", "bun-proxy"],
     plan: { kind: "wrk", path: "/hello", connections: 64, pipeline: 1, unit: "req/s", minBodyBytes: 5 },
   },
   {
