@@ -1,60 +1,35 @@
-// Answers an HTTP request from an upstream group (a route with `upstream`): an ordinary request is proxied, a WebSocket
-// upgrade is relayed; what happened is left in a ProxyOutcome for the handler's counters and access log.
+// A WebSocket upgrade on a route with `upstream`: the server's handshake first, then the client's upgrade (Bun
+// answers it); what happened is left in a WebSocketOutcome for the handler's counters and access log. Ordinary
+// requests go through a ProxyExchange the handler owns (src/upstream/http-exchange.ts).
 import type { Server } from "bun";
 import type { UpstreamGroup } from "../upstream/group.ts";
-import { type ClientSide, proxyExchange } from "../upstream/http-proxy.ts";
-import { isWebSocketUpgrade, WebSocketRelay } from "../upstream/websocket.ts";
+import type { ClientSide } from "../upstream/http-proxy.ts";
+import { WebSocketRelay } from "../upstream/websocket.ts";
 import { errorResponse } from "./status.ts";
 
-/** What the handler logs and counts for a proxied request. */
-export interface ProxyOutcome {
-  /** The status answered: the server's, 101 for a relayed WebSocket, or hps's own 502/503/504 (413 for a body too long). */
+/** What the handler logs and counts for an upgrade. */
+export interface WebSocketOutcome {
+  /** 101 (upgraded), or the status hps answered (502, 503; 400 when Bun refused the client's handshake). */
   status: number;
-  /** Response body bytes known when the response started (the server's Content-Length, or what had arrived). */
-  bodyBytes: number;
-  /** The server that answered last ("-" when none was tried). */
+  /** The server that accepted (or "-"). */
   upstreamAddress: string;
-  /** Milliseconds until the response head arrived (or hps answered). */
+  /** Milliseconds until the server's handshake was done (or hps answered). */
   upstreamMs: number;
-  /** The request was upgraded to a WebSocket: Bun answers it, there is no Response to finish. */
-  isUpgraded: boolean;
-}
-
-export function emptyOutcome(): ProxyOutcome {
-  return { status: 0, bodyBytes: 0, upstreamAddress: "-", upstreamMs: 0, isUpgraded: false };
 }
 
 /**
- * Proxies `request` to `group` with `target` as its request target. Resolves with the Response for Bun.serve, or
- * undefined when the connection was upgraded to a relayed WebSocket. Never rejects for an upstream failure.
+ * Relays a WebSocket upgrade of `request` to `group`. Resolves with undefined once the client's connection is
+ * upgraded (Bun.serve takes that as answered), or with hps's answer when no server accepted. Never rejects for an
+ * upstream failure.
  */
-export async function answerFromUpstream(
+export async function answerWebSocket(
   group: UpstreamGroup,
   request: Request,
   server: Server<unknown>,
   target: string,
   client: ClientSide,
   startedMs: number,
-  outcome: ProxyOutcome,
-): Promise<Response | undefined> {
-  if (isWebSocketUpgrade(request)) return upgrade(group, request, server, target, client, startedMs, outcome);
-  const exchange = proxyExchange(group, request, target, client, startedMs);
-  const response = await exchange.run();
-  outcome.status = exchange.status;
-  outcome.bodyBytes = exchange.bodyBytes;
-  outcome.upstreamAddress = exchange.server?.address ?? "-";
-  outcome.upstreamMs = exchange.headerMs;
-  return response;
-}
-
-async function upgrade(
-  group: UpstreamGroup,
-  request: Request,
-  server: Server<unknown>,
-  target: string,
-  client: ClientSide,
-  startedMs: number,
-  outcome: ProxyOutcome,
+  outcome: WebSocketOutcome,
 ): Promise<Response | undefined> {
   const relay = await WebSocketRelay.open(group, request, target, client, client.clientAddress);
   outcome.upstreamMs = performance.now() - startedMs;
@@ -66,7 +41,6 @@ async function upgrade(
   const headers = relay.protocol === "" ? undefined : { "Sec-WebSocket-Protocol": relay.protocol };
   if ((server as Server<WebSocketRelay>).upgrade(request, { data: relay, headers })) {
     outcome.status = 101;
-    outcome.isUpgraded = true;
     return undefined;
   }
   // Bun refused the client's handshake (a malformed key or version): the server side is closed again.

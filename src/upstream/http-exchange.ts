@@ -1,7 +1,7 @@
 // One proxied HTTP request: pick a server, get a connection, send the request (streaming its body), turn the response
 // into a Response for Bun.serve (whole when it arrived at once, else streamed with flow control), retry what may be
 // retried, and answer 502/503/504 when the servers fail.
-import { errorResponse } from "../http/status.ts";
+import { errorBodyBytes, errorResponse } from "../http/status.ts";
 import type { UpstreamGroup } from "./group.ts";
 import { ConnectFailure, type Exchange, Lost, type LostReason, UpstreamConnection } from "./http-connection.ts";
 import { responseHeaders } from "./http-headers.ts";
@@ -31,6 +31,14 @@ const STREAM_HIGH_WATER_BYTES = 256 * 1024;
 const RETRY_AFTER_SECONDS = "1";
 const NO_SERVER_HEADERS: Record<string, string> = { "Retry-After": RETRY_AFTER_SECONDS };
 const EMPTY: readonly UpstreamServer[] = [];
+
+/**
+ * Told when an exchange settles, before its promise does: what it returns is what the promise resolves with. The
+ * HTTP handler counts and logs there, with no closure or extra promise per request.
+ */
+export interface ProxyOwner {
+  proxyDone(exchange: ProxyExchange, response: Response): Response;
+}
 
 /** How an exchange ended, for stats and the access log. */
 export const Outcome = {
@@ -67,6 +75,9 @@ export class ProxyExchange implements Exchange {
   headerMs = 0;
   /** Response body bytes passed to the client so far (all of them once the response is complete). */
   bodyBytes = 0;
+  /** Who is told when the exchange settles (see ProxyOwner), and what it keeps with the exchange. */
+  owner: ProxyOwner | null = null;
+  ownerData: unknown = null;
 
   private statusText = "";
   private rawHeaders: string[] = [];
@@ -76,8 +87,10 @@ export class ProxyExchange implements Exchange {
   /** The whole request (head and body) reached the socket. */
   private isRequestSent = false;
   private isResolved = false;
-  /** Body chunks that arrived before the Response was made. */
-  private early: Uint8Array[] | null = null;
+  /** The first body chunk that arrived before the Response was made (most small bodies are one chunk)... */
+  private firstChunk: Uint8Array | null = null;
+  /** ...and the ones after it. */
+  private laterChunks: Uint8Array[] | null = null;
   private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
   private isReadingPaused = false;
   /** Resolves the body pump's wait for the socket to drain. */
@@ -258,7 +271,8 @@ export class ProxyExchange implements Exchange {
     this.bodyBytes += chunk.byteLength;
     const controller = this.controller;
     if (controller === null) {
-      (this.early ??= []).push(chunk);
+      if (this.firstChunk === null) this.firstChunk = chunk;
+      else (this.laterChunks ??= []).push(chunk);
       return;
     }
     controller.enqueue(chunk);
@@ -332,7 +346,8 @@ export class ProxyExchange implements Exchange {
     }
     stats.add(this.statsSlot, reason === Lost.BAD_RESPONSE ? Field.badResponses : Field.lost, 1);
     this.isHeadSeen = false;
-    this.early = null;
+    this.firstChunk = null;
+    this.laterChunks = null;
     this.bodyBytes = 0;
     this.failedOn(server, canReplay && reason === Lost.CLOSED);
   }
@@ -349,11 +364,13 @@ export class ProxyExchange implements Exchange {
   }
 
   private wholeResponse(): Response {
-    const early = this.early;
-    this.early = null;
-    const body = early === null ? null : early.length === 1 ? early[0]! : Buffer.concat(early);
+    const first = this.firstChunk;
+    const later = this.laterChunks;
+    this.firstChunk = null;
+    this.laterChunks = null;
+    const body = later === null ? first : Buffer.concat([first!, ...later]);
     const headers = responseHeaders(this.rawHeaders, this.request.isHead || !hasBody(this.status));
-    return new Response(body, { status: this.status, statusText: this.statusText, headers });
+    return new Response(body, this.responseInit(headers));
   }
 
   private streamingResponse(): Response {
@@ -362,7 +379,14 @@ export class ProxyExchange implements Exchange {
       highWaterMark: STREAM_HIGH_WATER_BYTES,
       size: byteLengthOf,
     });
-    return new Response(stream, { status: this.status, statusText: this.statusText, headers });
+    return new Response(stream, this.responseInit(headers));
+  }
+
+  /** Status and headers for the client; the reason phrase only when it is not the usual "OK" (Bun's default). */
+  private responseInit(headers: Headers): ResponseInit {
+    const status = this.status;
+    if (status === 200 && this.statusText === "OK") return { status, headers };
+    return { status, statusText: this.statusText, headers };
   }
 
   // The streamed body (see BodySource).
@@ -370,9 +394,12 @@ export class ProxyExchange implements Exchange {
   /** The stream is ready: the chunks that came with the head go first. */
   bodyStarted(controller: ReadableStreamDefaultController<Uint8Array>): void {
     this.controller = controller;
-    const early = this.early;
-    this.early = null;
-    if (early !== null) for (const chunk of early) controller.enqueue(chunk);
+    const first = this.firstChunk;
+    const later = this.laterChunks;
+    this.firstChunk = null;
+    this.laterChunks = null;
+    if (first !== null) controller.enqueue(first);
+    if (later !== null) for (const chunk of later) controller.enqueue(chunk);
     if (this.isComplete) controller.close();
   }
 
@@ -397,7 +424,12 @@ export class ProxyExchange implements Exchange {
   private respond(response: Response): void {
     this.isResolved = true;
     this.outcome = Outcome.RESPONDED;
-    this.resolve(response);
+    this.settle(response);
+  }
+
+  private settle(response: Response): void {
+    const owner = this.owner;
+    this.resolve(owner === null ? response : owner.proxyDone(this, response));
   }
 
   /** hps answers itself (no server available, all failed, timed out). */
@@ -408,7 +440,8 @@ export class ProxyExchange implements Exchange {
     this.isResolved = true;
     this.isComplete = true;
     this.outcome = Outcome.ANSWERED;
-    this.resolve(errorResponse(status, headers));
+    this.bodyBytes = this.request.isHead ? 0 : errorBodyBytes(status);
+    this.settle(errorResponse(status, headers));
   }
 
   /** The client's side failed (its body broke off, or was too long): the attempt stops; the connection is dropped. */
@@ -425,7 +458,8 @@ export class ProxyExchange implements Exchange {
     this.status = status;
     this.isResolved = true;
     this.outcome = Outcome.ABANDONED;
-    this.resolve(errorResponse(status, CLOSE));
+    this.bodyBytes = this.request.isHead ? 0 : errorBodyBytes(status);
+    this.settle(errorResponse(status, CLOSE));
   }
 }
 

@@ -4,14 +4,30 @@
 /** Via pseudonym added by hps in both directions (RFC 9110 §7.6.3). */
 export const VIA = "1.1 hps";
 
+/** What one pass over the client's headers collects (module-level and reused: heads are built one at a time). */
+const scan = {
+  head: "",
+  connection: null as string | null,
+  host: null as string | null,
+  forwardedFor: null as string | null,
+  forwardedProto: null as string | null,
+  forwardedHost: null as string | null,
+  via: null as string | null,
+  /** Extra fields the Connection header names (rare): left out on a second pass. */
+  listed: null as string[] | null,
+};
+
 /**
- * Fields that describe one connection, not the message, and never cross a proxy (RFC 9110 §7.6.1), plus the ones
- * hps answers itself: Expect (Bun answers 100-continue to the client; the body is then streamed upstream) and the
- * forwarding fields it writes anew. Lower case, as Bun's Headers iterate them.
+ * Adds one client field to the head, unless it describes one connection and never crosses a proxy (RFC 9110
+ * §7.6.1), or hps writes it itself: Expect (Bun answers 100-continue to the client; the body is then streamed
+ * upstream), the body's framing, and the forwarding fields, which are kept aside. Names are lower case, as Bun's
+ * Headers give them.
  */
-function isRequestHopField(name: string): boolean {
+function addField(value: string, name: string): void {
   switch (name) {
     case "connection":
+      scan.connection = value;
+      return;
     case "keep-alive":
     case "proxy-connection":
     case "te":
@@ -20,14 +36,30 @@ function isRequestHopField(name: string): boolean {
     case "upgrade":
     case "expect":
     case "content-length":
+      return;
     case "x-forwarded-for":
+      scan.forwardedFor = value;
+      return;
     case "x-forwarded-proto":
+      scan.forwardedProto = value;
+      return;
     case "x-forwarded-host":
+      scan.forwardedHost = value;
+      return;
     case "via":
-      return true;
-    default:
-      return false;
+      scan.via = value;
+      return;
+    case "host":
+      scan.host = value;
+      break;
   }
+  if (scan.listed?.includes(name)) return;
+  scan.head += `${name}: ${value}\r\n`;
+}
+
+/** Connection options that are not extra fields to remove (or are removed anyway). */
+function isPlainOption(token: string): boolean {
+  return token === "keep-alive" || token === "close" || token === "upgrade";
 }
 
 /** What the proxy adds about the client and itself. */
@@ -51,6 +83,7 @@ const NON_ASCII = /[^\t\n\r -~]/;
  * the Connection header names), Host as the client sent it, X-Forwarded-For/-Proto/-Host, Via, and the body's framing.
  * `upgrade` keeps Connection: upgrade and the Upgrade field (a WebSocket handshake). Returns a string when it is
  * ASCII (most heads), else its latin1 bytes (header values are latin1 strings in Bun, and must go out byte for byte).
+ * One pass over the client's headers: the forwarding fields are picked up on the way, not looked up again.
  */
 export function requestHead(
   method: string,
@@ -61,22 +94,36 @@ export function requestHead(
   contentLength: number,
   upgrade: string | null,
 ): string | Uint8Array {
-  let head = `${method} ${target} HTTP/1.1\r\n`;
-  const connection = headers.get("connection");
-  const listed = connection === null ? null : connectionOptions(connection);
-  for (const [name, value] of headers) {
-    if (isRequestHopField(name) || listed?.includes(name)) continue;
-    head += `${name}: ${value}\r\n`;
+  const requestLine = `${method} ${target} HTTP/1.1\r\n`;
+  scan.head = requestLine;
+  scan.connection = null;
+  scan.host = null;
+  scan.forwardedFor = null;
+  scan.forwardedProto = null;
+  scan.forwardedHost = null;
+  scan.via = null;
+  scan.listed = null;
+  headers.forEach(addField);
+  if (scan.connection !== null) {
+    const listed = connectionOptions(scan.connection).filter((token) => !isPlainOption(token));
+    if (listed.length > 0) {
+      // The client named fields of its own connection: a second pass leaves them out.
+      scan.listed = listed;
+      scan.head = requestLine;
+      headers.forEach(addField);
+      scan.listed = null;
+    }
   }
+  let head = scan.head;
+  scan.head = "";
   const trusted = forwarding.isTrustedPeer;
-  const forwardedFor = trusted ? headers.get("x-forwarded-for") : null;
+  const forwardedFor = trusted ? scan.forwardedFor : null;
   head += `x-forwarded-for: ${forwardedFor === null ? forwarding.peerAddress : `${forwardedFor}, ${forwarding.peerAddress}`}\r\n`;
-  const proto = trusted ? headers.get("x-forwarded-proto") : null;
+  const proto = trusted ? scan.forwardedProto : null;
   head += `x-forwarded-proto: ${proto ?? forwarding.scheme}\r\n`;
-  const forwardedHost = (trusted ? headers.get("x-forwarded-host") : null) ?? headers.get("host");
+  const forwardedHost = (trusted ? scan.forwardedHost : null) ?? scan.host;
   if (forwardedHost !== null) head += `x-forwarded-host: ${forwardedHost}\r\n`;
-  const via = headers.get("via");
-  head += `via: ${via === null ? VIA : `${via}, ${VIA}`}\r\n`;
+  head += `via: ${scan.via === null ? VIA : `${scan.via}, ${VIA}`}\r\n`;
   if (upgrade !== null) head += `connection: upgrade\r\nupgrade: ${upgrade}\r\n`;
   if (framing === BodyFraming.LENGTH) head += `content-length: ${contentLength}\r\n\r\n`;
   else if (framing === BodyFraming.CHUNKED) head += "transfer-encoding: chunked\r\n\r\n";
@@ -119,7 +166,7 @@ export function responseHeaders(raw: readonly string[], keepLength: boolean): He
     if (listed?.includes(lower)) continue;
     headers.append(name, raw[i + 1]!);
   }
-  headers.set("via", via === null ? VIA : `${via}, ${VIA}`);
+  headers.append("via", via === null ? VIA : `${via}, ${VIA}`); // (the server's Via was held back above)
   return headers;
 }
 
