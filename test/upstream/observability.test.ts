@@ -8,6 +8,20 @@ import { snapshot } from "../../src/stats/snapshot.ts";
 import { testConfig, waitFor } from "../helpers/common.ts";
 import { closedPort, startBackend, upstreamSettings } from "../helpers/upstream.ts";
 
+/** Debian's python3 with python3-prometheus-client: the reference parser of the exposition format. */
+const PYTHON = ["/usr/bin/python3", "python3"].find((path) => Bun.which(path) !== null) ?? "python3";
+const PARSE = `
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+print(json.dumps([{"name": f.name, "type": f.type, "samples": len(f.samples)} for f in text_string_to_metric_families(sys.stdin.read())]))
+`;
+
+function parseExposition(text: string): { name: string; type: string; samples: number }[] {
+  const result = Bun.spawnSync([PYTHON, "-c", PARSE], { stdin: new TextEncoder().encode(text), timeout: 20_000 });
+  if (result.exitCode !== 0) throw new Error(`prometheus_client rejected the exposition:\n${result.stderr.toString()}`);
+  return JSON.parse(result.stdout.toString());
+}
+
 describe("upstream observability", () => {
   test("/metrics and /stats count per server; an ejected server reads as down; the report has a line per group", async () => {
     await using backend = startBackend((request) =>
@@ -46,6 +60,11 @@ describe("upstream observability", () => {
     expect(line("hps_upstream_ejections_total", down)).toBe(1);
     expect(line("hps_upstream_retries_total", down)).toBe(1);
     expect(line("hps_upstream_connections", `${app},state="idle"`)).toBeGreaterThanOrEqual(1);
+    // The whole exposition, upstream families included, parses with the reference parser; no family repeats.
+    const families = parseExposition(metrics);
+    expect(new Set(families.map((family) => family.name)).size).toBe(families.length);
+    expect(families.find((family) => family.name === "hps_upstream_response_seconds")?.type).toBe("histogram");
+    expect(families.find((family) => family.name === "hps_upstream_requests")?.type).toBe("counter");
 
     const stats = (await (await fetch(`http://127.0.0.1:${server.adminPort}/stats`)).json()) as {
       upstreams: { server: string; state: string; responses: Record<string, number> }[];
