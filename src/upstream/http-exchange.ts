@@ -5,6 +5,8 @@ import { errorBodyBytes, errorResponse } from "../http/status.ts";
 import type { UpstreamGroup } from "./group.ts";
 import { ConnectFailure, type Exchange, Lost, type LostReason, UpstreamConnection } from "./http-connection.ts";
 import { responseHeaders } from "./http-headers.ts";
+import { type BodySink, joinHead, relayRequestBody } from "./request-body.ts";
+import { type BodyOwner, ResponseBody } from "./response-body.ts";
 import type { UpstreamServer } from "./server.ts";
 import { Field } from "./stats.ts";
 
@@ -26,8 +28,6 @@ export interface OutgoingRequest {
   readonly maxBodyBytes: number;
 }
 
-/** Bytes of response body the stream buffers for a slow client before the server is paused. */
-const STREAM_HIGH_WATER_BYTES = 256 * 1024;
 const RETRY_AFTER_SECONDS = "1";
 const NO_SERVER_HEADERS: Record<string, string> = { "Retry-After": RETRY_AFTER_SECONDS };
 const EMPTY: readonly UpstreamServer[] = [];
@@ -51,11 +51,11 @@ export const Outcome = {
   ABANDONED: 3,
 } as const;
 
-export class ProxyExchange implements Exchange {
+export class ProxyExchange implements Exchange, BodyOwner, BodySink {
   private readonly group: UpstreamGroup;
   private readonly request: OutgoingRequest;
   /** The request body as sent: a small one is read into bytes first, so a retry can send it again. */
-  private body: Uint8Array | ReadableStream<Uint8Array> | null = null;
+  private requestBody: Uint8Array | ReadableStream<Uint8Array> | null = null;
   private resolve: (response: Response) => void = () => {};
   /** Servers tried and failed, for retries (allocated on the first retry only). */
   private exclude: readonly UpstreamServer[] = EMPTY;
@@ -87,12 +87,8 @@ export class ProxyExchange implements Exchange {
   /** The whole request (head and body) reached the socket. */
   private isRequestSent = false;
   private isResolved = false;
-  /** The first body chunk that arrived before the Response was made (most small bodies are one chunk)... */
-  private firstChunk: Uint8Array | null = null;
-  /** ...and the ones after it. */
-  private laterChunks: Uint8Array[] | null = null;
-  private controller: ReadableStreamDefaultController<Uint8Array> | null = null;
-  private isReadingPaused = false;
+  /** The response body (made with the head). */
+  private body: ResponseBody | null = null;
   /** Resolves the body pump's wait for the socket to drain. */
   private wakeWriter: (() => void) | null = null;
 
@@ -109,13 +105,13 @@ export class ProxyExchange implements Exchange {
       this.resolve = resolve;
       const body = this.request.body;
       if (!(body instanceof Promise)) {
-        this.body = body;
+        this.requestBody = body;
         this.attempt();
         return;
       }
       body.then(
         (bytes) => {
-          this.body = bytes;
+          this.requestBody = bytes;
           this.attempt();
         },
         () => this.abandon(400),
@@ -180,7 +176,7 @@ export class ProxyExchange implements Exchange {
     this.connection = connection;
     connection.begin(this, this.group.settings.read_timeout_s);
     const head = this.request.head;
-    const body = this.body;
+    const body = this.requestBody;
     if (body === null) {
       this.isRequestSent = connection.write(head);
       return;
@@ -189,50 +185,27 @@ export class ProxyExchange implements Exchange {
       this.isRequestSent = connection.write(joinHead(head, body));
       return;
     }
-    if (connection.write(head)) void this.pumpBody(connection, body);
-    else this.wakeWriter = () => void this.pumpBody(connection, body);
-  }
-
-  /** Relays a streamed request body, waiting for the socket to drain whenever it is full. */
-  private async pumpBody(connection: UpstreamConnection, body: ReadableStream<Uint8Array>): Promise<void> {
     const { isChunked, maxBodyBytes } = this.request;
-    let reader: ReturnType<typeof body.getReader>;
-    try {
-      reader = body.getReader();
-    } catch {
-      this.abandon(400);
-      return;
-    }
-    let sentBytes = 0;
-    try {
-      for (;;) {
-        const chunk = await reader.read();
-        if (this.connection !== connection || this.isComplete) {
-          void reader.cancel().catch(() => {});
-          return;
-        }
-        if (chunk.done) break;
-        const bytes = chunk.value;
-        if (bytes.byteLength === 0) continue;
-        sentBytes += bytes.byteLength;
-        if (sentBytes > maxBodyBytes) {
-          void reader.cancel().catch(() => {});
-          this.abandon(413);
-          return;
-        }
-        if (!connection.write(isChunked ? chunkOf(bytes) : bytes)) await this.writable();
-        if (this.connection !== connection) return;
-      }
-      if (isChunked && !connection.write(LAST_CHUNK)) await this.writable();
-      if (this.connection !== connection) return;
-      this.isRequestSent = true;
-    } catch {
-      // The client's body failed (it went away mid-upload): the server gets no more; nothing is owed.
-      this.abandon(400);
-    }
+    const relay = () => void relayRequestBody(connection, body, isChunked, maxBodyBytes, this);
+    if (connection.write(head)) relay();
+    else this.wakeWriter = relay;
   }
 
-  private writable(): Promise<void> {
+  // The request body's sink (see relayRequestBody).
+
+  isSendingOn(connection: UpstreamConnection): boolean {
+    return this.connection === connection && !this.isComplete;
+  }
+
+  bodySent(): void {
+    this.isRequestSent = true;
+  }
+
+  bodyFailed(status: number): void {
+    this.abandon(status);
+  }
+
+  writable(): Promise<void> {
     return new Promise((resolve) => {
       this.wakeWriter = resolve;
     });
@@ -264,22 +237,13 @@ export class ProxyExchange implements Exchange {
     this.rawHeaders = headers;
     this.keepAlive = keepAlive;
     this.headerMs = performance.now() - this.startedMs;
+    this.body = new ResponseBody(this);
     return this.request.isHead;
   }
 
   onBody(chunk: Uint8Array): void {
     this.bodyBytes += chunk.byteLength;
-    const controller = this.controller;
-    if (controller === null) {
-      if (this.firstChunk === null) this.firstChunk = chunk;
-      else (this.laterChunks ??= []).push(chunk);
-      return;
-    }
-    controller.enqueue(chunk);
-    if (!this.isReadingPaused && controller.desiredSize !== null && controller.desiredSize <= 0) {
-      this.isReadingPaused = true;
-      this.connection?.pauseReading(true, 0);
-    }
+    this.body!.add(chunk);
   }
 
   onComplete(): void {
@@ -288,13 +252,12 @@ export class ProxyExchange implements Exchange {
     const connection = this.connection!;
     this.connection = null;
     connection.release(this.keepAlive && this.isRequestSent);
-    if (this.isReadingPaused) this.isReadingPaused = false;
     this.succeeded();
     if (!this.isResolved) {
       this.respond(this.wholeResponse());
       return;
     }
-    this.controller?.close();
+    this.body!.end();
   }
 
   onParsed(): void {
@@ -316,13 +279,14 @@ export class ProxyExchange implements Exchange {
     wake?.();
     if (this.isResolved) {
       // Mid-body: the client's response is cut short (Bun closes its connection), the server counts as failed.
+      this.isComplete = true;
       stats.add(this.statsSlot, reason === Lost.TIMEOUT ? Field.readTimeouts : Field.lost, 1);
       this.group.serverFailed(server, this.statsSlot);
       this.group.finished(server);
-      this.controller?.error(new Error(`upstream ${server.address} failed mid-response`));
+      this.body?.fail(`upstream ${server.address} failed mid-response`);
       return;
     }
-    const canReplay = this.request.isIdempotent && !(this.body instanceof ReadableStream);
+    const canReplay = this.request.isIdempotent && !(this.requestBody instanceof ReadableStream);
     if (
       reason === Lost.CLOSED &&
       connection !== null &&
@@ -346,8 +310,7 @@ export class ProxyExchange implements Exchange {
     }
     stats.add(this.statsSlot, reason === Lost.BAD_RESPONSE ? Field.badResponses : Field.lost, 1);
     this.isHeadSeen = false;
-    this.firstChunk = null;
-    this.laterChunks = null;
+    this.body = null;
     this.bodyBytes = 0;
     this.failedOn(server, canReplay && reason === Lost.CLOSED);
   }
@@ -364,22 +327,13 @@ export class ProxyExchange implements Exchange {
   }
 
   private wholeResponse(): Response {
-    const first = this.firstChunk;
-    const later = this.laterChunks;
-    this.firstChunk = null;
-    this.laterChunks = null;
-    const body = later === null ? first : Buffer.concat([first!, ...later]);
     const headers = responseHeaders(this.rawHeaders, this.request.isHead || !hasBody(this.status));
-    return new Response(body, this.responseInit(headers));
+    return new Response(this.body!.takeWhole(), this.responseInit(headers));
   }
 
   private streamingResponse(): Response {
     const headers = responseHeaders(this.rawHeaders, true);
-    const stream = new ReadableStream<Uint8Array>(new BodySource(this), {
-      highWaterMark: STREAM_HIGH_WATER_BYTES,
-      size: byteLengthOf,
-    });
-    return new Response(stream, this.responseInit(headers));
+    return new Response(this.body!.stream(), this.responseInit(headers));
   }
 
   /** Status and headers for the client; the reason phrase only when it is not the usual "OK" (Bun's default). */
@@ -389,29 +343,14 @@ export class ProxyExchange implements Exchange {
     return { status, statusText: this.statusText, headers };
   }
 
-  // The streamed body (see BodySource).
+  // The streamed body's owner (see ResponseBody).
 
-  /** The stream is ready: the chunks that came with the head go first. */
-  bodyStarted(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.controller = controller;
-    const first = this.firstChunk;
-    const later = this.laterChunks;
-    this.firstChunk = null;
-    this.laterChunks = null;
-    if (first !== null) controller.enqueue(first);
-    if (later !== null) for (const chunk of later) controller.enqueue(chunk);
-    if (this.isComplete) controller.close();
-  }
-
-  /** The client took data: the server may send more. */
-  bodyPulled(): void {
-    if (!this.isReadingPaused) return;
-    this.isReadingPaused = false;
-    this.connection?.pauseReading(false, this.group.settings.read_timeout_s);
+  pauseServer(isPaused: boolean): void {
+    this.connection?.pauseReading(isPaused, this.group.settings.read_timeout_s);
   }
 
   /** The client went away mid-response: the connection cannot be reused (the rest of the body is unread). */
-  bodyCancelled(): void {
+  clientGone(): void {
     if (this.isComplete) return;
     const connection = this.connection;
     this.connection = null;
@@ -452,7 +391,7 @@ export class ProxyExchange implements Exchange {
     if (this.server !== null && !this.isComplete) this.group.finished(this.server);
     this.isComplete = true;
     if (this.isResolved) {
-      this.controller?.error(new Error("request body failed"));
+      this.body?.fail("request body failed");
       return;
     }
     this.status = status;
@@ -464,54 +403,8 @@ export class ProxyExchange implements Exchange {
 }
 
 const CLOSE: Record<string, string> = { Connection: "close" };
-const LAST_CHUNK = "0\r\n\r\n";
-
-function byteLengthOf(chunk: Uint8Array | undefined): number {
-  return chunk === undefined ? 0 : chunk.byteLength;
-}
 
 /** Whether a response with this status may carry a body (RFC 9110 §6.4.1). */
 function hasBody(status: number): boolean {
   return status !== 204 && status !== 304 && status >= 200;
-}
-
-/** One chunk of chunked transfer coding: size line, data, CRLF (one buffer, so one write). */
-function chunkOf(bytes: Uint8Array): Uint8Array {
-  const sizeLine = `${bytes.byteLength.toString(16)}\r\n`;
-  const out = Buffer.allocUnsafe(sizeLine.length + bytes.byteLength + 2);
-  out.write(sizeLine, 0, "latin1");
-  out.set(bytes, sizeLine.length);
-  out[out.length - 2] = 0x0d;
-  out[out.length - 1] = 0x0a;
-  return out;
-}
-
-/** The head and a small body in one buffer, so they go out in one write. */
-function joinHead(head: string | Uint8Array, body: Uint8Array): Uint8Array {
-  const headBytes = typeof head === "string" ? Buffer.from(head, "latin1") : head;
-  const out = Buffer.allocUnsafe(headBytes.byteLength + body.byteLength);
-  out.set(headBytes, 0);
-  out.set(body, headBytes.byteLength);
-  return out;
-}
-
-/** The source of a streamed response body: Bun pulls as the client reads; the exchange pushes as the server sends. */
-class BodySource implements Bun.UnderlyingSource<Uint8Array> {
-  private readonly exchange: ProxyExchange;
-
-  constructor(exchange: ProxyExchange) {
-    this.exchange = exchange;
-  }
-
-  start(controller: ReadableStreamDefaultController<Uint8Array>): void {
-    this.exchange.bodyStarted(controller);
-  }
-
-  pull(): void {
-    this.exchange.bodyPulled();
-  }
-
-  cancel(): void {
-    this.exchange.bodyCancelled();
-  }
 }
