@@ -327,6 +327,7 @@ async function main(argv: string[]): Promise<number> {
       adminPorts: [],
       helperCore: clientCore,
       tls: null,
+      backends: null,
     };
     await Bun.write(join(env.wwwDir, "1k.bin"), new Uint8Array(1024).fill(97));
     const redis = await startBenchRedis(env, "redis-server");

@@ -63,7 +63,7 @@ export function formatReport(snap: Snapshot): string[] {
         .join(", ")}`,
     );
   }
-  lines.push(...upstreamReportLines(snap.upstreams));
+  lines.push(...upstreamReportLines(snap.upstreams ?? []));
   const p = snap.process;
   lines.push(
     `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}), ` +

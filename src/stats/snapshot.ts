@@ -70,8 +70,11 @@ export interface Snapshot {
   readonly process: ProcessSummary;
   /** Every gauge group registered in context.gauges, read now. */
   readonly gauges: Record<string, Record<string, number>>;
-  /** Each server of the upstream groups running now (src/upstream/metrics.ts); empty without any. */
-  readonly upstreams: UpstreamServerSnapshot[];
+  /**
+   * Each server of the upstream groups running now (src/upstream/metrics.ts); empty without any. Absent from a
+   * fleet's merged view (each instance's /stats has its own).
+   */
+  readonly upstreams?: UpstreamServerSnapshot[];
 }
 
 /** What a snapshot is measured against: counters, histogram and CPU at an earlier moment. */
