@@ -187,7 +187,7 @@ root = "./public"
 
   test("tcp_proxy needs proxy.upstream naming a group", async () => {
     expect(await problemsOf(loadConfig({ configPath: tomlFile('[server]\nprotocol = "tcp_proxy"\n') }))).toEqual([
-      'proxy.upstream must name the [[upstreams]] group to relay to when server.protocol is "tcp_proxy" (none is configured) (got nothing)',
+      'proxy.upstream must name the [[upstreams]] group to relay to when server.protocol is "tcp_proxy" (none is configured) (got "", the default)',
     ]);
     const config = await loadConfig({
       configPath: tomlFile(

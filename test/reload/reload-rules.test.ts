@@ -264,7 +264,7 @@ describe("the reload column of docs/configuration.md", () => {
     // A protocol whose servers have none of the parts a rule rebuilds does not read the setting.
     expect(reloadWords(ruleOf("http.root"))).toBe("http: at once, rebuilds the HTTP site");
     expect(reloadWords(ruleOf("net.allow"))).toBe(
-      "http: at once, recounts HTTP connections; echo, custom: new connections",
+      "http: at once, recounts HTTP connections; echo, custom, tcp_proxy: new connections",
     );
     expect(reloadWords(ruleOf("rate_limit.enabled"))).toBe(
       "http: at once, resets rate-limit state, new HTTP handler; custom: at once, resets rate-limit state",
