@@ -51,7 +51,9 @@ describe("--check", () => {
     const bad = await run(["--check", "--port", "abc", "--protocol", "ftp"], cwd);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('--port abc: server.port must be a number (got "abc")');
-    expect(bad.stderr).toContain('--protocol ftp: server.protocol must be one of "http", "echo", "custom" (got "ftp")');
+    expect(bad.stderr).toContain(
+      '--protocol ftp: server.protocol must be one of "http", "echo", "custom", "tcp_proxy" (got "ftp")',
+    );
     expect(bad.stderr).not.toContain("--set");
     const good = await run(["--check", "--port", "9003"], cwd);
     expect(good.stdout).toBe("no server.toml found; using the defaults (with --port 9003)\nconfiguration is valid\n");
