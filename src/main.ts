@@ -23,7 +23,7 @@ Options:
   --config PATH        configuration file (default: server.toml if it exists, else built-in defaults)
   --set TABLE.KEY=VAL  override one setting; repeatable (e.g. --set limits.max_connections=500)
   --port N             shorthand for --set server.port=N
-  --protocol P         shorthand for --set server.protocol=P (http, echo, custom)
+  --protocol P         shorthand for --set server.protocol=P (http, echo, custom, tcp_proxy)
   --check              make every check start-up makes short of binding ports (the settings, http.root, the
                        log files, the custom.handlers module, the [tls] certificate files), say which file was
                        read, exit 0 (ready) or 1
