@@ -130,7 +130,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
   }
 
   /**
-   * Writes request bytes. True when the socket took them all; false when some wait for the socket to drain
+   * Writes request bytes (a string must be ASCII). True when the socket took them all; false when some wait for the socket to drain
    * (exchange.onWritable fires then; write nothing more before it).
    */
   write(data: Uint8Array | string): boolean {
@@ -138,7 +138,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     if (socket === null || this.isClosed) return false;
     this.lastActivityMs = this.sweep.nowMs;
     const written = socket.write(data);
-    const total = typeof data === "string" ? Buffer.byteLength(data, "latin1") : data.byteLength;
+    // A string is ASCII (requestHead hands non-ASCII heads over as latin1 bytes): one byte per character.
+    const total = typeof data === "string" ? data.length : data.byteLength;
     if (written === total) return true;
     if (written < 0) return false; // closing: the close event reports it
     const bytes = typeof data === "string" ? Buffer.from(data, "latin1") : data;

@@ -146,24 +146,35 @@ export function responseHeaders(raw: readonly string[], keepLength: boolean): He
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    const lower = name.toLowerCase();
-    switch (lower) {
-      case "connection":
-      case "keep-alive":
-      case "proxy-connection":
-      case "te":
-      case "trailer":
-      case "transfer-encoding":
-      case "upgrade":
-        continue;
-      case "content-length":
-        if (!keepLength) continue;
-        break;
-      case "via":
-        via = via === null ? raw[i + 1]! : `${via}, ${raw[i + 1]!}`;
-        continue;
+    // Only names as long as a field handled here are compared (lower-cased) at all.
+    const length = name.length;
+    if (
+      length === 2 ||
+      length === 3 ||
+      length === 7 ||
+      length === 10 ||
+      length === 14 ||
+      length === 16 ||
+      length === 17
+    ) {
+      switch (name.toLowerCase()) {
+        case "connection":
+        case "keep-alive":
+        case "proxy-connection":
+        case "te":
+        case "trailer":
+        case "transfer-encoding":
+        case "upgrade":
+          continue;
+        case "content-length":
+          if (!keepLength) continue;
+          break;
+        case "via":
+          via = via === null ? raw[i + 1]! : `${via}, ${raw[i + 1]!}`;
+          continue;
+      }
     }
-    if (listed?.includes(lower)) continue;
+    if (listed?.includes(name.toLowerCase())) continue; // (no lower-casing unless Connection named fields)
     headers.append(name, raw[i + 1]!);
   }
   headers.append("via", via === null ? VIA : `${via}, ${VIA}`); // (the server's Via was held back above)
