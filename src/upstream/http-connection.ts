@@ -67,6 +67,8 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
    * finished or freed under its own execute.
    */
   private isParsing = false;
+  /** pauseReading(true) is in force (the client of the current exchange is behind). */
+  private isReadingPaused = false;
 
   private constructor(server: UpstreamServer, pool: ConnectionPool<UpstreamConnection>, sweep: TimeoutSweep) {
     this.server = server;
@@ -152,6 +154,7 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     const socket = this.socket;
     if (socket === null || this.isClosed) return;
     this.lastActivityMs = this.sweep.nowMs;
+    this.isReadingPaused = isPaused;
     if (isPaused) {
       socket.pause();
       this.timeoutMs = Number.POSITIVE_INFINITY;
@@ -169,6 +172,12 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     this.exchange = null;
     if (this.isClosed) return;
     this.responses += 1;
+    if (this.isReadingPaused) {
+      // The read that paused the server (the client behind) also completed the response: the next exchange on this
+      // connection must be read (a paused pooled connection would leave its response unread until read_timeout_s).
+      this.isReadingPaused = false;
+      this.socket?.resume();
+    }
     if (!reusable || this.unwritten !== null || !this.pool.put(this)) this.close();
   }
 

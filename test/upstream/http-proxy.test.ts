@@ -2,6 +2,10 @@
 import { describe, expect, test } from "bun:test";
 import { waitFor } from "../helpers/common.ts";
 import { closedPort, startBackend, startProxyFront, startRawBackend, upstreamSettings } from "../helpers/upstream.ts";
+import { type Exchange, UpstreamConnection } from "../../src/upstream/http-connection.ts";
+import { ConnectionPool } from "../../src/upstream/pool.ts";
+import { UpstreamServer } from "../../src/upstream/server.ts";
+import { TimeoutSweep } from "../../src/upstream/timeouts.ts";
 
 function sha256(bytes: Uint8Array): string {
   return new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
@@ -318,6 +322,56 @@ describe("http proxy: flow control and connections", () => {
     socket.terminate();
     await waitFor(() => front.group.servers[0]!.inFlight === 0, 5000, "the exchange to end");
     await waitFor(() => front.group.servers[0]!.connections === 0, 5000, "the upstream connection to close");
+  });
+
+  test("a response that ends in the read that paused the server leaves its pooled connection reading", async () => {
+    // A client behind pauses the server (ResponseBody over its high-water mark) from inside a read; when that same
+    // read completes the response, the connection goes back to the pool paused unless release() resumes it, and the
+    // next response on it is never read (504 after read_timeout_s; seen under bench:e2e's 64 MiB case).
+    using backend = startRawBackend((_head, socket) =>
+      socket.write("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"),
+    );
+    const settings = upstreamSettings([backend.address]);
+    const server = new UpstreamServer(settings.servers[0]!, settings);
+    const pool = new ConnectionPool<UpstreamConnection>(server, 4, 60);
+    const sweep = new TimeoutSweep();
+    try {
+      const connection = await UpstreamConnection.open(server, pool, sweep, 2000);
+      const exchange = (events: string[], onBody?: () => void): Exchange => ({
+        onHead: () => {
+          events.push("head");
+          return false;
+        },
+        onBody: () => {
+          events.push("body");
+          onBody?.();
+        },
+        onComplete: () => {
+          events.push("complete");
+          connection.release(true);
+        },
+        onParsed: () => {},
+        onWritable: () => {},
+        onLost: (_reason, detail) => events.push(`lost ${detail}`),
+      });
+      const first: string[] = [];
+      connection.begin(
+        exchange(first, () => connection.pauseReading(true, 30)),
+        30,
+      );
+      connection.write("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+      await waitFor(() => first.includes("complete"), 2000, "the first response");
+      expect(pool.take()).toBe(connection);
+      const second: string[] = [];
+      connection.begin(exchange(second), 30);
+      connection.write("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+      await waitFor(() => second.includes("complete"), 2000, "the second response on the pooled connection");
+      expect(second).toEqual(["head", "body", "complete"]);
+      expect(backend.connections).toBe(1);
+    } finally {
+      pool.stop();
+      sweep.stop();
+    }
   });
 
   test("a client gone mid-response: the upstream connection is dropped, not pooled", async () => {
