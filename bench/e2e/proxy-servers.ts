@@ -21,7 +21,13 @@ export interface ProxyBackends {
   readonly children: readonly Child[];
 }
 
-export type ProxyServerName = "hps-proxy" | "nginx-proxy" | "bun-proxy" | "hps-tcp-proxy" | "nginx-stream";
+export type ProxyServerName =
+  | "hps-proxy"
+  | "nginx-proxy"
+  | "nginx-proxy-unbuffered"
+  | "bun-proxy"
+  | "hps-tcp-proxy"
+  | "nginx-stream";
 
 /** Where a proxy's files go, its admin port (hps) and the core it is pinned to. */
 export interface ProxyEnv {
@@ -149,6 +155,35 @@ ${toml}`,
   });
 }
 
+/** nginx as an HTTP reverse proxy to the backend, `extra` added to its location. */
+function nginxProxy(name: ProxyServerName, description: string, extra: string): ProxyServerSpec {
+  return {
+    name,
+    description,
+    start: (env, port) =>
+      startNginx(name, env.tempDir, env.serverCore, port, (prefix) => {
+        return `${nginxPreamble(prefix)}http {
+  access_log off;
+  keepalive_requests 1000000;
+${nginxTempPaths(prefix)}
+  upstream backend {
+    server 127.0.0.1:${env.backends.httpPort};
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";${extra}
+    }
+  }
+}
+`;
+      }),
+  };
+}
+
 export const PROXY_SERVERS: Record<ProxyServerName, ProxyServerSpec> = {
   "hps-proxy": {
     name: "hps-proxy",
@@ -172,32 +207,16 @@ upstream = "backend"
 `,
       ),
   },
-  "nginx-proxy": {
-    name: "nginx-proxy",
-    description:
-      'nginx, worker_processes 1, proxy_pass to the same backend with keepalive 64 (HTTP/1.1, Connection ""), access_log off, proxy buffering as default',
-    start: (env, port) =>
-      startNginx("nginx-proxy", env.tempDir, env.serverCore, port, (prefix) => {
-        return `${nginxPreamble(prefix)}http {
-  access_log off;
-  keepalive_requests 1000000;
-${nginxTempPaths(prefix)}
-  upstream backend {
-    server 127.0.0.1:${env.backends.httpPort};
-    keepalive 64;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-    }
-  }
-}
-`;
-      }),
-  },
+  "nginx-proxy": nginxProxy(
+    "nginx-proxy",
+    'nginx, worker_processes 1, proxy_pass to the same backend with keepalive 64 (HTTP/1.1, Connection ""), access_log off, proxy buffering as default (a large response the client reads slower than the backend sends goes through a temporary file)',
+    "",
+  ),
+  "nginx-proxy-unbuffered": nginxProxy(
+    "nginx-proxy-unbuffered",
+    "nginx-proxy with proxy_buffering off (passes the response on as it arrives, as hps does)",
+    "\n      proxy_buffering off;",
+  ),
   "bun-proxy": {
     name: "bun-proxy",
     description:

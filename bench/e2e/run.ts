@@ -243,7 +243,7 @@ export const CASES: CaseSpec[] = [
     title: "HTTP proxy, 64 MiB responses, 4 conns, read by bun run load",
     unit: "GB/s",
     hps: "hps-proxy",
-    baselines: ["nginx-proxy"],
+    baselines: ["nginx-proxy", "nginx-proxy-unbuffered"],
     plan: {
       kind: "load",
       scheme: "http",

@@ -456,6 +456,7 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
   "nginx-nopush-off": nginx("nginx-nopush-off", true, false, "nginx as above with tcp_nopush off"),
   "hps-proxy": proxy("hps-proxy"),
   "nginx-proxy": proxy("nginx-proxy"),
+  "nginx-proxy-unbuffered": proxy("nginx-proxy-unbuffered"),
   "bun-proxy": proxy("bun-proxy"),
   "hps-tcp-proxy": proxy("hps-tcp-proxy"),
   "nginx-stream": proxy(
