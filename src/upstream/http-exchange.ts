@@ -9,6 +9,7 @@ import { type BodySink, joinHead, relayRequestBody } from "./request-body.ts";
 import { type BodyOwner, ResponseBody } from "./response-body.ts";
 import type { UpstreamServer } from "./server.ts";
 import { Field } from "./stats.ts";
+import type { Timed } from "./timeouts.ts";
 
 /** The request as the proxy sends it (built once; a retry sends the same bytes). */
 export interface OutgoingRequest {
@@ -26,9 +27,22 @@ export interface OutgoingRequest {
   readonly clientKey: string;
   /** A streamed body longer than this is cut off (limits.max_request_bytes). */
   readonly maxBodyBytes: number;
+  /**
+   * The client's request, whose signal tells that the client has gone while the server is still to answer (checked
+   * now and then, see CLIENT_CHECK_MS); null: not checked.
+   */
+  readonly client: Request | null;
 }
 
 const RETRY_AFTER_SECONDS = "1";
+/**
+ * How long a response head may take before hps checks, and then how often, whether the client is still there (a
+ * client that left stops the exchange: its server connection is dropped, nginx's "499"). Bun.serve tells no one when a
+ * client leaves before its answer; request.signal, read then, says so. Faster responses are never checked.
+ */
+export const CLIENT_CHECK_MS = 1000;
+/** nginx's status for a request whose client left before the answer (logged, never sent). */
+const CLIENT_GONE_STATUS = 499;
 const NO_SERVER_HEADERS: Record<string, string> = { "Retry-After": RETRY_AFTER_SECONDS };
 const EMPTY: readonly UpstreamServer[] = [];
 
@@ -51,7 +65,7 @@ export const Outcome = {
   ABANDONED: 3,
 } as const;
 
-export class ProxyExchange implements Exchange, BodyOwner, BodySink {
+export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
   private readonly group: UpstreamGroup;
   private readonly request: OutgoingRequest;
   /** The request body as sent: a small one is read into bytes first, so a retry can send it again. */
@@ -91,6 +105,10 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink {
   private body: ResponseBody | null = null;
   /** Resolves the body pump's wait for the socket to drain. */
   private wakeWriter: (() => void) | null = null;
+  // Timed: the sweep that checks the client while the server is still to answer (see CLIENT_CHECK_MS).
+  lastActivityMs = 0;
+  timeoutMs = CLIENT_CHECK_MS;
+  sweepIndex = -1;
 
   constructor(group: UpstreamGroup, request: OutgoingRequest, startedMs = performance.now()) {
     this.group = group;
@@ -175,6 +193,11 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink {
   private send(connection: UpstreamConnection): void {
     this.connection = connection;
     connection.begin(this, this.group.settings.read_timeout_s);
+    if (this.request.client !== null && this.sweepIndex < 0) {
+      const sweep = this.group.sweep;
+      this.lastActivityMs = sweep.nowMs;
+      sweep.track(this);
+    }
     const head = this.request.head;
     const body = this.requestBody;
     if (body === null) {
@@ -360,6 +383,29 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink {
     this.group.finished(this.server!);
   }
 
+  /** The sweep: no response head for CLIENT_CHECK_MS (again). A client that has gone stops the exchange. */
+  onIdleTimeout(): void {
+    if (this.isResolved) return;
+    if (!this.request.client!.signal.aborted) {
+      this.lastActivityMs = this.group.sweep.nowMs;
+      this.group.sweep.track(this);
+      return;
+    }
+    // Nobody waits for the answer: the connection is dropped (a response may still be on its way), the server is
+    // free for others, and the request is logged as 499. Not a failure of the server.
+    const connection = this.connection;
+    this.connection = null;
+    connection?.abort();
+    if (this.server !== null && !this.isComplete) this.group.finished(this.server);
+    this.isComplete = true;
+    this.status = CLIENT_GONE_STATUS;
+    this.headerMs = performance.now() - this.startedMs;
+    this.isResolved = true;
+    this.outcome = Outcome.ABANDONED;
+    this.bodyBytes = 0;
+    this.settle(errorResponse(CLIENT_GONE_STATUS, CLOSE));
+  }
+
   private respond(response: Response): void {
     this.isResolved = true;
     this.outcome = Outcome.RESPONDED;
@@ -367,6 +413,7 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink {
   }
 
   private settle(response: Response): void {
+    this.group.sweep.untrack(this);
     const owner = this.owner;
     this.resolve(owner === null ? response : owner.proxyDone(this, response));
   }

@@ -69,6 +69,7 @@ export function proxyExchange(
     isHead: method === "HEAD",
     clientKey: client.clientAddress,
     maxBodyBytes: client.maxRequestBytes,
+    client: request,
   };
   return new ProxyExchange(group, outgoing, startedMs);
 }

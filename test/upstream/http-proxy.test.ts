@@ -226,6 +226,23 @@ describe("http proxy: failures", () => {
     expect(counter(front, slow.address).readTimeouts).toBe(1);
   });
 
+  test("a client that leaves before a slow server answers frees the server: its connection is dropped, no failure", async () => {
+    using slow = startRawBackend(() => {}); // reads the request, never answers
+    await using front = startProxyFront(upstreamSettings([slow.address], { read_timeout_s: 30 }));
+    const started = performance.now();
+    await fetch(`${front.base}/`, { signal: AbortSignal.timeout(200) }).catch(() => {});
+    await waitFor(() => slow.heads.length === 1, 2000, "the request to reach the server");
+    const server = front.group.servers[0]!;
+    expect(server.inFlight).toBe(1);
+    // Checked after CLIENT_CHECK_MS without a head, on the sweep: within about 1.5 s, long before read_timeout_s.
+    await waitFor(() => server.inFlight === 0 && server.connections === 0, 3000, "the exchange to stop");
+    expect(performance.now() - started).toBeLessThan(3000);
+    const counters = counter(front, slow.address);
+    expect(counters.readTimeouts).toBe(0);
+    expect(counters.lost).toBe(0);
+    expect(server.health.isUp(performance.now())).toBe(true);
+  });
+
   test("a pooled connection the server closed is replaced transparently for an idempotent request", async () => {
     // Answers the first request on each connection, then drops the connection when the next one arrives (the race
     // of a server closing an idle keep-alive connection just as the proxy reuses it).

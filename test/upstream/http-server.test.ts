@@ -91,6 +91,22 @@ describe("http routes in the server", () => {
     expect(lines[2]).toMatch(new RegExp(`"GET /api/down HTTP/1.1" 502 \\d+ "-" "[^"]*" "${backend.address}" `));
   });
 
+  test("a client that leaves before the server answers is logged 499 and counted, without waiting for read_timeout_s", async () => {
+    await using backend = startBackend(async () => {
+      await Bun.sleep(4000);
+      return new Response("late");
+    });
+    const logFile = join(dir, "access-499.log");
+    await using server = await startServer(
+      proxyConfig([backend.address], { log: { access_log: true, access_file: logFile } }),
+    );
+    await fetch(`http://127.0.0.1:${server.port}/api/slow`, { signal: AbortSignal.timeout(200) }).catch(() => {});
+    await waitFor(() => server.stats.total(Counter.http4xx) === 1, 3000, "the 499 to be counted");
+    await server.stop({ graceful: true, timeoutMs: 1000 });
+    const lines = readFileSync(logFile, "utf8").trim().split("\n");
+    expect(lines[0]).toMatch(new RegExp(`"GET /api/slow HTTP/1.1" 499 0 "-" "[^"]*" "${backend.address}" 1\\.\\d{3}$`));
+  });
+
   test("behind a trusted proxy, X-Forwarded-For is extended and X-Forwarded-Proto/Host are kept", async () => {
     let seen = new Headers();
     await using backend = startBackend((request) => {
