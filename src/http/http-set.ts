@@ -94,7 +94,16 @@ export class HttpSet {
     const prefixRoutes = buildRoutes(config);
     this.prefixRoutes = prefixRoutes;
     const handlerFor = (protocolLabel: string) =>
-      new HttpHandler(context, this.site, this.accessLog, this.connections, prefixRoutes, upstreams, protocolLabel, headers);
+      new HttpHandler(
+        context,
+        this.site,
+        this.accessLog,
+        this.connections,
+        prefixRoutes,
+        upstreams,
+        protocolLabel,
+        headers,
+      );
     this.handler = handlerFor("HTTP/1.1");
     this.http3Handler = http.http3 ? handlerFor("HTTP/3.0") : null;
     // A site taken over keeps counting in its own counters; a new one starts from the previous totals.

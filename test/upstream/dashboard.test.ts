@@ -56,7 +56,7 @@ describe("dashboard upstream panel", () => {
 
   test("names are escaped; the page carries the panel and its renderer, hidden until there are servers", () => {
     expect(upstreamRowsHtml([server({ upstream: "<b>x</b>" })])).toContain("&#60;b&#62;x&#60;/b&#62;");
-    const page = dashboardHtml("http");
+    const page = dashboardHtml("http", false);
     expect(page).toContain('<section id="upstreams" class="card upstreams" hidden>');
     expect(page).toContain("const upstreamRowsHtml = function upstreamRowsHtml(servers)");
     // The renderer the page runs is the one tested here, as JavaScript the browser can run unchanged.
