@@ -157,6 +157,7 @@ function zeroProcess(): Process {
     cpuSystemSeconds: 0,
     rssBytes: 0,
     jsHeapBytes: 0,
+    arrayBufferBytes: 0,
     fileDescriptorsUsed: 0,
     fileDescriptorsLimit: 0,
   };
