@@ -137,18 +137,24 @@ export class Rotation<T> {
     return this.retire(old, oldFd, steered ? freshFd : null);
   }
 
-  /** Lets the old listener take what the kernel queued for it (when steered), then stops it accepting. */
+  /**
+   * Lets the old listener take what the kernel queued for it (when steered), then stops it accepting. A stop meanwhile
+   * ends this at once: stopAccepting() and close() have stopped every listener, and their descriptors, closed or
+   * closing, may soon be another socket's.
+   */
   private async retire(old: T, oldFd: number | null, steeredFd: number | null): Promise<RotationReport> {
     let leftInQueue = -1;
     if (steeredFd !== null && oldFd !== null) {
       const startedMs = performance.now();
       for (;;) {
         await Bun.sleep(SETTLE_POLL_MS);
+        if (this.stopped) return { steered: true, leftInQueue };
         const elapsedMs = performance.now() - startedMs;
         leftInQueue = acceptQueueLength(oldFd);
         if ((leftInQueue === 0 && elapsedMs >= SETTLE_MIN_MS) || elapsedMs >= SETTLE_MAX_MS) break;
       }
     }
+    if (this.stopped) return { steered: steeredFd !== null, leftInQueue };
     const draining = this.options.wrap(old).stopAccepting();
     if (steeredFd !== null) stopSteering(steeredFd);
     void draining.finally(() => this.retiring.delete(old));

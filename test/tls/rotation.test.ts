@@ -94,4 +94,14 @@ describe("a Bun.serve rotation", () => {
     expect(served).toBeGreaterThan(0);
     expect(failures).toBe(0);
   });
+
+  test("a close during a rotation ends the rotation at once (the closed sockets are not polled for seconds)", async () => {
+    const rotation = await startServe(true);
+    const startedMs = performance.now();
+    const rotating = rotation.rotate(tlsOf(second));
+    await rotation.close();
+    await rotating;
+    // Without the stop check, the retiring listener's (closed) socket was polled until the 5 s settle limit.
+    expect(performance.now() - startedMs).toBeLessThan(2500);
+  }, 15_000);
 });
