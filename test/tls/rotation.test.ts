@@ -38,14 +38,16 @@ describe("a Bun.serve rotation", () => {
       // A keep-alive connection made before the rotation, with a request in flight across it.
       let release: () => void = () => {};
       const gate = new Promise<void>((resolve) => (release = resolve));
+      const arrived = Promise.withResolvers<void>();
       rotation.active.reload({
         fetch: async () => {
+          arrived.resolve();
           await gate;
           return new Response("slow");
         },
       });
       const slow = fetch(`https://127.0.0.1:${rotation.port}/`, { tls: { ca: ca.cert, serverName: "localhost" } });
-      await Bun.sleep(50); // let the request reach the handler before the rotation
+      await arrived.promise; // the request is in the handler before the rotation
       const report = await rotation.rotate(tlsOf(second));
       expect(report.steered).toBe(process.platform === "linux");
       if (report.steered) expect(report.leftInQueue).toBe(0);
