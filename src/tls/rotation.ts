@@ -12,6 +12,7 @@ import {
   acceptQueueLength,
   listenerDescriptor,
   loadSteering,
+  nextDescriptor,
   steerNewConnections,
   stopSteering,
 } from "./reuseport-steering.ts";
@@ -82,9 +83,10 @@ export class Rotation<T> {
   static async start<T>(options: RotationOptions<T>): Promise<Rotation<T>> {
     const steer = options.steer && (await loadSteering());
     const settled: RotationOptions<T> = { ...options, steer };
+    const likelyFd = steer ? nextDescriptor() : null;
     const first = options.open(options.tls, options.port);
     const port = options.portOf(first);
-    return new Rotation(settled, first, steer ? descriptorOf(settled, first, port, new Set()) : null, port);
+    return new Rotation(settled, first, steer ? descriptorOf(settled, first, port, new Set(), likelyFd) : null, port);
   }
 
   /** The listener taking new connections. */
@@ -122,13 +124,14 @@ export class Rotation<T> {
     if (this.stopped) return Promise.reject(new Error("the listener is stopping"));
     const old = this.current;
     const oldFd = this.currentFd;
+    const likelyFd = oldFd !== null ? nextDescriptor() : null;
     let fresh: T;
     try {
       fresh = this.options.open(tls, this.port);
     } catch (error) {
       return Promise.reject(error);
     }
-    const freshFd = oldFd !== null ? descriptorOf(this.options, fresh, this.port, new Set([oldFd])) : null;
+    const freshFd = oldFd !== null ? descriptorOf(this.options, fresh, this.port, new Set([oldFd]), likelyFd) : null;
     this.current = fresh;
     this.currentFd = freshFd;
     this.retiring.add(old);
@@ -174,9 +177,15 @@ export class Rotation<T> {
   }
 }
 
-function descriptorOf<T>(options: RotationOptions<T>, listener: T, port: number, known: ReadonlySet<number>) {
+function descriptorOf<T>(
+  options: RotationOptions<T>,
+  listener: T,
+  port: number,
+  known: ReadonlySet<number>,
+  likelyFd: number | null,
+): number | null {
   return options.descriptorOf === undefined
-    ? listenerDescriptor(port, known)
+    ? listenerDescriptor(port, known, likelyFd)
     : options.descriptorOf(listener, port, known);
 }
 
