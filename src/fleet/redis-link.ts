@@ -119,21 +119,43 @@ export class RedisLink {
     client?.close();
   }
 
-  /** `promise`, or a RedisLinkError once the timeout passes (the caller then takes the link down). */
+  /**
+   * `promise`, or a RedisLinkError once the timeout passes (the caller then takes the link down). A timer that fires
+   * more than half a timeout late says this thread was busy (a long GC pause, a starved CPU) rather than Redis slow:
+   * the call may not even have been written yet (calls are pipelined at the end of a turn), and its answer may be
+   * waiting in the socket behind the timer. Redis then gets one more timeout, from now, before the link goes down.
+   */
   private bounded<T>(promise: Promise<T>, client: RedisClient): Promise<T> {
     const timeoutMs = this.options.timeoutMs;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      let settled = false;
+      let dueMs = performance.now() + timeoutMs;
+      let isExtended = false;
+      const onTimer = () => {
+        if (settled) return;
+        const nowMs = performance.now();
+        if (!isExtended && nowMs - dueMs > timeoutMs / 2) {
+          isExtended = true;
+          dueMs = nowMs + timeoutMs;
+          timer = setTimeout(onTimer, timeoutMs);
+          return;
+        }
+        settled = true;
         reject(new RedisLinkError(`no answer within ${timeoutMs} ms`));
         // A peer that stopped reading keeps every later call waiting too: drop the connection now.
         if (this.client === client) this.fail(client, `no answer within ${timeoutMs} ms`);
-      }, timeoutMs);
+      };
+      let timer = setTimeout(onTimer, timeoutMs);
       promise.then(
         (value) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           resolve(value);
         },
         (error: unknown) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           reject(error);
         },
