@@ -18,7 +18,7 @@ import { AccessLog, newAccessEntry } from "../../src/http/access-log.ts";
 import { Logger } from "../../src/log.ts";
 import { renderMetrics } from "../../src/stats/prometheus.ts";
 import { snapshot } from "../../src/stats/snapshot.ts";
-import { startSite } from "../helpers/http.ts";
+import { rawExchange, startSite } from "../helpers/http.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-log-formats-"));
 const root = join(dir, "site");
@@ -93,6 +93,24 @@ describe("access log", () => {
     expect(Number.isInteger(hit.duration_us) && hit.duration_us >= 0).toBe(true);
     expect(Math.abs(Date.parse(hit.time) - Date.now())).toBeLessThan(60_000);
     expect(miss).toMatchObject({ method: "HEAD", path: "/missing", status: 404, bytes: 0, referer: null });
+  });
+
+  test("json: a user agent and referer in UTF-8 are logged as their text; bytes that are not UTF-8 as U+FFFD", async () => {
+    const logFile = join(dir, "access.utf8.log");
+    const site = await startSite(root, { log: { access_log: true, access_file: logFile, access_format: "json" } });
+    // Raw bytes on the wire (fetch would refuse them): "café ☕" in UTF-8, then a lone 0xFF and a cut sequence.
+    const utf8 = Buffer.from("Mozilla/5.0 (café ☕)", "utf8");
+    const request = Buffer.concat([
+      Buffer.from("GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: "),
+      utf8,
+      Buffer.from("\r\nReferer: http://x.example/\xff\xe2\x98\r\n\r\n", "latin1"),
+    ]);
+    await rawExchange(site.port, request, (bytes) => Buffer.from(bytes).includes("hello"));
+    await site.stop();
+    const line = readFileSync(logFile, "utf8").trimEnd();
+    const entry = JSON.parse(line);
+    expect(entry.user_agent).toBe("Mozilla/5.0 (café ☕)");
+    expect(entry.referer).toBe("http://x.example/\ufffd\ufffd");
   });
 
   test("a proxied request carries the upstream fields (filled by the proxy), an unknown request nulls", async () => {
