@@ -1,7 +1,7 @@
 // `bun run build`: compiles hps into one executable, dist/hps (Bun runtime included), with its thread entry points.
 //
 // Usage: bun scripts/build.ts [--outfile PATH] [--no-minify] [--no-bytecode] [--sourcemap] [--target bun-linux-arm64]
-// The defaults are the flags measured best for size and start-up time (docs/operations.md, "Run the binary").
+// The defaults are the flags measured best for size and start-up time (docs/deployment.md, "Run the binary").
 import { statSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { parseArgs } from "node:util";

@@ -56,9 +56,10 @@ export interface SharedResources {
 
 /**
  * The context of one listener thread. `shared` null: the main thread, which creates the shared resources (with
- * several I/O threads, the shared count and table too) and logs to log.file; otherwise an I/O thread, which
- * attaches to them and logs to stderr (a log file is written by the main thread only). Throws (ENOENT, EACCES, …)
- * when log.file cannot be opened for appending. `tls`: the certificates the main thread read (tls.enabled).
+ * several I/O threads, the shared count and table too); otherwise an I/O thread, which attaches to them. Every thread
+ * logs to log.file, each through a descriptor of its own opened for appending (every batch lands whole: a write in
+ * append mode is atomic on a local file system). Throws (ENOENT, EACCES, …) when log.file cannot be opened for
+ * appending. `tls`: the certificates the main thread read (tls.enabled).
  */
 export function createContext(
   config: Config,
@@ -67,7 +68,7 @@ export function createContext(
 ): { context: ServerContext; shared: SharedResources } {
   const logger = new Logger({
     level: config.log.level,
-    file: shared === null ? config.log.file : "",
+    file: config.log.file,
     format: config.log.format,
     maxBufferedBytes: config.log.max_buffered_bytes,
   });

@@ -158,7 +158,10 @@ async function runInThread(): Promise<void> {
       }
     } else if (message.kind === "reopen") {
       try {
-        await listener?.reopenLogs?.();
+        // Both, whatever the first does: a file that cannot be reopened does not keep the other from it.
+        const results = await Promise.allSettled([context?.logger.reopen(), listener?.reopenLogs?.()]);
+        const failures = results.flatMap((result) => (result.status === "rejected" ? [result.reason as Error] : []));
+        if (failures.length > 0) throw new Error(failures.map((error) => error.message).join("; "));
         post({ kind: "reopened" });
       } catch (error) {
         failed(error);
@@ -170,7 +173,7 @@ async function runInThread(): Promise<void> {
         if (context !== null && listener !== null) {
           const tls = message.tls === undefined ? context.tls : message.tls;
           const next: ServerContext = { ...context, config: message.config, tls };
-          pending = { next, prepared: await prepareAll(threadReloadSteps(listener, next)) };
+          pending = { next, prepared: await prepareAll(threadReloadSteps(listener, context, next)) };
         }
         post({ kind: "reload-prepared" });
       } catch (error) {

@@ -6,10 +6,10 @@ import { startAdmin } from "./http/admin.ts";
 import { applyFileDescriptorLimit } from "./host/fd-limit.ts";
 import { removePidFile, writePidFile } from "./host/pid-file.ts";
 import { startIoThreads } from "./io-thread.ts";
-import type { Logger, PreparedLogTarget } from "./log.ts";
+import type { Logger } from "./log.ts";
 import { poolThreadsPerIoThread, startProtocolListener } from "./protocol-listener.ts";
 import { threadReloadSteps } from "./reload/thread-steps.ts";
-import { NO_CHANGE, type PrepareStep, prepareAll } from "./reload/two-phase.ts";
+import { type PrepareStep, prepareAll } from "./reload/two-phase.ts";
 import { StartupError, withListenErrors } from "./listen-errors.ts";
 import { startupProblems, startupWarnings } from "./startup/checks.ts";
 import { startReporter } from "./stats/report.ts";
@@ -147,8 +147,7 @@ export async function startServer(requested: Config): Promise<Server> {
       const next: ServerContext = { ...current, config: plan.config, tls: nextTls };
       const changed = changedParts(current.config, plan.config);
       const steps: PrepareStep[] = [
-        () => (changed.has("log-file") ? prepareLogTarget(logger, plan.config.log.file) : NO_CHANGE),
-        ...threadReloadSteps(listener, next),
+        ...threadReloadSteps(listener, current, next),
         () => ({
           commit() {
             current = next;
@@ -234,14 +233,6 @@ function unappliedWarnings(config: Config, applied: readonly string[]): string[]
 }
 
 /** The reload's new log.file, opened before anything changes: a path that cannot be opened rejects the reload. */
-function prepareLogTarget(logger: Logger, file: string): PreparedLogTarget {
-  try {
-    return logger.prepareTarget(file);
-  } catch (error) {
-    throw new Error(`cannot open log.file "${file}" for appending (${(error as Error).message})`);
-  }
-}
-
 /** The certificates at start; every problem with them is a StartupError (nothing starts). */
 async function loadTlsAtStart(config: Config): Promise<TlsState | null> {
   try {

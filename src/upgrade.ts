@@ -1,7 +1,8 @@
 // `hps upgrade --pid-file PATH [server options]`: starts a new hps beside the running one (both bound with
 // server.reuse_port), waits until it is ready, then asks the old one to drain (SIGTERM) and waits for it to go.
 import { parseArgs } from "node:util";
-import { isRunning, readPidFile } from "./host/pid-file.ts";
+import { unlinkSync, writeFileSync } from "node:fs";
+import { isRunning, readPidFile, startedAfterWritten } from "./host/pid-file.ts";
 
 export const UPGRADE_HELP = `Usage: hps upgrade --pid-file PATH [--timeout-s N] [server options]
 
@@ -13,8 +14,10 @@ Replaces the hps whose process id is in PATH by a new one without dropping conne
   4. sends SIGTERM to the old process, which drains (readiness 503, Connection: close, in-flight work finished)
      and exits; waits for that
 If the new process fails or is not ready within the timeout, it is stopped and the old one keeps serving (exit 1).
+Nothing is started when another upgrade of the same pid file runs (it holds PATH.upgrade), or when the process PATH
+names started after PATH was written (a file left by a crash, its id since given to another program).
 The new process keeps this command's stdout and stderr (the logs, unless log.file and log.access_file are set):
-run it as \`hps upgrade ... >>/var/log/hps.out 2>&1\` when started by hand. Under systemd, see docs/operations.md.
+run it as \`hps upgrade ... >>/var/log/hps.out 2>&1\` when started by hand. Under systemd, see docs/deployment.md.
 
 Options:
   --pid-file PATH   the running server's server.pid_file (required)
@@ -78,6 +81,32 @@ export function parseUpgradeArgs(argv: readonly string[]): {
 /** Runs the upgrade; resolves with the exit code (0: the new process serves and the old one was told to go). */
 export async function runUpgrade(options: UpgradeOptions): Promise<number> {
   const { pidFile, say } = options;
+  // One upgrade at a time: two would each start a server and stop the same old one, leaving one of theirs running
+  // unnamed by the pid file (never stopped by the next upgrade).
+  const lockFile = `${pidFile}.upgrade`;
+  let holder: number | null;
+  try {
+    holder = takeLock(lockFile);
+  } catch (error) {
+    say(`hps upgrade: cannot create ${lockFile} (${(error as Error).message}); nothing was started`);
+    return 1;
+  }
+  if (holder !== null) {
+    say(
+      `hps upgrade: another hps upgrade (process ${holder}, holding ${lockFile}) is replacing this server; ` +
+        "nothing was started",
+    );
+    return 1;
+  }
+  try {
+    return await upgradeLocked(options);
+  } finally {
+    if (readPidFile(lockFile) === process.pid) unlinkQuietly(lockFile);
+  }
+}
+
+async function upgradeLocked(options: UpgradeOptions): Promise<number> {
+  const { pidFile, say } = options;
   const oldPid = readPidFile(pidFile);
   if (oldPid === null) {
     say(`hps upgrade: ${pidFile} names no process: is hps running with server.pid_file = "${pidFile}"?`);
@@ -85,6 +114,14 @@ export async function runUpgrade(options: UpgradeOptions): Promise<number> {
   }
   if (!isRunning(oldPid)) {
     say(`hps upgrade: process ${oldPid} (from ${pidFile}) is not running: start hps normally`);
+    return 1;
+  }
+  if (startedAfterWritten(oldPid, pidFile)) {
+    say(
+      `hps upgrade: process ${oldPid} started after ${pidFile} was written, so it is not the hps that wrote it (the ` +
+        "file was left behind, and its process id given to another program); nothing was started or signalled: " +
+        "start hps normally",
+    );
     return 1;
   }
   const serverArgs = [...options.serverArgs, "--set", `server.pid_file=${pidFile}`];
@@ -146,4 +183,31 @@ export async function runUpgrade(options: UpgradeOptions): Promise<number> {
   }
   say(`hps upgrade: done: process ${child.pid} serves, process ${oldPid} has exited`);
   return 0;
+}
+
+/**
+ * Creates `path` holding this process's id, unless another live process holds it (returns that process's id). A lock
+ * left by an upgrade that died is taken over.
+ */
+function takeLock(path: string): number | null {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(path, `${process.pid}\n`, { flag: "wx" });
+      return null;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = readPidFile(path);
+    if (holder !== null && isRunning(holder) && !startedAfterWritten(holder, path)) return holder;
+    unlinkQuietly(path);
+  }
+  return readPidFile(path) ?? 0;
+}
+
+function unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Already gone.
+  }
 }

@@ -29,10 +29,6 @@ export class Batcher<T extends Batchable> {
     this.canSend = canSend;
   }
 
-  get size(): number {
-    return this.queue.length;
-  }
-
   /** Queues `item` (once) and makes sure a call goes out soon: at the end of this turn of the event loop. */
   add(item: T): void {
     if (item.queued) return;

@@ -4,11 +4,11 @@
 // CONNECTION_SLOTS). This thread records there the connections it has open from the address plus, while the address
 // is far from its limit, one spare slot, so the next connection is admitted at once; it learns the other holders'
 // total with every answer. A connection that finds no spare slot is admitted on credit within this holder's part of
-// the room the fleet had at its last answer (room / holders: all holders may do so at once; one connection when that
-// answer is older than an interval, so a stale view lets a holder pass the limit by one at most), and recorded with
-// the next call. Closer to the limit, it is refused and the fleet is asked for one of the last slots, which the
-// client's next attempt finds; once the fleet is full as last seen, newcomers are refused and the fleet is asked
-// again at most once per sync interval. A record may pass the limit (connections admitted on credit are open), and
+// the room the fleet had at its last answer (room / holders: all holders may do so at once; at least one connection
+// when that answer is older than an interval, so a stale view lets a holder pass the limit by its part once), and
+// recorded with the next call. Closer to the limit, it is refused and the fleet is asked for one of the last slots,
+// which the client's next attempt finds; once the fleet is full as last seen, newcomers are refused and the fleet is
+// asked again at most once per sync interval. A record may pass the limit (connections admitted on credit are open), and
 // then keeps newcomers out until enough close. Before the fleet's first answer about an
 // address, a holder gives credit up to its fair share (limit / holders): so a client already at its limit through
 // some instances that reaches a holder new to it can get up to a fair share more, once. What is recorded is absolute (connections open now), never a difference, so a key that was
@@ -104,11 +104,14 @@ export class FleetConnectionBudget implements ConnectionBudget {
     const share = Math.max(1, Math.floor(maxPerIp / context.holders));
     if (!entry.answered) return entry.open < share ? this.admitOnCredit(entry) : FleetVerdict.REFUSED;
     // Credit within this holder's part of the room the fleet had at its last answer (every holder may take its part
-    // at once without passing the limit), or one connection when that answer is older than an interval (others may
-    // have taken the room since): admitted now, recorded with the next call.
+    // at once without passing the limit): admitted now, recorded with the next call, whose answer brings the view up
+    // to date. An older answer gets the same part, at least one connection: others may have taken the room since, so
+    // a stale view can pass the limit by that part once; refusing instead would turn away a browser's parallel
+    // connections far below the limit whenever the address had been quiet for an interval.
     const roomAtAnswer = maxPerIp - entry.others - entry.recorded;
+    const roomShare = Math.floor(roomAtAnswer / context.holders);
     const isFresh = nowMs - entry.lastAnswerMs < context.syncIntervalMs;
-    const creditLimit = isFresh ? Math.floor(roomAtAnswer / context.holders) : Math.min(1, roomAtAnswer);
+    const creditLimit = isFresh ? roomShare : Math.max(roomShare, Math.min(1, roomAtAnswer));
     if (entry.open - entry.recorded < creditLimit) return this.admitOnCredit(entry);
     if (maxPerIp - entry.others - entry.open > 0) {
       // Near the limit, what another holder did since matters: ask for one of the last slots (the client's next

@@ -34,15 +34,27 @@ export const FleetField = {
 } as const;
 export type FleetFieldName = keyof typeof FleetField;
 const FIELD_NAMES = Object.keys(FleetField) as FleetFieldName[];
-const GAUGES: ReadonlySet<FleetFieldName> = new Set([
-  "redisUp",
-  "rateAddresses",
-  "leasedTokens",
-  "slotAddresses",
-  "leasedSlots",
-  "holders",
-  "roundTripMicros",
-]);
+
+/**
+ * Fields that every thread (and every instance) sees alike, the same Redis and the same fleet: their sum would count
+ * one thing several times. redisUp is 1 only when every link is up; an outage is seen by every link (the most any
+ * saw); holders is the fleet's count (the largest view); the round trip the slowest. The rest add up. The keys are
+ * the fields and the names they are published under (src/fleet/fleet.ts fleetGauges).
+ */
+const COMBINE: Readonly<Record<string, "min" | "max">> = {
+  redisUp: "min",
+  outages: "max",
+  holders: "max",
+  roundTripMicros: "max",
+  redisRoundTripSeconds: "max",
+};
+
+/** `value` of field `name` combined into what the rows or instances before gave (undefined: none yet). */
+export function combineFleetValue(name: string, soFar: number | undefined, value: number): number {
+  if (soFar === undefined) return value;
+  const rule = COMBINE[name];
+  return rule === "min" ? Math.min(soFar, value) : rule === "max" ? Math.max(soFar, value) : soFar + value;
+}
 
 const ROW_FLOATS = 16;
 /** server.io_threads is at most 64; a row more for safety. */
@@ -74,30 +86,16 @@ export class FleetCounters {
     return { row: new Float64Array(this.buffer, HEADER_BYTES + index * ROW_FLOATS * 8, ROW_FLOATS), index };
   }
 
-  /**
-   * Every field over the rows in use: totals and gauges summed, except redisUp (1 only when every thread's link is
-   * up), outages (each thread's link sees the same ones: the most any saw), holders (the largest view) and
-   * roundTripMicros (the slowest thread's).
-   */
+  /** Every field over the rows in use, each combined by its rule (combineFleetValue). */
   totals(): Record<FleetFieldName, number> {
     const rows = Math.min(Atomics.load(this.header, 0), MAX_ROWS);
     const result = {} as Record<FleetFieldName, number>;
     for (const name of FIELD_NAMES) {
       const field = FleetField[name];
-      let value = name === "redisUp" ? (rows > 0 ? 1 : 0) : 0;
-      for (let row = 0; row < rows; row++) {
-        const v = this.all[row * ROW_FLOATS + field]!;
-        if (name === "redisUp") value = Math.min(value, v);
-        else if (name === "outages" || name === "holders" || name === "roundTripMicros") value = Math.max(value, v);
-        else value += v;
-      }
-      result[name] = value;
+      let value: number | undefined;
+      for (let row = 0; row < rows; row++) value = combineFleetValue(name, value, this.all[row * ROW_FLOATS + field]!);
+      result[name] = value ?? 0;
     }
     return result;
-  }
-
-  /** True for the fields that are gauges (the rest are totals). */
-  static isGauge(name: FleetFieldName): boolean {
-    return GAUGES.has(name);
   }
 }

@@ -3,6 +3,7 @@
 import { HISTOGRAM_BUCKETS, LatencyHistogram } from "../stats/histogram.ts";
 import { summarize, type ProcessSummary, type Snapshot } from "../stats/snapshot.ts";
 import { COUNTER_NAMES, type CounterName } from "../stats/stats.ts";
+import { combineFleetValue } from "./counters.ts";
 
 /** Bumped when the published shape changes; other versions are left out of the sum (and counted as unreadable). */
 export const PUBLISHED_VERSION = 1;
@@ -99,7 +100,10 @@ export function mergeFleet(
     }
     for (const [group, values] of Object.entries(snap.gauges)) {
       const sum = (gauges[group] ??= {});
-      for (const [key, value] of Object.entries(values)) sum[key] = (sum[key] ?? 0) + value;
+      // The fleet's own gauges describe one Redis and one fleet, seen by each instance: some must not be added up.
+      for (const [key, value] of Object.entries(values)) {
+        sum[key] = group === "fleet" ? combineFleetValue(key, sum[key], value) : (sum[key] ?? 0) + value;
+      }
     }
     addSparse(latency, published.latencyBuckets);
     addSparse(interval, published.intervalBuckets);
@@ -157,6 +161,7 @@ function zeroProcess(): Process {
     cpuSystemSeconds: 0,
     rssBytes: 0,
     jsHeapBytes: 0,
+    arrayBufferBytes: 0,
     fileDescriptorsUsed: 0,
     fileDescriptorsLimit: 0,
   };

@@ -9,6 +9,7 @@
 import { RedisClient } from "bun";
 import type { Logger } from "../log.ts";
 import { FleetField } from "./counters.ts";
+import { diagnoseConnection } from "./diagnose.ts";
 import type { Script } from "./scripts.ts";
 
 /** First pause before reconnecting; doubles up to RETRY_MAX_MS. */
@@ -119,21 +120,44 @@ export class RedisLink {
     client?.close();
   }
 
-  /** `promise`, or a RedisLinkError once the timeout passes (the caller then takes the link down). */
-  private bounded<T>(promise: Promise<T>, client: RedisClient): Promise<T> {
+  /**
+   * `promise`, or a RedisLinkError once the timeout passes (the caller then takes the link down). A timer that fires
+   * more than half a timeout late says this thread was busy (a long GC pause, a starved CPU) rather than Redis slow:
+   * the call may not even have been written yet (calls are pipelined at the end of a turn), and its answer may be
+   * waiting in the socket behind the timer. Redis then gets one more timeout, from now, before the link goes down.
+   * `dropOnTimeout` false: the caller fails the connection itself (a connection attempt, once its reason is known).
+   */
+  private bounded<T>(promise: Promise<T>, client: RedisClient, dropOnTimeout = true): Promise<T> {
     const timeoutMs = this.options.timeoutMs;
     return new Promise<T>((resolve, reject) => {
-      const timer = setTimeout(() => {
+      let settled = false;
+      let dueMs = performance.now() + timeoutMs;
+      let isExtended = false;
+      const onTimer = () => {
+        if (settled) return;
+        const nowMs = performance.now();
+        if (!isExtended && nowMs - dueMs > timeoutMs / 2) {
+          isExtended = true;
+          dueMs = nowMs + timeoutMs;
+          timer = setTimeout(onTimer, timeoutMs);
+          return;
+        }
+        settled = true;
         reject(new RedisLinkError(`no answer within ${timeoutMs} ms`));
         // A peer that stopped reading keeps every later call waiting too: drop the connection now.
-        if (this.client === client) this.fail(client, `no answer within ${timeoutMs} ms`);
-      }, timeoutMs);
+        if (dropOnTimeout && this.client === client) this.fail(client, `no answer within ${timeoutMs} ms`);
+      };
+      let timer = setTimeout(onTimer, timeoutMs);
       promise.then(
         (value) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           resolve(value);
         },
         (error: unknown) => {
+          if (settled) return;
+          settled = true;
           clearTimeout(timer);
           reject(error);
         },
@@ -164,9 +188,16 @@ export class RedisLink {
     this.client = client;
     try {
       try {
-        await this.bounded(client.connect(), client);
+        // A connection attempt that times out is failed below, once its reason is known.
+        await this.bounded(client.connect(), client, false);
       } catch (error) {
-        throw new RedisLinkError(`cannot connect: ${describe(error)}`);
+        // The first failure of an outage is logged: worth a probe of its own, as Bun's reason is "Connection closed"
+        // whatever happened (bounded by the timeout; nothing waits on the link meanwhile).
+        const reason =
+          this.outageSinceMs === null && !this.closed
+            ? ((await diagnoseConnection(this.options.url, this.options.timeoutMs)) ?? describe(error))
+            : describe(error);
+        throw new RedisLinkError(`cannot connect: ${reason}`);
       }
       if (this.client !== client) return;
       isConnected = true;

@@ -196,7 +196,7 @@ export class AccessLog {
       entry.upstream === null
         ? ""
         : `,"upstream":${JSON.stringify(entry.upstream)},"upstream_status":${entry.upstreamStatus},"upstream_duration_us":${entry.upstreamMicros}`;
-    return `{"time":"${this.isoText}","client":${JSON.stringify(entry.client)},"method":${known ? JSON.stringify(entry.method) : "null"},"path":${known ? JSON.stringify(entry.target) : "null"},"protocol":${known ? JSON.stringify(entry.protocol) : "null"},"status":${entry.status},"bytes":${entry.bodyBytes},"duration_us":${entry.durationMicros},"referer":${jsonOrNull(entry.referer)},"user_agent":${jsonOrNull(entry.userAgent)}${upstream}}\n`;
+    return `{"time":"${this.isoText}","client":${JSON.stringify(entry.client)},"method":${known ? JSON.stringify(entry.method) : "null"},"path":${known ? JSON.stringify(entry.target) : "null"},"protocol":${known ? JSON.stringify(entry.protocol) : "null"},"status":${entry.status},"bytes":${entry.bodyBytes},"duration_us":${entry.durationMicros},"referer":${jsonOrNull(headerText(entry.referer))},"user_agent":${jsonOrNull(headerText(entry.userAgent))}${upstream}}\n`;
   }
 
   private target(): LogTarget {
@@ -216,4 +216,18 @@ export class AccessLog {
 
 function jsonOrNull(value: string | null): string {
   return value === null ? "null" : JSON.stringify(value);
+}
+
+/** A byte above 0x7F in a header value as Bun gives it. */
+const NON_ASCII = /[\x80-\xff]/;
+
+/**
+ * A header value as text. Bun gives header values one character per byte (ISO-8859-1, as the Fetch standard's byte
+ * strings are), so a user agent or referer sent in UTF-8, as clients do, would be logged as mojibake ("cafÃ©");
+ * its bytes are read as UTF-8 instead, and bytes that are not UTF-8 become U+FFFD. ASCII, the usual case, is
+ * returned as it is.
+ */
+function headerText(value: string | null): string | null {
+  if (value === null || !NON_ASCII.test(value)) return value;
+  return Buffer.from(value, "latin1").toString("utf8");
 }

@@ -323,8 +323,8 @@ export async function startAdmin(context: ServerContext, options: AdminOptions):
     },
     async applyTls(next: TlsState) {
       if (rotation === null || sameTls(tlsState, next)) return;
-      tlsState = next;
       await rotation.rotate(tlsOptions(next));
+      tlsState = next; // only once served: a rotation that failed is tried again
     },
   };
 }

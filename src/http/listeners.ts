@@ -28,6 +28,8 @@ const NOT_READY: ServeHandlers = {
 export class HttpListeners {
   private tcp: Rotation<Server<undefined>> | Server<undefined> | null = null;
   private http3: Server<undefined> | null = null;
+  /** stopAccepting() or close() was called: a certificate rotation under way opens nothing more. */
+  private stopping = false;
   private handlers: ServeHandlers = NOT_READY;
   private http3Handlers: ServeHandlers = NOT_READY;
   /** The port bound (server.port, or the one picked for port 0). */
@@ -157,17 +159,33 @@ export class HttpListeners {
   async applyTls(state: TlsState): Promise<void> {
     const tcp = this.tcp;
     if (!(tcp instanceof Rotation) || !this.tlsChanges(state)) return;
-    this.tls = state;
     const options = tlsOptions(state);
-    await tcp.rotate(options);
-    if (this.http3 !== null) {
-      await this.http3.stop(true);
+    try {
+      await tcp.rotate(options);
+    } catch (error) {
+      throw new Error(
+        `cannot open a listener with the new certificates (${(error as Error).message}); new connections keep the running ones`,
+      );
+    }
+    // Only once served: a rotation that failed is tried again when a reload brings these certificates again.
+    this.tls = state;
+    const http3 = this.http3;
+    if (http3 === null || this.stopping) return;
+    await http3.stop(true);
+    if (this.stopping) return;
+    try {
       this.http3 = this.openHttp3(options);
+    } catch (error) {
+      this.http3 = null;
+      throw new Error(
+        `HTTP/3 is off until a restart: cannot listen for QUIC on UDP ${this.config.server.bind}:${this.port} again (${(error as Error).message}); TCP serves the new certificates`,
+      );
     }
   }
 
   /** A graceful stop's first step: no server accepts from now on; idle keep-alive connections close. */
   stopAccepting(): void {
+    this.stopping = true;
     const tcp = this.tcp!;
     if (tcp instanceof Rotation) tcp.stopAccepting();
     else void tcp.stop(false);
@@ -176,6 +194,7 @@ export class HttpListeners {
 
   /** Closes every server and connection now. */
   async close(): Promise<void> {
+    this.stopping = true;
     const tcp = this.tcp;
     await Promise.all([tcp instanceof Rotation ? tcp.close() : tcp?.stop(true), this.http3?.stop(true)]);
   }

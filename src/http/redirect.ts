@@ -1,4 +1,5 @@
 // http.redirect_port: a plain-HTTP listener that sends every request to HTTPS, except ACME HTTP-01 challenges.
+import { realpath, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Server } from "bun";
 import type { Config } from "../config/schema.ts";
@@ -6,13 +7,17 @@ import type { ServerContext } from "../context.ts";
 import { Refusal } from "../net/admission.ts";
 import { Counter } from "../stats/stats.ts";
 import { newAccessEntry, type AccessLog } from "./access-log.ts";
+import { isInsideRoot } from "./path.ts";
 import { errorBodyBytes, errorResponse } from "./status.ts";
 
 /** RFC 8555 §8.3: HTTP-01 challenges are fetched from this path; the token is base64url. */
 const ACME_PREFIX = "/.well-known/acme-challenge/";
 const ACME_TOKEN = /^[A-Za-z0-9_-]+$/;
-/** A Host value that can go into a Location header as it is: a DNS name or IPv4 address, or an IPv6 literal. */
-const HOST = /^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])$/;
+/**
+ * A Host header whose host can go into a Location header as it is (a DNS name or IPv4 address, or an IPv6 literal),
+ * optionally followed by a port; group 1 is the host.
+ */
+const HOST_HEADER = /^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?$/;
 const TEXT_HEADERS = { "Content-Type": "text/plain; charset=utf-8", "X-Content-Type-Options": "nosniff" } as const;
 const NO_HOST_TEXT = "400 Bad Request: a Host header naming this server is needed\n";
 
@@ -85,16 +90,16 @@ export class RedirectHandler {
 
   /** https://<host without its port>[:<https port>]<target>, or null when the Host header is missing or unusable. */
   private location(hostHeader: string | null, target: string): string | null {
-    if (hostHeader === null) return null;
-    const host = hostHeader.startsWith("[")
-      ? hostHeader.slice(0, hostHeader.indexOf("]") + 1)
-      : hostHeader.split(":")[0]!;
-    if (!HOST.test(host)) return null;
+    const host = hostHeader === null ? undefined : HOST_HEADER.exec(hostHeader)?.[1];
+    if (host === undefined) return null;
     const port = this.options.httpsPort === 443 ? "" : `:${this.options.httpsPort}`;
     return `https://${host}${port}${target}`;
   }
 
-  /** The challenge file http.root/.well-known/acme-challenge/<token> (a token has no dots or slashes), or 404. */
+  /**
+   * The challenge file http.root/.well-known/acme-challenge/<token> (a token has no dots or slashes), or 404. Like the
+   * HTTPS site, it serves a regular file only, and through a symlink only when the link stays inside http.root.
+   */
   private async challenge(
     config: Config,
     target: string,
@@ -102,11 +107,9 @@ export class RedirectHandler {
   ): Promise<{ status: number; response: Response; bodyBytes: number }> {
     const query = target.indexOf("?");
     const token = target.slice(ACME_PREFIX.length, query < 0 ? undefined : query);
-    const file = ACME_TOKEN.test(token)
-      ? Bun.file(join(config.http.root, ".well-known", "acme-challenge", token))
-      : null;
-    if (file !== null && (await file.exists())) {
-      const bytes = await file.bytes();
+    const path = ACME_TOKEN.test(token) ? await challengeFile(config.http.root, token) : null;
+    if (path !== null) {
+      const bytes = await Bun.file(path).bytes();
       return {
         status: 200,
         response: new Response(isHead ? null : bytes, {
@@ -116,6 +119,19 @@ export class RedirectHandler {
       };
     }
     return { status: 404, response: errorResponse(404), bodyBytes: errorBodyBytes(404) };
+  }
+}
+
+/** The real path of the challenge file for `token` when it is a regular file inside `root`; null otherwise. */
+async function challengeFile(root: string, token: string): Promise<string | null> {
+  try {
+    const [realRoot, realPath] = await Promise.all([
+      realpath(root),
+      realpath(join(root, ".well-known", "acme-challenge", token)),
+    ]);
+    return isInsideRoot(realPath, realRoot) && (await stat(realPath)).isFile() ? realPath : null;
+  } catch {
+    return null; // missing, a dangling link, no permission
   }
 }
 

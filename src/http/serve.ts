@@ -174,10 +174,7 @@ export async function startHttp(context: ServerContext): Promise<Listener> {
         if (tlsChanges && nextTls !== null) {
           server.applyTls(nextTls).then(
             () => next.logger.info("http: new certificates served to new connections"),
-            (error: unknown) =>
-              next.logger.error(
-                `http: cannot open a listener with the new certificates (${(error as Error).message}); the running ones stay`,
-              ),
+            (error: unknown) => next.logger.error(`http: ${(error as Error).message}`),
           );
         }
       },

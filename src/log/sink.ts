@@ -1,6 +1,11 @@
-// A log destination that never blocks the event loop: lines are batched in memory and written by this thread's log
-// writer thread; when more than a bound waits (a slow disk, a pipe nobody reads), new lines are dropped and counted.
-import { closeSync, openSync } from "node:fs";
+// A log destination that never blocks the event loop: lines are batched in memory and written by a log writer thread;
+// when more than a bound waits (a slow disk, a pipe nobody reads), new lines are dropped and counted.
+//
+// A file gets a writer thread of its own, so a destination that stops taking lines (a FIFO nobody reads, a hung
+// network file system) holds back only itself: the server log still reaches its file while the access log is stuck.
+// stdout and stderr share one writer per JS thread: they are often one pipe (2>&1), where two writers could
+// interleave the pieces of batches larger than the pipe's atomic size.
+import { closeSync, constants, openSync } from "node:fs";
 import { LOG_WRITER_URL } from "../entry-points.ts";
 import type { FromWriter, ToWriter } from "./writer-messages.ts";
 
@@ -26,7 +31,7 @@ export const CLOSE_WAIT_MS = 2000;
 
 const encoder = new TextEncoder();
 
-/** The writer thread of this JS thread (main or an I/O thread), started with the first sink that writes. */
+/** A log writer thread: the shared one for stdout and stderr, or a file sink's own. */
 class WriterThread {
   private readonly worker: Worker;
   private readonly sinks = new Map<number, LogSink>();
@@ -65,12 +70,35 @@ class WriterThread {
     if (message.kind === "write") this.worker.postMessage(message, [message.bytes.buffer as ArrayBuffer]);
     else this.worker.postMessage(message);
   }
+
+  /** Stops the thread (a file sink closed); `then` runs once it has stopped (it may be inside a write until then). */
+  terminate(then: () => void): void {
+    this.worker.addEventListener("close", then, { once: true });
+    this.worker.terminate();
+  }
 }
 
-let writerThread: WriterThread | null = null;
-function writer(): WriterThread {
-  writerThread ??= new WriterThread();
-  return writerThread;
+/** The writer thread of this JS thread (main or an I/O thread) for stdout and stderr, started with the first line. */
+let stdioWriter: WriterThread | null = null;
+function sharedStdioWriter(): WriterThread {
+  stdioWriter ??= new WriterThread();
+  return stdioWriter;
+}
+
+/**
+ * Opens a log file for appending without ever waiting: O_NONBLOCK makes a FIFO with no reader an error (ENXIO) at
+ * once instead of an open that blocks the event loop until some process reads it, and lets the writer thread wait
+ * out a full FIFO itself. Regular files ignore the flag.
+ */
+function openForAppend(path: string): number {
+  try {
+    return openSync(path, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_NONBLOCK, 0o666);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENXIO") throw error;
+    const reason = new Error(`${path} is a FIFO that no process has open for reading: start its reader first`);
+    (reason as NodeJS.ErrnoException).code = "ENXIO";
+    throw reason;
+  }
 }
 
 /** Where a sink writes: a file opened for appending, or the process's stdout or stderr. */
@@ -83,6 +111,8 @@ export class LogSink {
   private readonly fd: number;
   /** The descriptor is a file this sink opened (closed with it); stdout and stderr are not. */
   private readonly ownsFd: boolean;
+  /** Started with the first batch: the sink's own (a file) or the JS thread's stdio writer. */
+  private writerThread: WriterThread | null = null;
   private id = 0;
   private pending = "";
   private pendingLines = 0;
@@ -110,7 +140,7 @@ export class LogSink {
     this.options = options;
     this.maxBufferedBytes = options.maxBufferedBytes;
     if ("file" in target) {
-      this.fd = openSync(target.file, "a");
+      this.fd = openForAppend(target.file);
       this.ownsFd = true;
     } else {
       this.fd = target.stream === "stdout" ? 1 : 2;
@@ -171,15 +201,19 @@ export class LogSink {
     this.closing ??= (async () => {
       this.dispatch();
       if (this.ownsFd && this.acknowledgedCount === this.sent) {
-        // Nothing is with the writer (perhaps never was): no need to start it just to close a file.
+        // Nothing is with the writer: close the file here, and stop the writer if it ever started.
         closeQuietly(this.fd);
-        if (this.id !== 0) writer().unregister(this.id);
+        this.writerThread?.terminate(() => {});
         return;
       }
+      let isClosed = false;
       const done = this.ownsFd
         ? new Promise<void>((resolve) => {
-            this.resolveClosed = resolve;
-            writer().send({ kind: "close", sink: this.ensureId(), fd: this.fd });
+            this.resolveClosed = () => {
+              isClosed = true;
+              resolve();
+            };
+            this.writer().send({ kind: "close", sink: this.ensureId(), fd: this.fd });
           })
         : this.flush();
       let timer: ReturnType<typeof setTimeout> | undefined;
@@ -188,7 +222,16 @@ export class LogSink {
       });
       await Promise.race([done, gaveUp]);
       clearTimeout(timer);
-      if (!this.ownsFd && this.id !== 0) writer().unregister(this.id);
+      if (!this.ownsFd) {
+        if (this.id !== 0) this.writer().unregister(this.id);
+        return;
+      }
+      // The file's own writer is done with it, or stuck in a destination that takes nothing: stop it, and close the
+      // descriptor once it has stopped (closed earlier, its number could be reused by a socket the writer then hits).
+      const fd = this.fd;
+      this.writer().terminate(() => {
+        if (!isClosed) closeQuietly(fd);
+      });
     })();
     return this.closing;
   }
@@ -230,8 +273,13 @@ export class LogSink {
     this.resolveClosed = null;
   }
 
+  private writer(): WriterThread {
+    this.writerThread ??= this.ownsFd ? new WriterThread() : sharedStdioWriter();
+    return this.writerThread;
+  }
+
   private ensureId(): number {
-    if (this.id === 0) this.id = writer().register(this);
+    if (this.id === 0) this.id = this.writer().register(this);
     return this.id;
   }
 
@@ -248,7 +296,7 @@ export class LogSink {
     this.pending = "";
     this.pendingLines = 0;
     this.sent++;
-    writer().send({ kind: "write", sink: this.ensureId(), fd: this.fd, bytes });
+    this.writer().send({ kind: "write", sink: this.ensureId(), fd: this.fd, bytes });
   }
 }
 

@@ -1,5 +1,5 @@
 // What start-up checks before it binds a port, in one list: startServer runs it and so does `--check`.
-import { constants, readFileSync } from "node:fs";
+import { closeSync, constants, openSync, readFileSync } from "node:fs";
 import { access, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { unappliedSettings } from "../config/print.ts";
@@ -169,10 +169,13 @@ async function appendProblem(setting: string, file: string, alternative: string)
     const info = await stat(file);
     if (info.isDirectory()) return cannot("it is a directory");
     await access(file, constants.W_OK);
+    // A FIFO opens only while some process reads it (src/log/sink.ts refuses one without a reader).
+    if (info.isFIFO()) closeSync(openSync(file, constants.O_WRONLY | constants.O_NONBLOCK));
     return null;
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === "EACCES" || code === "EPERM") return cannot("permission denied");
+    if (code === "ENXIO") return cannot("it is a FIFO that no process has open for reading: start its reader first");
     if (code !== "ENOENT") return cannot((error as Error).message);
   }
   const directory = dirname(file);

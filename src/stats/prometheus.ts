@@ -433,8 +433,16 @@ export function formatMetrics(snap: Snapshot, histogram: LatencyHistogram): stri
   out.single(
     "process_heap_bytes",
     "gauge",
-    "Bytes of JavaScript objects in the main thread's heap (JavaScriptCore, process.memoryUsage().heapUsed).",
+    "The main thread's JavaScript heap as JavaScriptCore counts it (process.memoryUsage().heapUsed), including the " +
+      "buffer memory known at its last collection; it can exceed the resident size.",
     p.jsHeapBytes,
+  );
+  out.single(
+    "hps_array_buffer_bytes",
+    "gauge",
+    "Memory of the ArrayBuffers and SharedArrayBuffers alive now (process.memoryUsage().arrayBuffers), counted once " +
+      "allocated, resident only once touched.",
+    p.arrayBufferBytes,
   );
   out.single(
     "process_start_time_seconds",

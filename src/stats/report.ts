@@ -66,7 +66,7 @@ export function formatReport(snap: Snapshot): string[] {
   lines.push(...upstreamReportLines(snap.upstreams ?? []));
   const p = snap.process;
   lines.push(
-    `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}), ` +
+    `process: pid ${p.pid}, cpu ${p.cpuPercent.toFixed(1)} %, rss ${bytes(p.rssBytes)} (js heap ${bytes(p.jsHeapBytes)}, array buffers ${bytes(p.arrayBufferBytes)}), ` +
       `file descriptors ${fileDescriptors(p.fileDescriptorsUsed, p.fileDescriptorsLimit)}`,
   );
   return lines;

@@ -25,11 +25,18 @@ export interface ProcessSummary {
   /** Resident set size of the whole process (all threads, the JavaScript heaps and everything else). */
   readonly rssBytes: number;
   /**
-   * Bytes of JavaScript objects in the main thread's heap (JavaScriptCore, as process.memoryUsage().heapUsed reads it),
-   * taken in the same call as rssBytes, of which it is a part. Bun's heapTotal is left out: it is counted another way
-   * and can read less than heapUsed.
+   * The main thread's JavaScript heap as JavaScriptCore counts it (process.memoryUsage().heapUsed, read in the same
+   * call as rssBytes). It includes the ArrayBuffer memory the engine knew of at its last collection, so it moves with
+   * garbage collections and can exceed rssBytes (see arrayBufferBytes). Bun's heapTotal is left out: it is counted
+   * another way and can read less than heapUsed.
    */
   readonly jsHeapBytes: number;
+  /**
+   * Memory of the ArrayBuffers and SharedArrayBuffers alive now (process.memoryUsage().arrayBuffers). A buffer counts
+   * in full once allocated, but the kernel makes its pages resident only when they are touched, so large buffers not
+   * yet used (the arena, the stats buffer) count here and not in rssBytes.
+   */
+  readonly arrayBufferBytes: number;
   /** File descriptors open now (entries of /proc/self/fd); -1 where /proc is not available. */
   readonly fileDescriptorsUsed: number;
   /** The soft limit on open file descriptors (RLIMIT_NOFILE, from /proc/self/limits); -1 when unknown or unlimited. */
@@ -180,6 +187,7 @@ export class SnapshotSampler {
         cpuSystemSeconds: cpu.system / 1e6,
         rssBytes: memory.rss,
         jsHeapBytes: memory.heapUsed,
+        arrayBufferBytes: memory.arrayBuffers,
         fileDescriptorsUsed: countOpenFds(),
         fileDescriptorsLimit: maxOpenFds(),
       },

@@ -1,7 +1,8 @@
 // One certificate chain and its private key, read from PEM files and checked before any listener uses them.
 import { createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { readFile } from "node:fs/promises";
-import { CERTIFICATE_LABEL, ENCRYPTED_KEY_LABEL, KEY_LABELS, pemBlocks } from "./pem.ts";
+import { createSecureContext } from "node:tls";
+import { CERTIFICATE_LABEL, ENCRYPTED_KEY_LABEL, KEY_LABELS, pemBlocks, unfinishedBlock } from "./pem.ts";
 
 /** What a certificate says about itself, for logs, /metrics and the dashboard. */
 export interface CertificateSummary {
@@ -46,14 +47,15 @@ const EXPIRY_WARNING_MS = 14 * 86_400_000;
 
 /**
  * Reads and checks a pair: both files readable; the certificate file a PEM chain whose certificates all parse; the key
- * file one unencrypted private key that matches the first certificate; the first certificate valid at `nowMs`.
- * Throws CertificateError naming the file at the first problem.
+ * file one unencrypted private key that matches the first certificate; the first certificate valid at `nowMs`; and the
+ * TLS library the listeners use takes the pair (a key type it cannot serve, such as DSA, would otherwise only fail when
+ * a listener opens). Throws CertificateError naming the file at the first problem.
  */
 export async function loadCertificatePair(source: PairSource, nowMs = Date.now()): Promise<CertificatePair> {
   const certSetting = `${source.setting}.cert_file "${source.certFile}"`;
   const keySetting = `${source.setting}.key_file "${source.keyFile}"`;
-  const certPem = await readPem(source.certFile, certSetting);
-  const keyPem = await readPem(source.keyFile, keySetting);
+  const certPem = await readPemFile(source.certFile, certSetting);
+  const keyPem = await readPemFile(source.keyFile, keySetting);
   const chain = parseChain(certPem, certSetting);
   const key = parseKey(keyPem, keySetting);
   const leaf = chain[0]!;
@@ -73,10 +75,21 @@ export async function loadCertificatePair(source: PairSource, nowMs = Date.now()
       `${certSetting}: the certificate (${summary.subject}) expired on ${isoDate(summary.notAfterMs)}: renew it`,
     );
   }
+  try {
+    createSecureContext({ cert: certPem, key: keyPem });
+  } catch (error) {
+    throw new CertificateError(
+      `${certSetting} with ${keySetting} cannot be served: the TLS library refuses them (${(error as Error).message})`,
+    );
+  }
   return { source, certPem, keyPem, summary, warnings: chainWarnings(chain, certSetting, nowMs) };
 }
 
-async function readPem(path: string, setting: string): Promise<string> {
+/**
+ * The text of a PEM file named by `setting` ("tls.cert_file \"path\""): readable, not empty, no block left unfinished
+ * (which the TLS library refuses, or in a CA file silently drops).
+ */
+export async function readPemFile(path: string, setting: string): Promise<string> {
   if (path === "") throw new CertificateError(`${setting.replace(/ ""$/, "")} is empty: name a PEM file`);
   let text: string;
   try {
@@ -94,6 +107,12 @@ async function readPem(path: string, setting: string): Promise<string> {
     throw new CertificateError(`${setting} cannot be read: ${reason}`);
   }
   if (text.trim() === "") throw new CertificateError(`${setting} is empty`);
+  const unfinished = unfinishedBlock(text);
+  if (unfinished !== null) {
+    throw new CertificateError(
+      `${setting} holds a PEM block that never ends (a "-----BEGIN ${unfinished}-----" line without its END line): the file looks cut short; was it read while being written?`,
+    );
+  }
   return text;
 }
 

@@ -1,9 +1,14 @@
 // The certificates of one configuration: the default pair, the SNI table ([[tls.certificates]]) and the client CAs.
 import { X509Certificate } from "node:crypto";
-import { readFile } from "node:fs/promises";
 import { createSecureContext } from "node:tls";
 import type { Config } from "../config/schema.ts";
-import { CertificateError, isoDate, loadCertificatePair, type CertificatePair } from "./certificate-pair.ts";
+import {
+  CertificateError,
+  isoDate,
+  loadCertificatePair,
+  readPemFile,
+  type CertificatePair,
+} from "./certificate-pair.ts";
 import { CERTIFICATE_LABEL, pemBlocks } from "./pem.ts";
 
 export type TlsSettings = Config["tls"];
@@ -99,15 +104,7 @@ function coversName(certPem: string, serverName: string): boolean {
 
 async function readClientCa(path: string, nowMs: number, warnings: string[]): Promise<string> {
   const setting = `tls.ca_file "${path}"`;
-  let text: string;
-  try {
-    text = await readFile(path, "utf8");
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new CertificateError(
-      `${setting} cannot be read: ${code === "ENOENT" ? "no such file" : code === "EACCES" ? "permission denied" : (error as Error).message}`,
-    );
-  }
+  const text = await readPemFile(path, setting);
   const blocks = pemBlocks(text).filter((block) => block.label === CERTIFICATE_LABEL);
   if (blocks.length === 0) throw new CertificateError(`${setting} holds no PEM certificate`);
   for (const [index, block] of blocks.entries()) {

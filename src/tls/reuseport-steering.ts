@@ -6,7 +6,7 @@
 // "always index 1" sends them all to the listener that joined second (the new one) while the old one drains its
 // queue; then the old one is closed with nothing queued and the program is detached. The socket calls Bun does not
 // expose (setsockopt with a BPF program, getsockopt TCP_INFO) are made through bun:ffi from the C library.
-import { readdirSync } from "node:fs";
+import { closeSync, openSync, readdirSync } from "node:fs";
 
 const SOL_SOCKET = 1;
 const IPPROTO_TCP = 6;
@@ -60,13 +60,32 @@ async function loadLibc(): Promise<LoadedLibc | null> {
 }
 
 /**
- * The one listening TCP socket on `port` that is not in `known` (Bun.serve does not expose its descriptor); null when
- * there is not exactly one. Every open descriptor is asked (one getsockopt each), which costs a few milliseconds with
- * thousands of connections open: done once per start and rotation.
+ * The descriptor number the next socket opened will get (the kernel gives the lowest free one), or null: taken just
+ * before a listener opens, it lets listenerDescriptor check one descriptor instead of every one.
  */
-export function listenerDescriptor(port: number, known: ReadonlySet<number>): number | null {
+export function nextDescriptor(): number | null {
+  try {
+    const fd = openSync("/dev/null", "r");
+    closeSync(fd);
+    return fd;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The one listening TCP socket on `port` that is not in `known` (Bun.serve does not expose its descriptor); null when
+ * there is not exactly one. `likely` (from nextDescriptor) is checked first; failing that, every open descriptor of
+ * the process is asked, which blocks the event loop for a time that grows with the connections open.
+ */
+export function listenerDescriptor(
+  port: number,
+  known: ReadonlySet<number>,
+  likely: number | null = null,
+): number | null {
   const c = libc;
   if (c === null || c === undefined) return null;
+  if (likely !== null && !known.has(likely) && isListeningOn(c.calls, c.ptr, likely, port)) return likely;
   let names: string[];
   try {
     names = readdirSync("/proc/self/fd");

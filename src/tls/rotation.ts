@@ -12,6 +12,7 @@ import {
   acceptQueueLength,
   listenerDescriptor,
   loadSteering,
+  nextDescriptor,
   steerNewConnections,
   stopSteering,
 } from "./reuseport-steering.ts";
@@ -82,9 +83,10 @@ export class Rotation<T> {
   static async start<T>(options: RotationOptions<T>): Promise<Rotation<T>> {
     const steer = options.steer && (await loadSteering());
     const settled: RotationOptions<T> = { ...options, steer };
+    const likelyFd = steer ? nextDescriptor() : null;
     const first = options.open(options.tls, options.port);
     const port = options.portOf(first);
-    return new Rotation(settled, first, steer ? descriptorOf(settled, first, port, new Set()) : null, port);
+    return new Rotation(settled, first, steer ? descriptorOf(settled, first, port, new Set(), likelyFd) : null, port);
   }
 
   /** The listener taking new connections. */
@@ -122,13 +124,14 @@ export class Rotation<T> {
     if (this.stopped) return Promise.reject(new Error("the listener is stopping"));
     const old = this.current;
     const oldFd = this.currentFd;
+    const likelyFd = oldFd !== null ? nextDescriptor() : null;
     let fresh: T;
     try {
       fresh = this.options.open(tls, this.port);
     } catch (error) {
       return Promise.reject(error);
     }
-    const freshFd = oldFd !== null ? descriptorOf(this.options, fresh, this.port, new Set([oldFd])) : null;
+    const freshFd = oldFd !== null ? descriptorOf(this.options, fresh, this.port, new Set([oldFd]), likelyFd) : null;
     this.current = fresh;
     this.currentFd = freshFd;
     this.retiring.add(old);
@@ -137,18 +140,24 @@ export class Rotation<T> {
     return this.retire(old, oldFd, steered ? freshFd : null);
   }
 
-  /** Lets the old listener take what the kernel queued for it (when steered), then stops it accepting. */
+  /**
+   * Lets the old listener take what the kernel queued for it (when steered), then stops it accepting. A stop meanwhile
+   * ends this at once: stopAccepting() and close() have stopped every listener, and their descriptors, closed or
+   * closing, may soon be another socket's.
+   */
   private async retire(old: T, oldFd: number | null, steeredFd: number | null): Promise<RotationReport> {
     let leftInQueue = -1;
     if (steeredFd !== null && oldFd !== null) {
       const startedMs = performance.now();
       for (;;) {
         await Bun.sleep(SETTLE_POLL_MS);
+        if (this.stopped) return { steered: true, leftInQueue };
         const elapsedMs = performance.now() - startedMs;
         leftInQueue = acceptQueueLength(oldFd);
         if ((leftInQueue === 0 && elapsedMs >= SETTLE_MIN_MS) || elapsedMs >= SETTLE_MAX_MS) break;
       }
     }
+    if (this.stopped) return { steered: steeredFd !== null, leftInQueue };
     const draining = this.options.wrap(old).stopAccepting();
     if (steeredFd !== null) stopSteering(steeredFd);
     void draining.finally(() => this.retiring.delete(old));
@@ -168,9 +177,15 @@ export class Rotation<T> {
   }
 }
 
-function descriptorOf<T>(options: RotationOptions<T>, listener: T, port: number, known: ReadonlySet<number>) {
+function descriptorOf<T>(
+  options: RotationOptions<T>,
+  listener: T,
+  port: number,
+  known: ReadonlySet<number>,
+  likelyFd: number | null,
+): number | null {
   return options.descriptorOf === undefined
-    ? listenerDescriptor(port, known)
+    ? listenerDescriptor(port, known, likelyFd)
     : options.descriptorOf(listener, port, known);
 }
 

@@ -114,6 +114,23 @@ describe("fleet connection slots", () => {
     await doomed.stop();
   });
 
+  test("a burst of connections after a quiet spell is admitted while the address is far from its limit", async () => {
+    await using fleet = await startMembers(3, redis.url, { fleet: { key_prefix: prefix() } });
+    await waitUntilJoined(fleet);
+    const { member } = fleet.members[0]!;
+    const ip = "203.0.113.14";
+    // One connection open: the holder has heard from the fleet about the address (and keeps a spare).
+    expect(member.connections.enter(ip, 100, performance.now())).toBe(FleetVerdict.ADMITTED);
+    await fleet.settle();
+    // Later than a sync interval (20 ms here) after that answer, a browser opens six connections at once: the fleet
+    // had 98 slots free for three holders, so each holder may admit its part of them before it hears back.
+    const laterMs = performance.now() + 1000;
+    const verdicts = Array.from({ length: 6 }, () => member.connections.enter(ip, 100, laterMs));
+    expect(verdicts.filter((verdict) => verdict === FleetVerdict.REFUSED)).toHaveLength(0);
+    await fleet.settle();
+    expect(Object.values(await recorded(fleet.members[0]!.member.keyPrefix, ip)).reduce((a, b) => a + b, 0)).toBe(8);
+  });
+
   test("while Redis is away: local defers to the instance's own count, deny refuses beyond the slots leased", async () => {
     await using local = await startMembers(1, "redis://127.0.0.1:1", {});
     expect(local.members[0]!.member.connections.enter("203.0.113.12", 2, 0)).toBe(FleetVerdict.LOCAL);

@@ -133,6 +133,35 @@ describe("fleet statistics", () => {
     expect(warnings.some((line) => line.includes('publishes its statistics as "same:1"'))).toBe(true);
   });
 
+  test("the fleet's own gauges add up where a sum means something: holders and round trips are not counted twice", () => {
+    const published = (fleet: Record<string, number>) => {
+      const context = testContext();
+      const snap = snapshot(context);
+      const latency = context.stats.latency().counts;
+      const decoded = decodeSnapshot(encodeSnapshot({ ...snap, gauges: { ...snap.gauges, fleet } }, latency, latency));
+      expect(decoded).not.toBeNull();
+      return decoded!;
+    };
+    // Two instances that see the same fleet: four holders, the same outage, their own calls and round trips.
+    const a = published({ redisUp: 1, outages: 1, holders: 4, redisCalls: 10, redisRoundTripSeconds: 0.001 });
+    const b = published({ redisUp: 0, outages: 1, holders: 4, redisCalls: 5, redisRoundTripSeconds: 0.003 });
+    const { view } = mergeFleet(
+      [
+        { id: "a", ageSeconds: 0, published: a },
+        { id: "b", ageSeconds: 0, published: b },
+      ],
+      0,
+      Date.now(),
+    );
+    expect(view.total.gauges.fleet).toEqual({
+      redisUp: 0, // 1 only when every instance's link is up
+      outages: 1,
+      holders: 4,
+      redisCalls: 15,
+      redisRoundTripSeconds: 0.003,
+    });
+  });
+
   test("encode, decode and merge round-trip a live snapshot", () => {
     const context = testContext();
     context.stats.requestDone(1234);

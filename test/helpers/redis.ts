@@ -38,7 +38,7 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
-function spawnRedis(binary: string, port: number): Subprocess {
+function spawnRedis(binary: string, port: number, password: string | null): Subprocess {
   return Bun.spawn(
     [
       binary,
@@ -56,17 +56,19 @@ function spawnRedis(binary: string, port: number): Subprocess {
       "yes",
       "--loglevel",
       "warning",
+      ...(password === null ? [] : ["--requirepass", password]),
     ],
     { stdout: "ignore", stderr: "ignore" },
   );
 }
 
-/** Resolves once redis on `port` answers PING; rejects when it exits or after START_TIMEOUT_MS. */
-async function waitUntilAnswering(process: Subprocess, port: number): Promise<void> {
+/** Resolves once redis at `url` answers PING; rejects when it exits or after START_TIMEOUT_MS. */
+async function waitUntilAnswering(process: Subprocess, url: string): Promise<void> {
+  const port = new URL(url).port;
   const deadline = Date.now() + START_TIMEOUT_MS;
   for (;;) {
     if (process.exitCode !== null) throw new Error(`redis-server on port ${port} exited with ${process.exitCode}`);
-    const probe = new RedisClient(`redis://127.0.0.1:${port}`, {
+    const probe = new RedisClient(url, {
       autoReconnect: false,
       enableOfflineQueue: false,
       connectionTimeout: 500,
@@ -87,18 +89,22 @@ async function waitUntilAnswering(process: Subprocess, port: number): Promise<vo
 
 /**
  * Starts redis-server on a free loopback port (retrying another port if one is taken meanwhile), or on `port` when
- * given (a test that points an instance at it before it runs).
+ * given (a test that points an instance at it before it runs); with `password`, Redis requires it (requirepass) and
+ * `url` carries it.
  */
-export async function startRedis(options: { port?: number } = {}): Promise<RedisServer> {
+export async function startRedis(options: { port?: number; password?: string } = {}): Promise<RedisServer> {
+  const password = options.password ?? null;
+  const urlOf = (port: number) =>
+    password === null ? `redis://127.0.0.1:${port}` : `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`;
   const binary = requireRedisServer();
   let port = 0;
   let process: Subprocess | null = null;
   const attempts = options.port === undefined ? 5 : 1;
   for (let attempt = 0; attempt < attempts && process === null; attempt++) {
     port = options.port ?? (await freePort());
-    const candidate = spawnRedis(binary, port);
+    const candidate = spawnRedis(binary, port, password);
     try {
-      await waitUntilAnswering(candidate, port);
+      await waitUntilAnswering(candidate, urlOf(port));
       process = candidate;
     } catch (error) {
       candidate.kill("SIGKILL");
@@ -106,7 +112,7 @@ export async function startRedis(options: { port?: number } = {}): Promise<Redis
     }
   }
   let current = process!;
-  const url = `redis://127.0.0.1:${port}`;
+  const url = urlOf(port);
   const client = new RedisClient(url, { autoReconnect: true, connectionTimeout: 2000 });
   await client.connect();
   const kill = async () => {
@@ -121,8 +127,8 @@ export async function startRedis(options: { port?: number } = {}): Promise<Redis
     kill,
     async restart() {
       await kill();
-      current = spawnRedis(binary, port);
-      await waitUntilAnswering(current, port);
+      current = spawnRedis(binary, port, password);
+      await waitUntilAnswering(current, url);
     },
     pause: () => void current.kill("SIGSTOP"),
     resume: () => void current.kill("SIGCONT"),

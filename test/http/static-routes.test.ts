@@ -110,7 +110,8 @@ describe("validation: static_routes only without per-request features", () => {
 });
 
 describe("what Bun's static routes answer", () => {
-  test("start-up says once that static routes are not counted", () => {
+  test("start-up says once that static routes are not counted", async () => {
+    await logger.flush(); // lines reach the file through a writer thread
     const lines = readFileSync(logFile, "utf8")
       .split("\n")
       .filter((line) => line.includes("static_routes on"));

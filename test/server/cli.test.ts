@@ -109,6 +109,17 @@ describe("--check", () => {
     expect(result.stderr).toContain("3 start-up problems");
   });
 
+  test("a log file that is a FIFO nobody reads is a start-up problem, not a start that waits for a reader", async () => {
+    const cwd = folder("fifo");
+    expect(Bun.spawnSync(["mkfifo", join(cwd, "access.fifo")]).exitCode).toBe(0);
+    const result = await run(["--check", "--set", "log.access_file=access.fifo"], cwd);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      'cannot open log.access_file "access.fifo" for appending (it is a FIFO that no process has open for reading: ' +
+        "start its reader first)",
+    );
+  });
+
   test("custom.handlers: a module that exports bad handlers or does not load fails; a good one passes", async () => {
     const cwd = folder("custom");
     const base = ["--check", "--protocol", "custom"];

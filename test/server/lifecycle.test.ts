@@ -238,6 +238,63 @@ describe("bun run server", () => {
     }
   });
 
+  test("with I/O threads every thread logs to log.file, and SIGHUP makes each of them reopen it", async () => {
+    const logPath = join(dir, "threads.log");
+    // The server itself (not `bun run`, which writes a line of its own to stderr): its descriptors are looked at.
+    const child = Bun.spawn(
+      [
+        process.execPath,
+        join(repo, "src", "main.ts"),
+        "--port",
+        "0",
+        "--set",
+        `http.root=${dir}`,
+        "--set",
+        "admin.enabled=false",
+        "--set",
+        "server.bind=127.0.0.1",
+        "--set",
+        "server.io_threads=2",
+        "--set",
+        `log.file=${logPath}`,
+      ],
+      { cwd: repo, stdin: "ignore", stdout: "pipe", stderr: "pipe" },
+    );
+    let stderr = "";
+    void (async () => {
+      for await (const chunk of child.stderr) stderr += new TextDecoder().decode(chunk);
+    })();
+    try {
+      const { existsSync, readFileSync, readdirSync, readlinkSync, renameSync } = await import("node:fs");
+      const logSays = (text: string) => () => existsSync(logPath) && readFileSync(logPath, "utf8").includes(text);
+      await waitFor(logSays("listening on"), 15_000, "the server to log that it listens");
+      // Each listener thread says at start that HTTP connections are not counted: both lines reach the file.
+      await waitFor(
+        () => readFileSync(logPath, "utf8").split("limits.max_connections_per_ip are not applied").length - 1 === 2,
+        10_000,
+        "the I/O thread's line in log.file",
+      );
+      expect(stderr).toBe("");
+      renameSync(logPath, `${logPath}.1`);
+      child.kill("SIGHUP");
+      await waitFor(logSays("log files reopened"), 10_000, "the reopened log file");
+      // No thread still holds the file that was moved away (logrotate may compress or delete it next).
+      const open = readdirSync(`/proc/${child.pid}/fd`).map((fd) => {
+        try {
+          return readlinkSync(`/proc/${child.pid}/fd/${fd}`);
+        } catch {
+          return "";
+        }
+      });
+      expect(open.filter((target) => target === `${logPath}.1`)).toEqual([]);
+      expect(open.filter((target) => target === logPath).length).toBe(2);
+      child.kill("SIGTERM");
+      expect(await child.exited).toBe(0);
+    } finally {
+      await stopChild(child);
+    }
+  });
+
   test("SIGTERM with a download in flight: the download completes and the exit code is 0", async () => {
     const child = spawnServer([
       "--port",

@@ -18,7 +18,7 @@ import { AccessLog, newAccessEntry } from "../../src/http/access-log.ts";
 import { Logger } from "../../src/log.ts";
 import { renderMetrics } from "../../src/stats/prometheus.ts";
 import { snapshot } from "../../src/stats/snapshot.ts";
-import { startSite } from "../helpers/http.ts";
+import { rawExchange, startSite } from "../helpers/http.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-log-formats-"));
 const root = join(dir, "site");
@@ -95,6 +95,24 @@ describe("access log", () => {
     expect(miss).toMatchObject({ method: "HEAD", path: "/missing", status: 404, bytes: 0, referer: null });
   });
 
+  test("json: a user agent and referer in UTF-8 are logged as their text; bytes that are not UTF-8 as U+FFFD", async () => {
+    const logFile = join(dir, "access.utf8.log");
+    const site = await startSite(root, { log: { access_log: true, access_file: logFile, access_format: "json" } });
+    // Raw bytes on the wire (fetch would refuse them): "café ☕" in UTF-8, then a lone 0xFF and a cut sequence.
+    const utf8 = Buffer.from("Mozilla/5.0 (café ☕)", "utf8");
+    const request = Buffer.concat([
+      Buffer.from("GET /a.txt HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: "),
+      utf8,
+      Buffer.from("\r\nReferer: http://x.example/\xff\xe2\x98\r\n\r\n", "latin1"),
+    ]);
+    await rawExchange(site.port, request, (bytes) => Buffer.from(bytes).includes("hello"));
+    await site.stop();
+    const line = readFileSync(logFile, "utf8").trimEnd();
+    const entry = JSON.parse(line);
+    expect(entry.user_agent).toBe("Mozilla/5.0 (café ☕)");
+    expect(entry.referer).toBe("http://x.example/\ufffd\ufffd");
+  });
+
   test("a proxied request carries the upstream fields (filled by the proxy), an unknown request nulls", async () => {
     const logFile = join(dir, "access.upstream.log");
     const log = new AccessLog({ file: logFile, format: "json" });
@@ -122,6 +140,17 @@ describe("access log", () => {
     expect(lost).not.toHaveProperty("upstream");
   });
 });
+
+/** "done" when `promise` settles within `ms`, else "timed out". */
+async function within(promise: Promise<unknown>, ms: number): Promise<"done" | "timed out"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<"timed out">((resolve) => {
+    timer = setTimeout(() => resolve("timed out"), ms);
+  });
+  const result = await Promise.race([promise.then(() => "done" as const), timeout]);
+  clearTimeout(timer);
+  return result;
+}
 
 /** A FIFO with a reader that reads nothing until told to: writes fill the pipe, then block (on the writer thread). */
 function stuckPipe(name: string): { path: string; startReading(): void; text(): string; close(): void } {
@@ -196,6 +225,61 @@ describe("a log destination that does not keep up", () => {
     } finally {
       pipe.close();
     }
+  }, 30_000);
+
+  test("an access log stuck on a pipe nobody reads does not hold back the server log's file", async () => {
+    const pipe = stuckPipe("stuck-access.fifo");
+    const serverLogPath = join(dir, "beside-stuck.log");
+    const access = new AccessLog({ file: pipe.path, format: "json", maxBufferedBytes: 64 * 1024 });
+    const logger = new Logger({ level: "info", file: serverLogPath });
+    try {
+      const entry = newAccessEntry();
+      entry.method = "GET";
+      entry.target = `/${"z".repeat(1000)}`;
+      // ~50 KB a round until the pipe (64 KiB) is full and the access log's writer waits on it.
+      let isStuck = false;
+      for (let round = 0; round < 20 && !isStuck; round++) {
+        for (let i = 0; i < 50; i++) access.write(entry);
+        isStuck = (await within(access.flush(), 200)) === "timed out";
+      }
+      expect(isStuck).toBe(true);
+      logger.error("written while the access log is stuck");
+      expect(await within(logger.flush(), 3000)).toBe("done");
+      expect(readFileSync(serverLogPath, "utf8")).toContain("ERROR written while the access log is stuck");
+    } finally {
+      pipe.startReading();
+      await Promise.all([access.close(), logger.close()]);
+      pipe.close();
+    }
+  }, 30_000);
+
+  test("a FIFO nobody opened for reading is refused at once, at start and on a reopen, never waited for", async () => {
+    // In a child process: on a blocking open the whole process waits for a reader, test runner included.
+    const fifo = join(dir, "unread.fifo");
+    expect(Bun.spawnSync(["mkfifo", fifo]).exitCode).toBe(0);
+    const script = `
+      import { closeSync, constants, openSync } from "node:fs";
+      import { AccessLog } from ${JSON.stringify(join(import.meta.dir, "../../src/http/access-log.ts"))};
+      import { Logger } from ${JSON.stringify(join(import.meta.dir, "../../src/log.ts"))};
+      const fifo = ${JSON.stringify(fifo)};
+      try { new AccessLog({ file: fifo }); console.log("start: opened"); }
+      catch (error) { console.log("start: " + error.message); }
+      // A reader for a while: the logger opens; then it goes, and SIGHUP's reopen meets a FIFO without a reader.
+      const reader = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      const logger = new Logger({ level: "info", file: fifo });
+      closeSync(reader);
+      await logger.reopen().then(() => console.log("reopen: opened"), (error) => console.log("reopen: " + error.message));
+      console.log("event loop free");
+      process.exit(0);
+    `;
+    const child = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe", stderr: "pipe" });
+    const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    const [code, output] = await Promise.all([child.exited, new Response(child.stdout).text()]);
+    clearTimeout(killer);
+    expect(output).toContain(`start: ${fifo} is a FIFO that no process has open for reading: start its reader first`);
+    expect(output).toContain(`reopen: ${fifo} is a FIFO that no process has open for reading`);
+    expect(output).toContain("event loop free");
+    expect(code).toBe(0);
   }, 30_000);
 
   test("server log to a pipe nobody reads: logging returns at once, drops are counted, then reported once it drains", async () => {

@@ -1,7 +1,7 @@
 // Zero-downtime upgrade: `hps upgrade --pid-file` starts a new process beside the old one (server.reuse_port),
 // waits for it, drains the old one; clients looping over keep-alive requests see no failed request.
 import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isRunning, readPidFile } from "../../src/host/pid-file.ts";
@@ -13,7 +13,6 @@ const dir = mkdtempSync(join(tmpdir(), "hps-upgrade-"));
 const site = join(dir, "site");
 mkdirSync(site);
 writeFileSync(join(site, "index.html"), "<p>hello</p>\n");
-afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Server options shared by the old and the new process (what an operator passes to both). */
 async function serverArgs(name: string, reusePort = true): Promise<string[]> {
@@ -42,7 +41,9 @@ async function serverArgs(name: string, reusePort = true): Promise<string[]> {
 /** Processes started by upgrades (not children of the test): stopped at the end whatever happened. */
 const pidFiles: string[] = [];
 afterAll(async () => {
+  // Before the directory goes: a test that failed midway left its server named only by a pid file in it.
   for (const pidFile of pidFiles) await stopByPidFile(pidFile);
+  rmSync(dir, { recursive: true, force: true });
 });
 
 /**
@@ -66,7 +67,7 @@ async function runUpgrade(pidFile: string, args: string[]): Promise<{ code: numb
   const code = await upgrade.exited;
   // Its last line was written before it exited: wait for it to come through the pipe.
   await waitFor(
-    () => /hps upgrade: (done|.*keeps serving|.*is not running|.*still draining)/.test(output),
+    () => /hps upgrade: (done|.*keeps serving|.*is not running|.*still draining|.*nothing was started)/.test(output),
     5000,
     "the last line",
   );
@@ -148,6 +149,49 @@ describe("hps upgrade", () => {
     expect(readPidFile(pidFile)).toBe(old.pid);
     expect((await fetch(`http://127.0.0.1:${old.port}/`)).status).toBe(200);
   }, 60_000);
+
+  test("a stale pid file whose id now names another process is refused, and that process is left alone", async () => {
+    // A server that crashed left its pid file an hour ago; its id has since been given to an unrelated process.
+    const bystander = Bun.spawn(["sleep", "60"], { stdin: "ignore", stdout: "ignore", stderr: "ignore" });
+    try {
+      const pidFile = join(dir, "reused.pid");
+      writeFileSync(pidFile, `${bystander.pid}\n`);
+      const hourAgo = new Date(Date.now() - 3_600_000);
+      utimesSync(pidFile, hourAgo, hourAgo);
+      const upgrade = await runUpgrade(pidFile, await serverArgs("reused"));
+      expect(upgrade.code).toBe(1);
+      expect(upgrade.output).toContain(`process ${bystander.pid} started after ${pidFile} was written`);
+      expect(upgrade.output).not.toContain("started process");
+      expect(isRunning(bystander.pid)).toBe(true);
+      expect(bystander.exitCode).toBeNull();
+    } finally {
+      bystander.kill("SIGKILL");
+    }
+  }, 30_000);
+
+  test("two upgrades at once: one replaces the server, the other starts nothing", async () => {
+    const args = await serverArgs("twice");
+    const pidFile = join(dir, "twice.pid");
+    await using old = await startHpsProcess({ command: SOURCE_COMMAND, args });
+    await waitFor(() => readPidFile(pidFile) === old.pid, 10_000, "the pid file");
+    const [first, second] = await Promise.all([runUpgrade(pidFile, args), runUpgrade(pidFile, args)]);
+    const outcomes = [first, second].sort((a, b) => a.code - b.code);
+    expect(outcomes.map(({ code }) => code)).toEqual([0, 1]);
+    expect(outcomes[1]!.output).toContain("another hps upgrade");
+    expect(outcomes[1]!.output).not.toContain("started process");
+    // The winner's server is the one the pid file names, and the only hps left on the port.
+    const newPid = readPidFile(pidFile)!;
+    expect(outcomes[0]!.output).toContain(`done: process ${newPid} serves`);
+    expect(isRunning(old.pid)).toBe(false);
+    expect((await fetch(`http://127.0.0.1:${old.port}/`)).status).toBe(200);
+    await stopByPidFile(pidFile);
+    // With the upgraded server gone, nothing answers on the port (no second server was left running).
+    const after = await fetch(`http://127.0.0.1:${old.port}/`).then(
+      () => "answered",
+      () => "refused",
+    );
+    expect(after).toBe("refused");
+  }, 90_000);
 
   test("a pid file naming no running process is refused with the reason", async () => {
     const pidFile = join(dir, "stale.pid");

@@ -75,7 +75,7 @@ test("the report shows connections, requests, latency, traffic, HTTP codes, refu
   expect(text).toContain("arena: 1.0 MiB of 4.0 MiB in use (25.0 %), peak 2.0 MiB, 1 failures");
   expect(text).toContain("http cache: 12 files, 2.0 KiB, 40 hits, 12 misses");
   expect(text).toMatch(
-    /process: pid \d+, cpu \d+\.\d %, rss [\d.]+ MiB \(js heap [\d.]+ [KM]iB\), file descriptors [\d,]+ used of [\d,]+/,
+    /process: pid \d+, cpu \d+\.\d %, rss [\d.]+ MiB \(js heap [\d.]+ [KM]iB, array buffers [\d.]+ [KM]?i?B\), file descriptors [\d,]+ used of [\d,]+/,
   );
 });
 

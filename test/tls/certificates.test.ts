@@ -1,7 +1,8 @@
 // Certificate pairs and sets: what is accepted, and the message (naming setting and file) for each kind of bad file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { constants } from "node:crypto";
-import { chmodSync, writeFileSync } from "node:fs";
+import { createSecureContext } from "node:tls";
+import { chmodSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { testConfig } from "../helpers/common.ts";
 import { makeTestCa, run, type IssuedCertificate, type TestCa } from "../helpers/tls.ts";
@@ -140,6 +141,43 @@ describe("a certificate pair", () => {
     );
   });
 
+  test("a chain cut short (a block without its END line, as when read while being written) is refused", async () => {
+    // The TLS library refuses such a file when the listener opens (BAD_END_LINE), so the check must refuse it first.
+    const cut = join(ca.dir, "cut.pem");
+    writeFileSync(cut, good.cert + ca.cert.slice(0, 120));
+    expect(() => createSecureContext({ cert: readFileSync(cut, "utf8"), key: good.key })).toThrow("BAD_END_LINE");
+    expect(await failure(pair(cut, good.keyFile))).toBe(
+      `tls.cert_file "${cut}" holds a PEM block that never ends (a "-----BEGIN CERTIFICATE-----" line without its END line): the file looks cut short; was it read while being written?`,
+    );
+    const cutKey = join(ca.dir, "cut.key");
+    writeFileSync(cutKey, good.key + good.key.slice(0, 60));
+    expect(await failure(pair(good.certFile, cutKey))).toStartWith(
+      `tls.key_file "${cutKey}" holds a PEM block that never ends (a "-----BEGIN PRIVATE KEY-----" line without its END line)`,
+    );
+  });
+
+  test("a pair the TLS library cannot serve (a DSA key) is refused naming both files", async () => {
+    const params = join(ca.dir, "dsa.params");
+    const dsaKey = join(ca.dir, "dsa.key");
+    const dsaCert = join(ca.dir, "dsa.pem");
+    await run([
+      "openssl",
+      "genpkey",
+      "-genparam",
+      "-algorithm",
+      "DSA",
+      "-pkeyopt",
+      "dsa_paramgen_bits:1024",
+      "-out",
+      params,
+    ]);
+    await run(["openssl", "genpkey", "-paramfile", params, "-out", dsaKey]);
+    await run(["openssl", "req", "-x509", "-key", dsaKey, "-out", dsaCert, "-days", "1", "-subj", "/CN=dsa.test"]);
+    expect(await failure(pair(dsaCert, dsaKey))).toStartWith(
+      `tls.cert_file "${dsaCert}" with tls.key_file "${dsaKey}" cannot be served: the TLS library refuses them (`,
+    );
+  });
+
   test("a chain in order loads quietly; out of order it loads with a warning", async () => {
     const intermediate = await ca.issue("intermediate", {
       commonName: "hps test intermediate",
@@ -226,6 +264,15 @@ describe("a certificate set", () => {
       message = (error as Error).message;
     }
     expect(message).toBe(`tls.ca_file "${good.keyFile}" holds no PEM certificate`);
+    // Cut short, the TLS library would silently drop the unfinished CA and refuse the clients it signed.
+    const cutCa = join(ca.dir, "cut-ca.pem");
+    writeFileSync(cutCa, good.cert + ca.cert.slice(0, 120));
+    try {
+      await loadCertificateSet(tlsSettings({ client_auth: "require", ca_file: cutCa }));
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toStartWith(`tls.ca_file "${cutCa}" holds a PEM block that never ends`);
     // A leaf certificate given as a CA: clients cannot chain to it.
     const leafAsCa = await loadCertificateSet(tlsSettings({ client_auth: "require", ca_file: good.certFile }));
     expect(leafAsCa.warnings.join("\n")).toContain("is not a CA certificate");

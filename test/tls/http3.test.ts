@@ -29,8 +29,8 @@ afterAll(async () => {
 });
 
 /**
- * Bun's HTTP/3 client cannot verify against a private CA (docs/upstream/fetch-http3-ca.md), so these requests skip
- * verification; the TCP tests verify the same certificate.
+ * Bun's HTTP/3 client takes a private CA only from NODE_EXTRA_CA_CERTS, read at start (docs/upstream/fetch-http3-ca.md),
+ * so these requests skip verification; the test below verifies in a child process.
  */
 function h3(path: string, headers: Record<string, string> = {}, method = "GET"): Promise<Response> {
   return fetch(`https://127.0.0.1:${site.port}${path}`, {
@@ -66,3 +66,19 @@ test("the access log names HTTP/3.0 for requests that came over QUIC", async () 
   const log = await Bun.file(logFile).text();
   expect(log).toContain('"GET /?from=quic HTTP/3.0" 200 10 "-" "quic-test"');
 });
+
+test("an HTTP/3 client that trusts the test CA verifies the certificate; one that does not is refused", async () => {
+  const script = `const r = await fetch("https://127.0.0.1:${site.port}/", { protocol: "http3" }).then(
+    async (response) => \`\${response.status} \${(await response.text()).trim()}\`, (error) => error.code);
+  console.log(r);`;
+  const clientWith = async (env: Record<string, string>) => {
+    const child = Bun.spawn([process.execPath, "-e", script], { env: { ...process.env, ...env }, stdout: "pipe" });
+    const timer = setTimeout(() => child.kill(), 15_000);
+    const out = await new Response(child.stdout).text();
+    await child.exited;
+    clearTimeout(timer);
+    return out.trim();
+  };
+  expect(await clientWith({ NODE_EXTRA_CA_CERTS: ca.certFile })).toBe("200 over quic");
+  expect(await clientWith({ NODE_EXTRA_CA_CERTS: "" })).toBe("HTTP3HandshakeFailed");
+}, 30_000);

@@ -1,6 +1,6 @@
 // http.redirect_port: every request to https:// with a 308 (path and query kept), ACME challenges served from http.root.
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { mkdirSync, writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { makeTempDir, removeDir, startSite, type RunningHttp } from "../helpers/http.ts";
 import { curl, issueLocalhost, makeTestCa, type IssuedCertificate, type TestCa } from "../helpers/tls.ts";
@@ -87,6 +87,11 @@ test("a request without a usable Host gets 400, never a redirect to an odd place
   expect(answer).not.toContain("Location");
   expect((await plain("/", { Host: "evil.test/../x" })).status).toBe(400);
   expect((await plain("/", { Host: "a b" })).status).toBe(400);
+  // Anything after an IPv6 literal but a port, and a port that is not a number, make the Host unusable too.
+  for (const host of ["[::1]evil.test", "[::1]:443evil", "example.test:abc", "example.test:80:90"]) {
+    const response = await plain("/", { Host: host });
+    expect({ host, status: response.status }).toEqual({ host, status: 400 });
+  }
 });
 
 test("ACME challenges are served from http.root; nothing else is", async () => {
@@ -100,6 +105,30 @@ test("ACME challenges are served from http.root; nothing else is", async () => {
     const response = await plain(path, { Host: "example.test" });
     expect([308, 404]).toContain(response.status);
     expect(await response.text()).not.toContain("not through");
+  }
+});
+
+test("a challenge token that is a symlink out of http.root is not followed (as the HTTPS site does not)", async () => {
+  const outside = makeTempDir("hps-redirect-outside-");
+  try {
+    writeFileSync(join(outside, "secret"), "outside the root");
+    const challenges = join(root, ".well-known", "acme-challenge");
+    symlinkSync(join(outside, "secret"), join(challenges, "escape"));
+    mkdirSync(join(challenges, "directory"));
+    for (const token of ["escape", "directory"]) {
+      const response = await plain(`/.well-known/acme-challenge/${token}`, { Host: "example.test" });
+      expect({ token, status: response.status }).toEqual({ token, status: 404 });
+      expect(await response.text()).not.toContain("outside the root");
+    }
+    // The HTTPS site refuses the same link.
+    const https = await fetch(`${site.base}/.well-known/acme-challenge/escape`, { tls: { ca: ca.cert } });
+    expect(https.status).toBe(404);
+    // A link that stays inside the root is served, as the site serves it.
+    symlinkSync(join(challenges, "tok_EN-123"), join(challenges, "inside"));
+    const inside = await plain("/.well-known/acme-challenge/inside", { Host: "example.test" });
+    expect(await inside.text()).toBe("tok_EN-123.thumbprint");
+  } finally {
+    removeDir(outside);
   }
 });
 

@@ -111,6 +111,12 @@ describe("certificate reload (http)", () => {
     await expect(server.reload(config)).rejects.toThrow(
       `tls.cert_file "${live.certFile}": the certificate cannot be parsed`,
     );
+    // A renewal read while being written: the chain ends inside its second certificate.
+    writeFileSync(live.certFile, second.cert + ca.cert.slice(0, 120));
+    copyFileSync(second.keyFile, live.keyFile);
+    await expect(server.reload(config)).rejects.toThrow(
+      `certificates not reloaded: tls.cert_file "${live.certFile}" holds a PEM block that never ends`,
+    );
     expect(await presentedSerial(server.port, "localhost")).toBe(first.serial);
     const response = await fetch(`https://127.0.0.1:${server.port}/`, { tls: { ca: ca.cert } });
     expect(response.status).toBe(200);

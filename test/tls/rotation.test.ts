@@ -38,14 +38,16 @@ describe("a Bun.serve rotation", () => {
       // A keep-alive connection made before the rotation, with a request in flight across it.
       let release: () => void = () => {};
       const gate = new Promise<void>((resolve) => (release = resolve));
+      const arrived = Promise.withResolvers<void>();
       rotation.active.reload({
         fetch: async () => {
+          arrived.resolve();
           await gate;
           return new Response("slow");
         },
       });
       const slow = fetch(`https://127.0.0.1:${rotation.port}/`, { tls: { ca: ca.cert, serverName: "localhost" } });
-      await Bun.sleep(50); // let the request reach the handler before the rotation
+      await arrived.promise; // the request is in the handler before the rotation
       const report = await rotation.rotate(tlsOf(second));
       expect(report.steered).toBe(process.platform === "linux");
       if (report.steered) expect(report.leftInQueue).toBe(0);
@@ -94,4 +96,14 @@ describe("a Bun.serve rotation", () => {
     expect(served).toBeGreaterThan(0);
     expect(failures).toBe(0);
   });
+
+  test("a close during a rotation ends the rotation at once (the closed sockets are not polled for seconds)", async () => {
+    const rotation = await startServe(true);
+    const startedMs = performance.now();
+    const rotating = rotation.rotate(tlsOf(second));
+    await rotation.close();
+    await rotating;
+    // Without the stop check, the retiring listener's (closed) socket was polled until the 5 s settle limit.
+    expect(performance.now() - startedMs).toBeLessThan(2500);
+  }, 15_000);
 });
