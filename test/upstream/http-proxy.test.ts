@@ -97,7 +97,7 @@ describe("http proxy: messages", () => {
   });
 
   // Bun.serve sends a streamed Response chunked and drops the Content-Length given with it (docs/upstream/
-  // stream-content-length.md): the bytes are what is checked here.
+  // bun-serve-stream-content-length.md): the bytes are what is checked here.
   test("large responses stream through intact, with the server's Content-Length or chunked", async () => {
     const big = pattern(24 * 1024 * 1024);
     await using backend = startBackend((request) => {
