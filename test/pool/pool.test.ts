@@ -279,6 +279,9 @@ describe("wake-ups", () => {
         for (let round = 0; round < 2; round++) {
           // Tasks sent while the worker sleeps get no notify at all: only the watchdog can wake it.
           await waitFor(() => gauges().sleepingWorkers === 1, 2000, "the worker asleep");
+          // The flag is raised just before the worker's Atomics.waitAsync: a task sent in between is seen by the
+          // worker's own re-check (no wake-up is lost, so none is recovered). Give it time to reach the wait.
+          await Bun.sleep(30);
           const tokens = [0, 1, 2].map((i) => collector.submit(pool, 0x02, filled(64, round * 3 + i)));
           for (let i = 0; i < tokens.length; i++) {
             const reply = await collector.result(tokens[i]!);
