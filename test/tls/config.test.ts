@@ -89,9 +89,9 @@ describe("rules", () => {
       },
     });
     expect(problems).toEqual([
-      'config: tls.certificates.1.server_name is given twice in [[tls.certificates]] (got "A.test")',
-      'config: tls.certificates.2.server_name must be a host name such as "example.com" or "*.example.com" (got "not a name")',
-      'config: tls.certificates.3.cert_file must name a PEM file (got "")',
+      'config: tls.certificates[1].server_name is given twice in [[tls.certificates]] (got "A.test")',
+      'config: tls.certificates[2].server_name must be a host name such as "example.com" or "*.example.com" (got "not a name")',
+      'config: tls.certificates[3].cert_file must name a PEM file (got "")',
       "config: http.redirect_port must differ from server.port (got 8443)",
     ]);
   });
