@@ -30,6 +30,7 @@ export type ServerName =
   | "hps-https-h3"
   | "hps-https-h3-tcp"
   | "bun-https-static"
+  | "bun-https-clone"
   | "nginx-https"
   | ProxyServerName;
 
@@ -56,6 +57,10 @@ export interface BenchEnv {
   tls: { certFile: string; keyFile: string } | null;
   /** The backends the proxy cases send to (bench/e2e/proxy-servers.ts); null when no proxy case runs. */
   backends: ProxyBackends | null;
+  /** The checkout whose src/main.ts the hps servers run (default: this one), for A/B runs of two checkouts. */
+  repo?: string;
+  /** --set arguments added to every hps server's own (bench/e2e/cpu-per-request.ts --set). */
+  hpsSets?: readonly string[];
 }
 
 /**
@@ -116,6 +121,7 @@ export const TLS_SERVERS: ReadonlySet<ServerName> = new Set([
   "hps-https-h3",
   "hps-https-h3-tcp",
   "bun-https-static",
+  "bun-https-clone",
   "nginx-https",
 ]);
 
@@ -185,8 +191,9 @@ function hpsArgv(
     `http.root=${env.wwwDir}`,
     `pool.threads=${BENCH_POOL_THREADS}`,
     ...extraSets,
+    ...(env.hpsSets ?? []),
   ];
-  return ["bun", join(REPO, script), "--config", emptyConfig, ...sets.flatMap((set) => ["--set", set])];
+  return ["bun", join(env.repo ?? REPO, script), "--config", emptyConfig, ...sets.flatMap((set) => ["--set", set])];
 }
 
 function hps(
@@ -207,7 +214,7 @@ function hps(
         core: env.serverCore,
         readyPort: port,
         readyTimeoutMs: READY_TIMEOUT_MS,
-        cwd: REPO,
+        cwd: env.repo ?? REPO,
         logPath: join(env.tempDir, `${name}.log`),
       }),
   };
@@ -450,6 +457,13 @@ export const SERVERS: Record<ServerName, ServerSpec> = {
     "bun-https-static",
     "bun-http-static.ts",
     "raw Bun.serve over TLS with HTTP/2, files as prebuilt static routes",
+    true,
+    true,
+  ),
+  "bun-https-clone": bunBaseline(
+    "bun-https-clone",
+    "bun-http-clone.ts",
+    "raw Bun.serve over TLS with HTTP/2, a route handler per file returning a clone of a ready Response (the per-request-JS ceiling)",
     true,
     true,
   ),
