@@ -2,6 +2,7 @@
 import { readFileSync } from "node:fs";
 import { parseArgs } from "node:util";
 import type { TLSOptions } from "bun";
+import { editDistance } from "../config/suggest.ts";
 import { parseDuration } from "../config/units.ts";
 
 /** Which wire protocol the target speaks, from the URL scheme. */
@@ -260,19 +261,6 @@ function tlsOptions(values: FlagValues, host: string, flag: (name: FlagName) => 
   };
 }
 
-/** Edit distance, for the did-you-mean hint of an unknown flag. */
-function distance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
-}
-
 /** parseArgs' errors, said the way the rest of this tool says them. */
 function usageError(error: unknown): LoadUsageError {
   const { code, message } = error as { code?: string; message: string };
@@ -281,7 +269,7 @@ function usageError(error: unknown): LoadUsageError {
     const flag = quoted.startsWith("-") ? quoted : `-${quoted}`;
     const name = flag.replace(/^-+/, "");
     const [closest] = Object.keys(FLAGS)
-      .map((known) => [known, distance(name, known)] as const)
+      .map((known) => [known, editDistance(name, known)] as const)
       .sort((a, b) => a[1] - b[1]);
     const hint = closest !== undefined && name.length > 1 && closest[1] <= 2 ? `; did you mean --${closest[0]}?` : "";
     return new LoadUsageError(`unknown flag ${flag}${hint}`);

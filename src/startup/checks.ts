@@ -144,9 +144,13 @@ function readSysctl(name: string): string | null {
 async function pidFileProblem(file: string): Promise<string | null> {
   const cannot = (reason: string) =>
     `cannot write server.pid_file "${file}" (${reason}): fix the path or its permissions, or leave it empty`;
-  const directory = dirname(file);
+  if ((await stat(file).catch(() => null))?.isDirectory()) return cannot("it is a directory");
+  return directoryProblem(dirname(file), cannot);
+}
+
+/** Why a new file cannot be made in `directory` (it must exist and be writable), said through `cannot`. */
+async function directoryProblem(directory: string, cannot: (reason: string) => string): Promise<string | null> {
   try {
-    if ((await stat(file).catch(() => null))?.isDirectory()) return cannot("it is a directory");
     if (!(await stat(directory)).isDirectory()) return cannot(`"${directory}" is not a directory`);
     await access(directory, constants.W_OK | constants.X_OK);
     return null;
@@ -178,15 +182,5 @@ async function appendProblem(setting: string, file: string, alternative: string)
     if (code === "ENXIO") return cannot("it is a FIFO that no process has open for reading: start its reader first");
     if (code !== "ENOENT") return cannot((error as Error).message);
   }
-  const directory = dirname(file);
-  try {
-    if (!(await stat(directory)).isDirectory()) return cannot(`"${directory}" is not a directory`);
-    await access(directory, constants.W_OK | constants.X_OK);
-    return null;
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code === "ENOENT" || code === "ENOTDIR") return cannot(`directory "${directory}" does not exist`);
-    if (code === "EACCES" || code === "EPERM") return cannot(`permission denied in "${directory}"`);
-    return cannot((error as Error).message);
-  }
+  return directoryProblem(dirname(file), cannot);
 }
