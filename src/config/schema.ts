@@ -258,7 +258,7 @@ export const SETTINGS = {
     },
     compress: {
       schema: bool(true),
-      doc: "Compress compressible files on the fly with brotli, zstd or gzip, whichever the client's Accept-Encoding prefers (cached in memory, each with its own ETag), when no precompressed sidecar exists.",
+      doc: "Compress compressible files on the fly with brotli, zstd or gzip, whichever the client's Accept-Encoding prefers (cached in memory, each with its own ETag); a precompressed sidecar (file.br, file.zst, file.gz) is served instead for its own encoding.",
       reload: HTTP_SITE,
     },
     compress_max_bytes: {

@@ -23,6 +23,8 @@ beforeAll(async () => {
   writeFileSync(join(root, "app.js.br"), "BR-SIDECAR");
   writeFileSync(join(root, "app.js.gz"), "GZ-SIDECAR");
   writeFileSync(join(root, "app.js.zst"), "ZST-SIDECAR");
+  writeFileSync(join(root, "lib.js"), js);
+  writeFileSync(join(root, "lib.js.gz"), "LIB-GZ-SIDECAR");
   writeFileSync(join(root, "image.png"), new Uint8Array(300).fill(7));
   writeFileSync(join(root, "data.json"), '{"a":1}');
   writeFileSync(join(root, "font.woff2"), new Uint8Array(10));
@@ -308,6 +310,16 @@ describe("encodings", () => {
     const again = await rawGet(site.port, "/style.css", "Accept-Encoding: br\r\n");
     expect(again.body).toEqual(br.body);
     expect(site.context.gauges.get("httpCache")!().bytes!).toBe(bytesAfterGzip + br.body.length);
+  });
+
+  test("a sidecar serves its own encoding only: the others are still made on the fly", async () => {
+    const gzip = await rawGet(site.port, "/lib.js", "Accept-Encoding: gzip\r\n");
+    expect(text(gzip.body)).toBe("LIB-GZ-SIDECAR");
+    const br = await rawGet(site.port, "/lib.js", "Accept-Encoding: br, gzip;q=0.5\r\n");
+    expect(br.headers.get("content-encoding")).toBe("br");
+    expect(brotliDecompressSync(br.body).toString()).toBe(js);
+    expect(br.headers.get("etag")).toMatch(/-br"$/);
+    expect(br.headers.get("etag")).not.toBe(gzip.headers.get("etag"));
   });
 
   test("binary types are not compressed and do not vary", async () => {
