@@ -255,6 +255,62 @@ describe("the connection ends with a FIN after its frames", () => {
   }, 30_000);
 });
 
+describe("echo at the deadline", () => {
+  test("what was echoed reaches a client that reads only after the deadline, then a clean end", async () => {
+    await using server = await startServer(
+      testConfig({ server: { protocol: "echo" }, tcp: { write_high_water_bytes: 256 * 1024, send_timeout_s: 10 } }),
+    );
+    let received = 0;
+    let mismatches = 0;
+    let ending = null as string | null;
+    const sent = new Uint8Array(32 * MiB);
+    for (let i = 0; i < sent.length; i++) sent[i] = (i * 13) & 0xff;
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      socket: {
+        data: (_socket, chunk) => {
+          for (let i = 0; i < chunk.length; i++) if (chunk[i] !== sent[received + i]) mismatches++;
+          received += chunk.length;
+        },
+        end: () => void (ending ??= "end"),
+        close: (_socket, error) => void (ending ??= error === undefined ? "close" : `error: ${error.message}`),
+        error: (_socket, error) => void (ending ??= `error: ${error.message}`),
+      },
+    });
+    socket.pause();
+    // More than the kernel's buffers and the mark hold: the server stops reading, the rest stays with the client.
+    let written = 0;
+    const writeMore = () => void (written += Math.max(0, socket.write(sent.subarray(written))));
+    const tcp = server.context.gauges.get("tcp")!;
+    await waitFor(
+      () => {
+        writeMore();
+        return tcp().pausedReads === 1 || written === sent.length;
+      },
+      10_000,
+      "the server to stop reading",
+    );
+    expect(tcp().pausedReads).toBe(1);
+    const deadlineMs = 500;
+    const stopping = server.stop({ graceful: true, timeoutMs: deadlineMs });
+    await Bun.sleep(deadlineMs + 300);
+    socket.resume();
+    // The client's unsent rest is written now; the server reads and drops it (so its close is no reset).
+    const untilMs = performance.now() + 10_000;
+    while (written < sent.length && ending === null && performance.now() < untilMs) {
+      writeMore();
+      await Bun.sleep(1);
+    }
+    await stopping;
+    await waitFor(() => ending !== null, 10_000, "the end");
+    expect(ending).toBe("end");
+    expect(received).toBeGreaterThan(256 * 1024);
+    expect(mismatches).toBe(0);
+    expect(server.stats.total(Counter.disconnectedSlowReader)).toBe(0);
+  }, 30_000);
+});
+
 describe("requests sent while the server drains", () => {
   test("on a connection still busy they are served as usual; it closes once everything is answered", async () => {
     await using server = await startServer(
