@@ -492,9 +492,9 @@ class TcpServer {
       if (connection !== undefined) this.lingerAfterDeadline(connection);
     }
     // A graceful stop waits until the kernel has taken every connection's frames (the clients read them), for at most
-    // tcp.send_timeout_s, the time a client that reads nothing may hold its output anyway; a stop without grace does
-    // not wait.
-    const lingerMs = options.graceful ? this.context.config.tcp.send_timeout_s * 1000 : 0;
+    // tcp.send_timeout_s (the time a client that reads nothing may hold its output anyway) and at most the grace
+    // itself, so a stop lasts at most twice server.shutdown_timeout_s; a stop without grace does not wait.
+    const lingerMs = options.graceful ? Math.min(this.context.config.tcp.send_timeout_s * 1000, options.timeoutMs) : 0;
     if (this.lingeringUnflushed > 0 && lingerMs > 0) {
       const flushedAll = new Promise<void>((resolve) => {
         this.flushedAll = resolve;

@@ -180,6 +180,7 @@ describe("the connection ends with a FIN after its frames", () => {
   }
 
   test("a client that never reads is cut by tcp.send_timeout_s after the deadline: shutdown does not wait for it", async () => {
+    // (send_timeout_s 1 s, deadline 0.5 s: the wait after the deadline is the shorter of the two.)
     await using server = await startServer(
       testConfig({
         server: { protocol: "custom" },
@@ -227,7 +228,7 @@ describe("the connection ends with a FIN after its frames", () => {
     // socat writes what it reads to a pipe whose reader starts late: socat blocks on the pipe and stops reading the
     // socket, so the server's frames wait in its buffers across the deadline. -t: after its input ends, socat waits
     // for the server's end (it does not half-close and leave at once).
-    const child = Bun.spawn(["sh", "-c", `socat -t 20 - TCP:127.0.0.1:${server.port} | (sleep 2; cat)`], {
+    const child = Bun.spawn(["sh", "-c", `socat -t 20 - TCP:127.0.0.1:${server.port} | (sleep 3; cat)`], {
       stdin: "pipe",
       stdout: "pipe",
       stderr: "pipe",
@@ -236,7 +237,8 @@ describe("the connection ends with a FIN after its frames", () => {
     // The input stays open (no half-close), so the connection is not idle when the stop begins.
     const tcp = server.context.gauges.get("tcp")!;
     await waitFor(() => tcp().inFlight === 1 && tcp().openConnections === 1, 5000, "the HANG running");
-    await server.stop({ graceful: true, timeoutMs: 500 });
+    // The consumer starts reading after the deadline, well within the wait after it (as long as the deadline).
+    await server.stop({ graceful: true, timeoutMs: 2000 });
     child.stdin.end();
     const output = new Uint8Array(await new Response(child.stdout).arrayBuffer());
     const stderr = await new Response(child.stderr).text();
