@@ -3,15 +3,9 @@ import { stat } from "node:fs/promises";
 import { parse as parseToml, TomlError } from "smol-toml";
 import type { z } from "zod";
 import { LIST_NAMES, LISTS, type ListSpec, listPath } from "./lists.ts";
-import {
-  type Config,
-  configSchema,
-  DEFAULT_CONFIG,
-  REMOVED_SETTINGS,
-  type RuleIssueParams,
-  SETTINGS,
-  type SettingSpec,
-} from "./schema.ts";
+import { type Config, configSchema, DEFAULT_CONFIG, REMOVED_SETTINGS, SETTINGS } from "./schema.ts";
+import type { SettingSpec } from "./settings/spec.ts";
+import type { RuleIssueParams } from "./cross-setting-rules.ts";
 import { DURATION_SUFFIXES, parseByteSize, parseDuration } from "./units.ts";
 import { suggest } from "./suggest.ts";
 

@@ -1,7 +1,8 @@
 // Prints a configuration as commented TOML (--print-config, server.toml) and names the settings Bun cannot apply.
 import { stringify } from "smol-toml";
 import { LIST_NAMES, LISTS, type ListSpec, listPath, listValue } from "./lists.ts";
-import { DEFAULT_CONFIG, SETTINGS, type Config, type SettingSpec } from "./schema.ts";
+import { DEFAULT_CONFIG, SETTINGS, type Config } from "./schema.ts";
+import type { SettingSpec } from "./settings/spec.ts";
 
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 

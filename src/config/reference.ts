@@ -11,7 +11,8 @@ import {
   type ReloadRule,
 } from "./reload-rule.ts";
 import { LIST_NAMES, LISTS, type ListSpec, listPath } from "./lists.ts";
-import { DEFAULT_CONFIG, SETTINGS, type SettingSpec } from "./schema.ts";
+import { DEFAULT_CONFIG, SETTINGS } from "./schema.ts";
+import type { SettingSpec } from "./settings/spec.ts";
 
 const DEFAULTS = DEFAULT_CONFIG as unknown as Record<string, Record<string, unknown>>;
 

@@ -9,7 +9,8 @@ import {
   withContainers,
 } from "./reload-rule.ts";
 import { LIST_NAMES, LISTS, type ListSpec, listPath, listValue } from "./lists.ts";
-import { type Config, configSchema, SETTINGS, type SettingSpec } from "./schema.ts";
+import { type Config, configSchema, SETTINGS } from "./schema.ts";
+import type { SettingSpec } from "./settings/spec.ts";
 
 type TableName = keyof typeof SETTINGS;
 type Values = Record<string, Record<string, unknown>>;

@@ -6,7 +6,8 @@ import { join } from "node:path";
 import { ConfigError, buildConfig, loadConfig } from "../../src/config/load.ts";
 import { configToToml, unappliedSettings } from "../../src/config/print.ts";
 import { generatedSection } from "../../src/config/update-docs.ts";
-import { SETTINGS, configSchema, type SettingSpec } from "../../src/config/schema.ts";
+import { SETTINGS, configSchema } from "../../src/config/schema.ts";
+import type { SettingSpec } from "../../src/config/settings/spec.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-config-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

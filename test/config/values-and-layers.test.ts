@@ -5,7 +5,8 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ConfigError, loadConfig, readConfig } from "../../src/config/load.ts";
-import { SETTINGS, type SettingSpec } from "../../src/config/schema.ts";
+import { SETTINGS } from "../../src/config/schema.ts";
+import type { SettingSpec } from "../../src/config/settings/spec.ts";
 import { parseDuration } from "../../src/config/units.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hps-config-values-"));

@@ -7,13 +7,8 @@ import { join } from "node:path";
 import { changedParts, reloadEffect } from "../../src/config/reload.ts";
 import type { ReloadPart, ReloadRule } from "../../src/config/reload-rule.ts";
 import { reloadWords } from "../../src/config/reference.ts";
-import {
-  configSchema,
-  type Config,
-  type ConfigOverrides,
-  SETTINGS,
-  type SettingSpec,
-} from "../../src/config/schema.ts";
+import { configSchema, type Config, type ConfigOverrides, SETTINGS } from "../../src/config/schema.ts";
+import type { SettingSpec } from "../../src/config/settings/spec.ts";
 import { type Server, startServer } from "../../src/server.ts";
 import { testConfig } from "../helpers/common.ts";
 import { keptConnection, rawGet, rawRequest, text } from "../helpers/http.ts";
