@@ -1,6 +1,6 @@
 // Arena alloc+free (with the payload copy the pool does) against new Uint8Array(n) and Buffer.allocUnsafe(n), 64 B - 64 KiB.
 import { bench, do_not_optimize, group, run, summary } from "mitata";
-import { SlabArena } from "../../src/memory/arena.ts";
+import { SlabArena } from "../../src/memory/slab-arena.ts";
 
 const SIZES = [64, 1024, 16 * 1024, 64 * 1024];
 const arena = SlabArena.create({

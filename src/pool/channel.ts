@@ -9,7 +9,7 @@
 // blocks: while tasks are out it waits with Atomics.waitAsync on MAIN_SLEEPING; a worker that finishes a batch while
 // the main thread is idle flips that word and notifies once (cheaper than a doorbell postMessage:
 // bench/micro/pool.bench.ts), and the main thread then drains every completion ring in one go.
-import type { ArenaShare } from "../memory/arena.ts";
+import type { ArenaShare } from "../memory/slab-arena.ts";
 
 /** Entries per ring; also the most tasks one worker holds at once (the rest wait in the pool's queue). */
 export const RING_ENTRIES = 1024;

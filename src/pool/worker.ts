@@ -1,6 +1,6 @@
 // Pool worker entry: takes tasks from its submission ring (payloads in the arena) or from messages, runs the op,
 // writes the result back into the arena and publishes it on its completion ring.
-import { SlabArena } from "../memory/arena.ts";
+import { SlabArena } from "../memory/slab-arena.ts";
 import {
   CONTROL_INT32S,
   DONE_TAIL,

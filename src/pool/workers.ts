@@ -1,7 +1,8 @@
 // The pool workers' life cycle: start (resolved when every worker is warm), replacement of a worker that died or
 // hung (its started tasks fail, the rest go back to the queue), start-up failure, and the end of all of them.
 import type { Logger } from "../log.ts";
-import { SlabArena, type BufferArena } from "../memory/arena.ts";
+import type { BufferArena } from "../memory/arena.ts";
+import { SlabArena } from "../memory/slab-arena.ts";
 import { FrameStatus, Opcode } from "../protocol/hps1.ts";
 import { Counter, type Stats } from "../stats/stats.ts";
 import {

@@ -1,15 +1,15 @@
 // Arena: slot invariants under random alloc/free, cross-thread free, exhaustion, defragment, debug checks, heap mode.
 import { describe, expect, test } from "bun:test";
+import { createArena } from "../../src/memory/arena.ts";
+import { HeapArena } from "../../src/memory/heap-arena.ts";
 import {
   CLASS_COUNT,
-  HeapArena,
   MAX_CLASS_BYTES,
   MIN_CLASS_BYTES,
   SLAB_BYTES,
   SlabArena,
   classOf,
-  createArena,
-} from "../../src/memory/arena.ts";
+} from "../../src/memory/slab-arena.ts";
 
 const KiB = 1024;
 
