@@ -1,7 +1,8 @@
 // One thread of the load tester: its connections over Bun.connect, closed or open model, timing, tallies, histograms.
-import type { Socket, SocketHandler } from "bun";
+import type { Socket } from "bun";
 import type { Histogram } from "hdr-histogram-js";
 import { type ConnectionOwner, LoadConnection, repeat } from "./connection.ts";
+import { type EngineConnection, HANDLERS, TLS_HANDLERS } from "./engine-sockets.ts";
 import { newLatencyHistogram, recordMillis } from "./latency.ts";
 import { echoProtocol } from "./load-echo.ts";
 import { hpsProtocol } from "./load-hps.ts";
@@ -12,6 +13,7 @@ import type { ThreadPlan } from "./plan.ts";
 import { Outcome, STATUS_SLOTS, type LoadProtocol } from "./protocol.ts";
 import { SendSchedule } from "./schedule.ts";
 import { LATE_SEND_MS, Tally } from "./tally.ts";
+import type { ThreadResult } from "./thread-result.ts";
 
 /** Pause before reopening a connection whose connect failed. */
 const RECONNECT_DELAY_MS = 100;
@@ -26,21 +28,6 @@ const OPEN_TICK_MAX_MS = 20;
  */
 const SEND_AHEAD_MS = 1;
 
-export interface ThreadResult {
-  tallies: Float64Array;
-  /** Responses by status code (HTTP 100-999; HPS/1 frame status 0-255). */
-  statuses: Float64Array;
-  /** From the actual send time. */
-  latency: Histogram;
-  /** Open model: from the planned send time (coordinated-omission corrected); null in the closed model. */
-  corrected: Histogram | null;
-  /** Set when the thread gave up (no connection could be opened, no progress). */
-  fatal: string | null;
-  /** Measured responses and bytes read in each second since measuring began (the last one is usually partial). */
-  completedBySecond: number[];
-  bytesReadBySecond: number[];
-}
-
 export function protocolFor(options: LoadOptions): LoadProtocol {
   switch (options.target.protocol) {
     case "http":
@@ -53,56 +40,6 @@ export function protocolFor(options: LoadOptions): LoadProtocol {
 }
 
 const Lost = { READ: Tally.readErrors, TIMEOUT: Tally.timeouts } as const;
-
-const HANDLERS: SocketHandler<EngineConnection> = {
-  binaryType: "buffer",
-  open(socket) {
-    socket.data.engine.onOpen(socket.data, socket);
-  },
-  data(socket, chunk) {
-    const connection = socket.data;
-    if (connection.socket === socket) connection.engine.onData(connection, chunk as Buffer);
-  },
-  drain(socket) {
-    if (socket.data.socket === socket) socket.data.drain();
-  },
-  close(socket) {
-    const connection = socket.data;
-    if (connection.socket === socket) connection.engine.onClose(connection);
-  },
-  end(socket) {
-    // the peer sent FIN: treat as a close (our side closes too)
-    socket.end();
-  },
-  error(socket) {
-    const connection = socket.data;
-    if (connection.socket === socket) connection.engine.onClose(connection);
-  },
-  connectError(socket, error) {
-    socket.data.engine.onConnectError(socket.data, error);
-  },
-};
-
-/**
- * https:// targets: a TLS client socket takes no application bytes before its handshake, so a connection counts as
- * open once the handshake is done (and its certificate verified, unless --insecure); a failed one is a connect error.
- */
-const TLS_HANDLERS: SocketHandler<EngineConnection> = {
-  ...HANDLERS,
-  open() {},
-  handshake(socket, success, authorizationError) {
-    const connection = socket.data;
-    const verify = connection.engine.verifiesCertificates;
-    if (success && (authorizationError === null || !verify)) {
-      connection.engine.onOpen(connection, socket);
-      return;
-    }
-    connection.engine.onConnectError(connection, authorizationError ?? new Error("TLS handshake failed"));
-    socket.terminate();
-  },
-};
-
-type EngineConnection = LoadConnection<LoadEngine>;
 
 /** Runs one thread's share of the load and resolves with its tallies and histograms. */
 export class LoadEngine implements ConnectionOwner {

@@ -5,7 +5,7 @@
 // loops keeps one request outstanding; Bun multiplexes them over its own connections to the origin, so -c and -p
 // set how many requests are in flight, not how many TCP connections are open.
 import { newLatencyHistogram, recordMillis } from "./latency.ts";
-import type { ThreadResult } from "./engine.ts";
+import type { ThreadResult } from "./thread-result.ts";
 import { PerSecondCounts } from "./per-second.ts";
 import type { ThreadPlan } from "./plan.ts";
 import { STATUS_SLOTS } from "./protocol.ts";

@@ -1,7 +1,8 @@
 // Runs a load test: one engine in-process or T Workers, a per-second sampler, and the merged report.
 import type { Histogram } from "hdr-histogram-js";
 import { FetchEngine } from "./fetch-engine.ts";
-import { LoadEngine, type ThreadResult } from "./engine.ts";
+import { LoadEngine } from "./engine.ts";
+import type { ThreadResult } from "./thread-result.ts";
 import { addEncodedHistogram, newLatencyHistogram, summarizeLatency, type LatencySummary } from "./latency.ts";
 import type { WorkerDone, WorkerStart } from "./load-worker.ts";
 import type { LoadOptions } from "./options.ts";
