@@ -17,7 +17,7 @@ import type { RouteTarget } from "./http-routes.ts";
 import type { KeepAliveCounter } from "./keepalive.ts";
 import type { PrefixRoutes } from "./prefix-routes.ts";
 import { answerWebSocket, type WebSocketOutcome } from "./proxy-answer.ts";
-import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
+import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, declaredBodyBytes, readBodyWithin } from "./request-body.ts";
 import { MethodKind, asksToClose, isValidHost, methodKind, requestHeadBytesLowerBound } from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
 import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
@@ -190,7 +190,7 @@ export class HttpHandler implements ProxyOwner {
       const group = route === null || route.upstream === "" ? null : this.upstreams.group(route.upstream)!;
       const contentLength = headers.get("content-length");
       if (contentLength !== null) {
-        const declaredBytes = Number(contentLength);
+        const declaredBytes = declaredBodyBytes(contentLength);
         if (declaredBytes > this.maxRequestBytes) {
           // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
           this.stats.inc(Counter.requestsTooLarge);
