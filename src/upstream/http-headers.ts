@@ -80,8 +80,8 @@ const NON_ASCII = /[^\t\n\r -~]/;
 
 /**
  * The request head for the upstream server: request line, the client's headers without hop-by-hop fields (and those
- * the Connection header names), Host as the client sent it, X-Forwarded-For/-Proto/-Host, Via, and the body's framing.
- * `upgrade` keeps Connection: upgrade and the Upgrade field (a WebSocket handshake). Returns a string when it is
+ * the Connection header names), Host as the client sent it (`hostWhenNone` for an HTTP/1.0 client that sent none: the
+ * head is HTTP/1.1, which must have one), X-Forwarded-For/-Proto/-Host, Via, and the body's framing. `upgrade` keeps Connection: upgrade and the Upgrade field (a WebSocket handshake). Returns a string when it is
  * ASCII (most heads), else its latin1 bytes (header values are latin1 strings in Bun, and must go out byte for byte).
  * One pass over the client's headers: the forwarding fields are picked up on the way, not looked up again.
  */
@@ -93,6 +93,7 @@ export function requestHead(
   framing: number,
   contentLength: number,
   upgrade: string | null,
+  hostWhenNone: string,
 ): string | Uint8Array {
   const requestLine = `${method} ${target} HTTP/1.1\r\n`;
   scan.head = requestLine;
@@ -116,6 +117,7 @@ export function requestHead(
   }
   let head = scan.head;
   scan.head = "";
+  if (scan.host === null) head += `host: ${hostWhenNone}\r\n`;
   const trusted = forwarding.isTrustedPeer;
   const forwardedFor = trusted ? scan.forwardedFor : null;
   head += `x-forwarded-for: ${forwardedFor === null ? forwarding.peerAddress : `${forwardedFor}, ${forwarding.peerAddress}`}\r\n`;

@@ -63,7 +63,7 @@ export function proxyExchange(
     framing = BodyFraming.LENGTH;
   }
   const outgoing: OutgoingRequest = {
-    head: requestHead(method, target, headers, client, framing, contentLength, null),
+    head: requestHead(method, target, headers, client, framing, contentLength, null, group.settings.name),
     body,
     isChunked,
     isIdempotent: isIdempotent(method),

@@ -53,4 +53,15 @@ describe("http proxy: request framing", () => {
     expect(large.status).toBe(413);
     expect(backend.requests).toBe(1);
   });
+
+  test("an HTTP/1.0 request without Host goes upstream as HTTP/1.1 with the group's name as Host (as nginx does)", async () => {
+    await using backend = echoBackend();
+    await using server = await startServer(proxyConfig([backend.address]));
+    // Bun refuses an HTTP/1.1 request without Host (RFC 9112 §3.2): the backend would answer 400.
+    const response = await rawRequest(server.port, "GET /api/x HTTP/1.0\r\n\r\n");
+    expect(response.status).toBe(200);
+    expect(JSON.parse(text(response.body))).toMatchObject({ host: "app" });
+    const withHost = await rawRequest(server.port, "GET /api/x HTTP/1.0\r\nHost: shop.example\r\n\r\n");
+    expect(JSON.parse(text(withHost.body))).toMatchObject({ host: "shop.example" });
+  });
 });
