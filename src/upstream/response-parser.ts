@@ -225,7 +225,8 @@ export class ResponseParser {
     }
     const minor = statusLine.charCodeAt(7) - 48;
     const status = Number(statusLine.slice(9, 12));
-    if ((minor !== 0 && minor !== 1) || !/^[1-9]\d\d$/.test(statusLine.slice(9, 12))) {
+    // RFC 9110 §15: 100 to 599 (a status Bun's Response cannot carry is not passed on, nor guessed at).
+    if ((minor !== 0 && minor !== 1) || !/^[1-5]\d\d$/.test(statusLine.slice(9, 12))) {
       return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
     }
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : "";
