@@ -1,6 +1,7 @@
 // Backends that misbehave: whatever they send, the client gets an answer (the server's, or hps's 502/504) at once,
 // never a hung request, and the server's connection is not reused.
 import { describe, expect, test } from "bun:test";
+import { waitFor } from "../helpers/common.ts";
 import { rawExchange } from "../helpers/http.ts";
 import { startProxyFront, startRawBackend, upstreamSettings } from "../helpers/upstream.ts";
 
@@ -34,5 +35,18 @@ describe("http proxy: bad responses", () => {
       expect(answered).toBe(502);
       expect(counters(front, backend.address).badResponses).toBe(1);
     }
+  });
+
+  test("a 101 Switching Protocols nobody asked for is a bad response: 502 at once, not 504 after read_timeout_s", async () => {
+    const { status, ms, front, backend } = await answerTo(
+      "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n",
+      2,
+    );
+    expect(status).toBe(502);
+    expect(ms).toBeLessThan(1500);
+    const numbers = counters(front, backend.address);
+    expect(numbers.badResponses).toBe(1);
+    expect(numbers.readTimeouts).toBe(0);
+    await waitFor(() => front.group.servers[0]!.inFlight === 0, 2000, "the request to leave the server");
   });
 });
