@@ -2,7 +2,6 @@
 // never a hung request, and the server's connection is not reused.
 import { describe, expect, test } from "bun:test";
 import { waitFor } from "../helpers/common.ts";
-import { rawExchange } from "../helpers/http.ts";
 import { startProxyFront, startRawBackend, upstreamSettings } from "../helpers/upstream.ts";
 
 /** One GET through a fresh front to a raw backend that answers every request with `response`. */
