@@ -136,11 +136,15 @@ export class ResponseParser {
     return null;
   }
 
-  /** The connection ended: completes a body that runs until close, or says why the response is cut short. */
-  finish(): ParseError {
+  /**
+   * The connection ended: completes a body that runs until close, or says why the response is cut short. `isReset`:
+   * it ended with an error (a reset), which tells that a body running until close did not reach its end.
+   */
+  finish(isReset = false): ParseError {
     if (this.isClosed) return null;
     switch (this.state) {
       case State.UNTIL_CLOSE:
+        if (isReset) return "the connection was reset before the end of a body that runs until close";
         this.complete();
         return null;
       case State.HEAD:

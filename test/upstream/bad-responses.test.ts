@@ -49,3 +49,48 @@ describe("http proxy: bad responses", () => {
     await waitFor(() => front.group.servers[0]!.inFlight === 0, 2000, "the request to leave the server");
   });
 });
+
+/** python3 (Bun cannot reset a connection): answers with a head and "hello", no length, then resets (SO_LINGER 0). */
+const RESETTING_BACKEND = `
+import socket, struct, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(16)
+print(server.getsockname()[1], flush=True)
+while True:
+    connection, _ = server.accept()
+    connection.recv(65536)
+    connection.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\nhello")
+    sys.stdin.readline()
+    connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    connection.close()
+`;
+
+describe("http proxy: a body until close", () => {
+  test("cut by a reset, it does not reach the client as complete (no last chunk; the connection is cut)", async () => {
+    const python = Bun.spawn(["python3", "-I", "-S", "-c", RESETTING_BACKEND], { stdin: "pipe", stdout: "pipe" });
+    try {
+      const port = Number(new TextDecoder().decode((await python.stdout.getReader().read()).value).trim());
+      await using front = startProxyFront(upstreamSettings([`127.0.0.1:${port}`]));
+      const response = await fetch(`${front.base}/x`, { signal: AbortSignal.timeout(20_000) });
+      expect(response.status).toBe(200);
+      const reader = response.body!.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe("hello");
+      python.stdin.write("reset\n");
+      python.stdin.flush();
+      // A complete body would end with done; a cut one fails.
+      const end = await reader.read().then(
+        (chunk) => (chunk.done ? "complete" : "more"),
+        () => "cut",
+      );
+      expect(end).toBe("cut");
+      await waitFor(
+        () => counters(front, `127.0.0.1:${port}`).lost + counters(front, `127.0.0.1:${port}`).badResponses === 1,
+        5000,
+        "the failure to be counted",
+      );
+    } finally {
+      python.kill();
+    }
+  }, 30_000); // python3 alone can take seconds to start on a loaded machine
+});
