@@ -13,6 +13,8 @@ const scan = {
   forwardedProto: null as string | null,
   forwardedHost: null as string | null,
   via: null as string | null,
+  /** The peer is a trusted proxy: its claims about the client (Forwarded, X-Real-IP) are passed on. */
+  isTrustedPeer: false,
   /** Extra fields the Connection header names (rare): left out on a second pass. */
   listed: null as string[] | null,
 };
@@ -49,12 +51,24 @@ function addField(value: string, name: string): void {
     case "via":
       scan.via = value;
       return;
+    case "forwarded":
+    case "x-real-ip":
+      if (!scan.isTrustedPeer) return; // see isClientClaim
+      break;
     case "host":
       scan.host = value;
       break;
   }
   if (scan.listed?.includes(name)) return;
   scan.head += `${name}: ${value}\r\n`;
+}
+
+/**
+ * Fields other than X-Forwarded-* in which a proxy names the client (RFC 7239's Forwarded; X-Real-IP, nginx's habit):
+ * a client could forge them, so they pass only from a trusted proxy (net.trusted_proxies), as X-Forwarded-* do.
+ */
+export function isClientClaim(name: string): boolean {
+  return name === "forwarded" || name === "x-real-ip";
 }
 
 /** Connection options that are not extra fields to remove (or are removed anyway). */
@@ -103,6 +117,7 @@ export function requestHead(
   scan.forwardedProto = null;
   scan.forwardedHost = null;
   scan.via = null;
+  scan.isTrustedPeer = forwarding.isTrustedPeer;
   scan.listed = null;
   headers.forEach(addField);
   if (scan.connection !== null) {
