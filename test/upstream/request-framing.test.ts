@@ -64,4 +64,22 @@ describe("http proxy: request framing", () => {
     const withHost = await rawRequest(server.port, "GET /api/x HTTP/1.0\r\nHost: shop.example\r\n\r\n");
     expect(JSON.parse(text(withHost.body))).toMatchObject({ host: "shop.example" });
   });
+
+  test("a GET with a body is refused (501), not passed on without it: Bun drops GET and HEAD bodies", async () => {
+    await using backend = echoBackend();
+    await using server = await startServer(proxyConfig([backend.address]));
+    const lengthed = await rawRequest(server.port, "GET /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd");
+    expect(lengthed.status).toBe(501);
+    const chunked = await rawRequest(
+      server.port,
+      "GET /api/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n",
+    );
+    expect(chunked.status).toBe(501);
+    expect(backend.requests).toBe(0);
+    // An empty body is no body; other methods keep theirs.
+    const empty = await rawRequest(server.port, "GET /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\n\r\n");
+    expect(empty.status).toBe(200);
+    const deleted = await rawRequest(server.port, "DELETE /api/x HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nabcd");
+    expect(JSON.parse(text(deleted.body))).toMatchObject({ body: "abcd", length: "4" });
+  });
 });
