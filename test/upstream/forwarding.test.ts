@@ -33,7 +33,7 @@ function forwardingBackend() {
   });
 }
 
-function proxyConfig(port: number, trustedProxies: string[]) {
+function proxyConfig(port: number | undefined, trustedProxies: string[]) {
   return testConfig({
     net: { trusted_proxies: trustedProxies },
     http: { root: site, routes: [{ path_prefix: "/", upstream: "app" }] },
