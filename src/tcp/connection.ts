@@ -75,6 +75,15 @@ export class ConnectionState {
   closeWhenIdle = false;
   /** Close as soon as the queue is empty, in flight or not (framing was lost and the error frame is on its way). */
   closeWhenFlushed = false;
+  /**
+   * The shutdown deadline passed: what arrives is read and dropped (unread input would make the close a reset, which
+   * discards frames not yet delivered), the output is written out, then a FIN; the client's close ends it.
+   */
+  isLingering = false;
+  /** The client sent its FIN (its end event). */
+  hasPeerEnded = false;
+  /** Lingering: the server's FIN was sent (socket.shutdown()) after the last frame; the socket stays open to read. */
+  isFinSent = false;
 
   constructor(slot: number) {
     this.slot = slot;
@@ -125,6 +134,9 @@ export class ConnectionState {
     this.isCloseDeferred = false;
     this.closeWhenIdle = false;
     this.closeWhenFlushed = false;
+    this.isLingering = false;
+    this.hasPeerEnded = false;
+    this.isFinSent = false;
   }
 
   /** Internal to the write path: appends to the queue. */
@@ -195,7 +207,8 @@ export class ConnectionPool {
 
 /** Stops reading the socket (idempotent); TCP flow control then slows the client. */
 export function pauseReading(connection: ConnectionState): void {
-  if (connection.isReadPaused || connection.socket === null) return;
+  // A lingering connection is read to the end (its input dropped), so that closing it sends no reset.
+  if (connection.isReadPaused || connection.socket === null || connection.isLingering) return;
   connection.isReadPaused = true;
   connection.socket.pause();
 }

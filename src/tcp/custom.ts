@@ -49,6 +49,11 @@ export class CustomProtocol {
     "busy: pool queue full (and custom.max_in_flight requests of this connection are running)",
   );
 
+  /**
+   * The shutdown deadline passed: frames still held are decoded without stopping at a limit, and pool opcodes among
+   * them are answered status 7 instead of being started.
+   */
+  private isPastDeadline = false;
   /** The connection whose chunk is being decoded (onFrame is one function for all connections, not a closure per call). */
   private current: ConnectionState | null = null;
   /** Batching of answers, and the latency of inline ones (its eventStartMs is also the rate limiter's clock). */
@@ -83,7 +88,10 @@ export class CustomProtocol {
       // the high-water mark, decode no further: the decoder keeps the rest of the chunk until there is room again
       // (settleReading, continueHeld), so one chunk cannot make the server hold more than one frame's answer past it.
       const connection = this.current!;
-      if (this.isAtInFlightLimit(connection) || connection.queuedBytes + connection.batchBytes > this.writer.highWater)
+      if (
+        !this.isPastDeadline &&
+        (this.isAtInFlightLimit(connection) || connection.queuedBytes + connection.batchBytes > this.writer.highWater)
+      )
         connection.decoder!.stop();
     };
     this.onDone = (token, status, result) => this.handleDone(token, status, result);
@@ -160,25 +168,45 @@ export class CustomProtocol {
   }
 
   /**
-   * At the shutdown deadline: every request of `connection` still running is answered now with status 7 "server
-   * shutting down" (its late result, if any, is dropped), then the batch is written. Returns the requests answered.
+   * At the shutdown deadline, every request `connection` sent that the server read gets its one frame now: each one
+   * on the pool (running, queued, or in a worker's ring) status 7 "server shutting down" (its late result, if any, is
+   * dropped); the frames held undecoded behind custom.max_in_flight or the high-water mark are decoded, inline ones
+   * answered as usual and pool ones status 7 without being started. A connection whose framing was lost then gets its
+   * error frame last. Everything is written (or queued) before this returns; nothing is decoded after it.
    */
-  answerRunningAtShutdown(connection: ConnectionState): number {
-    if (connection.isClosed || connection.inFlight === 0) return 0;
-    const running = this.running;
-    const answered = running.answerEarly(connection, (token) =>
-      this.responses.appendFrame(
-        connection,
-        running.opcode[token]!,
-        FrameStatus.TIMEOUT,
-        running.requestId[token]!,
-        this.shuttingDownMessage,
-        true,
-      ),
-    );
-    if (connection.failure !== 0 && connection.inFlight === 0) this.sendFailure(connection);
+  answerAtDeadline(connection: ConnectionState): void {
+    this.isPastDeadline = true;
+    if (connection.isClosed) return;
+    const owesFailure = connection.failure !== 0 && connection.inFlight > 0;
+    if (connection.inFlight > 0) {
+      const running = this.running;
+      running.answerEarly(connection, (token) =>
+        this.responses.appendFrame(
+          connection,
+          running.opcode[token]!,
+          FrameStatus.TIMEOUT,
+          running.requestId[token]!,
+          this.shuttingDownMessage,
+          true,
+        ),
+      );
+    }
+    const decoder = connection.decoder!;
+    if (connection.failure === 0 && decoder.heldBytes() > 0) {
+      this.responses.eventStartMs = performance.now();
+      this.current = connection;
+      const status = decoder.resume(this.onFrame);
+      this.current = null;
+      if (status !== FrameStatus.OK) {
+        // Nothing is out any more, so the error frame goes out at once, after the answers batched before it.
+        this.failConnection(connection, status);
+        this.responses.recordInline();
+        return;
+      }
+    }
+    if (owesFailure) this.sendFailure(connection);
     else this.writer.flushBatch(connection);
-    return answered;
+    this.responses.recordInline();
   }
 
   /** Reading must wait: framing was lost, the output is over the high-water mark, or max_in_flight requests are out. */
@@ -268,6 +296,12 @@ export class CustomProtocol {
         return;
     }
     if (this.runner.handles(opcode)) {
+      if (this.isPastDeadline) {
+        // Held until the deadline (see answerAtDeadline): answered as a running request is then, never started.
+        this.responses.unrecordedFrames++;
+        this.responses.appendFrame(connection, opcode, FrameStatus.TIMEOUT, requestId, this.shuttingDownMessage, true);
+        return;
+      }
       if (connection.inFlight >= this.maxInFlight) {
         // Read past the limit because the runner was saturated: answered busy without adding to what is out (and,
         // as for a busy answer from the runner, connections waiting at their limit read on).

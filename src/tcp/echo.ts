@@ -25,6 +25,8 @@ export function createEchoDataHandler(
     if (connection === undefined) return;
     connection.lastActiveTick = clock.tick;
     stats.add(Counter.bytesRead, chunk.length);
+    // Past the shutdown deadline input is only read to be dropped (see ConnectionState.isLingering).
+    if (connection.isLingering) return;
     let bytes = chunk;
     if (connection.proxyReader !== null) {
       bytes = readProxyHeader(connection, chunk);

@@ -52,6 +52,10 @@ class TcpServer {
   private isDraining = false;
   private isStopped = false;
   private drained: (() => void) | null = null;
+  /** Past the shutdown deadline: connections whose frames are not all with the kernel yet (no FIN sent). */
+  private lingeringUnflushed = 0;
+  /** Resolved when lingeringUnflushed reaches 0. */
+  private flushedAll: (() => void) | null = null;
 
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
@@ -255,6 +259,8 @@ class TcpServer {
     if (connection === undefined || connection.isClosed) return;
     connection.lastActiveTick = this.clock.tick;
     this.context.stats.add(Counter.bytesRead, chunk.length);
+    // Past the shutdown deadline input is only read to be dropped (see ConnectionState.isLingering).
+    if (connection.isLingering) return;
     connection.isInData = true;
     const bytes = connection.proxyReader === null ? chunk : this.readProxyHeader(connection, chunk);
     if (bytes.length > 0 && !connection.isClosed) this.custom!.onData(connection, bytes);
@@ -296,6 +302,7 @@ class TcpServer {
     const connection = socket.data;
     if (connection === undefined) return;
     connection.closeWhenIdle = true;
+    connection.hasPeerEnded = true;
     this.afterActivity(connection);
   };
 
@@ -317,6 +324,7 @@ class TcpServer {
   };
 
   private release(connection: ConnectionState): void {
+    if (connection.isLingering && !connection.isFinSent) this.lingerFlushed(connection);
     const socket = connection.socket;
     if (socket !== null) socket.data = undefined;
     if (connection.isAdmitted) {
@@ -327,6 +335,15 @@ class TcpServer {
     if (this.isDraining) this.checkDrained();
   }
 
+  /** A lingering connection's frames are all with the kernel (its FIN sent), or it closed. */
+  private lingerFlushed(connection: ConnectionState): void {
+    connection.isFinSent = true;
+    if (--this.lingeringUnflushed > 0 || this.flushedAll === null) return;
+    const resolve = this.flushedAll;
+    this.flushedAll = null;
+    resolve();
+  }
+
   /**
    * After reads, drains and finished requests: closes a connection that was waiting to become idle
    * (peer half-closed, graceful stop, error frame sent), and tells a graceful stop when everything finished.
@@ -334,6 +351,19 @@ class TcpServer {
   private readonly afterActivity = (connection: ConnectionState): void => {
     const socket = connection.socket;
     if (socket !== null && !connection.isClosed && connection.queuedBytes === 0 && connection.batchBytes === 0) {
+      if (connection.isLingering) {
+        // Every frame is with the kernel: a FIN follows them. The socket stays open, read and its input dropped, until
+        // the client closes too (a close with unread input would be a reset, discarding frames not yet delivered).
+        if (connection.isFinSent) return;
+        this.lingerFlushed(connection);
+        if (connection.hasPeerEnded) {
+          connection.isClosed = true;
+          socket.end();
+        } else {
+          socket.shutdown();
+        }
+        return;
+      }
       // Idle also means no frames kept undecoded while reading was paused: a peer that half-closed gets every answer.
       if (
         connection.closeWhenFlushed ||
@@ -449,15 +479,64 @@ class TcpServer {
       this.drained = null;
     }
     this.isDraining = true;
-    // The deadline passed (or no grace was given): every request still running gets its frame (status 7, "server
-    // shutting down") before its connection closes, so a client can tell an unfinished request from a lost answer.
-    if (this.custom !== null) {
-      const open = this.pool.open;
-      for (let i = open.length - 1; i >= 0; i--) this.custom.answerRunningAtShutdown(open[i]!);
+    if (!options.graceful) {
+      if (this.rotation !== null) this.rotation.stopAccepting();
+      else listener.stop(false);
+    }
+    // The deadline passed (or no grace was given). Every request read gets its frame (HPS/1: status 7 "server shutting
+    // down" for what did not finish), so a client can tell an unfinished request from a lost answer; then each
+    // connection ends with a FIN after its frames (lingerAfterDeadline).
+    const open = this.pool.open;
+    for (let i = open.length - 1; i >= 0; i--) {
+      const connection = open[i];
+      if (connection !== undefined) this.lingerAfterDeadline(connection);
+    }
+    // A graceful stop waits until the kernel has taken every connection's frames (the clients read them), for at most
+    // tcp.send_timeout_s (the time a client that reads nothing may hold its output anyway) and at most the grace
+    // itself, so a stop lasts at most twice server.shutdown_timeout_s; a stop without grace does not wait.
+    const lingerMs = options.graceful ? Math.min(this.context.config.tcp.send_timeout_s * 1000, options.timeoutMs) : 0;
+    if (this.lingeringUnflushed > 0 && lingerMs > 0) {
+      const flushedAll = new Promise<void>((resolve) => {
+        this.flushedAll = resolve;
+      });
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const timedOut = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, lingerMs);
+      });
+      await Promise.race([flushedAll, timedOut]);
+      clearTimeout(timer);
+      this.flushedAll = null;
+    }
+    for (let i = open.length - 1; i >= 0; i--) {
+      const connection = open[i];
+      if (connection === undefined || connection.isClosed) continue;
+      connection.isClosed = true;
+      if (connection.queuedBytes > 0) {
+        // Frames the client did not read in time: a reset ends it (counted as a slow reader after a graceful wait).
+        if (lingerMs > 0) this.context.stats.inc(Counter.disconnectedSlowReader);
+        connection.socket?.terminate();
+      } else {
+        // Everything is with the kernel, which delivers it, then the FIN, after the close; the input was being read
+        // and dropped, so there is none unread to turn the close into a reset.
+        connection.socket?.end();
+      }
     }
     if (this.rotation !== null) await this.rotation.close();
     else listener.stop(true);
-    for (let i = this.pool.open.length - 1; i >= 0; i--) this.pool.open[i]!.socket?.terminate();
     if (this.context.gauges.get("tcp") === this.gauges) this.context.gauges.delete("tcp");
+  }
+
+  /**
+   * At the shutdown deadline: answers what the connection is owed (HPS/1, see CustomProtocol.answerAtDeadline), then
+   * reads its input only to drop it, writes its output out and sends a FIN after it (afterActivity).
+   */
+  private lingerAfterDeadline(connection: ConnectionState): void {
+    if (connection.isClosed) return;
+    connection.isLingering = true;
+    this.lingeringUnflushed++;
+    this.custom?.answerAtDeadline(connection);
+    if (connection.isClosed) return;
+    resumeReading(connection);
+    this.afterActivity(connection);
   }
 }
