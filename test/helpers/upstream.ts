@@ -400,13 +400,12 @@ ${temp}
 /**
  * A listener whose connects complete late: python3 listens with a backlog of 0 and fills the accept queue, so the
  * kernel drops a new connection's SYN and the client retransmits it (after about 1 s). `makeRoom()` accepts
- * everything from then on, so that retransmission succeeds; `accepted()` resolves once `count` connections have been
- * accepted. (Bun.listen accepts at once; only a listener that does not can delay a connect on loopback.)
+ * everything from then on, so that retransmission succeeds. (Bun.listen accepts at once; only a listener that does
+ * not can delay a connect on loopback.)
  */
 export interface SlowAcceptServer {
   readonly address: string;
   makeRoom(): void;
-  accepted(count: number, timeoutMs: number): Promise<void>;
   [Symbol.dispose](): void;
 }
 
@@ -453,22 +452,11 @@ export async function startSlowAcceptServer(): Promise<SlowAcceptServer> {
     }
   };
   const port = Number(await readLine());
-  let acceptedCount = 0;
   return {
     address: `127.0.0.1:${port}`,
     makeRoom: () => {
       child.stdin.write("go\n");
       child.stdin.flush();
-    },
-    accepted: async (count, timeoutMs) => {
-      const timer = setTimeout(() => child.kill(), timeoutMs);
-      try {
-        while (acceptedCount < count) {
-          if ((await readLine()) === "accepted") acceptedCount += 1;
-        }
-      } finally {
-        clearTimeout(timer);
-      }
     },
     [Symbol.dispose]: () => child.kill(),
   };

@@ -89,9 +89,11 @@ describe("tcp proxy", () => {
       const counters = front.stats.read().find((numbers) => numbers.server === slow.address)!.counters;
       expect(counters.connectTimeouts).toBe(1);
       // The first server's connect completes now (two fillers and the proxy's): that socket is closed at once...
+      // (The kernel may complete the proxy's handshake while python's accept queue is still full, so python need
+      // not see it: what counts is that the late socket opened and was closed. SYN retransmissions back off to
+      // 1, 3, 7, 15 s after the first.)
       slow.makeRoom();
-      await slow.accepted(3, 10_000);
-      await waitFor(() => front.group.servers[0]!.connections === 0, 5000, "the late connection to be closed");
+      await waitFor(() => front.group.servers[0]!.connections === 0, 20_000, "the late connection to be closed");
       // ...and the session on the second server goes on.
       client.write("b");
       await waitFor(() => replies.join("") === "ab" || isClosed, 5000, "the second echo");
@@ -101,7 +103,7 @@ describe("tcp proxy", () => {
     } finally {
       client.end();
     }
-  }, 30_000); // python3 alone can take seconds to start on a loaded machine
+  }, 45_000); // python3 alone can take seconds to start on a loaded machine
 
   test("a client that stops reading pauses the server: what the proxy holds stays bounded", async () => {
     let sentBytes = 0;
