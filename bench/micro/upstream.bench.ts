@@ -92,7 +92,7 @@ const rawResponseHeaders = [
 summary(() => {
   group("headers across the proxy (a browser's request, nginx's response)", () => {
     bench("request head for the server", () =>
-      do_not_optimize(requestHead("GET", "/index.html", clientHeaders, forwarding, BodyFraming.NONE, 0, null)),
+      do_not_optimize(requestHead("GET", "/index.html", clientHeaders, forwarding, BodyFraming.NONE, 0, null, "app")),
     );
     bench("response headers for the client", () => do_not_optimize(responseHeaders(rawResponseHeaders, false)));
     bench("new Response(bytes) with those headers", () =>

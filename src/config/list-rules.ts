@@ -43,8 +43,12 @@ export function checkLists(config: ListsView, ctx: z.RefinementCtx): void {
         addresses.set(server.address, position);
       }
     });
-    if (group.health_check_path !== "" && !group.health_check_path.startsWith("/")) {
-      issue(["health_check_path"], 'must start with "/" (or be "" for no active checks)', group.health_check_path);
+    const checkPath = group.health_check_path;
+    if (checkPath !== "" && !checkPath.startsWith("/")) {
+      issue(["health_check_path"], 'must start with "/" (or be "" for no active checks)', checkPath);
+    } else if (!/^[!-~]*$/.test(checkPath)) {
+      // It goes into the check's request line as written: a space or a control character would break it.
+      issue(["health_check_path"], "must be a path and query of visible ASCII (percent-encode the rest)", checkPath);
     }
   });
 
@@ -52,8 +56,11 @@ export function checkLists(config: ListsView, ctx: z.RefinementCtx): void {
   config.http.routes.forEach((route, index) => {
     const issue = (key: string, message: string, input: unknown) =>
       ctx.addIssue({ code: "custom", path: ["http", "routes", index, key], message, input });
+    const unmatchable = unmatchablePart(route.path_prefix);
     if (!route.path_prefix.startsWith("/")) {
       issue("path_prefix", 'must start with "/"', route.path_prefix);
+    } else if (unmatchable !== null) {
+      issue("path_prefix", unmatchable, route.path_prefix);
     } else if (prefixes.has(route.path_prefix)) {
       issue("path_prefix", `repeats http.routes[${prefixes.get(route.path_prefix)}].path_prefix`, route.path_prefix);
     } else {
@@ -84,6 +91,20 @@ export function checkLists(config: ListsView, ctx: z.RefinementCtx): void {
       });
     }
   }
+}
+
+/**
+ * Why `prefix` is not what a route can match, or null. Prefixes are matched against the path as the server
+ * understands it (src/http/prefix-routes.ts): without the query, percent-decoded, `//` merged.
+ */
+function unmatchablePart(prefix: string): string | null {
+  // (A "?" in a path arrives encoded, as %3F: a prefix with one is meant for the query, which is not matched.)
+  if (prefix.includes("?")) return 'cannot hold "?": it is matched against the path, not the query';
+  if (/%[0-9A-Fa-f]{2}/.test(prefix)) {
+    return 'cannot hold percent-encoding: it is matched against the decoded path (write "é", not "%C3%A9")';
+  }
+  if (prefix.includes("//")) return 'cannot hold "//": empty path segments are merged before matching';
+  return null;
 }
 
 function describeNames(names: ReadonlyMap<string, number>): string {

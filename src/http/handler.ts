@@ -17,7 +17,7 @@ import type { RouteTarget } from "./http-routes.ts";
 import type { KeepAliveCounter } from "./keepalive.ts";
 import type { PrefixRoutes } from "./prefix-routes.ts";
 import { answerWebSocket, type WebSocketOutcome } from "./proxy-answer.ts";
-import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, readBodyWithin } from "./request-body.ts";
+import { BODY_TOO_LARGE, BODY_WITHIN_LIMIT, declaredBodyBytes, readBodyWithin } from "./request-body.ts";
 import { MethodKind, asksToClose, isValidHost, methodKind, requestHeadBytesLowerBound } from "./request-rules.ts";
 import type { RouteHandler } from "./routes.ts";
 import { QUERY_NOT_SCANNED, SiteRequest, type StaticFiles } from "./static.ts";
@@ -190,7 +190,7 @@ export class HttpHandler implements ProxyOwner {
       const group = route === null || route.upstream === "" ? null : this.upstreams.group(route.upstream)!;
       const contentLength = headers.get("content-length");
       if (contentLength !== null) {
-        const declaredBytes = Number(contentLength);
+        const declaredBytes = declaredBodyBytes(contentLength);
         if (declaredBytes > this.maxRequestBytes) {
           // The body is never read; Connection: close makes Bun drop the connection instead of skipping the body.
           this.stats.inc(Counter.requestsTooLarge);
@@ -205,7 +205,14 @@ export class HttpHandler implements ProxyOwner {
         // one is streamed to the server and cut off at the limit instead.)
         return this.afterBody(exchange.copy(), server);
       }
-      if (response === null && group !== null) return this.proxied(exchange.copy(), server, group, peer!);
+      if (response === null && group !== null) {
+        if (request.body !== null || !hasDeclaredBody(contentLength, headers)) {
+          return this.proxied(exchange.copy(), server, group, peer!);
+        }
+        // A GET or HEAD with a body: Bun drops the body (docs/upstream/bun-serve-get-body.md), so it cannot be passed
+        // on; refused rather than sent upstream without it.
+        response = errorAnswer(this.summary, 501, isHead);
+      }
       response ??= this.answer(exchange, headers, route?.site ?? this.site);
     }
     return this.finish(exchange, response);
@@ -542,4 +549,9 @@ export class HttpHandler implements ProxyOwner {
     stats.requestDone(0);
     return errorResponse(500);
   };
+}
+
+/** Whether a request declares a body (a Content-Length above 0, or Transfer-Encoding), whatever Bun made of it. */
+function hasDeclaredBody(contentLength: string | null, headers: Headers): boolean {
+  return contentLength === null ? headers.has("transfer-encoding") : declaredBodyBytes(contentLength) > 0;
 }

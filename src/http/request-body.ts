@@ -1,4 +1,14 @@
-// Request bodies of unknown length (Transfer-Encoding): read and discarded up to the size limit.
+// Request bodies: the length a request declares, and bodies of unknown length (Transfer-Encoding) read and discarded
+// up to the size limit.
+
+/**
+ * The body length a request's Content-Length declares, as Bun's Headers give it: one number, or a field the client
+ * repeated with equal values (Bun refuses unequal ones), joined as "4, 4" (RFC 9110 §8.6 lets it stand for one).
+ */
+export function declaredBodyBytes(contentLength: string): number {
+  const comma = contentLength.indexOf(",");
+  return Number(comma < 0 ? contentLength : contentLength.slice(0, comma));
+}
 
 /** Verdicts of readBodyWithin. */
 export const BODY_WITHIN_LIMIT = 0;

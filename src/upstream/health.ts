@@ -65,6 +65,11 @@ export class ServerHealth {
     if (this.fails > 0 && nowMs - this.lastFailureMs > this.failTimeoutMs) this.fails = 0;
   }
 
+  /** Active checks were turned off (a reload): the last one's verdict no longer stands; passive health goes on. */
+  uncheck(): void {
+    this.checkFailed = false;
+  }
+
   /** An active check answered: passed brings the server back at once (ending an ejection too); failed takes it out. */
   checked(passed: boolean): void {
     this.checkFailed = !passed;

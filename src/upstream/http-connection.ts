@@ -268,12 +268,15 @@ export class UpstreamConnection implements Poolable, ResponseEvents, Timed {
     this.errorCode = (error as { code?: string }).code ?? error.message;
   }
 
-  handleClose(): void {
+  /** `error`: why the connection ended, when it did not end cleanly (Bun reports a reset here, not to `error`). */
+  handleClose(error: Error | undefined): void {
     if (this.isClosed) return;
+    if (error !== undefined && this.errorCode === "")
+      this.errorCode = (error as { code?: string }).code ?? error.message;
     const exchange = this.exchange;
     if (exchange !== null && this.receivedBytes > 0 && !this.isParsing) {
-      // A body that runs until the connection closes is complete now; anything else is cut short.
-      const problem = this.parser.finish();
+      // A body that runs until the connection closes is complete now (unless it was reset); anything else is cut short.
+      const problem = this.parser.finish(this.errorCode !== "");
       if (problem !== null && this.exchange === exchange) this.lose(Lost.BAD_RESPONSE, problem);
     }
     if (this.exchange !== null) this.lose(Lost.CLOSED, this.errorCode || "closed by the server");
@@ -302,6 +305,6 @@ const HANDLERS: SocketHandler<UpstreamConnection> = {
   data: (socket, chunk) => socket.data.handleData(chunk),
   drain: (socket) => socket.data.handleDrain(),
   error: (socket, error) => socket.data.handleError(error),
-  close: (socket) => socket.data.handleClose(),
+  close: (socket, error) => socket.data.handleClose(error),
   connectError: () => {}, // the connect promise rejects; UpstreamConnection.open reports it
 };

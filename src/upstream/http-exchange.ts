@@ -247,13 +247,14 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
   // Response events.
 
   onHead(status: number, statusText: string, headers: string[], keepAlive: boolean, upgrade: boolean): boolean {
-    if (status < 200) return false; // 100 Continue, 103 Early Hints: interim, not passed on; the final one follows
     if (upgrade) {
-      // Upgrade was not asked for (the WebSocket path has its own relay): not a response hps can pass on.
-      this.lost(Lost.BAD_RESPONSE);
+      // Upgrade was not asked for (the WebSocket path has its own relay): not a response hps can pass on. The
+      // connection is dropped first, so that it reports nothing more to this exchange.
       this.connection?.abort();
+      this.lost(Lost.BAD_RESPONSE);
       return true;
     }
+    if (status < 200) return false; // 100 Continue, 103 Early Hints: interim, not passed on; the final one follows
     this.isHeadSeen = true;
     this.status = status;
     this.statusText = statusText;

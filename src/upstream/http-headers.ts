@@ -13,6 +13,8 @@ const scan = {
   forwardedProto: null as string | null,
   forwardedHost: null as string | null,
   via: null as string | null,
+  /** The peer is a trusted proxy: its claims about the client (Forwarded, X-Real-IP) are passed on. */
+  isTrustedPeer: false,
   /** Extra fields the Connection header names (rare): left out on a second pass. */
   listed: null as string[] | null,
 };
@@ -49,12 +51,24 @@ function addField(value: string, name: string): void {
     case "via":
       scan.via = value;
       return;
+    case "forwarded":
+    case "x-real-ip":
+      if (!scan.isTrustedPeer) return; // see isClientClaim
+      break;
     case "host":
       scan.host = value;
       break;
   }
   if (scan.listed?.includes(name)) return;
   scan.head += `${name}: ${value}\r\n`;
+}
+
+/**
+ * Fields other than X-Forwarded-* in which a proxy names the client (RFC 7239's Forwarded; X-Real-IP, nginx's habit):
+ * a client could forge them, so they pass only from a trusted proxy (net.trusted_proxies), as X-Forwarded-* do.
+ */
+export function isClientClaim(name: string): boolean {
+  return name === "forwarded" || name === "x-real-ip";
 }
 
 /** Connection options that are not extra fields to remove (or are removed anyway). */
@@ -80,8 +94,8 @@ const NON_ASCII = /[^\t\n\r -~]/;
 
 /**
  * The request head for the upstream server: request line, the client's headers without hop-by-hop fields (and those
- * the Connection header names), Host as the client sent it, X-Forwarded-For/-Proto/-Host, Via, and the body's framing.
- * `upgrade` keeps Connection: upgrade and the Upgrade field (a WebSocket handshake). Returns a string when it is
+ * the Connection header names), Host as the client sent it (`hostWhenNone` for an HTTP/1.0 client that sent none: the
+ * head is HTTP/1.1, which must have one), X-Forwarded-For/-Proto/-Host, Via, and the body's framing. `upgrade` keeps Connection: upgrade and the Upgrade field (a WebSocket handshake). Returns a string when it is
  * ASCII (most heads), else its latin1 bytes (header values are latin1 strings in Bun, and must go out byte for byte).
  * One pass over the client's headers: the forwarding fields are picked up on the way, not looked up again.
  */
@@ -93,6 +107,7 @@ export function requestHead(
   framing: number,
   contentLength: number,
   upgrade: string | null,
+  hostWhenNone: string,
 ): string | Uint8Array {
   const requestLine = `${method} ${target} HTTP/1.1\r\n`;
   scan.head = requestLine;
@@ -102,6 +117,7 @@ export function requestHead(
   scan.forwardedProto = null;
   scan.forwardedHost = null;
   scan.via = null;
+  scan.isTrustedPeer = forwarding.isTrustedPeer;
   scan.listed = null;
   headers.forEach(addField);
   if (scan.connection !== null) {
@@ -116,6 +132,7 @@ export function requestHead(
   }
   let head = scan.head;
   scan.head = "";
+  if (scan.host === null) head += `host: ${hostWhenNone}\r\n`;
   const trusted = forwarding.isTrustedPeer;
   const forwardedFor = trusted ? scan.forwardedFor : null;
   head += `x-forwarded-for: ${forwardedFor === null ? forwarding.peerAddress : `${forwardedFor}, ${forwarding.peerAddress}`}\r\n`;

@@ -1,4 +1,5 @@
 // The HTTP reverse proxy's entry: a request Bun.serve received, turned into an exchange with an upstream group.
+import { declaredBodyBytes } from "../http/request-body.ts";
 import type { UpstreamGroup } from "./group.ts";
 import { ProxyExchange, type OutgoingRequest } from "./http-exchange.ts";
 import { BodyFraming, type Forwarding, requestHead } from "./http-headers.ts";
@@ -51,7 +52,7 @@ export function proxyExchange(
     const lengthText = headers.get("content-length");
     if (lengthText !== null) {
       framing = BodyFraming.LENGTH;
-      contentLength = Number(lengthText);
+      contentLength = declaredBodyBytes(lengthText);
       if (contentLength > 0) body = contentLength <= BUFFERED_BODY_MAX_BYTES ? request.bytes() : stream;
     } else {
       framing = BodyFraming.CHUNKED;
@@ -62,7 +63,7 @@ export function proxyExchange(
     framing = BodyFraming.LENGTH;
   }
   const outgoing: OutgoingRequest = {
-    head: requestHead(method, target, headers, client, framing, contentLength, null),
+    head: requestHead(method, target, headers, client, framing, contentLength, null, group.settings.name),
     body,
     isChunked,
     isIdempotent: isIdempotent(method),

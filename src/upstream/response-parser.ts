@@ -136,11 +136,15 @@ export class ResponseParser {
     return null;
   }
 
-  /** The connection ended: completes a body that runs until close, or says why the response is cut short. */
-  finish(): ParseError {
+  /**
+   * The connection ended: completes a body that runs until close, or says why the response is cut short. `isReset`:
+   * it ended with an error (a reset), which tells that a body running until close did not reach its end.
+   */
+  finish(isReset = false): ParseError {
     if (this.isClosed) return null;
     switch (this.state) {
       case State.UNTIL_CLOSE:
+        if (isReset) return "the connection was reset before the end of a body that runs until close";
         this.complete();
         return null;
       case State.HEAD:
@@ -225,7 +229,8 @@ export class ResponseParser {
     }
     const minor = statusLine.charCodeAt(7) - 48;
     const status = Number(statusLine.slice(9, 12));
-    if ((minor !== 0 && minor !== 1) || !/^[1-9]\d\d$/.test(statusLine.slice(9, 12))) {
+    // RFC 9110 §15: 100 to 599 (a status Bun's Response cannot carry is not passed on, nor guessed at).
+    if ((minor !== 0 && minor !== 1) || !/^[1-5]\d\d$/.test(statusLine.slice(9, 12))) {
       return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
     }
     const statusText = statusLine.length > 13 ? statusLine.slice(13) : "";

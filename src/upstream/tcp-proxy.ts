@@ -43,6 +43,8 @@ export class TcpProxySession implements Timed {
   private server: UpstreamServer | null = null;
   /** The server whose connection count this session's open socket holds (until that socket closes). */
   private connectedServer: UpstreamServer | null = null;
+  /** That socket: only its close concerns the session (not one that opened after its connect timeout). */
+  private connectedSocket: Socket<TcpProxySession> | null = null;
   private statsSlot = -1;
   private exclude: readonly UpstreamServer[] = EMPTY;
   private retriesLeft: number;
@@ -215,7 +217,7 @@ export class TcpProxySession implements Timed {
       (socket) => {
         clearTimeout(timer);
         if (isTimedOut || this.isDone) {
-          server.connections -= 1; // the socket's close finds no connectedServer and changes nothing
+          server.connections -= 1; // the socket's close is not the connected socket's, and changes nothing
           socket.terminate();
           return;
         }
@@ -235,6 +237,7 @@ export class TcpProxySession implements Timed {
   private connected(socket: Socket<TcpProxySession>): void {
     this.upstream = socket;
     this.connectedServer = this.server;
+    this.connectedSocket = socket;
     socket.setNoDelay(true);
     this.group.stats.add(this.statsSlot, Field.tcpConnections, 1);
     this.server!.health.succeeded(performance.now());
@@ -291,7 +294,9 @@ export class TcpProxySession implements Timed {
   }
 
   /** The server's socket closed: its connection no longer counts; the session ends unless bytes are still owed. */
-  serverSocketClosed(): void {
+  serverSocketClosed(socket: Socket<TcpProxySession>): void {
+    if (socket !== this.connectedSocket) return; // a late connection, terminated as it opened (see attempt)
+    this.connectedSocket = null;
     const server = this.connectedServer;
     this.connectedServer = null;
     if (server !== null) server.connections -= 1;
@@ -311,7 +316,7 @@ const HANDLERS: SocketHandler<TcpProxySession> = {
   data: (socket, chunk) => socket.data.fromServer(chunk),
   drain: (socket) => socket.data.serverDrained(),
   end: (socket) => socket.data.serverEnded(),
-  close: (socket) => socket.data.serverSocketClosed(),
+  close: (socket) => socket.data.serverSocketClosed(socket),
   error: () => {}, // the close that follows ends the session
   connectError: () => {}, // the connect promise rejects; attempt() handles it
 };

@@ -91,6 +91,8 @@ export class Upstreams {
       ) {
         this.checks.get(next.name)?.stop();
         this.checks.delete(next.name);
+        // Checks turned off: a server the last one failed would otherwise stay out for good.
+        if (next.health_check_path === "") for (const server of group.servers) server.health.uncheck();
         this.startChecks(group);
       }
     }

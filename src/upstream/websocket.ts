@@ -5,7 +5,7 @@
 // message by message (each hop negotiates its own extensions); the subprotocol the server chose is passed on.
 import type { ServerWebSocket, WebSocketHandler } from "bun";
 import type { UpstreamGroup } from "./group.ts";
-import { type Forwarding, VIA } from "./http-headers.ts";
+import { type Forwarding, isClientClaim, VIA } from "./http-headers.ts";
 import type { UpstreamServer } from "./server.ts";
 import { Field } from "./stats.ts";
 
@@ -238,10 +238,12 @@ function handshake(
 /** The client's handshake headers for the server: end-to-end fields, Host as sent, X-Forwarded-*, Via. */
 function handshakeHeaders(incoming: Headers, forwarding: Forwarding): [string, string][] {
   const headers: [string, string][] = [];
-  for (const [name, value] of incoming) if (!isHandshakeField(name)) headers.push([name, value]);
+  const trusted = forwarding.isTrustedPeer;
+  for (const [name, value] of incoming) {
+    if (!isHandshakeField(name) && (trusted || !isClientClaim(name))) headers.push([name, value]);
+  }
   const host = incoming.get("host");
   if (host !== null) headers.push(["host", host]);
-  const trusted = forwarding.isTrustedPeer;
   const forwardedFor = trusted ? incoming.get("x-forwarded-for") : null;
   headers.push([
     "x-forwarded-for",

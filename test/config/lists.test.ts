@@ -159,6 +159,45 @@ root = "./public"
     );
   });
 
+  test("a health_check_path that is no request target, and a path_prefix no path can match, are refused", async () => {
+    const problems = await problemsOf(
+      loadConfig({
+        configPath: tomlFile(`
+[[upstreams]]
+name = "app"
+servers = ["127.0.0.1:9001"]
+health_check_path = "/health check"
+
+[[http.routes]]
+path_prefix = "/api?v=2"
+upstream = "app"
+
+[[http.routes]]
+path_prefix = "/caf%C3%A9/"
+upstream = "app"
+
+[[http.routes]]
+path_prefix = "//double/"
+upstream = "app"
+
+[[http.routes]]
+path_prefix = "/café/"
+upstream = "app"
+
+[[http.routes]]
+path_prefix = "/my docs/"
+upstream = "app"
+`),
+      }),
+    );
+    expect(problems).toEqual([
+      expect.stringContaining("upstreams[0].health_check_path must be a path and query of visible ASCII"),
+      expect.stringContaining('http.routes[0].path_prefix cannot hold "?"'),
+      expect.stringContaining("http.routes[1].path_prefix cannot hold percent-encoding"),
+      expect.stringContaining('http.routes[2].path_prefix cannot hold "//"'),
+    ]);
+  });
+
   test("a list must be an array of tables", async () => {
     expect(await problemsOf(loadConfig({ configPath: tomlFile('upstreams = "app"\n') }))).toEqual([
       'upstreams must be an array of tables ([[upstreams]] sections), got "app"',

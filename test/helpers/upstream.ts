@@ -197,6 +197,7 @@ export function closedPort(): number {
 export interface TcpProxyFront {
   readonly upstreams: Upstreams;
   readonly group: UpstreamGroup;
+  readonly stats: UpstreamStats;
   readonly port: number;
   /** Sessions still open. */
   sessions(): number;
@@ -241,6 +242,7 @@ export function startTcpProxyFront(settings: UpstreamSettings, sendProxyHeader =
   const front: TcpProxyFront = {
     upstreams,
     group,
+    stats,
     port: listener.port,
     sessions: () => open,
     stop: () => {
@@ -393,4 +395,69 @@ ${temp}
     [Symbol.asyncDispose]: () => backend.stop(),
   };
   return backend;
+}
+
+/**
+ * A listener whose connects complete late: python3 listens with a backlog of 0 and fills the accept queue, so the
+ * kernel drops a new connection's SYN and the client retransmits it (after about 1 s). `makeRoom()` accepts
+ * everything from then on, so that retransmission succeeds. (Bun.listen accepts at once; only a listener that does
+ * not can delay a connect on loopback.)
+ */
+export interface SlowAcceptServer {
+  readonly address: string;
+  makeRoom(): void;
+  [Symbol.dispose](): void;
+}
+
+const SLOW_ACCEPT = `
+import socket, sys
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(0)
+port = server.getsockname()[1]
+fillers = []
+for _ in range(2):
+    filler = socket.socket()
+    filler.setblocking(False)
+    filler.connect_ex(("127.0.0.1", port))
+    fillers.append(filler)
+print(port, flush=True)
+sys.stdin.readline()
+accepted = []
+while True:
+    accepted.append(server.accept()[0])
+    print("accepted", flush=True)
+`;
+
+export async function startSlowAcceptServer(): Promise<SlowAcceptServer> {
+  const child = Bun.spawn(["python3", "-I", "-S", "-c", SLOW_ACCEPT], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const reader = child.stdout.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  const readLine = async (): Promise<string> => {
+    for (;;) {
+      const newline = text.indexOf("\n");
+      if (newline >= 0) {
+        const line = text.slice(0, newline);
+        text = text.slice(newline + 1);
+        return line;
+      }
+      const chunk = await reader.read();
+      if (chunk.done) throw new Error("the slow-accept listener (python3) exited");
+      text += decoder.decode(chunk.value);
+    }
+  };
+  const port = Number(await readLine());
+  return {
+    address: `127.0.0.1:${port}`,
+    makeRoom: () => {
+      child.stdin.write("go\n");
+      child.stdin.flush();
+    },
+    [Symbol.dispose]: () => child.kill(),
+  };
 }
