@@ -7,10 +7,14 @@
 // request (min–max) and, per server, the ratio of the first server's cost to its cost (above 1: the first is cheaper).
 //
 //   bun bench/e2e/cpu-per-request.ts --load h2 --servers hps-https,nginx-https,bun-https-static [--rounds 5]
+//   bun bench/e2e/cpu-per-request.ts --load proxy --servers hps-proxy,nginx-proxy,bun-proxy
 //   --load h2           h2load -c10 -m10, 1 KiB over HTTP/2 (TLS, ALPN h2)
 //   --load https        h2load --h1 -c64, 1 KiB over HTTPS/1.1 keep-alive
 //   --load http         h2load --h1 -c64, 1 KiB over plain HTTP/1.1 keep-alive
 //   --load handshakes   `--processes` × openssl s_time -new (a full TLS handshake per connection) for --seconds
+//   --load proxy        h2load --h1 -c64, GET /hello through a reverse proxy to an nginx backend answering "hello"
+//                       (bench/e2e/proxy-servers.ts; the backend runs on the client core): servers hps-proxy,
+//                       nginx-proxy, bun-proxy
 //   --b DIR             adds "hps-b": the first hps server of --servers, run from another checkout (src/main.ts there)
 //   --set table.key=v   extra settings for every hps server of this checkout (repeatable)
 import { readdirSync, readFileSync } from "node:fs";
@@ -20,6 +24,7 @@ import { join, resolve } from "node:path";
 import { parseToolArgs } from "../cli.ts";
 import { sTimeArgv } from "./drivers.ts";
 import { freePorts, runTool, stopAll, stopChildrenOnSignals, type Child } from "./process.ts";
+import { isProxyServer, startProxyBackends } from "./proxy-servers.ts";
 import {
   makeBenchCertificate,
   SERVERS,
@@ -29,7 +34,7 @@ import {
   type ServerName,
 } from "./servers.ts";
 
-const USAGE = `Usage: bun bench/e2e/cpu-per-request.ts --load h2|https|http|handshakes --servers A,B,... [options]
+const USAGE = `Usage: bun bench/e2e/cpu-per-request.ts --load h2|https|http|proxy|handshakes --servers A,B,... [options]
 
 Options:
   --requests N       requests per measured run (default 100000; handshakes: ignored, see --seconds)
@@ -79,19 +84,28 @@ const median = (values: number[]) => values.toSorted((x, y) => x - y)[Math.floor
 
 interface Load {
   tls: boolean;
+  /** Shortest response body accepted, in bytes (a shorter one means the server answered something else). */
+  minBodyBytes: number;
   /** The client's argv for `requests` requests to the port. */
   argv(port: number, requests: number): string[];
 }
 
-const h2loadLoad = (tls: boolean, extra: string[], connections: number): Load => ({
+const h2loadLoad = (
+  tls: boolean,
+  extra: string[],
+  connections: number,
+  path = "/1k.bin",
+  minBodyBytes = KiB,
+): Load => ({
   tls,
+  minBodyBytes,
   argv: (port, requests) => [
     "h2load",
     "-t1",
     `-c${connections}`,
     ...extra,
     `-n${requests}`,
-    `${tls ? "https" : "http"}://127.0.0.1:${port}/1k.bin`,
+    `${tls ? "https" : "http"}://127.0.0.1:${port}${path}`,
   ],
 });
 
@@ -99,17 +113,21 @@ const LOADS: Record<string, Load> = {
   h2: h2loadLoad(true, ["-m10"], 10),
   https: h2loadLoad(true, ["--h1"], 64),
   http: h2loadLoad(false, ["--h1"], 64),
+  // The backend's /hello answers "hello" (5 bytes): what the proxy costs, not the bytes it moves.
+  proxy: h2loadLoad(false, ["--h1"], 64, "/hello", 5),
 };
 
 /** One h2load run; the requests that succeeded. */
-async function runH2load(argv: string[], core: number, expected: number): Promise<number> {
+async function runH2load(argv: string[], core: number, expected: number, minBodyBytes: number): Promise<number> {
   const run = await runTool(argv, core, 600_000);
   const requests = /requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded/.exec(run.stdout);
   const traffic = /traffic: [^(]*\((\d+)\) total, [^(]*\((\d+)\) headers .*?, [^(]*\((\d+)\) data/.exec(run.stdout);
   if (run.exitCode !== 0 || requests === null) throw new Error(`h2load failed: ${run.stderr || run.stdout}`);
   const succeeded = Number(requests[1]);
   if (succeeded < expected) throw new Error(`only ${succeeded} of ${expected} requests succeeded:\n${run.stdout}`);
-  if (traffic !== null && Number(traffic[3]) / succeeded < KiB) throw new Error(`short responses:\n${run.stdout}`);
+  if (traffic !== null && Number(traffic[3]) / succeeded < minBodyBytes) {
+    throw new Error(`short responses:\n${run.stdout}`);
+  }
   return succeeded;
 }
 
@@ -167,11 +185,14 @@ async function main(argv: string[]): Promise<number> {
   const warmup = Number(args.warmup);
   stopChildrenOnSignals();
   const tempDir = mkdtempSync(join(tmpdir(), "hps-cpr-"));
+  // One call, so no port is handed out twice: a port per server (and hps-b), admin ports, the proxy backends' two.
+  const allPorts = freePorts((names.length + 1) * 2 + 2);
+  const serverPorts = allPorts.slice(0, names.length + 1);
   const env: BenchEnv = {
     tempDir,
     wwwDir: join(tempDir, "www"),
     serverCore,
-    adminPorts: freePorts(names.length + 1),
+    adminPorts: allPorts.slice(names.length + 1, (names.length + 1) * 2),
     helperCore: clientCore,
     tls: null,
     backends: null,
@@ -181,10 +202,14 @@ async function main(argv: string[]): Promise<number> {
   const ports: number[] = [];
   try {
     await writeHttpFiles(env.wwwDir);
+    if (names.some(isProxyServer)) {
+      // On the load generator's core: the server's core runs the proxy alone.
+      const backendPorts = [allPorts.at(-2)!, allPorts.at(-1)!] as const;
+      env.backends = await startProxyBackends(tempDir, env.wwwDir, clientCore, backendPorts);
+    }
     if (handshakes || load!.tls || names.some((name) => TLS_SERVERS.has(name))) {
       env.tls = await makeBenchCertificate(tempDir);
     }
-    const serverPorts = freePorts(names.length + 1);
     for (const [index, name] of names.entries()) {
       const port = serverPorts[index]!;
       const spec = SERVERS[name];
@@ -215,9 +240,9 @@ async function main(argv: string[]): Promise<number> {
           before = cpuNanoseconds(pid);
           done = await runHandshakes(port, Number(args.processes), Number(args.seconds), clientCore);
         } else {
-          if (warmup > 0) await runH2load(load!.argv(port, warmup), clientCore, warmup);
+          if (warmup > 0) await runH2load(load!.argv(port, warmup), clientCore, warmup, load!.minBodyBytes);
           before = cpuNanoseconds(pid);
-          done = await runH2load(load!.argv(port, requests), clientCore, requests);
+          done = await runH2load(load!.argv(port, requests), clientCore, requests, load!.minBodyBytes);
         }
         const micros = (cpuNanoseconds(pid) - before) / 1000 / done;
         costs[i]!.push(micros);

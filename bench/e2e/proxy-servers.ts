@@ -35,6 +35,10 @@ export interface ProxyEnv {
   readonly serverCore: number | null;
   readonly adminPorts: number[];
   readonly backends: ProxyBackends;
+  /** The checkout whose src/main.ts hps runs (default: this one), for A/B runs of two checkouts. */
+  readonly repo?: string;
+  /** --set arguments added to hps's command line (bench/e2e/cpu-per-request.ts --set). */
+  readonly hpsSets?: readonly string[];
 }
 
 export interface ProxyServerSpec {
@@ -125,7 +129,9 @@ async function startHps(
 ): Promise<Child> {
   const adminPort = env.adminPorts.shift();
   if (adminPort === undefined) throw new Error("out of admin ports");
-  const path = join(env.tempDir, `${name}.toml`);
+  // A second checkout's hps (--b) beside this one's gets files of its own.
+  const label = env.repo === undefined ? name : `${name}-b`;
+  const path = join(env.tempDir, `${label}.toml`);
   writeFileSync(
     path,
     `[server]
@@ -144,14 +150,16 @@ access_log = false
 interval_s = 0
 ${toml}`,
   );
+  const repo = env.repo ?? REPO;
+  const sets = (env.hpsSets ?? []).flatMap((set) => ["--set", set]);
   return startChild({
-    name,
-    argv: ["bun", join(REPO, "src/main.ts"), "--config", path],
+    name: label,
+    argv: ["bun", join(repo, "src/main.ts"), "--config", path, ...sets],
     core: env.serverCore,
     readyPort: port,
     readyTimeoutMs: READY_TIMEOUT_MS,
-    cwd: REPO,
-    logPath: join(env.tempDir, `${name}.log`),
+    cwd: repo,
+    logPath: join(env.tempDir, `${label}.log`),
   });
 }
 
