@@ -1,5 +1,6 @@
 // Headers across the proxy: the request head sent upstream (hop-by-hop fields removed, X-Forwarded-*, Via) and the
 // response headers passed back to the client (RFC 9110 §7.6).
+import { equalsIgnoringCase } from "./ascii.ts";
 
 /** Via pseudonym added by hps in both directions (RFC 9110 §7.6.3). */
 export const VIA = "1.1 hps";
@@ -159,37 +160,41 @@ export function responseHeaders(raw: readonly string[], keepLength: boolean): He
   let via: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    if (name.length === 10 && name.toLowerCase() === "connection") listed = connectionOptions(raw[i + 1]!);
+    if (!equalsIgnoringCase(name, "connection")) continue;
+    const value = raw[i + 1]!;
+    // The usual values name no field: no list to build.
+    if (!equalsIgnoringCase(value, "keep-alive") && !equalsIgnoringCase(value, "close")) {
+      listed = connectionOptions(value);
+    }
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
-    // Only names as long as a field handled here are compared (lower-cased) at all.
-    const length = name.length;
-    if (
-      length === 2 ||
-      length === 3 ||
-      length === 7 ||
-      length === 10 ||
-      length === 14 ||
-      length === 16 ||
-      length === 17
-    ) {
-      switch (name.toLowerCase()) {
-        case "connection":
-        case "keep-alive":
-        case "proxy-connection":
-        case "te":
-        case "trailer":
-        case "transfer-encoding":
-        case "upgrade":
-          continue;
-        case "content-length":
-          if (!keepLength) continue;
-          break;
-        case "via":
+    // Only names as long as a field handled here are compared at all.
+    switch (name.length) {
+      case 2:
+        if (equalsIgnoringCase(name, "te")) continue;
+        break;
+      case 3:
+        if (equalsIgnoringCase(name, "via")) {
           via = via === null ? raw[i + 1]! : `${via}, ${raw[i + 1]!}`;
           continue;
-      }
+        }
+        break;
+      case 7:
+        if (equalsIgnoringCase(name, "trailer") || equalsIgnoringCase(name, "upgrade")) continue;
+        break;
+      case 10:
+        if (equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")) continue;
+        break;
+      case 14:
+        if (!keepLength && equalsIgnoringCase(name, "content-length")) continue;
+        break;
+      case 16:
+        if (equalsIgnoringCase(name, "proxy-connection")) continue;
+        break;
+      case 17:
+        if (equalsIgnoringCase(name, "transfer-encoding")) continue;
+        break;
     }
     if (listed?.includes(name.toLowerCase())) continue; // (no lower-casing unless Connection named fields)
     headers.append(name, raw[i + 1]!);

@@ -7,6 +7,8 @@
 // framing is at stake (RFC 9112 §6.3): conflicting Content-Length values, a malformed chunk size, a folded or
 // malformed header line, or a head over MAX_HEAD_BYTES are errors, and the connection is not reused.
 
+import { equalsIgnoringCase } from "./ascii.ts";
+
 /** What the parser reports. */
 export interface ResponseEvents {
   /**
@@ -251,11 +253,11 @@ export class ResponseParser {
       if (next < 0) next = head.length;
       const colon = head.indexOf(":", at);
       const name = head.slice(at, colon);
-      const value = trimOws(head.slice(colon + 1, next));
+      const value = owsTrimmedSlice(head, colon + 1, next);
       headers.push(name, value);
       switch (name.length) {
         case 14:
-          if (name.toLowerCase() === "content-length") {
+          if (equalsIgnoringCase(name, "content-length")) {
             const parsed = parseContentLength(value);
             if (parsed < 0) return `an invalid Content-Length: ${JSON.stringify(value.slice(0, 40))}`;
             if (contentLength >= 0 && contentLength !== parsed) return "conflicting Content-Length values";
@@ -263,7 +265,7 @@ export class ResponseParser {
           }
           break;
         case 17:
-          if (name.toLowerCase() === "transfer-encoding") {
+          if (equalsIgnoringCase(name, "transfer-encoding")) {
             hasTransferEncoding = true;
             // Only the final coding decides the framing (RFC 9112 §6.3): chunked last, or read until close.
             const codings = value.toLowerCase().split(",");
@@ -271,13 +273,12 @@ export class ResponseParser {
           }
           break;
         case 10:
-          if (name.toLowerCase() === "connection") {
-            const lower = value.toLowerCase();
-            if (lower === "keep-alive") {
+          if (equalsIgnoringCase(name, "connection")) {
+            if (equalsIgnoringCase(value, "keep-alive")) {
               connectionKeepAlive = true;
               break;
             }
-            for (const option of lower.split(",")) {
+            for (const option of value.toLowerCase().split(",")) {
               const token = option.trim();
               if (token === "close") connectionClose = true;
               else if (token === "keep-alive") connectionKeepAlive = true;
@@ -387,6 +388,15 @@ function parseContentLength(value: string): number {
   const parts = value.split(",").map((part) => part.trim());
   if (parts.length < 2 || !parts.every((part) => /^\d{1,15}$/.test(part) && part === parts[0])) return -1;
   return Number(parts[0]);
+}
+
+/** text.slice(start, end) without optional whitespace (spaces, tabs) at either end: one slice, no copy to trim. */
+function owsTrimmedSlice(text: string, start: number, end: number): string {
+  let from = start;
+  let to = end;
+  while (from < to && (text.charCodeAt(from) === 32 || text.charCodeAt(from) === 9)) from++;
+  while (to > from && (text.charCodeAt(to - 1) === 32 || text.charCodeAt(to - 1) === 9)) to--;
+  return text.slice(from, to);
 }
 
 function trimOws(text: string): string {
