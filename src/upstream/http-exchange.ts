@@ -101,8 +101,12 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
   /** The whole request (head and body) reached the socket. */
   private isRequestSent = false;
   private isResolved = false;
-  /** The response body (made with the head). */
+  /**
+   * The response body once it needs one: a second chunk, or a stream (see responseBody()). Until then the only chunk
+   * is firstChunk, and a small response that arrives whole makes no ResponseBody at all.
+   */
   private body: ResponseBody | null = null;
+  private firstChunk: Uint8Array | null = null;
   /** Resolves the body pump's wait for the socket to drain. */
   private wakeWriter: (() => void) | null = null;
   // Timed: the sweep that checks the client while the server is still to answer (see CLIENT_CHECK_MS).
@@ -261,13 +265,17 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
     this.rawHeaders = headers;
     this.keepAlive = keepAlive;
     this.headerMs = performance.now() - this.startedMs;
-    this.body = new ResponseBody(this);
+    this.body = null;
+    this.firstChunk = null;
     return this.request.isHead;
   }
 
   onBody(chunk: Uint8Array): void {
     this.bodyBytes += chunk.byteLength;
-    this.body!.add(chunk);
+    const body = this.body;
+    if (body !== null) body.add(chunk);
+    else if (this.firstChunk === null) this.firstChunk = chunk;
+    else this.responseBody().add(chunk);
   }
 
   onComplete(): void {
@@ -281,7 +289,7 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
       this.respond(this.wholeResponse());
       return;
     }
-    this.body!.end();
+    this.responseBody().end();
   }
 
   onParsed(): void {
@@ -335,6 +343,7 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
     stats.add(this.statsSlot, reason === Lost.BAD_RESPONSE ? Field.badResponses : Field.lost, 1);
     this.isHeadSeen = false;
     this.body = null;
+    this.firstChunk = null;
     this.bodyBytes = 0;
     this.failedOn(server, canReplay && reason === Lost.CLOSED);
   }
@@ -352,12 +361,27 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
 
   private wholeResponse(): Response {
     const headers = responseHeaders(this.rawHeaders, this.request.isHead || !hasBody(this.status));
-    return new Response(this.body!.takeWhole(), this.responseInit(headers));
+    const body = this.body === null ? this.firstChunk : this.body.takeWhole();
+    this.firstChunk = null;
+    return new Response(body, this.responseInit(headers));
   }
 
   private streamingResponse(): Response {
     const headers = responseHeaders(this.rawHeaders, true);
-    return new Response(this.body!.stream(), this.responseInit(headers));
+    return new Response(this.responseBody().stream(), this.responseInit(headers));
+  }
+
+  /** The response body as a ResponseBody, made now if the only chunk so far was kept aside. */
+  private responseBody(): ResponseBody {
+    let body = this.body;
+    if (body === null) {
+      body = new ResponseBody(this);
+      this.body = body;
+      const first = this.firstChunk;
+      this.firstChunk = null;
+      if (first !== null) body.add(first);
+    }
+    return body;
   }
 
   /** Status and headers for the client; the reason phrase only when it is not the usual "OK" (Bun's default). */
