@@ -219,23 +219,27 @@ export class ResponseParser {
   /** Parses a complete head (without its final CRLF CRLF), reports it and sets up the body. */
   private parseHead(head: string): string | null {
     const lineEnd = head.indexOf("\r\n");
-    const statusLine = lineEnd < 0 ? head : head.slice(0, lineEnd);
-    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
+    const lineLength = lineEnd < 0 ? head.length : lineEnd;
+    // status-line = HTTP-version SP status-code SP [ reason-phrase ], read in place (no slice unless a reason phrase
+    // other than "OK" needs one).
+    const minor = head.charCodeAt(7) - 48;
+    const status = statusCode(head);
     if (
-      statusLine.length < 12 ||
-      !statusLine.startsWith("HTTP/1.") ||
-      statusLine.charCodeAt(8) !== 32 ||
-      (statusLine.length > 12 && statusLine.charCodeAt(12) !== 32)
+      lineLength < 12 ||
+      !head.startsWith("HTTP/1.") ||
+      (minor !== 0 && minor !== 1) ||
+      head.charCodeAt(8) !== 32 ||
+      status < 0 ||
+      (lineLength > 12 && head.charCodeAt(12) !== 32)
     ) {
-      return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
+      return `not an HTTP/1.x status line: ${JSON.stringify(head.slice(0, Math.min(lineLength, 40)))}`;
     }
-    const minor = statusLine.charCodeAt(7) - 48;
-    const status = Number(statusLine.slice(9, 12));
-    // RFC 9110 §15: 100 to 599 (a status Bun's Response cannot carry is not passed on, nor guessed at).
-    if ((minor !== 0 && minor !== 1) || !/^[1-5]\d\d$/.test(statusLine.slice(9, 12))) {
-      return `not an HTTP/1.x status line: ${JSON.stringify(statusLine.slice(0, 40))}`;
-    }
-    const statusText = statusLine.length > 13 ? statusLine.slice(13) : "";
+    const statusText =
+      lineLength <= 13
+        ? ""
+        : lineLength === 15 && head.charCodeAt(13) === 79 /* O */ && head.charCodeAt(14) === 75 /* K */
+          ? "OK"
+          : head.slice(13, lineLength);
     const headers: string[] = [];
     let contentLength = -1;
     let isChunked = false;
@@ -374,6 +378,19 @@ export class ResponseParser {
     this.pending = "";
     return reason;
   }
+}
+
+/**
+ * The three digits at 9..11 of a status line as a number, or -1 when they are not a status code: RFC 9110 §15's 100 to
+ * 599 (a status Bun's Response cannot carry is not passed on, nor guessed at).
+ */
+function statusCode(head: string): number {
+  const hundreds = head.charCodeAt(9) - 48;
+  const tens = head.charCodeAt(10) - 48;
+  const units = head.charCodeAt(11) - 48;
+  // (NaN past the end of the string compares false, as a non-digit.)
+  if (!(hundreds >= 1 && hundreds <= 5 && tens >= 0 && tens <= 9 && units >= 0 && units <= 9)) return -1;
+  return hundreds * 100 + tens * 10 + units;
 }
 
 /** 1xx, 204 and 304 responses never have a body (RFC 9110 §6.4.1); the answer to HEAD is decided by the caller. */
