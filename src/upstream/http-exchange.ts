@@ -363,12 +363,12 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
     const headers = responseHeaders(this.rawHeaders, this.request.isHead || !hasBody(this.status));
     const body = this.body === null ? this.firstChunk : this.body.takeWhole();
     this.firstChunk = null;
-    return new Response(body, this.responseInit(headers));
+    return respondWith(body, this.status, this.statusText, headers);
   }
 
   private streamingResponse(): Response {
     const headers = responseHeaders(this.rawHeaders, true);
-    return new Response(this.responseBody().stream(), this.responseInit(headers));
+    return respondWith(this.responseBody().stream(), this.status, this.statusText, headers);
   }
 
   /** The response body as a ResponseBody, made now if the only chunk so far was kept aside. */
@@ -382,13 +382,6 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
       if (first !== null) body.add(first);
     }
     return body;
-  }
-
-  /** Status and headers for the client; the reason phrase only when it is not the usual "OK" (Bun's default). */
-  private responseInit(headers: Headers): ResponseInit {
-    const status = this.status;
-    if (status === 200 && this.statusText === "OK") return { status, headers };
-    return { status, statusText: this.statusText, headers };
   }
 
   // The streamed body's owner (see ResponseBody).
@@ -475,6 +468,42 @@ export class ProxyExchange implements Exchange, BodyOwner, BodySink, Timed {
 }
 
 const CLOSE: Record<string, string> = { Connection: "close" };
+
+/**
+ * ResponseInit objects filled per response and read at once by the Response constructor (which copies what it
+ * needs): one with the reason phrase, one without it for the usual "200 OK" (Bun's default phrase).
+ */
+const PLAIN_INIT: { readonly status: 200; headers: Headers | null } = { status: 200, headers: null };
+const PHRASE_INIT: { status: number; statusText: string; headers: Headers | null } = {
+  status: 200,
+  statusText: "",
+  headers: null,
+};
+
+/** The client's Response: status, the server's reason phrase (when it is not the usual "OK"), headers and body. */
+function respondWith(
+  body: Uint8Array | ReadableStream<Uint8Array> | null,
+  status: number,
+  statusText: string,
+  headers: Headers,
+): Response {
+  if (status === 200 && statusText === "OK") {
+    PLAIN_INIT.headers = headers;
+    try {
+      return new Response(body, PLAIN_INIT as ResponseInit);
+    } finally {
+      PLAIN_INIT.headers = null; // the shared object must not keep the headers alive
+    }
+  }
+  PHRASE_INIT.status = status;
+  PHRASE_INIT.statusText = statusText;
+  PHRASE_INIT.headers = headers;
+  try {
+    return new Response(body, PHRASE_INIT as ResponseInit);
+  } finally {
+    PHRASE_INIT.headers = null;
+  }
+}
 
 /** Whether a response with this status may carry a body (RFC 9110 §6.4.1). */
 function hasBody(status: number): boolean {
