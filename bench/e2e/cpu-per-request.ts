@@ -233,16 +233,24 @@ async function main(argv: string[]): Promise<number> {
         const i = (turn + round - 1) % labels.length; // a different server first each round
         const port = ports[i]!;
         const pid = children[i]!.pid;
-        let done: number;
-        let before: number;
-        if (handshakes) {
-          await runHandshakes(port, Number(args.processes), 1, clientCore);
-          before = cpuNanoseconds(pid);
-          done = await runHandshakes(port, Number(args.processes), Number(args.seconds), clientCore);
-        } else {
-          if (warmup > 0) await runH2load(load!.argv(port, warmup), clientCore, warmup, load!.minBodyBytes);
-          before = cpuNanoseconds(pid);
-          done = await runH2load(load!.argv(port, requests), clientCore, requests, load!.minBodyBytes);
+        let done = 0;
+        let before = 0;
+        try {
+          if (handshakes) {
+            await runHandshakes(port, Number(args.processes), 1, clientCore);
+            before = cpuNanoseconds(pid);
+            done = await runHandshakes(port, Number(args.processes), Number(args.seconds), clientCore);
+          } else {
+            if (warmup > 0) await runH2load(load!.argv(port, warmup), clientCore, warmup, load!.minBodyBytes);
+            before = cpuNanoseconds(pid);
+            done = await runH2load(load!.argv(port, requests), clientCore, requests, load!.minBodyBytes);
+          }
+        } catch (error) {
+          // The logs go with the temporary directory: what the server (and the proxies' backends) said goes with the error.
+          const logs = [children[i]!, ...(env.backends?.children ?? [])]
+            .map((child) => `--- ${child.name} (${child.isRunning ? "running" : "exited"}):\n${child.logTail()}`)
+            .join("\n");
+          throw new Error(`round ${round}, ${labels[i]}: ${(error as Error).message}\n${logs}`);
         }
         const micros = (cpuNanoseconds(pid) - before) / 1000 / done;
         costs[i]!.push(micros);
