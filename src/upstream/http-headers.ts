@@ -162,10 +162,8 @@ export function responseHeaders(raw: readonly string[], keepLength: boolean): He
     const name = raw[i]!;
     if (!equalsIgnoringCase(name, "connection")) continue;
     const value = raw[i + 1]!;
-    // The usual values name no field: no list to build.
-    if (!equalsIgnoringCase(value, "keep-alive") && !equalsIgnoringCase(value, "close")) {
-      listed = connectionOptions(value);
-    }
+    // The usual value names no other field (keep-alive is removed anyway): no list to build.
+    if (!equalsIgnoringCase(value, "keep-alive")) listed = connectionOptions(value);
   }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;

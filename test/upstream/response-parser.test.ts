@@ -176,12 +176,37 @@ describe("response parser framing rules", () => {
       "HTTP/2 200 OK\r\n\r\n",
       "HTTP/1.1 20 OK\r\n\r\n",
       "HTTP/1.1 200OK\r\n\r\n",
+      "HTTP/1.1 2x0 OK\r\n\r\n",
+      "HTTP/1.1 099 Low\r\n\r\n",
+      "HTTP/1.2 200 OK\r\n\r\n",
+      "HTTP/1.1 200\tOK\r\n\r\n",
       "SSH-2.0-OpenSSH_9.2\r\n",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\n",
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n",
     ];
     for (const text of bad) expect({ text, problem: parseAll(text).problem }).not.toEqual({ text, problem: null });
+  });
+
+  test("the status code and reason phrase are passed on as sent", () => {
+    const lines: Array<[string, number, string]> = [
+      ["HTTP/1.1 200 OK", 200, "OK"],
+      ["HTTP/1.1 200 OKAY", 200, "OKAY"],
+      ["HTTP/1.1 200 Ok", 200, "Ok"],
+      ["HTTP/1.1 404 Not Found", 404, "Not Found"],
+      ["HTTP/1.0 503 ", 503, ""],
+      ["HTTP/1.1 204", 204, ""],
+      ["HTTP/1.1 999 Whatever", 999, "Whatever"],
+    ];
+    for (const [line, status, statusText] of lines) {
+      const { problem, messages } = parseAll(`${line}\r\nContent-Length: 0\r\n\r\n`);
+      expect({ line, problem, status: messages[0]?.status, statusText: messages[0]?.statusText }).toEqual({
+        line,
+        problem: null,
+        status,
+        statusText,
+      });
+    }
   });
 
   test("a head over MAX_HEAD_BYTES is refused, whether it arrives at once or in pieces", () => {
