@@ -7,10 +7,20 @@ import { responseHeaders } from "../../src/upstream/http-headers.ts";
 describe("response headers for the client", () => {
   test("hop-by-hop fields are removed whatever the case of their names; Via is extended", () => {
     const raw = [
-      "Server", "nginx", "CONNECTION", "X-Hop, Keep-Alive", "X-HOP", "secret", "Keep-Alive", "timeout=5",
-      "Transfer-Encoding", "chunked", "Content-Length", "5", "TE", "trailers", "Trailer", "X-Sum", "Upgrade", "h2c",
-      "Proxy-Connection", "keep-alive", "VIA", "1.0 a", "Via", "1.1 b", "X-End", "kept",
-    ]; // name, value, name, value...
+      ["Server", "nginx"],
+      ["CONNECTION", "X-Hop, Keep-Alive"],
+      ["X-HOP", "secret"],
+      ["Keep-Alive", "timeout=5"],
+      ["Transfer-Encoding", "chunked"],
+      ["Content-Length", "5"],
+      ["TE", "trailers"],
+      ["Trailer", "X-Sum"],
+      ["Upgrade", "h2c"],
+      ["Proxy-Connection", "keep-alive"],
+      ["VIA", "1.0 a"],
+      ["Via", "1.1 b"],
+      ["X-End", "kept"],
+    ].flat(); // the parser's list: name, value, name, value...
     const headers = responseHeaders(raw, false);
     expect([...headers.entries()]).toEqual([
       ["server", "nginx"],
