@@ -42,13 +42,22 @@ function onData(conn: Conn, chunk: Buffer): void {
   resolve(new Response(bytes.subarray(headEnd + 4, headEnd + 4 + length), { status }));
 }
 
+/** The backend closed a connection (its keep-alive timeout while idle): it leaves the pool; a waiting request gets 502. */
+function onClose(conn: Conn): void {
+  const at = idle.indexOf(conn);
+  if (at >= 0) idle.splice(at, 1);
+  const resolve = conn.resolve;
+  conn.resolve = null;
+  resolve?.(new Response("upstream closed", { status: 502 }));
+}
+
 async function connect(): Promise<Conn> {
   const conn = { socket: null, buffered: null, resolve: null } as unknown as Conn;
   conn.socket = await Bun.connect<Conn>({
     hostname: upstreamHost,
     port: Number(upstreamPort),
     data: conn,
-    socket: { data: (socket, chunk) => onData(socket.data, chunk) },
+    socket: { data: (socket, chunk) => onData(socket.data, chunk), close: (socket) => onClose(socket.data) },
   });
   conn.socket.setNoDelay(true);
   return conn;

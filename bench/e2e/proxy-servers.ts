@@ -95,6 +95,8 @@ export async function startProxyBackends(
     return `${nginxPreamble(prefix)}http {
   access_log off;
   keepalive_requests 1000000;
+  # Idle proxies' pooled connections stay open while the other servers take their turns (rounds can be minutes long).
+  keepalive_timeout 600s;
   sendfile on;
   tcp_nopush on;
   default_type application/octet-stream;
