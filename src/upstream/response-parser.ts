@@ -2,10 +2,11 @@
 // Content-Length, chunked coding or the connection's close; response after response on one connection.
 //
 // Measured against Bun's native llhttp binding (native-parser.ts, bench/micro/upstream.bench.ts): this one makes no
-// native-to-JavaScript calls per event and hands body bytes on as views of the received chunk instead of copies; it
-// is checked against llhttp response for response in test/upstream/response-parser.test.ts. It is strict where
-// framing is at stake (RFC 9112 §6.3): conflicting Content-Length values, a malformed chunk size, a folded or
-// malformed header line, or a head over MAX_HEAD_BYTES are errors, and the connection is not reused.
+// native-to-JavaScript calls per event and hands large pieces of body on as views of the received chunk (or the chunk
+// itself) instead of copies; it is checked against llhttp response for response in
+// test/upstream/response-parser.test.ts. It is strict where framing is at stake (RFC 9112 §6.3): conflicting
+// Content-Length values, a malformed chunk size, a folded or malformed header line, or a head over MAX_HEAD_BYTES are
+// errors, and the connection is not reused.
 
 import { equalsIgnoringCase } from "./ascii.ts";
 
@@ -16,7 +17,10 @@ export interface ResponseEvents {
    * true when the response has no body whatever its headers say (the answer to HEAD).
    */
   onHead(status: number, statusText: string, headers: string[], keepAlive: boolean, upgrade: boolean): boolean;
-  /** A piece of the body (chunked framing removed): a view of the received bytes, valid as long as they are. */
+  /**
+   * A piece of the body (chunked framing removed): the received chunk itself when it is all body, else a view of it
+   * or, for a small piece, a copy (see bodyPiece). Never changed by the parser afterwards.
+   */
   onBody(chunk: Uint8Array): void;
   /** The response is complete. */
   onComplete(): void;
@@ -104,7 +108,7 @@ export class ResponseParser {
         case State.LENGTH: {
           const take = Math.min(this.remaining, length - offset);
           this.remaining -= take;
-          this.events.onBody(data.subarray(offset, offset + take));
+          this.events.onBody(bodyPiece(data, offset, offset + take));
           offset += take;
           if (this.remaining === 0) this.complete();
           break;
@@ -112,7 +116,7 @@ export class ResponseParser {
         case State.CHUNK_DATA: {
           const take = Math.min(this.remaining, length - offset);
           this.remaining -= take;
-          this.events.onBody(data.subarray(offset, offset + take));
+          this.events.onBody(bodyPiece(data, offset, offset + take));
           offset += take;
           if (this.remaining === 0) this.state = State.CHUNK_DATA_END;
           break;
@@ -127,7 +131,7 @@ export class ResponseParser {
           break;
         }
         case State.UNTIL_CLOSE:
-          this.events.onBody(offset === 0 ? data : data.subarray(offset));
+          this.events.onBody(bodyPiece(data, offset, length));
           return null;
         case State.UPGRADED:
           return null; // not ours to read (the proxy never asks for an upgrade on a pooled connection)
@@ -392,6 +396,32 @@ function statusCode(head: string): number {
   if (!(hundreds >= 1 && hundreds <= 5 && tens >= 0 && tens <= 9 && units >= 0 && units <= 9)) return -1;
   return hundreds * 100 + tens * 10 + units;
 }
+
+/**
+ * Pieces of body up to this many bytes are copied out of the received chunk instead of viewed: a view of a fresh
+ * socket buffer makes JavaScriptCore move the buffer's bytes out of the garbage-collected heap first, which costs more
+ * than copying a small piece (docs/performance.md, "Reverse proxy").
+ */
+export const BODY_COPY_MAX_BYTES = 2048;
+
+/** data[start, end) as onBody hands it on: the chunk itself, a copy of a small piece, or a view of a larger one. */
+function bodyPiece(data: Uint8Array, start: number, end: number): Uint8Array {
+  if (start === 0 && end === data.byteLength) return data;
+  const length = end - start;
+  if (length > BODY_COPY_MAX_BYTES) return data.subarray(start, end);
+  const copy = new Uint8Array(length);
+  copyBytes.call(data, copy, 0, start, end);
+  return copy;
+}
+
+/** Buffer's native copy, which takes any Uint8Array as its source (Bun's socket chunks are Buffers). */
+const copyBytes = Buffer.prototype.copy as (
+  this: Uint8Array,
+  target: Uint8Array,
+  targetStart: number,
+  sourceStart: number,
+  sourceEnd: number,
+) => number;
 
 /** 1xx, 204 and 304 responses never have a body (RFC 9110 §6.4.1); the answer to HEAD is decided by the caller. */
 function hasBodyByStatus(status: number): boolean {

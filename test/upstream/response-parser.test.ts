@@ -2,7 +2,12 @@
 // random places, and on its own for the framing rules it must refuse.
 import { describe, expect, test } from "bun:test";
 import { NativeResponseParser } from "../../src/upstream/native-parser.ts";
-import { MAX_HEAD_BYTES, ResponseParser, type ResponseEvents } from "../../src/upstream/response-parser.ts";
+import {
+  BODY_COPY_MAX_BYTES,
+  MAX_HEAD_BYTES,
+  ResponseParser,
+  type ResponseEvents,
+} from "../../src/upstream/response-parser.ts";
 
 interface Parsed {
   status: number;
@@ -157,12 +162,31 @@ function parseAll(text: string | Uint8Array, skipBodies: boolean[] = []) {
 }
 
 describe("response parser framing rules", () => {
-  test("body views: a Content-Length body is handed on as views of the received bytes, not copies", () => {
-    const bytes = Buffer.from("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
-    let view: Uint8Array | null = null;
-    const parser = new ResponseParser({ onHead: () => false, onBody: (chunk) => (view = chunk), onComplete: () => {} });
-    parser.execute(bytes);
-    expect(view!.buffer).toBe(bytes.buffer);
+  test("body pieces: a chunk that is all body is passed on as is, a large piece as a view, a small one as a copy", () => {
+    const pieces: Uint8Array[] = [];
+    const parser = new ResponseParser({
+      onHead: () => false,
+      onBody: (chunk) => pieces.push(chunk),
+      onComplete: () => {},
+    });
+    const large = BODY_COPY_MAX_BYTES + 1;
+    const first = Buffer.concat([
+      Buffer.from(`HTTP/1.1 200 OK\r\nContent-Length: ${2 * large + 5}\r\n\r\n`),
+      Buffer.alloc(large, 1),
+    ]);
+    const middle = Buffer.alloc(large, 2);
+    const last = Buffer.from("helloHTTP/1.1 204 No Content\r\n\r\n");
+    for (const chunk of [first, middle, last]) expect(parser.execute(chunk)).toBeNull();
+    expect(pieces.map((piece) => piece.byteLength)).toEqual([large, large, 5]);
+    // After the head: a view of the received bytes, not a copy.
+    expect(pieces[0]!.buffer).toBe(first.buffer);
+    expect(pieces[0]!.byteOffset).toBe(first.byteOffset + first.byteLength - large);
+    // All body: the chunk itself.
+    expect(pieces[1]).toBe(middle);
+    // Five bytes before the next response: a copy, which later changes to the received buffer do not reach.
+    expect(pieces[2]!.buffer).not.toBe(last.buffer);
+    last.fill(0);
+    expect(Buffer.from(pieces[2]!).toString()).toBe("hello");
   });
 
   test("refuses what would make framing ambiguous or the head unreadable", () => {
