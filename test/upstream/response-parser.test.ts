@@ -202,6 +202,7 @@ describe("response parser framing rules", () => {
       "HTTP/1.1 200OK\r\n\r\n",
       "HTTP/1.1 2x0 OK\r\n\r\n",
       "HTTP/1.1 099 Low\r\n\r\n",
+      "HTTP/1.1 600 High\r\n\r\n",
       "HTTP/1.2 200 OK\r\n\r\n",
       "HTTP/1.1 200\tOK\r\n\r\n",
       "SSH-2.0-OpenSSH_9.2\r\n",
@@ -220,7 +221,7 @@ describe("response parser framing rules", () => {
       ["HTTP/1.1 404 Not Found", 404, "Not Found"],
       ["HTTP/1.0 503 ", 503, ""],
       ["HTTP/1.1 204", 204, ""],
-      ["HTTP/1.1 999 Whatever", 999, "Whatever"],
+      ["HTTP/1.1 599 Whatever", 599, "Whatever"],
     ];
     for (const [line, status, statusText] of lines) {
       const { problem, messages } = parseAll(`${line}\r\nContent-Length: 0\r\n\r\n`);
