@@ -52,10 +52,8 @@ class TcpServer {
   private isDraining = false;
   private isStopped = false;
   private drained: (() => void) | null = null;
-  /** Past the shutdown deadline: connections whose frames are not all with the kernel yet (no FIN sent). */
-  private lingeringUnflushed = 0;
-  /** Resolved when lingeringUnflushed reaches 0. */
-  private flushedAll: (() => void) | null = null;
+  /** Past the shutdown deadline: resolved when the last connection has closed. */
+  private closedAll: (() => void) | null = null;
 
   constructor(context: ServerContext, runner: OpRunner) {
     this.context = context;
@@ -324,7 +322,6 @@ class TcpServer {
   };
 
   private release(connection: ConnectionState): void {
-    if (connection.isLingering && !connection.isFinSent) this.lingerFlushed(connection);
     const socket = connection.socket;
     if (socket !== null) socket.data = undefined;
     if (connection.isAdmitted) {
@@ -333,15 +330,11 @@ class TcpServer {
     }
     this.pool.release(connection);
     if (this.isDraining) this.checkDrained();
-  }
-
-  /** A lingering connection's frames are all with the kernel (its FIN sent), or it closed. */
-  private lingerFlushed(connection: ConnectionState): void {
-    connection.isFinSent = true;
-    if (--this.lingeringUnflushed > 0 || this.flushedAll === null) return;
-    const resolve = this.flushedAll;
-    this.flushedAll = null;
-    resolve();
+    if (this.closedAll !== null && this.pool.open.length === 0) {
+      const resolve = this.closedAll;
+      this.closedAll = null;
+      resolve();
+    }
   }
 
   /**
@@ -355,7 +348,7 @@ class TcpServer {
         // Every frame is with the kernel: a FIN follows them. The socket stays open, read and its input dropped, until
         // the client closes too (a close with unread input would be a reset, discarding frames not yet delivered).
         if (connection.isFinSent) return;
-        this.lingerFlushed(connection);
+        connection.isFinSent = true;
         if (connection.hasPeerEnded) {
           connection.isClosed = true;
           socket.end();
@@ -491,21 +484,24 @@ class TcpServer {
       const connection = open[i];
       if (connection !== undefined) this.lingerAfterDeadline(connection);
     }
-    // A graceful stop waits until the kernel has taken every connection's frames (the clients read them), for at most
-    // tcp.send_timeout_s (the time a client that reads nothing may hold its output anyway) and at most the grace
-    // itself, so a stop lasts at most twice server.shutdown_timeout_s; a stop without grace does not wait.
+    // A graceful stop then waits until every connection has closed: its client has read the frames and the FIN and
+    // closed its end. Frames merely handed to the kernel are not enough: an I/O thread is terminated once its stop
+    // returns, which closes the sockets it still holds abruptly (a reset that discards what the client has not read
+    // yet). The wait lasts at most tcp.send_timeout_s (the time a client that reads nothing may hold its output
+    // anyway) and at most the grace itself, so a stop lasts at most twice server.shutdown_timeout_s; a stop without
+    // grace does not wait.
     const lingerMs = options.graceful ? Math.min(this.context.config.tcp.send_timeout_s * 1000, options.timeoutMs) : 0;
-    if (this.lingeringUnflushed > 0 && lingerMs > 0) {
-      const flushedAll = new Promise<void>((resolve) => {
-        this.flushedAll = resolve;
+    if (open.length > 0 && lingerMs > 0) {
+      const closedAll = new Promise<void>((resolve) => {
+        this.closedAll = resolve;
       });
       let timer: ReturnType<typeof setTimeout> | undefined;
       const timedOut = new Promise<void>((resolve) => {
         timer = setTimeout(resolve, lingerMs);
       });
-      await Promise.race([flushedAll, timedOut]);
+      await Promise.race([closedAll, timedOut]);
       clearTimeout(timer);
-      this.flushedAll = null;
+      this.closedAll = null;
     }
     for (let i = open.length - 1; i >= 0; i--) {
       const connection = open[i];
@@ -533,7 +529,6 @@ class TcpServer {
   private lingerAfterDeadline(connection: ConnectionState): void {
     if (connection.isClosed) return;
     connection.isLingering = true;
-    this.lingeringUnflushed++;
     this.custom?.answerAtDeadline(connection);
     if (connection.isClosed) return;
     resumeReading(connection);
